@@ -1,0 +1,15 @@
+//! otscope: an exposure scanner for industrial assets.
+//!
+//! The pipeline, one module per stage, each handing plain values to the next:
+//! [`ledger`] -> [`scope`] -> [`targets`] -> [`engine`] -> [`probes`] -> [`fingerprints`] -> [`findings`].
+
+pub mod cli;
+pub mod commands;
+pub mod engine;
+pub mod findings;
+pub mod fingerprints;
+pub mod ledger;
+pub mod net;
+pub mod probes;
+pub mod scope;
+pub mod targets;

@@ -1,1 +1,33 @@
-fn main() {}
+use clap::Parser;
+use otscope::cli::Cli;
+use otscope::commands::{self, BadInput, EXIT_BAD_INPUT};
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default = match cli.verbose {
+        0 => "otscope=info",
+        1 => "otscope=debug",
+        _ => "otscope=trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match commands::run(cli).await {
+        Ok(code) => code,
+        Err(e) if e.is::<BadInput>() => {
+            eprintln!("{e}");
+            eprintln!("nothing was probed");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

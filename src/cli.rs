@@ -1,0 +1,150 @@
+//! Every command and flag, defined once; the doc comments are the `--help`.
+
+use crate::ledger::Level;
+use crate::targets::Shard;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// otscope: find the industrial control services that registered enterprises expose to the
+/// internet, and say what each device is, without ever leaving the registered scope.
+///
+/// Typical use:
+///   otscope ledger check ledger.csv            # validate the ledger (台账) first
+///   otscope scan --targets ledger.csv --dry-run # what would be probed, and how long it takes
+///   otscope scan --targets ledger.csv --out findings.jsonl --csv findings.csv
+#[derive(Debug, Parser)]
+#[command(name = "otscope", version, about, verbatim_doc_comment)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output (repeat for more); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scan the ledger's registered addresses for exposed services and identify them.
+    Scan(Box<ScanArgs>),
+    /// Work with the asset ledger.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Validate a ledger: report every problem as file:line: field: message, then a summary.
+    ///
+    /// Exit status: 0 valid, 2 invalid.
+    Check {
+        /// The ledger CSV (columns: enterprise_id,enterprise,district,sector,level,targets,contact).
+        file: PathBuf,
+        /// A file of addresses that must never be probed (same target syntax, one or more per line).
+        #[arg(long)]
+        exclude: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// The ledger CSV whose registered addresses are scanned; nothing outside it is ever probed.
+    #[arg(long, short = 't', value_name = "FILE")]
+    pub targets: PathBuf,
+    /// A file of addresses that must never be probed, whatever the ledger says.
+    #[arg(long, value_name = "FILE")]
+    pub exclude: Option<PathBuf>,
+    /// Ports to scan, e.g. 502,102,44818/udp,47808/udp,1000-1100 (default: the library's ports.toml).
+    #[arg(long, short = 'p', value_name = "LIST")]
+    pub ports: Option<PortList>,
+    /// The fingerprint library folder.
+    #[arg(long, value_name = "DIR", default_value = "fingerprints")]
+    pub fingerprints: PathBuf,
+    /// Write findings as JSON lines to FILE (default: standard output).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Also write findings as CSV (UTF-8 with BOM, opens in Excel).
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Only objects of this level (repeatable).
+    #[arg(long, value_name = "LEVEL")]
+    pub level: Vec<Level>,
+    /// Only objects of this district (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub district: Vec<String>,
+    /// Only this enterprise_id (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub enterprise: Vec<String>,
+    /// Print what the scan would cover and how long it would take; probe nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct EngineArgs {
+    /// Probes started per second across the whole scan (0 = unlimited).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub rate: u32,
+    /// Probes in flight at once.
+    #[arg(long, short = 'c', default_value_t = 256, value_name = "N")]
+    pub concurrency: usize,
+    /// Probes in flight at once to one address.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub per_host: usize,
+    /// Minimum pause between two probes to one address.
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub host_interval: Duration,
+    /// TCP connect timeout.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub connect_timeout: Duration,
+    /// Time allowed for one whole reply.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub read_timeout: Duration,
+    /// How long to wait for a banner from a service that speaks first.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub banner_wait: Duration,
+    /// Extra sends of a UDP request that got no reply.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub udp_retries: u32,
+    /// Hard limit on all the probing of one (address, port), whatever the peer does.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub target_deadline: Duration,
+    /// Seed of the target permutation (default: random; the summary prints it so a scan can be repeated).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Scan only shard i of n (1 <= i <= n); the n shards are disjoint and together complete.
+    #[arg(long, value_name = "i/n", default_value = "1/1")]
+    pub shard: Shard,
+    /// Try every probe on every open port, text probes on ICS ports included (devices on non-standard ports).
+    #[arg(long)]
+    pub deep: bool,
+    /// DNS server for the ledger's hostnames, as IP or IP:PORT (default: the system's).
+    #[arg(long, value_name = "ADDR", value_parser = parse_resolver)]
+    pub resolver: Option<SocketAddr>,
+    /// No progress bar or progress log lines.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .or_else(|_| {
+            s.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 53))
+        })
+        .map_err(|_| format!("{s:?} is not an IP address or IP:PORT"))
+}
+
+/// A parsed `--ports` list (a newtype, so clap takes the whole list as one value).
+#[derive(Debug, Clone)]
+pub struct PortList(pub Vec<crate::targets::PortSpec>);
+
+impl std::str::FromStr for PortList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::targets::parse_ports(s).map(PortList)
+    }
+}

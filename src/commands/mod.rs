@@ -1,0 +1,27 @@
+//! The commands behind the command line; `main` maps their outcome to an exit status.
+
+mod ledger;
+mod scan;
+
+pub use scan::{plan_scan, run_scan, ScanPlan, ScanReport};
+
+use crate::cli::{Cli, Command, LedgerCommand};
+use std::process::ExitCode;
+
+/// Exit statuses: 0 done, 1 runtime failure, 2 bad input (nothing was probed), 130 interrupted.
+pub const EXIT_BAD_INPUT: u8 = 2;
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// A problem with what the user gave (ledger, flags, library): reported, and nothing runs.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Scan(args) => scan::command(*args).await,
+        Command::Ledger(LedgerCommand::Check { file, exclude }) => {
+            ledger::check(&file, exclude.as_deref())
+        }
+    }
+}

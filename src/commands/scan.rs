@@ -1,0 +1,406 @@
+//! `otscope scan`: ledger -> scope -> permuted targets -> engine -> findings.
+
+use super::{BadInput, EXIT_INTERRUPTED};
+use crate::cli::{EngineArgs, ScanArgs};
+use crate::engine::{self, EngineConfig, Observation, Progress, ProgressStyle, RunStats};
+use crate::findings::{Classification, CsvWriter, Finding, FindingSink, JsonlWriter};
+use crate::fingerprints::Library;
+use crate::ledger::{Ledger, TargetSpec};
+use crate::net::Limits;
+use crate::probes::{Identifier, ProbeSettings};
+use crate::scope::{resolve_hostnames, ResolverSettings, Scope, Selection, TargetSpace};
+use crate::targets::{PortSpec, Shard, TargetStream};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Everything a scan needs, validated, before anything is sent.
+pub struct ScanPlan {
+    pub ledger: Ledger,
+    pub library: Library,
+    pub space: Arc<TargetSpace>,
+    pub seed: u64,
+    pub shard: Shard,
+    pub engine: EngineConfig,
+    pub probe: ProbeSettings,
+}
+
+impl ScanPlan {
+    pub fn stream(&self) -> TargetStream {
+        TargetStream::new(self.space.clone(), self.seed, self.shard)
+    }
+}
+
+/// Loads and checks the ledger, the library and the flags, resolves hostnames and builds the scope.
+pub async fn plan_scan(
+    ledger_path: &Path,
+    exclude: Option<&Path>,
+    library_dir: &Path,
+    ports: Option<Vec<PortSpec>>,
+    selection: &Selection,
+    args: &EngineArgs,
+) -> Result<ScanPlan, BadInput> {
+    let lines = |e: crate::ledger::InputErrors| BadInput(e.to_string());
+    let mut ledger = Ledger::load(ledger_path).map_err(lines)?;
+    if let Some(x) = exclude {
+        ledger.add_exclusion_file(x).map_err(lines)?;
+    }
+    check_selection(&ledger, selection)?;
+    let library = Library::load(library_dir).map_err(|es| {
+        BadInput(
+            es.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    let ports = ports.unwrap_or_else(|| library.default_ports.clone());
+    if ports.is_empty() {
+        return Err(BadInput("no ports to scan".into()));
+    }
+    if args.concurrency == 0 || args.per_host == 0 {
+        return Err(BadInput(
+            "--concurrency and --per-host must be at least 1".into(),
+        ));
+    }
+
+    let mut names: Vec<String> = ledger
+        .enterprises
+        .iter()
+        .flat_map(|e| e.targets.iter())
+        .chain(ledger.exclusions.iter().map(|x| &x.spec))
+        .filter_map(|t| match t {
+            TargetSpec::Hostname(h) => Some(h.clone()),
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    let resolved = resolve_hostnames(
+        &names,
+        &ResolverSettings {
+            server: args.resolver,
+            ..Default::default()
+        },
+    )
+    .await;
+    let scope = Scope::build(&ledger, &resolved, selection).map_err(lines)?;
+    for u in &scope.summary().unresolved_hostnames {
+        tracing::warn!("hostname not resolved, not scanned: {u}");
+    }
+
+    let engine = EngineConfig {
+        concurrency: args.concurrency,
+        rate: NonZeroU32::new(args.rate),
+        per_host: args.per_host,
+        host_interval: args.host_interval,
+        target_deadline: args.target_deadline,
+    };
+    let probe = ProbeSettings {
+        limits: Limits {
+            connect_timeout: args.connect_timeout,
+            read_timeout: args.read_timeout,
+            udp_retries: args.udp_retries,
+            ..Limits::default()
+        },
+        banner_wait: args.banner_wait,
+        deep: args.deep,
+    };
+    let seed = args.seed.unwrap_or_else(rand_seed);
+    Ok(ScanPlan {
+        ledger,
+        library,
+        space: Arc::new(TargetSpace::new(scope, ports)),
+        seed,
+        shard: args.shard,
+        engine,
+        probe,
+    })
+}
+
+fn check_selection(ledger: &Ledger, selection: &Selection) -> Result<(), BadInput> {
+    for d in &selection.districts {
+        if !ledger.enterprises.iter().any(|e| &e.district == d) {
+            return Err(BadInput(format!(
+                "--district {d:?}: no object of the ledger is in this district"
+            )));
+        }
+    }
+    for id in &selection.enterprises {
+        if !ledger.enterprises.iter().any(|e| &e.id == id) {
+            return Err(BadInput(format!(
+                "--enterprise {id:?}: no such enterprise_id in the ledger"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn rand_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// What a finished scan found, for the summary and for callers that record it.
+#[derive(Debug, Default)]
+pub struct ScanReport {
+    pub stats: RunStats,
+    pub findings: Vec<Finding>,
+}
+
+/// Runs a planned scan, writing each finding to the sinks as it arrives.
+pub async fn run_scan(
+    plan: &ScanPlan,
+    sinks: Vec<Box<dyn FindingSink>>,
+    style: ProgressStyle,
+    stop: CancellationToken,
+) -> anyhow::Result<ScanReport> {
+    let stream = plan.stream();
+    let progress = Arc::new(Progress::new(stream.total(), style));
+    let (tx, mut rx) = mpsc::channel::<Observation>(1024);
+    let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Finding>> {
+        let mut sinks = sinks;
+        let mut findings = Vec::new();
+        while let Some(obs) = rx.blocking_recv() {
+            let finding = Finding::new(&obs, Classification::default());
+            for s in sinks.iter_mut() {
+                s.write(&finding)?;
+            }
+            findings.push(finding);
+        }
+        for s in sinks.iter_mut() {
+            s.finish()?;
+        }
+        Ok(findings)
+    });
+    let prober = Arc::new(Identifier::new(plan.probe.clone()));
+    let logger = {
+        let p = progress.clone();
+        (style != ProgressStyle::Quiet)
+            .then(|| tokio::spawn(async move { p.log_periodically(Duration::from_secs(10)).await }))
+    };
+    let stats = engine::run(stream, prober, &plan.engine, tx, progress.clone(), stop).await;
+    if let Some(l) = logger {
+        l.abort();
+    }
+    progress.finish();
+    let findings = writer.await??;
+    Ok(ScanReport { stats, findings })
+}
+
+pub async fn command(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let selection = Selection {
+        levels: args.level.clone(),
+        districts: args.district.clone(),
+        enterprises: args.enterprise.clone(),
+    };
+    let plan = plan_scan(
+        &args.targets,
+        args.exclude.as_deref(),
+        &args.fingerprints,
+        args.ports.clone().map(|p| p.0),
+        &selection,
+        &args.engine,
+    )
+    .await?;
+    if args.dry_run {
+        print!("{}", dry_run_text(&plan));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut sinks: Vec<Box<dyn FindingSink>> = Vec::new();
+    match &args.out {
+        Some(path) => sinks.push(Box::new(JsonlWriter::new(std::io::BufWriter::new(create(
+            path,
+        )?)))),
+        None => sinks.push(Box::new(JsonlWriter::new(std::io::stdout()))),
+    }
+    if let Some(path) = &args.csv {
+        sinks.push(Box::new(CsvWriter::new(std::io::BufWriter::new(create(
+            path,
+        )?))?));
+    }
+    let stop = CancellationToken::new();
+    spawn_signal_handler(stop.clone());
+    let style = if args.engine.quiet {
+        ProgressStyle::Quiet
+    } else {
+        ProgressStyle::Auto
+    };
+    let report = run_scan(&plan, sinks, style, stop).await?;
+    eprint!("{}", summary_text(&plan, &report));
+    Ok(if report.stats.interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn create(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::File::create(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", path.display()))
+}
+
+/// The first Ctrl-C or SIGTERM stops dispatching and lets in-flight probes finish; a second one exits at once.
+pub fn spawn_signal_handler(stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        for round in 0..2 {
+            match term.as_mut() {
+                Some(t) => tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = t.recv() => {} },
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+            if round == 0 {
+                tracing::warn!(
+                    "stopping: finishing the probes in flight (signal again to quit at once)"
+                );
+                stop.cancel();
+            }
+        }
+        std::process::exit(EXIT_INTERRUPTED as i32);
+    });
+}
+
+pub fn dry_run_text(plan: &ScanPlan) -> String {
+    let scope = plan.space.scope();
+    let s = scope.summary();
+    let stream = plan.stream();
+    let pairs = stream.total();
+    let ports: Vec<String> = plan.space.ports().iter().map(|p| p.to_string()).collect();
+    let mut out = String::new();
+    let _ = writeln!(out, "dry run: nothing will be probed");
+    let _ = writeln!(out, "ledger: {}", plan.ledger.path.display());
+    let _ = writeln!(out, "enterprises: {}", s.enterprises);
+    let _ = writeln!(
+        out,
+        "districts: {} ({})",
+        s.districts.len(),
+        s.districts
+            .iter()
+            .map(|(d, n)| format!("{d}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "addresses: {} ({})",
+        s.addresses,
+        s.addresses_by_level
+            .iter()
+            .map(|(l, n)| format!("{l}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "exclusions applied: {} entries, {} registered addresses removed",
+        plan.ledger.exclusions.len(),
+        s.excluded_addresses
+    );
+    for u in &s.unresolved_hostnames {
+        let _ = writeln!(out, "unresolved (not scanned): {u}");
+    }
+    let _ = writeln!(out, "ports: {} ({})", ports.len(), ports.join(","));
+    let _ = writeln!(out, "shard: {}, seed: {}", plan.shard, plan.seed);
+    let _ = writeln!(out, "(address, port) pairs: {pairs}");
+    let e = &plan.engine;
+    let by_rate = e.rate.map(|r| pairs as f64 / r.get() as f64).unwrap_or(0.0);
+    // One address's ports are probed one after another, separated by the pause.
+    let per_host =
+        plan.space.ports().len() as f64 * e.host_interval.as_secs_f64() / e.per_host as f64;
+    let worst_probe = plan.probe.limits.connect_timeout.as_secs_f64();
+    let worst = pairs as f64 * worst_probe / e.concurrency as f64;
+    let _ = writeln!(
+        out,
+        "expected duration: at least {} (rate {}/s, {} per address for politeness); up to {} if every port is filtered ({} in flight, {:?} connect timeout)",
+        human(by_rate.max(per_host)),
+        e.rate.map(|r| r.to_string()).unwrap_or_else(|| "unlimited".into()),
+        human(per_host),
+        human(worst.max(by_rate).max(per_host)),
+        e.concurrency,
+        plan.probe.limits.connect_timeout,
+    );
+    out
+}
+
+fn human(secs: f64) -> String {
+    humantime::format_duration(Duration::from_secs(secs.ceil() as u64)).to_string()
+}
+
+pub fn summary_text(plan: &ScanPlan, report: &ScanReport) -> String {
+    let mut by_protocol: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut by_district: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in &report.findings {
+        *by_protocol.entry(&f.protocol).or_default() += 1;
+        *by_district.entry(&f.district).or_default() += 1;
+    }
+    let join = |m: &BTreeMap<&str, usize>| {
+        m.iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let st = &report.stats;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "scan {}: seed {}, shard {}",
+        if st.interrupted {
+            "interrupted"
+        } else {
+            "complete"
+        },
+        plan.seed,
+        plan.shard
+    );
+    let _ = writeln!(
+        out,
+        "targets probed: {} of {}",
+        st.probed,
+        plan.stream().total()
+    );
+    let _ = writeln!(out, "open services: {}", report.findings.len());
+    let _ = writeln!(
+        out,
+        "findings by protocol: {}",
+        if by_protocol.is_empty() {
+            "none".into()
+        } else {
+            join(&by_protocol)
+        }
+    );
+    let _ = writeln!(
+        out,
+        "findings by district: {}",
+        if by_district.is_empty() {
+            "none".into()
+        } else {
+            join(&by_district)
+        }
+    );
+    if st.deadline_hits > 0 {
+        let _ = writeln!(out, "targets cut off at the deadline: {}", st.deadline_hits);
+    }
+    let _ = writeln!(
+        out,
+        "elapsed: {:.1}s, achieved rate: {:.1} probes/s",
+        st.elapsed.as_secs_f64(),
+        st.rate()
+    );
+    out
+}

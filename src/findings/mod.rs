@@ -1,0 +1,92 @@
+//! The Finding: the output contract (JSONL for the monitoring platform, CSV for people), and the
+//! severity policy. Every output is written from this one type.
+
+mod severity;
+mod writers;
+
+pub use severity::{default_severity, Severity};
+pub use writers::{CsvWriter, FindingSink, JsonlWriter, CSV_COLUMNS};
+
+use crate::engine::Observation;
+use crate::ledger::Level;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::net::IpAddr;
+use time::format_description::well_known::Rfc3339;
+
+/// What the fingerprint rules concluded about an observation; every field is optional.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Classification {
+    /// Overrides the probe's protocol id (banner rules name `ssh`, `ftp`, ... from an `unknown` reply).
+    pub protocol: Option<String>,
+    pub ics: Option<bool>,
+    pub vendor: Option<String>,
+    pub product: Option<String>,
+    pub version: Option<String>,
+    pub severity: Option<Severity>,
+    /// Extra fields the rules extracted or set (device type, CPE, tags, ...).
+    pub attributes: Map<String, Value>,
+    pub rule: Option<String>,
+}
+
+/// One open service, as written to JSONL and CSV. Unknown values are null, never invented.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub transport: crate::scope::Transport,
+    pub protocol: String,
+    pub ics: bool,
+    pub vendor: Option<String>,
+    pub product: Option<String>,
+    pub version: Option<String>,
+    pub attributes: Map<String, Value>,
+    pub hostname: Option<String>,
+    pub enterprise_id: String,
+    pub enterprise: String,
+    pub district: String,
+    pub level: Level,
+    pub severity: Severity,
+    pub rule: Option<String>,
+    pub evidence: String,
+    pub observed_at: String,
+}
+
+impl Finding {
+    pub fn new(observation: &Observation, classification: Classification) -> Finding {
+        let target = &observation.target;
+        let owner = target.owner();
+        let mut attributes = observation.identity.fields.clone();
+        attributes.extend(classification.attributes);
+        let protocol = classification
+            .protocol
+            .unwrap_or_else(|| observation.identity.protocol.to_string());
+        let ics = classification.ics.unwrap_or(observation.identity.ics);
+        let severity = classification
+            .severity
+            .unwrap_or_else(|| default_severity(&protocol, ics, owner.level, &attributes));
+        Finding {
+            ip: target.addr(),
+            port: target.port(),
+            transport: target.transport(),
+            protocol,
+            ics,
+            vendor: classification.vendor,
+            product: classification.product,
+            version: classification.version,
+            attributes,
+            hostname: target.hostname().map(str::to_string),
+            enterprise_id: owner.enterprise_id.clone(),
+            enterprise: owner.enterprise.clone(),
+            district: owner.district.clone(),
+            level: owner.level,
+            severity,
+            rule: classification.rule,
+            evidence: hex::encode(&observation.evidence),
+            observed_at: observation
+                .observed_at
+                .format(&Rfc3339)
+                .expect("UTC timestamps format"),
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Protocol probes: one module per protocol (request builder, pure parser, result), and the one
+//! registry that lists them all with their default ports.
+//!
+//! A probe names its protocol only when the reply validates structurally; the port number alone
+//! never identifies anything.
+
+mod identify;
+
+pub use identify::{Identifier, ProbeSettings};
+
+use crate::net::{Conn, NetError};
+use crate::scope::Transport;
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+/// What a probe established about a service: the protocol and the fields its parser extracted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub protocol: &'static str,
+    pub ics: bool,
+    /// Parsed fields (vendor id, product name, firmware, ...), matched by the fingerprint rules.
+    pub fields: Map<String, Value>,
+}
+
+impl Identity {
+    pub fn new(protocol: &'static str, ics: bool) -> Identity {
+        Identity {
+            protocol,
+            ics,
+            fields: Map::new(),
+        }
+    }
+
+    /// Records a field; empty strings are dropped, since unknown values stay null.
+    pub fn field(&mut self, name: &str, value: impl Into<Value>) -> &mut Self {
+        let value = value.into();
+        if !matches!(&value, Value::String(s) if s.trim().is_empty()) {
+            self.fields.insert(name.to_string(), value);
+        }
+        self
+    }
+}
+
+/// Why a probe did not identify its protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("reply is not {protocol}: {why}")]
+    NotThisProtocol { protocol: &'static str, why: String },
+}
+
+impl ProbeError {
+    pub fn not(protocol: &'static str, why: impl Into<String>) -> ProbeError {
+        ProbeError::NotThisProtocol {
+            protocol,
+            why: why.into(),
+        }
+    }
+}
+
+/// A protocol module's driver: it talks to one connection through [`Conn`], whose reads are bounded.
+#[async_trait]
+pub trait Probe: Send + Sync {
+    /// The lowercase protocol id reported in findings.
+    fn protocol(&self) -> &'static str;
+    /// Whether this is an industrial control protocol.
+    fn ics(&self) -> bool;
+    fn transport(&self) -> Transport;
+    /// The ports where this protocol is expected first.
+    fn default_ports(&self) -> &'static [u16];
+    /// True for probes that send text (HTTP and the like), which are never sent to a known ICS port
+    /// without `--deep`: a stray text request can wedge a PLC stack.
+    fn sends_text(&self) -> bool {
+        false
+    }
+    /// Sends read-only identification requests and validates the replies.
+    async fn run(&self, conn: &mut Conn) -> Result<Identity, ProbeError>;
+}
+
+/// Every protocol probe, in the order they are tried when no port hint applies.
+pub fn registry() -> &'static [&'static dyn Probe] {
+    &[]
+}
+
+/// The probes expected on a port, in registry order.
+pub fn expected_on(port: u16, transport: Transport) -> impl Iterator<Item = &'static dyn Probe> {
+    registry()
+        .iter()
+        .copied()
+        .filter(move |p| p.transport() == transport && p.default_ports().contains(&port))
+}
+
+/// Whether the registry expects an ICS protocol on this port.
+pub fn is_ics_port(port: u16, transport: Transport) -> bool {
+    expected_on(port, transport).any(|p| p.ics())
+}

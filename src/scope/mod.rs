@@ -1,0 +1,598 @@
+//! The scope: the ledger's addresses minus exclusions, each attributed to its enterprise.
+//!
+//! This is the only module that can make a [`Target`]: the engine and the probes take targets,
+//! never raw addresses, so nothing outside the registered scope can be probed by construction.
+
+mod resolve;
+
+pub use resolve::{resolve_hostnames, ResolverSettings};
+
+use crate::ledger::{to_u128, InputError, InputErrors, Ledger, Level, TargetSpec};
+use crate::targets::PortSpec;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+/// The enterprise an address belongs to, as the findings name it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Owner {
+    pub enterprise_id: String,
+    pub enterprise: String,
+    pub district: String,
+    pub sector: String,
+    pub level: Level,
+}
+
+/// Which ledger objects a scan covers; empty lists select everything.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub levels: Vec<Level>,
+    pub districts: Vec<String>,
+    pub enterprises: Vec<String>,
+}
+
+impl Selection {
+    fn admits(&self, owner: &Owner) -> bool {
+        (self.levels.is_empty() || self.levels.contains(&owner.level))
+            && (self.districts.is_empty() || self.districts.contains(&owner.district))
+            && (self.enterprises.is_empty() || self.enterprises.contains(&owner.enterprise_id))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Family {
+    V4,
+    V6,
+}
+
+/// An inclusive address interval in one family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Span {
+    family: Family,
+    first: u128,
+    last: u128,
+}
+
+impl Span {
+    fn of(a: IpAddr, b: IpAddr) -> Span {
+        Span {
+            family: family(a),
+            first: to_u128(a),
+            last: to_u128(b),
+        }
+    }
+    fn size(&self) -> u128 {
+        self.last - self.first + 1
+    }
+}
+
+fn family(a: IpAddr) -> Family {
+    if a.is_ipv4() {
+        Family::V4
+    } else {
+        Family::V6
+    }
+}
+
+fn to_addr(family: Family, value: u128) -> IpAddr {
+    match family {
+        Family::V4 => IpAddr::V4(Ipv4Addr::from(value as u32)),
+        Family::V6 => IpAddr::V6(Ipv6Addr::from(value)),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    span: Span,
+    /// Index of this block's first address in the scope's address numbering.
+    offset: u64,
+    owner: u32,
+    hostname: Option<Arc<str>>,
+}
+
+/// What the scope covers, for `--dry-run` and the scan summary.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScopeSummary {
+    pub enterprises: usize,
+    pub districts: BTreeMap<String, usize>,
+    pub addresses: u64,
+    pub addresses_by_level: BTreeMap<&'static str, u64>,
+    /// Addresses that the selected rows register but the exclusions remove.
+    pub excluded_addresses: u64,
+    pub unresolved_hostnames: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Scope {
+    blocks: Vec<Block>,
+    owners: Vec<Owner>,
+    addresses: u64,
+    summary: ScopeSummary,
+}
+
+/// Hostnames resolved before the scope is built: name -> addresses, or why it failed.
+pub type Resolved = HashMap<String, Result<Vec<IpAddr>, String>>;
+
+impl Scope {
+    /// Builds the scope from a validated ledger and the resolved hostnames.
+    ///
+    /// Errors: a hostname that resolves into another enterprise's registered addresses.
+    pub fn build(
+        ledger: &Ledger,
+        resolved: &Resolved,
+        selection: &Selection,
+    ) -> Result<Scope, InputErrors> {
+        let mut errors = Vec::new();
+        let mut owners = Vec::new();
+        let mut plain: Vec<(Span, u32)> = Vec::new();
+        let mut named: Vec<(Span, u32, Arc<str>, u64)> = Vec::new();
+        let mut unresolved = Vec::new();
+        // Every registered span of every row, selected or not, so a hostname colliding with an unselected row is still caught.
+        let mut all_registered: Vec<(Span, usize)> = Vec::new();
+
+        for (row, e) in ledger.enterprises.iter().enumerate() {
+            let owner = Owner {
+                enterprise_id: e.id.clone(),
+                enterprise: e.name.clone(),
+                district: e.district.clone(),
+                sector: e.sector.clone(),
+                level: e.level,
+            };
+            let selected = selection.admits(&owner);
+            let index = owners.len() as u32;
+            for t in &e.targets {
+                if let Some((a, b)) = t.interval() {
+                    all_registered.push((Span::of(a, b), row));
+                    if selected {
+                        plain.push((Span::of(a, b), index));
+                    }
+                }
+            }
+            if selected {
+                for t in &e.targets {
+                    if let TargetSpec::Hostname(h) = t {
+                        match resolved.get(h) {
+                            Some(Ok(addrs)) => {
+                                let name: Arc<str> = Arc::from(h.as_str());
+                                for &a in addrs {
+                                    named.push((Span::of(a, a), index, name.clone(), e.line));
+                                }
+                            }
+                            Some(Err(why)) => unresolved.push(format!(
+                                "{}:{}: {h}: {why}",
+                                ledger.path.display(),
+                                e.line
+                            )),
+                            None => unresolved.push(format!(
+                                "{}:{}: {h}: not resolved",
+                                ledger.path.display(),
+                                e.line
+                            )),
+                        }
+                    }
+                }
+                owners.push(owner);
+            }
+        }
+
+        // A hostname must not resolve into addresses that another row registers.
+        all_registered.sort();
+        for (span, owner, name, line) in &named {
+            let probe = all_registered
+                .partition_point(|(s, _)| (s.family, s.first) <= (span.family, span.first));
+            for (reg, row) in all_registered[..probe]
+                .iter()
+                .rev()
+                .take_while(|(s, _)| s.family == span.family)
+            {
+                if reg.last >= span.first
+                    && ledger.enterprises[*row].id != owners[*owner as usize].enterprise_id
+                {
+                    let other = &ledger.enterprises[*row];
+                    errors.push(InputError {
+                        file: ledger.path.clone(),
+                        line: *line,
+                        field: "targets".into(),
+                        message: format!(
+                            "hostname {name} resolves to {}, which enterprise {:?} registers on line {}",
+                            to_addr(span.family, span.first),
+                            other.id,
+                            other.line
+                        ),
+                    });
+                    break;
+                }
+            }
+        }
+        named.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        named.dedup_by(|b, a| a.0 == b.0 && a.1 == b.1);
+        for w in named.windows(2) {
+            if w[0].0 == w[1].0 && w[0].1 != w[1].1 {
+                errors.push(InputError {
+                    file: ledger.path.clone(),
+                    line: w[1].3,
+                    field: "targets".into(),
+                    message: format!(
+                        "hostname {} resolves to {}, as does hostname {} of another enterprise (line {})",
+                        w[1].2,
+                        to_addr(w[1].0.family, w[1].0.first),
+                        w[0].2,
+                        w[0].3
+                    ),
+                });
+            }
+        }
+        if !errors.is_empty() {
+            return Err(InputErrors(errors));
+        }
+
+        // Exclusions, hostnames included, win over everything.
+        let mut excluded: Vec<Span> = Vec::new();
+        for x in &ledger.exclusions {
+            match &x.spec {
+                TargetSpec::Hostname(h) => match resolved.get(h) {
+                    Some(Ok(addrs)) => excluded.extend(addrs.iter().map(|&a| Span::of(a, a))),
+                    _ => unresolved.push(format!(
+                        "{}: {h}: exclusion hostname not resolved",
+                        x.origin
+                    )),
+                },
+                spec => {
+                    let (a, b) = spec.interval().expect("non-hostname specs have intervals");
+                    excluded.push(Span::of(a, b));
+                }
+            }
+        }
+        let excluded = merge(excluded);
+
+        // Plain spans of one owner merge; a resolved hostname's address keeps its name, so it is cut out of the plain spans.
+        let mut pieces: Vec<(Span, u32, Option<Arc<str>>)> = Vec::new();
+        let mut by_owner: BTreeMap<u32, Vec<Span>> = BTreeMap::new();
+        for (s, o) in plain {
+            by_owner.entry(o).or_default().push(s);
+        }
+        let named_spans = merge(named.iter().map(|n| n.0).collect());
+        for (o, spans) in by_owner {
+            for s in subtract(&merge(spans), &named_spans) {
+                pieces.push((s, o, None));
+            }
+        }
+        pieces.extend(named.into_iter().map(|(s, o, n, _)| (s, o, Some(n))));
+        pieces.sort_by_key(|p| p.0);
+
+        let registered_total: u128 = pieces.iter().map(|p| p.0.size()).sum();
+        let mut blocks = Vec::new();
+        let mut offset: u64 = 0;
+        for (span, owner, hostname) in pieces {
+            for kept in subtract(&[span], &excluded) {
+                blocks.push(Block {
+                    span: kept,
+                    offset,
+                    owner,
+                    hostname: hostname.clone(),
+                });
+                offset += kept.size() as u64;
+            }
+        }
+
+        let mut summary = ScopeSummary {
+            enterprises: owners.len(),
+            addresses: offset,
+            excluded_addresses: (registered_total - offset as u128) as u64,
+            unresolved_hostnames: unresolved,
+            ..Default::default()
+        };
+        for o in &owners {
+            *summary.districts.entry(o.district.clone()).or_default() += 1;
+        }
+        for b in &blocks {
+            *summary
+                .addresses_by_level
+                .entry(owners[b.owner as usize].level.as_str())
+                .or_default() += b.span.size() as u64;
+        }
+        Ok(Scope {
+            blocks,
+            owners,
+            addresses: offset,
+            summary,
+        })
+    }
+
+    pub fn address_count(&self) -> u64 {
+        self.addresses
+    }
+
+    pub fn summary(&self) -> &ScopeSummary {
+        &self.summary
+    }
+
+    pub fn owners(&self) -> &[Owner] {
+        &self.owners
+    }
+
+    /// The `index`-th address of the scope (0 <= index < address_count), with its block.
+    fn nth(&self, index: u64) -> (IpAddr, &Block) {
+        let i = self.blocks.partition_point(|b| b.offset <= index) - 1;
+        let b = &self.blocks[i];
+        (
+            to_addr(b.span.family, b.span.first + (index - b.offset) as u128),
+            b,
+        )
+    }
+
+    /// The enterprise and hostname an in-scope address belongs to.
+    pub fn attribute(&self, addr: IpAddr) -> Option<(&Owner, Option<&str>)> {
+        let key = (family(addr), to_u128(addr));
+        let i = self
+            .blocks
+            .partition_point(|b| (b.span.family, b.span.first) <= key);
+        let b = self.blocks[..i].last()?;
+        (b.span.family == key.0 && b.span.last >= key.1)
+            .then(|| (&self.owners[b.owner as usize], b.hostname.as_deref()))
+    }
+
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.attribute(addr).is_some()
+    }
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+/// One (address, port, transport) to probe. Only [`TargetSpace::target`] makes one.
+#[derive(Debug, Clone)]
+pub struct Target {
+    addr: IpAddr,
+    port: u16,
+    transport: Transport,
+    index: u64,
+    owner: Arc<Owner>,
+    hostname: Option<Arc<str>>,
+}
+
+impl Target {
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+    pub fn socket_addr(&self) -> std::net::SocketAddr {
+        (self.addr, self.port).into()
+    }
+    /// The target's position in the scan's target numbering (stable for a ledger and port list).
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+    pub fn hostname(&self) -> Option<&str> {
+        self.hostname.as_deref()
+    }
+}
+
+/// The full target space of a scan: every in-scope address times every port, numbered without materialising it.
+#[derive(Debug)]
+pub struct TargetSpace {
+    scope: Scope,
+    ports: Vec<PortSpec>,
+    owners: Vec<Arc<Owner>>,
+}
+
+impl TargetSpace {
+    pub fn new(scope: Scope, ports: Vec<PortSpec>) -> TargetSpace {
+        let owners = scope.owners.iter().cloned().map(Arc::new).collect();
+        TargetSpace {
+            scope,
+            ports,
+            owners,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.scope.addresses * self.ports.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    pub fn ports(&self) -> &[PortSpec] {
+        &self.ports
+    }
+
+    /// The `index`-th target; panics when `index >= len()`, which the permutation never produces.
+    pub fn target(&self, index: u64) -> Target {
+        let n_ports = self.ports.len() as u64;
+        let (addr, block) = self.scope.nth(index / n_ports);
+        let port = self.ports[(index % n_ports) as usize];
+        Target {
+            addr,
+            port: port.port,
+            transport: port.transport,
+            index,
+            owner: self.owners[block.owner as usize].clone(),
+            hostname: block.hostname.clone(),
+        }
+    }
+}
+
+/// Sorts and merges overlapping or adjacent spans.
+fn merge(mut spans: Vec<Span>) -> Vec<Span> {
+    spans.sort();
+    let mut out: Vec<Span> = Vec::with_capacity(spans.len());
+    for s in spans {
+        match out.last_mut() {
+            Some(last) if last.family == s.family && s.first <= last.last.saturating_add(1) => {
+                last.last = last.last.max(s.last)
+            }
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
+/// `spans` minus the merged, sorted `holes`.
+fn subtract(spans: &[Span], holes: &[Span]) -> Vec<Span> {
+    let mut out = Vec::new();
+    for s in spans {
+        let mut cursor = s.first;
+        let start = holes.partition_point(|h| (h.family, h.last) < (s.family, s.first));
+        let mut open = true;
+        for h in holes[start..]
+            .iter()
+            .take_while(|h| h.family == s.family && h.first <= s.last)
+        {
+            if h.first > cursor {
+                out.push(Span {
+                    family: s.family,
+                    first: cursor,
+                    last: h.first - 1,
+                });
+            }
+            if h.last >= s.last {
+                open = false;
+                break;
+            }
+            cursor = cursor.max(h.last + 1);
+        }
+        if open && cursor <= s.last {
+            out.push(Span {
+                family: s.family,
+                first: cursor,
+                last: s.last,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const HEADER: &str = "enterprise_id,enterprise,district,sector,level,targets,contact\n";
+
+    fn ledger(rows: &str) -> Ledger {
+        Ledger::parse(Path::new("t.csv"), format!("{HEADER}{rows}").as_bytes()).unwrap()
+    }
+
+    fn all_addrs(scope: &Scope) -> Vec<String> {
+        (0..scope.address_count())
+            .map(|i| scope.nth(i).0.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn exclusions_remove_addresses_and_attribution_follows_rows() {
+        let l = ledger("E1,a,d1,s,important,127.0.0.0/29,c\nE2,b,d2,s,general,127.0.1.1-127.0.1.3,c\nX,,,,exclude,127.0.0.2;127.0.0.4-127.0.0.5;127.0.1.3,\n");
+        let s = Scope::build(&l, &Resolved::new(), &Selection::default()).unwrap();
+        assert_eq!(
+            all_addrs(&s),
+            [
+                "127.0.0.0",
+                "127.0.0.1",
+                "127.0.0.3",
+                "127.0.0.6",
+                "127.0.0.7",
+                "127.0.1.1",
+                "127.0.1.2"
+            ]
+        );
+        assert_eq!(s.summary().excluded_addresses, 4);
+        assert_eq!(
+            s.attribute("127.0.1.2".parse().unwrap())
+                .unwrap()
+                .0
+                .enterprise_id,
+            "E2"
+        );
+        assert!(s.attribute("127.0.0.2".parse().unwrap()).is_none());
+        assert!(s.attribute("127.0.0.8".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn hostnames_become_named_addresses_and_collisions_are_refused() {
+        let l = ledger("E1,a,d1,s,important,127.0.0.0/30;plc.example,c\nE2,b,d2,s,general,127.0.1.1;hmi.example,c\n");
+        let mut r = Resolved::new();
+        r.insert(
+            "plc.example".into(),
+            Ok(vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()]),
+        );
+        r.insert("hmi.example".into(), Err("NXDOMAIN".into()));
+        let s = Scope::build(&l, &r, &Selection::default()).unwrap();
+        assert_eq!(s.address_count(), 6);
+        assert_eq!(
+            s.attribute("127.0.0.1".parse().unwrap()).unwrap().1,
+            Some("plc.example")
+        );
+        assert_eq!(
+            s.attribute("::1".parse().unwrap()).unwrap().0.enterprise_id,
+            "E1"
+        );
+        assert_eq!(s.attribute("127.0.0.2".parse().unwrap()).unwrap().1, None);
+        assert_eq!(s.summary().unresolved_hostnames.len(), 1);
+
+        r.insert("hmi.example".into(), Ok(vec!["127.0.0.2".parse().unwrap()]));
+        let e = Scope::build(&l, &r, &Selection::default()).unwrap_err();
+        assert_eq!(e.0[0].to_string(), "t.csv:3: targets: hostname hmi.example resolves to 127.0.0.2, which enterprise \"E1\" registers on line 2");
+    }
+
+    #[test]
+    fn selection_limits_the_scope() {
+        let l = ledger("E1,a,d1,s,important,127.0.0.0/30,c\nE2,b,d2,s,general,127.0.1.0/30,c\n");
+        let sel = Selection {
+            levels: vec![Level::Important],
+            ..Default::default()
+        };
+        let s = Scope::build(&l, &Resolved::new(), &sel).unwrap();
+        assert_eq!(s.address_count(), 4);
+        assert!(s.contains("127.0.0.3".parse().unwrap()));
+        assert!(!s.contains("127.0.1.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn subtract_handles_edges() {
+        let sp = |a: u128, b: u128| Span {
+            family: Family::V4,
+            first: a,
+            last: b,
+        };
+        assert_eq!(subtract(&[sp(0, 9)], &[sp(0, 0), sp(9, 9)]), vec![sp(1, 8)]);
+        assert_eq!(subtract(&[sp(5, 9)], &[sp(0, 20)]), vec![]);
+        assert_eq!(
+            subtract(&[sp(5, 9)], &[sp(0, 2), sp(7, 7)]),
+            vec![sp(5, 6), sp(8, 9)]
+        );
+        assert_eq!(
+            merge(vec![sp(5, 9), sp(0, 4), sp(20, 21)]),
+            vec![sp(0, 9), sp(20, 21)]
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! Port lists, the permutation and shards: the order in which the target space is walked.
+
+mod permutation;
+
+pub use permutation::Permutation;
+
+use crate::scope::{Target, TargetSpace, Transport};
+use std::fmt;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortSpec {
+    pub port: u16,
+    pub transport: Transport,
+}
+
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.port, self.transport.as_str())
+    }
+}
+
+impl std::str::FromStr for PortSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let v = parse_ports(s)?;
+        match v.as_slice() {
+            [one] => Ok(*one),
+            _ => Err(format!("{s:?} names {} ports, expected one", v.len())),
+        }
+    }
+}
+
+/// Parses `502,102,44818/udp,47808/udp,1000-1100` (a range may carry `/udp` too); sorted, without duplicates.
+pub fn parse_ports(text: &str) -> Result<Vec<PortSpec>, String> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim) {
+        if item.is_empty() {
+            return Err(format!("empty entry in port list {text:?}"));
+        }
+        let (range, transport) = match item.split_once('/') {
+            Some((r, "tcp")) => (r, Transport::Tcp),
+            Some((r, "udp")) => (r, Transport::Udp),
+            Some((_, t)) => return Err(format!("{item:?}: unknown transport {t:?} (tcp or udp)")),
+            None => (item, Transport::Tcp),
+        };
+        let port = |p: &str| -> Result<u16, String> {
+            match p.trim().parse::<u16>() {
+                Ok(0) | Err(_) => Err(format!("{item:?}: {p:?} is not a port number (1-65535)")),
+                Ok(n) => Ok(n),
+            }
+        };
+        let (first, last) = match range.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => (port(range)?, port(range)?),
+        };
+        if first > last {
+            return Err(format!("{item:?}: empty port range"));
+        }
+        out.extend((first..=last).map(|port| PortSpec { port, transport }));
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// `--shard i/n`: shard `index` (1-based) of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard { index: 1, count: 1 }
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?}: expected i/n, e.g. 1/4"))?;
+        let (index, count): (u64, u64) = (
+            i.trim()
+                .parse()
+                .map_err(|_| format!("{s:?}: {i:?} is not a number"))?,
+            n.trim()
+                .parse()
+                .map_err(|_| format!("{s:?}: {n:?} is not a number"))?,
+        );
+        if count == 0 || index == 0 || index > count {
+            return Err(format!("{s:?}: need 1 <= i <= n"));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// Walks one shard of the permuted target space, lazily: shard `i/n` takes permutation positions
+/// `i-1, i-1+n, i-1+2n, ...`, so the shards are disjoint and together complete.
+#[derive(Debug, Clone)]
+pub struct TargetStream {
+    space: Arc<TargetSpace>,
+    permutation: Permutation,
+    next_position: u64,
+    step: u64,
+}
+
+impl TargetStream {
+    pub fn new(space: Arc<TargetSpace>, seed: u64, shard: Shard) -> TargetStream {
+        let permutation = Permutation::new(space.len(), seed);
+        TargetStream {
+            space,
+            permutation,
+            next_position: shard.index - 1,
+            step: shard.count,
+        }
+    }
+
+    /// How many targets this stream yields in all.
+    pub fn total(&self) -> u64 {
+        let n = self.permutation.len();
+        let first = self.next_position;
+        if first >= n {
+            0
+        } else {
+            (n - first).div_ceil(self.step)
+        }
+    }
+
+    pub fn space(&self) -> &Arc<TargetSpace> {
+        &self.space
+    }
+}
+
+impl Iterator for TargetStream {
+    type Item = Target;
+    fn next(&mut self) -> Option<Target> {
+        if self.next_position >= self.permutation.len() {
+            return None;
+        }
+        let index = self.permutation.get(self.next_position);
+        self.next_position += self.step;
+        Some(self.space.target(index))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_port_lists() {
+        let p = parse_ports("502,102,44818/udp,47808/udp,1000-1002,502").unwrap();
+        let s: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            s,
+            [
+                "102/tcp",
+                "502/tcp",
+                "1000/tcp",
+                "1001/tcp",
+                "1002/tcp",
+                "44818/udp",
+                "47808/udp"
+            ]
+        );
+        assert_eq!(parse_ports("1-3/udp").unwrap().len(), 3);
+        assert!(parse_ports("0").unwrap_err().contains("not a port"));
+        assert!(parse_ports("70000").is_err());
+        assert!(parse_ports("502/sctp")
+            .unwrap_err()
+            .contains("unknown transport"));
+        assert!(parse_ports("9-5").unwrap_err().contains("empty"));
+        assert!(parse_ports("502,,102").is_err());
+    }
+
+    #[test]
+    fn parses_shards() {
+        assert_eq!(
+            "2/4".parse::<Shard>().unwrap(),
+            Shard { index: 2, count: 4 }
+        );
+        assert!("0/4".parse::<Shard>().is_err());
+        assert!("5/4".parse::<Shard>().is_err());
+        assert!("x".parse::<Shard>().is_err());
+    }
+}
