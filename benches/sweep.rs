@@ -1,0 +1,331 @@
+//! Sweep benchmark: the full scan pipeline against a bare tokio connect loop, and memory vs range size.
+//!
+//! Both sweeps target a closed loopback range (`127.64.0.0/16` by default, port 9/tcp, where nothing
+//! listens), so every connect is refused by the kernel at once and the figures measure the scanner's
+//! own overhead. Then the bench re-executes itself to scan the `/16` and a `/12` in fresh processes and
+//! quotes each one's peak resident memory (`VmHWM`), which should not grow with the range.
+//!
+//! Run: `cargo bench --bench sweep`
+//!
+//! Knobs (environment):
+//! - `SWEEP_PREFIX` (default 16): prefix length of the rate comparison range under 127.64.0.0.
+//! - `SWEEP_BIG_PREFIX` (default 12): prefix length of the large range for the memory check.
+//! - `SWEEP_ROUNDS` (default 3): alternating baseline/pipeline rounds; the best of each is reported.
+//! - `SWEEP_CONCURRENCY` (default 512): connects in flight, for both sweeps.
+//!
+//! Internal: `sweep --rss-child <prefix>` runs one pipeline scan and prints `rss-child ...` for the parent.
+
+use clap::Parser;
+use otscope::cli::{Cli, Command, EngineArgs, PortList};
+use otscope::commands::{plan_scan, run_scan};
+use otscope::engine::ProgressStyle;
+use otscope::scope::Selection;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// The range base: 127.64.0.0, loopback only. Every prefix used is /8 or longer, so the range stays in 127/8.
+const BASE: Ipv4Addr = Ipv4Addr::new(127, 64, 0, 0);
+/// Nothing listens here: the kernel answers every SYN with a RST.
+const PORT: u16 = 9;
+const SEED: u64 = 0x5eed_5eed;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not valid")),
+        Err(_) => default,
+    }
+}
+
+fn check_prefix(prefix: u8) -> u8 {
+    assert!(
+        (10..=32).contains(&prefix),
+        "prefix /{prefix} out of the range this bench allows (/10 to /32 under 127.64.0.0)"
+    );
+    prefix
+}
+
+fn range_size(prefix: u8) -> u64 {
+    1u64 << (32 - prefix)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// The engine flags of the pipeline scan, parsed like the command line does.
+fn engine_args(ledger: &Path, concurrency: usize) -> (EngineArgs, PortList) {
+    let ledger = ledger.to_str().expect("temporary path is UTF-8");
+    let (concurrency, seed, port) = (
+        concurrency.to_string(),
+        SEED.to_string(),
+        format!("{PORT}/tcp"),
+    );
+    let cli = Cli::try_parse_from([
+        "otscope",
+        "scan",
+        "--targets",
+        ledger,
+        "--ports",
+        &port,
+        "--rate",
+        "0",
+        "--concurrency",
+        &concurrency,
+        "--per-host",
+        "1",
+        "--host-interval",
+        "0s",
+        "--connect-timeout",
+        "3s",
+        "--seed",
+        &seed,
+        "--quiet",
+    ])
+    .unwrap_or_else(|e| panic!("scan flags: {e}"));
+    match cli.command {
+        Command::Scan(args) => (args.engine, args.ports.expect("--ports was given")),
+        _ => unreachable!("parsed a scan command"),
+    }
+}
+
+/// A one-row ledger registering 127.64.0.0/prefix.
+fn write_ledger(dir: &Path, prefix: u8) -> std::path::PathBuf {
+    let path = dir.join(format!("sweep-{prefix}.csv"));
+    std::fs::write(
+        &path,
+        format!(
+            "enterprise_id,enterprise,district,sector,level,targets,contact\n\
+             bench-1,Sweep Bench,Loopback,testing,general,{BASE}/{prefix},nobody\n"
+        ),
+    )
+    .expect("write the ledger");
+    path
+}
+
+struct Sweep {
+    done: u64,
+    elapsed: Duration,
+}
+
+impl Sweep {
+    fn rate(&self) -> f64 {
+        self.done as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// The full pipeline: ledger -> scope -> permuted targets -> engine -> identifier -> findings.
+async fn pipeline(ledger: &Path, concurrency: usize) -> Sweep {
+    let fingerprints = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fingerprints"));
+    let (args, ports) = engine_args(ledger, concurrency);
+    let plan = plan_scan(
+        ledger,
+        None,
+        fingerprints,
+        Some(ports.0),
+        &Selection::default(),
+        &args,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("plan: {e}"));
+    let started = Instant::now();
+    let report = run_scan(
+        &plan,
+        vec![],
+        ProgressStyle::Quiet,
+        CancellationToken::new(),
+    )
+    .await
+    .expect("scan");
+    let elapsed = started.elapsed();
+    assert!(!report.stats.interrupted);
+    assert_eq!(
+        report.findings.len(),
+        0,
+        "something listens on {PORT}/tcp in 127.64/16: the sweep would not measure refused connects"
+    );
+    Sweep {
+        done: report.stats.probed,
+        elapsed,
+    }
+}
+
+/// The bare loop: the same addresses in address order, the same concurrency, the same connect timeout.
+async fn baseline(prefix: u8, concurrency: usize) -> Sweep {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let done = Arc::new(AtomicU64::new(0));
+    let first = u32::from(BASE);
+    let started = Instant::now();
+    for i in 0..range_size(prefix) as u32 {
+        let addr = SocketAddr::from((Ipv4Addr::from(first + i), PORT));
+        let slot = slots.clone().acquire_owned().await.expect("open semaphore");
+        let done = done.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _ = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await;
+            done.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+    let _all = slots
+        .acquire_many(concurrency as u32)
+        .await
+        .expect("open semaphore");
+    Sweep {
+        done: done.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Peak resident set size of this process, in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/self/status")
+}
+
+fn rss_child(prefix: u8, concurrency: usize) {
+    let dir = tempfile::tempdir().expect("temporary dir");
+    let ledger = write_ledger(dir.path(), prefix);
+    let sweep = runtime().block_on(pipeline(&ledger, concurrency));
+    assert_eq!(sweep.done, range_size(prefix));
+    println!(
+        "rss-child prefix={prefix} probed={} secs={:.3} peak_kib={}",
+        sweep.done,
+        sweep.elapsed.as_secs_f64(),
+        peak_rss_kib()
+    );
+}
+
+struct ChildReport {
+    probed: u64,
+    secs: f64,
+    peak_kib: u64,
+}
+
+fn run_child(prefix: u8, concurrency: usize) -> ChildReport {
+    let exe = std::env::current_exe().expect("own path");
+    let out = std::process::Command::new(exe)
+        .arg("--rss-child")
+        .arg(prefix.to_string())
+        .env("SWEEP_CONCURRENCY", concurrency.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run the child");
+    assert!(out.status.success(), "child /{prefix}: {}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("rss-child "))
+        .unwrap_or_else(|| panic!("child /{prefix} printed no report: {text}"));
+    let field = |name: &str| -> &str {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+    };
+    ChildReport {
+        probed: field("probed").parse().expect("probed"),
+        secs: field("secs").parse().expect("secs"),
+        peak_kib: field("peak_kib").parse().expect("peak_kib"),
+    }
+}
+
+fn best(v: &[Sweep]) -> &Sweep {
+    v.iter()
+        .max_by(|a, b| a.rate().total_cmp(&b.rate()))
+        .expect("at least one round")
+}
+
+fn median(v: &[Sweep]) -> f64 {
+    let mut r: Vec<f64> = v.iter().map(Sweep::rate).collect();
+    r.sort_by(f64::total_cmp);
+    r[r.len() / 2]
+}
+
+fn main() -> ExitCode {
+    let concurrency: usize = env_or("SWEEP_CONCURRENCY", 512);
+    assert!(concurrency > 0, "SWEEP_CONCURRENCY must be at least 1");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--rss-child") {
+        let prefix: u8 = args
+            .get(i + 1)
+            .and_then(|p| p.parse().ok())
+            .expect("--rss-child <prefix>");
+        rss_child(check_prefix(prefix), concurrency);
+        return ExitCode::SUCCESS;
+    }
+    // cargo bench passes `--bench` (and maybe a filter); nothing else is expected here.
+
+    let prefix = check_prefix(env_or("SWEEP_PREFIX", 16));
+    let big = check_prefix(env_or("SWEEP_BIG_PREFIX", 12));
+    let rounds: usize = env_or::<usize>("SWEEP_ROUNDS", 3).clamp(1, 20);
+    let n = range_size(prefix);
+    println!(
+        "sweep {BASE}/{prefix} port {PORT}/tcp: {n} addresses, concurrency {concurrency}, rate unlimited, {rounds} rounds"
+    );
+
+    let dir = tempfile::tempdir().expect("temporary dir");
+    let ledger = write_ledger(dir.path(), prefix);
+    let rt = runtime();
+    let (mut bases, mut pipes) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let b = rt.block_on(baseline(prefix, concurrency));
+        assert_eq!(b.done, n);
+        let p = rt.block_on(pipeline(&ledger, concurrency));
+        assert_eq!(p.done, n);
+        println!(
+            "  round {round}: baseline {:.0} conn/s ({:.2}s), pipeline {:.0} probes/s ({:.2}s)",
+            b.rate(),
+            b.elapsed.as_secs_f64(),
+            p.rate(),
+            p.elapsed.as_secs_f64()
+        );
+        bases.push(b);
+        pipes.push(p);
+    }
+    drop(rt);
+    let (b, p) = (best(&bases).rate(), best(&pipes).rate());
+    println!(
+        "sweep /{prefix}: baseline {b:.0} conn/s, pipeline {p:.0} probes/s, ratio {:.2} (best of {rounds}; medians {:.0} / {:.0}, ratio {:.2})",
+        p / b,
+        median(&bases),
+        median(&pipes),
+        median(&pipes) / median(&bases),
+    );
+
+    let small = run_child(prefix, concurrency);
+    let large = run_child(big, concurrency);
+    assert_eq!(small.probed, n);
+    assert_eq!(large.probed, range_size(big));
+    let mib = |k: u64| k as f64 / 1024.0;
+    println!(
+        "  /{prefix}: {} probes in {:.1}s; /{big}: {} probes in {:.1}s ({:.0} probes/s)",
+        small.probed,
+        small.secs,
+        large.probed,
+        large.secs,
+        large.probed as f64 / large.secs.max(1e-9)
+    );
+    println!(
+        "peak RSS /{prefix}: {:.1} MiB, /{big}: {:.1} MiB, ratio {:.2}",
+        mib(small.peak_kib),
+        mib(large.peak_kib),
+        large.peak_kib as f64 / small.peak_kib as f64
+    );
+    ExitCode::SUCCESS
+}

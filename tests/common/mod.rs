@@ -1,0 +1,146 @@
+//! Shared helpers of the integration tests: ledgers in temporary folders, loopback responders that
+//! count their connections, and scans run through the library.
+#![allow(dead_code)]
+
+use otscope::cli::{Cli, Command, EngineArgs};
+use otscope::commands::{plan_scan, run_scan};
+use otscope::engine::ProgressStyle;
+use otscope::findings::Finding;
+use otscope::scope::Selection;
+use otscope::targets::PortSpec;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub const HEADER: &str = "enterprise_id,enterprise,district,sector,level,targets,contact\n";
+
+pub fn fingerprints_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fingerprints")
+}
+
+/// Writes `rows` under the ledger header into a new temporary folder.
+pub fn ledger(rows: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.csv");
+    std::fs::write(&path, format!("{HEADER}{rows}")).unwrap();
+    (dir, path)
+}
+
+/// Engine flags as the command line would give them, with short timeouts for tests.
+pub fn engine_args(extra: &[&str]) -> EngineArgs {
+    let mut argv = vec![
+        "otscope",
+        "scan",
+        "--targets",
+        "x",
+        "--rate",
+        "0",
+        "--seed",
+        "7",
+        "--host-interval",
+        "0ms",
+        "--connect-timeout",
+        "500ms",
+        "--read-timeout",
+        "500ms",
+        "--banner-wait",
+        "300ms",
+        "--quiet",
+    ];
+    argv.extend_from_slice(extra);
+    match Cli::try_parse_from_args(&argv).command {
+        Command::Scan(a) => a.engine,
+        _ => unreachable!(),
+    }
+}
+
+trait ParseArgs {
+    fn try_parse_from_args(argv: &[&str]) -> Cli;
+}
+
+impl ParseArgs for Cli {
+    fn try_parse_from_args(argv: &[&str]) -> Cli {
+        <Cli as clap::Parser>::try_parse_from(argv).unwrap()
+    }
+}
+
+/// Scans `ledger` on `ports` through the whole pipeline and returns the findings sorted by address and port.
+pub async fn scan(
+    ledger: &Path,
+    ports: &str,
+    selection: &Selection,
+    extra: &[&str],
+) -> Vec<Finding> {
+    let ports: Vec<PortSpec> = otscope::targets::parse_ports(ports).unwrap();
+    let plan = plan_scan(
+        ledger,
+        None,
+        &fingerprints_dir(),
+        Some(ports),
+        selection,
+        &engine_args(extra),
+    )
+    .await
+    .unwrap();
+    let report = run_scan(
+        &plan,
+        Vec::new(),
+        ProgressStyle::Quiet,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let mut findings = report.findings;
+    findings.sort_by_key(|f| (f.ip, f.port));
+    findings
+}
+
+/// A TCP responder on its own loopback address that counts the connections it accepts.
+pub struct Responder {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Responder {
+    /// Accepts connections; on each, sends `banner` (if any) and keeps the connection open for a while.
+    pub async fn start(addr: &str, banner: Option<&'static [u8]>) -> Responder {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let listener = TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    if let Some(b) = banner {
+                        let _ = sock.write_all(b).await;
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                });
+            }
+        });
+        Responder {
+            addr,
+            connections,
+            task,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
