@@ -39,10 +39,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not valid")),
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not valid")),
         Err(_) => default,
     }
 }
@@ -60,20 +57,13 @@ fn range_size(prefix: u8) -> u64 {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
 }
 
 /// The engine flags of the pipeline scan, parsed like the command line does.
 fn engine_args(ledger: &Path, concurrency: usize) -> (EngineArgs, PortList) {
     let ledger = ledger.to_str().expect("temporary path is UTF-8");
-    let (concurrency, seed, port) = (
-        concurrency.to_string(),
-        SEED.to_string(),
-        format!("{PORT}/tcp"),
-    );
+    let (concurrency, seed, port) = (concurrency.to_string(), SEED.to_string(), format!("{PORT}/tcp"));
     let cli = Cli::try_parse_from([
         "otscope",
         "scan",
@@ -131,25 +121,11 @@ impl Sweep {
 async fn pipeline(ledger: &Path, concurrency: usize) -> Sweep {
     let fingerprints = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fingerprints"));
     let (args, ports) = engine_args(ledger, concurrency);
-    let plan = plan_scan(
-        ledger,
-        None,
-        fingerprints,
-        Some(ports.0),
-        &Selection::default(),
-        &args,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("plan: {e}"));
+    let plan = plan_scan(ledger, None, fingerprints, Some(ports.0), &Selection::default(), &args)
+        .await
+        .unwrap_or_else(|e| panic!("plan: {e}"));
     let started = Instant::now();
-    let report = run_scan(
-        &plan,
-        vec![],
-        ProgressStyle::Quiet,
-        CancellationToken::new(),
-    )
-    .await
-    .expect("scan");
+    let report = run_scan(&plan, vec![], ProgressStyle::Quiet, CancellationToken::new()).await.expect("scan");
     let elapsed = started.elapsed();
     assert!(!report.stats.interrupted);
     assert_eq!(
@@ -157,10 +133,7 @@ async fn pipeline(ledger: &Path, concurrency: usize) -> Sweep {
         0,
         "something listens on {PORT}/tcp in 127.64/16: the sweep would not measure refused connects"
     );
-    Sweep {
-        done: report.stats.probed,
-        elapsed,
-    }
+    Sweep { done: report.stats.probed, elapsed }
 }
 
 /// The bare loop: the same addresses in address order, the same concurrency, the same connect timeout.
@@ -179,14 +152,8 @@ async fn baseline(prefix: u8, concurrency: usize) -> Sweep {
             done.fetch_add(1, Ordering::Relaxed);
         });
     }
-    let _all = slots
-        .acquire_many(concurrency as u32)
-        .await
-        .expect("open semaphore");
-    Sweep {
-        done: done.load(Ordering::Relaxed),
-        elapsed: started.elapsed(),
-    }
+    let _all = slots.acquire_many(concurrency as u32).await.expect("open semaphore");
+    Sweep { done: done.load(Ordering::Relaxed), elapsed: started.elapsed() }
 }
 
 /// Peak resident set size of this process, in KiB.
@@ -246,9 +213,7 @@ fn run_child(prefix: u8, concurrency: usize) -> ChildReport {
 }
 
 fn best(v: &[Sweep]) -> &Sweep {
-    v.iter()
-        .max_by(|a, b| a.rate().total_cmp(&b.rate()))
-        .expect("at least one round")
+    v.iter().max_by(|a, b| a.rate().total_cmp(&b.rate())).expect("at least one round")
 }
 
 fn median(v: &[Sweep]) -> f64 {
@@ -262,10 +227,7 @@ fn main() -> ExitCode {
     assert!(concurrency > 0, "SWEEP_CONCURRENCY must be at least 1");
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(i) = args.iter().position(|a| a == "--rss-child") {
-        let prefix: u8 = args
-            .get(i + 1)
-            .and_then(|p| p.parse().ok())
-            .expect("--rss-child <prefix>");
+        let prefix: u8 = args.get(i + 1).and_then(|p| p.parse().ok()).expect("--rss-child <prefix>");
         rss_child(check_prefix(prefix), concurrency);
         return ExitCode::SUCCESS;
     }

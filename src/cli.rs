@@ -131,10 +131,7 @@ pub struct EngineArgs {
 
 fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
     s.parse::<SocketAddr>()
-        .or_else(|_| {
-            s.parse::<std::net::IpAddr>()
-                .map(|ip| SocketAddr::new(ip, 53))
-        })
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
         .map_err(|_| format!("{s:?} is not an IP address or IP:PORT"))
 }
 

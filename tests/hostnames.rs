@@ -8,10 +8,7 @@ use std::net::Ipv4Addr;
 use tokio::net::UdpSocket;
 
 /// Answers A queries for the names in `records`; every other query gets an empty NOERROR answer.
-async fn dns_responder(
-    addr: &str,
-    records: &'static [(&'static str, Ipv4Addr)],
-) -> tokio::task::JoinHandle<()> {
+async fn dns_responder(addr: &str, records: &'static [(&'static str, Ipv4Addr)]) -> tokio::task::JoinHandle<()> {
     let sock = UdpSocket::bind(addr).await.unwrap();
     tokio::spawn(async move {
         let mut buf = [0u8; 512];
@@ -25,8 +22,7 @@ async fn dns_responder(
             let mut labels = Vec::new();
             while i < n && q[i] != 0 {
                 let len = q[i] as usize;
-                labels
-                    .push(String::from_utf8_lossy(&q[i + 1..(i + 1 + len).min(n)]).to_lowercase());
+                labels.push(String::from_utf8_lossy(&q[i + 1..(i + 1 + len).min(n)]).to_lowercase());
                 i += 1 + len;
             }
             let question_end = i + 5;
@@ -35,11 +31,7 @@ async fn dns_responder(
             }
             let qtype = u16::from_be_bytes([q[i + 1], q[i + 2]]);
             let name = labels.join(".");
-            let answer = records
-                .iter()
-                .find(|(h, _)| *h == name)
-                .filter(|_| qtype == 1)
-                .map(|(_, a)| *a);
+            let answer = records.iter().find(|(h, _)| *h == name).filter(|_| qtype == 1).map(|(_, a)| *a);
             let mut reply = Vec::new();
             reply.extend_from_slice(&q[0..2]);
             reply.extend_from_slice(&[0x81, 0x80, 0, 1, 0, answer.is_some() as u8, 0, 0, 0, 0]);
@@ -58,16 +50,8 @@ async fn hostnames_resolve_through_the_named_server_and_are_reported() {
     static RECORDS: [(&str, Ipv4Addr); 1] = [("plc.lab.test", Ipv4Addr::new(127, 113, 0, 7))];
     let dns = dns_responder("127.113.0.53:5353", &RECORDS).await;
     let plc = Responder::start("127.113.0.7:2222", Some(b"220 ready\r\n")).await;
-    let (_dir, path) = ledger(
-        "A-1,a,d,s,important,plc.lab.test;127.113.0.8,c\nB-2,b,d,s,general,nowhere.lab.test,c\n",
-    );
-    let findings = common::scan(
-        &path,
-        "2222",
-        &Default::default(),
-        &["--resolver", "127.113.0.53:5353"],
-    )
-    .await;
+    let (_dir, path) = ledger("A-1,a,d,s,important,plc.lab.test;127.113.0.8,c\nB-2,b,d,s,general,nowhere.lab.test,c\n");
+    let findings = common::scan(&path, "2222", &Default::default(), &["--resolver", "127.113.0.53:5353"]).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].ip.to_string(), "127.113.0.7");
     assert_eq!(findings[0].hostname.as_deref(), Some("plc.lab.test"));

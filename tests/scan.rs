@@ -25,18 +25,8 @@ async fn scan_reports_each_open_service_with_its_enterprise() {
     assert_eq!(findings.len(), 2, "{findings:#?}");
 
     let f = &findings[0];
-    assert_eq!(
-        (f.ip.to_string().as_str(), f.port, f.transport.as_str()),
-        ("127.110.0.1", 2222, "tcp")
-    );
-    assert_eq!(
-        (
-            f.enterprise_id.as_str(),
-            f.enterprise.as_str(),
-            f.district.as_str()
-        ),
-        ("A-1", "甲水厂", "浦东新区")
-    );
+    assert_eq!((f.ip.to_string().as_str(), f.port, f.transport.as_str()), ("127.110.0.1", 2222, "tcp"));
+    assert_eq!((f.enterprise_id.as_str(), f.enterprise.as_str(), f.district.as_str()), ("A-1", "甲水厂", "浦东新区"));
     assert_eq!(f.level, Level::Important);
     assert_eq!(f.evidence, hex::encode(b"SSH-2.0-OpenSSH_9.2p1\r\n"));
     assert!(!f.ics);
@@ -60,16 +50,7 @@ async fn excluded_addresses_are_never_connected_to() {
         .arg(&path)
         .arg("--exclude")
         .arg(&exclude)
-        .args([
-            "--ports",
-            "2222",
-            "--rate",
-            "0",
-            "--banner-wait",
-            "100ms",
-            "--quiet",
-            "--out",
-        ])
+        .args(["--ports", "2222", "--rate", "0", "--banner-wait", "100ms", "--quiet", "--out"])
         .arg(dir.path().join("f.jsonl"))
         .status()
         .unwrap();
@@ -96,13 +77,8 @@ async fn futures_join(addrs: impl Iterator<Item = String>) -> Vec<Responder> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_ledger_stops_the_scan_before_anything_is_sent() {
     let r = Responder::start("127.111.1.1:2222", None).await;
-    let (_dir, path) =
-        ledger("A-1,a,d,s,important,127.111.1.1,c\nB-2,b,d,s,urgent,127.111.1.2,c\n");
-    let out = bin()
-        .args(["scan", "--ports", "2222", "--targets"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let (_dir, path) = ledger("A-1,a,d,s,important,127.111.1.1,c\nB-2,b,d,s,urgent,127.111.1.2,c\n");
+    let out = bin().args(["scan", "--ports", "2222", "--targets"]).arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(":3: level: unknown level \"urgent\""), "{err}");
@@ -114,12 +90,8 @@ async fn an_invalid_ledger_stops_the_scan_before_anything_is_sent() {
 async fn selection_limits_what_is_probed() {
     let a = Responder::start("127.111.2.1:2222", None).await;
     let b = Responder::start("127.111.2.2:2222", None).await;
-    let (_dir, path) =
-        ledger("A-1,a,东区,s,important,127.111.2.1,c\nB-2,b,西区,s,general,127.111.2.2,c\n");
-    let sel = Selection {
-        levels: vec![Level::Important],
-        ..Default::default()
-    };
+    let (_dir, path) = ledger("A-1,a,东区,s,important,127.111.2.1,c\nB-2,b,西区,s,general,127.111.2.2,c\n");
+    let sel = Selection { levels: vec![Level::Important], ..Default::default() };
     let findings = scan(&path, "2222", &sel, &[]).await;
     assert_eq!(findings.len(), 1);
     assert_eq!(findings[0].district, "东区");
@@ -128,18 +100,12 @@ async fn selection_limits_what_is_probed() {
 
 #[test]
 fn shards_are_disjoint_and_together_complete() {
-    let (_dir, path) =
-        ledger("A-1,a,d,s,important,127.0.0.0/26;127.0.1.5-127.0.1.9,c\nX,,,,exclude,127.0.0.7,\n");
+    let (_dir, path) = ledger("A-1,a,d,s,important,127.0.0.0/26;127.0.1.5-127.0.1.9,c\nX,,,,exclude,127.0.0.7,\n");
     let l = otscope::ledger::Ledger::load(&path).unwrap();
     let scope = Scope::build(&l, &Resolved::new(), &Selection::default()).unwrap();
-    let space = Arc::new(TargetSpace::new(
-        scope,
-        parse_ports("502,102,47808/udp").unwrap(),
-    ));
+    let space = Arc::new(TargetSpace::new(scope, parse_ports("502,102,47808/udp").unwrap()));
     let key = |t: otscope::scope::Target| (t.addr(), t.port(), t.transport());
-    let all: Vec<_> = TargetStream::new(space.clone(), 9, Shard::default())
-        .map(key)
-        .collect();
+    let all: Vec<_> = TargetStream::new(space.clone(), 9, Shard::default()).map(key).collect();
     assert_eq!(all.len() as u64, space.len());
     assert_eq!(all.len(), (64 - 1 + 5) * 3);
     let all_set: HashSet<_> = all.iter().cloned().collect();
@@ -165,17 +131,11 @@ fn shards_are_disjoint_and_together_complete() {
 fn dry_run_describes_the_scan_and_probes_nothing() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let r = rt.block_on(Responder::start("127.111.3.1:2222", None));
-    let (_dir, path) = ledger("A-1,a,d1,s,important,127.111.3.0/30,c\nB-2,b,d2,s,general,127.111.4.0/31,c\nX,,,,exclude,127.111.3.3,\n");
+    let (_dir, path) = ledger(
+        "A-1,a,d1,s,important,127.111.3.0/30,c\nB-2,b,d2,s,general,127.111.4.0/31,c\nX,,,,exclude,127.111.3.3,\n",
+    );
     let out = bin()
-        .args([
-            "scan",
-            "--dry-run",
-            "--rate",
-            "100",
-            "--ports",
-            "2222,502",
-            "--targets",
-        ])
+        .args(["scan", "--dry-run", "--rate", "100", "--ports", "2222,502", "--targets"])
         .arg(&path)
         .output()
         .unwrap();
@@ -198,19 +158,9 @@ fn dry_run_describes_the_scan_and_probes_nothing() {
 
 #[test]
 fn ledger_check_reports_every_problem_and_a_summary() {
-    let out = bin()
-        .args([
-            "ledger",
-            "check",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/targets.example"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out =
+        bin().args(["ledger", "check", concat!(env!("CARGO_MANIFEST_DIR"), "/targets.example")]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("enterprises: 6"), "{text}");
     assert!(text.contains("浦东新区"), "{text}");
@@ -239,11 +189,7 @@ fn sigterm_stops_cleanly_and_keeps_what_was_found() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let r = rt.block_on(Responder::start("127.112.0.1:2222", Some(b"hello\r\n")));
     let path = dir.path().join("l.csv");
-    std::fs::write(
-        &path,
-        format!("{}A-1,a,d,s,general,127.112.0.0/24,c\n", common::HEADER),
-    )
-    .unwrap();
+    std::fs::write(&path, format!("{}A-1,a,d,s,general,127.112.0.0/24,c\n", common::HEADER)).unwrap();
     let out_file = dir.path().join("f.jsonl");
     // The responder's address comes first in this permutation order? Not guaranteed: scan it alone first.
     let mut child = bin()
@@ -283,20 +229,12 @@ fn sigterm_stops_cleanly_and_keeps_what_was_found() {
         .unwrap();
     assert!(probed > 10 && probed < 256, "probed {probed}");
     let text = std::fs::read_to_string(&out_file).unwrap();
-    assert_eq!(
-        text.lines().count(),
-        r.count().min(1),
-        "every finding made so far is written"
-    );
+    assert_eq!(text.lines().count(), r.count().min(1), "every finding made so far is written");
     for line in text.lines() {
         serde_json::from_str::<serde_json::Value>(line).unwrap();
     }
 }
 
 fn unsafe_kill(pid: u32, signal: i32) {
-    Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
+    Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
 }

@@ -27,11 +27,7 @@ pub fn check(file: &Path, exclude: Option<&Path>) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         _ => {
-            eprintln!(
-                "{}: {} problem(s); fix them and run `otscope ledger check` again",
-                file.display(),
-                errors.len()
-            );
+            eprintln!("{}: {} problem(s); fix them and run `otscope ledger check` again", file.display(), errors.len());
             Ok(ExitCode::from(EXIT_BAD_INPUT))
         }
     }

@@ -20,8 +20,6 @@ pub struct BadInput(pub String);
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Scan(args) => scan::command(*args).await,
-        Command::Ledger(LedgerCommand::Check { file, exclude }) => {
-            ledger::check(&file, exclude.as_deref())
-        }
+        Command::Ledger(LedgerCommand::Check { file, exclude }) => ledger::check(&file, exclude.as_deref()),
     }
 }

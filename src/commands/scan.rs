@@ -52,22 +52,14 @@ pub async fn plan_scan(
         ledger.add_exclusion_file(x).map_err(lines)?;
     }
     check_selection(&ledger, selection)?;
-    let library = Library::load(library_dir).map_err(|es| {
-        BadInput(
-            es.iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?;
+    let library = Library::load(library_dir)
+        .map_err(|es| BadInput(es.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))?;
     let ports = ports.unwrap_or_else(|| library.default_ports.clone());
     if ports.is_empty() {
         return Err(BadInput("no ports to scan".into()));
     }
     if args.concurrency == 0 || args.per_host == 0 {
-        return Err(BadInput(
-            "--concurrency and --per-host must be at least 1".into(),
-        ));
+        return Err(BadInput("--concurrency and --per-host must be at least 1".into()));
     }
 
     let mut names: Vec<String> = ledger
@@ -82,14 +74,7 @@ pub async fn plan_scan(
         .collect();
     names.sort();
     names.dedup();
-    let resolved = resolve_hostnames(
-        &names,
-        &ResolverSettings {
-            server: args.resolver,
-            ..Default::default()
-        },
-    )
-    .await;
+    let resolved = resolve_hostnames(&names, &ResolverSettings { server: args.resolver, ..Default::default() }).await;
     let scope = Scope::build(&ledger, &resolved, selection).map_err(lines)?;
     for u in &scope.summary().unresolved_hostnames {
         tracing::warn!("hostname not resolved, not scanned: {u}");
@@ -127,16 +112,12 @@ pub async fn plan_scan(
 fn check_selection(ledger: &Ledger, selection: &Selection) -> Result<(), BadInput> {
     for d in &selection.districts {
         if !ledger.enterprises.iter().any(|e| &e.district == d) {
-            return Err(BadInput(format!(
-                "--district {d:?}: no object of the ledger is in this district"
-            )));
+            return Err(BadInput(format!("--district {d:?}: no object of the ledger is in this district")));
         }
     }
     for id in &selection.enterprises {
         if !ledger.enterprises.iter().any(|e| &e.id == id) {
-            return Err(BadInput(format!(
-                "--enterprise {id:?}: no such enterprise_id in the ledger"
-            )));
+            return Err(BadInput(format!("--enterprise {id:?}: no such enterprise_id in the ledger")));
         }
     }
     Ok(())
@@ -145,12 +126,7 @@ fn check_selection(ledger: &Ledger, selection: &Selection) -> Result<(), BadInpu
 fn rand_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     h.finish()
 }
 
@@ -222,42 +198,28 @@ pub async fn command(args: ScanArgs) -> anyhow::Result<ExitCode> {
     }
     let mut sinks: Vec<Box<dyn FindingSink>> = Vec::new();
     match &args.out {
-        Some(path) => sinks.push(Box::new(JsonlWriter::new(std::io::BufWriter::new(create(
-            path,
-        )?)))),
+        Some(path) => sinks.push(Box::new(JsonlWriter::new(std::io::BufWriter::new(create(path)?)))),
         None => sinks.push(Box::new(JsonlWriter::new(std::io::stdout()))),
     }
     if let Some(path) = &args.csv {
-        sinks.push(Box::new(CsvWriter::new(std::io::BufWriter::new(create(
-            path,
-        )?))?));
+        sinks.push(Box::new(CsvWriter::new(std::io::BufWriter::new(create(path)?))?));
     }
     let stop = CancellationToken::new();
     spawn_signal_handler(stop.clone());
-    let style = if args.engine.quiet {
-        ProgressStyle::Quiet
-    } else {
-        ProgressStyle::Auto
-    };
+    let style = if args.engine.quiet { ProgressStyle::Quiet } else { ProgressStyle::Auto };
     let report = run_scan(&plan, sinks, style, stop).await?;
     eprint!("{}", summary_text(&plan, &report));
-    Ok(if report.stats.interrupted {
-        ExitCode::from(EXIT_INTERRUPTED)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if report.stats.interrupted { ExitCode::from(EXIT_INTERRUPTED) } else { ExitCode::SUCCESS })
 }
 
 fn create(path: &Path) -> anyhow::Result<std::fs::File> {
-    std::fs::File::create(path)
-        .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", path.display()))
+    std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", path.display()))
 }
 
 /// The first Ctrl-C or SIGTERM stops dispatching and lets in-flight probes finish; a second one exits at once.
 pub fn spawn_signal_handler(stop: CancellationToken) {
     tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         for round in 0..2 {
             match term.as_mut() {
                 Some(t) => tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = t.recv() => {} },
@@ -266,9 +228,7 @@ pub fn spawn_signal_handler(stop: CancellationToken) {
                 }
             }
             if round == 0 {
-                tracing::warn!(
-                    "stopping: finishing the probes in flight (signal again to quit at once)"
-                );
+                tracing::warn!("stopping: finishing the probes in flight (signal again to quit at once)");
                 stop.cancel();
             }
         }
@@ -290,21 +250,13 @@ pub fn dry_run_text(plan: &ScanPlan) -> String {
         out,
         "districts: {} ({})",
         s.districts.len(),
-        s.districts
-            .iter()
-            .map(|(d, n)| format!("{d}: {n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        s.districts.iter().map(|(d, n)| format!("{d}: {n}")).collect::<Vec<_>>().join(", ")
     );
     let _ = writeln!(
         out,
         "addresses: {} ({})",
         s.addresses,
-        s.addresses_by_level
-            .iter()
-            .map(|(l, n)| format!("{l}: {n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        s.addresses_by_level.iter().map(|(l, n)| format!("{l}: {n}")).collect::<Vec<_>>().join(", ")
     );
     let _ = writeln!(
         out,
@@ -321,8 +273,7 @@ pub fn dry_run_text(plan: &ScanPlan) -> String {
     let e = &plan.engine;
     let by_rate = e.rate.map(|r| pairs as f64 / r.get() as f64).unwrap_or(0.0);
     // One address's ports are probed one after another, separated by the pause.
-    let per_host =
-        plan.space.ports().len() as f64 * e.host_interval.as_secs_f64() / e.per_host as f64;
+    let per_host = plan.space.ports().len() as f64 * e.host_interval.as_secs_f64() / e.per_host as f64;
     let worst_probe = plan.probe.limits.connect_timeout.as_secs_f64();
     let worst = pairs as f64 * worst_probe / e.concurrency as f64;
     let _ = writeln!(
@@ -349,58 +300,31 @@ pub fn summary_text(plan: &ScanPlan, report: &ScanReport) -> String {
         *by_protocol.entry(&f.protocol).or_default() += 1;
         *by_district.entry(&f.district).or_default() += 1;
     }
-    let join = |m: &BTreeMap<&str, usize>| {
-        m.iter()
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let join = |m: &BTreeMap<&str, usize>| m.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ");
     let st = &report.stats;
     let mut out = String::new();
     let _ = writeln!(
         out,
         "scan {}: seed {}, shard {}",
-        if st.interrupted {
-            "interrupted"
-        } else {
-            "complete"
-        },
+        if st.interrupted { "interrupted" } else { "complete" },
         plan.seed,
         plan.shard
     );
-    let _ = writeln!(
-        out,
-        "targets probed: {} of {}",
-        st.probed,
-        plan.stream().total()
-    );
+    let _ = writeln!(out, "targets probed: {} of {}", st.probed, plan.stream().total());
     let _ = writeln!(out, "open services: {}", report.findings.len());
     let _ = writeln!(
         out,
         "findings by protocol: {}",
-        if by_protocol.is_empty() {
-            "none".into()
-        } else {
-            join(&by_protocol)
-        }
+        if by_protocol.is_empty() { "none".into() } else { join(&by_protocol) }
     );
     let _ = writeln!(
         out,
         "findings by district: {}",
-        if by_district.is_empty() {
-            "none".into()
-        } else {
-            join(&by_district)
-        }
+        if by_district.is_empty() { "none".into() } else { join(&by_district) }
     );
     if st.deadline_hits > 0 {
         let _ = writeln!(out, "targets cut off at the deadline: {}", st.deadline_hits);
     }
-    let _ = writeln!(
-        out,
-        "elapsed: {:.1}s, achieved rate: {:.1} probes/s",
-        st.elapsed.as_secs_f64(),
-        st.rate()
-    );
+    let _ = writeln!(out, "elapsed: {:.1}s, achieved rate: {:.1} probes/s", st.elapsed.as_secs_f64(), st.rate());
     out
 }

@@ -31,18 +31,8 @@ pub struct Observation {
 }
 
 impl Observation {
-    pub fn new(
-        target: Target,
-        identity: Identity,
-        evidence: Vec<u8>,
-        observed_at: OffsetDateTime,
-    ) -> Observation {
-        Observation {
-            target,
-            identity,
-            evidence,
-            observed_at,
-        }
+    pub fn new(target: Target, identity: Identity, evidence: Vec<u8>, observed_at: OffsetDateTime) -> Observation {
+        Observation { target, identity, evidence, observed_at }
     }
 }
 
@@ -106,16 +96,9 @@ pub async fn run(
     let started = tokio::time::Instant::now();
     let concurrency = config.concurrency.max(1);
     let slots = Arc::new(Semaphore::new(concurrency));
-    let gate = Arc::new(HostGate::new(
-        config.per_host.max(1),
-        config.host_interval,
-        concurrency,
-    ));
-    let limiter: Option<Arc<DefaultDirectRateLimiter>> = config.rate.map(|r| {
-        Arc::new(RateLimiter::direct(
-            Quota::per_second(r).allow_burst(NonZeroU32::MIN),
-        ))
-    });
+    let gate = Arc::new(HostGate::new(config.per_host.max(1), config.host_interval, concurrency));
+    let limiter: Option<Arc<DefaultDirectRateLimiter>> =
+        config.rate.map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r).allow_burst(NonZeroU32::MIN))));
     let deadline = config.target_deadline;
 
     let mut interrupted = false;
@@ -125,14 +108,8 @@ pub async fn run(
             _ = stop.cancelled() => { interrupted = true; break; }
             s = slots.clone().acquire_owned() => s.expect("semaphore never closed"),
         };
-        let (prober, gate, limiter, found, progress, stop) = (
-            prober.clone(),
-            gate.clone(),
-            limiter.clone(),
-            found.clone(),
-            progress.clone(),
-            stop.clone(),
-        );
+        let (prober, gate, limiter, found, progress, stop) =
+            (prober.clone(), gate.clone(), limiter.clone(), found.clone(), progress.clone(), stop.clone());
         tokio::spawn(async move {
             let _slot = slot;
             let pass = tokio::select! {
@@ -158,10 +135,7 @@ pub async fn run(
         });
     }
     // Every slot back means every spawned probe has finished.
-    let _all = slots
-        .acquire_many(concurrency as u32)
-        .await
-        .expect("semaphore never closed");
+    let _all = slots.acquire_many(concurrency as u32).await.expect("semaphore never closed");
     let (probed, open, deadline_hits) = progress.counts();
     RunStats {
         probed,

@@ -40,24 +40,13 @@ impl Drop for HostPass {
 impl HostGate {
     pub fn new(per_host: usize, interval: Duration, expected_active: usize) -> HostGate {
         let min_sweep = (4 * expected_active).max(1024);
-        HostGate {
-            hosts: Mutex::new(HashMap::new()),
-            per_host,
-            interval,
-            sweep_at: Mutex::new(min_sweep),
-            min_sweep,
-        }
+        HostGate { hosts: Mutex::new(HashMap::new()), per_host, interval, sweep_at: Mutex::new(min_sweep), min_sweep }
     }
 
     /// Waits until a probe to `addr` is allowed to start.
     pub async fn enter(&self, addr: IpAddr) -> HostPass {
         let slot = self.slot(addr);
-        let permit = slot
-            .in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed");
+        let permit = slot.in_flight.clone().acquire_owned().await.expect("semaphore never closed");
         let start = {
             let mut next = slot.next_start.lock().expect("not poisoned");
             let start = (*next).max(Instant::now());
@@ -65,11 +54,7 @@ impl HostGate {
             start
         };
         tokio::time::sleep_until(start).await;
-        HostPass {
-            slot,
-            interval: self.interval,
-            _permit: permit,
-        }
+        HostPass { slot, interval: self.interval, _permit: permit }
     }
 
     /// How many hosts the gate currently tracks.
@@ -82,9 +67,7 @@ impl HostGate {
         let mut sweep_at = self.sweep_at.lock().expect("not poisoned");
         if hosts.len() >= *sweep_at {
             let now = Instant::now();
-            hosts.retain(|_, s| {
-                Arc::strong_count(s) > 1 || *s.next_start.lock().expect("not poisoned") > now
-            });
+            hosts.retain(|_, s| Arc::strong_count(s) > 1 || *s.next_start.lock().expect("not poisoned") > now);
             *sweep_at = (2 * hosts.len()).max(self.min_sweep);
         }
         hosts
@@ -118,11 +101,7 @@ mod tests {
         drop(first);
         let started = second.await.unwrap();
         // The second waited for the first to end, then for the pause.
-        assert!(
-            started - t0 >= Duration::from_millis(600),
-            "{:?}",
-            started - t0
-        );
+        assert!(started - t0 >= Duration::from_millis(600), "{:?}", started - t0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -25,8 +25,7 @@ pub struct Progress {
 impl Progress {
     pub fn new(total: u64, style: ProgressStyle) -> Progress {
         let bar = (style == ProgressStyle::Auto && std::io::stderr().is_terminal()).then(|| {
-            let bar =
-                ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(4));
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(4));
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
                     "{bar:30} {pos}/{len} probes  {per_sec}  open {msg}  ETA {eta}",
@@ -87,15 +86,8 @@ impl Progress {
             let (done, open, _) = self.counts();
             let secs = self.started.elapsed().as_secs_f64();
             let rate = done as f64 / secs.max(1e-9);
-            let eta = if rate > 0.0 {
-                (self.total.saturating_sub(done)) as f64 / rate
-            } else {
-                f64::INFINITY
-            };
-            tracing::info!(
-                "progress: {done}/{} probes, {rate:.0}/s, {open} open, ETA {eta:.0}s",
-                self.total
-            );
+            let eta = if rate > 0.0 { (self.total.saturating_sub(done)) as f64 / rate } else { f64::INFINITY };
+            tracing::info!("progress: {done}/{} probes, {rate:.0}/s, {open} open, ETA {eta:.0}s", self.total);
         }
     }
 }

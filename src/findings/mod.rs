@@ -58,13 +58,10 @@ impl Finding {
         let owner = target.owner();
         let mut attributes = observation.identity.fields.clone();
         attributes.extend(classification.attributes);
-        let protocol = classification
-            .protocol
-            .unwrap_or_else(|| observation.identity.protocol.to_string());
+        let protocol = classification.protocol.unwrap_or_else(|| observation.identity.protocol.to_string());
         let ics = classification.ics.unwrap_or(observation.identity.ics);
-        let severity = classification
-            .severity
-            .unwrap_or_else(|| default_severity(&protocol, ics, owner.level, &attributes));
+        let severity =
+            classification.severity.unwrap_or_else(|| default_severity(&protocol, ics, owner.level, &attributes));
         Finding {
             ip: target.addr(),
             port: target.port(),
@@ -83,10 +80,7 @@ impl Finding {
             severity,
             rule: classification.rule,
             evidence: hex::encode(&observation.evidence),
-            observed_at: observation
-                .observed_at
-                .format(&Rfc3339)
-                .expect("UTC timestamps format"),
+            observed_at: observation.observed_at.format(&Rfc3339).expect("UTC timestamps format"),
         }
     }
 }

@@ -30,10 +30,7 @@ pub struct LibraryError {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    1 + text[..offset.min(text.len())]
-        .bytes()
-        .filter(|&b| b == b'\n')
-        .count()
+    1 + text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count()
 }
 
 impl Library {
@@ -45,13 +42,8 @@ impl Library {
             field: field.into(),
             message,
         };
-        let text = std::fs::read_to_string(&file).map_err(|e| {
-            vec![err(
-                0,
-                "file",
-                format!("cannot read the fingerprint library's port list: {e}"),
-            )]
-        })?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| vec![err(0, "file", format!("cannot read the fingerprint library's port list: {e}"))])?;
         let parsed: PortsFile = toml::from_str(&text).map_err(|e| {
             let line = e.span().map(|s| line_of(&text, s.start)).unwrap_or(0);
             vec![err(line, "toml", e.message().to_string())]
@@ -69,9 +61,6 @@ impl Library {
         }
         default_ports.sort();
         default_ports.dedup();
-        Ok(Library {
-            dir: dir.to_path_buf(),
-            default_ports,
-        })
+        Ok(Library { dir: dir.to_path_buf(), default_ports })
     }
 }

@@ -13,19 +13,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub const COLUMNS: [&str; 7] = [
-    "enterprise_id",
-    "enterprise",
-    "district",
-    "sector",
-    "level",
-    "targets",
-    "contact",
-];
+pub const COLUMNS: [&str; 7] = ["enterprise_id", "enterprise", "district", "sector", "level", "targets", "contact"];
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Important,
@@ -47,9 +37,7 @@ impl std::str::FromStr for Level {
         match s.trim().to_ascii_lowercase().as_str() {
             "important" => Ok(Level::Important),
             "general" => Ok(Level::General),
-            other => Err(format!(
-                "unknown level {other:?}: expected important or general"
-            )),
+            other => Err(format!("unknown level {other:?}: expected important or general")),
         }
     }
 }
@@ -104,14 +92,7 @@ pub struct InputError {
 
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}: {}: {}",
-            self.file.display(),
-            self.line,
-            self.field,
-            self.message
-        )
+        write!(f, "{}:{}: {}: {}", self.file.display(), self.line, self.field, self.message)
     }
 }
 
@@ -156,15 +137,8 @@ impl Ledger {
         let text = match std::str::from_utf8(bytes) {
             Ok(t) => t.strip_prefix('\u{feff}').unwrap_or(t),
             Err(e) => {
-                let line = 1 + bytes[..e.valid_up_to()]
-                    .iter()
-                    .filter(|&&b| b == b'\n')
-                    .count() as u64;
-                return Err(InputErrors(vec![err(
-                    line,
-                    "file",
-                    "not valid UTF-8 (save the ledger as UTF-8)".into(),
-                )]));
+                let line = 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() as u64;
+                return Err(InputErrors(vec![err(line, "file", "not valid UTF-8 (save the ledger as UTF-8)".into())]));
             }
         };
         let mut reader = csv::ReaderBuilder::new()
@@ -189,9 +163,7 @@ impl Ledger {
             };
             let line = record.position().map(|p| p.line()).unwrap_or(0);
             // Comments are recognised here rather than by the CSV reader, which would miscount line numbers.
-            if record.iter().all(|f| f.is_empty())
-                || record.get(0).is_some_and(|f| f.starts_with('#'))
-            {
+            if record.iter().all(|f| f.is_empty()) || record.get(0).is_some_and(|f| f.starts_with('#')) {
                 continue;
             }
             let Some(cols) = &columns else {
@@ -220,19 +192,15 @@ impl Ledger {
             let level_text = get("level");
             let targets_text = get("targets");
             let mut row_errors = Vec::new();
-            let targets = parse_targets(&targets_text, &mut |msg| {
-                row_errors.push(err(line, "targets", msg))
-            });
+            let targets = parse_targets(&targets_text, &mut |msg| row_errors.push(err(line, "targets", msg)));
 
             if level_text.trim().eq_ignore_ascii_case("exclude") {
                 errors.extend(row_errors);
-                exclusions.extend(targets.into_iter().map(|spec| Exclusion {
-                    spec,
-                    origin: Origin {
-                        file: path.to_path_buf(),
-                        line,
-                    },
-                }));
+                exclusions.extend(
+                    targets
+                        .into_iter()
+                        .map(|spec| Exclusion { spec, origin: Origin { file: path.to_path_buf(), line } }),
+                );
                 continue;
             }
             let level = match level_text.parse::<Level>() {
@@ -241,9 +209,7 @@ impl Ledger {
                     row_errors.push(err(
                         line,
                         "level",
-                        format!(
-                            "unknown level {level_text:?}: expected important, general or exclude"
-                        ),
+                        format!("unknown level {level_text:?}: expected important, general or exclude"),
                     ));
                     None
                 }
@@ -252,11 +218,7 @@ impl Ledger {
             if id.is_empty() {
                 row_errors.push(err(line, "enterprise_id", "empty".into()));
             } else if let Some(first) = first_line_of_id.get(&id) {
-                row_errors.push(err(
-                    line,
-                    "enterprise_id",
-                    format!("duplicate {id:?}: already used on line {first}"),
-                ));
+                row_errors.push(err(line, "enterprise_id", format!("duplicate {id:?}: already used on line {first}")));
             } else {
                 first_line_of_id.insert(id.clone(), line);
             }
@@ -281,19 +243,11 @@ impl Ledger {
             }
         }
         if columns.is_none() {
-            errors.push(err(
-                1,
-                "header",
-                format!("no header row: expected {}", COLUMNS.join(",")),
-            ));
+            errors.push(err(1, "header", format!("no header row: expected {}", COLUMNS.join(","))));
         }
         errors.extend(overlap_errors(path, &enterprises));
         if errors.is_empty() {
-            Ok(Ledger {
-                path: path.to_path_buf(),
-                enterprises,
-                exclusions,
-            })
+            Ok(Ledger { path: path.to_path_buf(), enterprises, exclusions })
         } else {
             errors.sort_by_key(|e| e.line);
             Err(InputErrors(errors))
@@ -313,31 +267,16 @@ impl Ledger {
         let mut errors = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = i as u64 + 1;
-            let content = raw
-                .split('#')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .trim_start_matches('\u{feff}');
+            let content = raw.split('#').next().unwrap_or("").trim().trim_start_matches('\u{feff}');
             if content.is_empty() {
                 continue;
             }
             let specs = parse_targets(content, &mut |message| {
-                errors.push(InputError {
-                    file: path.to_path_buf(),
-                    line,
-                    field: "exclude".into(),
-                    message,
-                })
+                errors.push(InputError { file: path.to_path_buf(), line, field: "exclude".into(), message })
             });
-            self.exclusions
-                .extend(specs.into_iter().map(|spec| Exclusion {
-                    spec,
-                    origin: Origin {
-                        file: path.to_path_buf(),
-                        line,
-                    },
-                }));
+            self.exclusions.extend(
+                specs.into_iter().map(|spec| Exclusion { spec, origin: Origin { file: path.to_path_buf(), line } }),
+            );
         }
         if errors.is_empty() {
             Ok(())
@@ -352,18 +291,10 @@ impl Ledger {
             s.enterprises += 1;
             *s.enterprises_by_level.entry(e.level.as_str()).or_default() += 1;
             s.districts.insert(e.district.clone());
-            let count: u128 = e
-                .targets
-                .iter()
-                .filter_map(|t| t.interval())
-                .map(|(a, b)| to_u128(b) - to_u128(a) + 1)
-                .sum();
+            let count: u128 =
+                e.targets.iter().filter_map(|t| t.interval()).map(|(a, b)| to_u128(b) - to_u128(a) + 1).sum();
             *s.addresses_by_level.entry(e.level.as_str()).or_default() += count;
-            s.hostnames += e
-                .targets
-                .iter()
-                .filter(|t| matches!(t, TargetSpec::Hostname(_)))
-                .count();
+            s.hostnames += e.targets.iter().filter(|t| matches!(t, TargetSpec::Hostname(_))).count();
         }
         s.exclusions = self.exclusions.len();
         s
@@ -392,11 +323,7 @@ impl fmt::Display for LedgerSummary {
             f,
             "districts: {} ({})",
             self.districts.len(),
-            self.districts
-                .iter()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
+            self.districts.iter().cloned().collect::<Vec<_>>().join(", ")
         )?;
         writeln!(f, "hostnames: {}", self.hostnames)?;
         write!(f, "exclusion entries: {}", self.exclusions)
@@ -404,10 +331,8 @@ impl fmt::Display for LedgerSummary {
 }
 
 fn header_columns(record: &csv::StringRecord) -> Result<HashMap<&'static str, usize>, String> {
-    let names: Vec<String> = record
-        .iter()
-        .map(|h| h.trim_start_matches('\u{feff}').trim().to_ascii_lowercase())
-        .collect();
+    let names: Vec<String> =
+        record.iter().map(|h| h.trim_start_matches('\u{feff}').trim().to_ascii_lowercase()).collect();
     let mut map = HashMap::new();
     let mut missing = Vec::new();
     for col in COLUMNS {
@@ -419,17 +344,10 @@ fn header_columns(record: &csv::StringRecord) -> Result<HashMap<&'static str, us
         }
     }
     if let Some(unknown) = names.iter().find(|n| !COLUMNS.contains(&n.as_str())) {
-        return Err(format!(
-            "unknown column {unknown:?}: expected {}",
-            COLUMNS.join(",")
-        ));
+        return Err(format!("unknown column {unknown:?}: expected {}", COLUMNS.join(",")));
     }
     if !missing.is_empty() {
-        return Err(format!(
-            "missing column(s) {}: expected {}",
-            missing.join(", "),
-            COLUMNS.join(",")
-        ));
+        return Err(format!("missing column(s) {}: expected {}", missing.join(", "), COLUMNS.join(",")));
     }
     Ok(map)
 }
@@ -521,24 +439,19 @@ mod tests {
         ))
         .unwrap_err();
         let lines: Vec<String> = e.0.iter().map(|e| e.to_string()).collect();
-        assert!(lines.contains(&"t.csv:2: targets: \"127.0.0.0/33\" is not a valid CIDR block: prefix /33 is longer than /32".to_string()), "{lines:#?}");
         assert!(
-            lines
-                .iter()
-                .any(|l| l.starts_with("t.csv:3: level: unknown level \"urgent\"")),
+            lines.contains(
+                &"t.csv:2: targets: \"127.0.0.0/33\" is not a valid CIDR block: prefix /33 is longer than /32"
+                    .to_string()
+            ),
             "{lines:#?}"
         );
+        assert!(lines.iter().any(|l| l.starts_with("t.csv:3: level: unknown level \"urgent\"")), "{lines:#?}");
         assert!(
-            lines.iter().any(|l| l
-                .starts_with("t.csv:3: enterprise_id: duplicate \"E1\": already used on line 2")),
+            lines.iter().any(|l| l.starts_with("t.csv:3: enterprise_id: duplicate \"E1\": already used on line 2")),
             "{lines:#?}"
         );
-        assert!(
-            lines
-                .iter()
-                .any(|l| l.starts_with("t.csv:4: targets: empty")),
-            "{lines:#?}"
-        );
+        assert!(lines.iter().any(|l| l.starts_with("t.csv:4: targets: empty")), "{lines:#?}");
         assert_eq!(lines.len(), 4, "{lines:#?}");
     }
 
@@ -557,14 +470,14 @@ mod tests {
         let e = parse("enterprise_id,enterprise,district,level,targets,contact\n").unwrap_err();
         assert_eq!(e.0[0].to_string(), "t.csv:1: header: missing column(s) sector: expected enterprise_id,enterprise,district,sector,level,targets,contact");
         let e = parse(&format!("{HEADER}E1,a,d,s,general,127.0.0.1\n")).unwrap_err();
-        assert!(e.0[0]
-            .to_string()
-            .starts_with("t.csv:2: row: expected 7 fields, found 6"));
+        assert!(e.0[0].to_string().starts_with("t.csv:2: row: expected 7 fields, found 6"));
     }
 
     #[test]
     fn summary_counts_addresses_per_level() {
-        let l = parse(&format!("{HEADER}E1,a,d1,s,important,127.0.0.0/30,c\nE2,b,d2,s,general,127.0.1.1;plc.example,c\n")).unwrap();
+        let l =
+            parse(&format!("{HEADER}E1,a,d1,s,important,127.0.0.0/30,c\nE2,b,d2,s,general,127.0.1.1;plc.example,c\n"))
+                .unwrap();
         let s = l.summary();
         assert_eq!(s.enterprises, 2);
         assert_eq!(s.addresses_by_level["important"], 4);

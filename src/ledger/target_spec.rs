@@ -47,20 +47,20 @@ impl TargetSpec {
             return Err("empty entry (two ';' in a row?)".into());
         }
         if let Some((net, prefix)) = token.split_once('/') {
-            let addr: IpAddr = net.trim().parse().map_err(|_| {
-                format!("{token:?} is not a valid CIDR block: {net:?} is not an IP address")
-            })?;
-            let prefix: u8 = prefix.trim().parse().map_err(|_| {
-                format!("{token:?} is not a valid CIDR block: prefix {prefix:?} is not a number")
-            })?;
+            let addr: IpAddr = net
+                .trim()
+                .parse()
+                .map_err(|_| format!("{token:?} is not a valid CIDR block: {net:?} is not an IP address"))?;
+            let prefix: u8 = prefix
+                .trim()
+                .parse()
+                .map_err(|_| format!("{token:?} is not a valid CIDR block: prefix {prefix:?} is not a number"))?;
             let (max, min) = match addr {
                 IpAddr::V4(_) => (32, MIN_IPV4_PREFIX),
                 IpAddr::V6(_) => (128, MIN_IPV6_PREFIX),
             };
             if prefix > max {
-                return Err(format!(
-                    "{token:?} is not a valid CIDR block: prefix /{prefix} is longer than /{max}"
-                ));
+                return Err(format!("{token:?} is not a valid CIDR block: prefix /{prefix} is longer than /{max}"));
             }
             if prefix < min {
                 return Err(format!(
@@ -69,10 +69,7 @@ impl TargetSpec {
             }
             let net = IpNetwork::new(addr, prefix).map_err(|e| format!("{token:?}: {e}"))?;
             if net.network() != addr {
-                return Err(format!(
-                    "{token:?} has host bits set: the block starts at {}/{prefix}",
-                    net.network()
-                ));
+                return Err(format!("{token:?} has host bits set: the block starts at {}/{prefix}", net.network()));
             }
             return Ok(TargetSpec::Block(net));
         }
@@ -80,15 +77,12 @@ impl TargetSpec {
             return Ok(TargetSpec::Address(addr));
         }
         if let Some((a, b)) = token.split_once('-') {
-            if let (Ok(first), Ok(last)) = (a.trim().parse::<IpAddr>(), b.trim().parse::<IpAddr>())
-            {
+            if let (Ok(first), Ok(last)) = (a.trim().parse::<IpAddr>(), b.trim().parse::<IpAddr>()) {
                 if first.is_ipv4() != last.is_ipv4() {
                     return Err(format!("{token:?} mixes IPv4 and IPv6 in one range"));
                 }
                 if to_u128(first) > to_u128(last) {
-                    return Err(format!(
-                        "{token:?} is an empty range: {first} comes after {last}"
-                    ));
+                    return Err(format!("{token:?} is an empty range: {first} comes after {last}"));
                 }
                 let width = to_u128(last) - to_u128(first) + 1;
                 let max_width = match first {
@@ -96,14 +90,14 @@ impl TargetSpec {
                     IpAddr::V6(_) => 1u128 << (128 - MIN_IPV6_PREFIX),
                 };
                 if width > max_width {
-                    return Err(format!(
-                        "{token:?} is too large to register: {width} addresses (at most {max_width})"
-                    ));
+                    return Err(format!("{token:?} is too large to register: {width} addresses (at most {max_width})"));
                 }
                 return Ok(TargetSpec::Range(first, last));
             }
             if a.trim().parse::<IpAddr>().is_ok() || looks_numeric(b) {
-                return Err(format!("{token:?} is not a valid range: write it as first-last, e.g. 127.0.0.1-127.0.0.9"));
+                return Err(format!(
+                    "{token:?} is not a valid range: write it as first-last, e.g. 127.0.0.1-127.0.0.9"
+                ));
             }
         }
         if looks_numeric(token) {
@@ -156,11 +150,7 @@ impl LastAddress for IpNetwork {
             IpNetwork::V4(n) => IpAddr::V4(n.broadcast()),
             IpNetwork::V6(n) => {
                 let host_bits = 128 - n.prefix() as u32;
-                let mask = if host_bits == 128 {
-                    u128::MAX
-                } else {
-                    (1u128 << host_bits) - 1
-                };
+                let mask = if host_bits == 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
                 IpAddr::V6((u128::from(n.network()) | mask).into())
             }
         }
@@ -173,34 +163,16 @@ mod tests {
 
     #[test]
     fn parses_each_form() {
-        assert_eq!(
-            TargetSpec::parse("127.0.0.1").unwrap(),
-            TargetSpec::Address("127.0.0.1".parse().unwrap())
-        );
-        assert!(matches!(
-            TargetSpec::parse("127.1.0.0/16").unwrap(),
-            TargetSpec::Block(_)
-        ));
-        assert!(matches!(
-            TargetSpec::parse("127.0.0.1-127.0.0.9").unwrap(),
-            TargetSpec::Range(..)
-        ));
-        assert!(matches!(
-            TargetSpec::parse("::1").unwrap(),
-            TargetSpec::Address(_)
-        ));
-        assert_eq!(
-            TargetSpec::parse("PLC-1.Example.org").unwrap(),
-            TargetSpec::Hostname("plc-1.example.org".into())
-        );
+        assert_eq!(TargetSpec::parse("127.0.0.1").unwrap(), TargetSpec::Address("127.0.0.1".parse().unwrap()));
+        assert!(matches!(TargetSpec::parse("127.1.0.0/16").unwrap(), TargetSpec::Block(_)));
+        assert!(matches!(TargetSpec::parse("127.0.0.1-127.0.0.9").unwrap(), TargetSpec::Range(..)));
+        assert!(matches!(TargetSpec::parse("::1").unwrap(), TargetSpec::Address(_)));
+        assert_eq!(TargetSpec::parse("PLC-1.Example.org").unwrap(), TargetSpec::Hostname("plc-1.example.org".into()));
     }
 
     #[test]
     fn block_interval_covers_the_block() {
-        let (a, b) = TargetSpec::parse("127.1.2.0/24")
-            .unwrap()
-            .interval()
-            .unwrap();
+        let (a, b) = TargetSpec::parse("127.1.2.0/24").unwrap().interval().unwrap();
         assert_eq!(a.to_string(), "127.1.2.0");
         assert_eq!(b.to_string(), "127.1.2.255");
         let (a, b) = TargetSpec::parse("::100/120").unwrap().interval().unwrap();
@@ -211,11 +183,7 @@ mod tests {
     #[test]
     fn rejects_bad_entries_with_reasons() {
         let err = |s: &str| TargetSpec::parse(s).unwrap_err();
-        assert!(
-            err("127.0.0.0/33").contains("longer than /32"),
-            "{}",
-            err("127.0.0.0/33")
-        );
+        assert!(err("127.0.0.0/33").contains("longer than /32"), "{}", err("127.0.0.0/33"));
         assert!(err("127.0.0.1/24").contains("host bits"));
         assert!(err("127.0.0.0/4").contains("too large"));
         assert!(err("127.0.0.9-127.0.0.1").contains("empty range"));

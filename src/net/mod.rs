@@ -1,8 +1,12 @@
 //! Connections to targets with bounded reads: every read has a deadline and a byte budget, so a
 //! peer that stays silent, drips, or streams forever costs one bounded slot and nothing more.
 
+mod tls;
+
 use crate::scope::{Target, Transport};
+use serde_json::{Map, Value};
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -63,6 +67,7 @@ pub enum NetError {
 
 enum Stream {
     Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     Udp(UdpSocket),
 }
 
@@ -81,12 +86,9 @@ impl Conn {
     pub async fn open(target: &Target, limits: Limits) -> Result<Conn, NetError> {
         let stream = match target.transport() {
             Transport::Tcp => {
-                let s = tokio::time::timeout(
-                    limits.connect_timeout,
-                    TcpStream::connect(target.socket_addr()),
-                )
-                .await
-                .map_err(|_| NetError::Timeout(limits.connect_timeout))??;
+                let s = tokio::time::timeout(limits.connect_timeout, TcpStream::connect(target.socket_addr()))
+                    .await
+                    .map_err(|_| NetError::Timeout(limits.connect_timeout))??;
                 s.set_nodelay(true)?;
                 Stream::Tcp(s)
             }
@@ -102,13 +104,41 @@ impl Conn {
                 Stream::Udp(s)
             }
         };
-        Ok(Conn {
-            stream,
+        Ok(Conn { stream, limits, pending: Vec::new(), received: 0, evidence: Vec::new() })
+    }
+
+    /// Opens a TCP connection and completes a TLS handshake over it, recording (never trusting) the
+    /// peer's certificate chain. Returns the connection and the handshake's description.
+    pub async fn open_tls(target: &Target, limits: Limits) -> Result<(Conn, Map<String, Value>), NetError> {
+        let plain = Conn::open(target, limits).await?;
+        let Stream::Tcp(tcp) = plain.stream else {
+            return Err(NetError::Invalid("TLS needs a TCP target".into()));
+        };
+        let verifier = Arc::new(tls::RecordingVerifier::default());
+        let connector = tokio_rustls::TlsConnector::from(tls::client_config(verifier.clone()));
+        let name = target
+            .hostname()
+            .and_then(|h| rustls::pki_types::ServerName::try_from(h.to_string()).ok())
+            .unwrap_or_else(|| rustls::pki_types::ServerName::IpAddress(target.addr().into()));
+        let stream = tokio::time::timeout(limits.read_timeout, connector.connect(name, tcp))
+            .await
+            .map_err(|_| NetError::Timeout(limits.read_timeout))?
+            .map_err(|e| NetError::Invalid(format!("TLS handshake failed: {e}")))?;
+        let (_, session) = stream.get_ref();
+        let info = tls::describe(session.protocol_version(), session.negotiated_cipher_suite(), &verifier.take_chain());
+        let conn = Conn {
+            stream: Stream::Tls(Box::new(stream)),
             limits,
             pending: Vec::new(),
             received: 0,
             evidence: Vec::new(),
-        })
+        };
+        Ok((conn, info))
+    }
+
+    /// Whether this connection runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
     }
 
     pub fn limits(&self) -> &Limits {
@@ -123,34 +153,31 @@ impl Conn {
     pub fn transport(&self) -> Transport {
         match self.stream {
             Stream::Udp(_) => Transport::Udp,
-            Stream::Tcp(_) => Transport::Tcp,
+            Stream::Tcp(_) | Stream::Tls(_) => Transport::Tcp,
         }
     }
 
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), NetError> {
         let deadline = Instant::now() + self.limits.read_timeout;
         let result = match &mut self.stream {
-            Stream::Tcp(s) => timeout_at(deadline, s.write_all(bytes))
+            Stream::Tcp(s) => timeout_at(deadline, s.write_all(bytes)).await,
+            Stream::Tls(s) => {
+                timeout_at(deadline, async {
+                    s.write_all(bytes).await?;
+                    s.flush().await
+                })
                 .await
-                .map(|r| r.map(|_| ())),
-            Stream::Udp(s) => timeout_at(deadline, s.send(bytes))
-                .await
-                .map(|r| r.map(|_| ())),
+            }
+            Stream::Udp(s) => timeout_at(deadline, s.send(bytes)).await.map(|r| r.map(|_| ())),
         };
-        result
-            .map_err(|_| NetError::Timeout(self.limits.read_timeout))?
-            .map_err(NetError::Io)
+        result.map_err(|_| NetError::Timeout(self.limits.read_timeout))?.map_err(NetError::Io)
     }
 
     /// Sends a request and reads its reply frame; over UDP the request is re-sent on silence.
-    pub async fn exchange(
-        &mut self,
-        request: &[u8],
-        frame: impl Fn(&[u8]) -> Frame,
-    ) -> Result<Vec<u8>, NetError> {
+    pub async fn exchange(&mut self, request: &[u8], frame: impl Fn(&[u8]) -> Frame) -> Result<Vec<u8>, NetError> {
         let tries = match self.stream {
             Stream::Udp(_) => 1 + self.limits.udp_retries,
-            Stream::Tcp(_) => 1,
+            Stream::Tcp(_) | Stream::Tls(_) => 1,
         };
         let mut last = NetError::Timeout(self.limits.read_timeout);
         for _ in 0..tries {
@@ -164,10 +191,7 @@ impl Conn {
     }
 
     /// Reads one frame. Over UDP each datagram is judged on its own; ones that are not a frame are skipped.
-    pub async fn recv_frame(
-        &mut self,
-        frame: impl Fn(&[u8]) -> Frame,
-    ) -> Result<Vec<u8>, NetError> {
+    pub async fn recv_frame(&mut self, frame: impl Fn(&[u8]) -> Frame) -> Result<Vec<u8>, NetError> {
         let deadline = Instant::now() + self.limits.read_timeout;
         let timeout = NetError::Timeout(self.limits.read_timeout);
         match &mut self.stream {
@@ -176,13 +200,9 @@ impl Conn {
                 let mut last_invalid = None;
                 loop {
                     if self.received >= self.limits.max_total {
-                        return Err(
-                            last_invalid.unwrap_or(NetError::TooLarge(self.limits.max_total))
-                        );
+                        return Err(last_invalid.unwrap_or(NetError::TooLarge(self.limits.max_total)));
                     }
-                    let Stream::Udp(s) = &mut self.stream else {
-                        unreachable!()
-                    };
+                    let Stream::Udp(s) = &mut self.stream else { unreachable!() };
                     let n = match timeout_at(deadline, s.recv(&mut buf)).await {
                         Ok(r) => r?,
                         Err(_) => return Err(last_invalid.unwrap_or(timeout)),
@@ -190,14 +210,12 @@ impl Conn {
                     self.record(&buf[..n]);
                     match frame(&buf[..n]) {
                         Frame::Complete(len) => return Ok(buf[..len.min(n)].to_vec()),
-                        Frame::Incomplete => {
-                            last_invalid = Some(NetError::Invalid("truncated datagram".into()))
-                        }
+                        Frame::Incomplete => last_invalid = Some(NetError::Invalid("truncated datagram".into())),
                         Frame::Invalid(why) => last_invalid = Some(NetError::Invalid(why)),
                     }
                 }
             }
-            Stream::Tcp(_) => loop {
+            Stream::Tcp(_) | Stream::Tls(_) => loop {
                 match frame(&self.pending) {
                     Frame::Complete(len) if len <= self.pending.len() => {
                         let rest = self.pending.split_off(len);
@@ -248,6 +266,7 @@ impl Conn {
         let want = chunk.len().min(self.limits.max_total - self.received);
         let n = match &mut self.stream {
             Stream::Tcp(s) => timeout_at(deadline, s.read(&mut chunk[..want])).await,
+            Stream::Tls(s) => timeout_at(deadline, s.read(&mut chunk[..want])).await,
             Stream::Udp(s) => timeout_at(deadline, s.recv(&mut chunk[..want])).await,
         }
         .map_err(|_| NetError::Timeout(self.limits.read_timeout))??;
@@ -259,7 +278,6 @@ impl Conn {
     fn record(&mut self, bytes: &[u8]) {
         self.received += bytes.len();
         let room = EVIDENCE_BYTES.saturating_sub(self.evidence.len());
-        self.evidence
-            .extend_from_slice(&bytes[..room.min(bytes.len())]);
+        self.evidence.extend_from_slice(&bytes[..room.min(bytes.len())]);
     }
 }

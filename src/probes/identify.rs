@@ -20,11 +20,7 @@ pub struct ProbeSettings {
 
 impl Default for ProbeSettings {
     fn default() -> Self {
-        ProbeSettings {
-            limits: Limits::default(),
-            banner_wait: Duration::from_secs(2),
-            deep: false,
-        }
+        ProbeSettings { limits: Limits::default(), banner_wait: Duration::from_secs(2), deep: false }
     }
 }
 
@@ -58,9 +54,7 @@ impl Identifier {
     ) -> Result<(Identity, Vec<u8>), Vec<u8>> {
         let mut conn = match conn {
             Some(c) => c,
-            None => Conn::open(target, self.settings.limits)
-                .await
-                .map_err(|_| Vec::new())?,
+            None => Conn::open(target, self.settings.limits).await.map_err(|_| Vec::new())?,
         };
         match probe.run(&mut conn).await {
             Ok(identity) => Ok((identity, conn.evidence().to_vec())),
@@ -88,9 +82,7 @@ impl Prober for Identifier {
         let mut conn = first;
         for probe in expected_on(target.port(), target.transport()) {
             match self.try_probe(probe, target, conn.take()).await {
-                Ok((identity, ev)) => {
-                    return Some(Observation::new(target.clone(), identity, ev, observed_at))
-                }
+                Ok((identity, ev)) => return Some(Observation::new(target.clone(), identity, ev, observed_at)),
                 Err(ev) if evidence.is_empty() => evidence = ev,
                 Err(_) => {}
             }
@@ -109,35 +101,20 @@ impl Prober for Identifier {
             Some(c) => c,
             None => Conn::open(target, self.settings.limits).await.ok()?,
         };
-        match conn
-            .recv_passive(self.settings.banner_wait, self.settings.limits.max_frame)
-            .await
-        {
+        match conn.recv_passive(self.settings.banner_wait, self.settings.limits.max_frame).await {
             Ok(banner) if !banner.is_empty() => {
-                return Some(Observation::new(
-                    target.clone(),
-                    Identity::new("unknown", false),
-                    banner,
-                    observed_at,
-                ));
+                return Some(Observation::new(target.clone(), Identity::new("unknown", false), banner, observed_at));
             }
             Ok(_) | Err(NetError::Timeout(_)) | Err(_) => {}
         }
         drop(conn);
         for probe in self.fallbacks(target) {
             match self.try_probe(probe, target, None).await {
-                Ok((identity, ev)) => {
-                    return Some(Observation::new(target.clone(), identity, ev, observed_at))
-                }
+                Ok((identity, ev)) => return Some(Observation::new(target.clone(), identity, ev, observed_at)),
                 Err(ev) if evidence.is_empty() => evidence = ev,
                 Err(_) => {}
             }
         }
-        Some(Observation::new(
-            target.clone(),
-            Identity::new("unknown", false),
-            evidence,
-            observed_at,
-        ))
+        Some(Observation::new(target.clone(), Identity::new("unknown", false), evidence, observed_at))
     }
 }

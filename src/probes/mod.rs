@@ -24,11 +24,7 @@ pub struct Identity {
 
 impl Identity {
     pub fn new(protocol: &'static str, ics: bool) -> Identity {
-        Identity {
-            protocol,
-            ics,
-            fields: Map::new(),
-        }
+        Identity { protocol, ics, fields: Map::new() }
     }
 
     /// Records a field; empty strings are dropped, since unknown values stay null.
@@ -52,10 +48,7 @@ pub enum ProbeError {
 
 impl ProbeError {
     pub fn not(protocol: &'static str, why: impl Into<String>) -> ProbeError {
-        ProbeError::NotThisProtocol {
-            protocol,
-            why: why.into(),
-        }
+        ProbeError::NotThisProtocol { protocol, why: why.into() }
     }
 }
 
@@ -85,10 +78,7 @@ pub fn registry() -> &'static [&'static dyn Probe] {
 
 /// The probes expected on a port, in registry order.
 pub fn expected_on(port: u16, transport: Transport) -> impl Iterator<Item = &'static dyn Probe> {
-    registry()
-        .iter()
-        .copied()
-        .filter(move |p| p.transport() == transport && p.default_ports().contains(&port))
+    registry().iter().copied().filter(move |p| p.transport() == transport && p.default_ports().contains(&port))
 }
 
 /// Whether the registry expects an ICS protocol on this port.

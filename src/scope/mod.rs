@@ -56,11 +56,7 @@ struct Span {
 
 impl Span {
     fn of(a: IpAddr, b: IpAddr) -> Span {
-        Span {
-            family: family(a),
-            first: to_u128(a),
-            last: to_u128(b),
-        }
+        Span { family: family(a), first: to_u128(a), last: to_u128(b) }
     }
     fn size(&self) -> u128 {
         self.last - self.first + 1
@@ -118,11 +114,7 @@ impl Scope {
     /// Builds the scope from a validated ledger and the resolved hostnames.
     ///
     /// Errors: a hostname that resolves into another enterprise's registered addresses.
-    pub fn build(
-        ledger: &Ledger,
-        resolved: &Resolved,
-        selection: &Selection,
-    ) -> Result<Scope, InputErrors> {
+    pub fn build(ledger: &Ledger, resolved: &Resolved, selection: &Selection) -> Result<Scope, InputErrors> {
         let mut errors = Vec::new();
         let mut owners = Vec::new();
         let mut plain: Vec<(Span, u32)> = Vec::new();
@@ -159,16 +151,10 @@ impl Scope {
                                     named.push((Span::of(a, a), index, name.clone(), e.line));
                                 }
                             }
-                            Some(Err(why)) => unresolved.push(format!(
-                                "{}:{}: {h}: {why}",
-                                ledger.path.display(),
-                                e.line
-                            )),
-                            None => unresolved.push(format!(
-                                "{}:{}: {h}: not resolved",
-                                ledger.path.display(),
-                                e.line
-                            )),
+                            Some(Err(why)) => {
+                                unresolved.push(format!("{}:{}: {h}: {why}", ledger.path.display(), e.line))
+                            }
+                            None => unresolved.push(format!("{}:{}: {h}: not resolved", ledger.path.display(), e.line)),
                         }
                     }
                 }
@@ -179,16 +165,9 @@ impl Scope {
         // A hostname must not resolve into addresses that another row registers.
         all_registered.sort();
         for (span, owner, name, line) in &named {
-            let probe = all_registered
-                .partition_point(|(s, _)| (s.family, s.first) <= (span.family, span.first));
-            for (reg, row) in all_registered[..probe]
-                .iter()
-                .rev()
-                .take_while(|(s, _)| s.family == span.family)
-            {
-                if reg.last >= span.first
-                    && ledger.enterprises[*row].id != owners[*owner as usize].enterprise_id
-                {
+            let probe = all_registered.partition_point(|(s, _)| (s.family, s.first) <= (span.family, span.first));
+            for (reg, row) in all_registered[..probe].iter().rev().take_while(|(s, _)| s.family == span.family) {
+                if reg.last >= span.first && ledger.enterprises[*row].id != owners[*owner as usize].enterprise_id {
                     let other = &ledger.enterprises[*row];
                     errors.push(InputError {
                         file: ledger.path.clone(),
@@ -233,10 +212,7 @@ impl Scope {
             match &x.spec {
                 TargetSpec::Hostname(h) => match resolved.get(h) {
                     Some(Ok(addrs)) => excluded.extend(addrs.iter().map(|&a| Span::of(a, a))),
-                    _ => unresolved.push(format!(
-                        "{}: {h}: exclusion hostname not resolved",
-                        x.origin
-                    )),
+                    _ => unresolved.push(format!("{}: {h}: exclusion hostname not resolved", x.origin)),
                 },
                 spec => {
                     let (a, b) = spec.interval().expect("non-hostname specs have intervals");
@@ -266,12 +242,7 @@ impl Scope {
         let mut offset: u64 = 0;
         for (span, owner, hostname) in pieces {
             for kept in subtract(&[span], &excluded) {
-                blocks.push(Block {
-                    span: kept,
-                    offset,
-                    owner,
-                    hostname: hostname.clone(),
-                });
+                blocks.push(Block { span: kept, offset, owner, hostname: hostname.clone() });
                 offset += kept.size() as u64;
             }
         }
@@ -287,17 +258,10 @@ impl Scope {
             *summary.districts.entry(o.district.clone()).or_default() += 1;
         }
         for b in &blocks {
-            *summary
-                .addresses_by_level
-                .entry(owners[b.owner as usize].level.as_str())
-                .or_default() += b.span.size() as u64;
+            *summary.addresses_by_level.entry(owners[b.owner as usize].level.as_str()).or_default() +=
+                b.span.size() as u64;
         }
-        Ok(Scope {
-            blocks,
-            owners,
-            addresses: offset,
-            summary,
-        })
+        Ok(Scope { blocks, owners, addresses: offset, summary })
     }
 
     pub fn address_count(&self) -> u64 {
@@ -316,18 +280,13 @@ impl Scope {
     fn nth(&self, index: u64) -> (IpAddr, &Block) {
         let i = self.blocks.partition_point(|b| b.offset <= index) - 1;
         let b = &self.blocks[i];
-        (
-            to_addr(b.span.family, b.span.first + (index - b.offset) as u128),
-            b,
-        )
+        (to_addr(b.span.family, b.span.first + (index - b.offset) as u128), b)
     }
 
     /// The enterprise and hostname an in-scope address belongs to.
     pub fn attribute(&self, addr: IpAddr) -> Option<(&Owner, Option<&str>)> {
         let key = (family(addr), to_u128(addr));
-        let i = self
-            .blocks
-            .partition_point(|b| (b.span.family, b.span.first) <= key);
+        let i = self.blocks.partition_point(|b| (b.span.family, b.span.first) <= key);
         let b = self.blocks[..i].last()?;
         (b.span.family == key.0 && b.span.last >= key.1)
             .then(|| (&self.owners[b.owner as usize], b.hostname.as_deref()))
@@ -338,9 +297,7 @@ impl Scope {
     }
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     Tcp,
@@ -403,11 +360,7 @@ pub struct TargetSpace {
 impl TargetSpace {
     pub fn new(scope: Scope, ports: Vec<PortSpec>) -> TargetSpace {
         let owners = scope.owners.iter().cloned().map(Arc::new).collect();
-        TargetSpace {
-            scope,
-            ports,
-            owners,
-        }
+        TargetSpace { scope, ports, owners }
     }
 
     pub fn len(&self) -> u64 {
@@ -464,16 +417,9 @@ fn subtract(spans: &[Span], holes: &[Span]) -> Vec<Span> {
         let mut cursor = s.first;
         let start = holes.partition_point(|h| (h.family, h.last) < (s.family, s.first));
         let mut open = true;
-        for h in holes[start..]
-            .iter()
-            .take_while(|h| h.family == s.family && h.first <= s.last)
-        {
+        for h in holes[start..].iter().take_while(|h| h.family == s.family && h.first <= s.last) {
             if h.first > cursor {
-                out.push(Span {
-                    family: s.family,
-                    first: cursor,
-                    last: h.first - 1,
-                });
+                out.push(Span { family: s.family, first: cursor, last: h.first - 1 });
             }
             if h.last >= s.last {
                 open = false;
@@ -482,11 +428,7 @@ fn subtract(spans: &[Span], holes: &[Span]) -> Vec<Span> {
             cursor = cursor.max(h.last + 1);
         }
         if open && cursor <= s.last {
-            out.push(Span {
-                family: s.family,
-                first: cursor,
-                last: s.last,
-            });
+            out.push(Span { family: s.family, first: cursor, last: s.last });
         }
     }
     out
@@ -504,9 +446,7 @@ mod tests {
     }
 
     fn all_addrs(scope: &Scope) -> Vec<String> {
-        (0..scope.address_count())
-            .map(|i| scope.nth(i).0.to_string())
-            .collect()
+        (0..scope.address_count()).map(|i| scope.nth(i).0.to_string()).collect()
     }
 
     #[test]
@@ -515,24 +455,10 @@ mod tests {
         let s = Scope::build(&l, &Resolved::new(), &Selection::default()).unwrap();
         assert_eq!(
             all_addrs(&s),
-            [
-                "127.0.0.0",
-                "127.0.0.1",
-                "127.0.0.3",
-                "127.0.0.6",
-                "127.0.0.7",
-                "127.0.1.1",
-                "127.0.1.2"
-            ]
+            ["127.0.0.0", "127.0.0.1", "127.0.0.3", "127.0.0.6", "127.0.0.7", "127.0.1.1", "127.0.1.2"]
         );
         assert_eq!(s.summary().excluded_addresses, 4);
-        assert_eq!(
-            s.attribute("127.0.1.2".parse().unwrap())
-                .unwrap()
-                .0
-                .enterprise_id,
-            "E2"
-        );
+        assert_eq!(s.attribute("127.0.1.2".parse().unwrap()).unwrap().0.enterprise_id, "E2");
         assert!(s.attribute("127.0.0.2".parse().unwrap()).is_none());
         assert!(s.attribute("127.0.0.8".parse().unwrap()).is_none());
     }
@@ -541,36 +467,27 @@ mod tests {
     fn hostnames_become_named_addresses_and_collisions_are_refused() {
         let l = ledger("E1,a,d1,s,important,127.0.0.0/30;plc.example,c\nE2,b,d2,s,general,127.0.1.1;hmi.example,c\n");
         let mut r = Resolved::new();
-        r.insert(
-            "plc.example".into(),
-            Ok(vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()]),
-        );
+        r.insert("plc.example".into(), Ok(vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()]));
         r.insert("hmi.example".into(), Err("NXDOMAIN".into()));
         let s = Scope::build(&l, &r, &Selection::default()).unwrap();
         assert_eq!(s.address_count(), 6);
-        assert_eq!(
-            s.attribute("127.0.0.1".parse().unwrap()).unwrap().1,
-            Some("plc.example")
-        );
-        assert_eq!(
-            s.attribute("::1".parse().unwrap()).unwrap().0.enterprise_id,
-            "E1"
-        );
+        assert_eq!(s.attribute("127.0.0.1".parse().unwrap()).unwrap().1, Some("plc.example"));
+        assert_eq!(s.attribute("::1".parse().unwrap()).unwrap().0.enterprise_id, "E1");
         assert_eq!(s.attribute("127.0.0.2".parse().unwrap()).unwrap().1, None);
         assert_eq!(s.summary().unresolved_hostnames.len(), 1);
 
         r.insert("hmi.example".into(), Ok(vec!["127.0.0.2".parse().unwrap()]));
         let e = Scope::build(&l, &r, &Selection::default()).unwrap_err();
-        assert_eq!(e.0[0].to_string(), "t.csv:3: targets: hostname hmi.example resolves to 127.0.0.2, which enterprise \"E1\" registers on line 2");
+        assert_eq!(
+            e.0[0].to_string(),
+            "t.csv:3: targets: hostname hmi.example resolves to 127.0.0.2, which enterprise \"E1\" registers on line 2"
+        );
     }
 
     #[test]
     fn selection_limits_the_scope() {
         let l = ledger("E1,a,d1,s,important,127.0.0.0/30,c\nE2,b,d2,s,general,127.0.1.0/30,c\n");
-        let sel = Selection {
-            levels: vec![Level::Important],
-            ..Default::default()
-        };
+        let sel = Selection { levels: vec![Level::Important], ..Default::default() };
         let s = Scope::build(&l, &Resolved::new(), &sel).unwrap();
         assert_eq!(s.address_count(), 4);
         assert!(s.contains("127.0.0.3".parse().unwrap()));
@@ -579,20 +496,10 @@ mod tests {
 
     #[test]
     fn subtract_handles_edges() {
-        let sp = |a: u128, b: u128| Span {
-            family: Family::V4,
-            first: a,
-            last: b,
-        };
+        let sp = |a: u128, b: u128| Span { family: Family::V4, first: a, last: b };
         assert_eq!(subtract(&[sp(0, 9)], &[sp(0, 0), sp(9, 9)]), vec![sp(1, 8)]);
         assert_eq!(subtract(&[sp(5, 9)], &[sp(0, 20)]), vec![]);
-        assert_eq!(
-            subtract(&[sp(5, 9)], &[sp(0, 2), sp(7, 7)]),
-            vec![sp(5, 6), sp(8, 9)]
-        );
-        assert_eq!(
-            merge(vec![sp(5, 9), sp(0, 4), sp(20, 21)]),
-            vec![sp(0, 9), sp(20, 21)]
-        );
+        assert_eq!(subtract(&[sp(5, 9)], &[sp(0, 2), sp(7, 7)]), vec![sp(5, 6), sp(8, 9)]);
+        assert_eq!(merge(vec![sp(5, 9), sp(0, 4), sp(20, 21)]), vec![sp(0, 9), sp(20, 21)]);
     }
 }

@@ -16,10 +16,7 @@ pub struct ResolverSettings {
 
 impl Default for ResolverSettings {
     fn default() -> Self {
-        ResolverSettings {
-            server: None,
-            timeout: Duration::from_secs(5),
-        }
+        ResolverSettings { server: None, timeout: Duration::from_secs(5) }
     }
 }
 
@@ -62,25 +59,23 @@ pub async fn resolve_hostnames(names: &[String], settings: &ResolverSettings) ->
         let (resolver, name) = (resolver.clone(), name.clone());
         let deadline = settings.timeout * 3;
         lookups.spawn(async move {
-            let result = match tokio::time::timeout(
-                deadline,
-                resolver.lookup_ip(format!("{}.", name.trim_end_matches('.'))),
-            )
-            .await
-            {
-                Ok(Ok(ips)) => {
-                    let mut v: Vec<_> = ips.iter().collect();
-                    v.sort();
-                    v.dedup();
-                    if v.is_empty() {
-                        Err("no A or AAAA record".to_string())
-                    } else {
-                        Ok(v)
+            let result =
+                match tokio::time::timeout(deadline, resolver.lookup_ip(format!("{}.", name.trim_end_matches('.'))))
+                    .await
+                {
+                    Ok(Ok(ips)) => {
+                        let mut v: Vec<_> = ips.iter().collect();
+                        v.sort();
+                        v.dedup();
+                        if v.is_empty() {
+                            Err("no A or AAAA record".to_string())
+                        } else {
+                            Ok(v)
+                        }
                     }
-                }
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("timed out after {deadline:?}")),
-            };
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("timed out after {deadline:?}")),
+                };
             (name, result)
         });
     }

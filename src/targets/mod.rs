@@ -80,16 +80,10 @@ impl Default for Shard {
 impl std::str::FromStr for Shard {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (i, n) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?}: expected i/n, e.g. 1/4"))?;
+        let (i, n) = s.split_once('/').ok_or_else(|| format!("{s:?}: expected i/n, e.g. 1/4"))?;
         let (index, count): (u64, u64) = (
-            i.trim()
-                .parse()
-                .map_err(|_| format!("{s:?}: {i:?} is not a number"))?,
-            n.trim()
-                .parse()
-                .map_err(|_| format!("{s:?}: {n:?} is not a number"))?,
+            i.trim().parse().map_err(|_| format!("{s:?}: {i:?} is not a number"))?,
+            n.trim().parse().map_err(|_| format!("{s:?}: {n:?} is not a number"))?,
         );
         if count == 0 || index == 0 || index > count {
             return Err(format!("{s:?}: need 1 <= i <= n"));
@@ -117,12 +111,7 @@ pub struct TargetStream {
 impl TargetStream {
     pub fn new(space: Arc<TargetSpace>, seed: u64, shard: Shard) -> TargetStream {
         let permutation = Permutation::new(space.len(), seed);
-        TargetStream {
-            space,
-            permutation,
-            next_position: shard.index - 1,
-            step: shard.count,
-        }
+        TargetStream { space, permutation, next_position: shard.index - 1, step: shard.count }
     }
 
     /// How many targets this stream yields in all.
@@ -161,34 +150,18 @@ mod tests {
     fn parses_port_lists() {
         let p = parse_ports("502,102,44818/udp,47808/udp,1000-1002,502").unwrap();
         let s: Vec<String> = p.iter().map(|p| p.to_string()).collect();
-        assert_eq!(
-            s,
-            [
-                "102/tcp",
-                "502/tcp",
-                "1000/tcp",
-                "1001/tcp",
-                "1002/tcp",
-                "44818/udp",
-                "47808/udp"
-            ]
-        );
+        assert_eq!(s, ["102/tcp", "502/tcp", "1000/tcp", "1001/tcp", "1002/tcp", "44818/udp", "47808/udp"]);
         assert_eq!(parse_ports("1-3/udp").unwrap().len(), 3);
         assert!(parse_ports("0").unwrap_err().contains("not a port"));
         assert!(parse_ports("70000").is_err());
-        assert!(parse_ports("502/sctp")
-            .unwrap_err()
-            .contains("unknown transport"));
+        assert!(parse_ports("502/sctp").unwrap_err().contains("unknown transport"));
         assert!(parse_ports("9-5").unwrap_err().contains("empty"));
         assert!(parse_ports("502,,102").is_err());
     }
 
     #[test]
     fn parses_shards() {
-        assert_eq!(
-            "2/4".parse::<Shard>().unwrap(),
-            Shard { index: 2, count: 4 }
-        );
+        assert_eq!("2/4".parse::<Shard>().unwrap(), Shard { index: 2, count: 4 });
         assert!("0/4".parse::<Shard>().is_err());
         assert!("5/4".parse::<Shard>().is_err());
         assert!("x".parse::<Shard>().is_err());

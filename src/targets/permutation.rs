@@ -18,11 +18,7 @@ impl Permutation {
         let bits = bits + bits % 2;
         let mut state = seed;
         let keys = std::array::from_fn(|_| splitmix64(&mut state));
-        Permutation {
-            n,
-            half_bits: bits / 2,
-            keys,
-        }
+        Permutation { n, half_bits: bits / 2, keys }
     }
 
     pub fn len(&self) -> u64 {
@@ -101,12 +97,7 @@ mod tests {
     fn consecutive_positions_are_spread() {
         // Over a /16 worth of positions, neighbours in scan order are rarely neighbours in address order.
         let p = Permutation::new(65536, 7);
-        let close = (0..65535)
-            .filter(|&i| p.get(i).abs_diff(p.get(i + 1)) < 256)
-            .count();
-        assert!(
-            close < 65536 / 50,
-            "{close} consecutive probes in the same /24"
-        );
+        let close = (0..65535).filter(|&i| p.get(i).abs_diff(p.get(i + 1)) < 256).count();
+        assert!(close < 65536 / 50, "{close} consecutive probes in the same /24");
     }
 }

@@ -70,31 +70,10 @@ impl ParseArgs for Cli {
 }
 
 /// Scans `ledger` on `ports` through the whole pipeline and returns the findings sorted by address and port.
-pub async fn scan(
-    ledger: &Path,
-    ports: &str,
-    selection: &Selection,
-    extra: &[&str],
-) -> Vec<Finding> {
+pub async fn scan(ledger: &Path, ports: &str, selection: &Selection, extra: &[&str]) -> Vec<Finding> {
     let ports: Vec<PortSpec> = otscope::targets::parse_ports(ports).unwrap();
-    let plan = plan_scan(
-        ledger,
-        None,
-        &fingerprints_dir(),
-        Some(ports),
-        selection,
-        &engine_args(extra),
-    )
-    .await
-    .unwrap();
-    let report = run_scan(
-        &plan,
-        Vec::new(),
-        ProgressStyle::Quiet,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let plan = plan_scan(ledger, None, &fingerprints_dir(), Some(ports), selection, &engine_args(extra)).await.unwrap();
+    let report = run_scan(&plan, Vec::new(), ProgressStyle::Quiet, CancellationToken::new()).await.unwrap();
     let mut findings = report.findings;
     findings.sort_by_key(|f| (f.ip, f.port));
     findings
@@ -111,9 +90,7 @@ impl Responder {
     /// Accepts connections; on each, sends `banner` (if any) and keeps the connection open for a while.
     pub async fn start(addr: &str, banner: Option<&'static [u8]>) -> Responder {
         let addr: SocketAddr = addr.parse().unwrap();
-        let listener = TcpListener::bind(addr)
-            .await
-            .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| panic!("bind {addr}: {e}"));
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = connections.clone();
         let task = tokio::spawn(async move {
@@ -127,11 +104,7 @@ impl Responder {
                 });
             }
         });
-        Responder {
-            addr,
-            connections,
-            task,
-        }
+        Responder { addr, connections, task }
     }
 
     pub fn count(&self) -> usize {
@@ -143,4 +116,59 @@ impl Drop for Responder {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A simulated device's conversation: given one request, the reply to send (or `None` to stay silent).
+/// A new handler is made for each connection (TCP) or each datagram exchange (UDP), so it may keep state.
+pub type Handler = Box<dyn FnMut(&[u8]) -> Option<Vec<u8>> + Send>;
+
+/// A simulated TCP device on its own loopback address: each request read is answered by the handler.
+pub async fn tcp_device(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'static) -> Responder {
+    use tokio::io::AsyncReadExt;
+    let addr: SocketAddr = addr.parse().unwrap();
+    let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    let make = Arc::new(make);
+    let task = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut handler = make();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                // Bounded: a test device answers at most 64 requests per connection.
+                for _ in 0..64 {
+                    let n = match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => n,
+                        _ => return,
+                    };
+                    if let Some(reply) = handler(&buf[..n]) {
+                        if sock.write_all(&reply).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Responder { addr, connections, task }
+}
+
+/// A simulated UDP device on its own loopback address; `connections` counts datagrams received.
+pub async fn udp_device(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'static) -> Responder {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let sock = tokio::net::UdpSocket::bind(addr).await.unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    let task = tokio::spawn(async move {
+        let mut handler = make();
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            if let Some(reply) = handler(&buf[..n]) {
+                let _ = sock.send_to(&reply, peer).await;
+            }
+        }
+    });
+    Responder { addr, connections, task }
 }

@@ -1,0 +1,134 @@
+//! TLS with a verifier that accepts and records the peer's chain but never trusts it: otscope
+//! reports certificates, it does not rely on them.
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde_json::{json, Map, Value};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Most certificates recorded from one chain; the rest are counted, not parsed.
+const MAX_CHAIN: usize = 8;
+
+#[derive(Debug, Default)]
+pub struct RecordingVerifier {
+    chain: Mutex<Vec<Vec<u8>>>,
+}
+
+impl RecordingVerifier {
+    pub fn take_chain(&self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.chain.lock().expect("not poisoned"))
+    }
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let mut chain = self.chain.lock().expect("not poisoned");
+        chain.clear();
+        chain.push(end_entity.to_vec());
+        chain.extend(intermediates.iter().take(MAX_CHAIN - 1).map(|c| c.to_vec()));
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn provider() -> &'static Arc<rustls::crypto::CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<rustls::crypto::CryptoProvider>> = OnceLock::new();
+    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+}
+
+/// A client configuration that records instead of verifying; one verifier per connection.
+pub fn client_config(verifier: Arc<RecordingVerifier>) -> Arc<rustls::ClientConfig> {
+    let config = rustls::ClientConfig::builder_with_provider(provider().clone())
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+        .expect("ring supports TLS 1.2 and 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// What the handshake revealed, as finding attributes: `{"version", "cipher", "chain": [...]}`.
+pub fn describe(
+    version: Option<rustls::ProtocolVersion>,
+    cipher: Option<rustls::SupportedCipherSuite>,
+    chain: &[Vec<u8>],
+) -> Map<String, Value> {
+    let mut tls = Map::new();
+    if let Some(v) = version {
+        tls.insert("version".into(), json!(format!("{v:?}").replace("TLSv1_", "TLS 1.")));
+    }
+    if let Some(c) = cipher {
+        tls.insert("cipher".into(), json!(format!("{:?}", c.suite())));
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let certs: Vec<Value> = chain.iter().map(|der| describe_cert(der, now)).collect();
+    if let Some(Value::Object(leaf)) = certs.first() {
+        for key in ["subject", "issuer", "san", "not_before", "not_after", "self_signed", "expired"] {
+            if let Some(v) = leaf.get(key) {
+                tls.insert(key.into(), v.clone());
+            }
+        }
+    }
+    tls.insert("chain_length".into(), json!(chain.len()));
+    tls
+}
+
+fn describe_cert(der: &[u8], now: i64) -> Value {
+    use x509_parser::prelude::*;
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return json!({ "error": "unparseable certificate", "sha256": sha256_hex(der) });
+    };
+    let validity = cert.validity();
+    let sans: Vec<String> = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|ext| ext.value.general_names.iter().map(|n| n.to_string()).collect())
+        .unwrap_or_default();
+    // Subject equal to issuer is how scanners (nmap, zgrab) call a certificate self-signed.
+    let self_signed = cert.subject() == cert.issuer();
+    json!({
+        "subject": cert.subject().to_string(),
+        "issuer": cert.issuer().to_string(),
+        "san": sans,
+        "serial": cert.raw_serial_as_string(),
+        "not_before": validity.not_before.to_rfc2822().unwrap_or_default(),
+        "not_after": validity.not_after.to_rfc2822().unwrap_or_default(),
+        "self_signed": self_signed,
+        "expired": validity.not_after.timestamp() < now,
+        "sha256": sha256_hex(der),
+    })
+}
+
+fn sha256_hex(der: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
+}
