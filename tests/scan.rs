@@ -192,7 +192,7 @@ fn sigterm_stops_cleanly_and_keeps_what_was_found() {
     std::fs::write(&path, format!("{}A-1,a,d,s,general,127.112.0.0/24,c\n", common::HEADER)).unwrap();
     let out_file = dir.path().join("f.jsonl");
     // The responder's address comes first in this permutation order? Not guaranteed: scan it alone first.
-    let mut child = bin()
+    let child = bin()
         .args([
             "scan",
             "--ports",
