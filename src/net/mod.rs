@@ -1,7 +1,10 @@
 //! Connections to targets with bounded reads: every read has a deadline and a byte budget, so a
 //! peer that stays silent, drips, or streams forever costs one bounded slot and nothing more.
 
+mod session;
 mod tls;
+
+pub use session::{Session, MAX_RECONNECTS};
 
 use crate::scope::{Target, Transport};
 use serde_json::{Map, Value};

@@ -1,11 +1,20 @@
-//! The per-target strategy: connect, try the protocols expected on the port, listen for a banner,
-//! and only then (never with text on an ICS port unless `--deep`) try the rest of the registry.
+//! The per-target strategy:
+//! 1. connect (TCP) — a refused or silent connect is a closed port, nothing is reported;
+//! 2. the probes the registry expects on the port, in the clear, then in TLS where it expects TLS;
+//! 3. a passive read: many services (SSH, FTP, SMTP, ...) speak first;
+//! 4. on ports that are not known ICS ports (or with `--deep`): a TLS handshake, then the text probes;
+//!    with `--deep`, every binary probe of the registry too;
+//! 5. otherwise `unknown`, with whatever the peer sent as evidence.
+//!
+//! A known ICS port never receives a text payload or a TLS hello unless `--deep` asks for it: a stray
+//! request can wedge a real controller.
 
-use super::{expected_on, is_ics_port, registry, Identity, Probe};
+use super::{expected_in_tls_on, expected_on, is_ics_port, registry, Identity, Probe};
 use crate::engine::{Observation, Prober};
-use crate::net::{Conn, Limits, NetError};
+use crate::net::{Conn, Limits, Session};
 use crate::scope::{Target, Transport};
 use async_trait::async_trait;
+use serde_json::Value;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -28,93 +37,186 @@ pub struct Identifier {
     settings: ProbeSettings,
 }
 
+/// The outcome of one probe attempt: an identity, or the evidence the attempt collected.
+type Attempt = Result<(Identity, Vec<u8>), Vec<u8>>;
+
 impl Identifier {
     pub fn new(settings: ProbeSettings) -> Identifier {
         Identifier { settings }
     }
 
-    /// The probes to try on this target, in order, after the passive read.
-    fn fallbacks(&self, target: &Target) -> Vec<&'static dyn Probe> {
-        let ics_port = is_ics_port(target.port(), target.transport());
-        registry()
-            .iter()
-            .copied()
-            .filter(|p| p.transport() == target.transport())
-            .filter(|p| !p.default_ports().contains(&target.port()))
-            .filter(|p| self.settings.deep || !(ics_port && p.sends_text()))
-            .filter(|p| self.settings.deep || !p.ics())
-            .collect()
-    }
-
-    async fn try_probe(
-        &self,
-        probe: &dyn Probe,
-        target: &Target,
-        conn: Option<Conn>,
-    ) -> Result<(Identity, Vec<u8>), Vec<u8>> {
-        let mut conn = match conn {
-            Some(c) => c,
-            None => Conn::open(target, self.settings.limits).await.map_err(|_| Vec::new())?,
+    /// Runs `probe` on `conn` if given, else on a fresh connection (TLS when `tls`).
+    async fn attempt(&self, probe: &dyn Probe, target: &Target, conn: Option<Conn>, tls: bool) -> Attempt {
+        let limits = self.settings.limits;
+        let mut session = match conn {
+            Some(c) => Session::with(target, limits, tls, c),
+            None => match Session::open(target, limits, tls).await {
+                Ok((s, _)) => s,
+                Err(_) => return Err(Vec::new()),
+            },
         };
-        match probe.run(&mut conn).await {
-            Ok(identity) => Ok((identity, conn.evidence().to_vec())),
+        let outcome = probe.run(&mut session).await;
+        let evidence = session.into_evidence();
+        match outcome {
+            Ok(identity) => Ok((identity, evidence)),
             Err(e) => {
                 tracing::debug!(target = %target.socket_addr(), probe = probe.protocol(), "no match: {e}");
-                Err(conn.evidence().to_vec())
+                Err(evidence)
             }
         }
     }
+
+    /// Tries `probes` in order, each on a fresh connection except the first, which may use `first`.
+    async fn first_match(
+        &self,
+        probes: Vec<&'static dyn Probe>,
+        target: &Target,
+        mut first: Option<Conn>,
+        tls: bool,
+        evidence: &mut Vec<u8>,
+    ) -> Option<Identity> {
+        for probe in probes {
+            match self.attempt(probe, target, first.take(), tls).await {
+                Ok((identity, ev)) => {
+                    if !ev.is_empty() {
+                        *evidence = ev;
+                    }
+                    return Some(identity);
+                }
+                Err(ev) if evidence.is_empty() => *evidence = ev,
+                Err(_) => {}
+            }
+        }
+        None
+    }
+
+    async fn probe_udp(&self, target: &Target) -> Option<(Identity, Vec<u8>)> {
+        let mut evidence = Vec::new();
+        let expected: Vec<_> = expected_on(target.port(), Transport::Udp).collect();
+        let mut probes = expected.clone();
+        if self.settings.deep {
+            probes.extend(
+                registry()
+                    .iter()
+                    .copied()
+                    .filter(|p| p.transport() == Transport::Udp && !expected.iter().any(|e| same(*e, *p))),
+            );
+        }
+        // A UDP port is only known to be open when a request gets a valid reply.
+        let found = self.first_match(probes, target, None, false, &mut evidence).await?;
+        Some((found, evidence))
+    }
+
+    async fn probe_tcp(&self, target: &Target) -> Option<(Identity, Vec<u8>)> {
+        let port = target.port();
+        let conn = Conn::open(target, self.settings.limits).await.ok()?;
+        let mut evidence = Vec::new();
+        let expected: Vec<_> = expected_on(port, Transport::Tcp).collect();
+        let mut spare = Some(conn);
+        if !expected.is_empty() {
+            if let Some(id) = self.first_match(expected.clone(), target, spare.take(), false, &mut evidence).await {
+                return Some((id, evidence));
+            }
+        }
+        let ics_port = is_ics_port(port, Transport::Tcp);
+        let tls_expected: Vec<_> = expected_in_tls_on(port).collect();
+        if !tls_expected.is_empty() {
+            if let Some(found) = self.probe_in_tls(target, &tls_expected, &mut evidence).await {
+                return Some(found);
+            }
+        }
+
+        // Passive read: a service that speaks first tells what it is without being asked.
+        let mut conn = match spare.take() {
+            Some(c) => c,
+            None => Conn::open(target, self.settings.limits).await.ok()?,
+        };
+        if let Ok(banner) = conn.recv_passive(self.settings.banner_wait, self.settings.limits.max_frame).await {
+            if !banner.is_empty() {
+                return Some((banner_identity(&banner), banner));
+            }
+        }
+        drop(conn);
+
+        let deep = self.settings.deep;
+        if tls_expected.is_empty() && (deep || !ics_port) {
+            if let Some(found) = self.probe_in_tls(target, &[], &mut evidence).await {
+                return Some(found);
+            }
+        }
+        let rest: Vec<&'static dyn Probe> = registry()
+            .iter()
+            .copied()
+            .filter(|p| p.transport() == Transport::Tcp && !expected.iter().any(|e| same(*e, *p)))
+            .filter(|p| deep || (!ics_port && p.sends_text() && !p.ics()))
+            .collect();
+        if let Some(id) = self.first_match(rest, target, None, false, &mut evidence).await {
+            return Some((id, evidence));
+        }
+        Some((Identity::new("unknown", false), evidence))
+    }
+
+    /// Handshakes TLS, then tries `inner` (or, when empty, the text probes) inside it. A TLS service
+    /// whose inner protocol is not recognised is reported as `tls`, with its certificate.
+    async fn probe_in_tls(
+        &self,
+        target: &Target,
+        inner: &[&'static dyn Probe],
+        evidence: &mut Vec<u8>,
+    ) -> Option<(Identity, Vec<u8>)> {
+        let limits = self.settings.limits;
+        let (session, info) = Session::open(target, limits, true).await.ok()?;
+        let info = info.unwrap_or_default();
+        drop(session);
+        let candidates: Vec<&'static dyn Probe> = if inner.is_empty() {
+            registry().iter().copied().filter(|p| p.transport() == Transport::Tcp && p.sends_text()).collect()
+        } else {
+            inner.to_vec()
+        };
+        let mut inner_evidence = Vec::new();
+        let mut identity = self
+            .first_match(candidates, target, None, true, &mut inner_evidence)
+            .await
+            .unwrap_or_else(|| Identity::new("tls", false));
+        identity.fields.insert("tls".into(), Value::Object(info));
+        if !inner_evidence.is_empty() {
+            *evidence = inner_evidence;
+        }
+        Some((identity, evidence.clone()))
+    }
+}
+
+fn same(a: &dyn Probe, b: &dyn Probe) -> bool {
+    a.protocol() == b.protocol() && a.transport() == b.transport()
+}
+
+/// An unprompted reply: the fingerprint rules of protocol `unknown` name it from its `banner` field.
+pub fn banner_identity(banner: &[u8]) -> Identity {
+    let mut identity = Identity::new("unknown", false);
+    identity.field("banner", Value::String(printable(banner)));
+    identity
+}
+
+/// Bytes as text for matching and reporting: UTF-8 where valid, `\xNN` for the rest.
+pub fn printable(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 #[async_trait]
 impl Prober for Identifier {
     async fn probe(&self, target: &Target) -> Option<Observation> {
-        let first = match target.transport() {
-            Transport::Tcp => match Conn::open(target, self.settings.limits).await {
-                Ok(c) => Some(c),
-                Err(_) => return None,
-            },
-            // A UDP port is only known to be open when a probe's request gets a valid reply.
-            Transport::Udp => None,
-        };
         let observed_at = OffsetDateTime::now_utc();
-        let mut evidence = Vec::new();
-        let mut conn = first;
-        for probe in expected_on(target.port(), target.transport()) {
-            match self.try_probe(probe, target, conn.take()).await {
-                Ok((identity, ev)) => return Some(Observation::new(target.clone(), identity, ev, observed_at)),
-                Err(ev) if evidence.is_empty() => evidence = ev,
-                Err(_) => {}
-            }
-        }
-        if target.transport() == Transport::Udp {
-            for probe in self.fallbacks(target) {
-                if let Ok((identity, ev)) = self.try_probe(probe, target, None).await {
-                    return Some(Observation::new(target.clone(), identity, ev, observed_at));
-                }
-            }
-            return None;
-        }
-
-        // Passive read: many services (SSH, FTP, SMTP, Fox stations, ...) speak first.
-        let mut conn = match conn {
-            Some(c) => c,
-            None => Conn::open(target, self.settings.limits).await.ok()?,
+        let found = match target.transport() {
+            Transport::Tcp => self.probe_tcp(target).await,
+            Transport::Udp => self.probe_udp(target).await,
         };
-        match conn.recv_passive(self.settings.banner_wait, self.settings.limits.max_frame).await {
-            Ok(banner) if !banner.is_empty() => {
-                return Some(Observation::new(target.clone(), Identity::new("unknown", false), banner, observed_at));
-            }
-            Ok(_) | Err(NetError::Timeout(_)) | Err(_) => {}
-        }
-        drop(conn);
-        for probe in self.fallbacks(target) {
-            match self.try_probe(probe, target, None).await {
-                Ok((identity, ev)) => return Some(Observation::new(target.clone(), identity, ev, observed_at)),
-                Err(ev) if evidence.is_empty() => evidence = ev,
-                Err(_) => {}
-            }
-        }
-        Some(Observation::new(target.clone(), Identity::new("unknown", false), evidence, observed_at))
+        found.map(|(identity, evidence)| Observation::new(target.clone(), identity, evidence, observed_at))
     }
 }

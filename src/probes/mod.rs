@@ -6,9 +6,9 @@
 
 mod identify;
 
-pub use identify::{Identifier, ProbeSettings};
+pub use identify::{banner_identity, printable, Identifier, ProbeSettings};
 
-use crate::net::{Conn, NetError};
+use crate::net::{NetError, Session};
 use crate::scope::Transport;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -60,15 +60,20 @@ pub trait Probe: Send + Sync {
     /// Whether this is an industrial control protocol.
     fn ics(&self) -> bool;
     fn transport(&self) -> Transport;
-    /// The ports where this protocol is expected first.
+    /// The ports where this protocol is expected first, in the clear.
     fn default_ports(&self) -> &'static [u16];
+    /// The ports where this protocol is expected first inside TLS (Fox on 4911, MQTT on 8883, ...).
+    fn tls_ports(&self) -> &'static [u16] {
+        &[]
+    }
     /// True for probes that send text (HTTP and the like), which are never sent to a known ICS port
     /// without `--deep`: a stray text request can wedge a PLC stack.
     fn sends_text(&self) -> bool {
         false
     }
-    /// Sends read-only identification requests and validates the replies.
-    async fn run(&self, conn: &mut Conn) -> Result<Identity, ProbeError>;
+    /// Sends read-only identification requests and validates the replies. `session.conn()` is the
+    /// connection; `session.reconnect()` gives a fresh one (bounded) when the peer hung up.
+    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError>;
 }
 
 /// Every protocol probe, in the order they are tried when no port hint applies.
@@ -76,12 +81,18 @@ pub fn registry() -> &'static [&'static dyn Probe] {
     &[]
 }
 
-/// The probes expected on a port, in registry order.
+/// The probes expected on a port in the clear, in registry order.
 pub fn expected_on(port: u16, transport: Transport) -> impl Iterator<Item = &'static dyn Probe> {
     registry().iter().copied().filter(move |p| p.transport() == transport && p.default_ports().contains(&port))
 }
 
-/// Whether the registry expects an ICS protocol on this port.
+/// The probes expected on a port inside TLS, in registry order.
+pub fn expected_in_tls_on(port: u16) -> impl Iterator<Item = &'static dyn Probe> {
+    registry().iter().copied().filter(move |p| p.transport() == Transport::Tcp && p.tls_ports().contains(&port))
+}
+
+/// Whether the registry expects an ICS protocol on this port (in the clear or in TLS).
 pub fn is_ics_port(port: u16, transport: Transport) -> bool {
     expected_on(port, transport).any(|p| p.ics())
+        || (transport == Transport::Tcp && expected_in_tls_on(port).any(|p| p.ics()))
 }

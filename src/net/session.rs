@@ -1,0 +1,89 @@
+//! A probe's session with one target: the current connection, and a bounded number of fresh ones
+//! for protocols that must retry with other parameters after a peer hangs up (S7 TSAPs, Modbus unit ids).
+
+use super::{Conn, Limits, NetError};
+use crate::scope::Target;
+use serde_json::{Map, Value};
+
+/// Fresh connections one probe may open after its first.
+pub const MAX_RECONNECTS: u32 = 4;
+
+pub struct Session<'t> {
+    target: &'t Target,
+    limits: Limits,
+    tls: bool,
+    conn: Option<Conn>,
+    reconnects_left: u32,
+    evidence: Vec<u8>,
+}
+
+impl<'t> Session<'t> {
+    /// Opens the first connection (TLS when `tls`), returning the handshake's description for TLS.
+    pub async fn open(
+        target: &'t Target,
+        limits: Limits,
+        tls: bool,
+    ) -> Result<(Self, Option<Map<String, Value>>), NetError> {
+        let (conn, info) = Self::connect(target, limits, tls).await?;
+        Ok((Session::with(target, limits, tls, conn), info))
+    }
+
+    /// A session around an already open connection.
+    pub fn with(target: &'t Target, limits: Limits, tls: bool, conn: Conn) -> Self {
+        Session { target, limits, tls, conn: Some(conn), reconnects_left: MAX_RECONNECTS, evidence: Vec::new() }
+    }
+
+    async fn connect(
+        target: &Target,
+        limits: Limits,
+        tls: bool,
+    ) -> Result<(Conn, Option<Map<String, Value>>), NetError> {
+        if tls {
+            let (c, info) = Conn::open_tls(target, limits).await?;
+            Ok((c, Some(info)))
+        } else {
+            Ok((Conn::open(target, limits).await?, None))
+        }
+    }
+
+    /// The target being probed (read-only: a probe may need its hostname, e.g. for an HTTP Host header).
+    pub fn target(&self) -> &Target {
+        self.target
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The current connection.
+    pub fn conn(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect("a session always holds a connection between calls")
+    }
+
+    /// Closes the current connection and opens a fresh one; refused after [`MAX_RECONNECTS`].
+    pub async fn reconnect(&mut self) -> Result<&mut Conn, NetError> {
+        if self.reconnects_left == 0 {
+            return Err(NetError::Invalid("reconnect budget spent".into()));
+        }
+        self.reconnects_left -= 1;
+        if let Some(old) = self.conn.take() {
+            self.keep_evidence(&old);
+        }
+        let (conn, _) = Self::connect(self.target, self.limits, self.tls).await?;
+        Ok(self.conn.insert(conn))
+    }
+
+    fn keep_evidence(&mut self, conn: &Conn) {
+        if self.evidence.is_empty() {
+            self.evidence = conn.evidence().to_vec();
+        }
+    }
+
+    /// The first bytes the peer sent in this session (from the first connection that got any).
+    pub fn into_evidence(mut self) -> Vec<u8> {
+        if let Some(c) = self.conn.take() {
+            self.keep_evidence(&c);
+        }
+        self.evidence
+    }
+}
