@@ -4,6 +4,7 @@
 //! A probe names its protocol only when the reply validates structurally; the port number alone
 //! never identifies anything.
 
+mod fox;
 mod identify;
 
 pub use identify::{banner_identity, printable, Identifier, ProbeSettings};
@@ -78,7 +79,7 @@ pub trait Probe: Send + Sync {
 
 /// Every protocol probe, in the order they are tried when no port hint applies.
 pub fn registry() -> &'static [&'static dyn Probe] {
-    &[]
+    &[&fox::FoxProbe]
 }
 
 /// The probes expected on a port in the clear, in registry order.
