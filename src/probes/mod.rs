@@ -6,6 +6,7 @@
 
 mod fox;
 mod identify;
+mod snmp;
 
 pub use identify::{banner_identity, printable, Identifier, ProbeSettings};
 
@@ -79,7 +80,7 @@ pub trait Probe: Send + Sync {
 
 /// Every protocol probe, in the order they are tried when no port hint applies.
 pub fn registry() -> &'static [&'static dyn Probe] {
-    &[&fox::FoxProbe]
+    &[&fox::FoxProbe, &snmp::SnmpProbe]
 }
 
 /// The probes expected on a port in the clear, in registry order.

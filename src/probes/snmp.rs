@@ -1,0 +1,519 @@
+//! SNMP v2c (RFC 3416 PDUs in the RFC 1901 community message, BER-encoded per X.690).
+//!
+//! One GetRequest with community `public` for sysDescr.0, sysObjectID.0 and sysName.0 (RFC 3418).
+//! A Get reads three scalars of the system group: it changes nothing on the agent.
+//!
+//! ```text
+//! Message     ::= SEQUENCE { version INTEGER (1 = v2c), community OCTET STRING, data PDUs }
+//! GetRequest  ::= [0] IMPLICIT PDU   (A0)      Response ::= [2] IMPLICIT PDU   (A2)
+//! PDU         ::= SEQUENCE { request-id INTEGER, error-status INTEGER, error-index INTEGER,
+//!                            variable-bindings SEQUENCE OF SEQUENCE { name OID, value ANY } }
+//! ```
+
+use super::{printable, Identity, Probe, ProbeError};
+use crate::net::{Frame, Session};
+use crate::scope::Transport;
+use async_trait::async_trait;
+
+pub const PROTOCOL: &str = "snmp";
+pub const COMMUNITY: &[u8] = b"public";
+/// msgVersion of SNMPv2c.
+pub const VERSION_2C: i64 = 1;
+
+pub const SYS_DESCR: &[u64] = &[1, 3, 6, 1, 2, 1, 1, 1, 0];
+pub const SYS_OBJECT_ID: &[u64] = &[1, 3, 6, 1, 2, 1, 1, 2, 0];
+pub const SYS_NAME: &[u64] = &[1, 3, 6, 1, 2, 1, 1, 5, 0];
+
+const TAG_INTEGER: u8 = 0x02;
+const TAG_OCTET_STRING: u8 = 0x04;
+const TAG_NULL: u8 = 0x05;
+const TAG_OID: u8 = 0x06;
+const TAG_SEQUENCE: u8 = 0x30;
+const PDU_GET_REQUEST: u8 = 0xA0;
+const PDU_RESPONSE: u8 = 0xA2;
+/// RFC 3416 exception values in a varbind.
+const NO_SUCH_OBJECT: u8 = 0x80;
+const NO_SUCH_INSTANCE: u8 = 0x81;
+const END_OF_MIB_VIEW: u8 = 0x82;
+
+/// Varbinds read from one response.
+const MAX_VARBINDS: usize = 64;
+/// Sub-identifiers accepted in one OID (RFC 2578 allows 128).
+const MAX_OID_ARCS: usize = 128;
+/// Characters kept of one string value.
+const MAX_TEXT_CHARS: usize = 1024;
+
+// ---------------------------------------------------------------------------------------------
+// BER writer
+
+fn push_length(out: &mut Vec<u8>, len: usize) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+}
+
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + 6);
+    out.push(tag);
+    push_length(&mut out, content.len());
+    out.extend_from_slice(content);
+    out
+}
+
+/// A two's-complement INTEGER in its minimal form.
+fn integer(value: i64) -> Vec<u8> {
+    let bytes = value.to_be_bytes();
+    let mut start = 0;
+    while start < 7 {
+        let (b, next) = (bytes[start], bytes[start + 1]);
+        if (b == 0x00 && next & 0x80 == 0) || (b == 0xFF && next & 0x80 != 0) {
+            start += 1;
+        } else {
+            break;
+        }
+    }
+    tlv(TAG_INTEGER, &bytes[start..])
+}
+
+fn oid(arcs: &[u64]) -> Vec<u8> {
+    let mut content = Vec::new();
+    let (first, rest) = match arcs {
+        [a, b, rest @ ..] => (a * 40 + b, rest),
+        _ => (0, &[][..]),
+    };
+    for &arc in std::iter::once(&first).chain(rest) {
+        let mut groups = vec![(arc & 0x7F) as u8];
+        let mut v = arc >> 7;
+        while v > 0 {
+            groups.push((v & 0x7F) as u8 | 0x80);
+            v >>= 7;
+        }
+        content.extend(groups.iter().rev());
+    }
+    tlv(TAG_OID, &content)
+}
+
+/// The GetRequest for sysDescr.0, sysObjectID.0 and sysName.0 with community `public`.
+pub fn get_request(request_id: i32) -> Vec<u8> {
+    let varbinds: Vec<u8> = [SYS_DESCR, SYS_OBJECT_ID, SYS_NAME]
+        .iter()
+        .flat_map(|name| tlv(TAG_SEQUENCE, &[oid(name), tlv(TAG_NULL, &[])].concat()))
+        .collect();
+    let pdu = [integer(request_id.into()), integer(0), integer(0), tlv(TAG_SEQUENCE, &varbinds)].concat();
+    let message = [integer(VERSION_2C), tlv(TAG_OCTET_STRING, COMMUNITY), tlv(PDU_GET_REQUEST, &pdu)].concat();
+    tlv(TAG_SEQUENCE, &message)
+}
+
+// ---------------------------------------------------------------------------------------------
+// BER reader: definite lengths only, every length checked against the bytes that hold it.
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an SNMP message: {0}")]
+pub struct ParseError(pub String);
+
+fn bad(why: impl Into<String>) -> ParseError {
+    ParseError(why.into())
+}
+
+/// One TLV: its tag, its content, and what follows it.
+fn read_tlv(buf: &[u8]) -> Result<(u8, &[u8], &[u8]), ParseError> {
+    let (&tag, rest) = buf.split_first().ok_or_else(|| bad("truncated TLV"))?;
+    if tag & 0x1F == 0x1F {
+        return Err(bad("multi-byte tags are not used by SNMP"));
+    }
+    let (&first, rest) = rest.split_first().ok_or_else(|| bad("truncated length"))?;
+    let (len, rest) = match first {
+        0..=0x7F => (first as usize, rest),
+        0x80 => return Err(bad("indefinite lengths are not allowed in SNMP")),
+        _ => {
+            let n = (first & 0x7F) as usize;
+            if n > 4 {
+                return Err(bad("length field too long"));
+            }
+            let digits = rest.get(..n).ok_or_else(|| bad("truncated length"))?;
+            (digits.iter().fold(0usize, |acc, &d| (acc << 8) | d as usize), &rest[n..])
+        }
+    };
+    if len > rest.len() {
+        return Err(bad("length larger than the datagram"));
+    }
+    Ok((tag, &rest[..len], &rest[len..]))
+}
+
+fn expect<'a>(buf: &'a [u8], tag: u8, what: &str) -> Result<(&'a [u8], &'a [u8]), ParseError> {
+    let (t, content, rest) = read_tlv(buf)?;
+    if t != tag {
+        return Err(bad(format!("{what}: tag {t:#04x}, expected {tag:#04x}")));
+    }
+    Ok((content, rest))
+}
+
+fn decode_integer(content: &[u8]) -> Result<i64, ParseError> {
+    if content.is_empty() || content.len() > 8 {
+        return Err(bad("INTEGER of an invalid size"));
+    }
+    let sign = if content[0] & 0x80 != 0 { -1i64 } else { 0 };
+    Ok(content.iter().fold(sign, |acc, &b| (acc << 8) | b as i64))
+}
+
+fn decode_oid(content: &[u8]) -> Result<Vec<u64>, ParseError> {
+    if content.is_empty() {
+        return Err(bad("empty OBJECT IDENTIFIER"));
+    }
+    let mut arcs = Vec::new();
+    let mut value: u64 = 0;
+    let mut pending = false;
+    for &b in content {
+        if value > (u64::MAX >> 7) {
+            return Err(bad("OBJECT IDENTIFIER arc too large"));
+        }
+        value = (value << 7) | (b & 0x7F) as u64;
+        pending = true;
+        if b & 0x80 == 0 {
+            if arcs.is_empty() {
+                let first = (value / 40).min(2);
+                arcs.push(first);
+                arcs.push(value - first * 40);
+            } else {
+                arcs.push(value);
+            }
+            if arcs.len() > MAX_OID_ARCS {
+                return Err(bad("OBJECT IDENTIFIER too long"));
+            }
+            value = 0;
+            pending = false;
+        }
+    }
+    if pending {
+        return Err(bad("truncated OBJECT IDENTIFIER"));
+    }
+    Ok(arcs)
+}
+
+/// A varbind value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VarValue {
+    OctetString(Vec<u8>),
+    Oid(Vec<u64>),
+    Integer(i64),
+    Null,
+    NoSuchObject,
+    NoSuchInstance,
+    EndOfMibView,
+    /// Any other type (counters, timeticks, addresses, ...), raw.
+    Other(u8, Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub version: i64,
+    pub community: Vec<u8>,
+    pub pdu_type: u8,
+    pub request_id: i64,
+    pub error_status: i64,
+    pub error_index: i64,
+    pub varbinds: Vec<(Vec<u64>, VarValue)>,
+}
+
+impl Message {
+    pub fn value(&self, name: &[u64]) -> Option<&VarValue> {
+        self.varbinds.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+}
+
+/// Parses one SNMP message (the whole datagram); returns it and the bytes it spans.
+pub fn parse_message(buf: &[u8]) -> Result<(Message, usize), ParseError> {
+    let (message, rest) = expect(buf, TAG_SEQUENCE, "message")?;
+    let used = buf.len() - rest.len();
+    let (version, m) = expect(message, TAG_INTEGER, "version")?;
+    let version = decode_integer(version)?;
+    let (community, m) = expect(m, TAG_OCTET_STRING, "community")?;
+    let (pdu_type, pdu, _) = read_tlv(m)?;
+    if !(0xA0..=0xA8).contains(&pdu_type) {
+        return Err(bad(format!("unknown PDU type {pdu_type:#04x}")));
+    }
+    let (request_id, p) = expect(pdu, TAG_INTEGER, "request-id")?;
+    let (error_status, p) = expect(p, TAG_INTEGER, "error-status")?;
+    let (error_index, p) = expect(p, TAG_INTEGER, "error-index")?;
+    let (mut list, _) = expect(p, TAG_SEQUENCE, "variable-bindings")?;
+    let mut varbinds = Vec::new();
+    while !list.is_empty() {
+        if varbinds.len() >= MAX_VARBINDS {
+            return Err(bad("too many variable bindings"));
+        }
+        let (varbind, rest) = expect(list, TAG_SEQUENCE, "variable binding")?;
+        list = rest;
+        let (name, v) = expect(varbind, TAG_OID, "variable name")?;
+        let (tag, content, _) = read_tlv(v)?;
+        let value = match tag {
+            TAG_OCTET_STRING => VarValue::OctetString(content.to_vec()),
+            TAG_OID => VarValue::Oid(decode_oid(content)?),
+            TAG_INTEGER => VarValue::Integer(decode_integer(content)?),
+            TAG_NULL => VarValue::Null,
+            NO_SUCH_OBJECT => VarValue::NoSuchObject,
+            NO_SUCH_INSTANCE => VarValue::NoSuchInstance,
+            END_OF_MIB_VIEW => VarValue::EndOfMibView,
+            other => VarValue::Other(other, content.to_vec()),
+        };
+        varbinds.push((decode_oid(name)?, value));
+    }
+    Ok((
+        Message {
+            version,
+            community: community.to_vec(),
+            pdu_type,
+            request_id: decode_integer(request_id)?,
+            error_status: decode_integer(error_status)?,
+            error_index: decode_integer(error_index)?,
+            varbinds,
+        },
+        used,
+    ))
+}
+
+/// Whether `m` is the agent's answer to our request `request_id`.
+pub fn check_reply(m: &Message, request_id: i32) -> Result<(), ParseError> {
+    if m.pdu_type != PDU_RESPONSE {
+        return Err(bad(format!("PDU type {:#04x} is not a Response", m.pdu_type)));
+    }
+    if m.version != VERSION_2C {
+        return Err(bad(format!("version {} is not v2c", m.version)));
+    }
+    if m.community != COMMUNITY {
+        return Err(bad("the community is not the one sent"));
+    }
+    if m.request_id != i64::from(request_id) {
+        return Err(bad("request-id does not match"));
+    }
+    Ok(())
+}
+
+/// The framing function for one datagram: our Response, or not a frame at all.
+pub fn frame(datagram: &[u8], request_id: i32) -> Frame {
+    match parse_message(datagram) {
+        Ok((m, used)) => match check_reply(&m, request_id) {
+            Ok(()) => Frame::Complete(used),
+            Err(e) => Frame::Invalid(e.0),
+        },
+        Err(e) => Frame::Invalid(e.0),
+    }
+}
+
+pub fn dotted(arcs: &[u64]) -> String {
+    arcs.iter().map(u64::to_string).collect::<Vec<_>>().join(".")
+}
+
+fn text(bytes: &[u8]) -> String {
+    let s = printable(bytes);
+    s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).chars().take(MAX_TEXT_CHARS).collect()
+}
+
+/// The identity a validated Response establishes.
+pub fn identity(m: &Message) -> Identity {
+    let mut id = Identity::new(PROTOCOL, false);
+    id.field("community_public", true);
+    if let Some(VarValue::OctetString(s)) = m.value(SYS_DESCR) {
+        id.field("sys_descr", text(s));
+    }
+    if let Some(VarValue::Oid(o)) = m.value(SYS_OBJECT_ID) {
+        id.field("sys_object_id", dotted(o));
+    }
+    if let Some(VarValue::OctetString(s)) = m.value(SYS_NAME) {
+        id.field("sys_name", text(s));
+    }
+    if m.error_status != 0 {
+        id.field("error_status", m.error_status);
+        id.field("error_index", m.error_index);
+    }
+    id
+}
+
+/// A request id in 0x01000000..=0x7FFFFFFF (always four bytes in BER), unpredictable to the peer.
+fn new_request_id() -> i32 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 4];
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        b = nanos.subsec_nanos().to_be_bytes();
+    }
+    ((u32::from_be_bytes(b) & 0x7FFF_FFFF) | 0x0100_0000) as i32
+}
+
+pub struct SnmpProbe;
+
+#[async_trait]
+impl Probe for SnmpProbe {
+    fn protocol(&self) -> &'static str {
+        PROTOCOL
+    }
+    fn ics(&self) -> bool {
+        false
+    }
+    fn transport(&self) -> Transport {
+        Transport::Udp
+    }
+    fn default_ports(&self) -> &'static [u16] {
+        &[161]
+    }
+
+    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+        let request_id = new_request_id();
+        let request = get_request(request_id);
+        let reply = session.conn().exchange(&request, |d| frame(d, request_id)).await?;
+        let (message, _) = parse_message(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
+        check_reply(&message, request_id).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
+        Ok(identity(&message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The request of net-snmp's `snmpget -v2c -c public <host> sysDescr.0 sysObjectID.0 sysName.0`
+    /// with request-id 0x12345678, written out from X.690.
+    const REQUEST: &[u8] = &[
+        0x30, 0x45, // message, 69 bytes
+        0x02, 0x01, 0x01, // version 1 (v2c)
+        0x04, 0x06, b'p', b'u', b'b', b'l', b'i', b'c', // community
+        0xA0, 0x38, // GetRequest-PDU, 56 bytes
+        0x02, 0x04, 0x12, 0x34, 0x56, 0x78, // request-id
+        0x02, 0x01, 0x00, // error-status
+        0x02, 0x01, 0x00, // error-index
+        0x30, 0x2A, // varbind list, 42 bytes
+        0x30, 0x0C, 0x06, 0x08, 0x2B, 0x06, 0x01, 0x02, 0x01, 0x01, 0x01, 0x00, 0x05, 0x00, // sysDescr.0
+        0x30, 0x0C, 0x06, 0x08, 0x2B, 0x06, 0x01, 0x02, 0x01, 0x01, 0x02, 0x00, 0x05, 0x00, // sysObjectID.0
+        0x30, 0x0C, 0x06, 0x08, 0x2B, 0x06, 0x01, 0x02, 0x01, 0x01, 0x05, 0x00, 0x05, 0x00, // sysName.0
+    ];
+
+    /// A Response built field by field (what an agent answering `public` sends).
+    fn response(request_id: i64, community: &[u8], error_status: i64, values: [Vec<u8>; 3]) -> Vec<u8> {
+        let [descr, object_id, name] = values;
+        let vb = |arcs: &[u64], v: Vec<u8>| tlv(TAG_SEQUENCE, &[oid(arcs), v].concat());
+        let list = [vb(SYS_DESCR, descr), vb(SYS_OBJECT_ID, object_id), vb(SYS_NAME, name)].concat();
+        let pdu = [integer(request_id), integer(error_status), integer(0), tlv(TAG_SEQUENCE, &list)].concat();
+        tlv(TAG_SEQUENCE, &[integer(1), tlv(TAG_OCTET_STRING, community), tlv(PDU_RESPONSE, &pdu)].concat())
+    }
+
+    const SCALANCE: &str = "Siemens, SIMATIC NET, SCALANCE X204IRT, 6GK5 204-0BA00-2BA3, HW: Version 9, FW: Version V05.04.02, SVPL6147920";
+
+    fn scalance_reply(id: i64) -> Vec<u8> {
+        response(
+            id,
+            b"public",
+            0,
+            [
+                tlv(TAG_OCTET_STRING, SCALANCE.as_bytes()),
+                oid(&[1, 3, 6, 1, 4, 1, 4196, 1, 1, 5, 2, 22]),
+                tlv(TAG_OCTET_STRING, b"sw-line3\0"),
+            ],
+        )
+    }
+
+    #[test]
+    fn request_bytes_are_exact() {
+        assert_eq!(get_request(0x1234_5678), REQUEST);
+        let (m, used) = parse_message(REQUEST).unwrap();
+        assert_eq!((m.pdu_type, m.request_id, used), (PDU_GET_REQUEST, 0x1234_5678, REQUEST.len()));
+        assert!(m.varbinds.iter().all(|(_, v)| *v == VarValue::Null));
+    }
+
+    #[test]
+    fn ber_primitives() {
+        assert_eq!(integer(0), [0x02, 0x01, 0x00]);
+        assert_eq!(integer(127), [0x02, 0x01, 0x7F]);
+        assert_eq!(integer(128), [0x02, 0x02, 0x00, 0x80]);
+        assert_eq!(integer(-1), [0x02, 0x01, 0xFF]);
+        assert_eq!(integer(-129), [0x02, 0x02, 0xFF, 0x7F]);
+        for v in [0i64, 1, 127, 128, 255, 256, -1, -128, -129, 0x7FFF_FFFF, -0x8000_0000] {
+            assert_eq!(decode_integer(&integer(v)[2..]).unwrap(), v);
+        }
+        assert_eq!(oid(&[1, 3, 6, 1, 4, 1, 8691, 7, 50]), [0x06, 0x09, 0x2B, 6, 1, 4, 1, 0xC3, 0x73, 7, 50]);
+        assert_eq!(decode_oid(&oid(&[1, 3, 6, 1, 4, 1, 8691, 7, 50])[2..]).unwrap(), [1, 3, 6, 1, 4, 1, 8691, 7, 50]);
+        assert_eq!(decode_oid(&[0x88, 0x37]).unwrap(), [2, 999]);
+        let long = tlv(TAG_OCTET_STRING, &[b'x'; 300]);
+        assert_eq!(&long[..4], &[0x04, 0x82, 0x01, 0x2C]);
+        assert_eq!(read_tlv(&long).unwrap().1.len(), 300);
+    }
+
+    #[test]
+    fn a_response_yields_the_system_group() {
+        let reply = scalance_reply(0x0123_4567);
+        assert_eq!(frame(&reply, 0x0123_4567), Frame::Complete(reply.len()));
+        let (m, _) = parse_message(&reply).unwrap();
+        check_reply(&m, 0x0123_4567).unwrap();
+        let id = identity(&m);
+        assert_eq!((id.protocol, id.ics), ("snmp", false));
+        assert_eq!(
+            serde_json::Value::Object(id.fields),
+            json!({
+                "community_public": true,
+                "sys_descr": SCALANCE,
+                "sys_object_id": "1.3.6.1.4.1.4196.1.1.5.2.22",
+                "sys_name": "sw-line3"
+            })
+        );
+    }
+
+    #[test]
+    fn exceptions_are_absent_and_errors_still_prove_snmp() {
+        let reply = response(
+            0x0100_0001,
+            b"public",
+            0,
+            [tlv(NO_SUCH_OBJECT, &[]), tlv(END_OF_MIB_VIEW, &[]), tlv(NO_SUCH_INSTANCE, &[])],
+        );
+        let (m, _) = parse_message(&reply).unwrap();
+        assert_eq!(serde_json::Value::Object(identity(&m).fields), json!({ "community_public": true }));
+
+        let reply = response(0x0100_0001, b"public", 5, [tlv(TAG_NULL, &[]), tlv(TAG_NULL, &[]), tlv(TAG_NULL, &[])]);
+        assert_eq!(frame(&reply, 0x0100_0001), Frame::Complete(reply.len()));
+        let (m, _) = parse_message(&reply).unwrap();
+        let fields = serde_json::Value::Object(identity(&m).fields);
+        assert_eq!(fields, json!({ "community_public": true, "error_status": 5, "error_index": 0 }));
+    }
+
+    #[test]
+    fn foreign_echoed_and_mismatched_datagrams_are_refused() {
+        let id = 0x0123_4567;
+        // Our own request echoed back.
+        assert!(matches!(frame(&get_request(id), id), Frame::Invalid(_)));
+        // Another request id, another community, another version.
+        assert!(matches!(frame(&scalance_reply(id as i64 + 1), id), Frame::Invalid(_)));
+        let other = response(id as i64, b"private", 0, [tlv(TAG_NULL, &[]), tlv(TAG_NULL, &[]), tlv(TAG_NULL, &[])]);
+        assert!(matches!(frame(&other, id), Frame::Invalid(_)));
+        let mut v1 = scalance_reply(id as i64);
+        v1[4] = 0x00;
+        assert!(matches!(frame(&v1, id), Frame::Invalid(_)));
+        for junk in
+            [&b""[..], b"\x30", b"\x30\x80\x00\x00", b"\x30\x84\xff\xff\xff\xff", b"hello world", b"\x1f\x01\x00"]
+        {
+            assert!(matches!(frame(junk, id), Frame::Invalid(_)), "{junk:?}");
+        }
+        // Every truncation of a valid reply is refused without a panic.
+        let reply = scalance_reply(id as i64);
+        for n in 0..reply.len() {
+            assert!(parse_message(&reply[..n]).is_err(), "at {n}");
+        }
+    }
+
+    #[test]
+    fn lying_inner_lengths_and_huge_oids_are_refused() {
+        let id = 0x0123_4567;
+        let mut reply = scalance_reply(id);
+        // The sysDescr string claims more bytes than its varbind holds.
+        let pos = reply.windows(2).position(|w| w == [0x04, SCALANCE.len() as u8]).unwrap();
+        reply[pos + 1] = 0x7F;
+        assert!(parse_message(&reply).is_err());
+        assert!(decode_oid(&[0xFF; 20]).is_err());
+        assert!(decode_oid(&[0x81; 5]).is_err());
+        assert!(decode_oid(&[0x01; 200]).is_err());
+        assert!(decode_integer(&[1; 9]).is_err());
+    }
+}
