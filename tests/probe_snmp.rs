@@ -31,7 +31,9 @@ fn read(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 }
 
 /// A GetRequest as an agent sees it: (community, raw request-id INTEGER content, requested OIDs).
-fn decode_get(datagram: &[u8]) -> Option<(Vec<u8>, Vec<u8>, Vec<Vec<u8>>)> {
+type Get = (Vec<u8>, Vec<u8>, Vec<Vec<u8>>);
+
+fn decode_get(datagram: &[u8]) -> Option<Get> {
     let (0x30, msg, _) = read(datagram)? else { return None };
     let (0x02, version, rest) = read(msg)? else { return None };
     if version != [0x01] {
