@@ -5,6 +5,7 @@
 //! never identifies anything.
 
 mod fox;
+mod http;
 mod identify;
 mod snmp;
 
@@ -80,7 +81,7 @@ pub trait Probe: Send + Sync {
 
 /// Every protocol probe, in the order they are tried when no port hint applies.
 pub fn registry() -> &'static [&'static dyn Probe] {
-    &[&fox::FoxProbe, &snmp::SnmpProbe]
+    &[&fox::FoxProbe, &snmp::SnmpProbe, &http::HttpProbe]
 }
 
 /// The probes expected on a port in the clear, in registry order.
