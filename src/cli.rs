@@ -31,6 +31,29 @@ pub enum Command {
     /// Work with the asset ledger.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Work with the fingerprint rule library.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate every rule file: report each problem as file:line: rule id: message, then a summary.
+    ///
+    /// Exit status: 0 valid, 2 invalid.
+    Check {
+        /// The fingerprint library folder.
+        #[arg(long, value_name = "DIR", default_value = "fingerprints")]
+        fingerprints: PathBuf,
+    },
+    /// Run every rule's examples against the whole library and report each failure.
+    ///
+    /// Exit status: 0 all pass, 1 some fail, 2 the library does not load.
+    Test {
+        /// The fingerprint library folder.
+        #[arg(long, value_name = "DIR", default_value = "fingerprints")]
+        fingerprints: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

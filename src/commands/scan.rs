@@ -3,7 +3,7 @@
 use super::{BadInput, EXIT_INTERRUPTED};
 use crate::cli::{EngineArgs, ScanArgs};
 use crate::engine::{self, EngineConfig, Observation, Progress, ProgressStyle, RunStats};
-use crate::findings::{Classification, CsvWriter, Finding, FindingSink, JsonlWriter};
+use crate::findings::{CsvWriter, Finding, FindingSink, JsonlWriter};
 use crate::fingerprints::Library;
 use crate::ledger::{Ledger, TargetSpec};
 use crate::net::Limits;
@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 /// Everything a scan needs, validated, before anything is sent.
 pub struct ScanPlan {
     pub ledger: Ledger,
-    pub library: Library,
+    pub library: Arc<Library>,
     pub space: Arc<TargetSpace>,
     pub seed: u64,
     pub shard: Shard,
@@ -52,8 +52,10 @@ pub async fn plan_scan(
         ledger.add_exclusion_file(x).map_err(lines)?;
     }
     check_selection(&ledger, selection)?;
-    let library = Library::load(library_dir)
-        .map_err(|es| BadInput(es.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))?;
+    let library = Arc::new(
+        Library::load(library_dir)
+            .map_err(|e| BadInput(format!("{e}\nthe fingerprint library is broken: run `otscope rules check`")))?,
+    );
     let ports = ports.unwrap_or_else(|| library.default_ports.clone());
     if ports.is_empty() {
         return Err(BadInput("no ports to scan".into()));
@@ -147,11 +149,13 @@ pub async fn run_scan(
     let stream = plan.stream();
     let progress = Arc::new(Progress::new(stream.total(), style));
     let (tx, mut rx) = mpsc::channel::<Observation>(1024);
+    let library = plan.library.clone();
     let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Finding>> {
         let mut sinks = sinks;
         let mut findings = Vec::new();
         while let Some(obs) = rx.blocking_recv() {
-            let finding = Finding::new(&obs, Classification::default());
+            let classification = library.classify(obs.identity.protocol, &obs.identity.fields);
+            let finding = Finding::new(&obs, classification);
             for s in sinks.iter_mut() {
                 s.write(&finding)?;
             }
@@ -162,7 +166,7 @@ pub async fn run_scan(
         }
         Ok(findings)
     });
-    let prober = Arc::new(Identifier::new(plan.probe.clone()));
+    let prober = Arc::new(Identifier::new(plan.probe.clone(), &plan.library));
     let logger = {
         let p = progress.clone();
         (style != ProgressStyle::Quiet)
