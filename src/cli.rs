@@ -15,7 +15,7 @@ use std::time::Duration;
 ///   otscope scan --targets ledger.csv --dry-run # what would be probed, and how long it takes
 ///   otscope scan --targets ledger.csv --out findings.jsonl --csv findings.csv
 #[derive(Debug, Parser)]
-#[command(name = "otscope", version, about, verbatim_doc_comment)]
+#[command(name = "otscope", version, about, verbatim_doc_comment, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
