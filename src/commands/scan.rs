@@ -172,7 +172,12 @@ pub async fn run_scan(
         (style != ProgressStyle::Quiet)
             .then(|| tokio::spawn(async move { p.log_periodically(Duration::from_secs(10)).await }))
     };
-    let stats = engine::run(stream, prober, &plan.engine, tx, progress.clone(), stop).await;
+    // The dispatcher runs on a worker thread: on the thread that blocks on the runtime, every freed
+    // slot would cost a cross-thread wake-up.
+    let engine_config = plan.engine.clone();
+    let engine_progress = progress.clone();
+    let stats = tokio::spawn(async move { engine::run(stream, prober, &engine_config, tx, engine_progress, stop).await })
+        .await?;
     if let Some(l) = logger {
         l.abort();
     }
