@@ -176,8 +176,9 @@ pub async fn run_scan(
     // slot would cost a cross-thread wake-up.
     let engine_config = plan.engine.clone();
     let engine_progress = progress.clone();
-    let stats = tokio::spawn(async move { engine::run(stream, prober, &engine_config, tx, engine_progress, stop).await })
-        .await?;
+    let stats =
+        tokio::spawn(async move { engine::run(stream, prober, &engine_config, tx, engine_progress, stop).await })
+            .await?;
     if let Some(l) = logger {
         l.abort();
     }
