@@ -144,7 +144,7 @@ async fn pipeline(ledger: &Path, concurrency: usize) -> Sweep {
         .await
         .unwrap_or_else(|e| panic!("plan: {e}"));
     let (started, cpu) = (Instant::now(), cpu_time());
-    let report = run_scan(&plan, vec![], ProgressStyle::Quiet, CancellationToken::new()).await.expect("scan");
+    let report = run_scan(&plan, None, vec![], ProgressStyle::Quiet, CancellationToken::new()).await.expect("scan");
     let (elapsed, cpu) = (started.elapsed(), cpu_time() - cpu);
     assert!(!report.stats.interrupted);
     assert_eq!(

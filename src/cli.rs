@@ -102,6 +102,12 @@ pub struct ScanArgs {
     /// Print what the scan would cover and how long it would take; probe nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// The scan history database (SQLite, created if missing); `--no-db` records nothing.
+    #[arg(long, value_name = "PATH", default_value = "otscope.db")]
+    pub db: Option<PathBuf>,
+    /// Do not record this scan in the history (findings then carry no change status).
+    #[arg(long)]
+    pub no_db: bool,
     #[command(flatten)]
     pub engine: EngineArgs,
 }

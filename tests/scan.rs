@@ -50,6 +50,8 @@ async fn excluded_addresses_are_never_connected_to() {
         .arg(&path)
         .arg("--exclude")
         .arg(&exclude)
+        .arg("--db")
+        .arg(dir.path().join("history.db"))
         .args(["--ports", "2222", "--rate", "0", "--banner-wait", "100ms", "--quiet", "--out"])
         .arg(dir.path().join("f.jsonl"))
         .status()
@@ -218,6 +220,8 @@ fn sigterm_stops_cleanly_and_keeps_what_was_found() {
         .arg(&path)
         .arg("--out")
         .arg(&out_file)
+        .arg("--db")
+        .arg(dir.path().join("history.db"))
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -69,12 +69,15 @@ pub struct Library {
     pub matcher: Matcher,
     pub examples: Vec<Example>,
     pub files: usize,
+    /// A digest of every file's name and content: which library identified a scan's findings.
+    pub version: String,
 }
 
 impl Library {
     /// Loads and checks every `*.toml` of `dir`; any problem fails the whole load.
     pub fn load(dir: &Path) -> Result<Library, LibraryErrors> {
         let mut errors = Vec::new();
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
         let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
             Ok(entries) => entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -108,6 +111,8 @@ impl Library {
                     continue;
                 }
             };
+            digest.update(path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+            digest.update(text.as_bytes());
             let file: FileDef = match toml::from_str(&text) {
                 Ok(f) => f,
                 Err(e) => {
@@ -208,7 +213,16 @@ impl Library {
             })
             .collect();
         let matcher = Matcher::compile(rules.into_iter().map(|(r, _)| r).collect(), tables);
-        Ok(Library { dir: dir.to_path_buf(), default_ports, banner_probes, matcher, examples, files: paths.len() })
+        let version = hex::encode(&digest.finish().as_ref()[..8]);
+        Ok(Library {
+            dir: dir.to_path_buf(),
+            default_ports,
+            banner_probes,
+            matcher,
+            examples,
+            files: paths.len(),
+            version,
+        })
     }
 
     /// What the rules conclude about an observation of `protocol` with these fields.
