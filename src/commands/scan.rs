@@ -185,6 +185,9 @@ pub struct ScanReport {
 }
 
 /// Runs a planned scan, writing each finding to the sinks as it arrives.
+/// A history being written: the store and the scan's id in it.
+type History = (Box<dyn Store + Send>, ScanId);
+
 /// Runs a planned scan, recording it in `history` (when given) and writing each finding to the sinks
 /// as it arrives, with its change status against the history.
 pub async fn run_scan(
@@ -206,8 +209,8 @@ pub async fn run_scan(
         None => None,
     };
     let scan_id = history.as_ref().map(|h| h.1);
-    let writer = tokio::task::spawn_blocking(
-        move || -> anyhow::Result<(Vec<Finding>, Option<(Box<dyn Store + Send>, ScanId)>, Option<String>)> {
+    let writer =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<Finding>, Option<History>, Option<String>)> {
             let mut sinks = sinks;
             let mut findings = Vec::new();
             let mut history_error = None;
@@ -231,8 +234,7 @@ pub async fn run_scan(
                 s.finish()?;
             }
             Ok((findings, history, history_error))
-        },
-    );
+        });
     let prober = Arc::new(Identifier::new(plan.probe.clone(), &plan.library));
     let logger = {
         let p = progress.clone();
