@@ -34,6 +34,48 @@ pub enum Command {
     /// Work with the fingerprint rule library.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// List the scans recorded in the history.
+    History(DbArgs),
+    /// Show what is known of one address over time: its services, first and last seen, changes.
+    Show {
+        /// The address.
+        ip: std::net::IpAddr,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// What changed between two scans: each service new, changed, persisting or gone.
+    ///
+    /// Default: the last two completed scans of the same objects. Gone is claimed only for services the
+    /// later scan covered and only when it completed. Exit status: 0 nothing new, changed or gone; 3 otherwise.
+    Diff {
+        /// The earlier scan.
+        #[arg(long, value_name = "SCAN")]
+        from: Option<i64>,
+        /// The later scan.
+        #[arg(long, value_name = "SCAN")]
+        to: Option<i64>,
+        /// Also list persisting services.
+        #[arg(long)]
+        all: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: DiffFormat,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Jsonl,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DbArgs {
+    /// The scan history database.
+    #[arg(long, value_name = "PATH", default_value = "otscope.db")]
+    pub db: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod engine;
 pub mod findings;
 pub mod fingerprints;
+pub mod history;
 pub mod ledger;
 pub mod net;
 pub mod probes;

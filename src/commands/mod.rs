@@ -1,5 +1,6 @@
 //! The commands behind the command line; `main` maps their outcome to an exit status.
 
+mod history;
 mod ledger;
 mod rules;
 mod scan;
@@ -24,5 +25,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ledger(LedgerCommand::Check { file, exclude }) => ledger::check(&file, exclude.as_deref()),
         Command::Rules(RulesCommand::Check { fingerprints }) => rules::check(&fingerprints),
         Command::Rules(RulesCommand::Test { fingerprints }) => rules::test(&fingerprints),
+        Command::History(db) => history::list(&db.db),
+        Command::Show { ip, db } => history::show(&db.db, ip),
+        Command::Diff { from, to, all, format, db } => history::diff(&db.db, from, to, all, format),
     }
 }

@@ -110,6 +110,12 @@ impl Responder {
     pub fn count(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
+
+    /// Stops accepting and waits until the address is free again.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
 }
 
 impl Drop for Responder {

@@ -1,0 +1,176 @@
+//! The history: two scans of a lab that changes in between give exactly the expected diff; partial
+//! and narrower scans claim nothing gone outside what they covered; bad input is refused clearly.
+
+mod common;
+
+use common::{engine_args, ledger, Responder};
+use otscope::commands::{plan_scan, run_scan};
+use otscope::engine::ProgressStyle;
+use otscope::findings::{Change, Finding};
+use otscope::history::diff;
+use otscope::scope::Selection;
+use otscope::store::{SqliteStore, Store};
+use std::collections::BTreeMap;
+use std::path::Path;
+use tokio_util::sync::CancellationToken;
+
+/// A library whose one rule reads a firmware version from a banner like "FW 1.2".
+fn firmware_library(dir: &Path) -> std::path::PathBuf {
+    let lib = dir.join("fp");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(lib.join("ports.toml"), "ports = [\"2222\"]\n").unwrap();
+    std::fs::write(
+        lib.join("lab.toml"),
+        r#"
+[[rule]]
+id = "lab.fw"
+protocol = "unknown"
+when = [{ field = "banner", regex = '^FW (?P<v>\S+)' }]
+set = { protocol = "labfw", vendor = "Lab", product = "Gadget", version = "{v}" }
+[[rule.example]]
+banner = 'FW 1.0\r\n'
+expect = { protocol = "labfw", version = "1.0" }
+"#,
+    )
+    .unwrap();
+    lib
+}
+
+async fn recorded_scan(
+    ledger: &Path,
+    lib: &Path,
+    db: &Path,
+    selection: &Selection,
+    stop: Option<CancellationToken>,
+) -> (i64, Vec<Finding>) {
+    let plan = plan_scan(ledger, None, lib, None, selection, &engine_args(&[])).await.unwrap();
+    let store = SqliteStore::open(db).unwrap();
+    let history = Some((Box::new(store) as Box<dyn Store + Send>, plan.scan_start("scan")));
+    let report = run_scan(&plan, history, Vec::new(), ProgressStyle::Quiet, stop.unwrap_or_default()).await.unwrap();
+    assert!(report.history_error.is_none(), "{:?}", report.history_error);
+    (report.scan_id.unwrap(), report.findings)
+}
+
+fn by_ip(findings: &[Finding]) -> BTreeMap<String, &Finding> {
+    findings.iter().map(|f| (f.ip.to_string(), f)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_scans_of_a_changing_lab_give_the_exact_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = firmware_library(dir.path());
+    let db = dir.path().join("h.db");
+    let (_l, ledger) = ledger("E1,一号水厂,浦东新区,water,important,127.117.0.1-127.117.0.4,c\nE2,二号电厂,闵行区,energy,general,127.117.1.1,c\n");
+
+    let a = Responder::start("127.117.0.1:2222", Some(b"FW 1.0\r\n")).await;
+    let b = Responder::start("127.117.0.2:2222", Some(b"FW 2.0\r\n")).await;
+    let c = Responder::start("127.117.0.3:2222", Some(b"FW 3.0\r\n")).await;
+    let other_district = Responder::start("127.117.1.1:2222", Some(b"FW 9.0\r\n")).await;
+    let (first, found) = recorded_scan(&ledger, &lib, &db, &Selection::default(), None).await;
+    assert_eq!(found.len(), 4);
+    assert!(found.iter().all(|f| f.change == Some(Change::New)), "{found:#?}");
+    assert_eq!(by_ip(&found)["127.117.0.2"].version.as_deref(), Some("2.0"));
+
+    // Between the scans: b's firmware changes, c goes away, d appears; a stays.
+    b.stop().await;
+    c.stop().await;
+    let _b = Responder::start("127.117.0.2:2222", Some(b"FW 2.1\r\n")).await;
+    let _d = Responder::start("127.117.0.4:2222", Some(b"FW 4.0\r\n")).await;
+    let (second, found) = recorded_scan(&ledger, &lib, &db, &Selection::default(), None).await;
+    let got = by_ip(&found);
+    assert_eq!(got["127.117.0.1"].change, Some(Change::Persisting));
+    assert_eq!(got["127.117.0.2"].change, Some(Change::Changed));
+    assert_eq!(got["127.117.0.2"].changed, vec!["version".to_string()]);
+    assert_eq!(got["127.117.0.4"].change, Some(Change::New));
+    assert!(!got.contains_key("127.117.0.3"));
+
+    let store = SqliteStore::open(&db).unwrap();
+    let d = diff(&store, first, second).unwrap();
+    let summary: Vec<(String, &str)> = d.entries.iter().map(|e| (e.ip.to_string(), e.status.as_str())).collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("127.117.0.4".to_string(), "new"),
+            ("127.117.0.2".to_string(), "changed"),
+            ("127.117.0.1".to_string(), "persisting"),
+            ("127.117.1.1".to_string(), "persisting"),
+            ("127.117.0.3".to_string(), "gone"),
+        ]
+    );
+    let changed = d.entries.iter().find(|e| e.status == Change::Changed).unwrap();
+    assert_eq!(changed.before["version"], "2.0");
+    assert_eq!(changed.finding.enterprise, "一号水厂");
+    assert_eq!(otscope::history::default_pair(&store).unwrap(), (first, second));
+    let services = store.services_of("127.117.0.3".parse().unwrap()).unwrap();
+    assert_eq!(services[0].gone_scan, Some(second));
+    drop(store);
+
+    // A scan of one district covers only it: the other district's device, now silent, is not gone.
+    other_district.stop().await;
+    let sel = Selection { districts: vec!["浦东新区".into()], ..Default::default() };
+    let (third, _) = recorded_scan(&ledger, &lib, &db, &sel, None).await;
+    let store = SqliteStore::open(&db).unwrap();
+    let d = diff(&store, second, third).unwrap();
+    assert!(d.entries.iter().all(|e| e.ip.to_string() != "127.117.1.1"), "{:#?}", d.entries);
+    assert_eq!(d.not_covered, 1);
+    assert_eq!(store.services_of("127.117.1.1".parse().unwrap()).unwrap()[0].gone_scan, None);
+    drop(a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_scan_claims_nothing_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = firmware_library(dir.path());
+    let db = dir.path().join("h.db");
+    let (_l, ledger) = ledger("E1,a,d,s,general,127.117.2.1-127.117.2.2,c\n");
+    let a = Responder::start("127.117.2.1:2222", Some(b"FW 1.0\r\n")).await;
+    let (first, _) = recorded_scan(&ledger, &lib, &db, &Selection::default(), None).await;
+    a.stop().await;
+    let stop = CancellationToken::new();
+    stop.cancel();
+    let (second, found) = recorded_scan(&ledger, &lib, &db, &Selection::default(), Some(stop)).await;
+    assert!(found.is_empty());
+    let store = SqliteStore::open(&db).unwrap();
+    assert!(!store.scan(second).unwrap().completed());
+    let d = diff(&store, first, second).unwrap();
+    assert_eq!(d.count(Change::Gone), 0);
+    assert_eq!(d.not_covered, 1);
+    assert_eq!(store.services_of("127.117.2.1".parse().unwrap()).unwrap()[0].gone_scan, None);
+}
+
+#[test]
+fn bad_history_input_gets_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let store = SqliteStore::open(&db).unwrap();
+    assert_eq!(store.scan(42).unwrap_err().to_string(), "no scan with id 42 (see `otscope history`)");
+    drop(store);
+
+    let bin = env!("CARGO_BIN_EXE_otscope");
+    let out =
+        std::process::Command::new(bin).args(["diff", "--from", "1", "--to", "2", "--db"]).arg(&db).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no scan with id"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out =
+        std::process::Command::new(bin).args(["history", "--db"]).arg(dir.path().join("missing.db")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such history database"));
+
+    // A database written by a newer otscope is refused, not "migrated" backwards.
+    let newer = dir.path().join("newer.db");
+    let conn = rusqlite::Connection::open(&newer).unwrap();
+    conn.execute_batch("PRAGMA user_version = 99").unwrap();
+    drop(conn);
+    let err = SqliteStore::open(&newer).err().unwrap().to_string();
+    assert!(err.contains("schema version 99, newer than this otscope knows"), "{err}");
+
+    // A file that is not a database.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
+    let err = SqliteStore::open(&junk).err().unwrap().to_string();
+    assert!(err.contains("not an otscope database") || err.contains("not a database"), "{err}");
+}
