@@ -94,7 +94,7 @@ pub fn diff(store: &dyn Store, from: ScanId, to: ScanId) -> Result<Diff, StoreEr
             not_covered += 1;
         }
     }
-    entries.sort_by(|a, b| (a.status, a.ip, a.port, a.transport).cmp(&(b.status, b.ip, b.port, b.transport)));
+    entries.sort_by_key(|e| (e.status, e.ip, e.port, e.transport));
     Ok(Diff { from, to, entries, not_covered })
 }
 
