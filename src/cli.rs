@@ -43,6 +43,8 @@ pub enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Export a scan's findings: per district for the districts, or JSONL for the monitoring platform.
+    Export(ExportArgs),
     /// What changed between two scans: each service new, changed, persisting or gone.
     ///
     /// Default: the last two completed scans of the same objects. Gone is claimed only for services the
@@ -63,6 +65,32 @@ pub enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The scan to export (default: the latest completed scan).
+    #[arg(long, value_name = "SCAN")]
+    pub scan: Option<i64>,
+    /// One file per district (with a summary file); without it, one file with every finding.
+    #[arg(long, value_enum, value_name = "GROUPING")]
+    pub by: Option<Grouping>,
+    /// csv (UTF-8 with BOM, opens in Excel) or jsonl (the scan output's schema, for the monitoring platform).
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: crate::export::Format,
+    /// Column headers and values in English or Chinese (区县, 企业名称, 重要程度, ...).
+    #[arg(long, value_enum, default_value = "en")]
+    pub lang: crate::export::Lang,
+    /// The folder to write into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Grouping {
+    District,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

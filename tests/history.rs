@@ -174,3 +174,61 @@ fn bad_history_input_gets_clear_errors() {
     let err = SqliteStore::open(&junk).err().unwrap().to_string();
     assert!(err.contains("not an otscope database") || err.contains("not a database"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn district_exports_put_each_finding_in_its_district_file_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = firmware_library(dir.path());
+    let db = dir.path().join("h.db");
+    let (_l, ledger) = ledger(
+        "P1,浦东一厂,浦东新区,water,important,127.117.3.1,c\nP2,浦东二厂,浦东新区,water,general,127.117.3.2,c\nM1,\"闵行<化工>\",闵行区/莘庄,chemical,important,127.117.3.3,c\n",
+    );
+    let _a = Responder::start("127.117.3.1:2222", Some(b"FW 1.0\r\n")).await;
+    let _b = Responder::start("127.117.3.2:2222", Some(b"FW 2.0\r\n")).await;
+    let _c = Responder::start("127.117.3.3:2222", Some(b"FW 3.0\r\n")).await;
+    recorded_scan(&ledger, &lib, &db, &Selection::default(), None).await;
+
+    let bin = env!("CARGO_BIN_EXE_otscope");
+    let out_dir = dir.path().join("export");
+    let out = std::process::Command::new(bin)
+        .args(["export", "--by", "district", "--format", "csv", "--lang", "zh", "--out"])
+        .arg(&out_dir)
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pudong = std::fs::read(out_dir.join("浦东新区.csv")).unwrap();
+    assert!(pudong.starts_with("\u{feff}".as_bytes()), "Excel needs the BOM");
+    let text = String::from_utf8(pudong).unwrap();
+    let mut lines = text.trim_start_matches('\u{feff}').lines();
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("区县,企业编号,企业名称,重要程度,IP,端口"), "{header}");
+    assert!(header.contains("首次发现,最近发现"), "{header}");
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r.starts_with("浦东新区,")));
+    assert!(rows.iter().any(|r| r.contains("浦东一厂") && r.contains(",重要,")), "{rows:?}");
+    assert!(!text.contains("闵行"));
+    // The district with a '/' in its name gets a safe file, and its enterprise name round-trips.
+    let minhang = std::fs::read_to_string(out_dir.join("闵行区_莘庄.csv")).unwrap();
+    assert!(minhang.contains("\"闵行<化工>\"") || minhang.contains("闵行<化工>"), "{minhang}");
+    assert!(!minhang.contains("浦东"));
+    let summary = std::fs::read_to_string(out_dir.join("summary.csv")).unwrap();
+    assert!(summary.contains("浦东新区,2,2,"), "{summary}");
+
+    let jsonl_dir = dir.path().join("jsonl");
+    let out = std::process::Command::new(bin)
+        .args(["export", "--format", "jsonl", "--out"])
+        .arg(&jsonl_dir)
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines = std::fs::read_to_string(jsonl_dir.join("findings.jsonl")).unwrap();
+    let parsed: Vec<Finding> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(parsed.len(), 3);
+    assert!(parsed.iter().any(|f| f.enterprise == "闵行<化工>" && f.district == "闵行区/莘庄"));
+    assert!(parsed.iter().all(|f| f.change == Some(Change::New)));
+}

@@ -1,7 +1,8 @@
 //! `history`, `show` and `diff`: reading the scan history.
 
 use super::BadInput;
-use crate::cli::DiffFormat;
+use crate::cli::{DiffFormat, ExportArgs};
+use crate::export;
 use crate::findings::Change;
 use crate::history;
 use crate::store::{SqliteStore, Store, StoreError};
@@ -169,4 +170,36 @@ pub fn diff(db: &Path, from: Option<i64>, to: Option<i64>, all: bool, format: Di
     }
     let changes = d.count(Change::New) + d.count(Change::Changed) + d.count(Change::Gone);
     Ok(if changes > 0 { ExitCode::from(EXIT_CHANGES) } else { ExitCode::SUCCESS })
+}
+
+/// The scan a `--scan` names, or the latest completed one.
+pub fn chosen_scan(store: &dyn Store, scan: Option<i64>) -> Result<i64, BadInput> {
+    match scan {
+        Some(id) => store.scan(id).map(|s| s.id).map_err(user),
+        None => history::latest_completed(store).map(|s| s.id).map_err(user),
+    }
+}
+
+pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let store = open_existing(&args.db.db)?;
+    let scan = chosen_scan(&store, args.scan)?;
+    let findings = store.findings(scan).map_err(user)?;
+    let sightings = store.sightings().map_err(user)?;
+    let written = match args.by {
+        Some(crate::cli::Grouping::District) => {
+            export::by_district(&findings, &sightings, &args.out, args.format, args.lang)
+        }
+        None => export::single(&findings, &sightings, &args.out, args.format, args.lang),
+    }
+    .map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
+    eprintln!(
+        "scan {scan}: {} findings written to {} file(s) in {}",
+        written.findings,
+        written.files.len(),
+        args.out.display()
+    );
+    for f in &written.files {
+        println!("{}", f.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }

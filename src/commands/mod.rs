@@ -26,6 +26,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules(RulesCommand::Check { fingerprints }) => rules::check(&fingerprints),
         Command::Rules(RulesCommand::Test { fingerprints }) => rules::test(&fingerprints),
         Command::History(db) => history::list(&db.db),
+        Command::Export(args) => history::export(&args),
         Command::Show { ip, db } => history::show(&db.db, ip),
         Command::Diff { from, to, all, format, db } => history::diff(&db.db, from, to, all, format),
     }

@@ -63,6 +63,16 @@ impl ScanRecord {
     }
 }
 
+/// When one service was first and last seen.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sighting {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub transport: String,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
 /// One service (ip, port, transport) across scans.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceRecord {
@@ -92,4 +102,6 @@ pub trait Store {
     fn services_of(&self, ip: IpAddr) -> Result<Vec<ServiceRecord>, StoreError>;
     /// Every observation of one address, oldest first, with the scan it was made in.
     fn observations_of(&self, ip: IpAddr) -> Result<Vec<(ScanId, Finding)>, StoreError>;
+    /// When each known service was first and last seen.
+    fn sightings(&self) -> Result<Vec<Sighting>, StoreError>;
 }

@@ -1,7 +1,7 @@
 //! The embedded store: SQLite (bundled) in WAL mode, with versioned migrations. Findings are written
 //! in transactions of a bounded size, so a crash loses at most the open batch and never corrupts the file.
 
-use super::{ScanEnd, ScanId, ScanRecord, ScanStart, ServiceRecord, Store, StoreError};
+use super::{ScanEnd, ScanId, ScanRecord, ScanStart, ServiceRecord, Sighting, Store, StoreError};
 use crate::findings::{compare, identity_key, Change, Finding};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::net::IpAddr;
@@ -385,6 +385,10 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    fn sightings(&self) -> Result<Vec<Sighting>, StoreError> {
+        self.all_sightings()
+    }
+
     fn observations_of(&self, ip: IpAddr) -> Result<Vec<(ScanId, Finding)>, StoreError> {
         let mut st = self
             .conn
@@ -397,6 +401,34 @@ impl Store for SqliteStore {
         for row in rows {
             let (scan, text) = row.map_err(|e| self.fail(e))?;
             out.push((scan, finding_from(&text)?));
+        }
+        Ok(out)
+    }
+}
+
+impl SqliteStore {
+    fn all_sightings(&self) -> Result<Vec<Sighting>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT ip, port, transport, first_seen, last_seen FROM services")
+            .map_err(|e| self.fail(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, u16>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(|e| self.fail(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (ip, port, transport, first_seen, last_seen) = row.map_err(|e| self.fail(e))?;
+            if let Ok(ip) = ip.parse() {
+                out.push(Sighting { ip, port, transport, first_seen, last_seen });
+            }
         }
         Ok(out)
     }
