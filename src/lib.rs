@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod engine;
+pub mod event;
 pub mod export;
 pub mod findings;
 pub mod fingerprints;

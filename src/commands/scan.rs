@@ -47,11 +47,7 @@ impl ScanPlan {
             ledger_path: self.ledger.path.display().to_string(),
             ledger_sha256: self.ledger_sha256.clone(),
             library_version: self.library.version.clone(),
-            selection: serde_json::json!({
-                "levels": self.selection.levels,
-                "districts": self.selection.districts,
-                "enterprises": self.selection.enterprises,
-            }),
+            selection: serde_json::to_value(&self.selection).expect("selections serialise"),
             parameters: serde_json::json!({
                 "ports": self.space.ports().iter().map(|p| p.to_string()).collect::<Vec<_>>(),
                 "seed": self.seed,
@@ -61,6 +57,9 @@ impl ScanPlan {
                 "per_host": e.per_host,
                 "host_interval_ms": e.host_interval.as_millis() as u64,
                 "deep": self.probe.deep,
+                "enterprises": self.space.scope().summary().enterprises,
+                "districts": self.space.scope().summary().districts.keys().collect::<Vec<_>>(),
+                "addresses": self.space.scope().address_count(),
             }),
             coverage: self.stream().coverage(self.seed, self.shard),
             targets_total: self.stream().total(),
@@ -263,17 +262,13 @@ pub async fn run_scan(
 }
 
 pub async fn command(args: ScanArgs) -> anyhow::Result<ExitCode> {
-    let selection = Selection {
-        levels: args.level.clone(),
-        districts: args.district.clone(),
-        enterprises: args.enterprise.clone(),
-    };
+    let scope = &args.scope;
     let plan = plan_scan(
-        &args.targets,
-        args.exclude.as_deref(),
-        &args.fingerprints,
-        args.ports.clone().map(|p| p.0),
-        &selection,
+        &scope.targets,
+        scope.exclude.as_deref(),
+        &scope.fingerprints,
+        scope.ports.clone().map(|p| p.0),
+        &scope.selection(),
         &args.engine,
     )
     .await?;

@@ -25,7 +25,8 @@ pub struct Owner {
 }
 
 /// Which ledger objects a scan covers; empty lists select everything.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Selection {
     pub levels: Vec<Level>,
     pub districts: Vec<String>,

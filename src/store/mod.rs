@@ -105,3 +105,31 @@ pub trait Store {
     /// When each known service was first and last seen.
     fn sightings(&self) -> Result<Vec<Sighting>, StoreError>;
 }
+
+/// A major event: the selection watched, how to scan it again, and its baseline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub name: String,
+    pub plan: EventPlan,
+    pub started_at: String,
+    pub baseline_scan: ScanId,
+    pub closed_at: Option<String>,
+}
+
+/// What `event check` needs to scan exactly what the baseline scanned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventPlan {
+    pub ledger: String,
+    pub exclude: Option<String>,
+    pub fingerprints: String,
+    pub ports: Vec<crate::targets::PortSpec>,
+    pub selection: crate::scope::Selection,
+}
+
+/// Major-event bookkeeping, beside the scan history.
+pub trait EventStore {
+    fn create_event(&mut self, event: &EventRecord) -> Result<(), StoreError>;
+    fn event(&self, name: &str) -> Result<EventRecord, StoreError>;
+    fn events(&self) -> Result<Vec<EventRecord>, StoreError>;
+    fn close_event(&mut self, name: &str, at: &str) -> Result<(), StoreError>;
+}

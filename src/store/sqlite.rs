@@ -1,7 +1,9 @@
 //! The embedded store: SQLite (bundled) in WAL mode, with versioned migrations. Findings are written
 //! in transactions of a bounded size, so a crash loses at most the open batch and never corrupts the file.
 
-use super::{ScanEnd, ScanId, ScanRecord, ScanStart, ServiceRecord, Sighting, Store, StoreError};
+use super::{
+    EventRecord, EventStore, ScanEnd, ScanId, ScanRecord, ScanStart, ServiceRecord, Sighting, Store, StoreError,
+};
 use crate::findings::{compare, identity_key, Change, Finding};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::net::IpAddr;
@@ -57,7 +59,7 @@ CREATE TABLE gone (
 );
 CREATE TABLE events (
     name TEXT PRIMARY KEY,
-    selection TEXT NOT NULL,
+    plan TEXT NOT NULL,
     started_at TEXT NOT NULL,
     baseline_scan INTEGER REFERENCES scans(id),
     closed_at TEXT
@@ -403,6 +405,70 @@ impl Store for SqliteStore {
             out.push((scan, finding_from(&text)?));
         }
         Ok(out)
+    }
+}
+
+impl EventStore for SqliteStore {
+    fn create_event(&mut self, e: &EventRecord) -> Result<(), StoreError> {
+        self.flush()?;
+        let plan = serde_json::to_string(&e.plan).expect("plans serialise");
+        match self.conn.execute(
+            "INSERT INTO events (name, plan, started_at, baseline_scan, closed_at) VALUES (?1, ?2, ?3, ?4, NULL)",
+            params![e.name, plan, e.started_at, e.baseline_scan],
+        ) {
+            Ok(_) => Ok(()),
+            Err(err) if err.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                Err(StoreError::Invalid(format!("event {:?} already exists (see `otscope event list`)", e.name)))
+            }
+            Err(err) => Err(self.fail(err)),
+        }
+    }
+
+    fn event(&self, name: &str) -> Result<EventRecord, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT name, plan, started_at, baseline_scan, closed_at FROM events WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.fail(e))?
+            .ok_or_else(|| StoreError::Invalid(format!("no event named {name:?} (see `otscope event list`)")))
+            .and_then(|(name, plan, started_at, baseline_scan, closed_at)| {
+                let plan = serde_json::from_str(&plan)
+                    .map_err(|e| StoreError::Invalid(format!("event {name:?}: stored plan does not parse: {e}")))?;
+                Ok(EventRecord { name, plan, started_at, baseline_scan, closed_at })
+            })
+    }
+
+    fn events(&self) -> Result<Vec<EventRecord>, StoreError> {
+        let mut st = self.conn.prepare("SELECT name FROM events ORDER BY started_at").map_err(|e| self.fail(e))?;
+        let names: Vec<String> = st
+            .query_map([], |r| r.get(0))
+            .map_err(|e| self.fail(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.fail(e))?;
+        names.iter().map(|n| self.event(n)).collect()
+    }
+
+    fn close_event(&mut self, name: &str, at: &str) -> Result<(), StoreError> {
+        self.flush()?;
+        let event = self.event(name)?;
+        if let Some(closed) = event.closed_at {
+            return Err(StoreError::Invalid(format!("event {name:?} was already closed at {closed}")));
+        }
+        self.conn
+            .execute("UPDATE events SET closed_at = ?1 WHERE name = ?2", params![at, name])
+            .map_err(|e| self.fail(e))?;
+        Ok(())
     }
 }
 
