@@ -28,7 +28,11 @@ fn corpus(library: &Library) -> Vec<(String, Map<String, Value>)> {
 }
 
 /// Runs `f` over the corpus repeatedly for about `budget`; returns items per second.
-fn rate(corpus: &[(String, Map<String, Value>)], budget: Duration, mut f: impl FnMut(&str, &Map<String, Value>)) -> f64 {
+fn rate(
+    corpus: &[(String, Map<String, Value>)],
+    budget: Duration,
+    mut f: impl FnMut(&str, &Map<String, Value>),
+) -> f64 {
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < budget {

@@ -88,7 +88,7 @@ fn engine_args(ledger: &Path, concurrency: usize) -> (EngineArgs, PortList) {
     ])
     .unwrap_or_else(|e| panic!("scan flags: {e}"));
     match cli.command {
-        Command::Scan(args) => (args.engine, args.ports.expect("--ports was given")),
+        Command::Scan(args) => (args.engine, args.scope.ports.expect("--ports was given")),
         _ => unreachable!("parsed a scan command"),
     }
 }

@@ -45,7 +45,7 @@ pub enum Command {
     },
     /// Major-event mode: baseline the important objects, check them against it, report every 24 hours.
     #[command(subcommand)]
-    Event(EventCommand),
+    Event(Box<EventCommand>),
     /// Export a scan's findings: per district for the districts, or JSONL for the monitoring platform.
     Export(ExportArgs),
     /// What changed between two scans: each service new, changed, persisting or gone.
