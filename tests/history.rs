@@ -232,3 +232,102 @@ async fn district_exports_put_each_finding_in_its_district_file_only() {
     assert!(parsed.iter().any(|f| f.enterprise == "闵行<化工>" && f.district == "闵行区/莘庄"));
     assert!(parsed.iter().all(|f| f.change == Some(Change::New)));
 }
+
+/// Runs a recorded scan whose store was tampered with first; returns the report.
+async fn scan_with_store(ledger: &Path, lib: &Path, store: SqliteStore, out: &Path) -> otscope::commands::ScanReport {
+    let plan = plan_scan(ledger, None, lib, None, &Selection::default(), &engine_args(&[])).await.unwrap();
+    let sink = otscope::findings::JsonlWriter::new(std::fs::File::create(out).unwrap());
+    let history = Some((Box::new(store) as Box<dyn Store + Send>, plan.scan_start("scan")));
+    run_scan(&plan, history, vec![Box::new(sink)], ProgressStyle::Quiet, CancellationToken::new()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_or_read_only_history_loses_no_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = firmware_library(dir.path());
+    let (_l, ledger) = ledger("E1,a,d,s,general,127.117.4.1-127.117.4.16,c\n");
+    let mut devices = Vec::new();
+    for i in 1..=16 {
+        devices.push(Responder::start(&format!("127.117.4.{i}:2222"), Some(b"FW 1.0\r\n")).await);
+    }
+
+    // A disk that fills up while the scan runs: SQLite reports SQLITE_FULL once its page budget is spent.
+    let db = dir.path().join("full.db");
+    let store = SqliteStore::open(&db).unwrap();
+    let pages: i64 = store.connection().query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+    store.connection().pragma_update(None, "max_page_count", pages).unwrap();
+    let out = dir.path().join("full.jsonl");
+    let report = scan_with_store(&ledger, &lib, store, &out).await;
+    let err = report.history_error.expect("the store must fail");
+    assert!(err.contains("full"), "{err}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 16, "every finding still reaches the output");
+
+    // A read-only database.
+    let db = dir.path().join("ro.db");
+    let store = SqliteStore::open(&db).unwrap();
+    store.connection().pragma_update(None, "query_only", true).unwrap();
+    let out = dir.path().join("ro.jsonl");
+    let plan = plan_scan(&ledger, None, &lib, None, &Selection::default(), &engine_args(&[])).await.unwrap();
+    let history = Some((Box::new(store) as Box<dyn Store + Send>, plan.scan_start("scan")));
+    let err = run_scan(&plan, history, Vec::new(), ProgressStyle::Quiet, CancellationToken::new()).await.unwrap_err();
+    assert!(err.to_string().contains("read-only") || err.to_string().contains("readonly"), "{err}");
+    assert!(!out.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_scan_never_corrupts_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = firmware_library(dir.path());
+    let db = dir.path().join("h.db");
+    let (_l, ledger) = ledger("E1,a,d,s,general,127.117.8.0/22,c\n");
+    let mut devices = Vec::new();
+    for i in 1..=40u8 {
+        devices.push(Responder::start(&format!("127.117.8.{i}:2222"), Some(b"FW 1.0\r\n")).await);
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_otscope"))
+        .args(["scan", "--rate", "300", "--banner-wait", "100ms", "--connect-timeout", "300ms", "--quiet", "--no-db"])
+        .arg("--db")
+        .arg(&db)
+        .args(["--targets"])
+        .arg(&ledger)
+        .arg("--fingerprints")
+        .arg(&lib)
+        .arg("--out")
+        .arg(dir.path().join("f.jsonl"))
+        .spawn()
+        .unwrap();
+    // --no-db wins over --db: this first run must leave no database behind.
+    assert!(child.wait().unwrap().success());
+    assert!(!db.exists());
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_otscope"))
+        .args(["scan", "--rate", "300", "--banner-wait", "100ms", "--connect-timeout", "300ms", "--quiet"])
+        .arg("--db")
+        .arg(&db)
+        .args(["--targets"])
+        .arg(&ledger)
+        .arg("--fingerprints")
+        .arg(&lib)
+        .arg("--out")
+        .arg(dir.path().join("g.jsonl"))
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+    drop(conn);
+    let store = SqliteStore::open(&db).unwrap();
+    let scans = store.scans().unwrap();
+    assert_eq!(scans.len(), 1);
+    assert!(scans[0].end.is_none(), "a killed scan is not marked finished");
+    // The history stays usable: a new scan records over it.
+    drop(store);
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_otscope")).args(["history", "--db"]).arg(&db).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("running?"));
+}
