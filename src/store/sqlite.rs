@@ -38,7 +38,6 @@ CREATE TABLE services (
     last_scan INTEGER NOT NULL REFERENCES scans(id),
     gone_scan INTEGER REFERENCES scans(id),
     identity TEXT NOT NULL,
-    last_finding TEXT NOT NULL,
     PRIMARY KEY (ip, port, transport)
 );
 CREATE TABLE observations (
@@ -249,14 +248,13 @@ impl Store for SqliteStore {
             .and_then(|_| {
                 conn.prepare_cached(
                     "INSERT INTO services (ip, port, transport, first_seen, last_seen, first_scan, last_scan, gone_scan, \
-                     identity, last_finding) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?5, NULL, ?6, ?7) \
+                     identity) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?5, NULL, ?6) \
                      ON CONFLICT (ip, port, transport) DO UPDATE SET last_seen = excluded.last_seen, \
                      last_scan = excluded.last_scan, gone_scan = NULL, identity = excluded.identity, \
-                     last_finding = excluded.last_finding, \
                      first_seen = CASE WHEN services.gone_scan IS NULL THEN services.first_seen ELSE excluded.first_seen END, \
                      first_scan = CASE WHEN services.gone_scan IS NULL THEN services.first_scan ELSE excluded.first_scan END",
                 )
-                .and_then(|mut st| st.execute(params![ip, finding.port, transport, finding.observed_at, scan, identity, text]))
+                .and_then(|mut st| st.execute(params![ip, finding.port, transport, finding.observed_at, scan, identity]))
             });
         result.map_err(|e| self.fail(e))?;
         let (count, since) = self.batch.as_mut().expect("in a batch");
@@ -350,8 +348,9 @@ impl Store for SqliteStore {
         let mut st = self
             .conn
             .prepare(
-                "SELECT port, transport, first_seen, last_seen, first_scan, last_scan, gone_scan, last_finding \
-                 FROM services WHERE ip = ?1 ORDER BY port, transport",
+                "SELECT s.port, s.transport, s.first_seen, s.last_seen, s.first_scan, s.last_scan, s.gone_scan, o.finding \
+                 FROM services s JOIN observations o ON o.scan_id = s.last_scan AND o.ip = s.ip AND o.port = s.port \
+                 AND o.transport = s.transport WHERE s.ip = ?1 ORDER BY s.port, s.transport",
             )
             .map_err(|e| self.fail(e))?;
         let rows = st
