@@ -4,8 +4,12 @@
 //! A probe names its protocol only when the reply validates structurally; the port number alone
 //! never identifies anything.
 
+mod atg;
 mod banner;
+mod hartip;
 mod identify;
+mod melsec;
+mod moxa;
 
 pub use banner::BannerProbe;
 
@@ -81,7 +85,7 @@ pub trait Probe: Send + Sync {
 
 /// Every protocol probe, in the order they are tried when no port hint applies.
 pub fn registry() -> &'static [&'static dyn Probe] {
-    &[]
+    &[&melsec::MelsecTcp, &melsec::MelsecUdp, &hartip::HartIp, &atg::Atg, &moxa::MoxaNport]
 }
 
 /// The probes expected on a port in the clear, in registry order.
