@@ -26,6 +26,9 @@ fn finding(i: u32, version: &str) -> Finding {
         vendor: Some("Schneider Electric".into()),
         product: Some("BMX P34 2020".into()),
         version: Some(version.into()),
+        device_type: Some("PLC".into()),
+        cpe: None,
+        tags: vec!["plc".into()],
         attributes: serde_json::json!({"vendor_name": "Schneider Electric", "product_code": "BMX P34 2020", "revision": version, "unit_id": 1})
             .as_object()
             .unwrap()

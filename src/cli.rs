@@ -294,6 +294,10 @@ pub struct EngineArgs {
     /// Try every probe on every open port, text probes on ICS ports included (devices on non-standard ports).
     #[arg(long)]
     pub deep: bool,
+    /// Enable an opt-in probe by protocol id (repeatable). `hartip` is opt-in: its session initiate can
+    /// lock a factory-fresh HART-IP v2 device into v1 mode.
+    #[arg(long, value_name = "PROTOCOL")]
+    pub enable_probe: Vec<String>,
     /// DNS server for the ledger's hostnames, as IP or IP:PORT (default: the system's).
     #[arg(long, value_name = "ADDR", value_parser = parse_resolver)]
     pub resolver: Option<SocketAddr>,

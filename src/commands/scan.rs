@@ -98,6 +98,13 @@ pub async fn plan_scan(
     if ports.is_empty() {
         return Err(BadInput("no ports to scan".into()));
     }
+    let opt_in = crate::probes::opt_in_protocols();
+    if let Some(unknown) = args.enable_probe.iter().find(|p| !opt_in.contains(&p.as_str())) {
+        return Err(BadInput(format!(
+            "--enable-probe {unknown:?}: not an opt-in probe (opt-in probes: {})",
+            opt_in.join(", ")
+        )));
+    }
     if args.concurrency == 0 || args.per_host == 0 {
         return Err(BadInput("--concurrency and --per-host must be at least 1".into()));
     }
@@ -136,6 +143,7 @@ pub async fn plan_scan(
         },
         banner_wait: args.banner_wait,
         deep: args.deep,
+        enabled: args.enable_probe.clone(),
     };
     let seed = args.seed.unwrap_or_else(rand_seed);
     Ok(ScanPlan {

@@ -27,8 +27,9 @@ pub struct Classification {
     pub product: Option<String>,
     pub version: Option<String>,
     pub severity: Option<Severity>,
-    /// Extra fields the rules extracted or set (device type, CPE, tags, ...).
-    pub attributes: Map<String, Value>,
+    pub device_type: Option<String>,
+    pub cpe: Option<String>,
+    pub tags: Vec<String>,
     pub rule: Option<String>,
 }
 
@@ -43,6 +44,15 @@ pub struct Finding {
     pub vendor: Option<String>,
     pub product: Option<String>,
     pub version: Option<String>,
+    /// What the rules call the device (PLC, RTU, HMI, gateway, ...).
+    #[serde(default)]
+    pub device_type: Option<String>,
+    #[serde(default)]
+    pub cpe: Option<String>,
+    /// Rule tags (`ics-hmi`, `plc`, ...).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The fields the protocol parser extracted, as the device reported them.
     pub attributes: Map<String, Value>,
     pub hostname: Option<String>,
     pub enterprise_id: String,
@@ -65,12 +75,12 @@ impl Finding {
     pub fn new(observation: &Observation, classification: Classification) -> Finding {
         let target = &observation.target;
         let owner = target.owner();
-        let mut attributes = observation.identity.fields.clone();
-        attributes.extend(classification.attributes);
+        let attributes = observation.identity.fields.clone();
         let protocol = classification.protocol.unwrap_or_else(|| observation.identity.protocol.to_string());
         let ics = classification.ics.unwrap_or(observation.identity.ics);
-        let severity =
-            classification.severity.unwrap_or_else(|| default_severity(&protocol, ics, owner.level, &attributes));
+        let severity = classification
+            .severity
+            .unwrap_or_else(|| default_severity(&protocol, ics, owner.level, &attributes, &classification.tags));
         Finding {
             ip: target.addr(),
             port: target.port(),
@@ -80,6 +90,9 @@ impl Finding {
             vendor: classification.vendor,
             product: classification.product,
             version: classification.version,
+            device_type: classification.device_type,
+            cpe: classification.cpe,
+            tags: classification.tags,
             attributes,
             hostname: target.hostname().map(str::to_string),
             enterprise_id: owner.enterprise_id.clone(),

@@ -183,27 +183,17 @@ impl Matcher {
                 "vendor" => &mut out.vendor,
                 "product" => &mut out.product,
                 "version" => &mut out.version,
-                other => {
-                    if !out.attributes.contains_key(other) {
-                        if let Some(v) = template.render(value, lookup) {
-                            out.attributes.insert(other.to_string(), Value::String(v));
-                        }
-                    }
-                    continue;
-                }
+                "device_type" => &mut out.device_type,
+                "cpe" => &mut out.cpe,
+                other => unreachable!("the schema has no template output {other}"),
             };
             if slot.is_none() {
                 *slot = template.render(value, lookup);
             }
         }
-        if !rule.tags.is_empty() {
-            let tags = out.attributes.entry("tags").or_insert_with(|| Value::Array(Vec::new()));
-            if let Value::Array(list) = tags {
-                for t in &rule.tags {
-                    if !list.iter().any(|v| v.as_str() == Some(t)) {
-                        list.push(Value::String(t.clone()));
-                    }
-                }
+        for t in &rule.tags {
+            if !out.tags.contains(t) {
+                out.tags.push(t.clone());
             }
         }
     }

@@ -269,7 +269,10 @@ impl Classification {
             "product" => text(&self.product),
             "version" => text(&self.version),
             "severity" => self.severity.map(|s: Severity| Value::String(s.as_str().into())),
-            other => self.attributes.get(other).cloned(),
+            "device_type" => text(&self.device_type),
+            "cpe" => text(&self.cpe),
+            "tags" => (!self.tags.is_empty()).then(|| Value::from(self.tags.clone())),
+            _ => None,
         }
     }
 }

@@ -318,6 +318,9 @@ impl Probe for HartIp {
     fn default_ports(&self) -> &'static [u16] {
         &[5094]
     }
+    fn opt_in(&self) -> bool {
+        true
+    }
     async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
         let conn = session.conn();
         conn.send(&session_initiate_request(1)).await?;

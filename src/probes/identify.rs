@@ -26,11 +26,18 @@ pub struct ProbeSettings {
     pub banner_wait: Duration,
     /// Try every probe of the registry on every open port.
     pub deep: bool,
+    /// Opt-in probes the user enabled by name (`--enable-probe`).
+    pub enabled: Vec<String>,
 }
 
 impl Default for ProbeSettings {
     fn default() -> Self {
-        ProbeSettings { limits: Limits::default(), banner_wait: Duration::from_secs(2), deep: false }
+        ProbeSettings {
+            limits: Limits::default(),
+            banner_wait: Duration::from_secs(2),
+            deep: false,
+            enabled: Vec::new(),
+        }
     }
 }
 
@@ -46,6 +53,11 @@ type Attempt = Result<(Identity, Vec<u8>), Vec<u8>>;
 impl Identifier {
     pub fn new(settings: ProbeSettings, library: &Library) -> Identifier {
         Identifier { settings, banner_probes: library.banner_probes.iter().map(BannerProbe::new).collect() }
+    }
+
+    /// Whether a registry probe may run: opt-in probes only when enabled by name.
+    fn usable(&self, probe: &dyn Probe) -> bool {
+        !probe.opt_in() || self.settings.enabled.iter().any(|e| e == probe.protocol())
     }
 
     /// The library's banner probes that name this port (text: kept off ICS ports unless `--deep`).
@@ -115,7 +127,7 @@ impl Identifier {
     async fn probe_udp(&self, target: &Target) -> Option<(Identity, Vec<u8>)> {
         let mut evidence = Vec::new();
         let port = target.port();
-        let expected: Vec<&'static dyn Probe> = expected_on(port, Transport::Udp).collect();
+        let expected: Vec<&'static dyn Probe> = expected_on(port, Transport::Udp).filter(|p| self.usable(*p)).collect();
         let mut probes: Vec<&dyn Probe> = expected.iter().map(|p| *p as &dyn Probe).collect();
         probes.extend(self.banner_probes_on(port, Transport::Udp, is_ics_port(port, Transport::Udp)));
         probes.extend(self.other_banner_probes(port, Transport::Udp));
@@ -124,6 +136,7 @@ impl Identifier {
                 registry()
                     .iter()
                     .copied()
+                    .filter(|p| self.usable(*p))
                     .filter(|p| p.transport() == Transport::Udp && !expected.iter().any(|e| same(*e, *p))),
             );
         }
@@ -136,7 +149,7 @@ impl Identifier {
         let port = target.port();
         let conn = Conn::open(target, self.settings.limits).await.ok()?;
         let mut evidence = Vec::new();
-        let expected: Vec<&'static dyn Probe> = expected_on(port, Transport::Tcp).collect();
+        let expected: Vec<&'static dyn Probe> = expected_on(port, Transport::Tcp).filter(|p| self.usable(*p)).collect();
         let mut spare = Some(conn);
         if !expected.is_empty() {
             let probes = expected.iter().map(|p| *p as &dyn Probe).collect();
@@ -145,7 +158,7 @@ impl Identifier {
             }
         }
         let ics_port = is_ics_port(port, Transport::Tcp);
-        let tls_expected: Vec<_> = expected_in_tls_on(port).collect();
+        let tls_expected: Vec<_> = expected_in_tls_on(port).filter(|p| self.usable(*p)).collect();
         if !tls_expected.is_empty() {
             if let Some(found) = self.probe_in_tls(target, &tls_expected, &mut evidence).await {
                 return Some(found);
@@ -177,6 +190,7 @@ impl Identifier {
         let mut rest: Vec<&dyn Probe> = registry()
             .iter()
             .copied()
+            .filter(|p| self.usable(*p))
             .filter(|p| p.transport() == Transport::Tcp && !expected.iter().any(|e| same(*e, *p)))
             .filter(|p| deep || (!ics_port && p.sends_text() && !p.ics()))
             .map(|p| p as &dyn Probe)
@@ -204,7 +218,7 @@ impl Identifier {
             registry()
                 .iter()
                 .copied()
-                .filter(|p| p.transport() == Transport::Tcp && p.sends_text())
+                .filter(|p| self.usable(*p) && p.transport() == Transport::Tcp && p.sends_text())
                 .map(|p| p as &dyn Probe)
                 .collect()
         } else {

@@ -78,6 +78,12 @@ pub trait Probe: Send + Sync {
     fn sends_text(&self) -> bool {
         false
     }
+    /// True for probes whose identification handshake can leave a lasting change on some devices
+    /// (HART-IP's session initiate can lock a fresh HART-IP v2 device into v1 mode): they run only
+    /// when the user names them with `--enable-probe`, never by default and not with `--deep`.
+    fn opt_in(&self) -> bool {
+        false
+    }
     /// Sends read-only identification requests and validates the replies. `session.conn()` is the
     /// connection; `session.reconnect()` gives a fresh one (bounded) when the peer hung up.
     async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError>;
@@ -86,6 +92,13 @@ pub trait Probe: Send + Sync {
 /// Every protocol probe, in the order they are tried when no port hint applies.
 pub fn registry() -> &'static [&'static dyn Probe] {
     &[&melsec::MelsecTcp, &melsec::MelsecUdp, &hartip::HartIp, &atg::Atg, &moxa::MoxaNport]
+}
+
+/// The protocol ids of the opt-in probes.
+pub fn opt_in_protocols() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = registry().iter().filter(|p| p.opt_in()).map(|p| p.protocol()).collect();
+    v.dedup();
+    v
 }
 
 /// The probes expected on a port in the clear, in registry order.
