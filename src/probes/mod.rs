@@ -4,7 +4,10 @@
 //! A probe names its protocol only when the reply validates structurally; the port number alone
 //! never identifies anything.
 
+mod dnp3;
 mod identify;
+mod iec104;
+mod modbus;
 
 pub use identify::{banner_identity, printable, Identifier, ProbeSettings};
 
@@ -78,7 +81,7 @@ pub trait Probe: Send + Sync {
 
 /// Every protocol probe, in the order they are tried when no port hint applies.
 pub fn registry() -> &'static [&'static dyn Probe] {
-    &[]
+    &[&modbus::ModbusProbe, &dnp3::Dnp3Probe, &iec104::Iec104Probe]
 }
 
 /// The probes expected on a port in the clear, in registry order.
