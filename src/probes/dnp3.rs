@@ -91,7 +91,9 @@ fn frame_size(length: u8) -> usize {
 pub fn frame(buf: &[u8]) -> Frame {
     for (i, want) in START.iter().enumerate() {
         match buf.get(i) {
-            Some(b) if b != want => return Frame::Invalid(format!("start octets are not 05 64 (byte {i} is {b:#04x})")),
+            Some(b) if b != want => {
+                return Frame::Invalid(format!("start octets are not 05 64 (byte {i} is {b:#04x})"))
+            }
             Some(_) => {}
             None => return Frame::Incomplete,
         }
@@ -123,7 +125,7 @@ pub struct LinkFrame {
 
 impl LinkFrame {
     /// DIR: set on frames from a master, clear on frames from an outstation.
-    pub fn from_master(&self) -> bool {
+    pub fn sent_by_master(&self) -> bool {
         self.control & DIR != 0
     }
 
@@ -163,7 +165,8 @@ impl LinkFrame {
 
 /// Parses one whole frame: start octets, length, header CRC, and every user-data block's CRC.
 pub fn parse_frame(bytes: &[u8]) -> Result<LinkFrame, ParseError> {
-    let header = bytes.get(..HEADER_LEN).ok_or_else(|| bad(format!("{} bytes is shorter than a header", bytes.len())))?;
+    let header =
+        bytes.get(..HEADER_LEN).ok_or_else(|| bad(format!("{} bytes is shorter than a header", bytes.len())))?;
     if header[..2] != START {
         return Err(bad("start octets are not 05 64"));
     }
@@ -202,7 +205,9 @@ pub fn parse_frame(bytes: &[u8]) -> Result<LinkFrame, ParseError> {
 /// Whether a valid frame proves an outstation answered: it comes from an outstation (DIR clear) with
 /// a defined link function, and a response (secondary frame) is addressed to one of our masters.
 fn answers(frame: &LinkFrame, masters: &[u16]) -> bool {
-    !frame.from_master() && frame.function_name().is_some() && (frame.primary() || masters.contains(&frame.destination))
+    !frame.sent_by_master()
+        && frame.function_name().is_some()
+        && (frame.primary() || masters.contains(&frame.destination))
 }
 
 fn identity(frame: &LinkFrame) -> Identity {
@@ -320,7 +325,7 @@ mod tests {
         // An outstation at 30 answering master 2 (from a DNP3 slave implementation's tests).
         let status = parse_frame(&hex("0564 05 0b 0200 1e00 ce0f")).unwrap();
         assert_eq!((status.destination, status.source, status.function_name()), (2, 30, Some("link_status")));
-        assert!(!status.from_master() && !status.primary());
+        assert!(!status.sent_by_master() && !status.primary());
         assert!(answers(&status, &[2]));
         assert!(!answers(&status, &[1]), "a response to another master");
         let ack = parse_frame(&hex("0564 05 00 0200 1e00 8d3f")).unwrap();
@@ -350,7 +355,7 @@ mod tests {
     #[test]
     fn our_own_request_does_not_answer() {
         let echo = parse_frame(&request_link_status(1, 1)).unwrap();
-        assert!(echo.from_master());
+        assert!(echo.sent_by_master());
         assert!(!answers(&echo, &[1]));
     }
 

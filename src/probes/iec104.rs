@@ -228,13 +228,13 @@ mod tests {
             assert!(parse_apdu(&good[..n]).is_err(), "truncated to {n}");
         }
         for bad in [
-            [0x68, 4, 0x83, 1, 0, 0],    // U-format with a non-zero octet 2
-            [0x68, 4, 0xC3, 0, 0, 0],    // two U functions at once
-            [0x68, 4, 0x03, 0, 0, 0],    // no U function
-            [0x68, 4, 0x05, 0, 0, 0],    // S-format with stray bits
-            [0x68, 4, 0x00, 0, 0, 0],    // I-format without ASDU
-            [0x69, 4, 0x83, 0, 0, 0],    // wrong start octet
-            [0x68, 5, 0x83, 0, 0, 0],    // length that lies
+            [0x68, 4, 0x83, 1, 0, 0], // U-format with a non-zero octet 2
+            [0x68, 4, 0xC3, 0, 0, 0], // two U functions at once
+            [0x68, 4, 0x03, 0, 0, 0], // no U function
+            [0x68, 4, 0x05, 0, 0, 0], // S-format with stray bits
+            [0x68, 4, 0x00, 0, 0, 0], // I-format without ASDU
+            [0x69, 4, 0x83, 0, 0, 0], // wrong start octet
+            [0x68, 5, 0x83, 0, 0, 0], // length that lies
         ] {
             assert!(parse_apdu(&bad).is_err(), "{bad:02x?}");
         }

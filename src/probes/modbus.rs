@@ -126,7 +126,8 @@ pub struct Adu<'a> {
 
 /// Validates an MBAP header: protocol id 0 and a length field that counts exactly the bytes that follow.
 pub fn parse_adu(bytes: &[u8]) -> Result<Adu<'_>, ParseError> {
-    let header = bytes.get(..MBAP_LEN).ok_or_else(|| bad(format!("{} bytes is shorter than an MBAP header", bytes.len())))?;
+    let header =
+        bytes.get(..MBAP_LEN).ok_or_else(|| bad(format!("{} bytes is shorter than an MBAP header", bytes.len())))?;
     if header[2..4] != [0, 0] {
         return Err(bad("MBAP protocol id is not 0"));
     }
@@ -201,7 +202,8 @@ pub fn parse_device_id(pdu: &[u8]) -> Result<Answer<DeviceIdReply>, ParseError> 
             [id, len, ..] => (*id, *len as usize),
             _ => return Err(bad(format!("object {i} of {count} is missing"))),
         };
-        let value = rest.get(2..2 + len).ok_or_else(|| bad(format!("object {id:#04x} claims {len} bytes past the end")))?;
+        let value =
+            rest.get(2..2 + len).ok_or_else(|| bad(format!("object {id:#04x} claims {len} bytes past the end")))?;
         objects.push((id, text(value)));
         rest = &rest[2 + len..];
     }
@@ -318,7 +320,14 @@ struct Dialogue<'s, 't> {
 impl<'s, 't> Dialogue<'s, 't> {
     fn new(session: &'s mut Session<'t>) -> Self {
         // A transaction id unlikely to be produced by a peer that answers with fixed bytes.
-        Dialogue { session, next_transaction: 0x4F54, sent: Vec::new(), silences: 0, needs_reconnect: false, dead: false }
+        Dialogue {
+            session,
+            next_transaction: 0x4F54,
+            sent: Vec::new(),
+            silences: 0,
+            needs_reconnect: false,
+            dead: false,
+        }
     }
 
     fn can_wait(&self) -> bool {
@@ -548,22 +557,17 @@ mod tests {
         assert_eq!((a.transaction_id, a.unit_id), (0x4F54, 0));
         let Answer::Normal(r) = parse_device_id(a.pdu).unwrap() else { panic!() };
         assert_eq!((r.read_code, r.conformity_level, r.more_follows, r.next_object_id), (1, 1, false, 0));
-        assert_eq!(
-            r.objects,
-            vec![(0, "Schneider Electric".into()), (1, "BMX P34 2020".into()), (2, "v2.8".into())]
-        );
+        assert_eq!(r.objects, vec![(0, "Schneider Electric".into()), (1, "BMX P34 2020".into()), (2, "v2.8".into())]);
     }
 
     /// The reply printed in the KBR multicomp F144 manual (Modbus RTU; the PDU is the same as over
     /// TCP): trailing spaces, a leading space and a control byte in the values.
     #[test]
     fn parses_a_published_device_reply() {
-        let pdu = hex(
-            "2b 0e 01 01 00 00 03 \
+        let pdu = hex("2b 0e 01 01 00 00 03 \
              00 08 4b425220476d6248 \
              01 12 6d756c7469636f6d7020463134341d332020 \
-             02 09 20322e3030723031 36",
-        );
+             02 09 20322e3030723031 36");
         let Answer::Normal(r) = parse_device_id(&pdu).unwrap() else { panic!() };
         let mut ident = DeviceIdentification::default();
         ident.absorb(r);
