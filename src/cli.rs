@@ -15,7 +15,7 @@ use std::time::Duration;
 ///   otscope scan --targets ledger.csv --dry-run # what would be probed, and how long it takes
 ///   otscope scan --targets ledger.csv --out findings.jsonl --csv findings.csv
 #[derive(Debug, Parser)]
-#[command(name = "otscope", version, about, verbatim_doc_comment)]
+#[command(name = "otscope", version, about, verbatim_doc_comment, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -31,6 +31,29 @@ pub enum Command {
     /// Work with the asset ledger.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Work with the fingerprint rule library.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate every rule file: report each problem as file:line: rule id: message, then a summary.
+    ///
+    /// Exit status: 0 valid, 2 invalid.
+    Check {
+        /// The fingerprint library folder.
+        #[arg(long, value_name = "DIR", default_value = "fingerprints")]
+        fingerprints: PathBuf,
+    },
+    /// Run every rule's examples against the whole library and report each failure.
+    ///
+    /// Exit status: 0 all pass, 1 some fail, 2 the library does not load.
+    Test {
+        /// The fingerprint library folder.
+        #[arg(long, value_name = "DIR", default_value = "fingerprints")]
+        fingerprints: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +102,12 @@ pub struct ScanArgs {
     /// Print what the scan would cover and how long it would take; probe nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// The scan history database (SQLite, created if missing); `--no-db` records nothing.
+    #[arg(long, value_name = "PATH", default_value = "otscope.db")]
+    pub db: Option<PathBuf>,
+    /// Do not record this scan in the history (findings then carry no change status).
+    #[arg(long)]
+    pub no_db: bool,
     #[command(flatten)]
     pub engine: EngineArgs,
 }

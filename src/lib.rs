@@ -12,4 +12,5 @@ pub mod ledger;
 pub mod net;
 pub mod probes;
 pub mod scope;
+pub mod store;
 pub mod targets;

@@ -4,10 +4,13 @@
 //! A probe names its protocol only when the reply validates structurally; the port number alone
 //! never identifies anything.
 
+mod banner;
 mod dnp3;
 mod identify;
 mod iec104;
 mod modbus;
+
+pub use banner::BannerProbe;
 
 pub use identify::{banner_identity, printable, Identifier, ProbeSettings};
 
@@ -64,9 +67,9 @@ pub trait Probe: Send + Sync {
     fn ics(&self) -> bool;
     fn transport(&self) -> Transport;
     /// The ports where this protocol is expected first, in the clear.
-    fn default_ports(&self) -> &'static [u16];
+    fn default_ports(&self) -> &[u16];
     /// The ports where this protocol is expected first inside TLS (Fox on 4911, MQTT on 8883, ...).
-    fn tls_ports(&self) -> &'static [u16] {
+    fn tls_ports(&self) -> &[u16] {
         &[]
     }
     /// True for probes that send text (HTTP and the like), which are never sent to a known ICS port

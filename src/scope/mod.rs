@@ -292,6 +292,14 @@ impl Scope {
             .then(|| (&self.owners[b.owner as usize], b.hostname.as_deref()))
     }
 
+    /// The scope's address spans, in the order of its address numbering.
+    pub fn spans(&self) -> Vec<(IpAddr, IpAddr)> {
+        self.blocks
+            .iter()
+            .map(|b| (to_addr(b.span.family, b.span.first), to_addr(b.span.family, b.span.last)))
+            .collect()
+    }
+
     pub fn contains(&self, addr: IpAddr) -> bool {
         self.attribute(addr).is_some()
     }
