@@ -90,9 +90,11 @@ async fn an_outstation_at_address_10_answers_its_own_address_only() {
     assert_eq!((f.protocol.as_str(), f.ics, f.port), ("dnp3", true, 20000));
     assert_eq!(
         f.attributes,
-        attributes(json!({"source_address": 10, "destination_address": 1, "link_function": "link_status"}))
+        attributes(json!({"source_address": 10, "destination_address": 1, "link_function": "link_status",
+            "device_type": "DNP3 outstation", "tags": ["telecontrol"]}))
     );
     assert_eq!(*o.seen.lock().unwrap(), [(10, 1)]);
+    assert_eq!((f.vendor.as_deref(), f.rule.as_deref()), (None, Some("dnp3.outstation.link_status")));
     assert!(f.evidence.starts_with("0564050b01000a00"), "{}", f.evidence);
 }
 
@@ -107,7 +109,8 @@ async fn an_outstation_that_only_accepts_master_3_is_found_by_the_second_batch()
     assert_eq!(findings[0].protocol, "dnp3");
     assert_eq!(
         findings[0].attributes,
-        attributes(json!({"source_address": 4, "destination_address": 3, "link_function": "link_status"}))
+        attributes(json!({"source_address": 4, "destination_address": 3, "link_function": "link_status",
+            "device_type": "DNP3 outstation", "tags": ["telecontrol"]}))
     );
 }
 
@@ -133,7 +136,8 @@ async fn an_outstation_that_answers_with_an_ack_is_dnp3() {
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(
         findings[0].attributes,
-        attributes(json!({"source_address": 1024, "destination_address": 1, "link_function": "ack"}))
+        attributes(json!({"source_address": 1024, "destination_address": 1, "link_function": "ack",
+            "device_type": "DNP3 outstation", "tags": ["telecontrol"]}))
     );
 }
 

@@ -44,8 +44,15 @@ async fn a_station_answers_testfr_act_with_testfr_con() {
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics, f.port), ("iec104", true, 2404));
-    assert_eq!(f.attributes, json!({"testfr": "con"}).as_object().unwrap().clone());
+    assert_eq!(
+        f.attributes,
+        json!({"testfr": "con", "device_type": "IEC 104 controlled station", "tags": ["telecontrol"]})
+            .as_object()
+            .unwrap()
+            .clone()
+    );
     assert_eq!(f.evidence, hex::encode(TESTFR_CON));
+    assert_eq!((f.vendor.as_deref(), f.rule.as_deref()), (None, Some("iec104.controlled_station")));
     // Only TESTFR act was sent: never STARTDT.
     assert_eq!(*seen.lock().unwrap(), [0x43]);
 }
@@ -62,7 +69,13 @@ async fn frames_before_the_confirmation_are_skipped() {
     let findings = scan(&path, "2404", &Default::default(), &[]).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].protocol, "iec104");
-    assert_eq!(findings[0].attributes, json!({"testfr": "con"}).as_object().unwrap().clone());
+    assert_eq!(
+        findings[0].attributes,
+        json!({"testfr": "con", "device_type": "IEC 104 controlled station", "tags": ["telecontrol"]})
+            .as_object()
+            .unwrap()
+            .clone()
+    );
 }
 
 async fn not_iec104(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'static) {

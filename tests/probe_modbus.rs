@@ -151,7 +151,14 @@ async fn a_device_that_answers_only_unit_1_is_identified_with_its_regular_object
             "model_name": "BMX P34 2020",
             "unit_id": 1,
             "conformity_level": 0x82,
+            "device_type": "PLC",
+            "cpe": "cpe:2.3:o:schneider-electric:modicon_m340_firmware:2.8:*:*:*:*:*:*:*",
+            "tags": ["plc"],
         }))
+    );
+    assert_eq!(
+        (f.vendor.as_deref(), f.product.as_deref(), f.version.as_deref(), f.rule.as_deref()),
+        (Some("Schneider Electric"), Some("Modicon M340 BMX P34 2020"), Some("2.8"), Some("modbus.schneider.m340"))
     );
     // Unit 0 (silent), unit 1 basic, unit 1 regular in two transactions ("more follows"); no register read.
     assert_eq!(*device.seen.lock().unwrap(), [(0, 0x2B), (1, 0x2B), (1, 0x2B), (1, 0x2B)]);
@@ -186,6 +193,11 @@ async fn a_basic_only_device_keeps_its_basic_identification() {
             "conformity_level": 1,
         }))
     );
+    let f = &findings[0];
+    assert_eq!(
+        (f.vendor.as_deref(), f.product.as_deref(), f.version.as_deref(), f.rule.as_deref()),
+        (Some("KBR GmbH"), Some("multicomp F144-3"), Some("2.00r016"), Some("modbus.generic"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,6 +217,7 @@ async fn an_illegal_function_exception_still_proves_modbus() {
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("modbus", true));
     assert_eq!(f.attributes, attributes(json!({"unit_id": 0, "function_code": 43, "exception_code": 1})));
+    assert_eq!((f.vendor.as_deref(), f.rule.as_deref()), (None, None));
     // The exception is proof enough: nothing more is asked of the device.
     assert_eq!(*device.seen.lock().unwrap(), [(0, 0x2B)]);
 }
@@ -255,7 +268,19 @@ async fn a_gateway_is_asked_again_for_another_unit() {
             "revision": "002.001.003",
             "unit_id": 1,
             "conformity_level": 1,
+            "device_type": "power meter",
+            "tags": ["energy"],
         }))
+    );
+    let f = &findings[0];
+    assert_eq!(
+        (f.vendor.as_deref(), f.product.as_deref(), f.version.as_deref(), f.rule.as_deref()),
+        (
+            Some("Schneider Electric"),
+            Some("PowerLogic PM5560"),
+            Some("002.001.003"),
+            Some("modbus.schneider.powerlogic")
+        )
     );
 }
 
@@ -274,7 +299,17 @@ async fn a_gateway_with_no_device_behind_it_is_reported_with_its_exception() {
     let findings = scan(&path, "502", &Default::default(), &[]).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].protocol, "modbus");
-    assert_eq!(findings[0].attributes, attributes(json!({"unit_id": 0, "function_code": 43, "exception_code": 11})));
+    assert_eq!(
+        findings[0].attributes,
+        attributes(json!({
+            "unit_id": 0,
+            "function_code": 43,
+            "exception_code": 11,
+            "device_type": "Modbus gateway",
+            "tags": ["gateway"],
+        }))
+    );
+    assert_eq!(findings[0].rule.as_deref(), Some("modbus.gateway.exception"));
 }
 
 /// Peers that reply without speaking Modbus: reported as `unknown`, never as Modbus.
