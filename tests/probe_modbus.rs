@@ -201,6 +201,32 @@ async fn a_basic_only_device_keeps_its_basic_identification() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_regular_read_leaves_the_basic_identification_standing() {
+    let device = Device {
+        units: vec![0],
+        absent_units: vec![],
+        fc43: Fc43::Serve { conformity: 0x02, objects: M340.to_vec(), per_reply: 8 },
+        holding_register: true,
+        seen: Default::default(),
+    };
+    let d = device.clone();
+    // The regular read (read code 02) is echoed back instead of answered.
+    let _r = tcp_device("127.120.1.7:502", move || {
+        let mut inner = d.handler();
+        Box::new(move |req: &[u8]| if req.get(9) == Some(&0x02) { Some(req.to_vec()) } else { inner(req) })
+    })
+    .await;
+    let (_dir, path) = ledger("E1,ent,district,s,general,127.120.1.7,c\n");
+    let findings = scan(&path, "502", &Default::default(), &[]).await;
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = &findings[0];
+    assert_eq!((f.protocol.as_str(), f.rule.as_deref()), ("modbus", Some("modbus.schneider.m340")));
+    assert_eq!(f.attributes["product_code"], "BMX P34 2020");
+    assert_eq!(f.attributes["unit_id"], 0);
+    assert!(!f.attributes.contains_key("product_name"), "{f:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_illegal_function_exception_still_proves_modbus() {
     let device = Device {
         units: vec![0, 1, 255],

@@ -236,7 +236,7 @@ impl Probe for Dnp3Probe {
         Transport::Tcp
     }
 
-    fn default_ports(&self) -> &'static [u16] {
+    fn default_ports(&self) -> &[u16] {
         &[20000]
     }
 

@@ -146,7 +146,7 @@ impl Probe for Iec104Probe {
         Transport::Tcp
     }
 
-    fn default_ports(&self) -> &'static [u16] {
+    fn default_ports(&self) -> &[u16] {
         &[2404]
     }
 

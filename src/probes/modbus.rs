@@ -406,7 +406,12 @@ impl<'s, 't> Dialogue<'s, 't> {
             if i > 0 && !self.can_wait() {
                 break;
             }
-            let bytes = match self.ask(|tid| read_device_id_request(tid, unit_id, read_code, object_id)).await? {
+            let outcome = match self.ask(|tid| read_device_id_request(tid, unit_id, read_code, object_id)).await {
+                Ok(outcome) => outcome,
+                // Objects already validated stay valid whatever a later reply is.
+                Err(e) => return collected.map(Category::Objects).ok_or(e),
+            };
+            let bytes = match outcome {
                 Outcome::Reply(bytes) => bytes,
                 Outcome::Silent => return Ok(collected.map_or(Category::Silent, Category::Objects)),
                 Outcome::Closed => return Ok(collected.map_or(Category::Closed, Category::Objects)),
@@ -451,7 +456,7 @@ impl Probe for ModbusProbe {
         Transport::Tcp
     }
 
-    fn default_ports(&self) -> &'static [u16] {
+    fn default_ports(&self) -> &[u16] {
         &[502]
     }
 
@@ -465,8 +470,9 @@ impl Probe for ModbusProbe {
             }
             match d.read_category(unit_id, READ_BASIC).await? {
                 Category::Objects(mut identification) => {
+                    // The regular category is a bonus: whatever its read gets, the basic objects stand.
                     if d.can_wait() {
-                        if let Category::Objects(regular) = d.read_category(unit_id, READ_REGULAR).await? {
+                        if let Ok(Category::Objects(regular)) = d.read_category(unit_id, READ_REGULAR).await {
                             identification.merge(regular);
                         }
                     }
