@@ -72,3 +72,15 @@ async fn a_tls_service_is_reported_with_its_certificate() {
     assert_eq!(tls["chain_length"], 1);
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_tls_hello_goes_to_a_known_ics_port_without_deep() {
+    // A TLS server on the Modbus port: without --deep the scanner must not send it a ClientHello.
+    let server = tls_server("127.115.0.2:502", &["x.lab.test"], false, None).await;
+    let (_dir, ledger) = common::ledger("A-1,a,d,s,general,127.115.0.2,c\n");
+    let findings = common::scan(&ledger, "502", &Default::default(), &["--banner-wait", "200ms"]).await;
+    assert!(findings.iter().all(|f| !f.attributes.contains_key("tls") && !f.ics), "{findings:#?}");
+    let deep = common::scan(&ledger, "502", &Default::default(), &["--banner-wait", "200ms", "--deep"]).await;
+    assert!(deep.iter().any(|f| f.attributes.contains_key("tls")), "{deep:#?}");
+    server.abort();
+}

@@ -6,9 +6,12 @@
 
 mod atg;
 mod banner;
+mod dnp3;
 mod hartip;
 mod identify;
+mod iec104;
 mod melsec;
+mod modbus;
 mod moxa;
 
 pub use banner::BannerProbe;
@@ -91,7 +94,16 @@ pub trait Probe: Send + Sync {
 
 /// Every protocol probe, in the order they are tried when no port hint applies.
 pub fn registry() -> &'static [&'static dyn Probe] {
-    &[&melsec::MelsecTcp, &melsec::MelsecUdp, &hartip::HartIp, &atg::Atg, &moxa::MoxaNport]
+    &[
+        &modbus::ModbusProbe,
+        &dnp3::Dnp3Probe,
+        &iec104::Iec104Probe,
+        &melsec::MelsecTcp,
+        &melsec::MelsecUdp,
+        &hartip::HartIp,
+        &atg::Atg,
+        &moxa::MoxaNport,
+    ]
 }
 
 /// The protocol ids of the opt-in probes.

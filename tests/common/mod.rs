@@ -178,3 +178,19 @@ pub async fn udp_device(addr: &str, make: impl Fn() -> Handler + Send + Sync + '
     });
     Responder { addr, connections, task }
 }
+
+/// A finding's parser attributes with its rule outputs (`device_type`, `cpe`, `tags`) added, so a test
+/// can compare everything the finding says about the device in one exact assertion.
+pub fn attributes_with_rules(f: &otscope::findings::Finding) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = f.attributes.clone();
+    if let Some(d) = &f.device_type {
+        m.insert("device_type".into(), d.clone().into());
+    }
+    if let Some(c) = &f.cpe {
+        m.insert("cpe".into(), c.clone().into());
+    }
+    if !f.tags.is_empty() {
+        m.insert("tags".into(), f.tags.clone().into());
+    }
+    m
+}
