@@ -1,8 +1,11 @@
 //! The Finding: the output contract (JSONL for the monitoring platform, CSV for people), and the
 //! severity policy. Every output is written from this one type.
 
+mod change;
 mod severity;
 mod writers;
+
+pub use change::{compare, identity_key, Change};
 
 pub use severity::{default_severity, Severity};
 pub use writers::{CsvWriter, FindingSink, JsonlWriter, CSV_COLUMNS};
@@ -24,8 +27,9 @@ pub struct Classification {
     pub product: Option<String>,
     pub version: Option<String>,
     pub severity: Option<Severity>,
-    /// Extra fields the rules extracted or set (device type, CPE, tags, ...).
-    pub attributes: Map<String, Value>,
+    pub device_type: Option<String>,
+    pub cpe: Option<String>,
+    pub tags: Vec<String>,
     pub rule: Option<String>,
 }
 
@@ -40,6 +44,15 @@ pub struct Finding {
     pub vendor: Option<String>,
     pub product: Option<String>,
     pub version: Option<String>,
+    /// What the rules call the device (PLC, RTU, HMI, gateway, ...).
+    #[serde(default)]
+    pub device_type: Option<String>,
+    #[serde(default)]
+    pub cpe: Option<String>,
+    /// Rule tags (`ics-hmi`, `plc`, ...).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The fields the protocol parser extracted, as the device reported them.
     pub attributes: Map<String, Value>,
     pub hostname: Option<String>,
     pub enterprise_id: String,
@@ -50,18 +63,24 @@ pub struct Finding {
     pub rule: Option<String>,
     pub evidence: String,
     pub observed_at: String,
+    /// Against the previous scan that covered this service: new, changed or persisting (null without history).
+    #[serde(default)]
+    pub change: Option<Change>,
+    /// For a changed service, which identity keys changed.
+    #[serde(default)]
+    pub changed: Vec<String>,
 }
 
 impl Finding {
     pub fn new(observation: &Observation, classification: Classification) -> Finding {
         let target = &observation.target;
         let owner = target.owner();
-        let mut attributes = observation.identity.fields.clone();
-        attributes.extend(classification.attributes);
+        let attributes = observation.identity.fields.clone();
         let protocol = classification.protocol.unwrap_or_else(|| observation.identity.protocol.to_string());
         let ics = classification.ics.unwrap_or(observation.identity.ics);
-        let severity =
-            classification.severity.unwrap_or_else(|| default_severity(&protocol, ics, owner.level, &attributes));
+        let severity = classification
+            .severity
+            .unwrap_or_else(|| default_severity(&protocol, ics, owner.level, &attributes, &classification.tags));
         Finding {
             ip: target.addr(),
             port: target.port(),
@@ -71,6 +90,9 @@ impl Finding {
             vendor: classification.vendor,
             product: classification.product,
             version: classification.version,
+            device_type: classification.device_type,
+            cpe: classification.cpe,
+            tags: classification.tags,
             attributes,
             hostname: target.hostname().map(str::to_string),
             enterprise_id: owner.enterprise_id.clone(),
@@ -81,6 +103,8 @@ impl Finding {
             rule: classification.rule,
             evidence: hex::encode(&observation.evidence),
             observed_at: observation.observed_at.format(&Rfc3339).expect("UTC timestamps format"),
+            change: None,
+            changed: Vec::new(),
         }
     }
 }

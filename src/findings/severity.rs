@@ -53,18 +53,20 @@ fn flag(attributes: &Map<String, Value>, name: &str) -> bool {
     attributes.get(name).and_then(Value::as_bool).unwrap_or(false)
 }
 
-fn tagged(attributes: &Map<String, Value>, tag: &str) -> bool {
-    attributes.get("tags").and_then(Value::as_array).is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some(tag)))
-}
-
 /// The policy's severity for a service on an object of `level`.
-pub fn default_severity(protocol: &str, ics: bool, level: Level, attributes: &Map<String, Value>) -> Severity {
-    let weak_access =
-        flag(attributes, "security_none") || flag(attributes, "anonymous") || tagged(attributes, "ics-hmi");
+pub fn default_severity(
+    protocol: &str,
+    ics: bool,
+    level: Level,
+    attributes: &Map<String, Value>,
+    tags: &[String],
+) -> Severity {
+    let hmi = tags.iter().any(|t| t == "ics-hmi");
+    let weak_access = flag(attributes, "security_none") || flag(attributes, "anonymous") || hmi;
     match protocol {
         "unknown" => Severity::Info,
         "opcua" | "mqtt" if weak_access => Severity::High,
-        _ if tagged(attributes, "ics-hmi") => Severity::High,
+        _ if hmi => Severity::High,
         "snmp" if flag(attributes, "community_public") => Severity::Medium,
         _ if ics && level == Level::Important => Severity::Critical,
         _ if ics => Severity::High,
@@ -84,23 +86,23 @@ mod tests {
     #[test]
     fn policy_table() {
         let none = Map::new();
-        assert_eq!(default_severity("modbus", true, Level::Important, &none), Severity::Critical);
-        assert_eq!(default_severity("modbus", true, Level::General, &none), Severity::High);
+        assert_eq!(default_severity("modbus", true, Level::Important, &none, &[]), Severity::Critical);
+        assert_eq!(default_severity("modbus", true, Level::General, &none, &[]), Severity::High);
         assert_eq!(
-            default_severity("opcua", true, Level::General, &attrs(json!({"security_none": true}))),
-            Severity::High
-        );
-        assert_eq!(default_severity("mqtt", false, Level::General, &attrs(json!({"anonymous": true}))), Severity::High);
-        assert_eq!(default_severity("mqtt", false, Level::General, &none), Severity::Low);
-        assert_eq!(
-            default_severity("http", false, Level::General, &attrs(json!({"tags": ["ics-hmi"]}))),
+            default_severity("opcua", true, Level::General, &attrs(json!({"security_none": true})), &[]),
             Severity::High
         );
         assert_eq!(
-            default_severity("snmp", false, Level::Important, &attrs(json!({"community_public": true}))),
+            default_severity("mqtt", false, Level::General, &attrs(json!({"anonymous": true})), &[]),
+            Severity::High
+        );
+        assert_eq!(default_severity("mqtt", false, Level::General, &none, &[]), Severity::Low);
+        assert_eq!(default_severity("http", false, Level::General, &none, &["ics-hmi".to_string()]), Severity::High);
+        assert_eq!(
+            default_severity("snmp", false, Level::Important, &attrs(json!({"community_public": true})), &[]),
             Severity::Medium
         );
-        assert_eq!(default_severity("ssh", false, Level::Important, &none), Severity::Low);
-        assert_eq!(default_severity("unknown", false, Level::Important, &none), Severity::Info);
+        assert_eq!(default_severity("ssh", false, Level::Important, &none, &[]), Severity::Low);
+        assert_eq!(default_severity("unknown", false, Level::Important, &none, &[]), Severity::Info);
     }
 }

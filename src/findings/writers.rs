@@ -77,6 +77,9 @@ impl<W: Write + Send> FindingSink for CsvWriter<W> {
             opt(&f.vendor),
             opt(&f.product),
             opt(&f.version),
+            opt(&f.device_type),
+            opt(&f.cpe),
+            f.tags.join(";"),
             serde_json::Value::Object(f.attributes.clone()).to_string(),
             opt(&f.hostname),
             f.enterprise_id.clone(),
@@ -87,6 +90,8 @@ impl<W: Write + Send> FindingSink for CsvWriter<W> {
             opt(&f.rule),
             f.evidence.clone(),
             f.observed_at.clone(),
+            f.change.map(|c| c.as_str().to_string()).unwrap_or_default(),
+            f.changed.join(";"),
         ])?;
         self.out.flush()
     }

@@ -292,10 +292,10 @@ impl Probe for FoxProbe {
     fn transport(&self) -> Transport {
         Transport::Tcp
     }
-    fn default_ports(&self) -> &'static [u16] {
+    fn default_ports(&self) -> &[u16] {
         &[1911]
     }
-    fn tls_ports(&self) -> &'static [u16] {
+    fn tls_ports(&self) -> &[u16] {
         &[4911]
     }
 

@@ -492,10 +492,10 @@ impl Probe for HttpProbe {
     fn transport(&self) -> Transport {
         Transport::Tcp
     }
-    fn default_ports(&self) -> &'static [u16] {
+    fn default_ports(&self) -> &[u16] {
         &[80, 8080, 8000, 8081, 8888]
     }
-    fn tls_ports(&self) -> &'static [u16] {
+    fn tls_ports(&self) -> &[u16] {
         &[443, 8443]
     }
     fn sends_text(&self) -> bool {

@@ -9,8 +9,9 @@
 //! A known ICS port never receives a text payload or a TLS hello unless `--deep` asks for it: a stray
 //! request can wedge a real controller.
 
-use super::{expected_in_tls_on, expected_on, is_ics_port, registry, Identity, Probe};
+use super::{expected_in_tls_on, expected_on, is_ics_port, registry, BannerProbe, Identity, Probe};
 use crate::engine::{Observation, Prober};
+use crate::fingerprints::Library;
 use crate::net::{Conn, Limits, Session};
 use crate::scope::{Target, Transport};
 use async_trait::async_trait;
@@ -25,24 +26,57 @@ pub struct ProbeSettings {
     pub banner_wait: Duration,
     /// Try every probe of the registry on every open port.
     pub deep: bool,
+    /// Opt-in probes the user enabled by name (`--enable-probe`).
+    pub enabled: Vec<String>,
 }
 
 impl Default for ProbeSettings {
     fn default() -> Self {
-        ProbeSettings { limits: Limits::default(), banner_wait: Duration::from_secs(2), deep: false }
+        ProbeSettings {
+            limits: Limits::default(),
+            banner_wait: Duration::from_secs(2),
+            deep: false,
+            enabled: Vec::new(),
+        }
     }
 }
 
 pub struct Identifier {
     settings: ProbeSettings,
+    /// The library's text probes, tried where their ports say and, with `--deep`, everywhere.
+    banner_probes: Vec<BannerProbe>,
 }
 
 /// The outcome of one probe attempt: an identity, or the evidence the attempt collected.
 type Attempt = Result<(Identity, Vec<u8>), Vec<u8>>;
 
 impl Identifier {
-    pub fn new(settings: ProbeSettings) -> Identifier {
-        Identifier { settings }
+    pub fn new(settings: ProbeSettings, library: &Library) -> Identifier {
+        Identifier { settings, banner_probes: library.banner_probes.iter().map(BannerProbe::new).collect() }
+    }
+
+    /// Whether a registry probe may run: opt-in probes only when enabled by name.
+    fn usable(&self, probe: &dyn Probe) -> bool {
+        !probe.opt_in() || self.settings.enabled.iter().any(|e| e == probe.protocol())
+    }
+
+    /// The library's banner probes that name this port (text: kept off ICS ports unless `--deep`).
+    fn banner_probes_on(&self, port: u16, transport: Transport, ics_port: bool) -> Vec<&dyn Probe> {
+        self.banner_probes
+            .iter()
+            .filter(|p| p.transport() == transport && p.default_ports().contains(&port))
+            .filter(|_| self.settings.deep || !ics_port)
+            .map(|p| p as &dyn Probe)
+            .collect()
+    }
+
+    /// With `--deep`, the banner probes that do not name this port.
+    fn other_banner_probes(&self, port: u16, transport: Transport) -> Vec<&dyn Probe> {
+        self.banner_probes
+            .iter()
+            .filter(|p| self.settings.deep && p.transport() == transport && !p.default_ports().contains(&port))
+            .map(|p| p as &dyn Probe)
+            .collect()
     }
 
     /// Runs `probe` on `conn` if given, else on a fresh connection (TLS when `tls`).
@@ -69,7 +103,7 @@ impl Identifier {
     /// Tries `probes` in order, each on a fresh connection except the first, which may use `first`.
     async fn first_match(
         &self,
-        probes: Vec<&'static dyn Probe>,
+        probes: Vec<&dyn Probe>,
         target: &Target,
         mut first: Option<Conn>,
         tls: bool,
@@ -92,13 +126,17 @@ impl Identifier {
 
     async fn probe_udp(&self, target: &Target) -> Option<(Identity, Vec<u8>)> {
         let mut evidence = Vec::new();
-        let expected: Vec<_> = expected_on(target.port(), Transport::Udp).collect();
-        let mut probes = expected.clone();
+        let port = target.port();
+        let expected: Vec<&'static dyn Probe> = expected_on(port, Transport::Udp).filter(|p| self.usable(*p)).collect();
+        let mut probes: Vec<&dyn Probe> = expected.iter().map(|p| *p as &dyn Probe).collect();
+        probes.extend(self.banner_probes_on(port, Transport::Udp, is_ics_port(port, Transport::Udp)));
+        probes.extend(self.other_banner_probes(port, Transport::Udp));
         if self.settings.deep {
             probes.extend(
                 registry()
                     .iter()
                     .copied()
+                    .filter(|p| self.usable(*p))
                     .filter(|p| p.transport() == Transport::Udp && !expected.iter().any(|e| same(*e, *p))),
             );
         }
@@ -111,15 +149,16 @@ impl Identifier {
         let port = target.port();
         let conn = Conn::open(target, self.settings.limits).await.ok()?;
         let mut evidence = Vec::new();
-        let expected: Vec<_> = expected_on(port, Transport::Tcp).collect();
+        let expected: Vec<&'static dyn Probe> = expected_on(port, Transport::Tcp).filter(|p| self.usable(*p)).collect();
         let mut spare = Some(conn);
         if !expected.is_empty() {
-            if let Some(id) = self.first_match(expected.clone(), target, spare.take(), false, &mut evidence).await {
+            let probes = expected.iter().map(|p| *p as &dyn Probe).collect();
+            if let Some(id) = self.first_match(probes, target, spare.take(), false, &mut evidence).await {
                 return Some((id, evidence));
             }
         }
         let ics_port = is_ics_port(port, Transport::Tcp);
-        let tls_expected: Vec<_> = expected_in_tls_on(port).collect();
+        let tls_expected: Vec<_> = expected_in_tls_on(port).filter(|p| self.usable(*p)).collect();
         if !tls_expected.is_empty() {
             if let Some(found) = self.probe_in_tls(target, &tls_expected, &mut evidence).await {
                 return Some(found);
@@ -137,6 +176,10 @@ impl Identifier {
             }
         }
         drop(conn);
+        let asked = self.banner_probes_on(port, Transport::Tcp, ics_port);
+        if let Some(id) = self.first_match(asked, target, None, false, &mut evidence).await {
+            return Some((id, evidence));
+        }
 
         let deep = self.settings.deep;
         if tls_expected.is_empty() && (deep || !ics_port) {
@@ -144,12 +187,15 @@ impl Identifier {
                 return Some(found);
             }
         }
-        let rest: Vec<&'static dyn Probe> = registry()
+        let mut rest: Vec<&dyn Probe> = registry()
             .iter()
             .copied()
+            .filter(|p| self.usable(*p))
             .filter(|p| p.transport() == Transport::Tcp && !expected.iter().any(|e| same(*e, *p)))
             .filter(|p| deep || (!ics_port && p.sends_text() && !p.ics()))
+            .map(|p| p as &dyn Probe)
             .collect();
+        rest.extend(self.other_banner_probes(port, Transport::Tcp));
         if let Some(id) = self.first_match(rest, target, None, false, &mut evidence).await {
             return Some((id, evidence));
         }
@@ -168,10 +214,15 @@ impl Identifier {
         let (session, info) = Session::open(target, limits, true).await.ok()?;
         let info = info.unwrap_or_default();
         drop(session);
-        let candidates: Vec<&'static dyn Probe> = if inner.is_empty() {
-            registry().iter().copied().filter(|p| p.transport() == Transport::Tcp && p.sends_text()).collect()
+        let candidates: Vec<&dyn Probe> = if inner.is_empty() {
+            registry()
+                .iter()
+                .copied()
+                .filter(|p| self.usable(*p) && p.transport() == Transport::Tcp && p.sends_text())
+                .map(|p| p as &dyn Probe)
+                .collect()
         } else {
-            inner.to_vec()
+            inner.iter().map(|p| *p as &dyn Probe).collect()
         };
         let mut inner_evidence = Vec::new();
         let mut identity = self

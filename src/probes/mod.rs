@@ -4,10 +4,20 @@
 //! A probe names its protocol only when the reply validates structurally; the port number alone
 //! never identifies anything.
 
+mod atg;
+mod banner;
+mod dnp3;
 mod fox;
+mod hartip;
 mod http;
 mod identify;
+mod iec104;
+mod melsec;
+mod modbus;
+mod moxa;
 mod snmp;
+
+pub use banner::BannerProbe;
 
 pub use identify::{banner_identity, printable, Identifier, ProbeSettings};
 
@@ -64,14 +74,20 @@ pub trait Probe: Send + Sync {
     fn ics(&self) -> bool;
     fn transport(&self) -> Transport;
     /// The ports where this protocol is expected first, in the clear.
-    fn default_ports(&self) -> &'static [u16];
+    fn default_ports(&self) -> &[u16];
     /// The ports where this protocol is expected first inside TLS (Fox on 4911, MQTT on 8883, ...).
-    fn tls_ports(&self) -> &'static [u16] {
+    fn tls_ports(&self) -> &[u16] {
         &[]
     }
     /// True for probes that send text (HTTP and the like), which are never sent to a known ICS port
     /// without `--deep`: a stray text request can wedge a PLC stack.
     fn sends_text(&self) -> bool {
+        false
+    }
+    /// True for probes whose identification handshake can leave a lasting change on some devices
+    /// (HART-IP's session initiate can lock a fresh HART-IP v2 device into v1 mode): they run only
+    /// when the user names them with `--enable-probe`, never by default and not with `--deep`.
+    fn opt_in(&self) -> bool {
         false
     }
     /// Sends read-only identification requests and validates the replies. `session.conn()` is the
@@ -81,7 +97,26 @@ pub trait Probe: Send + Sync {
 
 /// Every protocol probe, in the order they are tried when no port hint applies.
 pub fn registry() -> &'static [&'static dyn Probe] {
-    &[&fox::FoxProbe, &snmp::SnmpProbe, &http::HttpProbe]
+    &[
+        &modbus::ModbusProbe,
+        &dnp3::Dnp3Probe,
+        &iec104::Iec104Probe,
+        &melsec::MelsecTcp,
+        &melsec::MelsecUdp,
+        &hartip::HartIp,
+        &atg::Atg,
+        &moxa::MoxaNport,
+        &fox::FoxProbe,
+        &snmp::SnmpProbe,
+        &http::HttpProbe,
+    ]
+}
+
+/// The protocol ids of the opt-in probes.
+pub fn opt_in_protocols() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = registry().iter().filter(|p| p.opt_in()).map(|p| p.protocol()).collect();
+    v.dedup();
+    v
 }
 
 /// The probes expected on a port in the clear, in registry order.

@@ -357,7 +357,7 @@ impl Probe for SnmpProbe {
     fn transport(&self) -> Transport {
         Transport::Udp
     }
-    fn default_ports(&self) -> &'static [u16] {
+    fn default_ports(&self) -> &[u16] {
         &[161]
     }
 

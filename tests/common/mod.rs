@@ -73,7 +73,7 @@ impl ParseArgs for Cli {
 pub async fn scan(ledger: &Path, ports: &str, selection: &Selection, extra: &[&str]) -> Vec<Finding> {
     let ports: Vec<PortSpec> = otscope::targets::parse_ports(ports).unwrap();
     let plan = plan_scan(ledger, None, &fingerprints_dir(), Some(ports), selection, &engine_args(extra)).await.unwrap();
-    let report = run_scan(&plan, Vec::new(), ProgressStyle::Quiet, CancellationToken::new()).await.unwrap();
+    let report = run_scan(&plan, None, Vec::new(), ProgressStyle::Quiet, CancellationToken::new()).await.unwrap();
     let mut findings = report.findings;
     findings.sort_by_key(|f| (f.ip, f.port));
     findings
@@ -109,6 +109,12 @@ impl Responder {
 
     pub fn count(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting and waits until the address is free again.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
     }
 }
 
@@ -171,4 +177,20 @@ pub async fn udp_device(addr: &str, make: impl Fn() -> Handler + Send + Sync + '
         }
     });
     Responder { addr, connections, task }
+}
+
+/// A finding's parser attributes with its rule outputs (`device_type`, `cpe`, `tags`) added, so a test
+/// can compare everything the finding says about the device in one exact assertion.
+pub fn attributes_with_rules(f: &otscope::findings::Finding) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = f.attributes.clone();
+    if let Some(d) = &f.device_type {
+        m.insert("device_type".into(), d.clone().into());
+    }
+    if let Some(c) = &f.cpe {
+        m.insert("cpe".into(), c.clone().into());
+    }
+    if !f.tags.is_empty() {
+        m.insert("tags".into(), f.tags.clone().into());
+    }
+    m
 }
