@@ -52,6 +52,14 @@ async fn a_station_hello_is_fox_with_its_fields() {
         assert_eq!(f.attributes.get(k), Some(v), "attribute {k}: {:#?}", f.attributes);
     }
     assert!(f.evidence.starts_with(&hex::encode(b"fox a 0 -1 fox hello\n")));
+    // The rules: a station on a QNX JACE.
+    assert_eq!(f.rule.as_deref(), Some("fox.tridium.jace"));
+    assert_eq!(
+        (f.vendor.as_deref(), f.product.as_deref(), f.version.as_deref()),
+        (Some("Tridium"), Some("JACE Niagara station"), Some("3.8.213"))
+    );
+    assert_eq!(f.device_type.as_deref(), Some("Building automation controller"));
+    assert_eq!(f.severity.as_str(), "high", "an ICS protocol on a general-level object");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,27 +138,44 @@ Content-Length: 0\r\n\r\n",
     ] {
         assert_eq!(f.attributes.get(k), Some(&v), "{k}: {f:#?}");
     }
+    // The HMI's title wins over the web server software it runs on.
+    assert_eq!(f.rule.as_deref(), Some("http.title.wago.wbm"));
+    assert_eq!((f.vendor.as_deref(), f.device_type.as_deref()), (Some("WAGO"), Some("PLC")));
+    assert!(f.tags.iter().any(|t| t == "ics-hmi"));
+    assert_eq!(f.severity.as_str(), "high", "an ICS web HMI");
 
     let f = by("127.124.2.2", 8080);
     assert_eq!(f.protocol, "http");
     assert_eq!(f.attributes.get("title"), Some(&json!("Niagara 4 Supervisor")));
     assert_eq!(f.attributes.get("server"), Some(&json!("Niagara Web Server/4.1.27.20")));
     assert_eq!(f.attributes.get("powered_by"), Some(&json!("Niagara")));
+    assert_eq!(f.rule.as_deref(), Some("http.server.tridium.niagara"));
+    assert_eq!((f.vendor.as_deref(), f.version.as_deref()), (Some("Tridium"), Some("4.1.27.20")));
+    assert_eq!(f.severity.as_str(), "high");
 
     let f = by("127.124.2.3", 8000);
     assert_eq!(f.protocol, "http");
     assert_eq!(f.attributes.get("title"), Some(&json!("Schneider Electric \u{2013} BMX P34 2020")));
     assert_eq!(f.attributes.get("server"), Some(&json!("Schneider-WEB/V2.1.4")));
+    assert_eq!(
+        (f.rule.as_deref(), f.vendor.as_deref()),
+        (Some("http.server.schneider.web"), Some("Schneider Electric"))
+    );
 
     let f = by("127.124.2.4", 8081);
     assert_eq!(f.protocol, "http");
     assert_eq!(f.attributes.get("title"), Some(&json!("NPort Web Console")));
+    assert_eq!((f.rule.as_deref(), f.vendor.as_deref()), (Some("http.server.moxa"), Some("Moxa")));
 
     let f = by("127.124.2.5", 8888);
     assert_eq!(f.protocol, "http");
     assert_eq!(f.attributes.get("status"), Some(&json!(401)));
     assert_eq!(f.attributes.get("www_authenticate"), Some(&json!("Basic realm=\"GoAhead\"")));
     assert_eq!(f.attributes.get("realm"), Some(&json!("GoAhead")));
+    // A generic embedded server: named, not an ICS HMI.
+    assert_eq!((f.rule.as_deref(), f.product.as_deref()), (Some("http.webserver.goahead"), Some("GoAhead")));
+    assert!(f.tags.is_empty());
+    assert_eq!(f.severity.as_str(), "low");
 
     let f = by("127.124.2.6", 80);
     assert_eq!(f.attributes.get("status"), Some(&json!(302)));
@@ -187,8 +204,8 @@ async fn a_bogus_status_line_is_not_http() {
 }
 
 /// An HTTP server listening on a known ICS port: no `ics: true` finding, and no GET without `--deep`.
-/// With Helper A's Modbus module merged, 502 also gets a Modbus request (which this server answers
-/// with 400 Bad Request, not Modbus); either way no text probe is sent to it.
+/// 502 gets a Modbus request (which this server answers with 400 Bad Request, not Modbus) and 1911
+/// a Fox hello (the same); no text probe follows on either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_servers_on_ics_ports_get_no_get_without_deep() {
     let page = page_with_length("Apache", "<title>It works</title>");
@@ -206,14 +223,9 @@ async fn http_servers_on_ics_ports_get_no_get_without_deep() {
     assert_eq!(fox_port.protocol, "unknown", "{fox_port:#?}");
     assert!(!on_1911.load(Ordering::SeqCst), "a GET was sent to the Fox port 1911 without --deep");
     let modbus_port = findings.iter().find(|f| f.port == 502).unwrap();
-    if otscope::probes::is_ics_port(502, Transport::Tcp) {
-        assert_eq!(modbus_port.protocol, "unknown", "{modbus_port:#?}");
-        assert!(!on_502.load(Ordering::SeqCst), "a GET was sent to the Modbus port 502 without --deep");
-    } else {
-        // Until an ICS probe is registered for 502, the registry does not know it as an ICS port
-        // and the text probes are allowed there; the 1911 case above checks the mechanism.
-        eprintln!("note: 502 is not an ICS port in this registry; the no-GET check ran on 1911 only");
-    }
+    assert!(otscope::probes::is_ics_port(502, Transport::Tcp), "the registry knows Modbus on 502");
+    assert_eq!(modbus_port.protocol, "unknown", "{modbus_port:#?}");
+    assert!(!on_502.load(Ordering::SeqCst), "a GET was sent to the Modbus port 502 without --deep");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -118,6 +118,12 @@ async fn an_agent_answering_public_reveals_its_system_group() {
     assert_eq!(f.attributes.get("sys_name"), Some(&json!("PLC-Pump-Station-2")));
     assert!(f.attributes.get("error_status").is_none());
     assert_eq!(f.severity.as_str(), "medium");
+    assert_eq!(f.rule.as_deref(), Some("snmp.siemens.simatic_s7"));
+    assert_eq!(
+        (f.vendor.as_deref(), f.product.as_deref(), f.version.as_deref()),
+        (Some("Siemens"), Some("SIMATIC S7 CPU315-2 PN/DP (6ES7 315-2EH14-0AB0)"), Some("3.2.11"))
+    );
+    assert_eq!(f.device_type.as_deref(), Some("PLC"));
     assert_eq!(agent.count(), 1, "one request, answered at once");
 }
 
@@ -132,6 +138,8 @@ async fn an_error_status_reply_still_proves_snmp() {
     assert_eq!(f.attributes.get("error_status"), Some(&json!(5)));
     assert_eq!(f.attributes.get("community_public"), Some(&json!(true)));
     assert!(f.attributes.get("sys_descr").is_none() && f.attributes.get("sys_name").is_none());
+    assert_eq!((f.vendor.as_deref(), f.rule.as_deref()), (None, None), "nothing to classify: {f:#?}");
+    assert_eq!(f.severity.as_str(), "medium");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
