@@ -88,3 +88,57 @@ async fn echo_garbage_and_truncated_replies_are_not_fox() {
     }
     assert!(echo.count() >= 1 && garbage.count() >= 1 && truncated.count() >= 1 && lying.count() >= 1);
 }
+
+/// A TLS listener with a fresh self-signed certificate; each connection's bytes go to a handler
+/// made for it, whose replies are written back (Fox over TLS: "foxs", port 4911).
+async fn tls_device(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'static) -> tokio::task::JoinHandle<()> {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let params = rcgen::CertificateParams::new(vec!["jace.lab.test".to_string()]).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let make = Arc::new(make);
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let (acceptor, make) = (acceptor.clone(), make.clone());
+            tokio::spawn(async move {
+                let timeout = std::time::Duration::from_secs(3);
+                let Ok(Ok(mut tls)) = tokio::time::timeout(timeout, acceptor.accept(sock)).await else { return };
+                let mut handler = make();
+                let mut buf = [0u8; 4096];
+                for _ in 0..16 {
+                    let n = match tokio::time::timeout(timeout, tls.read(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => n,
+                        _ => return,
+                    };
+                    if let Some(reply) = handler(&buf[..n]) {
+                        let _ = tls.write_all(&reply).await;
+                    }
+                }
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_station_behind_tls_on_4911_is_fox_with_its_certificate() {
+    let server = tls_device("127.124.0.10:4911", station).await;
+    let (_dir, path) = ledger("E1,ent,district,s,general,127.124.0.10,c\n");
+    let findings = scan(&path, "4911", &Default::default(), &[]).await;
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = &findings[0];
+    assert_eq!((f.protocol.as_str(), f.ics), ("fox", true));
+    assert_eq!(f.attributes.get("station_name"), Some(&json!("AHU_Building7")));
+    let tls = f.attributes.get("tls").and_then(|v| v.as_object()).expect("the certificate is recorded");
+    assert_eq!(tls["self_signed"], true);
+    server.abort();
+}

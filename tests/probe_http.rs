@@ -252,3 +252,81 @@ async fn a_silent_port_gets_nothing_but_a_connect_and_a_hello() {
     assert_eq!((findings[0].protocol.as_str(), findings[0].evidence.as_str()), ("unknown", ""));
     assert!(silent.count() >= 1);
 }
+
+/// A TLS web server with a fresh self-signed certificate: it answers a GET of the root with `reply`,
+/// then closes cleanly (close_notify) or just drops the connection, as many embedded servers do.
+async fn https_server(addr: &str, reply: &'static [u8], clean_close: bool) -> tokio::task::JoinHandle<()> {
+    let params = rcgen::CertificateParams::new(vec!["hmi.lab.test".to_string()]).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(Ok(mut tls)) = tokio::time::timeout(Duration::from_secs(3), acceptor.accept(sock)).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                for _ in 0..16 {
+                    match tokio::time::timeout(Duration::from_secs(3), tls.read(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                    if is_get_root(&got) {
+                        let _ = tls.write_all(reply).await;
+                        let _ = tls.flush().await;
+                        if clean_close {
+                            let _ = tls.shutdown().await;
+                        }
+                        return; // dropped: the TCP connection closes without close_notify
+                    }
+                }
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_pages_are_read_through_tls_even_without_a_clean_close() {
+    let clean = https_server(
+        "127.124.2.30:443",
+        b"HTTP/1.1 200 OK\r\nServer: Niagara Web Server/3.8.111\r\nContent-Length: 26\r\n\r\n<title>Niagara AX</title>\n",
+        true,
+    )
+    .await;
+    // A body delimited by the close of an abruptly closed TLS connection.
+    let abrupt = https_server(
+        "127.124.2.31:8443",
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<html><title>SIMATIC&nbsp;1200&nbsp;station_1</title>",
+        false,
+    )
+    .await;
+    let (_dir, path) = ledger("E1,ent,district,s,general,127.124.2.30-127.124.2.31,c\n");
+    let findings = scan(&path, "443,8443", &Default::default(), &[]).await;
+    let found: Vec<_> = findings.iter().filter(|f| f.protocol != "unknown").collect();
+    assert_eq!(found.len(), 2, "{findings:#?}");
+
+    let f = found.iter().find(|f| f.port == 443).unwrap();
+    assert_eq!((f.protocol.as_str(), f.ics), ("http", false));
+    assert_eq!(f.attributes.get("title"), Some(&json!("Niagara AX")));
+    assert!(f.attributes.get("tls").is_some(), "{f:#?}");
+    assert_eq!(f.vendor.as_deref(), Some("Tridium"));
+
+    let f = found.iter().find(|f| f.port == 8443).unwrap();
+    assert_eq!(f.protocol, "http");
+    assert_eq!(f.attributes.get("title"), Some(&json!("SIMATIC 1200 station_1")));
+    assert_eq!((f.vendor.as_deref(), f.product.as_deref()), (Some("Siemens"), Some("SIMATIC S7-1200")));
+    assert_eq!(f.severity.as_str(), "high");
+    clean.abort();
+    abrupt.abort();
+}
