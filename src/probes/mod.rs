@@ -4,7 +4,10 @@
 //! A probe names its protocol only when the reply validates structurally; the port number alone
 //! never identifies anything.
 
+mod bacnet;
 mod banner;
+mod enip;
+mod fins;
 mod identify;
 
 pub use banner::BannerProbe;
@@ -81,7 +84,7 @@ pub trait Probe: Send + Sync {
 
 /// Every protocol probe, in the order they are tried when no port hint applies.
 pub fn registry() -> &'static [&'static dyn Probe] {
-    &[]
+    &[&enip::EnipTcp, &enip::EnipUdp, &bacnet::Bacnet, &fins::FinsUdp, &fins::FinsTcp]
 }
 
 /// The probes expected on a port in the clear, in registry order.
