@@ -168,8 +168,14 @@ async fn who_is_then_read_property() {
             "vendor_name": "Johnson Controls, Inc.",
             "model_name": "MS-NAE5510-2", "firmware_revision": "Release 9.0",
             "application_software_version": "9.0.0.2036", "location": "Mech Room B2",
-            "description": "Network Automation Engine"
+            "description": "Network Automation Engine",
+            // Outputs of the matching rule (bacnet.jci.metasys-nae).
+            "device_type": "Building automation controller", "tags": ["bms", "metasys"]
         })
+    );
+    assert_eq!(
+        (f.vendor.as_deref(), f.product.as_deref(), f.version.as_deref()),
+        (Some("Johnson Controls"), Some("Metasys NAE MS-NAE5510-2"), Some("Release 9.0"))
     );
 }
 
@@ -193,8 +199,14 @@ async fn wildcard_fallback_when_who_is_goes_unanswered() {
         serde_json::Value::Object(f.attributes.clone()),
         json!({
             "instance": 2098, "object_name": "PXC-AHU-01", "vendor_id": 7, "model_name": "PXC001-E.D",
-            "firmware_revision": "FW=03.03.12;"
+            "firmware_revision": "FW=03.03.12;",
+            // Outputs of the matching rule (bacnet.siemens.desigo-pxc).
+            "device_type": "Building automation controller", "tags": ["bms", "desigo"]
         })
+    );
+    assert_eq!(
+        (f.vendor.as_deref(), f.product.as_deref(), f.version.as_deref()),
+        (Some("Siemens"), Some("Desigo PXC001-E.D"), Some("FW=03.03.12;"))
     );
 }
 
@@ -209,6 +221,7 @@ async fn a_device_refusing_every_identification_is_still_bacnet() {
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].protocol, "bacnet");
     assert_eq!(serde_json::Value::Object(findings[0].attributes.clone()), json!({"error_class": 1, "error_code": 31}));
+    assert_eq!((findings[0].vendor.as_deref(), findings[0].product.as_deref()), (None, None));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

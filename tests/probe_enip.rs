@@ -62,20 +62,28 @@ async fn list_identity_over_tcp_and_udp() {
     let _udp =
         udp_device("127.122.0.1:44818", || device("1756-L61/B LOGIX5561", 1, 0x0E, 54, [20, 11], 0x00C0_FFEE)).await;
     let _io = udp_device("127.122.0.2:2222", || device("NJ501-1300", 47, 0x0C, 1618, [1, 10], 0x1234_ABCD)).await;
-    let (_dir, path) = ledger("E1,ent,district,s,general,127.122.0.1-127.122.0.2,c\n");
+    let _gw = tcp_device("127.122.0.3:44818", || device("NT 100-RE-EN", 283, 0x0C, 259, [5, 1], 0x0000_4D2A)).await;
+    let (_dir, path) = ledger("E1,ent,district,s,general,127.122.0.1-127.122.0.3,c\n");
     let findings = scan(&path, "44818,44818/udp,2222/udp", &Default::default(), &[]).await;
-    assert_eq!(findings.len(), 3, "{findings:#?}");
+    assert_eq!(findings.len(), 4, "{findings:#?}");
 
     let expected = json!({
-        "encapsulation_version": 1, "vendor_id": 1, "device_type": 14,
+        "encapsulation_version": 1, "vendor_id": 1,
+        // The matching rule's device_type output ("PLC") takes the place of the CIP number (14).
+        "device_type": "PLC",
         "device_type_name": "Programmable Logic Controller", "product_code": 54, "revision": "20.11",
         "status": 0x3060, "serial_number": "0x00c0ffee", "product_name": "1756-L61/B LOGIX5561", "state": 3,
-        "socket_address": "10.20.30.40:44818"
+        "socket_address": "10.20.30.40:44818",
+        "cpe": "cpe:2.3:h:rockwellautomation:1756-l61:-:*:*:*:*:*:*:*", "tags": ["plc", "controllogix"]
     });
     for transport in [Transport::Tcp, Transport::Udp] {
         let f = find(&findings, "127.122.0.1", 44818, transport);
         assert_eq!((f.protocol.as_str(), f.ics), ("enip", true), "{f:#?}");
         assert_eq!(serde_json::Value::Object(f.attributes.clone()), expected, "{transport:?}");
+        assert_eq!(f.vendor.as_deref(), Some("Rockwell Automation"));
+        assert_eq!(f.product.as_deref(), Some("ControlLogix 1756-L61"));
+        assert_eq!(f.version.as_deref(), Some("20.11"));
+        assert_eq!(f.rule.as_deref(), Some("enip.rockwell.1756-l61"));
     }
 
     let io = find(&findings, "127.122.0.2", 2222, Transport::Udp);
@@ -85,6 +93,20 @@ async fn list_identity_over_tcp_and_udp() {
     assert_eq!(io.attributes["product_name"], "NJ501-1300");
     assert_eq!(io.attributes["revision"], "1.10");
     assert_eq!(io.attributes["serial_number"], "0x1234abcd");
+    assert_eq!(io.rule.as_deref(), Some("enip.omron.sysmac-nj-nx"));
+    assert_eq!(
+        (io.vendor.as_deref(), io.product.as_deref(), io.version.as_deref()),
+        (Some("Omron"), Some("Sysmac NJ501-1300"), Some("1.10"))
+    );
+
+    // No specific rule: the generic one names the vendor from the ODVA vendor table.
+    let gw = find(&findings, "127.122.0.3", 44818, Transport::Tcp);
+    assert_eq!((gw.protocol.as_str(), gw.rule.as_deref()), ("enip", Some("enip.generic")));
+    assert_eq!(
+        (gw.vendor.as_deref(), gw.product.as_deref(), gw.version.as_deref()),
+        (Some("Hilscher GmbH"), Some("NT 100-RE-EN"), Some("5.1"))
+    );
+    assert_eq!(gw.attributes["device_type"], 12);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -106,18 +106,24 @@ async fn controller_data_read_over_udp_and_tcp() {
     assert_eq!((udp.protocol.as_str(), udp.ics), ("fins", true));
     assert_eq!(
         serde_json::Value::Object(udp.attributes.clone()),
-        json!({"controller_model": "CJ2M-CPU32", "controller_version": "02.01", "end_code": 0})
+        json!({"controller_model": "CJ2M-CPU32", "controller_version": "02.01", "end_code": 0,
+               "device_type": "PLC", "tags": ["plc", "sysmac"]})
+    );
+    assert_eq!(
+        (udp.vendor.as_deref(), udp.product.as_deref(), udp.version.as_deref()),
+        (Some("Omron"), Some("SYSMAC CJ2M-CPU32"), Some("02.01"))
     );
     let tcp = find(&findings, "127.122.2.1", Transport::Tcp);
     assert_eq!((tcp.protocol.as_str(), tcp.ics), ("fins", true));
     assert_eq!(
         serde_json::Value::Object(tcp.attributes.clone()),
         json!({"controller_model": "CJ2M-CPU32", "controller_version": "02.01", "end_code": 0,
-               "client_node": 239, "server_node": 10})
+               "client_node": 239, "server_node": 10, "device_type": "PLC", "tags": ["plc", "sysmac"]})
     );
     let refused = find(&findings, "127.122.2.2", Transport::Udp);
     assert_eq!(refused.protocol, "fins");
     assert_eq!(serde_json::Value::Object(refused.attributes.clone()), json!({"end_code": 0x2201}));
+    assert_eq!((refused.vendor.as_deref(), refused.product.as_deref()), (None, None));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
