@@ -5,8 +5,11 @@
 //! never identifies anything.
 
 mod atg;
+mod bacnet;
 mod banner;
 mod dnp3;
+mod enip;
+mod fins;
 mod hartip;
 mod identify;
 mod iec104;
@@ -103,6 +106,11 @@ pub fn registry() -> &'static [&'static dyn Probe] {
         &hartip::HartIp,
         &atg::Atg,
         &moxa::MoxaNport,
+        &enip::EnipTcp,
+        &enip::EnipUdp,
+        &bacnet::Bacnet,
+        &fins::FinsUdp,
+        &fins::FinsTcp,
     ]
 }
 
