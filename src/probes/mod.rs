@@ -6,6 +6,8 @@
 
 mod banner;
 mod identify;
+mod mqtt;
+mod opcua;
 
 pub use banner::BannerProbe;
 
@@ -81,7 +83,7 @@ pub trait Probe: Send + Sync {
 
 /// Every protocol probe, in the order they are tried when no port hint applies.
 pub fn registry() -> &'static [&'static dyn Probe] {
-    &[]
+    &[&opcua::OpcUaProbe, &mqtt::MqttProbe]
 }
 
 /// The probes expected on a port in the clear, in registry order.
