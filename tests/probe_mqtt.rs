@@ -87,13 +87,19 @@ async fn an_anonymous_accepting_broker_is_high() {
     assert_eq!((f.protocol.as_str(), f.ics), ("mqtt", false));
     assert_eq!(
         f.attributes,
-        json!({"return_code": 0, "anonymous": true, "session_present": false, "protocol_level": 4})
-            .as_object()
-            .unwrap()
-            .clone()
+        json!({"return_code": 0, "anonymous": true, "session_present": false, "protocol_level": 4,
+               "device_type": "MQTT broker", "tags": ["iiot"]})
+        .as_object()
+        .unwrap()
+        .clone()
     );
     assert_eq!(f.severity.as_str(), "high");
     assert_eq!(f.evidence, "20020000");
+    assert_eq!(
+        (f.rule.as_deref(), f.vendor.as_deref()),
+        (Some("mqtt.generic"), None),
+        "brokers do not name themselves"
+    );
     assert_eq!(settled(&log, 2).await, ["CONNECT MQTT 4 0x02 30 otscope-", "DISCONNECT"]);
 }
 
@@ -108,10 +114,11 @@ async fn a_broker_refusing_anonymous_clients_is_low() {
     assert_eq!((f.protocol.as_str(), f.ics), ("mqtt", false));
     assert_eq!(
         f.attributes,
-        json!({"return_code": 5, "anonymous": false, "session_present": false, "protocol_level": 4})
-            .as_object()
-            .unwrap()
-            .clone()
+        json!({"return_code": 5, "anonymous": false, "session_present": false, "protocol_level": 4,
+               "device_type": "MQTT broker", "tags": ["iiot"]})
+        .as_object()
+        .unwrap()
+        .clone()
     );
     assert_eq!(f.severity.as_str(), "low");
     assert_eq!(settled(&log, 1).await, ["CONNECT MQTT 4 0x02 30 otscope-"], "no DISCONNECT after a refusal");

@@ -439,7 +439,15 @@ async fn open62541_server_with_a_none_endpoint_and_anonymous_tokens() {
             "certificate_not_after": "Sat, 14 Feb 2026 21:06:37 +0000",
             "certificate_expired": now > CERT_NOT_AFTER_UNIX,
             "certificate_self_signed": true,
+            // Outputs of the fingerprint rule opcua.open62541:
+            "cpe": "cpe:2.3:a:open62541:open62541:*:*:*:*:*:*:*:*",
+            "tags": ["sdk-default"],
         }))
+    );
+    assert_eq!(f.rule.as_deref(), Some("opcua.open62541"));
+    assert_eq!(
+        (f.vendor.as_deref(), f.product.as_deref(), f.version.as_deref()),
+        (Some("open62541"), Some("open62541 OPC UA Server"), None)
     );
     assert_eq!(f.severity.as_str(), "high", "SecurityPolicy None is weak access");
     assert_eq!(
@@ -475,6 +483,10 @@ async fn a_server_offering_only_secure_policies_is_reported_as_it_is() {
     assert_eq!(a["endpoint_count"], json!(2));
     assert!(!a.contains_key("certificate_subject"), "no certificate was sent");
     assert!(!a.contains_key("error_code"));
+    assert_eq!(f.rule.as_deref(), Some("opcua.inductiveautomation.ignition"));
+    assert_eq!((f.vendor.as_deref(), f.product.as_deref()), (Some("Inductive Automation"), Some("Ignition")));
+    assert_eq!(a["device_type"], json!("SCADA"));
+    assert_eq!(f.severity.as_str(), "high", "an ICS protocol on a general object, nothing weaker");
     let log = settled_log(&server, 4).await;
     assert_eq!(log[1..], ["OPN", "GetEndpoints opc.tcp://127.123.0.2:4840", "CLO"], "{log:?}");
 }
@@ -498,6 +510,11 @@ async fn an_error_reply_to_hello_still_proves_opcua() {
             "error_name": "BadTcpEndpointUrlInvalid",
             "error_reason": "no such endpoint",
         }))
+    );
+    assert_eq!(
+        (f.rule.as_deref(), f.vendor.as_deref(), f.product.as_deref()),
+        (None, None, None),
+        "nothing to name it by"
     );
 }
 
