@@ -38,6 +38,8 @@ const MAX_DIAGNOSTIC_DEPTH: usize = 4;
 /// Requested channel lifetime in milliseconds (the channel is closed right after GetEndpoints).
 const REQUESTED_LIFETIME_MS: u32 = 600_000;
 const TIMEOUT_HINT_MS: u32 = 10_000;
+/// Read timeouts the whole discovery (OpenSecureChannel, GetEndpoints, CloseSecureChannel) may take.
+const DISCOVERY_READS: u32 = 4;
 
 // Binary encoding ids of the services (namespace 0).
 const OPEN_SECURE_CHANNEL_REQUEST: u16 = 446;
@@ -954,7 +956,13 @@ impl Probe for OpcUaProbe {
             }
         }
         // From here on the service is OPC UA: a failure only leaves the endpoint fields unknown.
-        match discover(conn, &url, max_message).await {
+        // Each read has its own deadline; the whole discovery also gets one, so a server that drips
+        // sixteen chunks cannot hold the slot for sixteen read timeouts.
+        let budget = limits.read_timeout.saturating_mul(DISCOVERY_READS);
+        let outcome = tokio::time::timeout(budget, discover(conn, &url, max_message))
+            .await
+            .unwrap_or_else(|_| Err(Stop::Other("get_endpoints", format!("discovery took longer than {budget:?}"))));
+        match outcome {
             Ok(endpoints) => record_endpoints(&mut id, &endpoints),
             Err(Stop::Error(stage, e)) => record_error(&mut id, stage, e.code, e.reason.as_deref()),
             Err(Stop::Fault(stage, code)) => record_error(&mut id, stage, code, None),
