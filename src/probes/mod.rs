@@ -16,6 +16,8 @@ mod iec104;
 mod melsec;
 mod modbus;
 mod moxa;
+mod mqtt;
+mod opcua;
 
 pub use banner::BannerProbe;
 
@@ -111,6 +113,8 @@ pub fn registry() -> &'static [&'static dyn Probe] {
         &bacnet::Bacnet,
         &fins::FinsUdp,
         &fins::FinsTcp,
+        &opcua::OpcUaProbe,
+        &mqtt::MqttProbe,
     ]
 }
 
