@@ -5,6 +5,8 @@
 //! never identifies anything.
 
 mod identify;
+mod iso_transport;
+mod s7comm;
 
 pub use identify::{banner_identity, printable, Identifier, ProbeSettings};
 
@@ -78,7 +80,7 @@ pub trait Probe: Send + Sync {
 
 /// Every protocol probe, in the order they are tried when no port hint applies.
 pub fn registry() -> &'static [&'static dyn Probe] {
-    &[]
+    &[&s7comm::S7comm]
 }
 
 /// The probes expected on a port in the clear, in registry order.
