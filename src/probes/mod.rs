@@ -7,6 +7,7 @@
 mod identify;
 mod iso_transport;
 mod s7comm;
+mod s7commplus;
 
 pub use identify::{banner_identity, printable, Identifier, ProbeSettings};
 
@@ -80,7 +81,7 @@ pub trait Probe: Send + Sync {
 
 /// Every protocol probe, in the order they are tried when no port hint applies.
 pub fn registry() -> &'static [&'static dyn Probe] {
-    &[&s7comm::S7comm]
+    &[&s7comm::S7comm, &s7commplus::S7commPlus]
 }
 
 /// The probes expected on a port in the clear, in registry order.
