@@ -6,6 +6,7 @@
 
 mod identify;
 mod iso_transport;
+mod mms;
 mod s7comm;
 mod s7commplus;
 
@@ -81,7 +82,7 @@ pub trait Probe: Send + Sync {
 
 /// Every protocol probe, in the order they are tried when no port hint applies.
 pub fn registry() -> &'static [&'static dyn Probe] {
-    &[&s7comm::S7comm, &s7commplus::S7commPlus]
+    &[&s7comm::S7comm, &s7commplus::S7commPlus, &mms::Mms]
 }
 
 /// The probes expected on a port in the clear, in registry order.
