@@ -10,7 +10,8 @@
 //! Knobs (environment):
 //! - `SWEEP_PREFIX` (default 16): prefix length of the rate comparison range under 127.64.0.0.
 //! - `SWEEP_BIG_PREFIX` (default 12): prefix length of the large range for the memory check.
-//! - `SWEEP_ROUNDS` (default 3): alternating baseline/pipeline rounds; the best of each is reported.
+//! - `SWEEP_ROUNDS` (default 5): alternating baseline/pipeline rounds; the best of each is reported,
+//!   with the medians, and the CPU time per target (which other load on the machine disturbs less).
 //! - `SWEEP_CONCURRENCY` (default 512): connects in flight, for both sweeps.
 //!
 //! Internal: `sweep --rss-child <prefix>` runs one pipeline scan and prints `rss-child ...` for the parent.
@@ -87,7 +88,7 @@ fn engine_args(ledger: &Path, concurrency: usize) -> (EngineArgs, PortList) {
     ])
     .unwrap_or_else(|e| panic!("scan flags: {e}"));
     match cli.command {
-        Command::Scan(args) => (args.engine, args.ports.expect("--ports was given")),
+        Command::Scan(args) => (args.engine, args.scope.ports.expect("--ports was given")),
         _ => unreachable!("parsed a scan command"),
     }
 }
@@ -109,12 +110,30 @@ fn write_ledger(dir: &Path, prefix: u8) -> std::path::PathBuf {
 struct Sweep {
     done: u64,
     elapsed: Duration,
+    /// CPU time (user + system, all threads) the process spent during the sweep.
+    cpu: Duration,
 }
 
 impl Sweep {
     fn rate(&self) -> f64 {
         self.done as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// CPU microseconds per target: less sensitive than the rate to other load on the machine.
+    fn cpu_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.done.max(1) as f64
+    }
+}
+
+/// CPU time used so far by this process, all threads, user and system (from /proc/self/stat).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
+    // After the parenthesised command name: state is field 3, utime 14 and stime 15 (1-based).
+    let rest = &stat[stat.rfind(')').expect("comm in /proc/self/stat") + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
 }
 
 /// The full pipeline: ledger -> scope -> permuted targets -> engine -> identifier -> findings.
@@ -124,16 +143,16 @@ async fn pipeline(ledger: &Path, concurrency: usize) -> Sweep {
     let plan = plan_scan(ledger, None, fingerprints, Some(ports.0), &Selection::default(), &args)
         .await
         .unwrap_or_else(|e| panic!("plan: {e}"));
-    let started = Instant::now();
-    let report = run_scan(&plan, vec![], ProgressStyle::Quiet, CancellationToken::new()).await.expect("scan");
-    let elapsed = started.elapsed();
+    let (started, cpu) = (Instant::now(), cpu_time());
+    let report = run_scan(&plan, None, vec![], ProgressStyle::Quiet, CancellationToken::new()).await.expect("scan");
+    let (elapsed, cpu) = (started.elapsed(), cpu_time() - cpu);
     assert!(!report.stats.interrupted);
     assert_eq!(
         report.findings.len(),
         0,
         "something listens on {PORT}/tcp in 127.64/16: the sweep would not measure refused connects"
     );
-    Sweep { done: report.stats.probed, elapsed }
+    Sweep { done: report.stats.probed, elapsed, cpu }
 }
 
 /// The bare loop: the same addresses in address order, the same concurrency, the same connect timeout.
@@ -141,7 +160,7 @@ async fn baseline(prefix: u8, concurrency: usize) -> Sweep {
     let slots = Arc::new(Semaphore::new(concurrency));
     let done = Arc::new(AtomicU64::new(0));
     let first = u32::from(BASE);
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_time());
     for i in 0..range_size(prefix) as u32 {
         let addr = SocketAddr::from((Ipv4Addr::from(first + i), PORT));
         let slot = slots.clone().acquire_owned().await.expect("open semaphore");
@@ -153,7 +172,7 @@ async fn baseline(prefix: u8, concurrency: usize) -> Sweep {
         });
     }
     let _all = slots.acquire_many(concurrency as u32).await.expect("open semaphore");
-    Sweep { done: done.load(Ordering::Relaxed), elapsed: started.elapsed() }
+    Sweep { done: done.load(Ordering::Relaxed), elapsed: started.elapsed(), cpu: cpu_time() - cpu }
 }
 
 /// Peak resident set size of this process, in KiB.
@@ -216,8 +235,8 @@ fn best(v: &[Sweep]) -> &Sweep {
     v.iter().max_by(|a, b| a.rate().total_cmp(&b.rate())).expect("at least one round")
 }
 
-fn median(v: &[Sweep]) -> f64 {
-    let mut r: Vec<f64> = v.iter().map(Sweep::rate).collect();
+fn median(v: &[Sweep], of: fn(&Sweep) -> f64) -> f64 {
+    let mut r: Vec<f64> = v.iter().map(of).collect();
     r.sort_by(f64::total_cmp);
     r[r.len() / 2]
 }
@@ -235,7 +254,7 @@ fn main() -> ExitCode {
 
     let prefix = check_prefix(env_or("SWEEP_PREFIX", 16));
     let big = check_prefix(env_or("SWEEP_BIG_PREFIX", 12));
-    let rounds: usize = env_or::<usize>("SWEEP_ROUNDS", 3).clamp(1, 20);
+    let rounds: usize = env_or::<usize>("SWEEP_ROUNDS", 5).clamp(1, 20);
     let n = range_size(prefix);
     println!(
         "sweep {BASE}/{prefix} port {PORT}/tcp: {n} addresses, concurrency {concurrency}, rate unlimited, {rounds} rounds"
@@ -251,24 +270,27 @@ fn main() -> ExitCode {
         let p = rt.block_on(pipeline(&ledger, concurrency));
         assert_eq!(p.done, n);
         println!(
-            "  round {round}: baseline {:.0} conn/s ({:.2}s), pipeline {:.0} probes/s ({:.2}s)",
+            "  round {round}: baseline {:.0} conn/s ({:.2}s, {:.1} us cpu/conn), pipeline {:.0} probes/s ({:.2}s, {:.1} us cpu/probe)",
             b.rate(),
             b.elapsed.as_secs_f64(),
+            b.cpu_us(),
             p.rate(),
-            p.elapsed.as_secs_f64()
+            p.elapsed.as_secs_f64(),
+            p.cpu_us(),
         );
         bases.push(b);
         pipes.push(p);
     }
     drop(rt);
     let (b, p) = (best(&bases).rate(), best(&pipes).rate());
+    let (mb, mp) = (median(&bases, Sweep::rate), median(&pipes, Sweep::rate));
     println!(
-        "sweep /{prefix}: baseline {b:.0} conn/s, pipeline {p:.0} probes/s, ratio {:.2} (best of {rounds}; medians {:.0} / {:.0}, ratio {:.2})",
+        "sweep /{prefix}: baseline {b:.0} conn/s, pipeline {p:.0} probes/s, ratio {:.2} (best of {rounds}; medians {mb:.0} / {mp:.0}, ratio {:.2})",
         p / b,
-        median(&bases),
-        median(&pipes),
-        median(&pipes) / median(&bases),
+        mp / mb,
     );
+    let (cb, cp) = (median(&bases, Sweep::cpu_us), median(&pipes, Sweep::cpu_us));
+    println!("cpu per target (median): baseline {cb:.1} us, pipeline {cp:.1} us, baseline/pipeline {:.2}", cb / cp);
 
     let small = run_child(prefix, concurrency);
     let large = run_child(big, concurrency);

@@ -15,7 +15,7 @@ use std::time::Duration;
 ///   otscope scan --targets ledger.csv --dry-run # what would be probed, and how long it takes
 ///   otscope scan --targets ledger.csv --out findings.jsonl --csv findings.csv
 #[derive(Debug, Parser)]
-#[command(name = "otscope", version, about, verbatim_doc_comment)]
+#[command(name = "otscope", version, about, verbatim_doc_comment, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -31,6 +31,156 @@ pub enum Command {
     /// Work with the asset ledger.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Work with the fingerprint rule library.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// List the scans recorded in the history.
+    History(DbArgs),
+    /// Show what is known of one address over time: its services, first and last seen, changes.
+    Show {
+        /// The address.
+        ip: std::net::IpAddr,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Major-event mode: baseline the important objects, check them against it, report every 24 hours.
+    #[command(subcommand)]
+    Event(Box<EventCommand>),
+    /// Export a scan's findings: per district for the districts, or JSONL for the monitoring platform.
+    Export(ExportArgs),
+    /// What changed between two scans: each service new, changed, persisting or gone.
+    ///
+    /// Default: the last two completed scans of the same objects. Gone is claimed only for services the
+    /// later scan covered and only when it completed. Exit status: 0 nothing new, changed or gone; 3 otherwise.
+    Diff {
+        /// The earlier scan.
+        #[arg(long, value_name = "SCAN")]
+        from: Option<i64>,
+        /// The later scan.
+        #[arg(long, value_name = "SCAN")]
+        to: Option<i64>,
+        /// Also list persisting services.
+        #[arg(long)]
+        all: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: DiffFormat,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventCommand {
+    /// Take a baseline scan of the selected objects and open the event.
+    ///
+    /// Example: otscope event start expo-2026 --targets ledger.csv --level important
+    Start {
+        /// The event's name.
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Scan the event's selection again and report every drift from the baseline.
+    ///
+    /// Exit status: 0 no drift, 3 drift found (new, changed or gone services).
+    Check {
+        name: String,
+        /// Also write the drift findings (with their status against the baseline) as JSON lines.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Write the report for the last 24 hours (coverage, drift, or the zero report).
+    ///
+    /// Exit status: 0 zero report, 3 drift reported, 1 no complete check ran in the window.
+    Report {
+        name: String,
+        /// The report file (Markdown text).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "en")]
+        lang: crate::export::Lang,
+        /// The window the report covers, ending now.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        window: Duration,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Close the event: no more checks.
+    Close {
+        name: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List the events.
+    List(DbArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The scan to export (default: the latest completed scan).
+    #[arg(long, value_name = "SCAN")]
+    pub scan: Option<i64>,
+    /// One file per district (with a summary file); without it, one file with every finding.
+    #[arg(long, value_enum, value_name = "GROUPING")]
+    pub by: Option<Grouping>,
+    /// csv (UTF-8 with BOM, opens in Excel) or jsonl (the scan output's schema, for the monitoring platform).
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: crate::export::Format,
+    /// Column headers and values in English or Chinese (区县, 企业名称, 重要程度, ...).
+    #[arg(long, value_enum, default_value = "en")]
+    pub lang: crate::export::Lang,
+    /// The folder to write into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Grouping {
+    District,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Jsonl,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DbArgs {
+    /// The scan history database.
+    #[arg(long, value_name = "PATH", default_value = "otscope.db")]
+    pub db: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate every rule file: report each problem as file:line: rule id: message, then a summary.
+    ///
+    /// Exit status: 0 valid, 2 invalid.
+    Check {
+        /// The fingerprint library folder.
+        #[arg(long, value_name = "DIR", default_value = "fingerprints")]
+        fingerprints: PathBuf,
+    },
+    /// Run every rule's examples against the whole library and report each failure.
+    ///
+    /// Exit status: 0 all pass, 1 some fail, 2 the library does not load.
+    Test {
+        /// The fingerprint library folder.
+        #[arg(long, value_name = "DIR", default_value = "fingerprints")]
+        fingerprints: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,6 +199,30 @@ pub enum LedgerCommand {
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Write findings as JSON lines to FILE (default: standard output).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Also write findings as CSV (UTF-8 with BOM, opens in Excel).
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Print what the scan would cover and how long it would take; probe nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The scan history database (SQLite, created if missing); `--no-db` records nothing.
+    #[arg(long, value_name = "PATH", default_value = "otscope.db")]
+    pub db: Option<PathBuf>,
+    /// Do not record this scan in the history (findings then carry no change status).
+    #[arg(long)]
+    pub no_db: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// What to scan: the ledger, exclusions, ports, the library and the selection of objects.
+#[derive(Debug, Args, Clone)]
+pub struct ScopeArgs {
     /// The ledger CSV whose registered addresses are scanned; nothing outside it is ever probed.
     #[arg(long, short = 't', value_name = "FILE")]
     pub targets: PathBuf,
@@ -61,12 +235,6 @@ pub struct ScanArgs {
     /// The fingerprint library folder.
     #[arg(long, value_name = "DIR", default_value = "fingerprints")]
     pub fingerprints: PathBuf,
-    /// Write findings as JSON lines to FILE (default: standard output).
-    #[arg(long, short = 'o', value_name = "FILE")]
-    pub out: Option<PathBuf>,
-    /// Also write findings as CSV (UTF-8 with BOM, opens in Excel).
-    #[arg(long, value_name = "FILE")]
-    pub csv: Option<PathBuf>,
     /// Only objects of this level (repeatable).
     #[arg(long, value_name = "LEVEL")]
     pub level: Vec<Level>,
@@ -76,11 +244,16 @@ pub struct ScanArgs {
     /// Only this enterprise_id (repeatable).
     #[arg(long, value_name = "ID")]
     pub enterprise: Vec<String>,
-    /// Print what the scan would cover and how long it would take; probe nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    #[command(flatten)]
-    pub engine: EngineArgs,
+}
+
+impl ScopeArgs {
+    pub fn selection(&self) -> crate::scope::Selection {
+        crate::scope::Selection {
+            levels: self.level.clone(),
+            districts: self.district.clone(),
+            enterprises: self.enterprise.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args, Clone)]

@@ -6,10 +6,14 @@
 pub mod cli;
 pub mod commands;
 pub mod engine;
+pub mod event;
+pub mod export;
 pub mod findings;
 pub mod fingerprints;
+pub mod history;
 pub mod ledger;
 pub mod net;
 pub mod probes;
 pub mod scope;
+pub mod store;
 pub mod targets;

@@ -50,6 +50,8 @@ async fn excluded_addresses_are_never_connected_to() {
         .arg(&path)
         .arg("--exclude")
         .arg(&exclude)
+        .arg("--db")
+        .arg(dir.path().join("history.db"))
         .args(["--ports", "2222", "--rate", "0", "--banner-wait", "100ms", "--quiet", "--out"])
         .arg(dir.path().join("f.jsonl"))
         .status()
@@ -118,7 +120,15 @@ fn shards_are_disjoint_and_together_complete() {
         for i in 1..=n {
             let stream = TargetStream::new(space.clone(), 9, Shard { index: i, count: n });
             let expected = stream.total();
+            let coverage = stream.coverage(9, Shard { index: i, count: n });
             let shard: Vec<_> = stream.map(key).collect();
+            // The stored coverage of a shard answers "was this probed?" exactly.
+            let index = coverage.index();
+            let mine: HashSet<_> = shard.iter().cloned().collect();
+            for t in &all {
+                assert_eq!(index.contains(t.0, t.1, t.2), mine.contains(t), "shard {i}/{n}, {t:?}");
+            }
+            assert!(!index.contains("127.0.0.7".parse().unwrap(), 502, otscope::scope::Transport::Tcp));
             assert_eq!(shard.len() as u64, expected);
             count += shard.len();
             union.extend(shard);
@@ -210,6 +220,8 @@ fn sigterm_stops_cleanly_and_keeps_what_was_found() {
         .arg(&path)
         .arg("--out")
         .arg(&out_file)
+        .arg("--db")
+        .arg(dir.path().join("history.db"))
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -1,11 +1,14 @@
 //! The commands behind the command line; `main` maps their outcome to an exit status.
 
+mod event;
+mod history;
 mod ledger;
+mod rules;
 mod scan;
 
 pub use scan::{plan_scan, run_scan, ScanPlan, ScanReport};
 
-use crate::cli::{Cli, Command, LedgerCommand};
+use crate::cli::{Cli, Command, LedgerCommand, RulesCommand};
 use std::process::ExitCode;
 
 /// Exit statuses: 0 done, 1 runtime failure, 2 bad input (nothing was probed), 130 interrupted.
@@ -21,5 +24,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Scan(args) => scan::command(*args).await,
         Command::Ledger(LedgerCommand::Check { file, exclude }) => ledger::check(&file, exclude.as_deref()),
+        Command::Rules(RulesCommand::Check { fingerprints }) => rules::check(&fingerprints),
+        Command::Rules(RulesCommand::Test { fingerprints }) => rules::test(&fingerprints),
+        Command::History(db) => history::list(&db.db),
+        Command::Export(args) => history::export(&args),
+        Command::Event(command) => event::run(*command).await,
+        Command::Show { ip, db } => history::show(&db.db, ip),
+        Command::Diff { from, to, all, format, db } => history::diff(&db.db, from, to, all, format),
     }
 }

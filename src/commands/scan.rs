@@ -3,12 +3,13 @@
 use super::{BadInput, EXIT_INTERRUPTED};
 use crate::cli::{EngineArgs, ScanArgs};
 use crate::engine::{self, EngineConfig, Observation, Progress, ProgressStyle, RunStats};
-use crate::findings::{Classification, CsvWriter, Finding, FindingSink, JsonlWriter};
+use crate::findings::{Change, CsvWriter, Finding, FindingSink, JsonlWriter};
 use crate::fingerprints::Library;
 use crate::ledger::{Ledger, TargetSpec};
 use crate::net::Limits;
 use crate::probes::{Identifier, ProbeSettings};
 use crate::scope::{resolve_hostnames, ResolverSettings, Scope, Selection, TargetSpace};
+use crate::store::{ScanEnd, ScanId, ScanStart, SqliteStore, Store};
 use crate::targets::{PortSpec, Shard, TargetStream};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -23,7 +24,9 @@ use tokio_util::sync::CancellationToken;
 /// Everything a scan needs, validated, before anything is sent.
 pub struct ScanPlan {
     pub ledger: Ledger,
-    pub library: Library,
+    pub ledger_sha256: String,
+    pub selection: Selection,
+    pub library: Arc<Library>,
     pub space: Arc<TargetSpace>,
     pub seed: u64,
     pub shard: Shard,
@@ -35,6 +38,38 @@ impl ScanPlan {
     pub fn stream(&self) -> TargetStream {
         TargetStream::new(self.space.clone(), self.seed, self.shard)
     }
+
+    /// The scan as the history records it when it starts.
+    pub fn scan_start(&self, kind: &str) -> ScanStart {
+        let e = &self.engine;
+        ScanStart {
+            started_at: now_rfc3339(),
+            ledger_path: self.ledger.path.display().to_string(),
+            ledger_sha256: self.ledger_sha256.clone(),
+            library_version: self.library.version.clone(),
+            selection: serde_json::to_value(&self.selection).expect("selections serialise"),
+            parameters: serde_json::json!({
+                "ports": self.space.ports().iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                "seed": self.seed,
+                "shard": self.shard.to_string(),
+                "rate": e.rate.map(|r| r.get()),
+                "concurrency": e.concurrency,
+                "per_host": e.per_host,
+                "host_interval_ms": e.host_interval.as_millis() as u64,
+                "deep": self.probe.deep,
+                "enterprises": self.space.scope().summary().enterprises,
+                "districts": self.space.scope().summary().districts.keys().collect::<Vec<_>>(),
+                "addresses": self.space.scope().address_count(),
+            }),
+            coverage: self.stream().coverage(self.seed, self.shard),
+            targets_total: self.stream().total(),
+            kind: kind.to_string(),
+        }
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("UTC formats")
 }
 
 /// Loads and checks the ledger, the library and the flags, resolves hostnames and builds the scope.
@@ -48,12 +83,17 @@ pub async fn plan_scan(
 ) -> Result<ScanPlan, BadInput> {
     let lines = |e: crate::ledger::InputErrors| BadInput(e.to_string());
     let mut ledger = Ledger::load(ledger_path).map_err(lines)?;
+    let ledger_sha256 = std::fs::read(ledger_path)
+        .map(|b| hex::encode(ring::digest::digest(&ring::digest::SHA256, &b)))
+        .map_err(|e| BadInput(format!("{}: {e}", ledger_path.display())))?;
     if let Some(x) = exclude {
         ledger.add_exclusion_file(x).map_err(lines)?;
     }
     check_selection(&ledger, selection)?;
-    let library = Library::load(library_dir)
-        .map_err(|es| BadInput(es.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))?;
+    let library = Arc::new(
+        Library::load(library_dir)
+            .map_err(|e| BadInput(format!("{e}\nthe fingerprint library is broken: run `otscope rules check`")))?,
+    );
     let ports = ports.unwrap_or_else(|| library.default_ports.clone());
     if ports.is_empty() {
         return Err(BadInput("no ports to scan".into()));
@@ -100,6 +140,8 @@ pub async fn plan_scan(
     let seed = args.seed.unwrap_or_else(rand_seed);
     Ok(ScanPlan {
         ledger,
+        ledger_sha256,
+        selection: selection.clone(),
         library,
         space: Arc::new(TargetSpace::new(scope, ports)),
         seed,
@@ -135,11 +177,21 @@ fn rand_seed() -> u64 {
 pub struct ScanReport {
     pub stats: RunStats,
     pub findings: Vec<Finding>,
+    /// The scan's id in the history, when it was recorded.
+    pub scan_id: Option<ScanId>,
+    /// Why the history could not be updated (the findings were still written to every output).
+    pub history_error: Option<String>,
 }
 
 /// Runs a planned scan, writing each finding to the sinks as it arrives.
+/// A history being written: the store and the scan's id in it.
+type History = (Box<dyn Store + Send>, ScanId);
+
+/// Runs a planned scan, recording it in `history` (when given) and writing each finding to the sinks
+/// as it arrives, with its change status against the history.
 pub async fn run_scan(
     plan: &ScanPlan,
+    history: Option<(Box<dyn Store + Send>, ScanStart)>,
     sinks: Vec<Box<dyn FindingSink>>,
     style: ProgressStyle,
     stop: CancellationToken,
@@ -147,48 +199,76 @@ pub async fn run_scan(
     let stream = plan.stream();
     let progress = Arc::new(Progress::new(stream.total(), style));
     let (tx, mut rx) = mpsc::channel::<Observation>(1024);
-    let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Finding>> {
-        let mut sinks = sinks;
-        let mut findings = Vec::new();
-        while let Some(obs) = rx.blocking_recv() {
-            let finding = Finding::new(&obs, Classification::default());
-            for s in sinks.iter_mut() {
-                s.write(&finding)?;
+    let library = plan.library.clone();
+    let mut history = match history {
+        Some((mut store, start)) => {
+            let id = store.begin_scan(&start)?;
+            Some((store, id))
+        }
+        None => None,
+    };
+    let scan_id = history.as_ref().map(|h| h.1);
+    let writer =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<Finding>, Option<History>, Option<String>)> {
+            let mut sinks = sinks;
+            let mut findings = Vec::new();
+            let mut history_error = None;
+            while let Some(obs) = rx.blocking_recv() {
+                let classification = library.classify(obs.identity.protocol, &obs.identity.fields);
+                let mut finding = Finding::new(&obs, classification);
+                if let Some((store, id)) = history.as_mut() {
+                    if let Err(e) = store.record(*id, &mut finding) {
+                        // The outputs still get every finding: a broken history must not lose them.
+                        tracing::error!("history not updated, findings still written: {e}");
+                        history_error = Some(e.to_string());
+                        history = None;
+                    }
+                }
+                for s in sinks.iter_mut() {
+                    s.write(&finding)?;
+                }
+                findings.push(finding);
             }
-            findings.push(finding);
-        }
-        for s in sinks.iter_mut() {
-            s.finish()?;
-        }
-        Ok(findings)
-    });
-    let prober = Arc::new(Identifier::new(plan.probe.clone()));
+            for s in sinks.iter_mut() {
+                s.finish()?;
+            }
+            Ok((findings, history, history_error))
+        });
+    let prober = Arc::new(Identifier::new(plan.probe.clone(), &plan.library));
     let logger = {
         let p = progress.clone();
         (style != ProgressStyle::Quiet)
             .then(|| tokio::spawn(async move { p.log_periodically(Duration::from_secs(10)).await }))
     };
-    let stats = engine::run(stream, prober, &plan.engine, tx, progress.clone(), stop).await;
+    // The dispatcher runs on a worker thread: on the thread that blocks on the runtime, every freed
+    // slot would cost a cross-thread wake-up.
+    let engine_config = plan.engine.clone();
+    let engine_progress = progress.clone();
+    let stats =
+        tokio::spawn(async move { engine::run(stream, prober, &engine_config, tx, engine_progress, stop).await })
+            .await?;
     if let Some(l) = logger {
         l.abort();
     }
     progress.finish();
-    let findings = writer.await??;
-    Ok(ScanReport { stats, findings })
+    let (findings, history, mut history_error) = writer.await??;
+    if let Some((mut store, id)) = history {
+        let end = ScanEnd { probed: stats.probed, open: findings.len() as u64, completed: !stats.interrupted };
+        if let Err(e) = tokio::task::spawn_blocking(move || store.finish_scan(id, end, &now_rfc3339())).await? {
+            history_error = Some(e.to_string());
+        }
+    }
+    Ok(ScanReport { stats, findings, scan_id, history_error })
 }
 
 pub async fn command(args: ScanArgs) -> anyhow::Result<ExitCode> {
-    let selection = Selection {
-        levels: args.level.clone(),
-        districts: args.district.clone(),
-        enterprises: args.enterprise.clone(),
-    };
+    let scope = &args.scope;
     let plan = plan_scan(
-        &args.targets,
-        args.exclude.as_deref(),
-        &args.fingerprints,
-        args.ports.clone().map(|p| p.0),
-        &selection,
+        &scope.targets,
+        scope.exclude.as_deref(),
+        &scope.fingerprints,
+        scope.ports.clone().map(|p| p.0),
+        &scope.selection(),
         &args.engine,
     )
     .await?;
@@ -204,11 +284,22 @@ pub async fn command(args: ScanArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.csv {
         sinks.push(Box::new(CsvWriter::new(std::io::BufWriter::new(create(path)?))?));
     }
+    let history = match args.db.as_ref().filter(|_| !args.no_db) {
+        Some(path) => {
+            let store = SqliteStore::open(path).map_err(|e| BadInput(e.to_string()))?;
+            Some((Box::new(store) as Box<dyn Store + Send>, plan.scan_start("scan")))
+        }
+        None => None,
+    };
     let stop = CancellationToken::new();
     spawn_signal_handler(stop.clone());
     let style = if args.engine.quiet { ProgressStyle::Quiet } else { ProgressStyle::Auto };
-    let report = run_scan(&plan, sinks, style, stop).await?;
+    let report = run_scan(&plan, history, sinks, style, stop).await?;
     eprint!("{}", summary_text(&plan, &report));
+    if let Some(e) = &report.history_error {
+        eprintln!("error: the history was not updated: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(if report.stats.interrupted { ExitCode::from(EXIT_INTERRUPTED) } else { ExitCode::SUCCESS })
 }
 
@@ -312,6 +403,16 @@ pub fn summary_text(plan: &ScanPlan, report: &ScanReport) -> String {
     );
     let _ = writeln!(out, "targets probed: {} of {}", st.probed, plan.stream().total());
     let _ = writeln!(out, "open services: {}", report.findings.len());
+    if let Some(id) = report.scan_id {
+        let count = |c: Change| report.findings.iter().filter(|f| f.change == Some(c)).count();
+        let _ = writeln!(
+            out,
+            "recorded as scan {id}: {} new, {} changed, {} persisting",
+            count(Change::New),
+            count(Change::Changed),
+            count(Change::Persisting)
+        );
+    }
     let _ = writeln!(
         out,
         "findings by protocol: {}",

@@ -1,8 +1,11 @@
 //! The Finding: the output contract (JSONL for the monitoring platform, CSV for people), and the
 //! severity policy. Every output is written from this one type.
 
+mod change;
 mod severity;
 mod writers;
+
+pub use change::{compare, identity_key, Change};
 
 pub use severity::{default_severity, Severity};
 pub use writers::{CsvWriter, FindingSink, JsonlWriter, CSV_COLUMNS};
@@ -50,6 +53,12 @@ pub struct Finding {
     pub rule: Option<String>,
     pub evidence: String,
     pub observed_at: String,
+    /// Against the previous scan that covered this service: new, changed or persisting (null without history).
+    #[serde(default)]
+    pub change: Option<Change>,
+    /// For a changed service, which identity keys changed.
+    #[serde(default)]
+    pub changed: Vec<String>,
 }
 
 impl Finding {
@@ -81,6 +90,8 @@ impl Finding {
             rule: classification.rule,
             evidence: hex::encode(&observation.evidence),
             observed_at: observation.observed_at.format(&Rfc3339).expect("UTC timestamps format"),
+            change: None,
+            changed: Vec::new(),
         }
     }
 }

@@ -9,8 +9,9 @@
 //! A known ICS port never receives a text payload or a TLS hello unless `--deep` asks for it: a stray
 //! request can wedge a real controller.
 
-use super::{expected_in_tls_on, expected_on, is_ics_port, registry, Identity, Probe};
+use super::{expected_in_tls_on, expected_on, is_ics_port, registry, BannerProbe, Identity, Probe};
 use crate::engine::{Observation, Prober};
+use crate::fingerprints::Library;
 use crate::net::{Conn, Limits, Session};
 use crate::scope::{Target, Transport};
 use async_trait::async_trait;
@@ -35,14 +36,35 @@ impl Default for ProbeSettings {
 
 pub struct Identifier {
     settings: ProbeSettings,
+    /// The library's text probes, tried where their ports say and, with `--deep`, everywhere.
+    banner_probes: Vec<BannerProbe>,
 }
 
 /// The outcome of one probe attempt: an identity, or the evidence the attempt collected.
 type Attempt = Result<(Identity, Vec<u8>), Vec<u8>>;
 
 impl Identifier {
-    pub fn new(settings: ProbeSettings) -> Identifier {
-        Identifier { settings }
+    pub fn new(settings: ProbeSettings, library: &Library) -> Identifier {
+        Identifier { settings, banner_probes: library.banner_probes.iter().map(BannerProbe::new).collect() }
+    }
+
+    /// The library's banner probes that name this port (text: kept off ICS ports unless `--deep`).
+    fn banner_probes_on(&self, port: u16, transport: Transport, ics_port: bool) -> Vec<&dyn Probe> {
+        self.banner_probes
+            .iter()
+            .filter(|p| p.transport() == transport && p.default_ports().contains(&port))
+            .filter(|_| self.settings.deep || !ics_port)
+            .map(|p| p as &dyn Probe)
+            .collect()
+    }
+
+    /// With `--deep`, the banner probes that do not name this port.
+    fn other_banner_probes(&self, port: u16, transport: Transport) -> Vec<&dyn Probe> {
+        self.banner_probes
+            .iter()
+            .filter(|p| self.settings.deep && p.transport() == transport && !p.default_ports().contains(&port))
+            .map(|p| p as &dyn Probe)
+            .collect()
     }
 
     /// Runs `probe` on `conn` if given, else on a fresh connection (TLS when `tls`).
@@ -69,7 +91,7 @@ impl Identifier {
     /// Tries `probes` in order, each on a fresh connection except the first, which may use `first`.
     async fn first_match(
         &self,
-        probes: Vec<&'static dyn Probe>,
+        probes: Vec<&dyn Probe>,
         target: &Target,
         mut first: Option<Conn>,
         tls: bool,
@@ -92,8 +114,11 @@ impl Identifier {
 
     async fn probe_udp(&self, target: &Target) -> Option<(Identity, Vec<u8>)> {
         let mut evidence = Vec::new();
-        let expected: Vec<_> = expected_on(target.port(), Transport::Udp).collect();
-        let mut probes = expected.clone();
+        let port = target.port();
+        let expected: Vec<&'static dyn Probe> = expected_on(port, Transport::Udp).collect();
+        let mut probes: Vec<&dyn Probe> = expected.iter().map(|p| *p as &dyn Probe).collect();
+        probes.extend(self.banner_probes_on(port, Transport::Udp, is_ics_port(port, Transport::Udp)));
+        probes.extend(self.other_banner_probes(port, Transport::Udp));
         if self.settings.deep {
             probes.extend(
                 registry()
@@ -111,10 +136,11 @@ impl Identifier {
         let port = target.port();
         let conn = Conn::open(target, self.settings.limits).await.ok()?;
         let mut evidence = Vec::new();
-        let expected: Vec<_> = expected_on(port, Transport::Tcp).collect();
+        let expected: Vec<&'static dyn Probe> = expected_on(port, Transport::Tcp).collect();
         let mut spare = Some(conn);
         if !expected.is_empty() {
-            if let Some(id) = self.first_match(expected.clone(), target, spare.take(), false, &mut evidence).await {
+            let probes = expected.iter().map(|p| *p as &dyn Probe).collect();
+            if let Some(id) = self.first_match(probes, target, spare.take(), false, &mut evidence).await {
                 return Some((id, evidence));
             }
         }
@@ -137,6 +163,10 @@ impl Identifier {
             }
         }
         drop(conn);
+        let asked = self.banner_probes_on(port, Transport::Tcp, ics_port);
+        if let Some(id) = self.first_match(asked, target, None, false, &mut evidence).await {
+            return Some((id, evidence));
+        }
 
         let deep = self.settings.deep;
         if tls_expected.is_empty() && (deep || !ics_port) {
@@ -144,12 +174,14 @@ impl Identifier {
                 return Some(found);
             }
         }
-        let rest: Vec<&'static dyn Probe> = registry()
+        let mut rest: Vec<&dyn Probe> = registry()
             .iter()
             .copied()
             .filter(|p| p.transport() == Transport::Tcp && !expected.iter().any(|e| same(*e, *p)))
             .filter(|p| deep || (!ics_port && p.sends_text() && !p.ics()))
+            .map(|p| p as &dyn Probe)
             .collect();
+        rest.extend(self.other_banner_probes(port, Transport::Tcp));
         if let Some(id) = self.first_match(rest, target, None, false, &mut evidence).await {
             return Some((id, evidence));
         }
@@ -168,10 +200,15 @@ impl Identifier {
         let (session, info) = Session::open(target, limits, true).await.ok()?;
         let info = info.unwrap_or_default();
         drop(session);
-        let candidates: Vec<&'static dyn Probe> = if inner.is_empty() {
-            registry().iter().copied().filter(|p| p.transport() == Transport::Tcp && p.sends_text()).collect()
+        let candidates: Vec<&dyn Probe> = if inner.is_empty() {
+            registry()
+                .iter()
+                .copied()
+                .filter(|p| p.transport() == Transport::Tcp && p.sends_text())
+                .map(|p| p as &dyn Probe)
+                .collect()
         } else {
-            inner.to_vec()
+            inner.iter().map(|p| *p as &dyn Probe).collect()
         };
         let mut inner_evidence = Vec::new();
         let mut identity = self

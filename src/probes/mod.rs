@@ -4,11 +4,18 @@
 //! A probe names its protocol only when the reply validates structurally; the port number alone
 //! never identifies anything.
 
+mod atg;
+mod banner;
+mod hartip;
 mod identify;
 mod iso_transport;
+mod melsec;
 mod mms;
+mod moxa;
 mod s7comm;
 mod s7commplus;
+
+pub use banner::BannerProbe;
 
 pub use identify::{banner_identity, printable, Identifier, ProbeSettings};
 
@@ -65,9 +72,9 @@ pub trait Probe: Send + Sync {
     fn ics(&self) -> bool;
     fn transport(&self) -> Transport;
     /// The ports where this protocol is expected first, in the clear.
-    fn default_ports(&self) -> &'static [u16];
+    fn default_ports(&self) -> &[u16];
     /// The ports where this protocol is expected first inside TLS (Fox on 4911, MQTT on 8883, ...).
-    fn tls_ports(&self) -> &'static [u16] {
+    fn tls_ports(&self) -> &[u16] {
         &[]
     }
     /// True for probes that send text (HTTP and the like), which are never sent to a known ICS port
@@ -82,7 +89,16 @@ pub trait Probe: Send + Sync {
 
 /// Every protocol probe, in the order they are tried when no port hint applies.
 pub fn registry() -> &'static [&'static dyn Probe] {
-    &[&s7comm::S7comm, &s7commplus::S7commPlus, &mms::Mms]
+    &[
+        &melsec::MelsecTcp,
+        &melsec::MelsecUdp,
+        &hartip::HartIp,
+        &atg::Atg,
+        &moxa::MoxaNport,
+        &s7comm::S7comm,
+        &s7commplus::S7commPlus,
+        &mms::Mms,
+    ]
 }
 
 /// The probes expected on a port in the clear, in registry order.

@@ -25,7 +25,8 @@ pub struct Owner {
 }
 
 /// Which ledger objects a scan covers; empty lists select everything.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Selection {
     pub levels: Vec<Level>,
     pub districts: Vec<String>,
@@ -290,6 +291,14 @@ impl Scope {
         let b = self.blocks[..i].last()?;
         (b.span.family == key.0 && b.span.last >= key.1)
             .then(|| (&self.owners[b.owner as usize], b.hostname.as_deref()))
+    }
+
+    /// The scope's address spans, in the order of its address numbering.
+    pub fn spans(&self) -> Vec<(IpAddr, IpAddr)> {
+        self.blocks
+            .iter()
+            .map(|b| (to_addr(b.span.family, b.span.first), to_addr(b.span.family, b.span.last)))
+            .collect()
     }
 
     pub fn contains(&self, addr: IpAddr) -> bool {

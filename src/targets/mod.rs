@@ -1,7 +1,9 @@
 //! Port lists, the permutation and shards: the order in which the target space is walked.
 
+mod coverage;
 mod permutation;
 
+pub use coverage::{Coverage, CoverageIndex};
 pub use permutation::Permutation;
 
 use crate::scope::{Target, TargetSpace, Transport};
@@ -17,6 +19,18 @@ pub struct PortSpec {
 impl fmt::Display for PortSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.port, self.transport.as_str())
+    }
+}
+
+impl serde::Serialize for PortSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PortSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -92,6 +106,18 @@ impl std::str::FromStr for Shard {
     }
 }
 
+impl serde::Serialize for Shard {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Shard {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for Shard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.index, self.count)
@@ -127,6 +153,11 @@ impl TargetStream {
 
     pub fn space(&self) -> &Arc<TargetSpace> {
         &self.space
+    }
+
+    /// What this stream covers when walked to the end, as a self-contained description.
+    pub fn coverage(&self, seed: u64, shard: Shard) -> Coverage {
+        Coverage { spans: self.space.scope().spans(), ports: self.space.ports().to_vec(), shard, seed }
     }
 }
 

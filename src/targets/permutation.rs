@@ -43,6 +43,29 @@ impl Permutation {
         }
     }
 
+    /// The position of `value` in the permutation (`value < n`): the inverse of [`Permutation::get`].
+    pub fn position(&self, value: u64) -> u64 {
+        debug_assert!(value < self.n);
+        let mut x = value;
+        loop {
+            x = self.feistel_inverse(x);
+            if x < self.n {
+                return x;
+            }
+        }
+    }
+
+    fn feistel_inverse(&self, x: u64) -> u64 {
+        let mask = (1u64 << self.half_bits) - 1;
+        let (mut left, mut right) = (x >> self.half_bits, x & mask);
+        for key in self.keys.iter().rev() {
+            let prev = right ^ (mix(left ^ key) & mask);
+            right = left;
+            left = prev;
+        }
+        (left << self.half_bits) | right
+    }
+
     fn feistel(&self, x: u64) -> u64 {
         let mask = (1u64 << self.half_bits) - 1;
         let (mut left, mut right) = (x >> self.half_bits, x & mask);
@@ -80,6 +103,16 @@ mod tests {
                 let v = p.get(i) as usize;
                 assert!(!seen[v], "n={n}: {v} twice");
                 seen[v] = true;
+            }
+        }
+    }
+
+    #[test]
+    fn position_inverts_get() {
+        for n in [1u64, 7, 1000, 65537] {
+            let p = Permutation::new(n, 3);
+            for i in (0..n).step_by(1 + n as usize / 500) {
+                assert_eq!(p.position(p.get(i)), i);
             }
         }
     }

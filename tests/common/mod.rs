@@ -73,7 +73,7 @@ impl ParseArgs for Cli {
 pub async fn scan(ledger: &Path, ports: &str, selection: &Selection, extra: &[&str]) -> Vec<Finding> {
     let ports: Vec<PortSpec> = otscope::targets::parse_ports(ports).unwrap();
     let plan = plan_scan(ledger, None, &fingerprints_dir(), Some(ports), selection, &engine_args(extra)).await.unwrap();
-    let report = run_scan(&plan, Vec::new(), ProgressStyle::Quiet, CancellationToken::new()).await.unwrap();
+    let report = run_scan(&plan, None, Vec::new(), ProgressStyle::Quiet, CancellationToken::new()).await.unwrap();
     let mut findings = report.findings;
     findings.sort_by_key(|f| (f.ip, f.port));
     findings
@@ -109,6 +109,12 @@ impl Responder {
 
     pub fn count(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting and waits until the address is free again.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
     }
 }
 

@@ -1,0 +1,171 @@
+//! `otscope event start|check|report|close|list`.
+
+use super::history::{open_existing, EXIT_CHANGES};
+use super::scan::{now_rfc3339, plan_scan, run_scan, spawn_signal_handler, summary_text};
+use super::BadInput;
+use crate::cli::{DbArgs, EngineArgs, EventCommand, ScopeArgs};
+use crate::engine::ProgressStyle;
+use crate::event::{self, Verdict};
+use crate::findings::{Change, FindingSink, JsonlWriter};
+use crate::history::diff;
+use crate::store::{EventPlan, EventRecord, EventStore, SqliteStore, Store, StoreError};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+fn user(e: StoreError) -> BadInput {
+    BadInput(e.to_string())
+}
+
+pub async fn run(command: EventCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        EventCommand::Start { name, scope, engine, db } => start(&name, &scope, &engine, &db).await,
+        EventCommand::Check { name, out, engine, db } => check(&name, out.as_deref(), &engine, &db).await,
+        EventCommand::Report { name, out, lang, window, db } => {
+            let store = open_existing(&db.db)?;
+            let record = store.event(&name).map_err(user)?;
+            let window = time::Duration::try_from(window).map_err(|e| BadInput(format!("--window: {e}")))?;
+            let report = event::report(&store, &record, time::OffsetDateTime::now_utc(), window, lang).map_err(user)?;
+            std::fs::write(&out, &report.text).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+            eprint!("{}", report.text);
+            Ok(match report.verdict {
+                Verdict::Zero => ExitCode::SUCCESS,
+                Verdict::Drift => ExitCode::from(EXIT_CHANGES),
+                Verdict::NoCoverage => ExitCode::FAILURE,
+            })
+        }
+        EventCommand::Close { name, db } => {
+            let mut store = open_existing(&db.db)?;
+            store.close_event(&name, &now_rfc3339()).map_err(user)?;
+            println!("event {name} closed");
+            Ok(ExitCode::SUCCESS)
+        }
+        EventCommand::List(db) => {
+            let store = open_existing(&db.db)?;
+            for e in store.events().map_err(user)? {
+                let state = e.closed_at.as_deref().map(|c| format!("closed {c}")).unwrap_or_else(|| "open".into());
+                println!(
+                    "{}  started {}  baseline scan {}  {state}  selection {}",
+                    e.name,
+                    e.started_at,
+                    e.baseline_scan,
+                    serde_json::to_string(&e.plan.selection)?
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Scans the plan's selection and records it as a scan of the event.
+async fn scan_for_event(
+    name: &str,
+    plan_of: &EventPlan,
+    engine: &EngineArgs,
+    db: &Path,
+) -> anyhow::Result<(i64, bool)> {
+    let plan = plan_scan(
+        Path::new(&plan_of.ledger),
+        plan_of.exclude.as_deref().map(Path::new),
+        Path::new(&plan_of.fingerprints),
+        Some(plan_of.ports.clone()),
+        &plan_of.selection,
+        engine,
+    )
+    .await?;
+    let store = SqliteStore::open(db).map_err(user)?;
+    let stop = CancellationToken::new();
+    spawn_signal_handler(stop.clone());
+    let style = if engine.quiet { ProgressStyle::Quiet } else { ProgressStyle::Auto };
+    let history = Some((Box::new(store) as Box<dyn Store + Send>, plan.scan_start(&event::kind_of(name))));
+    let report = run_scan(&plan, history, Vec::new(), style, stop).await?;
+    eprint!("{}", summary_text(&plan, &report));
+    if let Some(e) = report.history_error {
+        anyhow::bail!("the history was not updated: {e}");
+    }
+    Ok((report.scan_id.expect("recorded"), !report.stats.interrupted))
+}
+
+fn absolute(p: &Path) -> String {
+    std::path::absolute(p).unwrap_or_else(|_| PathBuf::from(p)).display().to_string()
+}
+
+async fn start(name: &str, scope: &ScopeArgs, engine: &EngineArgs, db: &DbArgs) -> anyhow::Result<ExitCode> {
+    if let Ok(store) = SqliteStore::open(&db.db) {
+        if store.event(name).is_ok() {
+            return Err(BadInput(format!("event {name:?} already exists (see `otscope event list`)")).into());
+        }
+    }
+    let library = crate::fingerprints::Library::load(&scope.fingerprints).map_err(|e| BadInput(e.to_string()))?;
+    let plan = EventPlan {
+        ledger: absolute(&scope.targets),
+        exclude: scope.exclude.as_deref().map(absolute),
+        fingerprints: absolute(&scope.fingerprints),
+        ports: scope.ports.clone().map(|p| p.0).unwrap_or(library.default_ports),
+        selection: scope.selection(),
+    };
+    let (baseline, completed) = scan_for_event(name, &plan, engine, &db.db).await?;
+    if !completed {
+        anyhow::bail!("the baseline scan {baseline} was interrupted: the event was not opened; start it again");
+    }
+    let mut store = SqliteStore::open(&db.db).map_err(user)?;
+    store
+        .create_event(&EventRecord {
+            name: name.to_string(),
+            plan,
+            started_at: now_rfc3339(),
+            baseline_scan: baseline,
+            closed_at: None,
+        })
+        .map_err(user)?;
+    let findings = store.findings(baseline).map_err(user)?;
+    println!("event {name} opened: baseline scan {baseline}, {} open services", findings.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check(name: &str, out: Option<&Path>, engine: &EngineArgs, db: &DbArgs) -> anyhow::Result<ExitCode> {
+    let record = open_existing(&db.db)?.event(name).map_err(user)?;
+    if let Some(closed) = &record.closed_at {
+        return Err(BadInput(format!("event {name:?} was closed at {closed}: no more checks")).into());
+    }
+    let (scan, completed) = scan_for_event(name, &record.plan, engine, &db.db).await?;
+    let store = SqliteStore::open(&db.db).map_err(user)?;
+    let d = diff(&store, record.baseline_scan, scan).map_err(user)?;
+    let drift: Vec<_> = d.entries.iter().filter(|e| e.status != Change::Persisting).collect();
+    let mut sink: Option<Box<dyn FindingSink>> = match out {
+        Some(path) => Some(Box::new(JsonlWriter::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        )))),
+        None => None,
+    };
+    for e in &drift {
+        let mut f = e.finding.clone();
+        f.change = Some(e.status);
+        f.changed = e.before.keys().cloned().collect();
+        println!(
+            "{:<8} {}:{}/{}  {}  {} {} {}  {} {} ({})",
+            e.status.as_str(),
+            e.ip,
+            e.port,
+            e.transport.as_str(),
+            f.protocol,
+            f.vendor.as_deref().unwrap_or("-"),
+            f.product.as_deref().unwrap_or("-"),
+            f.version.as_deref().unwrap_or("-"),
+            f.enterprise_id,
+            f.enterprise,
+            f.district
+        );
+        if let Some(s) = sink.as_mut() {
+            s.write(&f)?;
+        }
+    }
+    if let Some(s) = sink.as_mut() {
+        s.finish()?;
+    }
+    if !completed {
+        eprintln!("check scan {scan} was interrupted: gone services cannot be claimed; run the check again");
+    }
+    println!("event {name}: check scan {scan} against baseline scan {}: {} drift", record.baseline_scan, drift.len());
+    Ok(if drift.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CHANGES) })
+}

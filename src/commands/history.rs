@@ -1,0 +1,205 @@
+//! `history`, `show` and `diff`: reading the scan history.
+
+use super::BadInput;
+use crate::cli::{DiffFormat, ExportArgs};
+use crate::export;
+use crate::findings::Change;
+use crate::history;
+use crate::store::{SqliteStore, Store, StoreError};
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// `diff` exits with this when something is new, changed or gone, so scripts can act on it.
+pub const EXIT_CHANGES: u8 = 3;
+
+/// Opens an existing history; a missing file is a user error, not an empty history.
+pub fn open_existing(path: &Path) -> Result<SqliteStore, BadInput> {
+    if !path.exists() {
+        return Err(BadInput(format!(
+            "{}: no such history database (scan with --db {} first)",
+            path.display(),
+            path.display()
+        )));
+    }
+    SqliteStore::open(path).map_err(|e| BadInput(e.to_string()))
+}
+
+fn user(e: StoreError) -> BadInput {
+    BadInput(e.to_string())
+}
+
+pub fn list(db: &Path) -> anyhow::Result<ExitCode> {
+    let store = open_existing(db)?;
+    let scans = store.scans().map_err(user)?;
+    println!(
+        "{:>5}  {:<20}  {:<20}  {:<10}  {:>10}  {:>10}  {:>6}  {:<10}  selection",
+        "scan", "started", "ended", "state", "targets", "probed", "open", "kind"
+    );
+    for s in &scans {
+        let state = match (&s.end, s.completed()) {
+            (None, _) => "running?",
+            (Some(_), true) => "complete",
+            (Some(_), false) => "partial",
+        };
+        let selection = s.start.selection.to_string();
+        println!(
+            "{:>5}  {:<20}  {:<20}  {:<10}  {:>10}  {:>10}  {:>6}  {:<10}  {}",
+            s.id,
+            short_time(&s.start.started_at),
+            s.ended_at.as_deref().map(short_time).unwrap_or_default(),
+            state,
+            s.start.targets_total,
+            s.end.map(|e| e.probed.to_string()).unwrap_or_default(),
+            s.end.map(|e| e.open.to_string()).unwrap_or_default(),
+            s.start.kind,
+            selection
+        );
+    }
+    if scans.is_empty() {
+        println!("(no scans yet)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn short_time(t: &str) -> String {
+    t.get(..19).unwrap_or(t).replace('T', " ")
+}
+
+pub fn show(db: &Path, ip: IpAddr) -> anyhow::Result<ExitCode> {
+    let store = open_existing(db)?;
+    let services = store.services_of(ip).map_err(user)?;
+    if services.is_empty() {
+        println!("{ip}: never seen open in the history");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let first = &services[0].last;
+    println!("{ip}  {} {} ({}, {})", first.enterprise_id, first.enterprise, first.district, first.level.as_str());
+    if let Some(h) = &first.hostname {
+        println!("hostname: {h}");
+    }
+    for s in &services {
+        let f = &s.last;
+        let state = match s.gone_scan {
+            Some(g) => format!("gone since scan {g}"),
+            None => format!("open, last seen in scan {}", s.last_scan),
+        };
+        println!(
+            "  {}/{}  {}  {} {} {}  severity {}  first seen {} (scan {}), last seen {}  [{state}]",
+            s.port,
+            s.transport,
+            f.protocol,
+            f.vendor.as_deref().unwrap_or("-"),
+            f.product.as_deref().unwrap_or("-"),
+            f.version.as_deref().unwrap_or("-"),
+            f.severity.as_str(),
+            short_time(&s.first_seen),
+            s.first_scan,
+            short_time(&s.last_seen),
+        );
+    }
+    println!("observations:");
+    for (scan, f) in store.observations_of(ip).map_err(user)? {
+        let change = f.change.map(Change::as_str).unwrap_or("-");
+        let changed = if f.changed.is_empty() { String::new() } else { format!(" ({})", f.changed.join(", ")) };
+        println!(
+            "  scan {scan}  {}  {}/{}  {}  {} {} {}  {change}{changed}",
+            short_time(&f.observed_at),
+            f.port,
+            f.transport.as_str(),
+            f.protocol,
+            f.vendor.as_deref().unwrap_or("-"),
+            f.product.as_deref().unwrap_or("-"),
+            f.version.as_deref().unwrap_or("-"),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn diff(db: &Path, from: Option<i64>, to: Option<i64>, all: bool, format: DiffFormat) -> anyhow::Result<ExitCode> {
+    let store = open_existing(db)?;
+    let (from, to) = match (from, to) {
+        (Some(f), Some(t)) => (f, t),
+        (None, None) => history::default_pair(&store).map_err(user)?,
+        (Some(f), None) => (f, history::latest_completed(&store).map_err(user)?.id),
+        (None, Some(_)) => return Err(BadInput("--to needs --from".into()).into()),
+    };
+    if from == to {
+        return Err(BadInput(format!("--from and --to are both scan {from}")).into());
+    }
+    let d = history::diff(&store, from, to).map_err(user)?;
+    match format {
+        DiffFormat::Jsonl => {
+            for e in d.entries.iter().filter(|e| all || e.status != Change::Persisting) {
+                println!("{}", serde_json::to_string(e)?);
+            }
+        }
+        DiffFormat::Text => {
+            println!(
+                "scan {from} -> scan {to}: {} new, {} changed, {} gone, {} persisting, {} not covered by scan {to}",
+                d.count(Change::New),
+                d.count(Change::Changed),
+                d.count(Change::Gone),
+                d.count(Change::Persisting),
+                d.not_covered
+            );
+            for e in d.entries.iter().filter(|e| all || e.status != Change::Persisting) {
+                let f = &e.finding;
+                let was = if e.before.is_empty() {
+                    String::new()
+                } else {
+                    let parts: Vec<String> = e.before.iter().map(|(k, v)| format!("{k} was {v}")).collect();
+                    format!("  ({})", parts.join(", "))
+                };
+                println!(
+                    "  {:<10} {}:{}/{}  {}  {} {} {}  {} {} ({}){was}",
+                    e.status.as_str(),
+                    e.ip,
+                    e.port,
+                    e.transport.as_str(),
+                    f.protocol,
+                    f.vendor.as_deref().unwrap_or("-"),
+                    f.product.as_deref().unwrap_or("-"),
+                    f.version.as_deref().unwrap_or("-"),
+                    f.enterprise_id,
+                    f.enterprise,
+                    f.district,
+                );
+            }
+        }
+    }
+    let changes = d.count(Change::New) + d.count(Change::Changed) + d.count(Change::Gone);
+    Ok(if changes > 0 { ExitCode::from(EXIT_CHANGES) } else { ExitCode::SUCCESS })
+}
+
+/// The scan a `--scan` names, or the latest completed one.
+pub fn chosen_scan(store: &dyn Store, scan: Option<i64>) -> Result<i64, BadInput> {
+    match scan {
+        Some(id) => store.scan(id).map(|s| s.id).map_err(user),
+        None => history::latest_completed(store).map(|s| s.id).map_err(user),
+    }
+}
+
+pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let store = open_existing(&args.db.db)?;
+    let scan = chosen_scan(&store, args.scan)?;
+    let findings = store.findings(scan).map_err(user)?;
+    let sightings = store.sightings().map_err(user)?;
+    let written = match args.by {
+        Some(crate::cli::Grouping::District) => {
+            export::by_district(&findings, &sightings, &args.out, args.format, args.lang)
+        }
+        None => export::single(&findings, &sightings, &args.out, args.format, args.lang),
+    }
+    .map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
+    eprintln!(
+        "scan {scan}: {} findings written to {} file(s) in {}",
+        written.findings,
+        written.files.len(),
+        args.out.display()
+    );
+    for f in &written.files {
+        println!("{}", f.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

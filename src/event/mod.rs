@@ -1,0 +1,215 @@
+//! Major-event mode: a baseline of the selected objects, checks against it, and the report due
+//! every 24 hours, which states its coverage and says so plainly when nothing changed.
+
+use crate::export::{change_text, level_text, Lang};
+use crate::findings::Change;
+use crate::history::{diff, DiffEntry};
+use crate::store::{EventRecord, ScanRecord, Store, StoreError};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// The sentence of a zero report, in each language.
+pub const ZERO_EN: &str = "No new exposure and no change.";
+pub const ZERO_ZH: &str = "无新增暴露，无变化。";
+
+pub fn kind_of(name: &str) -> String {
+    format!("event:{name}")
+}
+
+/// What the 24-hour report concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// At least one complete check ran in the window and nothing drifted.
+    Zero,
+    Drift,
+    /// No complete check ran in the window: nothing can be vouched for.
+    NoCoverage,
+}
+
+pub struct EventReport {
+    pub text: String,
+    pub verdict: Verdict,
+}
+
+fn parse_time(t: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(t, &Rfc3339).ok()
+}
+
+fn short(t: &str) -> String {
+    t.get(..19).unwrap_or(t).replace('T', " ") + " UTC"
+}
+
+/// The checks of `event` that completed within the window ending at `end`.
+pub fn checks_in_window(
+    store: &dyn Store,
+    event: &EventRecord,
+    end: OffsetDateTime,
+    window: time::Duration,
+) -> Result<Vec<ScanRecord>, StoreError> {
+    let kind = kind_of(&event.name);
+    let start = end - window;
+    Ok(store
+        .scans()?
+        .into_iter()
+        .filter(|s| s.start.kind == kind && s.id != event.baseline_scan && s.completed())
+        .filter(|s| s.ended_at.as_deref().and_then(parse_time).is_some_and(|t| t > start && t <= end))
+        .collect())
+}
+
+/// Every drift from the baseline seen by the checks, latest observation of each service kept.
+pub fn drift(
+    store: &dyn Store,
+    event: &EventRecord,
+    checks: &[ScanRecord],
+) -> Result<Vec<(DiffEntry, i64)>, StoreError> {
+    let mut seen: BTreeMap<(std::net::IpAddr, u16, String), (DiffEntry, i64)> = BTreeMap::new();
+    for check in checks {
+        for e in diff(store, event.baseline_scan, check.id)?.entries {
+            if e.status != Change::Persisting {
+                seen.insert((e.ip, e.port, e.transport.as_str().to_string()), (e, check.id));
+            }
+        }
+    }
+    let mut out: Vec<(DiffEntry, i64)> = seen.into_values().collect();
+    out.sort_by_key(|(e, _)| (e.status, e.ip, e.port));
+    Ok(out)
+}
+
+pub fn report(
+    store: &dyn Store,
+    event: &EventRecord,
+    end: OffsetDateTime,
+    window: time::Duration,
+    lang: Lang,
+) -> Result<EventReport, StoreError> {
+    let zh = lang == Lang::Zh;
+    let t = |en: &'static str, cn: &'static str| if zh { cn } else { en };
+    let baseline = store.scan(event.baseline_scan)?;
+    let checks = checks_in_window(store, event, end, window)?;
+    let drift = drift(store, event, &checks)?;
+    let start = end - window;
+    let fmt = |d: OffsetDateTime| short(&d.format(&Rfc3339).unwrap_or_default());
+    let params = &baseline.start.parameters;
+    let coverage = &baseline.start.coverage;
+    let ports: Vec<String> = coverage.ports.iter().map(|p| p.to_string()).collect();
+    let probed: u64 = checks.iter().filter_map(|c| c.end.map(|e| e.probed)).sum();
+    let selection = &event.plan.selection;
+
+    let mut out = String::new();
+    let _ = writeln!(out, "# {}{}", t("Major-event report: ", "重大活动保障报告："), event.name);
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{}{} — {}", t("Time window: ", "时间窗口："), fmt(start), fmt(end));
+    let _ = writeln!(
+        out,
+        "{}{} ({})",
+        t("Event started: ", "保障开始："),
+        short(&event.started_at),
+        t("baseline scan ", "基线扫描 ").to_string() + &event.baseline_scan.to_string()
+    );
+    if let Some(closed) = &event.closed_at {
+        let _ = writeln!(out, "{}{}", t("Event closed: ", "保障结束："), short(closed));
+    }
+    let levels: Vec<&str> = selection.levels.iter().map(|l| level_text(*l, lang)).collect();
+    let all = t("all", "全部");
+    let _ = writeln!(
+        out,
+        "{}{}: {}; {}: {}; {}: {}",
+        t("Selection — ", "保障范围 — "),
+        t("level", "重要程度"),
+        if levels.is_empty() { all.to_string() } else { levels.join(", ") },
+        t("districts", "区县"),
+        if selection.districts.is_empty() { all.to_string() } else { selection.districts.join(", ") },
+        t("enterprises", "企业"),
+        if selection.enterprises.is_empty() { all.to_string() } else { selection.enterprises.join(", ") },
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "## {}", t("Coverage", "覆盖范围"));
+    let _ = writeln!(
+        out,
+        "- {}{}",
+        t("Protected objects: ", "保护对象数："),
+        params.get("enterprises").and_then(|v| v.as_u64()).unwrap_or(0)
+    );
+    let _ = writeln!(out, "- {}{}", t("Addresses: ", "地址数："), coverage.addresses());
+    let _ = writeln!(out, "- {}{} ({})", t("Ports: ", "端口数："), ports.len(), ports.join(","));
+    let _ = writeln!(out, "- {}{}", t("Checks in the window: ", "窗口内检查次数："), checks.len());
+    for c in &checks {
+        let _ = writeln!(
+            out,
+            "  - {} {}: {} — {}, {} {}",
+            t("scan", "扫描"),
+            c.id,
+            short(&c.start.started_at),
+            c.ended_at.as_deref().map(short).unwrap_or_default(),
+            c.end.map(|e| e.probed).unwrap_or(0),
+            t("targets probed", "个目标已探测"),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "- {}{}",
+        t("(address, port) targets probed in the window: ", "窗口内探测的（地址，端口）目标数："),
+        probed
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "## {}", t("Result", "结论"));
+    let verdict = if checks.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            t(
+                "No complete check ran in this window: nothing can be vouched for. Run `otscope event check`.",
+                "本时间窗口内没有完成的检查，无法确认状态。请运行 `otscope event check`。"
+            )
+        );
+        Verdict::NoCoverage
+    } else if drift.is_empty() {
+        let _ = writeln!(out, "{}", if zh { ZERO_ZH } else { ZERO_EN });
+        Verdict::Zero
+    } else {
+        let count = |s: Change| drift.iter().filter(|(e, _)| e.status == s).count();
+        let _ = writeln!(
+            out,
+            "{} {} {}, {} {}, {} {}.",
+            t("Drift from the baseline:", "相对基线的变化："),
+            count(Change::New),
+            change_text(Some(Change::New), lang),
+            count(Change::Changed),
+            change_text(Some(Change::Changed), lang),
+            count(Change::Gone),
+            change_text(Some(Change::Gone), lang),
+        );
+        let _ = writeln!(out);
+        for (e, scan) in &drift {
+            let f = &e.finding;
+            let was = if e.before.is_empty() {
+                String::new()
+            } else {
+                let parts: Vec<String> = e.before.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                format!(" [{}{}]", t("before: ", "变化前："), parts.join("; "))
+            };
+            let _ = writeln!(
+                out,
+                "- {} {}:{}/{} {} {} {} {} — {} {} ({}, {}) — {} {}{was}",
+                change_text(Some(e.status), lang),
+                e.ip,
+                e.port,
+                e.transport.as_str(),
+                f.protocol,
+                f.vendor.as_deref().unwrap_or("-"),
+                f.product.as_deref().unwrap_or("-"),
+                f.version.as_deref().unwrap_or("-"),
+                f.enterprise_id,
+                f.enterprise,
+                f.district,
+                level_text(f.level, lang),
+                t("scan", "扫描"),
+                scan,
+            );
+        }
+        Verdict::Drift
+    };
+    Ok(EventReport { text: out, verdict })
+}

@@ -1,0 +1,306 @@
+//! Exports of one scan's findings: per district (one file per district and a summary), as CSV for
+//! people (UTF-8 with BOM, English or Chinese headers) or JSONL for the monitoring platform.
+
+use crate::findings::{Change, Finding, FindingSink, JsonlWriter, Severity};
+use crate::ledger::Level;
+use crate::store::Sighting;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    En,
+    Zh,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Jsonl,
+}
+
+/// (English, Chinese) column headers of the district CSV, in order.
+const COLUMNS: [(&str, &str); 19] = [
+    ("district", "区县"),
+    ("enterprise_id", "企业编号"),
+    ("enterprise", "企业名称"),
+    ("level", "重要程度"),
+    ("ip", "IP"),
+    ("port", "端口"),
+    ("transport", "传输协议"),
+    ("protocol", "协议"),
+    ("ics", "工控协议"),
+    ("vendor", "厂商"),
+    ("product", "型号"),
+    ("version", "版本"),
+    ("severity", "严重程度"),
+    ("change", "变化"),
+    ("first_seen", "首次发现"),
+    ("last_seen", "最近发现"),
+    ("hostname", "主机名"),
+    ("rule", "规则"),
+    ("observed_at", "观测时间"),
+];
+
+const SUMMARY_COLUMNS: [(&str, &str); 12] = [
+    ("district", "区县"),
+    ("enterprises", "涉及企业数"),
+    ("findings", "暴露服务数"),
+    ("ics", "工控服务数"),
+    ("critical", "严重"),
+    ("high", "高危"),
+    ("medium", "中危"),
+    ("low", "低危"),
+    ("info", "信息"),
+    ("new", "新增"),
+    ("changed", "变化"),
+    ("file", "文件"),
+];
+
+pub fn level_text(level: Level, lang: Lang) -> &'static str {
+    match (level, lang) {
+        (_, Lang::En) => level.as_str(),
+        (Level::Important, Lang::Zh) => "重要",
+        (Level::General, Lang::Zh) => "一般",
+    }
+}
+
+pub fn severity_text(s: Severity, lang: Lang) -> &'static str {
+    match (s, lang) {
+        (_, Lang::En) => s.as_str(),
+        (Severity::Critical, Lang::Zh) => "严重",
+        (Severity::High, Lang::Zh) => "高危",
+        (Severity::Medium, Lang::Zh) => "中危",
+        (Severity::Low, Lang::Zh) => "低危",
+        (Severity::Info, Lang::Zh) => "信息",
+    }
+}
+
+pub fn change_text(c: Option<Change>, lang: Lang) -> &'static str {
+    match (c, lang) {
+        (None, _) => "",
+        (Some(c), Lang::En) => c.as_str(),
+        (Some(Change::New), Lang::Zh) => "新增",
+        (Some(Change::Changed), Lang::Zh) => "变化",
+        (Some(Change::Persisting), Lang::Zh) => "持续",
+        (Some(Change::Gone), Lang::Zh) => "消失",
+    }
+}
+
+/// A file name that is valid on Windows, macOS and Linux whatever the district is called: reserved
+/// characters and control characters become `_`, reserved device names get a prefix, the length is bounded.
+pub fn safe_file_stem(name: &str) -> String {
+    let mut s: String =
+        name.chars().map(|c| if c.is_control() || "<>:\"/\\|?*".contains(c) { '_' } else { c }).collect();
+    s = s.trim().trim_end_matches(['.', ' ']).to_string();
+    if s.is_empty() || s.chars().all(|c| c == '.') {
+        s = "_".into();
+    }
+    let upper = s.split('.').next().unwrap_or("").to_ascii_uppercase();
+    let reserved = ["CON", "PRN", "AUX", "NUL"].contains(&upper.as_str())
+        || (upper.len() == 4
+            && (upper.starts_with("COM") || upper.starts_with("LPT"))
+            && upper.as_bytes()[3].is_ascii_digit());
+    if reserved {
+        s.insert(0, '_');
+    }
+    // Most file systems allow 255 bytes; stay well below to leave room for a suffix and an extension.
+    while s.len() > 120 {
+        s.pop();
+    }
+    s
+}
+
+/// What an export wrote.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub files: Vec<PathBuf>,
+    pub findings: usize,
+}
+
+fn sightings_map(sightings: &[Sighting]) -> HashMap<(std::net::IpAddr, u16, String), (String, String)> {
+    sightings
+        .iter()
+        .map(|s| ((s.ip, s.port, s.transport.clone()), (s.first_seen.clone(), s.last_seen.clone())))
+        .collect()
+}
+
+/// Writes one file per district (only its enterprises' findings) and a summary file into `dir`.
+pub fn by_district(
+    findings: &[Finding],
+    sightings: &[Sighting],
+    dir: &Path,
+    format: Format,
+    lang: Lang,
+) -> io::Result<Written> {
+    std::fs::create_dir_all(dir)?;
+    let mut groups: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
+    for f in findings {
+        groups.entry(f.district.as_str()).or_default().push(f);
+    }
+    let seen = sightings_map(sightings);
+    let extension = match format {
+        Format::Csv => "csv",
+        Format::Jsonl => "jsonl",
+    };
+    let mut used: HashMap<String, usize> = HashMap::new();
+    let mut written = Written::default();
+    let mut summary_rows = Vec::new();
+    for (district, rows) in &groups {
+        let stem = safe_file_stem(district);
+        // Two districts whose names differ only in characters replaced above must not share a file.
+        let n = used.entry(stem.to_lowercase()).or_default();
+        *n += 1;
+        let name = if *n == 1 { format!("{stem}.{extension}") } else { format!("{stem}-{n}.{extension}") };
+        let path = dir.join(&name);
+        let file = io::BufWriter::new(std::fs::File::create(&path)?);
+        match format {
+            Format::Csv => write_csv(file, rows, &seen, lang)?,
+            Format::Jsonl => {
+                let mut w = JsonlWriter::new(file);
+                for f in rows {
+                    w.write(f)?;
+                }
+                w.finish()?;
+            }
+        }
+        written.findings += rows.len();
+        written.files.push(path);
+        summary_rows.push((district.to_string(), rows.clone(), name));
+    }
+    let summary = dir.join(format!("summary.{}", if format == Format::Csv { "csv" } else { "json" }));
+    match format {
+        Format::Csv => write_summary_csv(io::BufWriter::new(std::fs::File::create(&summary)?), &summary_rows, lang)?,
+        Format::Jsonl => {
+            let doc: Vec<serde_json::Value> =
+                summary_rows.iter().map(|(d, rows, file)| summary_json(d, rows, file)).collect();
+            std::fs::write(&summary, serde_json::to_string_pretty(&doc)? + "\n")?;
+        }
+    }
+    written.files.push(summary);
+    Ok(written)
+}
+
+/// Writes every finding into one file (`findings.csv` or `findings.jsonl`).
+pub fn single(
+    findings: &[Finding],
+    sightings: &[Sighting],
+    dir: &Path,
+    format: Format,
+    lang: Lang,
+) -> io::Result<Written> {
+    std::fs::create_dir_all(dir)?;
+    let rows: Vec<&Finding> = findings.iter().collect();
+    let path = dir.join(match format {
+        Format::Csv => "findings.csv",
+        Format::Jsonl => "findings.jsonl",
+    });
+    let file = io::BufWriter::new(std::fs::File::create(&path)?);
+    match format {
+        Format::Csv => write_csv(file, &rows, &sightings_map(sightings), lang)?,
+        Format::Jsonl => {
+            let mut w = JsonlWriter::new(file);
+            for f in &rows {
+                w.write(f)?;
+            }
+            w.finish()?;
+        }
+    }
+    Ok(Written { files: vec![path], findings: rows.len() })
+}
+
+fn header(columns: &[(&str, &str)], lang: Lang) -> Vec<String> {
+    columns.iter().map(|(en, zh)| if lang == Lang::Zh { zh.to_string() } else { en.to_string() }).collect()
+}
+
+fn write_csv(
+    mut out: impl Write,
+    rows: &[&Finding],
+    seen: &HashMap<(std::net::IpAddr, u16, String), (String, String)>,
+    lang: Lang,
+) -> io::Result<()> {
+    out.write_all("\u{feff}".as_bytes())?;
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(header(&COLUMNS, lang))?;
+    for f in rows {
+        let (first, last) = seen.get(&(f.ip, f.port, f.transport.as_str().to_string())).cloned().unwrap_or_default();
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        w.write_record([
+            f.district.clone(),
+            f.enterprise_id.clone(),
+            f.enterprise.clone(),
+            level_text(f.level, lang).to_string(),
+            f.ip.to_string(),
+            f.port.to_string(),
+            f.transport.as_str().to_string(),
+            f.protocol.clone(),
+            if lang == Lang::Zh { if f.ics { "是" } else { "否" }.to_string() } else { f.ics.to_string() },
+            opt(&f.vendor),
+            opt(&f.product),
+            opt(&f.version),
+            severity_text(f.severity, lang).to_string(),
+            change_text(f.change, lang).to_string(),
+            first,
+            last,
+            opt(&f.hostname),
+            opt(&f.rule),
+            f.observed_at.clone(),
+        ])?;
+    }
+    w.flush()
+}
+
+fn counts(rows: &[&Finding]) -> (usize, usize, [usize; 5], usize, usize) {
+    let mut enterprises: Vec<&str> = rows.iter().map(|f| f.enterprise_id.as_str()).collect();
+    enterprises.sort();
+    enterprises.dedup();
+    let mut sev = [0usize; 5];
+    for f in rows {
+        sev[4 - f.severity as usize] += 1;
+    }
+    let new = rows.iter().filter(|f| f.change == Some(Change::New)).count();
+    let changed = rows.iter().filter(|f| f.change == Some(Change::Changed)).count();
+    (enterprises.len(), rows.iter().filter(|f| f.ics).count(), sev, new, changed)
+}
+
+fn write_summary_csv(mut out: impl Write, rows: &[(String, Vec<&Finding>, String)], lang: Lang) -> io::Result<()> {
+    out.write_all("\u{feff}".as_bytes())?;
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(header(&SUMMARY_COLUMNS, lang))?;
+    for (district, findings, file) in rows {
+        let (enterprises, ics, sev, new, changed) = counts(findings);
+        let mut record = vec![district.clone(), enterprises.to_string(), findings.len().to_string(), ics.to_string()];
+        record.extend(sev.iter().map(|n| n.to_string()));
+        record.extend([new.to_string(), changed.to_string(), file.clone()]);
+        w.write_record(record)?;
+    }
+    w.flush()
+}
+
+fn summary_json(district: &str, rows: &[&Finding], file: &str) -> serde_json::Value {
+    let (enterprises, ics, sev, new, changed) = counts(rows);
+    serde_json::json!({
+        "district": district, "enterprises": enterprises, "findings": rows.len(), "ics": ics,
+        "critical": sev[0], "high": sev[1], "medium": sev[2], "low": sev[3], "info": sev[4],
+        "new": new, "changed": changed, "file": file,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_safe_everywhere() {
+        assert_eq!(safe_file_stem("浦东新区"), "浦东新区");
+        assert_eq!(safe_file_stem("a/b\\c:d*e?f\"g<h>i|j"), "a_b_c_d_e_f_g_h_i_j");
+        assert_eq!(safe_file_stem("CON"), "_CON");
+        assert_eq!(safe_file_stem("com1.x"), "_com1.x");
+        assert_eq!(safe_file_stem("  ..  "), "_");
+        assert_eq!(safe_file_stem("name. "), "name");
+        assert_eq!(safe_file_stem("tab\there"), "tab_here");
+        assert!(safe_file_stem(&"区".repeat(100)).len() <= 120);
+        assert_eq!(safe_file_stem(""), "_");
+    }
+}
