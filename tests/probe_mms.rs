@@ -211,6 +211,9 @@ async fn an_ied_is_identified_by_mms_identify() {
     assert_eq!(a["services_supported"], json!("ee1c00000408000079ef18"));
     assert_eq!((a["calling_tsap"].clone(), a["called_tsap"].clone()), (json!(1), json!(1)));
     assert!(!a.contains_key("order_number"), "not mistaken for S7");
+    assert_eq!(f.vendor.as_deref(), Some("MZ Automation"));
+    assert_eq!(f.product.as_deref(), Some("libIEC61850"));
+    assert_eq!(f.version.as_deref(), Some("1.5.2"));
 }
 
 /// A relay that rejects the association (ACSE result 1) is still an MMS server; one that refuses

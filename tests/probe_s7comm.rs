@@ -220,6 +220,10 @@ async fn a_cpu_that_refuses_the_first_tsap_is_identified_on_the_next() {
     assert_eq!(a["module_type"], json!("CPU 1214C DC/DC/DC"));
     assert!(!a.contains_key("plant_id"), "empty strings stay unknown");
     assert!(cpu.count() >= 2, "the refused TSAP costs one connection");
+    assert_eq!(f.vendor.as_deref(), Some("Siemens"));
+    assert_eq!(f.product.as_deref(), Some("SIMATIC S7-1200 CPU 1214C DC/DC/DC"));
+    assert_eq!(f.version.as_deref(), Some("V4.2.1"));
+    assert_eq!(f.rule.as_deref(), Some("s7comm.siemens.s7_1200.cpu_1214c_dc_dc_dc"));
 }
 
 /// A Conpot-like server: 8-byte userdata parameters, nothing for SZL 0x0011 index 0, one record
@@ -289,6 +293,9 @@ async fn zero_counts_and_short_parameters_are_read_from_the_bytes_present() {
     assert_eq!(a["serial_number"], json!("88111222"));
     assert_eq!(a["module_type"], json!("IM151-8 PN/DP CPU"));
     assert!(!a.contains_key("location"));
+    assert_eq!(f.vendor.as_deref(), Some("Siemens"));
+    assert_eq!(f.product.as_deref(), Some("SIMATIC ET 200S IM151-8 PN/DP CPU"));
+    assert_eq!(f.version, None, "no firmware record, no version");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -151,6 +151,9 @@ async fn a_cpu_refusing_classic_s7_is_identified_as_s7commplus() {
     assert_eq!(a["order_number"], json!("6ES7 516-3AN01-0AB0"));
     assert_eq!(a["firmware_version"], json!("V2.6"));
     assert!(cpu.count() >= 2, "s7comm tried first, then s7commplus");
+    assert_eq!(f.vendor.as_deref(), Some("Siemens"));
+    assert_eq!(f.product.as_deref(), Some("SIMATIC S7-1500 CPU 1516"));
+    assert_eq!(f.version.as_deref(), Some("V2.6"));
 }
 
 /// Firmware that hangs up on an unencrypted CreateObject still answers InitSsl.
