@@ -201,8 +201,10 @@ pub enum SzlReply {
     Error { error_code: u16, return_code: u8 },
 }
 
-/// Parses the reply to [`read_szl`] sent with `pdu_ref` for list `szl_id`. Records are cut at
-/// `default_record_len` when the header's record length is missing or impossible.
+/// Parses the reply to [`read_szl`] sent with `pdu_ref` for list `szl_id`. Records are cut at the
+/// list's documented length (28 bytes for 0x0011, 34 for 0x001C) when the header's record length
+/// is zero or impossible, and counted from the bytes present when the header's count is zero or
+/// larger than what arrived.
 pub fn parse_szl_reply(pdu: &[u8], pdu_ref: u16, szl_id: u16) -> Result<SzlReply, ParseError> {
     let h = parse_header(pdu)?;
     if h.rosctr != ROSCTR_USERDATA {
