@@ -13,11 +13,15 @@ mod fins;
 mod hartip;
 mod identify;
 mod iec104;
+mod iso_transport;
 mod melsec;
+mod mms;
 mod modbus;
 mod moxa;
 mod mqtt;
 mod opcua;
+mod s7comm;
+mod s7commplus;
 
 pub use banner::BannerProbe;
 
@@ -101,19 +105,22 @@ pub trait Probe: Send + Sync {
 pub fn registry() -> &'static [&'static dyn Probe] {
     &[
         &modbus::ModbusProbe,
+        &s7comm::S7comm,
+        &s7commplus::S7commPlus,
+        &mms::Mms,
+        &enip::EnipTcp,
+        &enip::EnipUdp,
+        &bacnet::Bacnet,
         &dnp3::Dnp3Probe,
         &iec104::Iec104Probe,
+        &opcua::OpcUaProbe,
+        &fins::FinsUdp,
+        &fins::FinsTcp,
         &melsec::MelsecTcp,
         &melsec::MelsecUdp,
         &hartip::HartIp,
         &atg::Atg,
         &moxa::MoxaNport,
-        &enip::EnipTcp,
-        &enip::EnipUdp,
-        &bacnet::Bacnet,
-        &fins::FinsUdp,
-        &fins::FinsTcp,
-        &opcua::OpcUaProbe,
         &mqtt::MqttProbe,
     ]
 }
