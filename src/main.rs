@@ -6,6 +6,11 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Like every Unix filter: `otscope history | head` ends quietly instead of panicking on a closed pipe.
+    // SAFETY: restoring the default disposition of SIGPIPE touches no Rust-visible state.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let default = match cli.verbose {
         0 => "otscope=info",

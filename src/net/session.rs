@@ -66,11 +66,12 @@ impl<'t> Session<'t> {
             return Err(NetError::Invalid("reconnect budget spent".into()));
         }
         self.reconnects_left -= 1;
-        if let Some(old) = self.conn.take() {
+        // Connect first: when that fails the session keeps its old connection, so `conn()` stays valid.
+        let (conn, _) = Self::connect(self.target, self.limits, self.tls).await?;
+        if let Some(old) = self.conn.replace(conn) {
             self.keep_evidence(&old);
         }
-        let (conn, _) = Self::connect(self.target, self.limits, self.tls).await?;
-        Ok(self.conn.insert(conn))
+        Ok(self.conn.as_mut().expect("just replaced"))
     }
 
     fn keep_evidence(&mut self, conn: &Conn) {

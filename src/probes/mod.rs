@@ -5,16 +5,25 @@
 //! never identifies anything.
 
 mod atg;
+mod bacnet;
 mod banner;
 mod dnp3;
+mod enip;
+mod fins;
 mod fox;
 mod hartip;
 mod http;
 mod identify;
 mod iec104;
+mod iso_transport;
 mod melsec;
+mod mms;
 mod modbus;
 mod moxa;
+mod mqtt;
+mod opcua;
+mod s7comm;
+mod s7commplus;
 mod snmp;
 
 pub use banner::BannerProbe;
@@ -99,13 +108,23 @@ pub trait Probe: Send + Sync {
 pub fn registry() -> &'static [&'static dyn Probe] {
     &[
         &modbus::ModbusProbe,
+        &s7comm::S7comm,
+        &s7commplus::S7commPlus,
+        &mms::Mms,
+        &enip::EnipTcp,
+        &enip::EnipUdp,
+        &bacnet::Bacnet,
         &dnp3::Dnp3Probe,
         &iec104::Iec104Probe,
+        &opcua::OpcUaProbe,
+        &fins::FinsUdp,
+        &fins::FinsTcp,
         &melsec::MelsecTcp,
         &melsec::MelsecUdp,
         &hartip::HartIp,
         &atg::Atg,
         &moxa::MoxaNport,
+        &mqtt::MqttProbe,
         &fox::FoxProbe,
         &snmp::SnmpProbe,
         &http::HttpProbe,
