@@ -5,7 +5,12 @@
 //! never identifies anything.
 
 mod banner;
+mod codesys;
+mod crimson;
 mod identify;
+mod pcworx;
+mod proconos;
+mod srtp;
 
 pub use banner::BannerProbe;
 
@@ -81,7 +86,7 @@ pub trait Probe: Send + Sync {
 
 /// Every protocol probe, in the order they are tried when no port hint applies.
 pub fn registry() -> &'static [&'static dyn Probe] {
-    &[]
+    &[&codesys::CodesysProbe, &pcworx::PcworxProbe, &proconos::ProconosProbe, &srtp::SrtpProbe, &crimson::CrimsonProbe]
 }
 
 /// The probes expected on a port in the clear, in registry order.
