@@ -52,9 +52,13 @@ async fn a_little_endian_runtime_is_identified() {
             "os_name": "Nucleus PLUS",
             "os_type": "Nucleus PLUS version unknown",
             "product_type": "3S-Smart Software Solutions",
+            "device_type": "PLC",
+            "tags": ["plc", "codesys"],
         }))
     );
     assert!(device.count() >= 1);
+    let classified = (f.vendor.as_deref(), f.product.as_deref(), f.rule.as_deref());
+    assert_eq!(classified, (Some("CODESYS"), Some("3S-Smart Software Solutions"), Some("codesys.runtime")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,8 +69,11 @@ async fn a_big_endian_runtime_answers_the_second_query() {
     assert_eq!((f.protocol.as_str(), f.ics), ("codesys", true));
     assert_eq!(
         f.attributes,
-        attributes(json!({"os_name": "VxWorks", "os_type": "VxWorks 5.5", "product_type": "Festo CPX-CEC"}))
+        attributes(
+            json!({"os_name": "VxWorks", "os_type": "VxWorks 5.5", "product_type": "Festo CPX-CEC", "device_type": "PLC", "tags": ["plc", "codesys"]})
+        )
     );
+    assert_eq!((f.vendor.as_deref(), f.product.as_deref()), (Some("Festo"), Some("Festo CPX-CEC")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,8 +84,11 @@ async fn an_older_runtime_on_port_1200_is_identified() {
     assert_eq!(f.protocol, "codesys");
     assert_eq!(
         f.attributes,
-        attributes(json!({"os_name": "Windows", "os_type": "Windows CE 5.0", "product_type": "ABB AC500"}))
+        attributes(
+            json!({"os_name": "Windows", "os_type": "Windows CE 5.0", "product_type": "ABB AC500", "device_type": "PLC", "tags": ["plc", "codesys"]})
+        )
     );
+    assert_eq!((f.vendor.as_deref(), f.rule.as_deref()), (Some("ABB"), Some("codesys.abb.ac500")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

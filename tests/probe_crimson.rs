@@ -55,8 +55,14 @@ async fn a_panel_reports_its_manufacturer_and_model() {
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("crimson", true));
-    let expected = json!({"manufacturer": "Red Lion Controls", "model": "G310C2"});
+    let expected = json!({
+        "manufacturer": "Red Lion Controls",
+        "model": "G310C2",
+        "device_type": "HMI",
+        "tags": ["hmi", "crimson"],
+    });
     assert_eq!(f.attributes, *expected.as_object().unwrap());
+    assert_eq!((f.vendor.as_deref(), f.product.as_deref()), (Some("Red Lion Controls"), Some("G3 HMI G310C2")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -82,9 +82,17 @@ async fn a_controller_reports_its_type_model_and_firmware() {
         "firmware_version": "4.41",
         "firmware_date": "09/28/15",
         "firmware_time": "14:35:01",
+        "device_type": "PLC",
+        "cpe": "cpe:2.3:h:phoenixcontact:ilc_151_eth:-:*:*:*:*:*:*:*",
+        "tags": ["plc", "pcworx"],
     });
     assert_eq!(f.attributes, *expected.as_object().unwrap());
     assert_eq!(device.count(), 1, "the whole exchange runs on one connection");
+    let classified = (f.vendor.as_deref(), f.product.as_deref(), f.version.as_deref(), f.rule.as_deref());
+    assert_eq!(
+        classified,
+        (Some("Phoenix Contact"), Some("ILC 151 ETH"), Some("4.41"), Some("pcworx.phoenix.ilc151eth"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,7 +102,9 @@ async fn a_controller_that_withholds_its_information_is_still_pcworx() {
     let findings = scan_range("127.125.2.2").await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!((findings[0].protocol.as_str(), findings[0].ics), ("pcworx", true));
-    assert!(findings[0].attributes.is_empty(), "{:#?}", findings[0].attributes);
+    let expected = json!({"device_type": "PLC", "tags": ["plc", "pcworx"]});
+    assert_eq!(findings[0].attributes, *expected.as_object().unwrap());
+    assert_eq!((findings[0].vendor.as_deref(), findings[0].product.as_deref()), (Some("Phoenix Contact"), None));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

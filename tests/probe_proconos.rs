@@ -52,8 +52,12 @@ async fn a_runtime_reports_its_runtime_plc_and_project() {
         "project_name": "510-projec",
         "boot_project": "510-projec",
         "project_source": "Exist",
+        "device_type": "PLC",
+        "tags": ["plc", "proconos"],
     });
     assert_eq!(f.attributes, *expected.as_object().unwrap());
+    let classified = (f.vendor.as_deref(), f.product.as_deref(), f.version.as_deref());
+    assert_eq!(classified, (Some("Advantech"), Some("ADAM-5510KW"), Some("3.0.1040")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,8 +71,12 @@ async fn a_reply_without_project_strings_still_identifies_the_runtime() {
     let expected = json!({
         "runtime": "ProConOS V4.2.0214 Oct 28 2011",
         "plc_type": "V 3.95A.6       Mar  9 2012",
+        "device_type": "PLC",
+        "tags": ["plc", "proconos"],
     });
     assert_eq!(f.attributes, *expected.as_object().unwrap());
+    let classified = (f.vendor.as_deref(), f.product.as_deref(), f.version.as_deref());
+    assert_eq!(classified, (Some("KW-Software (Phoenix Contact)"), Some("ProConOS"), Some("4.2.0214")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

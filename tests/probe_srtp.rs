@@ -96,8 +96,15 @@ async fn a_controller_reports_its_state_and_program() {
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("srtp", true));
-    let expected = json!({"plc_state": "Run I/O enabled", "privilege_level": 2, "program_name": "LIFTSTN3"});
+    let expected = json!({
+        "plc_state": "Run I/O enabled",
+        "privilege_level": 2,
+        "program_name": "LIFTSTN3",
+        "device_type": "PLC",
+        "tags": ["plc", "srtp", "running"],
+    });
     assert_eq!(f.attributes, *expected.as_object().unwrap());
+    assert_eq!((f.vendor.as_deref(), f.rule.as_deref()), (Some("GE Fanuc / Emerson"), Some("srtp.ge.running")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,10 +114,16 @@ async fn an_error_reply_and_a_silent_service_still_prove_srtp() {
     let findings = scan_range("127.125.4.2-127.125.4.3").await;
     assert_eq!(findings.len(), 2, "{findings:#?}");
     assert_eq!((findings[0].protocol.as_str(), findings[0].ics), ("srtp", true));
-    let expected = json!({"major_error_status": 2, "minor_error_status": 254});
+    let expected = json!({
+        "major_error_status": 2,
+        "minor_error_status": 254,
+        "device_type": "PLC",
+        "tags": ["plc", "srtp"],
+    });
     assert_eq!(findings[0].attributes, *expected.as_object().unwrap());
     assert_eq!((findings[1].protocol.as_str(), findings[1].ics), ("srtp", true));
-    assert!(findings[1].attributes.is_empty());
+    let expected = json!({"device_type": "PLC", "tags": ["plc", "srtp"]});
+    assert_eq!(findings[1].attributes, *expected.as_object().unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
