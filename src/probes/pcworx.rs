@@ -1,7 +1,7 @@
 //! Phoenix Contact PC WORX (1962/tcp): the engineering protocol of Phoenix Contact ILC/AXC controllers.
 //!
-//! Facts (Digital Bond Redpoint `pcworx-info.nse`; real ILC 151 ETH and ILC 191 ETH 2TX exchanges whose
-//! first request is byte for byte the script's):
+//! Facts (Digital Bond Redpoint `pcworx-info.nse`; the replies of a real ILC 151 ETH, from a public
+//! capture whose client requests are the script's, and of a real ILC 191 ETH 2TX):
 //! - Every message starts with a 4-byte header: byte 0 is `01` in requests and `81` in replies,
 //!   byte 1 the service, bytes 2-3 the message's total length (big-endian, header included);
 //!   bytes 4-5 carry a sequence number (big-endian) that the controller echoes in its reply.

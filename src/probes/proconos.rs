@@ -7,8 +7,8 @@
 //!   offset 12, the PLC type at offset 44, then from offset 77 the project name, the boot project and
 //!   the project source-code status, one after the other.
 //!
-//! The request reads the runtime's description; it is the first step of every engineering session
-//! and neither starts, stops nor loads anything.
+//! The request only reads the runtime's description (it is all the public identification scripts
+//! send); it neither starts, stops nor loads anything.
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};

@@ -56,7 +56,7 @@ pub fn long_status_request(sequence: u16) -> Vec<u8> {
     let mut r = vec![0u8; MAILBOX_LEN];
     r[0] = TYPE_REQUEST;
     r[2..4].copy_from_slice(&sequence.to_le_bytes());
-    // Constant in the requests of every client library.
+    // Constant in the requests of both client libraries.
     r[9] = 0x01;
     r[17] = 0x01;
     r[30] = sequence as u8;
