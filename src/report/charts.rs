@@ -133,7 +133,7 @@ pub(super) fn stacked_bars(
             let w = *n as f64 * scale;
             let _ = write!(
                 s,
-                r#"<rect class="seg" data-severity="{}" x="{x:.2}" y="{y:.1}" width="{w:.2}" height="{BAR}" fill="{}"/>"#,
+                r##"<rect class="seg" data-severity="{}" x="{x:.2}" y="{y:.1}" width="{w:.2}" height="{BAR}" fill="{}" stroke="#fff" stroke-width="1"/>"##,
                 SEVERITY_ORDER[k].as_str(),
                 SEVERITY_COLOURS[k]
             );

@@ -345,7 +345,7 @@ section.panel .note { margin: 0 0 10px; color: var(--muted); font-size: 12.5px; 
 .sev { border-radius: 6px; padding: 8px 14px; border-left: 6px solid; background: #f7f8fa; }
 .sev .n { font-size: 24px; font-weight: 700; line-height: 1.2; }
 .sev .k { font-size: 12.5px; color: var(--muted); }
-.charts { display: grid; grid-template-columns: 1fr 1fr; gap: 20px; }
+.charts { display: grid; grid-template-columns: 1fr 1fr; gap: 20px; align-items: start; }
 .charts section.panel { margin: 0; }
 svg.chart { display: block; width: 100%; height: auto; font-size: 12px; }
 svg.chart text { fill: #33404d; }
@@ -580,10 +580,10 @@ fn charts_section(h: &mut String, r: &Report, l: &Labels) {
         s
     };
     h.push_str(r#"<div class="charts">"#);
-    for (id, title, bars) in [
-        ("chart-district", l.by_district, bars_by(&r.findings, |f| &f.district, l.other)),
-        ("chart-protocol", l.by_protocol, bars_by(&r.findings, |f| &f.protocol, l.other)),
-    ] {
+    let district = bars_by(&r.findings, |f| &f.district, l.other);
+    let protocol = bars_by(&r.findings, |f| &f.protocol, l.other);
+    for (id, title, bars) in [("chart-district", l.by_district, district), ("chart-protocol", l.by_protocol, protocol)]
+    {
         let svg = charts::stacked_bars(id, title, l.axis_findings, &bars, l.no_exposure, &l.severities);
         let _ = write!(h, r#"<section class="panel"><h2>{}</h2>{legend}{svg}</section>"#, Esc(title));
     }
@@ -679,7 +679,7 @@ fn changes_section(h: &mut String, r: &Report, l: &Labels) {
         let identity = [opt(&f.vendor), opt(&f.product), opt(&f.version)].join(" / ");
         let _ = write!(
             h,
-            r#"<tr class="{}" data-change="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="mono nowrap">{}</td><td>{}</td><td>{}</td><td>{what}</td></tr>"#,
+            r#"<tr class="{}" data-change="{}"><td>{}</td><td>{}</td><td class="nowrap">{}</td><td>{}</td><td class="mono nowrap">{}</td><td class="nowrap">{}</td><td>{}</td><td>{what}</td></tr>"#,
             row.status.as_str(),
             row.status.as_str(),
             change_tag(row.status, l),
@@ -729,7 +729,7 @@ fn findings_section(h: &mut String, r: &Report, l: &Labels) {
         let first = r.first_seen.get(&k).map(|t| show_date(t)).unwrap_or_else(|| "—".into());
         let _ = write!(
             h,
-            r#"<tr data-severity="{}"><td class="num">{}</td><td>{}</td><td>{}</td><td>{}</td><td class="mono nowrap">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{change}</td><td class="nowrap">{}</td><td class="nowrap">{}</td></tr>"#,
+            r#"<tr data-severity="{}"><td class="num">{}</td><td class="nowrap">{}</td><td>{}</td><td class="nowrap">{}</td><td class="mono nowrap">{}</td><td class="nowrap">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{change}</td><td class="nowrap">{}</td><td class="nowrap">{}</td></tr>"#,
             f.severity.as_str(),
             i + 1,
             Esc(&f.district),
