@@ -219,10 +219,11 @@ pub(super) fn trend(id: &str, title: &str, series: [&str; 2], axis: &str, points
         H - 6.0,
         Esc(axis)
     );
-    // Scan labels: every one when they fit, else every k-th and always the last.
+    // Scan labels: every one when they fit, else every k-th, and always the last (its neighbours
+    // giving way to it).
     let every = n.div_ceil(15).max(1);
     for (i, p) in points.iter().enumerate() {
-        if i % every != 0 && i + 1 != n {
+        if i + 1 != n && (i % every != 0 || n - 1 - i < every) {
             continue;
         }
         let x = x_of(i);
@@ -275,11 +276,18 @@ pub(super) fn trend(id: &str, title: &str, series: [&str; 2], axis: &str, points
             );
             if n <= 20 {
                 // Open services above their point, ICS findings below theirs, so close values stay legible.
-                let dy = if k == 0 { -10.0 } else { 17.0 };
+                // An ICS value on the axis goes above its point, and above the open services' value
+                // when both are on the axis.
+                let dy = match k {
+                    0 => -10.0,
+                    _ if y + 17.0 <= AXIS_Y - 4.0 => 17.0,
+                    _ if p.open == 0 => -24.0,
+                    _ => -10.0,
+                };
                 let _ = write!(
                     s,
                     r#"<text class="value" x="{x:.1}" y="{:.1}" text-anchor="middle" fill="{}">{}</text>"#,
-                    (y + dy).clamp(TOP - 6.0, AXIS_Y - 4.0),
+                    (y + dy).max(TOP - 6.0),
                     COLOURS[k],
                     value(p)
                 );

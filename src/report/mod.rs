@@ -8,6 +8,7 @@ mod labels;
 
 use crate::findings::{identity_key, Change, Finding, Severity};
 use crate::history::{diff, same_objects, ServiceKey};
+use crate::ledger::Level;
 use crate::store::{ScanId, ScanRecord, Store, StoreError};
 use charts::{Bar, Point};
 use labels::Labels;
@@ -58,7 +59,7 @@ fn severity_index(s: Severity) -> usize {
 /// How many past scans the trend shows, the report's scan included.
 const TREND_SCANS: usize = 30;
 /// Bars per chart; the rest are summed in one "other" bar.
-const MAX_BARS: usize = 15;
+const MAX_BARS: usize = 20;
 
 /// `s` with the five HTML-significant characters escaped, safe in text and in quoted attributes.
 pub fn escape(s: &str) -> String {
@@ -266,7 +267,13 @@ fn selection_text(selection: &Value, l: &Labels) -> String {
         for (name, label) in [("levels", l.levels), ("districts", l.districts), ("enterprises", l.enterprises_sel)] {
             if let Some(Value::Array(items)) = map.get(name) {
                 if !items.is_empty() {
-                    let items: Vec<String> = items.iter().map(|v| show_value(&Some(v.clone()))).collect();
+                    let items: Vec<String> = items
+                        .iter()
+                        .map(|v| match v.as_str().and_then(|s| s.parse::<Level>().ok()) {
+                            Some(level) if name == "levels" => l.level(level).to_string(),
+                            _ => show_value(&Some(v.clone())),
+                        })
+                        .collect();
                     parts.push(format!("{label}: {}", items.join(", ")));
                 }
             }
@@ -329,9 +336,10 @@ dl.meta div { min-width: 0; }
 dl.meta dt { opacity: .7; font-size: 11.5px; text-transform: uppercase; letter-spacing: .04em; }
 dl.meta dd { margin: 0; overflow-wrap: anywhere; }
 dl.meta .wide { grid-column: span 3; }
-code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, "Liberation Mono", "DejaVu Sans Mono", monospace; font-size: 12.5px; }
-section.panel { background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: 16px 20px 18px; margin: 0 0 20px;
-  break-inside: avoid; }
+code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, "Liberation Mono", "DejaVu Sans Mono", monospace; font-size: .95em; }
+section.panel { background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: 16px 20px 18px; margin: 0 0 20px; }
+#summary, #trend, .charts section.panel { break-inside: avoid; }
+h2 { break-after: avoid; }
 section.panel h2 { margin: 0 0 4px; font-size: 17px; font-weight: 650; color: var(--accent); }
 section.panel .note { margin: 0 0 10px; color: var(--muted); font-size: 12.5px; }
 .kpis { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 12px; margin-top: 10px; }
@@ -372,6 +380,8 @@ tbody tr:nth-child(even) td { background: #fafbfc; }
 tbody tr { break-inside: avoid; }
 td.num, th.num { text-align: right; }
 td.nowrap { white-space: nowrap; }
+td.ent { min-width: 11em; }
+td.wide { min-width: 7em; }
 .pill { display: inline-block; min-width: 52px; text-align: center; padding: 1px 8px; border-radius: 999px; font-size: 11.5px;
   font-weight: 600; white-space: nowrap; }
 .sev-critical { background: #8b1a1a; color: #fff; }
@@ -390,7 +400,7 @@ ul.what li { white-space: nowrap; }
 del { color: #9b1c1c; }
 ins { color: #14532d; text-decoration: none; font-weight: 600; }
 footer { color: var(--muted); font-size: 12px; text-align: center; padding: 8px 0 24px; }
-@media (max-width: 900px) { .charts { grid-template-columns: 1fr; } .kpis { grid-template-columns: repeat(2, 1fr); }
+@media screen and (max-width: 900px) { .charts { grid-template-columns: 1fr; } .kpis { grid-template-columns: repeat(2, 1fr); }
   .sevs { grid-template-columns: repeat(3, 1fr); } dl.meta { grid-template-columns: 1fr 1fr; } }
 @media print {
   body { background: #fff; font-size: 11px; }
@@ -399,7 +409,8 @@ footer { color: var(--muted); font-size: 12px; text-align: center; padding: 8px 
   section.panel { border-color: #c8ced5; border-radius: 0; padding: 10px 12px; }
   .charts { grid-template-columns: 1fr 1fr; gap: 12px; }
   thead { display: table-header-group; }
-  section.findings { break-inside: auto; }
+  table { font-size: 10px; }
+  thead th { font-size: 10px; }
   @page { size: A4 landscape; margin: 12mm; }
 }
 "#;
@@ -474,26 +485,26 @@ fn header(h: &mut String, r: &Report, l: &Labels) {
     item(l.selection, Esc(&selection_text(&s.start.selection, l)).to_string(), "");
     let c = &s.start.coverage;
     let ports = if c.ports.len() <= 10 {
-        c.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+        format!(" ({})", c.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "))
     } else {
-        c.ports.len().to_string()
+        String::new()
     };
     let mut coverage = format!(
-        "{} {} × {} {} ({ports}) = {} {}",
-        c.addresses(),
+        "{}: {} · {}: {}{ports} · {}: {}",
         l.addresses,
-        c.ports.len(),
+        c.addresses(),
         l.ports,
-        s.start.targets_total,
-        l.targets
+        c.ports.len(),
+        l.targets,
+        s.start.targets_total
     );
     if let Some(end) = &s.end {
-        let _ = write!(coverage, "; {} {} {}", l.probed, end.probed, if s.completed() { "✓" } else { "" });
+        let _ = write!(coverage, " · {}: {}{}", l.probed, end.probed, if s.completed() { " ✓" } else { "" });
     }
     if c.shard.count > 1 {
-        let _ = write!(coverage, "; {} {}/{}", l.shard, c.shard.index, c.shard.count);
+        let _ = write!(coverage, " · {} {}/{}", l.shard, c.shard.index, c.shard.count);
     }
-    item(l.coverage, Esc(coverage.trim_end()).to_string(), "");
+    item(l.coverage, Esc(&coverage).to_string(), "");
     let compared = match &r.previous {
         Some(p) => format!("{} #{} ({})", l.scan, p.id, show_time(&p.start.started_at)),
         None => l.no_previous.to_string(),
@@ -679,7 +690,7 @@ fn changes_section(h: &mut String, r: &Report, l: &Labels) {
         let identity = [opt(&f.vendor), opt(&f.product), opt(&f.version)].join(" / ");
         let _ = write!(
             h,
-            r#"<tr class="{}" data-change="{}"><td>{}</td><td>{}</td><td class="nowrap">{}</td><td>{}</td><td class="mono nowrap">{}</td><td class="nowrap">{}</td><td>{}</td><td>{what}</td></tr>"#,
+            r#"<tr class="{}" data-change="{}"><td>{}</td><td>{}</td><td class="nowrap">{}</td><td class="ent">{}</td><td class="mono nowrap">{}</td><td class="nowrap">{}</td><td>{}</td><td>{what}</td></tr>"#,
             row.status.as_str(),
             row.status.as_str(),
             change_tag(row.status, l),
@@ -729,7 +740,7 @@ fn findings_section(h: &mut String, r: &Report, l: &Labels) {
         let first = r.first_seen.get(&k).map(|t| show_date(t)).unwrap_or_else(|| "—".into());
         let _ = write!(
             h,
-            r#"<tr data-severity="{}"><td class="num">{}</td><td class="nowrap">{}</td><td>{}</td><td class="nowrap">{}</td><td class="mono nowrap">{}</td><td class="nowrap">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{change}</td><td class="nowrap">{}</td><td class="nowrap">{}</td></tr>"#,
+            r#"<tr data-severity="{}"><td class="num">{}</td><td class="nowrap">{}</td><td class="ent">{}</td><td class="nowrap">{}</td><td class="mono nowrap">{}</td><td class="nowrap">{}</td><td class="wide">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{change}</td><td class="nowrap">{}</td><td class="nowrap">{}</td></tr>"#,
             f.severity.as_str(),
             i + 1,
             Esc(&f.district),
