@@ -239,7 +239,7 @@ pub(super) fn trend(id: &str, title: &str, series: [&str; 2], axis: &str, points
     }
     if let Some(i) = points.iter().position(|p| p.current) {
         let x = x_of(i);
-        let _ = write!(s, r#"<line class="current" x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{AXIS_Y}"/>"#);
+        let _ = write!(s, r#"<line class="now-line" x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{AXIS_Y}"/>"#);
     }
     for (k, name) in series.iter().enumerate() {
         let value = |p: &Point| if k == 0 { p.open } else { p.ics };
@@ -286,9 +286,9 @@ pub(super) fn trend(id: &str, title: &str, series: [&str; 2], axis: &str, points
                 };
                 let _ = write!(
                     s,
-                    r#"<text class="value" x="{x:.1}" y="{:.1}" text-anchor="middle" fill="{}">{}</text>"#,
+                    r#"<text class="value {}" x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                    if k == 0 { "s-open" } else { "s-ics" },
                     (y + dy).max(TOP - 6.0),
-                    COLOURS[k],
                     value(p)
                 );
             }

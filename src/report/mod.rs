@@ -365,7 +365,9 @@ svg.chart .value { font-size: 11.5px; font-weight: 600; }
 svg.chart .empty { font-size: 15px; fill: #6b7785; }
 svg.chart .grid { stroke: #e6e9ed; stroke-width: 1; }
 svg.chart .axis { stroke: #9aa5b1; stroke-width: 1; }
-svg.chart .current { stroke: #9aa5b1; stroke-dasharray: 4 4; }
+svg.chart .now-line { stroke: #9aa5b1; stroke-dasharray: 4 4; }
+svg.chart .value.s-open { fill: #1e3a5f; }
+svg.chart .value.s-ics { fill: #b91c1c; }
 .legend-row { display: flex; flex-wrap: wrap; gap: 6px 16px; margin: 0 0 8px; font-size: 12.5px; color: var(--muted); }
 .legend-row i { display: inline-block; width: 11px; height: 11px; border-radius: 2px; margin-right: 5px; vertical-align: -1px; }
 .empty-state { text-align: center; padding: 28px 0 22px; }
@@ -380,8 +382,7 @@ tbody tr:nth-child(even) td { background: #fafbfc; }
 tbody tr { break-inside: avoid; }
 td.num, th.num { text-align: right; }
 td.nowrap { white-space: nowrap; }
-td.ent { min-width: 11em; }
-td.wide { min-width: 7em; }
+td.ent { min-width: 9em; }
 .pill { display: inline-block; min-width: 52px; text-align: center; padding: 1px 8px; border-radius: 999px; font-size: 11.5px;
   font-weight: 600; white-space: nowrap; }
 .sev-critical { background: #8b1a1a; color: #fff; }
@@ -740,7 +741,7 @@ fn findings_section(h: &mut String, r: &Report, l: &Labels) {
         let first = r.first_seen.get(&k).map(|t| show_date(t)).unwrap_or_else(|| "—".into());
         let _ = write!(
             h,
-            r#"<tr data-severity="{}"><td class="num">{}</td><td class="nowrap">{}</td><td class="ent">{}</td><td class="nowrap">{}</td><td class="mono nowrap">{}</td><td class="nowrap">{}</td><td class="wide">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{change}</td><td class="nowrap">{}</td><td class="nowrap">{}</td></tr>"#,
+            r#"<tr data-severity="{}"><td class="num">{}</td><td class="nowrap">{}</td><td class="ent">{}</td><td class="nowrap">{}</td><td class="mono nowrap">{}</td><td class="nowrap">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{change}</td><td class="nowrap">{}</td><td class="nowrap">{}</td></tr>"#,
             f.severity.as_str(),
             i + 1,
             Esc(&f.district),
