@@ -46,6 +46,20 @@ pub enum Command {
     /// Major-event mode: baseline the important objects, check them against it, report every 24 hours.
     #[command(subcommand)]
     Event(Box<EventCommand>),
+    /// Write the monitoring team's report: one self-contained HTML file (charts, trend, changes, every finding).
+    Report {
+        /// The scan to report on (default: the latest completed scan).
+        #[arg(long, value_name = "SCAN")]
+        scan: Option<i64>,
+        /// The HTML file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Labels in English or Chinese.
+        #[arg(long, value_enum, default_value = "en")]
+        lang: crate::export::Lang,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Export a scan's findings: per district for the districts, or JSONL for the monitoring platform.
     Export(ExportArgs),
     /// What changed between two scans: each service new, changed, persisting or gone.

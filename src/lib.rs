@@ -14,6 +14,7 @@ pub mod history;
 pub mod ledger;
 pub mod net;
 pub mod probes;
+pub mod report;
 pub mod scope;
 pub mod store;
 pub mod targets;

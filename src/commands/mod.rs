@@ -28,6 +28,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules(RulesCommand::Test { fingerprints }) => rules::test(&fingerprints),
         Command::History(db) => history::list(&db.db),
         Command::Export(args) => history::export(&args),
+        Command::Report { scan, out, lang, db } => history::report(scan, &out, lang, &db.db),
         Command::Event(command) => event::run(*command).await,
         Command::Show { ip, db } => history::show(&db.db, ip),
         Command::Diff { from, to, all, format, db } => history::diff(&db.db, from, to, all, format),

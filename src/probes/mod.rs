@@ -7,6 +7,8 @@
 mod atg;
 mod bacnet;
 mod banner;
+mod codesys;
+mod crimson;
 mod dnp3;
 mod enip;
 mod fins;
@@ -22,9 +24,12 @@ mod modbus;
 mod moxa;
 mod mqtt;
 mod opcua;
+mod pcworx;
+mod proconos;
 mod s7comm;
 mod s7commplus;
 mod snmp;
+mod srtp;
 
 pub use banner::BannerProbe;
 
@@ -119,6 +124,11 @@ pub fn registry() -> &'static [&'static dyn Probe] {
         &opcua::OpcUaProbe,
         &fins::FinsUdp,
         &fins::FinsTcp,
+        &codesys::CodesysProbe,
+        &pcworx::PcworxProbe,
+        &proconos::ProconosProbe,
+        &srtp::SrtpProbe,
+        &crimson::CrimsonProbe,
         &melsec::MelsecTcp,
         &melsec::MelsecUdp,
         &hartip::HartIp,
