@@ -57,7 +57,8 @@ async fn a_runtime_reports_its_runtime_plc_and_project() {
     });
     assert_eq!(common::attributes_with_rules(f), *expected.as_object().unwrap());
     let classified = (f.vendor.as_deref(), f.product.as_deref(), f.version.as_deref());
-    assert_eq!(classified, (Some("Advantech"), Some("ADAM-5510KW"), Some("3.0.1040")));
+    // The runtime's version is not the controller's firmware: it stays in attributes.runtime.
+    assert_eq!(classified, (Some("Advantech"), Some("ADAM-5510KW"), None));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -178,7 +178,16 @@ impl Matcher {
                 .filter(|v| !v.trim().is_empty())
         };
         let lookup = |table: &str, key: &str| self.tables.get(table).and_then(|t| t.get(key)).cloned();
+        // A version or CPE describes one product: a later rule that names another product (a WAGO page
+        // served by lighttpd) must not attach its version to the product an earlier rule chose.
+        let same_product = match (&out.product, rule.templates.iter().find(|(n, _)| *n == "product")) {
+            (Some(chosen), Some((_, t))) => t.render(value, lookup).as_ref() == Some(chosen),
+            _ => true,
+        };
         for (name, template) in &rule.templates {
+            if matches!(*name, "version" | "cpe") && !same_product {
+                continue;
+            }
             let slot = match *name {
                 "vendor" => &mut out.vendor,
                 "product" => &mut out.product,

@@ -396,6 +396,38 @@ expect = { product = "X", version = "1.2" }
     }
 
     #[test]
+    fn a_later_rule_never_attaches_its_version_to_another_product() {
+        let lib = library(&[(
+            "http.toml",
+            r#"
+[[rule]]
+id = "hmi.wago"
+protocol = "tls"
+when = [{ field = "title", contains = "WAGO" }]
+set = { vendor = "WAGO", product = "PFC200" }
+[[rule.example]]
+fields = { title = "WAGO Web-Based Management", server = "lighttpd/1.4.59" }
+expect = { product = "PFC200" }
+
+[[rule]]
+id = "web.lighttpd"
+protocol = "tls"
+when = [{ field = "server", regex = '^lighttpd/(?P<v>[\d.]+)' }]
+set = { product = "lighttpd", version = "{v}", cpe = "cpe:2.3:a:lighttpd:lighttpd:{v}" }
+[[rule.example]]
+fields = { server = "lighttpd/1.4.59" }
+expect = { product = "lighttpd", version = "1.4.59" }
+"#,
+        )])
+        .unwrap();
+        assert_eq!(lib.test_examples(), Vec::<String>::new());
+        let fields: Map<String, Value> =
+            serde_json::from_str(r#"{"title": "WAGO Web-Based Management", "server": "lighttpd/1.4.59"}"#).unwrap();
+        let c = lib.classify("tls", &fields);
+        assert_eq!((c.product.as_deref(), c.version.as_deref(), c.cpe.as_deref()), (Some("PFC200"), None, None));
+    }
+
+    #[test]
     fn every_problem_is_reported_with_file_line_and_rule() {
         let e = library(&[(
             "bad.toml",
