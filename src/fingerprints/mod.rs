@@ -372,7 +372,7 @@ expect = { product = "OpenSSH", version = "8.4", cpe = "cpe:2.3:a:openbsd:openss
 id = "enip.1756-l61"
 protocol = "tls"
 when = [{ field = "product_name", prefix = "1756-L61" }]
-set = { product = "ControlLogix 5561", device_type = "PLC", tags = ["plc"] }
+set = { product = "ControlLogix 5561", version = "{revision}", device_type = "PLC", tags = ["plc"] }
 [[rule.example]]
 fields = { vendor_id = 1, product_name = "1756-L61/B LOGIX5561", revision = "20.11" }
 expect = { vendor = "Rockwell Automation/Allen-Bradley", product = "ControlLogix 5561", version = "20.11", device_type = "PLC" }
