@@ -52,9 +52,7 @@ pub fn frame(buf: &[u8]) -> Frame {
     Frame::Incomplete
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0}")]
-pub struct ParseError(pub String);
+pub use super::ParseError;
 
 fn err(why: impl Into<String>) -> ParseError {
     ParseError(why.into())

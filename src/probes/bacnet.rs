@@ -68,10 +68,7 @@ const MAX_SEGS_MAX_APDU: u8 = 0x05;
 /// BACnet/IP datagrams are at most 1497 bytes; anything much larger is not BACnet.
 const MAX_DATAGRAM: usize = 2048;
 
-/// Why bytes are not the expected BACnet reply.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParseError(pub String);
+pub use super::ParseError;
 
 fn err<T>(why: impl Into<String>) -> Result<T, ParseError> {
     Err(ParseError(why.into()))

@@ -48,10 +48,7 @@ const BATCHES: [&[usize]; 2] = [&[0], &[1, 2]];
 /// Frames read after one batch before giving up on it.
 const MAX_FRAMES_PER_BATCH: usize = 32;
 
-/// Why bytes are not a DNP3 link frame.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParseError(pub String);
+pub use super::ParseError;
 
 fn bad(why: impl Into<String>) -> ParseError {
     ParseError(why.into())

@@ -36,10 +36,7 @@ const IDENTITY_FIXED_LEN: usize = 33;
 /// Items parsed at most, whatever the item count claims.
 const MAX_ITEMS: usize = 16;
 
-/// Why bytes are not a ListIdentity reply.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParseError(pub String);
+pub use super::ParseError;
 
 fn err<T>(why: impl Into<String>) -> Result<T, ParseError> {
     Err(ParseError(why.into()))

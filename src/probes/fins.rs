@@ -46,10 +46,7 @@ pub const TCP_CLIENT_NODE_ADDRESS: u32 = 0;
 pub const TCP_SERVER_NODE_ADDRESS: u32 = 1;
 pub const TCP_FRAME_SEND: u32 = 2;
 
-/// Why bytes are not the expected FINS reply.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParseError(pub String);
+pub use super::ParseError;
 
 fn err<T>(why: impl Into<String>) -> Result<T, ParseError> {
     Err(ParseError(why.into()))

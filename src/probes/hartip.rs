@@ -118,9 +118,7 @@ pub fn frame(buf: &[u8]) -> Frame {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0}")]
-pub struct ParseError(pub String);
+pub use super::ParseError;
 
 fn err(why: impl Into<String>) -> ParseError {
     ParseError(why.into())

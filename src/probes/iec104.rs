@@ -29,10 +29,7 @@ const MAX_FRAMES: usize = 8;
 /// TESTFR act: U-format, control octet 1 = 0100 0011.
 pub const TESTFR_ACT: [u8; 6] = [START, 0x04, 0x43, 0x00, 0x00, 0x00];
 
-/// Why bytes are not an IEC 104 APDU.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParseError(pub String);
+pub use super::ParseError;
 
 fn bad(why: impl Into<String>) -> ParseError {
     ParseError(why.into())

@@ -121,9 +121,7 @@ pub fn frame_mc3e(buf: &[u8]) -> Frame {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0}")]
-pub struct ParseError(pub String);
+pub use super::ParseError;
 
 fn err(why: impl Into<String>) -> ParseError {
     ParseError(why.into())

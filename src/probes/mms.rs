@@ -55,9 +55,7 @@ const SPDU_REFUSE: u8 = 0x0C;
 const SPDU_ABORT: u8 = 0x19;
 const SPDU_DATA: u8 = 0x01;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParseError(pub String);
+pub use super::ParseError;
 
 fn perr(why: impl Into<String>) -> ParseError {
     ParseError(why.into())

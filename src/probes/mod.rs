@@ -64,6 +64,11 @@ impl Identity {
     }
 }
 
+/// Why a reply is not a valid message of a protocol: what a module's pure parser returns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
 /// Why a probe did not identify its protocol.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {

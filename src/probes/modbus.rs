@@ -56,10 +56,7 @@ const OBJECT_FIELDS: [(u8, &str); 7] = [
     (0x06, "user_application_name"),
 ];
 
-/// Why bytes are not the Modbus reply expected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParseError(pub String);
+pub use super::ParseError;
 
 fn bad(why: impl Into<String>) -> ParseError {
     ParseError(why.into())

@@ -68,9 +68,7 @@ pub fn frame_for(command: u8) -> impl Fn(&[u8]) -> Frame {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0}")]
-pub struct ParseError(pub String);
+pub use super::ParseError;
 
 fn err(why: impl Into<String>) -> ParseError {
     ParseError(why.into())

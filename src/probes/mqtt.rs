@@ -21,9 +21,7 @@ const CLEAN_SESSION: u8 = 0x02;
 /// Largest CONNACK remaining length we frame; a 3.1.1 CONNACK has exactly 2.
 const MAX_CONNACK_REMAINING: usize = 16;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParseError(pub String);
+pub use super::ParseError;
 
 /// The protocol revision a CONNECT announces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -56,9 +56,7 @@ const CLO_ID: u32 = 3;
 
 const MESSAGE_TYPES: [&[u8; 3]; 7] = [b"HEL", b"ACK", b"ERR", b"RHE", b"OPN", b"MSG", b"CLO"];
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParseError(pub String);
+pub use super::ParseError;
 
 fn bad(why: impl Into<String>) -> ParseError {
     ParseError(why.into())

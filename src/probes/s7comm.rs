@@ -101,9 +101,7 @@ pub fn connect_request(calling: u16, called: u16) -> Vec<u8> {
     )
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParseError(pub String);
+pub use super::ParseError;
 
 fn err<T>(why: impl Into<String>) -> Result<T, ParseError> {
     Err(ParseError(why.into()))

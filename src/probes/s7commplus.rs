@@ -148,9 +148,7 @@ pub fn init_ssl_request(seq: u16) -> Vec<u8> {
     frame(&data)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParseError(pub String);
+pub use super::ParseError;
 
 fn err<T>(why: impl Into<String>) -> Result<T, ParseError> {
     Err(ParseError(why.into()))

@@ -112,9 +112,7 @@ pub fn get_request(request_id: i32) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // BER reader: definite lengths only, every length checked against the bytes that hold it.
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not an SNMP message: {0}")]
-pub struct ParseError(pub String);
+pub use super::ParseError;
 
 fn bad(why: impl Into<String>) -> ParseError {
     ParseError(why.into())
