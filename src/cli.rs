@@ -230,6 +230,10 @@ pub struct ScanArgs {
     /// Do not record this scan in the history (findings then carry no change status).
     #[arg(long)]
     pub no_db: bool,
+    /// Continue an interrupted scan (default: the latest unfinished one) from its checkpoint, with the
+    /// options it was started with; it ends with exactly the findings an uninterrupted scan would have.
+    #[arg(long, value_name = "SCAN", num_args = 0..=1)]
+    pub resume: Option<Option<i64>>,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -239,7 +243,7 @@ pub struct ScanArgs {
 pub struct ScopeArgs {
     /// The ledger CSV whose registered addresses are scanned; nothing outside it is ever probed.
     #[arg(long, short = 't', value_name = "FILE")]
-    pub targets: PathBuf,
+    pub targets: Option<PathBuf>,
     /// A file of addresses that must never be probed, whatever the ledger says.
     #[arg(long, value_name = "FILE")]
     pub exclude: Option<PathBuf>,
@@ -261,6 +265,13 @@ pub struct ScopeArgs {
 }
 
 impl ScopeArgs {
+    /// The ledger, which every scanning command needs.
+    pub fn ledger(&self) -> Result<&std::path::Path, crate::commands::BadInput> {
+        self.targets.as_deref().ok_or_else(|| {
+            crate::commands::BadInput("--targets FILE is required: the ledger whose addresses are scanned".into())
+        })
+    }
+
     pub fn selection(&self) -> crate::scope::Selection {
         crate::scope::Selection {
             levels: self.level.clone(),

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{engine_args, ledger, Responder};
-use otscope::commands::{plan_scan, run_scan};
+use otscope::commands::{plan_scan, run_scan, Recording};
 use otscope::engine::ProgressStyle;
 use otscope::findings::{Change, Finding};
 use otscope::history::diff;
@@ -13,28 +13,6 @@ use otscope::store::{SqliteStore, Store};
 use std::collections::BTreeMap;
 use std::path::Path;
 use tokio_util::sync::CancellationToken;
-
-/// A library whose one rule reads a firmware version from a banner like "FW 1.2".
-fn firmware_library(dir: &Path) -> std::path::PathBuf {
-    let lib = dir.join("fp");
-    std::fs::create_dir_all(&lib).unwrap();
-    std::fs::write(lib.join("ports.toml"), "ports = [\"2222\"]\n").unwrap();
-    std::fs::write(
-        lib.join("lab.toml"),
-        r#"
-[[rule]]
-id = "lab.fw"
-protocol = "unknown"
-when = [{ field = "banner", regex = '^FW (?P<v>\S+)' }]
-set = { protocol = "labfw", vendor = "Lab", product = "Gadget", version = "{v}" }
-[[rule.example]]
-banner = 'FW 1.0\r\n'
-expect = { protocol = "labfw", version = "1.0" }
-"#,
-    )
-    .unwrap();
-    lib
-}
 
 async fn recorded_scan(
     ledger: &Path,
@@ -45,7 +23,7 @@ async fn recorded_scan(
 ) -> (i64, Vec<Finding>) {
     let plan = plan_scan(ledger, None, lib, None, selection, &engine_args(&[])).await.unwrap();
     let store = SqliteStore::open(db).unwrap();
-    let history = Some((Box::new(store) as Box<dyn Store + Send>, plan.scan_start("scan")));
+    let history = Some(Recording::New(Box::new(store), Box::new(plan.scan_start("scan"))));
     let report = run_scan(&plan, history, Vec::new(), ProgressStyle::Quiet, stop.unwrap_or_default()).await.unwrap();
     assert!(report.history_error.is_none(), "{:?}", report.history_error);
     (report.scan_id.unwrap(), report.findings)
@@ -58,7 +36,7 @@ fn by_ip(findings: &[Finding]) -> BTreeMap<String, &Finding> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_scans_of_a_changing_lab_give_the_exact_diff() {
     let dir = tempfile::tempdir().unwrap();
-    let lib = firmware_library(dir.path());
+    let lib = common::firmware_library(dir.path());
     let db = dir.path().join("h.db");
     let (_l, ledger) = ledger("E1,一号水厂,浦东新区,water,important,127.117.0.1-127.117.0.4,c\nE2,二号电厂,闵行区,energy,general,127.117.1.1,c\n");
 
@@ -120,7 +98,7 @@ async fn two_scans_of_a_changing_lab_give_the_exact_diff() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_scan_claims_nothing_gone() {
     let dir = tempfile::tempdir().unwrap();
-    let lib = firmware_library(dir.path());
+    let lib = common::firmware_library(dir.path());
     let db = dir.path().join("h.db");
     let (_l, ledger) = ledger("E1,a,d,s,general,127.117.2.1-127.117.2.2,c\n");
     let a = Responder::start("127.117.2.1:2222", Some(b"FW 1.0\r\n")).await;
@@ -178,7 +156,7 @@ fn bad_history_input_gets_clear_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn district_exports_put_each_finding_in_its_district_file_only() {
     let dir = tempfile::tempdir().unwrap();
-    let lib = firmware_library(dir.path());
+    let lib = common::firmware_library(dir.path());
     let db = dir.path().join("h.db");
     let (_l, ledger) = ledger(
         "P1,浦东一厂,浦东新区,water,important,127.117.3.1,c\nP2,浦东二厂,浦东新区,water,general,127.117.3.2,c\nM1,\"闵行<化工>\",闵行区/莘庄,chemical,important,127.117.3.3,c\n",
@@ -237,14 +215,14 @@ async fn district_exports_put_each_finding_in_its_district_file_only() {
 async fn scan_with_store(ledger: &Path, lib: &Path, store: SqliteStore, out: &Path) -> otscope::commands::ScanReport {
     let plan = plan_scan(ledger, None, lib, None, &Selection::default(), &engine_args(&[])).await.unwrap();
     let sink = otscope::findings::JsonlWriter::new(std::fs::File::create(out).unwrap());
-    let history = Some((Box::new(store) as Box<dyn Store + Send>, plan.scan_start("scan")));
+    let history = Some(Recording::New(Box::new(store), Box::new(plan.scan_start("scan"))));
     run_scan(&plan, history, vec![Box::new(sink)], ProgressStyle::Quiet, CancellationToken::new()).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_or_read_only_history_loses_no_finding() {
     let dir = tempfile::tempdir().unwrap();
-    let lib = firmware_library(dir.path());
+    let lib = common::firmware_library(dir.path());
     let (_l, ledger) = ledger("E1,a,d,s,general,127.117.4.1-127.117.4.16,c\n");
     let mut devices = Vec::new();
     for i in 1..=16 {
@@ -268,7 +246,7 @@ async fn a_full_or_read_only_history_loses_no_finding() {
     store.connection().pragma_update(None, "query_only", true).unwrap();
     let out = dir.path().join("ro.jsonl");
     let plan = plan_scan(&ledger, None, &lib, None, &Selection::default(), &engine_args(&[])).await.unwrap();
-    let history = Some((Box::new(store) as Box<dyn Store + Send>, plan.scan_start("scan")));
+    let history = Some(Recording::New(Box::new(store), Box::new(plan.scan_start("scan"))));
     let err = run_scan(&plan, history, Vec::new(), ProgressStyle::Quiet, CancellationToken::new()).await.unwrap_err();
     assert!(err.to_string().contains("read-only") || err.to_string().contains("readonly"), "{err}");
     assert!(!out.exists());
@@ -277,7 +255,7 @@ async fn a_full_or_read_only_history_loses_no_finding() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_scan_never_corrupts_the_history() {
     let dir = tempfile::tempdir().unwrap();
-    let lib = firmware_library(dir.path());
+    let lib = common::firmware_library(dir.path());
     let db = dir.path().join("h.db");
     let (_l, ledger) = ledger("E1,a,d,s,general,127.117.8.0/22,c\n");
     let mut devices = Vec::new();

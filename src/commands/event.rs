@@ -1,7 +1,7 @@
 //! `otscope event start|check|report|close|list`.
 
 use super::history::{open_existing, EXIT_CHANGES};
-use super::scan::{now_rfc3339, plan_scan, run_scan, spawn_signal_handler, summary_text};
+use super::scan::{now_rfc3339, plan_scan, run_scan, spawn_signal_handler, summary_text, Recording};
 use super::BadInput;
 use crate::cli::{DbArgs, EngineArgs, EventCommand, ScopeArgs};
 use crate::engine::ProgressStyle;
@@ -77,7 +77,7 @@ async fn scan_for_event(
     let stop = CancellationToken::new();
     spawn_signal_handler(stop.clone());
     let style = if engine.quiet { ProgressStyle::Quiet } else { ProgressStyle::Auto };
-    let history = Some((Box::new(store) as Box<dyn Store + Send>, plan.scan_start(&event::kind_of(name))));
+    let history = Some(Recording::New(Box::new(store), Box::new(plan.scan_start(&event::kind_of(name)))));
     let report = run_scan(&plan, history, Vec::new(), style, stop).await?;
     eprint!("{}", summary_text(&plan, &report));
     if let Some(e) = report.history_error {
@@ -98,7 +98,7 @@ async fn start(name: &str, scope: &ScopeArgs, engine: &EngineArgs, db: &DbArgs) 
     }
     let library = crate::fingerprints::Library::load(&scope.fingerprints).map_err(|e| BadInput(e.to_string()))?;
     let plan = EventPlan {
-        ledger: absolute(&scope.targets),
+        ledger: absolute(scope.ledger()?),
         exclude: scope.exclude.as_deref().map(absolute),
         fingerprints: absolute(&scope.fingerprints),
         ports: scope.ports.clone().map(|p| p.0).unwrap_or(library.default_ports),

@@ -2,7 +2,7 @@
 
 use super::{BadInput, EXIT_INTERRUPTED};
 use crate::cli::{EngineArgs, ScanArgs};
-use crate::engine::{self, EngineConfig, Observation, Progress, ProgressStyle, RunStats};
+use crate::engine::{self, EngineConfig, EngineEvent, Progress, ProgressStyle, RunStats};
 use crate::findings::{Change, CsvWriter, Finding, FindingSink, JsonlWriter};
 use crate::fingerprints::Library;
 use crate::ledger::{Ledger, TargetSpec};
@@ -133,6 +133,7 @@ pub async fn plan_scan(
         per_host: args.per_host,
         host_interval: args.host_interval,
         target_deadline: args.target_deadline,
+        checkpoint_every: Some(Duration::from_secs(1)),
     };
     let probe = ProbeSettings {
         limits: Limits {
@@ -195,33 +196,59 @@ pub struct ScanReport {
 /// A history being written: the store and the scan's id in it.
 type History = (Box<dyn Store + Send>, ScanId);
 
-/// Runs a planned scan, recording it in `history` (when given) and writing each finding to the sinks
-/// as it arrives, with its change status against the history.
+/// Where a scan is recorded: a new scan, or an interrupted one continued from its checkpoint.
+pub enum Recording {
+    New(Box<dyn Store + Send>, Box<ScanStart>),
+    Resume(Box<dyn Store + Send>, ScanId, u64),
+}
+
+/// Runs a planned scan, recording it (when asked) and writing each finding to the sinks as it arrives,
+/// with its change status against the history. A recorded scan checkpoints its progress in the same
+/// transactions as its findings, so an interrupted scan resumes without losing or repeating any.
 pub async fn run_scan(
     plan: &ScanPlan,
-    history: Option<(Box<dyn Store + Send>, ScanStart)>,
+    recording: Option<Recording>,
     sinks: Vec<Box<dyn FindingSink>>,
     style: ProgressStyle,
     stop: CancellationToken,
 ) -> anyhow::Result<ScanReport> {
-    let stream = plan.stream();
-    let progress = Arc::new(Progress::new(stream.total(), style));
-    let (tx, mut rx) = mpsc::channel::<Observation>(1024);
-    let library = plan.library.clone();
-    let mut history = match history {
-        Some((mut store, start)) => {
+    let fresh = plan.stream();
+    let total = fresh.total();
+    let (stream, mut history) = match recording {
+        Some(Recording::New(mut store, start)) => {
             let id = store.begin_scan(&start)?;
-            Some((store, id))
+            (fresh, Some((store, id)))
         }
-        None => None,
+        Some(Recording::Resume(store, id, position)) => {
+            (fresh.resume_at(position).map_err(|e| BadInput(format!("scan {id}: {e}")))?, Some((store, id)))
+        }
+        None => (fresh, None),
     };
+    let already_done = total - stream.total();
+    let progress = Arc::new(Progress::new(stream.total(), style));
+    let (tx, mut rx) = mpsc::channel::<EngineEvent>(1024);
+    let library = plan.library.clone();
     let scan_id = history.as_ref().map(|h| h.1);
     let writer =
         tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<Finding>, Option<History>, Option<String>)> {
             let mut sinks = sinks;
             let mut findings = Vec::new();
             let mut history_error = None;
-            while let Some(obs) = rx.blocking_recv() {
+            while let Some(event) = rx.blocking_recv() {
+                let obs = match event {
+                    EngineEvent::Found(obs) => obs,
+                    EngineEvent::Checkpoint(position) => {
+                        tracing::debug!("checkpoint: every target before position {position} is done");
+                        if let Some((store, id)) = history.as_mut() {
+                            if let Err(e) = store.checkpoint(*id, position) {
+                                tracing::error!("history not updated, findings still written: {e}");
+                                history_error = Some(e.to_string());
+                                history = None;
+                            }
+                        }
+                        continue;
+                    }
+                };
                 let classification = library.classify(obs.identity.protocol, &obs.identity.fields);
                 let mut finding = Finding::new(&obs, classification);
                 if let Some((store, id)) = history.as_mut() {
@@ -250,7 +277,10 @@ pub async fn run_scan(
     };
     // The dispatcher runs on a worker thread: on the thread that blocks on the runtime, every freed
     // slot would cost a cross-thread wake-up.
-    let engine_config = plan.engine.clone();
+    let mut engine_config = plan.engine.clone();
+    if scan_id.is_none() {
+        engine_config.checkpoint_every = None;
+    }
     let engine_progress = progress.clone();
     let stats =
         tokio::spawn(async move { engine::run(stream, prober, &engine_config, tx, engine_progress, stop).await })
@@ -261,7 +291,9 @@ pub async fn run_scan(
     progress.finish();
     let (findings, history, mut history_error) = writer.await??;
     if let Some((mut store, id)) = history {
-        let end = ScanEnd { probed: stats.probed, open: findings.len() as u64, completed: !stats.interrupted };
+        let completed = !stats.interrupted;
+        let probed = if completed { total } else { already_done + stats.probed };
+        let end = ScanEnd { probed, open: findings.len() as u64, completed };
         if let Err(e) = tokio::task::spawn_blocking(move || store.finish_scan(id, end, &now_rfc3339())).await? {
             history_error = Some(e.to_string());
         }
@@ -270,9 +302,12 @@ pub async fn run_scan(
 }
 
 pub async fn command(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    if let Some(which) = args.resume {
+        return resume(which, &args).await;
+    }
     let scope = &args.scope;
     let plan = plan_scan(
-        &scope.targets,
+        scope.ledger()?,
         scope.exclude.as_deref(),
         &scope.fingerprints,
         scope.ports.clone().map(|p| p.0),
@@ -284,6 +319,22 @@ pub async fn command(args: ScanArgs) -> anyhow::Result<ExitCode> {
         print!("{}", dry_run_text(&plan));
         return Ok(ExitCode::SUCCESS);
     }
+    let sinks = sinks_of(&args)?;
+    let recording = match args.db.as_ref().filter(|_| !args.no_db) {
+        Some(path) => {
+            let store = SqliteStore::open(path).map_err(|e| BadInput(e.to_string()))?;
+            let mut start = plan.scan_start("scan");
+            // How to start this scan again, for --resume: the same options from the same folder.
+            start.parameters["argv"] = serde_json::json!(std::env::args().collect::<Vec<_>>());
+            start.parameters["cwd"] = serde_json::json!(std::env::current_dir()?.display().to_string());
+            Some(Recording::New(Box::new(store), Box::new(start)))
+        }
+        None => None,
+    };
+    finish(&plan, recording, sinks, &args).await
+}
+
+fn sinks_of(args: &ScanArgs) -> anyhow::Result<Vec<Box<dyn FindingSink>>> {
     let mut sinks: Vec<Box<dyn FindingSink>> = Vec::new();
     match &args.out {
         Some(path) => sinks.push(Box::new(JsonlWriter::new(std::io::BufWriter::new(create(path)?)))),
@@ -292,23 +343,79 @@ pub async fn command(args: ScanArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.csv {
         sinks.push(Box::new(CsvWriter::new(std::io::BufWriter::new(create(path)?))?));
     }
-    let history = match args.db.as_ref().filter(|_| !args.no_db) {
-        Some(path) => {
-            let store = SqliteStore::open(path).map_err(|e| BadInput(e.to_string()))?;
-            Some((Box::new(store) as Box<dyn Store + Send>, plan.scan_start("scan")))
-        }
-        None => None,
-    };
+    Ok(sinks)
+}
+
+async fn finish(
+    plan: &ScanPlan,
+    recording: Option<Recording>,
+    sinks: Vec<Box<dyn FindingSink>>,
+    args: &ScanArgs,
+) -> anyhow::Result<ExitCode> {
     let stop = CancellationToken::new();
     spawn_signal_handler(stop.clone());
     let style = if args.engine.quiet { ProgressStyle::Quiet } else { ProgressStyle::Auto };
-    let report = run_scan(&plan, history, sinks, style, stop).await?;
-    eprint!("{}", summary_text(&plan, &report));
+    let report = run_scan(plan, recording, sinks, style, stop).await?;
+    eprint!("{}", summary_text(plan, &report));
     if let Some(e) = &report.history_error {
         eprintln!("error: the history was not updated: {e}");
         return Ok(ExitCode::FAILURE);
     }
     Ok(if report.stats.interrupted { ExitCode::from(EXIT_INTERRUPTED) } else { ExitCode::SUCCESS })
+}
+
+/// `scan --resume [SCAN]`: the scan's own options, from its own folder, continued from its checkpoint.
+async fn resume(which: Option<i64>, args: &ScanArgs) -> anyhow::Result<ExitCode> {
+    if args.no_db {
+        return Err(BadInput("--resume needs the history (--db), not --no-db".into()).into());
+    }
+    let db = args.db.clone().unwrap_or_else(|| "otscope.db".into());
+    let db = std::path::absolute(&db)?;
+    let store = super::history::open_existing(&db)?;
+    let id = match which {
+        Some(id) => id,
+        None => store
+            .scans()
+            .map_err(|e| BadInput(e.to_string()))?
+            .into_iter()
+            .rev()
+            .find(|s| s.start.kind == "scan" && !s.completed())
+            .map(|s| s.id)
+            .ok_or_else(|| BadInput(format!("{}: no unfinished scan to resume", db.display())))?,
+    };
+    let record = store.scan(id).map_err(|e| BadInput(e.to_string()))?;
+    let position = store.resume_point(id).map_err(|e| BadInput(e.to_string()))?;
+    let params = &record.start.parameters;
+    let argv: Vec<String> = serde_json::from_value(params["argv"].clone())
+        .map_err(|_| BadInput(format!("scan {id} was not started by `otscope scan`: it cannot be resumed")))?;
+    let cwd = params["cwd"].as_str().unwrap_or(".").to_string();
+    // Outputs named now are relative to the folder the resume runs in, before moving to the scan's own.
+    let sinks = sinks_of(args)?;
+    std::env::set_current_dir(&cwd).map_err(|e| BadInput(format!("scan {id} ran in {cwd}: {e}")))?;
+    let original = match <crate::cli::Cli as clap::Parser>::try_parse_from(&argv).map(|c| c.command) {
+        Ok(crate::cli::Command::Scan(a)) => a,
+        _ => return Err(BadInput(format!("scan {id}: its stored command line does not parse")).into()),
+    };
+    let mut engine = original.engine.clone();
+    engine.seed = params["seed"].as_u64();
+    let scope = &original.scope;
+    let plan = plan_scan(
+        scope.ledger()?,
+        scope.exclude.as_deref(),
+        &scope.fingerprints,
+        scope.ports.clone().map(|p| p.0),
+        &scope.selection(),
+        &engine,
+    )
+    .await?;
+    if plan.stream().coverage(plan.seed, plan.shard) != record.start.coverage {
+        return Err(BadInput(format!(
+            "scan {id}: the ledger, exclusions or ports changed since it started, so its target order would differ: start a new scan"
+        ))
+        .into());
+    }
+    eprintln!("resuming scan {id} from position {position} of {}", record.start.targets_total);
+    finish(&plan, Some(Recording::Resume(Box::new(store), id, position)), sinks, &original).await
 }
 
 fn create(path: &Path) -> anyhow::Result<std::fs::File> {

@@ -11,6 +11,7 @@ pub use progress::{Progress, ProgressStyle};
 
 use crate::probes::Identity;
 use crate::scope::Target;
+use crate::targets::TargetStream;
 use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
@@ -36,6 +37,15 @@ impl Observation {
     }
 }
 
+/// What the engine hands downstream, in order: observations, and checkpoints that vouch for every
+/// observation of an earlier position having been handed over before them.
+#[derive(Debug)]
+pub enum EngineEvent {
+    Found(Observation),
+    /// Every target before this permutation position has been probed (and its finding, if any, sent).
+    Checkpoint(u64),
+}
+
 /// What the engine asks of each target: `None` when nothing answers.
 #[async_trait]
 pub trait Prober: Send + Sync {
@@ -54,6 +64,8 @@ pub struct EngineConfig {
     pub host_interval: Duration,
     /// Hard limit on everything one target may take, whatever the peer does.
     pub target_deadline: Duration,
+    /// How often to emit a checkpoint (`None`: never, for runs nobody will resume).
+    pub checkpoint_every: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +76,7 @@ impl Default for EngineConfig {
             per_host: 1,
             host_interval: Duration::from_millis(100),
             target_deadline: Duration::from_secs(20),
+            checkpoint_every: Some(Duration::from_secs(1)),
         }
     }
 }
@@ -83,13 +96,14 @@ impl RunStats {
     }
 }
 
-/// Probes every target of `targets`, sending each observation to `found`, until the targets run out
+/// Probes every target of `targets`, sending each observation to `events`, until the targets run out
 /// or `stop` is cancelled; then waits for the probes in flight to finish or hit their deadline.
+/// With checkpoints on, it also sends the position before which every target is done.
 pub async fn run(
-    targets: impl Iterator<Item = Target>,
+    mut targets: TargetStream,
     prober: Arc<dyn Prober>,
     config: &EngineConfig,
-    found: mpsc::Sender<Observation>,
+    events: mpsc::Sender<EngineEvent>,
     progress: Arc<Progress>,
     stop: CancellationToken,
 ) -> RunStats {
@@ -100,42 +114,79 @@ pub async fn run(
     let limiter: Option<Arc<DefaultDirectRateLimiter>> =
         config.rate.map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r).allow_burst(NonZeroU32::MIN))));
     let deadline = config.target_deadline;
+    let frontier = config.checkpoint_every.map(|_| Arc::new(Frontier::new(targets.position())));
+    let ticker = match (&frontier, config.checkpoint_every) {
+        (Some(f), Some(every)) => {
+            let (f, events) = (f.clone(), events.clone());
+            Some(tokio::spawn(async move {
+                let mut last = None;
+                loop {
+                    tokio::time::sleep(every).await;
+                    let mark = f.watermark();
+                    if last != Some(mark) && events.send(EngineEvent::Checkpoint(mark)).await.is_err() {
+                        return;
+                    }
+                    last = Some(mark);
+                }
+            }))
+        }
+        _ => None,
+    };
 
     let mut interrupted = false;
-    for target in targets {
+    loop {
         let slot = tokio::select! {
             biased;
             _ = stop.cancelled() => { interrupted = true; break; }
             s = slots.clone().acquire_owned() => s.expect("semaphore never closed"),
         };
-        let (prober, gate, limiter, found, progress, stop) =
-            (prober.clone(), gate.clone(), limiter.clone(), found.clone(), progress.clone(), stop.clone());
+        // The rate is paced here, in dispatch order: waiting inside the probes would let a limiter with
+        // many waiters starve some of them for seconds, holding back the checkpoint behind them.
+        if let Some(l) = &limiter {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => { interrupted = true; break; }
+                _ = l.until_ready() => {}
+            }
+        }
+        let position = targets.position();
+        let Some(target) = targets.next() else { break };
+        if let Some(f) = &frontier {
+            f.dispatched(position, targets.position());
+        }
+        let (prober, gate, events, progress, stop, frontier) =
+            (prober.clone(), gate.clone(), events.clone(), progress.clone(), stop.clone(), frontier.clone());
         tokio::spawn(async move {
             let _slot = slot;
+            // A probe abandoned on stop stays in flight for the frontier: a resume probes it again.
             let pass = tokio::select! {
                 _ = stop.cancelled() => return,
                 pass = gate.enter(target.addr()) => pass,
             };
-            if let Some(l) = &limiter {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = l.until_ready() => {}
-                }
-            }
             let outcome = tokio::time::timeout(deadline, prober.probe(&target)).await;
             drop(pass);
             match outcome {
                 Ok(Some(observation)) => {
                     progress.record(true, false);
-                    let _ = found.send(observation).await;
+                    let _ = events.send(EngineEvent::Found(observation)).await;
                 }
                 Ok(None) => progress.record(false, false),
                 Err(_) => progress.record(false, true),
+            }
+            // Only after the finding is queued may the frontier move past this position.
+            if let Some(f) = &frontier {
+                f.done(position);
             }
         });
     }
     // Every slot back means every spawned probe has finished.
     let _all = slots.acquire_many(concurrency as u32).await.expect("semaphore never closed");
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    if let Some(f) = &frontier {
+        let _ = events.send(EngineEvent::Checkpoint(f.watermark())).await;
+    }
     let (probed, open, deadline_hits) = progress.counts();
     RunStats {
         probed,
@@ -143,5 +194,32 @@ pub async fn run(
         deadline_hits,
         elapsed: started.elapsed(),
         interrupted: interrupted || stop.is_cancelled(),
+    }
+}
+
+/// The positions in flight and the next one to dispatch: the watermark is the lowest position not
+/// yet done, so every target before it is done.
+struct Frontier {
+    state: std::sync::Mutex<(std::collections::BTreeSet<u64>, u64)>,
+}
+
+impl Frontier {
+    fn new(first: u64) -> Frontier {
+        Frontier { state: std::sync::Mutex::new((std::collections::BTreeSet::new(), first)) }
+    }
+
+    fn dispatched(&self, position: u64, next: u64) {
+        let mut s = self.state.lock().expect("not poisoned");
+        s.0.insert(position);
+        s.1 = next;
+    }
+
+    fn done(&self, position: u64) {
+        self.state.lock().expect("not poisoned").0.remove(&position);
+    }
+
+    fn watermark(&self) -> u64 {
+        let s = self.state.lock().expect("not poisoned");
+        s.0.first().copied().unwrap_or(s.1)
     }
 }

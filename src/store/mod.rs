@@ -93,6 +93,11 @@ pub trait Store {
     fn begin_scan(&mut self, start: &ScanStart) -> Result<ScanId, StoreError>;
     /// Records a finding of `scan`, setting its change status against the service's history.
     fn record(&mut self, scan: ScanId, finding: &mut Finding) -> Result<(), StoreError>;
+    /// Records that every target before `position` of the scan's permutation is done, atomically with
+    /// the findings recorded so far.
+    fn checkpoint(&mut self, scan: ScanId, position: u64) -> Result<(), StoreError>;
+    /// The checkpoint of an unfinished scan, from which it resumes.
+    fn resume_point(&self, scan: ScanId) -> Result<u64, StoreError>;
     /// Closes a scan; a completed scan marks as gone every known service it covered but did not see.
     fn finish_scan(&mut self, scan: ScanId, end: ScanEnd, ended_at: &str) -> Result<(), StoreError>;
     fn scans(&self) -> Result<Vec<ScanRecord>, StoreError>;

@@ -26,7 +26,8 @@ CREATE TABLE scans (
     kind TEXT NOT NULL,
     probed INTEGER,
     open INTEGER,
-    completed INTEGER NOT NULL DEFAULT 0
+    completed INTEGER NOT NULL DEFAULT 0,
+    checkpoint INTEGER
 );
 CREATE TABLE services (
     ip TEXT NOT NULL,
@@ -118,6 +119,14 @@ impl SqliteStore {
             self.batch = Some((0, Instant::now()));
         }
         Ok(())
+    }
+
+    /// Commits the open batch when it is big or old enough.
+    fn flush_if_due(&mut self) -> Result<(), StoreError> {
+        match self.batch {
+            Some((count, since)) if count >= BATCH_RECORDS || since.elapsed() >= BATCH_AGE => self.flush(),
+            _ => Ok(()),
+        }
     }
 
     /// Commits the open batch, if any.
@@ -215,17 +224,34 @@ impl Store for SqliteStore {
         let ip = finding.ip.to_string();
         let transport = finding.transport.as_str();
         let key = identity_key(finding);
-        let previous: Option<(String, Option<i64>)> = self
+        let previous: Option<(String, Option<i64>, i64)> = self
             .conn
-            .prepare_cached("SELECT identity, gone_scan FROM services WHERE ip = ?1 AND port = ?2 AND transport = ?3")
+            .prepare_cached(
+                "SELECT identity, gone_scan, last_scan FROM services WHERE ip = ?1 AND port = ?2 AND transport = ?3",
+            )
             .and_then(|mut st| {
-                st.query_row(params![ip, finding.port, transport], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+                st.query_row(params![ip, finding.port, transport], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()
             })
             .map_err(|e| self.fail(e))?;
-        let (change, changed) = match previous {
-            None => (Change::New, Vec::new()),
-            Some((_, Some(_gone))) => (Change::New, Vec::new()),
-            Some((identity, None)) => {
+        // A resumed scan may probe a target again that it had already recorded: the status stays the one
+        // it got against the scans before, so a resume never turns "new" into "persisting".
+        let earlier: Option<Finding> = match &previous {
+            Some((_, _, last)) if *last == scan => self
+                .conn
+                .prepare_cached(
+                    "SELECT finding FROM observations WHERE scan_id = ?1 AND ip = ?2 AND port = ?3 AND transport = ?4",
+                )
+                .and_then(|mut st| st.query_row(params![scan, ip, finding.port, transport], |r| r.get::<_, String>(0)))
+                .optional()
+                .map_err(|e| self.fail(e))?
+                .and_then(|t| serde_json::from_str(&t).ok()),
+            _ => None,
+        };
+        let (change, changed) = match (previous, earlier) {
+            (_, Some(f)) => (f.change.unwrap_or(Change::New), f.changed),
+            (None, None) => (Change::New, Vec::new()),
+            (Some((_, Some(_gone), _)), None) => (Change::New, Vec::new()),
+            (Some((identity, None, _)), None) => {
                 let before = serde_json::from_str(&identity).unwrap_or_default();
                 let changed = compare(&before, &key);
                 if changed.is_empty() {
@@ -257,12 +283,30 @@ impl Store for SqliteStore {
                 .and_then(|mut st| st.execute(params![ip, finding.port, transport, finding.observed_at, scan, identity]))
             });
         result.map_err(|e| self.fail(e))?;
-        let (count, since) = self.batch.as_mut().expect("in a batch");
-        *count += 1;
-        if *count >= BATCH_RECORDS || since.elapsed() >= BATCH_AGE {
-            self.flush()?;
+        self.batch.as_mut().expect("in a batch").0 += 1;
+        self.flush_if_due()
+    }
+
+    fn checkpoint(&mut self, scan: ScanId, position: u64) -> Result<(), StoreError> {
+        self.in_batch()?;
+        self.conn
+            .prepare_cached("UPDATE scans SET checkpoint = ?1 WHERE id = ?2")
+            .and_then(|mut st| st.execute(params![position as i64, scan]))
+            .map_err(|e| db_error(&self.path, e))?;
+        self.flush_if_due()
+    }
+
+    fn resume_point(&self, scan: ScanId) -> Result<u64, StoreError> {
+        let record = self.scan(scan)?;
+        if record.completed() {
+            return Err(StoreError::Invalid(format!("scan {scan} completed: there is nothing to resume")));
         }
-        Ok(())
+        let position: Option<i64> = self
+            .conn
+            .query_row("SELECT checkpoint FROM scans WHERE id = ?1", [scan], |r| r.get(0))
+            .map_err(|e| self.fail(e))?;
+        // No checkpoint yet: the scan is redone from its first position (its findings are replaced, not repeated).
+        Ok(position.map(|p| p as u64).unwrap_or(record.start.coverage.shard.index - 1))
     }
 
     fn finish_scan(&mut self, scan: ScanId, end: ScanEnd, ended_at: &str) -> Result<(), StoreError> {

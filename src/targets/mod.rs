@@ -140,6 +140,20 @@ impl TargetStream {
         TargetStream { space, permutation, next_position: shard.index - 1, step: shard.count }
     }
 
+    /// The permutation position of the next target: what a checkpoint records.
+    pub fn position(&self) -> u64 {
+        self.next_position
+    }
+
+    /// Continues from a checkpointed position of this shard (earlier positions are skipped).
+    pub fn resume_at(mut self, position: u64) -> Result<TargetStream, String> {
+        if position < self.next_position || (position - self.next_position) % self.step != 0 {
+            return Err(format!("checkpoint {position} is not a position of this shard"));
+        }
+        self.next_position = position;
+        Ok(self)
+    }
+
     /// How many targets this stream yields in all.
     pub fn total(&self) -> u64 {
         let n = self.permutation.len();

@@ -194,3 +194,25 @@ pub fn attributes_with_rules(f: &otscope::findings::Finding) -> serde_json::Map<
     }
     m
 }
+
+/// A library whose one rule reads a firmware version from a banner like "FW 1.2".
+pub fn firmware_library(dir: &Path) -> std::path::PathBuf {
+    let lib = dir.join("fp");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(lib.join("ports.toml"), "ports = [\"2222\"]\n").unwrap();
+    std::fs::write(
+        lib.join("lab.toml"),
+        r#"
+[[rule]]
+id = "lab.fw"
+protocol = "unknown"
+when = [{ field = "banner", regex = '^FW (?P<v>\S+)' }]
+set = { protocol = "labfw", vendor = "Lab", product = "Gadget", version = "{v}" }
+[[rule.example]]
+banner = 'FW 1.0\r\n'
+expect = { protocol = "labfw", version = "1.0" }
+"#,
+    )
+    .unwrap();
+    lib
+}
