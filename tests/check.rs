@@ -314,6 +314,11 @@ summary: 2 open, 0 new, 0 changed, 0 gone, 2 persisting; recorded as scan 2, 3
     let (o, hit) = check(&["--vendor", "ACME", "--ip", "127.128.3.2"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(hit, [".2:502"]);
+    assert!(
+        text(&o).contains("not re-checked (outside the ledger's scope or the selection): 127.128.3.1:2222/tcp"),
+        "{}",
+        text(&o)
+    );
 
     let (o, hit) = check(&["--protocol", "modbus"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
