@@ -28,6 +28,17 @@ pub struct Cli {
 pub enum Command {
     /// Scan the ledger's registered addresses for exposed services and identify them.
     Scan(Box<ScanArgs>),
+    /// Check a selection now and print what answers, grouped by enterprise, with its change since the last scan.
+    ///
+    /// Examples:
+    ///   otscope check --targets ledger.csv --enterprise E-17
+    ///   otscope check --targets ledger.csv --ip 10.1.2.0/28 --protocol modbus,s7comm
+    ///   otscope check --targets ledger.csv --vendor siemens   # every service last identified as Siemens
+    ///
+    /// Recorded in the history as a scan of kind "check". Exit status: 0 nothing new, changed or gone;
+    /// 3 something new, changed or gone; 2 bad input (nothing was probed).
+    #[command(verbatim_doc_comment)]
+    Check(Box<CheckArgs>),
     /// Work with the asset ledger.
     #[command(subcommand)]
     Ledger(LedgerCommand),
@@ -238,6 +249,33 @@ pub struct ScanArgs {
     pub engine: EngineArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Only this address or CIDR block (repeatable); it must lie inside the ledger's scope, exclusions applied.
+    #[arg(long, value_name = "ADDR|CIDR", value_parser = parse_network)]
+    pub ip: Vec<ipnetwork::IpNetwork>,
+    /// Only these protocols, e.g. modbus,s7comm: probe the ports where they are expected, report their findings.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub protocol: Vec<String>,
+    /// Re-check every service the history last identified as this vendor (case-insensitive substring).
+    #[arg(long, value_name = "TEXT")]
+    pub vendor: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+fn parse_network(s: &str) -> Result<ipnetwork::IpNetwork, String> {
+    match crate::ledger::TargetSpec::parse(s)? {
+        crate::ledger::TargetSpec::Address(a) => Ok(a.into()),
+        crate::ledger::TargetSpec::Block(n) => Ok(n),
+        _ => Err(format!("{s:?} is not an IP address or CIDR block")),
+    }
+}
+
 /// What to scan: the ledger, exclusions, ports, the library and the selection of objects.
 #[derive(Debug, Args, Clone)]
 pub struct ScopeArgs {
@@ -277,6 +315,7 @@ impl ScopeArgs {
             levels: self.level.clone(),
             districts: self.district.clone(),
             enterprises: self.enterprise.clone(),
+            ..Default::default()
         }
     }
 }

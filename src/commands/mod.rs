@@ -1,5 +1,6 @@
 //! The commands behind the command line; `main` maps their outcome to an exit status.
 
+mod check;
 mod event;
 mod history;
 mod ledger;
@@ -23,6 +24,7 @@ pub struct BadInput(pub String);
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Scan(args) => scan::command(*args).await,
+        Command::Check(args) => check::command(*args).await,
         Command::Ledger(LedgerCommand::Check { file, exclude }) => ledger::check(&file, exclude.as_deref()),
         Command::Rules(RulesCommand::Check { fingerprints }) => rules::check(&fingerprints),
         Command::Rules(RulesCommand::Test { fingerprints }) => rules::test(&fingerprints),

@@ -9,6 +9,7 @@ pub use resolve::{resolve_hostnames, ResolverSettings};
 
 use crate::ledger::{to_u128, InputError, InputErrors, Ledger, Level, TargetSpec};
 use crate::targets::PortSpec;
+use ipnetwork::IpNetwork;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -31,6 +32,24 @@ pub struct Selection {
     pub levels: Vec<Level>,
     pub districts: Vec<String>,
     pub enterprises: Vec<String>,
+    /// A further narrowing to these addresses and blocks (`check --ip`): each must lie wholly inside
+    /// the scope the rest of the selection gives (exclusions applied), or the scope is refused.
+    #[serde(skip_serializing_if = "Vec::is_empty", with = "networks")]
+    pub ips: Vec<IpNetwork>,
+}
+
+/// `ips` as text ("127.0.0.1/32"), so stored selections read like the command line.
+mod networks {
+    use ipnetwork::IpNetwork;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ips: &[IpNetwork], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(ips.iter().map(|n| n.to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNetwork>, D::Error> {
+        Vec::<String>::deserialize(d)?.iter().map(|t| t.parse().map_err(serde::de::Error::custom)).collect()
+    }
 }
 
 impl Selection {
@@ -239,23 +258,54 @@ impl Scope {
         pieces.sort_by_key(|p| p.0);
 
         let registered_total: u128 = pieces.iter().map(|p| p.0.size()).sum();
-        let mut blocks = Vec::new();
-        let mut offset: u64 = 0;
+        let mut kept: Vec<(Span, u32, Option<Arc<str>>)> = Vec::new();
         for (span, owner, hostname) in pieces {
-            for kept in subtract(&[span], &excluded) {
-                blocks.push(Block { span: kept, offset, owner, hostname: hostname.clone() });
-                offset += kept.size() as u64;
+            kept.extend(subtract(&[span], &excluded).into_iter().map(|k| (k, owner, hostname.clone())));
+        }
+        let in_scope: u128 = kept.iter().map(|p| p.0.size()).sum();
+
+        // `ips` only narrows: every address it names must already be in the scope built so far.
+        if !selection.ips.is_empty() {
+            let covered = merge(kept.iter().map(|p| p.0).collect());
+            let mut wanted = Vec::new();
+            for net in &selection.ips {
+                let (a, b) = TargetSpec::Block(*net).interval().expect("blocks have intervals");
+                let span = Span::of(a, b);
+                if let Some(gap) = subtract(&[span], &covered).first() {
+                    errors.push(outside_scope(ledger, resolved, selection, net, to_addr(gap.family, gap.first)));
+                }
+                wanted.push(span);
             }
+            if !errors.is_empty() {
+                return Err(InputErrors(errors));
+            }
+            let wanted = merge(wanted);
+            kept = kept
+                .into_iter()
+                .flat_map(|(s, o, h)| intersect(s, &wanted).into_iter().map(move |k| (k, o, h.clone())))
+                .collect();
         }
 
+        let mut blocks = Vec::new();
+        let mut offset: u64 = 0;
+        for (span, owner, hostname) in kept {
+            blocks.push(Block { span, offset, owner, hostname });
+            offset += span.size() as u64;
+        }
+
+        // Narrowed to addresses, the scope covers only the objects that still have some.
+        let mut counted = vec![selection.ips.is_empty(); owners.len()];
+        for b in &blocks {
+            counted[b.owner as usize] = true;
+        }
         let mut summary = ScopeSummary {
-            enterprises: owners.len(),
+            enterprises: counted.iter().filter(|c| **c).count(),
             addresses: offset,
-            excluded_addresses: (registered_total - offset as u128) as u64,
+            excluded_addresses: (registered_total - in_scope) as u64,
             unresolved_hostnames: unresolved,
             ..Default::default()
         };
-        for o in &owners {
+        for (o, _) in owners.iter().zip(&counted).filter(|(_, c)| **c) {
             *summary.districts.entry(o.district.clone()).or_default() += 1;
         }
         for b in &blocks {
@@ -404,6 +454,80 @@ impl TargetSpace {
     }
 }
 
+/// Why `addr`, named by `--ip given`, is not in the scope: excluded (by which line), registered by an
+/// object the selection leaves out (which line), or not registered at all.
+fn outside_scope(
+    ledger: &Ledger,
+    resolved: &Resolved,
+    selection: &Selection,
+    given: &IpNetwork,
+    addr: IpAddr,
+) -> InputError {
+    let has = |spec: &TargetSpec| match spec {
+        TargetSpec::Hostname(h) => matches!(resolved.get(h), Some(Ok(addrs)) if addrs.contains(&addr)),
+        spec => spec.interval().is_some_and(|(a, b)| {
+            family(a) == family(addr) && to_u128(a) <= to_u128(addr) && to_u128(addr) <= to_u128(b)
+        }),
+    };
+    let given = if given.prefix() == if given.is_ipv4() { 32 } else { 128 } {
+        given.ip().to_string()
+    } else {
+        given.to_string()
+    };
+    let field = format!("--ip {given}");
+    if let Some(x) = ledger.exclusions.iter().find(|x| has(&x.spec)) {
+        return InputError {
+            file: x.origin.file.clone(),
+            line: x.origin.line,
+            field,
+            message: format!("{addr} is excluded by this line: it is never probed"),
+        };
+    }
+    let admitted = |e: &crate::ledger::Enterprise| {
+        (selection.levels.is_empty() || selection.levels.contains(&e.level))
+            && (selection.districts.is_empty() || selection.districts.contains(&e.district))
+            && (selection.enterprises.is_empty() || selection.enterprises.contains(&e.id))
+    };
+    if let Some(e) = ledger.enterprises.iter().find(|e| !admitted(e) && e.targets.iter().any(has)) {
+        let mut left_out = Vec::new();
+        if !selection.levels.is_empty() {
+            left_out.push("--level");
+        }
+        if !selection.districts.is_empty() {
+            left_out.push("--district");
+        }
+        if !selection.enterprises.is_empty() {
+            left_out.push("--enterprise");
+        }
+        return InputError {
+            file: ledger.path.clone(),
+            line: e.line,
+            field,
+            message: format!(
+                "{addr} belongs to enterprise {:?} ({}, {}), which the selection ({}) leaves out",
+                e.id,
+                e.district,
+                e.level.as_str(),
+                left_out.join(", ")
+            ),
+        };
+    }
+    InputError {
+        file: ledger.path.clone(),
+        line: 0,
+        field,
+        message: format!("{addr} is not registered in the ledger: nothing outside the ledger's scope is probed"),
+    }
+}
+
+/// The parts of `span` inside the merged, sorted `with`.
+fn intersect(span: Span, with: &[Span]) -> Vec<Span> {
+    with.iter()
+        .filter(|w| w.family == span.family && w.first <= span.last && w.last >= span.first)
+        .map(|w| Span { family: span.family, first: span.first.max(w.first), last: span.last.min(w.last) })
+        .collect()
+}
+
 /// Sorts and merges overlapping or adjacent spans.
 fn merge(mut spans: Vec<Span>) -> Vec<Span> {
     spans.sort();
@@ -501,6 +625,34 @@ mod tests {
         assert_eq!(s.address_count(), 4);
         assert!(s.contains("127.0.0.3".parse().unwrap()));
         assert!(!s.contains("127.0.1.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn ips_narrow_the_scope_and_must_lie_inside_it() {
+        let l = ledger("E1,a,d1,s,important,127.0.0.0/29,c\nE2,b,d2,s,general,127.0.1.1,c\nX,,,,exclude,127.0.0.6,\n");
+        let ips = |list: &[&str]| list.iter().map(|t| t.parse().unwrap()).collect::<Vec<IpNetwork>>();
+        let sel = Selection { ips: ips(&["127.0.0.4/31", "127.0.1.1/32", "127.0.0.5/32"]), ..Default::default() };
+        let s = Scope::build(&l, &Resolved::new(), &sel).unwrap();
+        assert_eq!(all_addrs(&s), ["127.0.0.4", "127.0.0.5", "127.0.1.1"]);
+        assert_eq!((s.summary().enterprises, s.summary().excluded_addresses), (2, 1));
+        let sel = Selection { ips: ips(&["127.0.0.1/32"]), ..Default::default() };
+        let s = Scope::build(&l, &Resolved::new(), &sel).unwrap();
+        assert_eq!((all_addrs(&s), s.summary().enterprises), (vec!["127.0.0.1".to_string()], 1));
+
+        let refused = |sel: Selection| Scope::build(&l, &Resolved::new(), &sel).unwrap_err().to_string();
+        assert_eq!(
+            refused(Selection { ips: ips(&["127.0.0.4/30"]), ..Default::default() }),
+            "t.csv:4: --ip 127.0.0.4/30: 127.0.0.6 is excluded by this line: it is never probed"
+        );
+        assert_eq!(
+            refused(Selection { ips: ips(&["127.0.0.0/28", "127.0.2.0/32"]), ..Default::default() }),
+            "t.csv:4: --ip 127.0.0.0/28: 127.0.0.6 is excluded by this line: it is never probed\n\
+             t.csv:0: --ip 127.0.2.0: 127.0.2.0 is not registered in the ledger: nothing outside the ledger's scope is probed"
+        );
+        assert_eq!(
+            refused(Selection { levels: vec![Level::Important], ips: ips(&["127.0.1.1/32"]), ..Default::default() }),
+            "t.csv:3: --ip 127.0.1.1: 127.0.1.1 belongs to enterprise \"E2\" (d2, general), which the selection (--level) leaves out"
+        );
     }
 
     #[test]

@@ -1,0 +1,352 @@
+//! `otscope check`: scan a selection now and print what answers, grouped by enterprise, each service
+//! with its change since the last scan that saw it. The check is recorded as a scan of kind "check".
+//!
+//! Every narrowing (`--ip`, `--vendor`) goes through the [`Selection`] and the port list, so the
+//! targets still come only from the scope: nothing outside the ledger can be probed.
+
+use super::history::{open_existing, EXIT_CHANGES};
+use super::scan::{plan_scan, run_scan, spawn_signal_handler, ScanPlan};
+use super::{BadInput, EXIT_INTERRUPTED};
+use crate::cli::CheckArgs;
+use crate::engine::ProgressStyle;
+use crate::findings::{compare, identity_key, Change, Finding};
+use crate::scope::{Selection, Transport};
+use crate::store::{ScanId, ServiceRecord, SqliteStore, Store, StoreError};
+use crate::targets::PortSpec;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+type Key = (IpAddr, u16, Transport);
+
+fn user(e: StoreError) -> BadInput {
+    BadInput(e.to_string())
+}
+
+pub async fn command(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let scope = &args.scope;
+    let mut selection = scope.selection();
+    selection.ips = args.ip.clone();
+    let protocols = protocol_set(&args.protocol, &args.engine.enable_probe)?;
+    let ports = port_filter(scope.ports.as_ref().map(|p| p.0.clone()), &protocols)?;
+    let engine = &args.engine;
+    let plan = |selection: Selection, ports: Option<Vec<PortSpec>>| async move {
+        plan_scan(&scope.targets, scope.exclude.as_deref(), &scope.fingerprints, ports, &selection, engine).await
+    };
+
+    // Every plan is made (and every input checked) before anything is sent.
+    let mut plans = Vec::new();
+    match args.vendor.as_deref() {
+        None => plans.push(plan(selection, ports).await?),
+        Some(text) => {
+            let services = last_identified_as(&args.db.db, text)?;
+            let selected = plan(selection.clone(), ports.clone()).await?;
+            let mut by_ip: BTreeMap<IpAddr, BTreeSet<PortSpec>> = BTreeMap::new();
+            for (ip, port) in services {
+                let wanted = ports.as_ref().map_or(true, |p| p.contains(&port));
+                if wanted && selected.space.scope().contains(ip) {
+                    by_ip.entry(ip).or_default().insert(port);
+                } else {
+                    eprintln!("not re-checked (outside the ledger's scope or the selection): {ip}:{port}");
+                }
+            }
+            if by_ip.is_empty() {
+                return Err(BadInput(format!(
+                    "--vendor {text:?}: none of the services last identified as this vendor is in the selection"
+                ))
+                .into());
+            }
+            // Addresses with the same ports make one scan, so exactly these services are probed.
+            let mut groups: BTreeMap<Vec<PortSpec>, Vec<IpAddr>> = BTreeMap::new();
+            for (ip, ports) in by_ip {
+                groups.entry(ports.into_iter().collect()).or_default().push(ip);
+            }
+            for (ports, ips) in groups {
+                let narrowed = Selection { ips: ips.into_iter().map(Into::into).collect(), ..selection.clone() };
+                plans.push(plan(narrowed, Some(ports)).await?);
+            }
+        }
+    }
+
+    let stop = CancellationToken::new();
+    spawn_signal_handler(stop.clone());
+    let style = if args.engine.quiet { ProgressStyle::Quiet } else { ProgressStyle::Auto };
+    let mut rows = Vec::new();
+    let mut scans = Vec::new();
+    let mut interrupted = false;
+    for plan in &plans {
+        let (scan, mut found, completed) = check_one(plan, &args.db.db, style, stop.clone()).await?;
+        scans.push(scan);
+        rows.append(&mut found);
+        if !completed {
+            interrupted = true;
+            break;
+        }
+    }
+    rows.retain(|r| protocols.is_empty() || r.protocols.iter().any(|p| protocols.contains(p)));
+    let order: HashMap<&str, usize> =
+        plans[0].ledger.enterprises.iter().enumerate().map(|(i, e)| (e.id.as_str(), i)).collect();
+    rows.sort_by_key(|r| {
+        let f = &r.finding;
+        (order.get(f.enterprise_id.as_str()).copied().unwrap_or(usize::MAX), f.ip, f.port, f.transport)
+    });
+    print!("{}", table(&rows, &scans));
+    if interrupted {
+        eprintln!("check interrupted: only part of the selection was probed; gone services cannot be claimed");
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
+    let news = rows.iter().filter(|r| r.change != Change::Persisting).count();
+    Ok(if news > 0 { ExitCode::from(EXIT_CHANGES) } else { ExitCode::SUCCESS })
+}
+
+/// The protocol ids of `--protocol`, each known to the probe registry (opt-in ones enabled).
+fn protocol_set(given: &[String], enabled: &[String]) -> Result<BTreeSet<String>, BadInput> {
+    let mut known: Vec<&str> = crate::probes::registry().iter().map(|p| p.protocol()).collect();
+    known.sort();
+    known.dedup();
+    let mut out = BTreeSet::new();
+    for p in given.iter().map(|p| p.trim().to_ascii_lowercase()) {
+        if !known.contains(&p.as_str()) {
+            return Err(BadInput(format!(
+                "--protocol {p:?}: no probe for this protocol (known: {})",
+                known.join(", ")
+            )));
+        }
+        if crate::probes::opt_in_protocols().contains(&p.as_str()) && !enabled.contains(&p) {
+            return Err(BadInput(format!("--protocol {p}: an opt-in probe: add --enable-probe {p}")));
+        }
+        out.insert(p);
+    }
+    Ok(out)
+}
+
+/// The ports to probe: where the protocols are expected (in the clear or in TLS), within `--ports` if given.
+fn port_filter(ports: Option<Vec<PortSpec>>, protocols: &BTreeSet<String>) -> Result<Option<Vec<PortSpec>>, BadInput> {
+    if protocols.is_empty() {
+        return Ok(ports);
+    }
+    let mut expected = BTreeSet::new();
+    for p in crate::probes::registry().iter().filter(|p| protocols.contains(p.protocol())) {
+        expected.extend(p.default_ports().iter().map(|&port| PortSpec { port, transport: p.transport() }));
+        expected.extend(p.tls_ports().iter().map(|&port| PortSpec { port, transport: Transport::Tcp }));
+    }
+    let chosen: Vec<PortSpec> =
+        expected.into_iter().filter(|p| ports.as_ref().map_or(true, |given| given.contains(p))).collect();
+    if chosen.is_empty() {
+        return Err(BadInput("--protocol and --ports have no port in common: nothing to probe".into()));
+    }
+    Ok(Some(chosen))
+}
+
+fn transport_of(text: &str) -> Option<Transport> {
+    match text {
+        "tcp" => Some(Transport::Tcp),
+        "udp" => Some(Transport::Udp),
+        _ => None,
+    }
+}
+
+/// Every service of the history whose last finding names a vendor containing `text` (any case).
+fn last_identified_as(db: &Path, text: &str) -> Result<Vec<(IpAddr, PortSpec)>, BadInput> {
+    let needle = text.trim().to_lowercase();
+    if needle.is_empty() {
+        return Err(BadInput("--vendor: give some text of the vendor's name".into()));
+    }
+    let store = open_existing(db)?;
+    let ips: BTreeSet<IpAddr> = store.sightings().map_err(user)?.into_iter().map(|s| s.ip).collect();
+    let mut out = Vec::new();
+    for ip in ips {
+        for s in store.services_of(ip).map_err(user)? {
+            let matches = s.last.vendor.as_deref().is_some_and(|v| v.to_lowercase().contains(&needle));
+            if let (true, Some(transport)) = (matches, transport_of(&s.transport)) {
+                out.push((ip, PortSpec { port: s.port, transport }));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(BadInput(format!(
+            "--vendor {text:?}: no service in the history {} was last identified as this vendor",
+            db.display()
+        )));
+    }
+    Ok(out)
+}
+
+/// The services of the history that a plan covers, with their last finding.
+fn known_services(store: &dyn Store, plan: &ScanPlan) -> Result<BTreeMap<Key, ServiceRecord>, StoreError> {
+    let coverage = plan.stream().coverage(plan.seed, plan.shard);
+    let index = coverage.index();
+    let ips: BTreeSet<IpAddr> = store
+        .sightings()?
+        .into_iter()
+        .filter(|s| transport_of(&s.transport).is_some_and(|t| index.contains(s.ip, s.port, t)))
+        .map(|s| s.ip)
+        .collect();
+    let mut out = BTreeMap::new();
+    for ip in ips {
+        for s in store.services_of(ip)? {
+            if let Some(t) = transport_of(&s.transport).filter(|t| index.contains(ip, s.port, *t)) {
+                out.insert((ip, s.port, t), s);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One line of the table: a service as the check found it (or last saw it, when gone).
+struct Row {
+    finding: Finding,
+    change: Change,
+    /// For a changed service: each changed identity key, before -> now.
+    detail: Vec<String>,
+    /// The protocol now and before, for `--protocol`.
+    protocols: Vec<String>,
+}
+
+/// Runs one planned check scan, recorded in the history; returns its id, its rows and whether it completed.
+async fn check_one(
+    plan: &ScanPlan,
+    db: &Path,
+    style: ProgressStyle,
+    stop: CancellationToken,
+) -> anyhow::Result<(ScanId, Vec<Row>, bool)> {
+    let store = SqliteStore::open(db).map_err(user)?;
+    let before = known_services(&store, plan).map_err(user)?;
+    let history = Some((Box::new(store) as Box<dyn Store + Send>, plan.scan_start("check")));
+    let report = run_scan(plan, history, Vec::new(), style, stop).await?;
+    if let Some(e) = report.history_error {
+        anyhow::bail!("the history was not updated: {e}");
+    }
+    let scan = report.scan_id.expect("a check is recorded");
+    eprintln!(
+        "check scan {scan}: {} of {} targets probed in {:.1}s",
+        report.stats.probed,
+        plan.stream().total(),
+        report.stats.elapsed.as_secs_f64()
+    );
+    let mut rows = Vec::new();
+    for f in report.findings {
+        let previous = before.get(&(f.ip, f.port, f.transport)).map(|s| &s.last);
+        let change = f.change.unwrap_or(Change::New);
+        let mut detail = Vec::new();
+        if let (Change::Changed, Some(old)) = (change, previous) {
+            let (a, b) = (identity_key(old), identity_key(&f));
+            for name in compare(&a, &b) {
+                detail.push(format!("{name} {} -> {}", short(a.get(&name)), short(b.get(&name))));
+            }
+        }
+        let mut protocols = vec![f.protocol.clone()];
+        protocols.extend(previous.map(|p| p.protocol.clone()));
+        rows.push(Row { finding: f, change, detail, protocols });
+    }
+    // What the check covered and no longer found: the store marked it gone in this scan.
+    let store = SqliteStore::open(db).map_err(user)?;
+    let ips: BTreeSet<IpAddr> = before.keys().map(|k| k.0).collect();
+    for ip in ips {
+        for s in store.services_of(ip).map_err(user)? {
+            if s.gone_scan == Some(scan) {
+                let protocols = vec![s.last.protocol.clone()];
+                rows.push(Row { finding: s.last, change: Change::Gone, detail: Vec::new(), protocols });
+            }
+        }
+    }
+    Ok((scan, rows, !report.stats.interrupted))
+}
+
+fn short(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => "-".into(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Columns a terminal gives the text: CJK and full-width characters take two.
+fn width(s: &str) -> usize {
+    s.chars()
+        .map(|c| match c as u32 {
+            0x1100..=0x115F | 0x2E80..=0x303E | 0x3041..=0x33FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF => 2,
+            0xA000..=0xA4CF | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF | 0xFE30..=0xFE4F | 0xFF00..=0xFF60 => 2,
+            0xFFE0..=0xFFE6 | 0x20000..=0x3FFFD => 2,
+            _ => 1,
+        })
+        .sum()
+}
+
+const HEADINGS: [&str; 7] = ["ADDRESS", "PROTOCOL", "VENDOR", "PRODUCT", "VERSION", "SEVERITY", "CHANGE"];
+
+/// The rows grouped by enterprise under a header line, columns aligned across the whole table, and a summary.
+fn table(rows: &[Row], scans: &[ScanId]) -> String {
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            let f = &r.finding;
+            let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            let change = if r.detail.is_empty() {
+                r.change.as_str().to_string()
+            } else {
+                format!("{}: {}", r.change.as_str(), r.detail.join(", "))
+            };
+            [
+                format!("{}:{}/{}", f.ip, f.port, f.transport.as_str()),
+                f.protocol.clone(),
+                dash(&f.vendor),
+                dash(&f.product),
+                dash(&f.version),
+                f.severity.as_str().to_string(),
+                change,
+            ]
+        })
+        .collect();
+    let mut widths = HEADINGS.map(width);
+    for c in &cells {
+        for (w, text) in widths.iter_mut().zip(c) {
+            *w = (*w).max(width(text));
+        }
+    }
+    let line = |out: &mut String, texts: &[&str]| {
+        out.push_str("  ");
+        for (i, t) in texts.iter().enumerate() {
+            out.push_str(t);
+            if i + 1 < texts.len() {
+                out.push_str(&" ".repeat(widths[i] - width(t) + 2));
+            }
+        }
+        out.push('\n');
+    };
+    let mut out = String::new();
+    let mut current: Option<&str> = None;
+    for (r, c) in rows.iter().zip(&cells) {
+        let f = &r.finding;
+        if current != Some(f.enterprise_id.as_str()) {
+            if current.is_some() {
+                out.push('\n');
+            }
+            let _ = writeln!(out, "{} {} ({}, {})", f.enterprise_id, f.enterprise, f.district, f.level.as_str());
+            line(&mut out, &HEADINGS);
+            current = Some(&f.enterprise_id);
+        }
+        line(&mut out, &c.each_ref().map(String::as_str));
+    }
+    if rows.is_empty() {
+        out.push_str("no open service found\n");
+    } else {
+        out.push('\n');
+    }
+    let count = |c: Change| rows.iter().filter(|r| r.change == c).count();
+    let ids: Vec<String> = scans.iter().map(|s| s.to_string()).collect();
+    let _ = writeln!(
+        out,
+        "summary: {} open, {} new, {} changed, {} gone, {} persisting; recorded as scan {}",
+        rows.len() - count(Change::Gone),
+        count(Change::New),
+        count(Change::Changed),
+        count(Change::Gone),
+        count(Change::Persisting),
+        ids.join(", ")
+    );
+    out
+}
