@@ -5,7 +5,7 @@
 //! targets still come only from the scope: nothing outside the ledger can be probed.
 
 use super::history::{open_existing, EXIT_CHANGES};
-use super::scan::{plan_scan, run_scan, spawn_signal_handler, ScanPlan};
+use super::scan::{plan_scan, run_scan, spawn_signal_handler, Recording, ScanPlan};
 use super::{BadInput, EXIT_INTERRUPTED};
 use crate::cli::CheckArgs;
 use crate::engine::ProgressStyle;
@@ -33,8 +33,9 @@ pub async fn command(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let protocols = protocol_set(&args.protocol, &args.engine.enable_probe)?;
     let ports = port_filter(scope.ports.as_ref().map(|p| p.0.clone()), &protocols)?;
     let engine = &args.engine;
+    let ledger = scope.ledger()?;
     let plan = |selection: Selection, ports: Option<Vec<PortSpec>>| async move {
-        plan_scan(&scope.targets, scope.exclude.as_deref(), &scope.fingerprints, ports, &selection, engine).await
+        plan_scan(ledger, scope.exclude.as_deref(), &scope.fingerprints, ports, &selection, engine).await
     };
 
     // Every plan is made (and every input checked) before anything is sent.
@@ -215,7 +216,7 @@ async fn check_one(
 ) -> anyhow::Result<(ScanId, Vec<Row>, bool)> {
     let store = SqliteStore::open(db).map_err(user)?;
     let before = known_services(&store, plan).map_err(user)?;
-    let history = Some((Box::new(store) as Box<dyn Store + Send>, plan.scan_start("check")));
+    let history = Some(Recording::New(Box::new(store), Box::new(plan.scan_start("check"))));
     let report = run_scan(plan, history, Vec::new(), style, stop).await?;
     if let Some(e) = report.history_error {
         anyhow::bail!("the history was not updated: {e}");
