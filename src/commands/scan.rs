@@ -295,7 +295,8 @@ pub async fn command(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let history = match args.db.as_ref().filter(|_| !args.no_db) {
         Some(path) => {
             let store = SqliteStore::open(path).map_err(|e| BadInput(e.to_string()))?;
-            Some((Box::new(store) as Box<dyn Store + Send>, plan.scan_start("scan")))
+            let kind = args.profile.as_deref().map_or_else(|| "scan".to_string(), crate::config::kind_of);
+            Some((Box::new(store) as Box<dyn Store + Send>, plan.scan_start(&kind)))
         }
         None => None,
     };
