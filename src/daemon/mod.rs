@@ -93,7 +93,7 @@ pub async fn run_profile(job: &Job, stop: CancellationToken) -> anyhow::Result<R
     tracing::info!(
         profile = %p.name,
         scan,
-        state = if completed { "complete" } else { "partial" },
+        state = %if completed { "complete" } else { "partial" },
         found = outcome.found,
         new = outcome.new,
         changed = outcome.changed,
