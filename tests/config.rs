@@ -271,3 +271,17 @@ fn the_shipped_example_is_valid_and_safe() {
         }
     }
 }
+
+#[test]
+fn the_readme_example_is_valid() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme.split("### The configuration file").nth(1).unwrap();
+    let block = section.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+    let config = otscope::config::parse(Path::new("/etc/otscope/otscope.toml"), block).unwrap();
+    config.check_for_daemon().unwrap();
+    let daily = &config.profiles["daily"];
+    assert_eq!(daily.exports.lang, otscope::export::Lang::Zh);
+    let args = daily.scan_args(&config.path, &config.db, &[]).unwrap();
+    assert_eq!(args.db, Some(PathBuf::from("/var/lib/otscope/otscope.db")));
+    assert_eq!(args.engine.concurrency, 128);
+}
