@@ -73,6 +73,21 @@ pub enum Command {
     },
     /// Export a scan's findings: per district for the districts, or JSONL for the monitoring platform.
     Export(ExportArgs),
+    /// Run the scheduled profiles of a configuration file, unattended (SIGHUP reloads, SIGTERM stops).
+    Daemon {
+        /// The configuration file (TOML, see otscope.example.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Show each profile of a configuration file with its last run and its next one.
+    Status {
+        /// The configuration file (TOML, see otscope.example.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The scan history database (default: the configuration's `db`).
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+    },
     /// What changed between two scans: each service new, changed, persisting or gone.
     ///
     /// Default: the last two completed scans of the same objects. Gone is claimed only for services the
@@ -245,6 +260,12 @@ pub struct ScanArgs {
     /// options it was started with; it ends with exactly the findings an uninterrupted scan would have.
     #[arg(long, value_name = "SCAN", num_args = 0..=1)]
     pub resume: Option<Option<i64>>,
+    /// Take this scan's options from a profile of a configuration file (the command line wins).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The profile of `--config` to use (needed when the file has more than one).
+    #[arg(long, value_name = "NAME", requires = "config")]
+    pub profile: Option<String>,
     #[command(flatten)]
     pub engine: EngineArgs,
 }

@@ -5,6 +5,8 @@
 
 pub mod cli;
 pub mod commands;
+pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod event;
 pub mod export;

@@ -1,6 +1,5 @@
-use clap::Parser;
-use otscope::cli::Cli;
 use otscope::commands::{self, BadInput, EXIT_BAD_INPUT};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
@@ -11,7 +10,7 @@ async fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    let cli = otscope::config::parse_command_line();
     let default = match cli.verbose {
         0 => "otscope=info",
         1 => "otscope=debug",
@@ -20,6 +19,7 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match commands::run(cli).await {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! The commands behind the command line; `main` maps their outcome to an exit status.
 
 mod check;
+mod daemon;
 mod event;
 mod history;
 mod ledger;
@@ -23,8 +24,11 @@ pub struct BadInput(pub String);
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Scan(args) if args.config.is_some() => daemon::scan_profile(*args).await,
         Command::Scan(args) => scan::command(*args).await,
         Command::Check(args) => check::command(*args).await,
+        Command::Daemon { config } => daemon::daemon(&config).await,
+        Command::Status { config, db } => daemon::status(&config, db.as_deref()),
         Command::Ledger(LedgerCommand::Check { file, exclude }) => ledger::check(&file, exclude.as_deref()),
         Command::Rules(RulesCommand::Check { fingerprints }) => rules::check(&fingerprints),
         Command::Rules(RulesCommand::Test { fingerprints }) => rules::test(&fingerprints),

@@ -323,7 +323,8 @@ pub async fn command(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let recording = match args.db.as_ref().filter(|_| !args.no_db) {
         Some(path) => {
             let store = SqliteStore::open(path).map_err(|e| BadInput(e.to_string()))?;
-            let mut start = plan.scan_start("scan");
+            let kind = args.profile.as_deref().map_or_else(|| "scan".to_string(), crate::config::kind_of);
+            let mut start = plan.scan_start(&kind);
             // How to start this scan again, for --resume: the same options from the same folder.
             start.parameters["argv"] = serde_json::json!(std::env::args().collect::<Vec<_>>());
             start.parameters["cwd"] = serde_json::json!(std::env::current_dir()?.display().to_string());
@@ -392,6 +393,8 @@ async fn resume(which: Option<i64>, args: &ScanArgs) -> anyhow::Result<ExitCode>
     // Outputs named now are relative to the folder the resume runs in, before moving to the scan's own.
     let sinks = sinks_of(args)?;
     std::env::set_current_dir(&cwd).map_err(|e| BadInput(format!("scan {id} ran in {cwd}: {e}")))?;
+    let argv = crate::config::expand_command_line(argv.into_iter().map(Into::into).collect())
+        .map_err(|e| BadInput(format!("scan {id}: {e}")))?;
     let original = match <crate::cli::Cli as clap::Parser>::try_parse_from(&argv).map(|c| c.command) {
         Ok(crate::cli::Command::Scan(a)) => a,
         _ => return Err(BadInput(format!("scan {id}: its stored command line does not parse")).into()),

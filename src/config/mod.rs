@@ -1,0 +1,789 @@
+//! The configuration file (`otscope.toml`): named scan profiles, their schedules and exports, the time
+//! zone of the schedules and the history database.
+//!
+//! Every option keeps one definition, the one in [`crate::cli`]: a profile key is the long name of a
+//! `scan` option and its value becomes that option on a command line (`rate = 500` is `--rate=500`, a
+//! list gives the option once per element, `true` gives a bare flag). Clap parses that command line,
+//! so a profile accepts exactly what `scan` accepts and rejects it with the same message, reported here
+//! as `file:line: key: message`. Options given on the real command line win over the profile's. The keys
+//! that are not `scan` options (`schedule`, `exports`, and at the top `timezone`, `db`) are read here.
+
+use crate::cli::{Cli, Command as CliCommand, ScanArgs};
+use crate::commands::BadInput;
+use crate::export::Lang;
+use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+/// The default history database, as `scan --db` has it.
+pub const DEFAULT_DB: &str = "otscope.db";
+
+/// `scan` options a profile may not set: `db` belongs to the whole file (every profile records in the
+/// same history, the one `daemon` and `status` read), the others make no sense inside a file.
+const NOT_IN_PROFILE: [(&str, &str); 5] = [
+    ("db", "set `db` once at the top of the file: every profile records in the same history"),
+    ("no-db", "a profile is always recorded in the history (its `status` and exports read it)"),
+    ("config", "not allowed inside a configuration file"),
+    ("profile", "not allowed inside a configuration file"),
+    ("help", "not allowed inside a configuration file"),
+];
+
+/// Every problem found in a configuration file, one `file:line: key: message` per line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<ConfigError> for BadInput {
+    fn from(e: ConfigError) -> BadInput {
+        BadInput(e.to_string())
+    }
+}
+
+/// A loaded, checked configuration file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    /// The time zone of every schedule (the system's local time unless `timezone` names one).
+    pub timezone: jiff::tz::TimeZone,
+    /// `timezone` as written, or `local`.
+    pub timezone_name: String,
+    /// The history every profile records in (`db`, default `otscope.db` beside the file).
+    pub db: PathBuf,
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// One named profile: `scan` options, and what the daemon does with them.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    /// The line of the profile's table header.
+    pub line: usize,
+    /// The profile as `scan` options (`--rate=500`, `--deep`, ...), paths made relative to the file's folder.
+    pub args: Vec<OsString>,
+    /// Each `scan` option the profile sets (its long name), with the line it is set on.
+    pub keys: BTreeMap<String, usize>,
+    pub schedule: Option<Schedule>,
+    pub exports: Exports,
+    /// The configuration file (for messages).
+    pub file: String,
+}
+
+/// A cron schedule: 5 fields (minute hour day month weekday) or 6 (seconds first), or `@daily` and the like.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub expression: String,
+    cron: croner::Cron,
+}
+
+impl Schedule {
+    pub fn parse(expression: &str) -> Result<Schedule, String> {
+        croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Optional)
+            .build()
+            .parse(expression)
+            .map(|cron| Schedule { expression: expression.to_string(), cron })
+            .map_err(|e| format!("not a cron schedule ({e})"))
+    }
+
+    /// The first time strictly after `t` that the schedule names (in `t`'s time zone).
+    pub fn next_after(&self, t: &jiff::Zoned) -> Option<jiff::Zoned> {
+        self.cron.find_next_occurrence(t, false).ok()
+    }
+}
+
+/// What is written after each scan of a profile, from the history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exports {
+    /// A folder receiving one CSV per district and `summary.csv` (as `otscope export --by district`).
+    pub by_district: Option<PathBuf>,
+    /// The HTML report file (as `otscope report`).
+    pub report: Option<PathBuf>,
+    /// Headers and labels in English or Chinese.
+    pub lang: Lang,
+}
+
+impl Default for Exports {
+    fn default() -> Exports {
+        Exports { by_district: None, report: None, lang: Lang::En }
+    }
+}
+
+impl Exports {
+    pub fn is_empty(&self) -> bool {
+        self.by_district.is_none() && self.report.is_none()
+    }
+}
+
+/// The history's `kind` of a profile's scans.
+pub fn kind_of(profile: &str) -> String {
+    format!("profile:{profile}")
+}
+
+impl Profile {
+    /// The profile's `scan` options as clap parses them, recording in `db`, with `extra` options after
+    /// the profile's (they win).
+    pub fn scan_args(&self, config: &Path, db: &Path, extra: &[&str]) -> Result<ScanArgs, clap::Error> {
+        let mut argv: Vec<OsString> = vec!["otscope".into(), "scan".into()];
+        argv.push(format!("--db={}", db.display()).into());
+        argv.push(format!("--config={}", config.display()).into());
+        argv.push(format!("--profile={}", self.name).into());
+        argv.extend(self.args.iter().cloned());
+        argv.extend(extra.iter().map(OsString::from));
+        match Cli::try_parse_from(argv)?.command {
+            CliCommand::Scan(a) => Ok(*a),
+            _ => unreachable!("the command line is a scan"),
+        }
+    }
+
+    /// A message about an option (`--district "X": ...`) told at the profile line that set it, when the
+    /// profile set it; otherwise the message as it is.
+    pub fn locate(&self, message: &str) -> String {
+        let long = message.strip_prefix("--").and_then(|m| m.split([' ', '=', ':']).next());
+        match long.and_then(|l| self.keys.get(l).map(|line| (l, line))) {
+            Some((key, line)) => {
+                let rest = message["--".len() + key.len()..].trim_start();
+                format!("{}:{line}: profile.{}.{key}: {rest}", self.file, self.name)
+            }
+            None => message.to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// The profile `name`, or the only one when no name is given.
+    pub fn profile(&self, name: Option<&str>) -> Result<&Profile, ConfigError> {
+        let names = || self.profiles.keys().cloned().collect::<Vec<_>>().join(", ");
+        let file = self.path.display();
+        match name {
+            Some(n) => self
+                .profiles
+                .get(n)
+                .ok_or_else(|| ConfigError(vec![format!("{file}: no profile named {n:?} (profiles: {})", names())])),
+            None if self.profiles.len() == 1 => Ok(self.profiles.values().next().expect("one profile")),
+            None if self.profiles.is_empty() => Err(ConfigError(vec![format!("{file}: no profile ([profile.NAME])")])),
+            None => Err(ConfigError(vec![format!("{file}: choose a profile with --profile ({})", names())])),
+        }
+    }
+
+    /// What the daemon needs beyond a valid file: something scheduled, and every scheduled profile a
+    /// complete scan (a ledger, not a dry run).
+    pub fn check_for_daemon(&self) -> Result<(), ConfigError> {
+        let file = self.path.display().to_string();
+        let mut errors = Vec::new();
+        if self.profiles.values().all(|p| p.schedule.is_none()) {
+            errors.push(format!("{file}: no profile has a schedule: the daemon would have nothing to run"));
+        }
+        for p in self.profiles.values().filter(|p| p.schedule.is_some()) {
+            if !p.keys.contains_key("targets") {
+                errors.push(format!(
+                    "{file}:{}: profile.{}: no `targets`: a scheduled profile names its ledger",
+                    p.line, p.name
+                ));
+                continue;
+            }
+            if let Some(line) = p.keys.get("dry-run") {
+                errors.push(format!(
+                    "{file}:{line}: profile.{}.dry-run: a scheduled profile cannot be a dry run",
+                    p.name
+                ));
+            }
+            if let Err(e) = p.scan_args(&self.path, &self.db, &[]) {
+                errors.push(format!("{file}:{}: profile.{}: {}", p.line, p.name, clap_message(&e)));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(errors))
+        }
+    }
+}
+
+/// Reads and checks a configuration file: every problem is reported, as `file:line: key: message`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
+    parse(path, &text)
+}
+
+/// A `scan` option as a profile key.
+#[derive(Debug, Clone)]
+struct OptionSpec {
+    kind: Kind,
+    /// A path, resolved against the configuration file's folder.
+    path: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    /// `true` gives the bare flag.
+    Flag,
+    /// One value.
+    Single,
+    /// Repeatable: a list gives the option once per element.
+    List,
+}
+
+/// The `scan` options, by long name, from clap's own definitions.
+fn scan_options() -> BTreeMap<String, OptionSpec> {
+    let mut cli = Cli::command();
+    cli.build();
+    let scan = cli.find_subcommand("scan").expect("scan is a command");
+    let mut out = BTreeMap::new();
+    for arg in scan.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        let kind = match arg.get_action() {
+            ArgAction::SetTrue => Kind::Flag,
+            ArgAction::Set => Kind::Single,
+            ArgAction::Append => Kind::List,
+            _ => continue,
+        };
+        let path = matches!(
+            arg.get_value_hint(),
+            clap::ValueHint::AnyPath | clap::ValueHint::FilePath | clap::ValueHint::DirPath
+        );
+        out.insert(long.to_string(), OptionSpec { kind, path });
+    }
+    out
+}
+
+/// The clap ids of the `scan` options given on a command line (`argv` without the profile's).
+fn ids_by_long() -> BTreeMap<String, String> {
+    let cli = Cli::command();
+    let scan = cli.find_subcommand("scan").expect("scan is a command");
+    scan.get_arguments()
+        .filter_map(|a| a.get_long().map(|l| (l.to_string(), a.get_id().as_str().to_string())))
+        .collect()
+}
+
+/// A clap error's message without its `error: ` prefix, tips and usage, on one line.
+pub fn clap_message(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let head: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).collect();
+    let joined = head.join(" ");
+    let joined = joined.trim().strip_prefix("error:").unwrap_or(&joined).trim().to_string();
+    joined.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+struct Problems<'a> {
+    file: String,
+    text: &'a str,
+    lines: Vec<(usize, String)>,
+}
+
+impl Problems<'_> {
+    fn at<T>(&self, s: &Spanned<T>) -> usize {
+        line_of(self.text, s.span().start)
+    }
+
+    fn push(&mut self, line: usize, key: &str, message: impl fmt::Display) {
+        self.lines.push((line, format!("{}:{line}: {key}: {message}", self.file)));
+    }
+}
+
+/// A TOML scalar as the text of an option's value; `None` for arrays and tables.
+fn scalar(v: &DeValue<'_>) -> Option<String> {
+    Some(match v {
+        DeValue::String(s) => s.to_string(),
+        DeValue::Integer(i) => {
+            i64::from_str_radix(i.as_str(), i.radix()).map(|n| n.to_string()).unwrap_or_else(|_| i.as_str().into())
+        }
+        DeValue::Float(f) => f.as_str().to_string(),
+        DeValue::Boolean(b) => b.to_string(),
+        DeValue::Datetime(d) => d.to_string(),
+        DeValue::Array(_) | DeValue::Table(_) => return None,
+    })
+}
+
+fn type_name(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a number",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "a list",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() || p.as_os_str().is_empty() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Parses the text of a configuration file named `path`.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    // A file in the current folder has an empty parent: its relative paths stay as they are written.
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let doc = DeTable::parse(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+        ConfigError(vec![format!("{file}:{line}: not valid TOML: {}", e.message().trim())])
+    })?;
+    let mut problems = Problems { file: file.clone(), text, lines: Vec::new() };
+    let options = scan_options();
+    let mut timezone = None;
+    let mut db = None;
+    let mut profiles = BTreeMap::new();
+    for (key, value) in doc.get_ref().iter() {
+        let line = problems.at(key);
+        let k: &str = key.get_ref();
+        match (k, value.get_ref()) {
+            ("timezone", DeValue::String(name)) => match jiff::tz::TimeZone::get(name) {
+                Ok(tz) => timezone = Some((tz, name.to_string())),
+                Err(e) => problems.push(line, k, format!("unknown time zone {name:?} ({e})")),
+            },
+            ("db", DeValue::String(p)) if !p.is_empty() => db = Some(resolve(&base, p)),
+            ("timezone", v) | ("db", v) => {
+                problems.push(line, k, format!("expects a string, not {}", type_name(v)));
+            }
+            ("profile", DeValue::Table(table)) => {
+                for (name, value) in table.iter() {
+                    let line = problems.at(name);
+                    let name: &str = name.get_ref();
+                    match value.get_ref() {
+                        DeValue::Table(t) => {
+                            let p = parse_profile(name, line, t, &options, &base, &mut problems);
+                            profiles.insert(name.to_string(), p);
+                        }
+                        v => problems.push(
+                            line,
+                            &format!("profile.{name}"),
+                            format!("expects a table ([profile.{name}]), not {}", type_name(v)),
+                        ),
+                    }
+                }
+            }
+            ("profile", v) => problems.push(line, k, format!("expects tables ([profile.NAME]), not {}", type_name(v))),
+            _ => {
+                let hint = suggestion(k, ["timezone", "db", "profile"].into_iter());
+                problems.push(
+                    line,
+                    k,
+                    format!("unknown key{hint} (the file has timezone, db and [profile.NAME] tables)"),
+                );
+            }
+        }
+    }
+    if !problems.lines.is_empty() {
+        problems.lines.sort_by_key(|(line, _)| *line);
+        return Err(ConfigError(problems.lines.into_iter().map(|(_, m)| m).collect()));
+    }
+    let (timezone, timezone_name) = timezone.unwrap_or_else(|| (jiff::tz::TimeZone::system(), "local".to_string()));
+    Ok(Config {
+        path: path.to_path_buf(),
+        timezone,
+        timezone_name,
+        db: db.unwrap_or_else(|| base.join(DEFAULT_DB)),
+        profiles,
+    })
+}
+
+fn parse_profile(
+    name: &str,
+    line: usize,
+    table: &DeTable<'_>,
+    options: &BTreeMap<String, OptionSpec>,
+    base: &Path,
+    problems: &mut Problems<'_>,
+) -> Profile {
+    let mut profile = Profile {
+        name: name.to_string(),
+        line,
+        args: Vec::new(),
+        keys: BTreeMap::new(),
+        schedule: None,
+        exports: Exports::default(),
+        file: problems.file.clone(),
+    };
+    for (key, value) in table.iter() {
+        let line = problems.at(key);
+        let k: &str = key.get_ref();
+        let dotted = format!("profile.{name}.{k}");
+        if let Some((_, why)) = NOT_IN_PROFILE.iter().find(|(n, _)| *n == k) {
+            problems.push(line, &dotted, why);
+            continue;
+        }
+        match k {
+            "schedule" => match value.get_ref() {
+                DeValue::String(s) => match Schedule::parse(s) {
+                    Ok(s) => profile.schedule = Some(s),
+                    Err(e) => problems.push(line, &dotted, e),
+                },
+                v => problems.push(line, &dotted, format!("expects a cron expression string, not {}", type_name(v))),
+            },
+            "exports" => match value.get_ref() {
+                DeValue::Table(t) => profile.exports = parse_exports(&dotted, t, base, problems),
+                v => problems.push(line, &dotted, format!("expects a table, not {}", type_name(v))),
+            },
+            _ => {
+                match options.get(k) {
+                    Some(spec) => {
+                        let before = problems.lines.len();
+                        for (line, arg) in option_args(k, spec, value, base, &dotted, problems) {
+                            check_option(&arg, line, &dotted, problems);
+                            profile.args.push(arg);
+                        }
+                        if problems.lines.len() == before {
+                            profile.keys.insert(k.to_string(), line);
+                        }
+                    }
+                    None => {
+                        let known = options.keys().map(String::as_str).chain(["schedule", "exports"]);
+                        let hint = suggestion(k, known);
+                        problems.push(line, &dotted, format!("unknown key{hint} (a profile's keys are `otscope scan`'s options, schedule and exports)"));
+                    }
+                }
+            }
+        }
+    }
+    profile
+}
+
+/// The command-line arguments a profile key stands for, each with the line of its value.
+fn option_args(
+    long: &str,
+    spec: &OptionSpec,
+    value: &Spanned<DeValue<'_>>,
+    base: &Path,
+    dotted: &str,
+    problems: &mut Problems<'_>,
+) -> Vec<(usize, OsString)> {
+    let line = problems.at(value);
+    let one = |v: &DeValue<'_>| -> Option<OsString> {
+        let s = scalar(v)?;
+        let s = match v {
+            DeValue::String(p) if spec.path => resolve(base, p).display().to_string(),
+            _ => s,
+        };
+        Some(format!("--{long}={s}").into())
+    };
+    match (spec.kind, value.get_ref()) {
+        (Kind::Flag, DeValue::Boolean(true)) => vec![(line, format!("--{long}").into())],
+        (Kind::Flag, DeValue::Boolean(false)) => Vec::new(),
+        (Kind::Flag, v) => {
+            problems.push(line, dotted, format!("expects true or false, not {}", type_name(v)));
+            Vec::new()
+        }
+        (Kind::List, DeValue::Array(items)) => {
+            let mut out = Vec::new();
+            for item in items.iter() {
+                let line = problems.at(item);
+                match one(item.get_ref()) {
+                    Some(a) => out.push((line, a)),
+                    None => problems.push(
+                        line,
+                        dotted,
+                        format!(
+                            "expects a list of values, not of {}s",
+                            type_name(item.get_ref()).trim_start_matches("a ").trim_start_matches("an ")
+                        ),
+                    ),
+                }
+            }
+            out
+        }
+        (_, v) => match one(v) {
+            Some(a) => vec![(line, a)],
+            None => {
+                problems.push(line, dotted, format!("expects one value, not {}", type_name(v)));
+                Vec::new()
+            }
+        },
+    }
+}
+
+/// Clap's verdict on one option of a profile, alone on a `scan` command line.
+fn check_option(arg: &OsString, line: usize, dotted: &str, problems: &mut Problems<'_>) {
+    let argv: Vec<OsString> = vec!["otscope".into(), "scan".into(), "--targets=-".into(), arg.clone()];
+    if let Err(e) = Cli::try_parse_from(argv) {
+        problems.push(line, dotted, clap_message(&e));
+    }
+}
+
+fn parse_exports(dotted: &str, table: &DeTable<'_>, base: &Path, problems: &mut Problems<'_>) -> Exports {
+    let mut exports = Exports::default();
+    for (key, value) in table.iter() {
+        let line = problems.at(key);
+        let k: &str = key.get_ref();
+        let here = format!("{dotted}.{k}");
+        match (k, value.get_ref()) {
+            ("by-district", DeValue::String(p)) if !p.is_empty() => exports.by_district = Some(resolve(base, p)),
+            ("report", DeValue::String(p)) if !p.is_empty() => exports.report = Some(resolve(base, p)),
+            ("lang", DeValue::String(l)) => match Lang::from_str(l, false) {
+                Ok(l) => exports.lang = l,
+                Err(_) => problems.push(line, &here, format!("invalid value {l:?} (possible values: en, zh)")),
+            },
+            ("by-district", v) | ("report", v) => {
+                problems.push(line, &here, format!("expects a path, not {}", type_name(v)));
+            }
+            ("lang", v) => problems.push(line, &here, format!("expects \"en\" or \"zh\", not {}", type_name(v))),
+            _ => {
+                let hint = suggestion(k, ["by-district", "report", "lang"].into_iter());
+                problems.push(line, &here, format!("unknown key{hint} (exports has by-district, report and lang)"));
+            }
+        }
+    }
+    exports
+}
+
+/// ` (did you mean "x"?)` for a key close to a known one.
+fn suggestion<'a>(key: &str, known: impl Iterator<Item = &'a str>) -> String {
+    let normal = key.replace('_', "-").to_lowercase();
+    known
+        .map(|k| (distance(&normal, k), k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| format!(" (did you mean {k:?}?)"))
+        .unwrap_or_default()
+}
+
+/// Levenshtein distance.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The command line with a `scan --config FILE [--profile NAME]`'s profile put in: the file's `db` and
+/// the profile's options go right after `scan`, before the real options, less the options the real
+/// command line gives itself (they win). Any other command line is returned as it is.
+pub fn expand_command_line(argv: Vec<OsString>) -> Result<Vec<OsString>, ConfigError> {
+    let Ok(matches) = Cli::command().ignore_errors(true).try_get_matches_from(argv.iter()) else {
+        return Ok(argv);
+    };
+    let Some(("scan", sm)) = matches.subcommand() else { return Ok(argv) };
+    let Some(path) = sm.get_one::<PathBuf>("config").cloned() else { return Ok(argv) };
+    let config = load(&path)?;
+    let profile = config.profile(sm.get_one::<String>("profile").map(String::as_str))?;
+    let ids = ids_by_long();
+    let given: BTreeSet<&str> = ids
+        .iter()
+        .filter(|(_, id)| sm.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|(long, _)| long.as_str())
+        .collect();
+    let mut inserted: Vec<OsString> = vec![format!("--db={}", config.db.display()).into()];
+    if !given.contains("profile") {
+        inserted.push(format!("--profile={}", profile.name).into());
+    }
+    inserted.extend(profile.args.iter().filter(|a| !given.contains(long_of(a))).cloned());
+    // The subcommand is the first argument that is not a (global, value-less) flag.
+    let at =
+        argv.iter().skip(1).position(|a| !a.to_string_lossy().starts_with('-')).map(|i| i + 2).unwrap_or(argv.len());
+    let mut out = argv[..at].to_vec();
+    out.extend(inserted);
+    out.extend_from_slice(&argv[at..]);
+    Ok(out)
+}
+
+fn long_of(arg: &OsString) -> &str {
+    let s = arg.to_str().unwrap_or("");
+    s.trim_start_matches("--").split('=').next().unwrap_or("")
+}
+
+/// The process's command line parsed, a `scan --config`'s profile put in; a broken configuration file
+/// is reported and the process exits with status 2, nothing probed.
+pub fn parse_command_line() -> Cli {
+    match expand_command_line(std::env::args_os().collect()) {
+        Ok(argv) => Cli::parse_from(argv),
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("nothing was probed");
+            std::process::exit(crate::commands::EXIT_BAD_INPUT as i32);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("/etc/otscope/otscope.toml"), text)
+    }
+
+    #[test]
+    fn every_scan_option_is_a_key_with_its_kind() {
+        let o = scan_options();
+        assert_eq!(o["rate"].kind, Kind::Single);
+        assert_eq!(o["level"].kind, Kind::List);
+        assert_eq!(o["deep"].kind, Kind::Flag);
+        assert!(o["targets"].path && o["fingerprints"].path && o["out"].path && o["csv"].path);
+        assert!(!o["rate"].path && !o["ports"].path);
+        for long in ["per-host", "host-interval", "banner-wait", "target-deadline", "enable-probe", "resolver", "seed"]
+        {
+            assert!(o.contains_key(long), "{long}");
+        }
+    }
+
+    #[test]
+    fn values_become_options_and_paths_follow_the_file() {
+        let c = parsed(
+            "[profile.a]\ntargets = \"ledger.csv\"\nrate = 500\nlevel = [\"important\", \"general\"]\ndeep = true\nquiet = false\nschedule = \"*/2 * * * * *\"\n[profile.a.exports]\nby-district = \"/srv/x\"\nlang = \"zh\"\n",
+        )
+        .unwrap();
+        let p = &c.profiles["a"];
+        let args: Vec<String> = p.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            args,
+            ["--deep", "--level=important", "--level=general", "--rate=500", "--targets=/etc/otscope/ledger.csv"]
+        );
+        assert_eq!(p.exports, Exports { by_district: Some("/srv/x".into()), report: None, lang: Lang::Zh });
+        assert_eq!(p.schedule.as_ref().unwrap().expression, "*/2 * * * * *");
+        assert_eq!(c.db, PathBuf::from("/etc/otscope/otscope.db"));
+        let a = p.scan_args(&c.path, &c.db, &["--rate", "7"]).unwrap();
+        assert_eq!(a.engine.rate, 7, "the later option wins");
+        assert!(a.engine.deep);
+        assert_eq!(a.scope.level.len(), 2);
+    }
+
+    #[test]
+    fn the_time_zone_and_db_are_read() {
+        let c = parsed("timezone = \"Asia/Shanghai\"\ndb = \"state/h.db\"\n[profile.a]\nrate = 1\n").unwrap();
+        assert_eq!(c.timezone_name, "Asia/Shanghai");
+        assert_eq!(c.timezone.iana_name(), Some("Asia/Shanghai"));
+        assert_eq!(c.db, PathBuf::from("/etc/otscope/state/h.db"));
+        let local = parsed("[profile.a]\nrate = 1\n").unwrap();
+        assert_eq!(local.timezone_name, "local");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_file_line_and_key() {
+        let text = "timezon = \"UTC\"\n[profile.a]\nconcurency = 4\nrate = \"fast\"\nlevel = [\"important\",\n  \"bogus\"]\ndeep = \"yes\"\nports = [\"502\", \"102\"]\ndb = \"x\"\nschedule = \"every day\"\n[profile.a.exports]\nlang = \"fr\"\nformat = \"csv\"\n";
+        let lines = parsed(text).unwrap_err().0;
+        let f = "/etc/otscope/otscope.toml";
+        let expected = [
+            format!("{f}:1: timezon: unknown key (did you mean \"timezone\"?)"),
+            format!("{f}:3: profile.a.concurency: unknown key (did you mean \"concurrency\"?)"),
+            format!("{f}:4: profile.a.rate: invalid value 'fast' for '--rate <N>': invalid digit found in string"),
+            format!("{f}:6: profile.a.level: invalid value 'bogus' for '--level <LEVEL>'"),
+            format!("{f}:7: profile.a.deep: expects true or false, not a string"),
+            format!("{f}:8: profile.a.ports: expects one value, not a list"),
+            format!("{f}:9: profile.a.db: set `db` once at the top"),
+            format!("{f}:10: profile.a.schedule: not a cron schedule"),
+            format!("{f}:12: profile.a.exports.lang: invalid value \"fr\" (possible values: en, zh)"),
+            format!("{f}:13: profile.a.exports.format: unknown key"),
+        ];
+        assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+        for (got, want) in lines.iter().zip(&expected) {
+            assert!(got.starts_with(want.as_str()), "{got:?} does not start with {want:?}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_have_their_line() {
+        let e = parsed("[profile.a]\nrate = 5\nrate = 6\n").unwrap_err();
+        assert!(e.0[0].starts_with("/etc/otscope/otscope.toml:3: not valid TOML"), "{e}");
+        let e = parsed("[profile.a]\ntargets = \"x\n").unwrap_err();
+        assert!(e.0[0].starts_with("/etc/otscope/otscope.toml:2: not valid TOML"), "{e}");
+    }
+
+    #[test]
+    fn the_daemon_needs_complete_scheduled_profiles() {
+        let c = parsed("[profile.a]\nrate = 1\n").unwrap();
+        assert_eq!(
+            c.check_for_daemon().unwrap_err().0,
+            ["/etc/otscope/otscope.toml: no profile has a schedule: the daemon would have nothing to run"]
+        );
+        let c = parsed("[profile.a]\nrate = 1\nschedule = \"@daily\"\n[profile.b]\ntargets = \"l.csv\"\ndry-run = true\nschedule = \"0 2 * * *\"\n").unwrap();
+        assert_eq!(
+            c.check_for_daemon().unwrap_err().0,
+            [
+                "/etc/otscope/otscope.toml:1: profile.a: no `targets`: a scheduled profile names its ledger",
+                "/etc/otscope/otscope.toml:6: profile.b.dry-run: a scheduled profile cannot be a dry run",
+            ]
+        );
+    }
+
+    #[test]
+    fn schedules_with_and_without_seconds() {
+        let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+        let t: jiff::Zoned = jiff::civil::date(2026, 5, 9).at(1, 59, 59, 0).to_zoned(tz).unwrap();
+        let next = |e: &str| Schedule::parse(e).unwrap().next_after(&t).unwrap().to_string();
+        assert_eq!(next("0 2 * * *"), "2026-05-09T02:00:00+08:00[Asia/Shanghai]");
+        assert_eq!(next("*/2 * * * * *"), "2026-05-09T02:00:00+08:00[Asia/Shanghai]");
+        assert_eq!(next("30 0 3 * * *"), "2026-05-09T03:00:30+08:00[Asia/Shanghai]");
+        assert_eq!(next("@daily"), "2026-05-10T00:00:00+08:00[Asia/Shanghai]");
+        assert!(Schedule::parse("61 * * * *").is_err());
+    }
+
+    #[test]
+    fn the_profile_goes_after_scan_and_the_command_line_wins() {
+        let dir = std::env::temp_dir().join(format!("otscope-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("o.toml");
+        std::fs::write(&file, "[profile.a]\ntargets = \"l.csv\"\nrate = 5\ndistrict = [\"浦东新区\"]\n").unwrap();
+        let argv: Vec<OsString> =
+            ["otscope", "-v", "scan", "--config", file.to_str().unwrap(), "--district", "闵行区", "--rate=9"]
+                .iter()
+                .map(OsString::from)
+                .collect();
+        let out: Vec<String> =
+            expand_command_line(argv).unwrap().iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let l = dir.join("l.csv").display().to_string();
+        let db = dir.join("otscope.db").display().to_string();
+        assert_eq!(
+            out,
+            [
+                "otscope".to_string(),
+                "-v".into(),
+                "scan".into(),
+                format!("--db={db}"),
+                "--profile=a".into(),
+                format!("--targets={l}"),
+                "--config".into(),
+                file.display().to_string(),
+                "--district".into(),
+                "闵行区".into(),
+                "--rate=9".into(),
+            ]
+        );
+        let cli = Cli::try_parse_from(&out).unwrap();
+        let CliCommand::Scan(a) = cli.command else { panic!() };
+        assert_eq!(a.scope.district, ["闵行区"]);
+        assert_eq!(a.engine.rate, 9);
+        let untouched: Vec<OsString> = ["otscope", "history"].iter().map(OsString::from).collect();
+        assert_eq!(expand_command_line(untouched.clone()).unwrap(), untouched);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn messages_about_an_option_point_at_the_profile_line() {
+        let c = parsed("[profile.a]\ntargets = \"l.csv\"\n\ndistrict = [\"X\"]\n").unwrap();
+        let p = &c.profiles["a"];
+        assert_eq!(
+            p.locate("--district \"X\": no object of the ledger is in this district"),
+            "/etc/otscope/otscope.toml:4: profile.a.district: \"X\": no object of the ledger is in this district"
+        );
+        assert_eq!(p.locate("--enterprise \"E\": no such"), "--enterprise \"E\": no such");
+        assert_eq!(p.locate("ledger.csv:3: bad"), "ledger.csv:3: bad");
+    }
+}

@@ -1,0 +1,314 @@
+//! Unattended operation: each profile of the configuration that has a `schedule` is scanned on it,
+//! through the same path as `otscope scan` (plan, run, record in the history), and its exports are
+//! written after each complete scan.
+//!
+//! A profile never runs twice at once: a run that falls due while the previous one is still going is
+//! skipped (and logged). SIGHUP, or a change of the file (its modification time and size are looked at
+//! every [`POLL`]), reloads the configuration; an invalid one is refused, its problems logged, and the
+//! previous one stays in force. SIGTERM or SIGINT stops starting scans and stops the running ones
+//! cleanly: they end as partial scans, recorded as such.
+
+use crate::commands::{plan_scan, run_scan, BadInput, Recording};
+use crate::config::{self, Config, Exports, Profile};
+use crate::engine::ProgressStyle;
+use crate::export::{self, Format};
+use crate::findings::{Change, CsvWriter, FindingSink, JsonlWriter};
+use crate::store::{ScanId, SqliteStore, Store};
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How often the configuration file is looked at for a change.
+pub const POLL: Duration = Duration::from_secs(2);
+
+/// What one run of a profile did.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub scan: ScanId,
+    pub found: usize,
+    pub new: usize,
+    pub changed: usize,
+    pub completed: bool,
+    pub elapsed: Duration,
+    /// The export files written (none after a partial scan).
+    pub exports: Vec<PathBuf>,
+}
+
+/// One run of a profile, with everything it needs of the configuration it was started under.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub config: PathBuf,
+    pub db: PathBuf,
+    pub profile: Profile,
+}
+
+/// Scans a profile once, as `otscope scan --config --profile` would, recording the scan as
+/// `profile:<name>`; writes the profile's outputs, then its exports if the scan completed. Logs one
+/// status line.
+pub async fn run_profile(job: &Job, stop: CancellationToken) -> anyhow::Result<RunOutcome> {
+    let p = &job.profile;
+    let args = p.scan_args(&job.config, &job.db, &[]).map_err(|e| BadInput(config::clap_message(&e)))?;
+    let scope = &args.scope;
+    let plan = plan_scan(
+        scope.ledger().map_err(|e| BadInput(p.locate(&e.0)))?,
+        scope.exclude.as_deref(),
+        &scope.fingerprints,
+        scope.ports.clone().map(|p| p.0),
+        &scope.selection(),
+        &args.engine,
+    )
+    .await
+    .map_err(|e| BadInput(p.locate(&e.0)))?;
+    let mut sinks: Vec<Box<dyn FindingSink>> = Vec::new();
+    if let Some(path) = &args.out {
+        sinks.push(Box::new(JsonlWriter::new(std::io::BufWriter::new(create(path)?))));
+    }
+    if let Some(path) = &args.csv {
+        sinks.push(Box::new(CsvWriter::new(std::io::BufWriter::new(create(path)?))?));
+    }
+    let store = SqliteStore::open(&job.db)?;
+    let history = Some(Recording::New(Box::new(store), Box::new(plan.scan_start(&config::kind_of(&p.name)))));
+    let style =
+        if args.engine.quiet || std::io::stderr().is_terminal() { ProgressStyle::Quiet } else { ProgressStyle::Auto };
+    let report = run_scan(&plan, history, sinks, style, stop).await?;
+    if let Some(e) = &report.history_error {
+        anyhow::bail!("the history was not updated: {e}");
+    }
+    let scan = report.scan_id.expect("a scan with a history is recorded");
+    let count = |c: Change| report.findings.iter().filter(|f| f.change == Some(c)).count();
+    let completed = !report.stats.interrupted;
+    let outcome = RunOutcome {
+        scan,
+        found: report.findings.len(),
+        new: count(Change::New),
+        changed: count(Change::Changed),
+        completed,
+        elapsed: report.stats.elapsed,
+        exports: Vec::new(),
+    };
+    tracing::info!(
+        profile = %p.name,
+        scan,
+        state = %if completed { "complete" } else { "partial" },
+        found = outcome.found,
+        new = outcome.new,
+        changed = outcome.changed,
+        elapsed = %format!("{:.1}s", outcome.elapsed.as_secs_f64()),
+        "scan finished"
+    );
+    let mut outcome = outcome;
+    if !p.exports.is_empty() {
+        if completed {
+            let (db, exports) = (job.db.clone(), p.exports.clone());
+            outcome.exports = tokio::task::spawn_blocking(move || write_exports(&db, scan, &exports)).await??;
+            tracing::info!(profile = %p.name, scan, files = outcome.exports.len(), "exports written");
+        } else {
+            tracing::warn!(profile = %p.name, scan, "exports not written: the scan was interrupted");
+        }
+    }
+    Ok(outcome)
+}
+
+fn create(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", path.display()))
+}
+
+/// Writes a recorded scan's exports, as `otscope export --by district` and `otscope report` write them.
+pub fn write_exports(db: &Path, scan: ScanId, exports: &Exports) -> anyhow::Result<Vec<PathBuf>> {
+    let store = SqliteStore::open(db)?;
+    let mut files = Vec::new();
+    if let Some(dir) = &exports.by_district {
+        let findings = store.findings(scan)?;
+        let sightings = store.sightings()?;
+        let written = export::by_district(&findings, &sightings, dir, Format::Csv, exports.lang)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        files.extend(written.files);
+    }
+    if let Some(path) = &exports.report {
+        let html = crate::report::render(&store, scan, exports.lang)?;
+        let fail = |e: std::io::Error| anyhow::anyhow!("{}: {e}", path.display());
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(fail)?;
+        }
+        // Written beside and renamed, so a reader never sees half a report.
+        let partial = path.with_extension("html.part");
+        std::fs::write(&partial, html).map_err(fail)?;
+        std::fs::rename(&partial, path).map_err(fail)?;
+        files.push(path.clone());
+    }
+    Ok(files)
+}
+
+/// A time in the configuration's time zone, to the second, with its offset.
+pub fn show_time(t: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> String {
+    t.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M:%S %:z").to_string()
+}
+
+/// When each scheduled profile runs next, after `now`.
+fn next_runs(config: &Config, now: jiff::Timestamp) -> BTreeMap<String, jiff::Timestamp> {
+    let now = now.to_zoned(config.timezone.clone());
+    config
+        .profiles
+        .values()
+        .filter_map(|p| {
+            let next = p.schedule.as_ref()?.next_after(&now);
+            if next.is_none() {
+                tracing::warn!(profile = %p.name, "the schedule names no time ahead: never run");
+            }
+            next.map(|n| (p.name.clone(), n.timestamp()))
+        })
+        .collect()
+}
+
+fn log_schedule(config: &Config, next: &BTreeMap<String, jiff::Timestamp>) {
+    for (name, at) in next {
+        let expression = config.profiles[name].schedule.as_ref().map(|s| s.expression.as_str()).unwrap_or_default();
+        tracing::info!(profile = %name, schedule = %expression, next = %show_time(*at, &config.timezone), "scheduled");
+    }
+}
+
+/// The file's modification time and size, to notice a change.
+fn stamp(path: &Path) -> Option<(Option<SystemTime>, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.modified().ok(), m.len()))
+}
+
+/// Loads the configuration again; an invalid one is refused and `current` stays.
+fn reload(current: &mut Config, why: &str) -> bool {
+    match config::load(&current.path).and_then(|c| c.check_for_daemon().map(|()| c)) {
+        Ok(new) => {
+            let scheduled = new.profiles.values().filter(|p| p.schedule.is_some()).count();
+            tracing::info!("configuration reloaded ({why}): {} profile(s), {scheduled} scheduled", new.profiles.len());
+            *current = new;
+            true
+        }
+        Err(e) => {
+            tracing::error!("configuration refused ({why}), the previous one stays in force: {}", e.0.join("; "));
+            false
+        }
+    }
+}
+
+struct Running {
+    stop: CancellationToken,
+    started: jiff::Timestamp,
+}
+
+/// Runs the scheduled profiles of `config` until SIGTERM or SIGINT, then stops the running scans
+/// cleanly (they end as partial scans) and returns.
+pub async fn serve(mut config: Config) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut seen = stamp(&config.path);
+    let mut next = next_runs(&config, jiff::Timestamp::now());
+    tracing::info!(
+        "daemon started: {} ({} profile(s), time zone {}, history {})",
+        config.path.display(),
+        config.profiles.len(),
+        config.timezone_name,
+        config.db.display()
+    );
+    log_schedule(&config, &next);
+    let mut running: HashMap<String, Running> = HashMap::new();
+    let mut names: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut tasks: JoinSet<anyhow::Result<RunOutcome>> = JoinSet::new();
+    let mut last_poll = tokio::time::Instant::now();
+    let signal_name = loop {
+        let now = jiff::Timestamp::now();
+        let until_due = next
+            .values()
+            .min()
+            .map(|t| Duration::try_from(now.duration_until(*t)).unwrap_or(Duration::ZERO))
+            .unwrap_or(POLL);
+        let wait = until_due.min(POLL.saturating_sub(last_poll.elapsed()));
+        let mut reloaded = false;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = hup.recv() => {
+                reloaded = reload(&mut config, "SIGHUP");
+                seen = stamp(&config.path);
+            }
+            Some(done) = tasks.join_next_with_id() => finished(done, &mut running, &mut names),
+        }
+        if last_poll.elapsed() >= POLL {
+            last_poll = tokio::time::Instant::now();
+            let now_seen = stamp(&config.path);
+            if now_seen != seen {
+                seen = now_seen;
+                reloaded = reload(&mut config, "the file changed");
+            }
+        }
+        if reloaded {
+            next = next_runs(&config, jiff::Timestamp::now());
+            log_schedule(&config, &next);
+        }
+        let now = jiff::Timestamp::now();
+        let due: Vec<(String, jiff::Timestamp)> =
+            next.iter().filter(|(_, t)| **t <= now).map(|(n, t)| (n.clone(), *t)).collect();
+        for (name, due_at) in due {
+            let profile = config.profiles[&name].clone();
+            let zoned = now.to_zoned(config.timezone.clone());
+            match profile.schedule.as_ref().and_then(|s| s.next_after(&zoned)) {
+                Some(n) => next.insert(name.clone(), n.timestamp()),
+                None => next.remove(&name),
+            };
+            if let Some(r) = running.get(&name) {
+                tracing::warn!(
+                    profile = %name,
+                    "skipping the run due at {}: the previous run, started at {}, is still going",
+                    show_time(due_at, &config.timezone),
+                    show_time(r.started, &config.timezone)
+                );
+                continue;
+            }
+            tracing::info!(profile = %name, due = %show_time(due_at, &config.timezone), "scan starting");
+            let stop = CancellationToken::new();
+            let job = Job { config: config.path.clone(), db: config.db.clone(), profile };
+            let token = stop.clone();
+            let handle = tasks.spawn(async move { run_profile(&job, token).await });
+            names.insert(handle.id(), name.clone());
+            running.insert(name, Running { stop, started: now });
+        }
+    };
+    tracing::info!("{signal_name}: stopping; no new scans, {} running scan(s) stop as partial scans", running.len());
+    for r in running.values() {
+        r.stop.cancel();
+    }
+    // Bounded: each running scan stops dispatching at once and its probes in flight end at their deadline.
+    while !tasks.is_empty() {
+        tokio::select! {
+            Some(done) = tasks.join_next_with_id() => finished(done, &mut running, &mut names),
+            _ = term.recv() => quit_now(),
+            _ = int.recv() => quit_now(),
+        }
+    }
+    tracing::info!("daemon stopped");
+    Ok(())
+}
+
+fn quit_now() -> ! {
+    tracing::warn!("second signal: quitting at once");
+    std::process::exit(crate::commands::EXIT_INTERRUPTED as i32)
+}
+
+fn finished(
+    done: Result<(tokio::task::Id, anyhow::Result<RunOutcome>), tokio::task::JoinError>,
+    running: &mut HashMap<String, Running>,
+    names: &mut HashMap<tokio::task::Id, String>,
+) {
+    let (id, result) = match done {
+        Ok((id, r)) => (id, r),
+        Err(e) => (e.id(), Err(anyhow::anyhow!("the run panicked: {e}"))),
+    };
+    let name = names.remove(&id).unwrap_or_default();
+    running.remove(&name);
+    if let Err(e) = result {
+        tracing::error!(profile = %name, "run failed: {e:#}");
+    }
+}

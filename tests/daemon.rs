@@ -1,0 +1,316 @@
+//! The daemon as a child process: scheduled scans of a loopback lab recorded and exported, a clean stop
+//! on SIGTERM, no run of a profile while its previous run is going, and a broken reload refused.
+
+mod common;
+
+use common::Responder;
+use otscope::store::{ScanRecord, SqliteStore, Store};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+
+/// A folder with a ledger, a one-rule library (banner `FW x` is firmware x) and `otscope.toml`.
+fn lab(ledger_rows: &str, config: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ledger.csv"),
+        format!("enterprise_id,enterprise,district,sector,level,targets,contact\n{ledger_rows}"),
+    )
+    .unwrap();
+    let lib = dir.path().join("fp");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(lib.join("ports.toml"), "ports = [\"2222\"]\n").unwrap();
+    std::fs::write(
+        lib.join("lab.toml"),
+        "[[rule]]\nid = \"lab.fw\"\nprotocol = \"unknown\"\nwhen = [{ field = \"banner\", regex = '^FW (?P<v>\\S+)' }]\nset = { protocol = \"labfw\", ics = true, vendor = \"Lab\", version = \"{v}\" }\n[[rule.example]]\nbanner = 'FW 1\\r\\n'\nexpect = { version = \"1\" }\n",
+    )
+    .unwrap();
+    let path = dir.path().join("otscope.toml");
+    std::fs::write(&path, config).unwrap();
+    (dir, path)
+}
+
+/// The daemon running as a child, its log collected line by line.
+struct Daemon {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    fn start(config: &Path) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_otscope"))
+            .args(["daemon", "--config"])
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (stderr, lines) = (child.stderr.take().unwrap(), log.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Daemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Waits (at most `limit`) until `ready` holds of the log lines.
+    async fn wait_for(&self, limit: Duration, what: &str, ready: impl Fn(&[String]) -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if ready(&self.log.lock().unwrap()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{what}: not within {limit:?}; the log:\n{}", self.log());
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: sends a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, sig) }, 0);
+    }
+
+    /// Sends SIGTERM and waits (at most `limit`) for the exit status.
+    async fn terminate(&mut self, limit: Duration) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader thread take the last lines.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the daemon did not stop within {limit:?}; the log:\n{}", self.log());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn profile_scans(db: &Path, profile: &str) -> Vec<ScanRecord> {
+    let kind = format!("profile:{profile}");
+    SqliteStore::open(db).unwrap().scans().unwrap().into_iter().filter(|s| s.start.kind == kind).collect()
+}
+
+const FAST: &str = "rate = 0\nhost-interval = \"0ms\"\nconnect-timeout = \"500ms\"\nread-timeout = \"500ms\"\nbanner-wait = \"300ms\"\nquiet = true\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_scans_are_recorded_and_exported_and_sigterm_stops_cleanly() {
+    let config = format!(
+        "timezone = \"UTC\"\ndb = \"state/h.db\"\n\n[profile.lab]\ntargets = \"ledger.csv\"\nfingerprints = \"fp\"\nports = \"2222\"\n{FAST}out = \"lab.jsonl\"\nschedule = \"*/2 * * * * *\"\n\n[profile.lab.exports]\nby-district = \"exports\"\nlang = \"zh\"\nreport = \"reports/lab.html\"\n\n[profile.manual]\ntargets = \"ledger.csv\"\n"
+    );
+    let (dir, path) = lab(
+        "PD-1,浦东水厂,浦东新区,water,important,127.127.10.1-127.127.10.2,c\nMH-1,闵行工厂,闵行区,manufacturing,general,127.127.10.9,c\n",
+        &config,
+    );
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    let _a = Responder::start("127.127.10.1:2222", Some(b"FW 1.0\r\n")).await;
+    let _b = Responder::start("127.127.10.2:2222", Some(b"FW 2.0\r\n")).await;
+    let _c = Responder::start("127.127.10.9:2222", Some(b"FW 9.0\r\n")).await;
+
+    let mut daemon = Daemon::start(&path);
+    daemon
+        .wait_for(Duration::from_secs(15), "two complete scans", |log| {
+            log.iter().filter(|l| l.contains("scan finished") && l.contains("state=complete")).count() >= 2
+        })
+        .await;
+    daemon
+        .wait_for(Duration::from_secs(5), "the second export", |log| {
+            log.iter().filter(|l| l.contains("exports written")).count() >= 2
+        })
+        .await;
+    let log = daemon.log();
+    assert!(log.contains("profile=lab scan=1 state=complete found=3 new=3 changed=0 elapsed="), "{log}");
+    assert!(log.contains("profile=lab scan=2 state=complete found=3 new=0 changed=0 elapsed="), "{log}");
+    assert!(!log.contains("profile=manual"), "an unscheduled profile is not run: {log}");
+    assert_eq!(daemon.terminate(Duration::from_secs(10)).await, Some(0), "{}", daemon.log());
+    assert!(daemon.log().contains("SIGTERM: stopping"), "{}", daemon.log());
+    assert!(daemon.log().contains("daemon stopped"), "{}", daemon.log());
+
+    let db = dir.path().join("state/h.db");
+    let scans = profile_scans(&db, "lab");
+    assert!(scans.len() >= 2, "{scans:#?}");
+    assert!(scans[0].completed() && scans[1].completed());
+    assert!(scans.iter().all(|s| s.ended_at.is_some()), "every scan, even one stopped by SIGTERM, is closed");
+    for pair in scans.windows(2) {
+        assert!(pair[0].ended_at.as_deref().unwrap() <= pair[1].start.started_at.as_str(), "{scans:#?}");
+    }
+    let store = SqliteStore::open(&db).unwrap();
+    let second = store.findings(scans[1].id).unwrap();
+    assert_eq!(second.len(), 3);
+    assert!(second.iter().all(|f| f.change == Some(otscope::findings::Change::Persisting)), "{second:#?}");
+
+    let pudong = std::fs::read_to_string(dir.path().join("exports/浦东新区.csv")).unwrap();
+    assert!(pudong.starts_with("\u{feff}区县,企业编号"), "{pudong}");
+    assert_eq!(pudong.lines().count(), 3, "a header and the two devices of 浦东新区: {pudong}");
+    let minhang = std::fs::read_to_string(dir.path().join("exports/闵行区.csv")).unwrap();
+    assert!(minhang.contains("127.127.10.9,2222"), "{minhang}");
+    assert!(dir.path().join("exports/summary.csv").exists());
+    let report = std::fs::read_to_string(dir.path().join("reports/lab.html")).unwrap();
+    assert!(report.contains("<html") && report.contains("127.127.10.9"), "the report of a scan");
+    assert_eq!(std::fs::read_to_string(dir.path().join("lab.jsonl")).unwrap().lines().count(), 3);
+
+    let o = Command::new(env!("CARGO_BIN_EXE_otscope")).args(["status", "--config"]).arg(&path).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    let last = scans.last().unwrap();
+    assert!(out.contains(&format!("profile lab\n  last run: scan {}, ", last.id)), "{out}");
+    assert!(out.contains("targets probed, 3 open\n  next run: ") || !last.completed(), "{out}");
+    assert!(out.contains("(schedule \"*/2 * * * * *\")"), "{out}");
+    assert!(out.contains("profile manual\n  last run: never\n  next run: not scheduled"), "{out}");
+    assert!(out.contains("time zone UTC"), "{out}");
+}
+
+/// A device that accepts and never answers, counting the connections it accepts (each held until the
+/// peer closes it, or 10 seconds).
+struct Silent {
+    accepted: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Silent {
+    async fn start(addr: &str) -> Silent {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let a = accepted.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    // Bounded: until the peer closes, or 10 seconds.
+                    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                        while let Ok(n) = sock.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
+                });
+            }
+        });
+        Silent { accepted, task }
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_outlasting_its_period_is_skipped_never_doubled() {
+    // Each scan waits 2 s for a banner that never comes (the deadline ends it at 2 s); the schedule asks
+    // for a run every second.
+    let config = "timezone = \"UTC\"\n[profile.slow]\ntargets = \"ledger.csv\"\nfingerprints = \"fp\"\nports = \"2222\"\nrate = 0\nbanner-wait = \"2s\"\nread-timeout = \"1s\"\nconnect-timeout = \"1s\"\ntarget-deadline = \"2s\"\nquiet = true\nschedule = \"* * * * * *\"\n";
+    let (dir, path) = lab("S-1,慢设备,浦东新区,water,important,127.127.20.1,c\n", config);
+    let device = Silent::start("127.127.20.1:2222").await;
+
+    let mut daemon = Daemon::start(&path);
+    daemon
+        .wait_for(Duration::from_secs(12), "a scan, runs skipped during it, and the next scan running", |log| {
+            let finished = log.iter().filter(|l| l.contains("scan finished")).count();
+            let skipped = log.iter().filter(|l| l.contains("skipping the run due at")).count();
+            let started = log.iter().filter(|l| l.contains("scan starting")).count();
+            finished >= 1 && skipped >= 1 && started >= 2
+        })
+        .await;
+    // SIGTERM while the second scan waits for its banner: it stops cleanly, as a partial scan.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let accepted = device.accepted.load(Ordering::SeqCst);
+    assert_eq!(daemon.terminate(Duration::from_secs(10)).await, Some(0), "{}", daemon.log());
+    let log = daemon.log();
+    assert!(log.contains("the previous run, started at"), "{log}");
+    assert!(log.contains("profile=slow"), "{log}");
+    assert!(accepted >= 2, "the second scan was probing when it was stopped: {log}");
+
+    let scans = profile_scans(&dir.path().join("otscope.db"), "slow");
+    assert_eq!(scans.len(), daemon.count("scan starting"), "{log}");
+    assert!(scans.len() >= 2);
+    // Never two scans of the profile at once: each began after the previous one ended.
+    for pair in scans.windows(2) {
+        assert!(pair[0].ended_at.as_deref().unwrap() <= pair[1].start.started_at.as_str(), "{scans:#?}");
+    }
+    assert!(scans[0].completed());
+    // The scan that SIGTERM stopped is recorded, closed, as partial.
+    let last = scans.last().unwrap();
+    assert!(last.ended_at.is_some() && !last.completed(), "{last:#?}");
+    assert!(log.contains(&format!("scan={} state=partial", last.id)), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_reload_is_refused_and_the_schedule_goes_on() {
+    let good = format!(
+        "timezone = \"UTC\"\n[profile.lab]\ntargets = \"ledger.csv\"\nfingerprints = \"fp\"\nports = \"2222\"\n{FAST}schedule = \"*/2 * * * * *\"\n# padding so the broken file below has the same size\n"
+    );
+    let (dir, path) = lab("R-1,重载工厂,闵行区,energy,important,127.127.30.1,c\n", &good);
+    let _device = Responder::start("127.127.30.1:2222", Some(b"FW 3.0\r\n")).await;
+    let mut daemon = Daemon::start(&path);
+    daemon
+        .wait_for(Duration::from_secs(8), "a first scan", |log| log.iter().any(|l| l.contains("scan finished")))
+        .await;
+
+    // A broken file of the same size and modification time: only SIGHUP makes the daemon read it.
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let broken_head = good.replace("rate = 0\n", "rate = \"fast\"\n");
+    let broken_head = broken_head.split("# padding").next().unwrap().to_string();
+    let broken = format!("{broken_head}#{}\n", "x".repeat(good.len() - broken_head.len() - 2));
+    assert_eq!(broken.len(), good.len());
+    std::fs::write(&path, &broken).unwrap();
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+    let finished_before = daemon.count("scan finished");
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_for(Duration::from_secs(5), "the refusal", |log| log.iter().any(|l| l.contains("refused"))).await;
+    let log = daemon.log();
+    assert!(
+        log.contains(&format!(
+            "configuration refused (SIGHUP), the previous one stays in force: {}:6: profile.lab.rate: invalid value 'fast' for '--rate <N>'",
+            path.display()
+        )),
+        "{log}"
+    );
+    daemon
+        .wait_for(Duration::from_secs(8), "two more scans under the old configuration", |log| {
+            log.iter().filter(|l| l.contains("scan finished")).count() >= finished_before + 2
+        })
+        .await;
+    assert!(!daemon.log().contains("configuration reloaded"), "{}", daemon.log());
+
+    // A valid change is picked up by itself (the file is watched) and takes effect: a second profile.
+    let added = format!(
+        "{good}[profile.extra]\ntargets = \"ledger.csv\"\nfingerprints = \"fp\"\nports = \"2222\"\n{FAST}schedule = \"*/2 * * * * *\"\n"
+    );
+    std::fs::write(&path, added).unwrap();
+    daemon
+        .wait_for(Duration::from_secs(10), "the reload and a scan of the new profile", |log| {
+            log.iter().any(|l| l.contains("configuration reloaded (the file changed): 2 profile(s), 2 scheduled"))
+                && log.iter().any(|l| l.contains("scan finished") && l.contains("profile=extra"))
+        })
+        .await;
+    assert_eq!(daemon.terminate(Duration::from_secs(10)).await, Some(0), "{}", daemon.log());
+    assert!(!profile_scans(&dir.path().join("otscope.db"), "extra").is_empty());
+}
