@@ -3,23 +3,9 @@
 
 mod common;
 
+use common::iso::{cotp, tpkt};
 use common::{ledger, scan, tcp_device, Handler};
 use serde_json::json;
-
-fn tpkt(tpdu: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x03, 0x00];
-    out.extend_from_slice(&((tpdu.len() + 4) as u16).to_be_bytes());
-    out.extend_from_slice(tpdu);
-    out
-}
-
-/// The COTP TPDU of a request (after the TPKT header), if the bytes are one TPKT.
-fn cotp(req: &[u8]) -> Option<&[u8]> {
-    if req.len() < 7 || req[0] != 3 || req[1] != 0 || usize::from(u16::from_be_bytes([req[2], req[3]])) != req.len() {
-        return None;
-    }
-    Some(&req[4..])
-}
 
 /// The called TSAP (parameter C2) of a Connection Request.
 fn called_tsap(tpdu: &[u8]) -> Option<Vec<u8>> {

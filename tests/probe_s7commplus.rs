@@ -3,43 +3,9 @@
 
 mod common;
 
+use common::iso::{cotp, tpkt, tsaps};
 use common::{ledger, scan, tcp_device, Handler};
 use serde_json::json;
-
-fn tpkt(tpdu: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x03, 0x00];
-    out.extend_from_slice(&((tpdu.len() + 4) as u16).to_be_bytes());
-    out.extend_from_slice(tpdu);
-    out
-}
-
-fn cotp(req: &[u8]) -> Option<&[u8]> {
-    if req.len() < 7 || req[0] != 3 || req[1] != 0 || usize::from(u16::from_be_bytes([req[2], req[3]])) != req.len() {
-        return None;
-    }
-    Some(&req[4..])
-}
-
-/// (calling, called) TSAPs of a Connection Request.
-fn tsaps(tpdu: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    if tpdu.get(1) != Some(&0xE0) {
-        return None;
-    }
-    let li = usize::from(tpdu[0]);
-    let mut params = tpdu.get(7..=li)?;
-    let (mut calling, mut called) = (None, None);
-    while params.len() >= 2 {
-        let (code, len) = (params[0], usize::from(params[1]));
-        let value = params.get(2..2 + len)?.to_vec();
-        match code {
-            0xC1 => calling = Some(value),
-            0xC2 => called = Some(value),
-            _ => {}
-        }
-        params = &params[2 + len..];
-    }
-    Some((calling?, called?))
-}
 
 fn cc(calling: &[u8], called: &[u8]) -> Vec<u8> {
     let mut body = vec![0xD0, 0x00, 0x02, 0x00, 0x07, 0x00, 0xC0, 0x01, 0x0A];

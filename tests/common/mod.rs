@@ -2,6 +2,8 @@
 //! count their connections, and scans run through the library.
 #![allow(dead_code)]
 
+pub mod iso;
+
 use otscope::cli::{Cli, Command, EngineArgs};
 use otscope::commands::{plan_scan, run_scan};
 use otscope::engine::ProgressStyle;
