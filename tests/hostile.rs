@@ -550,11 +550,13 @@ async fn a_scan_of_hostile_peers_stays_bounded_and_identifies_nothing_false() {
     assert_eq!(honest["protocol"], "bacnet", "{honest:#}");
     assert_eq!(honest["attributes"]["instance"], 1234, "{honest:#}");
 
-    // TLS with a 30-certificate chain: a `tls` finding whose recorded chain is capped.
+    // TLS with a 30-certificate chain: a `tls` finding that tells the chain's true length.
     let chain = by_target.get(&("127.130.0.12".to_string(), 443)).expect("the 30-certificate TLS peer is found");
     assert_eq!(chain["protocol"], "tls", "{chain:#}");
     let tls = &chain["attributes"]["tls"];
     assert!(tls["subject"].as_str().unwrap().contains("chain.lab.test"), "{tls:#}");
+    // Only 8 certificates are kept and parsed, but the length reported is the one the peer sent.
+    assert_eq!(tls["chain_length"], 30, "{tls:#}");
     // TLS with 1500 SANs: a `tls` finding that lists them.
     let san = by_target.get(&("127.130.0.13".to_string(), 443)).expect("the 1500-SAN TLS peer is found");
     assert_eq!(san["protocol"], "tls", "{san:#}");
