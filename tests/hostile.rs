@@ -3,8 +3,9 @@
 //! as the otscope binary in a child process, must finish within a stated time, stay within a stated
 //! peak memory, and never identify an industrial protocol that is not there.
 //!
-//! Every responder sits on its own loopback address in 127.130.0.0/16; every loop that sends is bounded
-//! in count, and every connection it serves ends after [`CAP`] whatever the scanner does.
+//! Every responder sits on its own loopback address in 127.130.77.0/24 (within the tests' 127.130.0.0/16);
+//! every loop that sends is bounded in count, and every connection it serves ends after [`CAP`]
+//! whatever the scanner does.
 
 mod common;
 
@@ -117,23 +118,40 @@ fn cotp_cc() -> Vec<u8> {
     tpkt(&tpdu)
 }
 
-async fn behave(peer: Peer, mut sock: TcpStream, seed: u64) -> io::Result<()> {
+/// Plays `peer` on one connection, counting in `acted` each time the misbehaviour was delivered.
+async fn behave(peer: Peer, mut sock: TcpStream, seed: u64, acted: &AtomicUsize) -> io::Result<()> {
+    let act = || acted.fetch_add(1, Ordering::SeqCst);
     match peer {
-        Peer::Silent => drain(&mut sock).await,
+        Peer::Silent => {
+            act();
+            drain(&mut sock).await
+        }
         Peer::Drip => {
             for i in 0..30u8 {
                 sock.write_all(&[0x80 | i]).await?;
+                if i == 1 {
+                    act();
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
         Peer::Endless => {
             let chunk = garbage(1 << 20, seed);
-            for _ in 0..256 {
+            for i in 0..256 {
                 sock.write_all(&chunk).await?;
+                if i == 1 {
+                    act();
+                }
             }
         }
         Peer::GarbageThenClose => {
-            sock.write_all(&garbage(4 << 20, seed)).await?;
+            // The scanner hangs up after its byte budget: the rest of the write then fails, as it should.
+            for (i, piece) in garbage(4 << 20, seed).chunks(64 << 10).enumerate() {
+                sock.write_all(piece).await?;
+                if i == 1 {
+                    act();
+                }
+            }
         }
         Peer::ResetMidReply => {
             let req = request(&mut sock).await;
@@ -144,15 +162,18 @@ async fn behave(peer: Peer, mut sock: TcpStream, seed: u64) -> io::Result<()> {
             #[allow(deprecated)]
             sock.set_linger(Some(Duration::ZERO))?;
             drop(sock); // with linger 0: an RST, not a FIN
+            act();
         }
         Peer::HalfCloseAtAccept => {
             sock.shutdown().await?;
+            act();
             drain(&mut sock).await;
         }
         Peer::HalfCloseAfterPartial => {
             let req = request(&mut sock).await;
             sock.write_all(&partial_reply(&req)).await?;
             sock.shutdown().await?;
+            act();
             drain(&mut sock).await;
         }
         Peer::ModbusLongClaim => {
@@ -165,6 +186,7 @@ async fn behave(peer: Peer, mut sock: TcpStream, seed: u64) -> io::Result<()> {
                 let mut reply = vec![buf[0], buf[1], 0, 0, 0xFF, 0xFF, buf[6], buf[7]];
                 reply.extend_from_slice(&garbage(8, seed));
                 sock.write_all(&reply).await?;
+                act();
             }
         }
         Peer::S7LongClaim => {
@@ -181,6 +203,7 @@ async fn behave(peer: Peer, mut sock: TcpStream, seed: u64) -> io::Result<()> {
                     let mut reply = vec![0x03, 0x00, 0xFF, 0xFF, 0x02, 0xF0, 0x80, 0x32, 0x03, 0x00, 0x00];
                     reply.extend_from_slice(&garbage(16, seed));
                     sock.write_all(&reply).await?;
+                    act();
                 }
             }
         }
@@ -198,6 +221,7 @@ async fn behave(peer: Peer, mut sock: TcpStream, seed: u64) -> io::Result<()> {
                 reply.extend_from_slice(&[0; 4]); // options
                 reply.extend_from_slice(&garbage(32, seed));
                 sock.write_all(&reply).await?;
+                act();
             }
         }
         Peer::TlsRecordGarbage => {
@@ -205,21 +229,23 @@ async fn behave(peer: Peer, mut sock: TcpStream, seed: u64) -> io::Result<()> {
             let mut reply = vec![0x16, 0x03, 0x03, 0x40, 0x00];
             reply.extend_from_slice(&garbage(64 << 10, seed));
             sock.write_all(&reply).await?;
+            act();
             drain(&mut sock).await;
         }
     }
     Ok(())
 }
 
-/// Listens on `addr` and serves each connection (at most [`MAX_CONNS`], each at most [`CAP`]) as `peer`.
-async fn serve(addr: &str, peer: Peer, served: Arc<AtomicUsize>) -> JoinHandle<()> {
+/// Listens on `addr` and serves each connection (at most [`MAX_CONNS`], each at most [`CAP`]) as `peer`;
+/// `acted` counts the misbehaviours delivered.
+async fn serve(addr: &str, peer: Peer, acted: Arc<AtomicUsize>) -> JoinHandle<()> {
     let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| panic!("bind {addr}: {e}"));
     tokio::spawn(async move {
         for i in 0..MAX_CONNS {
             let Ok((sock, _)) = listener.accept().await else { return };
-            served.fetch_add(1, Ordering::SeqCst);
+            let acted = acted.clone();
             tokio::spawn(async move {
-                let _ = timeout(CAP, behave(peer, sock, 0x9E37_79B9_7F4A_7C15 ^ i as u64)).await;
+                let _ = timeout(CAP, behave(peer, sock, 0x9E37_79B9_7F4A_7C15 ^ i as u64, &acted)).await;
             });
         }
     })
@@ -263,7 +289,8 @@ enum UdpPeer {
     Honest,
 }
 
-async fn serve_udp(addr: &str, peer: UdpPeer, served: Arc<AtomicUsize>) -> JoinHandle<()> {
+/// Answers at most [`MAX_DATAGRAMS`] requests on `addr` as `peer`; `acted` counts the answers sent.
+async fn serve_udp(addr: &str, peer: UdpPeer, acted: Arc<AtomicUsize>) -> JoinHandle<()> {
     let sock = UdpSocket::bind(addr).await.unwrap_or_else(|e| panic!("bind {addr}: {e}"));
     let ip = sock.local_addr().unwrap().ip();
     let other = UdpSocket::bind((ip, 0)).await.unwrap();
@@ -271,27 +298,34 @@ async fn serve_udp(addr: &str, peer: UdpPeer, served: Arc<AtomicUsize>) -> JoinH
         let mut buf = vec![0u8; 65536];
         for i in 0..MAX_DATAGRAMS {
             let Ok((n, from)) = sock.recv_from(&mut buf).await else { return };
-            served.fetch_add(1, Ordering::SeqCst);
             let req = &buf[..n];
+            let act = || acted.fetch_add(1, Ordering::SeqCst);
             match peer {
                 UdpPeer::BacnetLongClaim => {
                     let mut reply = vec![0x81, 0x0A, 0xFF, 0xFF, 0x01, 0x00, 0x10, 0x00, 0xC4, 0x02, 0x00];
                     reply.extend_from_slice(&garbage(8, i as u64 + 1));
-                    let _ = sock.send_to(&reply, from).await;
+                    if sock.send_to(&reply, from).await.is_ok() {
+                        act();
+                    }
                 }
                 UdpPeer::Flood => {
                     for k in 0..300u64 {
                         let _ = sock.send_to(&garbage(1000, (i as u64) << 16 | (k + 1)), from).await;
                     }
+                    act();
                 }
                 UdpPeer::OtherSourcePort => {
                     if let Some(reply) = bacnet_answer(req) {
-                        let _ = other.send_to(&reply, from).await;
+                        if other.send_to(&reply, from).await.is_ok() {
+                            act();
+                        }
                     }
                 }
                 UdpPeer::Honest => {
                     if let Some(reply) = bacnet_answer(req) {
-                        let _ = sock.send_to(&reply, from).await;
+                        if sock.send_to(&reply, from).await.is_ok() {
+                            act();
+                        }
                     }
                 }
             }
@@ -314,7 +348,7 @@ async fn tls_server(
     addr: &str,
     chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     key: rcgen::KeyPair,
-    served: Arc<AtomicUsize>,
+    handshakes: Arc<AtomicUsize>,
 ) -> JoinHandle<()> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -328,11 +362,12 @@ async fn tls_server(
     tokio::spawn(async move {
         for _ in 0..MAX_CONNS {
             let Ok((sock, _)) = listener.accept().await else { return };
-            served.fetch_add(1, Ordering::SeqCst);
             let acceptor = acceptor.clone();
+            let handshakes = handshakes.clone();
             tokio::spawn(async move {
                 let _ = timeout(CAP, async {
                     let mut tls = acceptor.accept(sock).await?;
+                    handshakes.fetch_add(1, Ordering::SeqCst);
                     let mut buf = [0u8; 4096];
                     while tls.read(&mut buf).await? > 0 {}
                     io::Result::Ok(())
@@ -360,17 +395,17 @@ fn children_max_rss_kib() -> u64 {
 }
 
 const TCP_PEERS: [(&str, Peer); 11] = [
-    ("127.130.0.1", Peer::Silent),
-    ("127.130.0.2", Peer::Drip),
-    ("127.130.0.3", Peer::Endless),
-    ("127.130.0.4", Peer::GarbageThenClose),
-    ("127.130.0.5", Peer::ResetMidReply),
-    ("127.130.0.6", Peer::HalfCloseAtAccept),
-    ("127.130.0.7", Peer::HalfCloseAfterPartial),
-    ("127.130.0.8", Peer::ModbusLongClaim),
-    ("127.130.0.9", Peer::S7LongClaim),
-    ("127.130.0.10", Peer::EnipLongClaim),
-    ("127.130.0.14", Peer::TlsRecordGarbage),
+    ("127.130.77.1", Peer::Silent),
+    ("127.130.77.2", Peer::Drip),
+    ("127.130.77.3", Peer::Endless),
+    ("127.130.77.4", Peer::GarbageThenClose),
+    ("127.130.77.5", Peer::ResetMidReply),
+    ("127.130.77.6", Peer::HalfCloseAtAccept),
+    ("127.130.77.7", Peer::HalfCloseAfterPartial),
+    ("127.130.77.8", Peer::ModbusLongClaim),
+    ("127.130.77.9", Peer::S7LongClaim),
+    ("127.130.77.10", Peer::EnipLongClaim),
+    ("127.130.77.14", Peer::TlsRecordGarbage),
 ];
 
 /// The ports a TCP peer listens on.
@@ -398,38 +433,39 @@ const PLAIN_PORT: u16 = 7777;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_scan_of_hostile_peers_stays_bounded_and_identifies_nothing_false() {
     let mut tasks = Vec::new();
-    let mut served: HashMap<String, Arc<AtomicUsize>> = HashMap::new();
+    // Per address: how often its misbehaviour was delivered to the scanner (TLS: handshakes completed).
+    let mut acted: HashMap<String, Arc<AtomicUsize>> = HashMap::new();
     for (ip, peer) in TCP_PEERS {
-        let count = served.entry(ip.to_string()).or_default().clone();
+        let count = acted.entry(ip.to_string()).or_default().clone();
         let ports = peer_ports(peer);
         for port in ports {
             tasks.push(serve(&format!("{ip}:{port}"), peer, count.clone()).await);
         }
     }
     for (ip, peer) in [
-        ("127.130.0.11", UdpPeer::BacnetLongClaim),
-        ("127.130.0.15", UdpPeer::Flood),
-        ("127.130.0.16", UdpPeer::OtherSourcePort),
-        ("127.130.0.17", UdpPeer::Honest),
+        ("127.130.77.11", UdpPeer::BacnetLongClaim),
+        ("127.130.77.15", UdpPeer::Flood),
+        ("127.130.77.16", UdpPeer::OtherSourcePort),
+        ("127.130.77.17", UdpPeer::Honest),
     ] {
-        let count = served.entry(ip.to_string()).or_default().clone();
+        let count = acted.entry(ip.to_string()).or_default().clone();
         tasks.push(serve_udp(&format!("{ip}:47808"), peer, count).await);
     }
     // A chain of 30 self-signed certificates (the scanner records at most 8 of them).
     let (leaf, leaf_key) = cert(vec!["chain.lab.test".into()], "chain.lab.test");
     let mut chain = vec![leaf];
     chain.extend((1..30).map(|i| cert(vec![format!("ca{i}.lab.test")], &format!("CA {i}")).0));
-    let count = served.entry("127.130.0.12".into()).or_default().clone();
-    tasks.push(tls_server("127.130.0.12:443", chain, leaf_key, count).await);
+    let count = acted.entry("127.130.77.12".into()).or_default().clone();
+    tasks.push(tls_server("127.130.77.12:443", chain, leaf_key, count).await);
     // One certificate with 1500 subject alternative names (about 40 KiB of DER).
     let names: Vec<String> = (0..1500).map(|i| format!("host-{i:05}.plant.lab.test")).collect();
     let (big, big_key) = cert(names, "san.lab.test");
-    let count = served.entry("127.130.0.13".into()).or_default().clone();
-    tasks.push(tls_server("127.130.0.13:443", vec![big], big_key, count).await);
+    let count = acted.entry("127.130.77.13".into()).or_default().clone();
+    tasks.push(tls_server("127.130.77.13:443", vec![big], big_key, count).await);
 
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger.csv");
-    std::fs::write(&ledger, format!("{}H-1,hostile,d,s,important,127.130.0.1-127.130.0.17,c\n", common::HEADER))
+    std::fs::write(&ledger, format!("{}H-1,hostile,d,s,important,127.130.77.1-127.130.77.17,c\n", common::HEADER))
         .unwrap();
     let out = dir.path().join("findings.jsonl");
     let deadline = format!("{TARGET_DEADLINE_S}s");
@@ -519,11 +555,11 @@ async fn a_scan_of_hostile_peers_stays_bounded_and_identifies_nothing_false() {
     assert!(peak_kib < MAX_PEAK_RSS_KIB, "peak RSS {peak_kib} KiB, beyond {MAX_PEAK_RSS_KIB} KiB");
 
     // No false identification anywhere, and every peer was really reached.
-    for f in findings.iter().filter(|f| f["ip"] != "127.130.0.17") {
+    for f in findings.iter().filter(|f| f["ip"] != "127.130.77.17") {
         assert_eq!(f["ics"], false, "false ICS finding: {f:#}");
     }
-    for (ip, count) in &served {
-        assert!(count.load(Ordering::SeqCst) > 0, "the scan never reached {ip}");
+    for (ip, count) in &acted {
+        assert!(count.load(Ordering::SeqCst) > 0, "{ip}'s misbehaviour never reached the scanner");
     }
     // Every target finished on its own, none was cut off by the deadline: no probe hung on a peer.
     assert!(log.contains("scan complete"), "{log}");
@@ -542,23 +578,23 @@ async fn a_scan_of_hostile_peers_stays_bounded_and_identifies_nothing_false() {
         }
     }
     // The UDP long claim, the flood and the reply from another port: no finding at all.
-    for (ip, port) in [("127.130.0.11", 47808), ("127.130.0.15", 47808), ("127.130.0.16", 47808)] {
+    for (ip, port) in [("127.130.77.11", 47808), ("127.130.77.15", 47808), ("127.130.77.16", 47808)] {
         assert!(!by_target.contains_key(&(ip.to_string(), port)), "UDP peer {ip}: {:#}", by_target[&(ip.into(), port)]);
     }
     // The control: the same BACnet answers from the right port are a BACnet device.
-    let honest = by_target.get(&("127.130.0.17".to_string(), 47808)).expect("the honest BACnet device is found");
+    let honest = by_target.get(&("127.130.77.17".to_string(), 47808)).expect("the honest BACnet device is found");
     assert_eq!(honest["protocol"], "bacnet", "{honest:#}");
     assert_eq!(honest["attributes"]["instance"], 1234, "{honest:#}");
 
     // TLS with a 30-certificate chain: a `tls` finding that tells the chain's true length.
-    let chain = by_target.get(&("127.130.0.12".to_string(), 443)).expect("the 30-certificate TLS peer is found");
+    let chain = by_target.get(&("127.130.77.12".to_string(), 443)).expect("the 30-certificate TLS peer is found");
     assert_eq!(chain["protocol"], "tls", "{chain:#}");
     let tls = &chain["attributes"]["tls"];
     assert!(tls["subject"].as_str().unwrap().contains("chain.lab.test"), "{tls:#}");
     // Only 8 certificates are kept and parsed, but the length reported is the one the peer sent.
     assert_eq!(tls["chain_length"], 30, "{tls:#}");
     // TLS with 1500 SANs: a `tls` finding that lists them.
-    let san = by_target.get(&("127.130.0.13".to_string(), 443)).expect("the 1500-SAN TLS peer is found");
+    let san = by_target.get(&("127.130.77.13".to_string(), 443)).expect("the 1500-SAN TLS peer is found");
     assert_eq!(san["protocol"], "tls", "{san:#}");
     // Every name is listed: the certificate message cannot exceed 64 KiB, so neither can this list.
     let sans = san["attributes"]["tls"]["san"].as_array().expect("a SAN list");
