@@ -1,7 +1,11 @@
 //! Hostile peers: services that never speak, drip, stream forever, flood, reset, half-close, claim
-//! lengths far beyond what they send, or present absurd TLS handshakes. One scan of all of them, run
-//! as the otscope binary in a child process, must finish within a stated time, stay within a stated
-//! peak memory, and never identify an industrial protocol that is not there.
+//! lengths far beyond what they send, or present absurd TLS handshakes. A scan of all of them, run
+//! as the otscope binary in a child process (once plain, once with `--deep`), must finish within a
+//! stated time, stay within a stated peak memory, keep its findings small, and never identify an
+//! industrial protocol that is not there.
+//!
+//! Measured on the development machine (debug build): about 6 s plain and 9 s with `--deep` against
+//! the 14 s bound; peak RSS about 40 MiB against the 200 MiB bound.
 //!
 //! Every responder sits on its own loopback address in 127.130.77.0/24 (within the tests' 127.130.0.0/16);
 //! every loop that sends is bounded in count, and every connection it serves ends after [`CAP`]
