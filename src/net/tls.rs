@@ -12,11 +12,13 @@ const MAX_CHAIN: usize = 8;
 
 #[derive(Debug, Default)]
 pub struct RecordingVerifier {
-    chain: Mutex<Vec<Vec<u8>>>,
+    /// The first [`MAX_CHAIN`] certificates of the chain, and how many the peer sent in all.
+    chain: Mutex<(Vec<Vec<u8>>, usize)>,
 }
 
 impl RecordingVerifier {
-    pub fn take_chain(&self) -> Vec<Vec<u8>> {
+    /// The recorded certificates (at most [`MAX_CHAIN`]) and the length of the chain the peer sent.
+    pub fn take_chain(&self) -> (Vec<Vec<u8>>, usize) {
         std::mem::take(&mut self.chain.lock().expect("not poisoned"))
     }
 }
@@ -30,10 +32,12 @@ impl ServerCertVerifier for RecordingVerifier {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let mut chain = self.chain.lock().expect("not poisoned");
+        let mut recorded = self.chain.lock().expect("not poisoned");
+        let chain = &mut recorded.0;
         chain.clear();
         chain.push(end_entity.to_vec());
         chain.extend(intermediates.iter().take(MAX_CHAIN - 1).map(|c| c.to_vec()));
+        recorded.1 = 1 + intermediates.len();
         Ok(ServerCertVerified::assertion())
     }
 
@@ -76,11 +80,12 @@ pub fn client_config(verifier: Arc<RecordingVerifier>) -> Arc<rustls::ClientConf
     Arc::new(config)
 }
 
-/// What the handshake revealed, as finding attributes: `{"version", "cipher", "chain": [...]}`.
+/// What the handshake revealed, as finding attributes: the version, the cipher, the leaf's names and
+/// dates from `chain` (the recorded certificates), and `chain_length`, how many the peer sent in all.
 pub fn describe(
     version: Option<rustls::ProtocolVersion>,
     cipher: Option<rustls::SupportedCipherSuite>,
-    chain: &[Vec<u8>],
+    (chain, chain_length): &(Vec<Vec<u8>>, usize),
 ) -> Map<String, Value> {
     let mut tls = Map::new();
     if let Some(v) = version {
@@ -98,7 +103,7 @@ pub fn describe(
             }
         }
     }
-    tls.insert("chain_length".into(), json!(chain.len()));
+    tls.insert("chain_length".into(), json!(chain_length));
     tls
 }
 

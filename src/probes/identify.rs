@@ -19,6 +19,10 @@ use serde_json::Value;
 use std::time::Duration;
 use time::OffsetDateTime;
 
+/// Bytes kept of an unprompted banner, as a banner probe keeps of its reply by default (`read_limit`):
+/// a peer that streams garbage is named from its first bytes, not stored by the 64 KiB frame.
+pub const PASSIVE_BANNER_BYTES: usize = 4096;
+
 #[derive(Debug, Clone)]
 pub struct ProbeSettings {
     pub limits: Limits,
@@ -170,7 +174,8 @@ impl Identifier {
             Some(c) => c,
             None => Conn::open(target, self.settings.limits).await.ok()?,
         };
-        if let Ok(banner) = conn.recv_passive(self.settings.banner_wait, self.settings.limits.max_frame).await {
+        let keep = PASSIVE_BANNER_BYTES.min(self.settings.limits.max_frame);
+        if let Ok(banner) = conn.recv_passive(self.settings.banner_wait, keep).await {
             if !banner.is_empty() {
                 return Some((banner_identity(&banner), banner));
             }
