@@ -124,10 +124,14 @@ impl Device {
         let n = self.index;
         match self.kind {
             Kind::Modbus => format!("vendor={MODBUS_VENDOR};product_code={MODBUS_CODE};revision={MODBUS_REV}"),
-            Kind::S7 => format!("module={S7_MLFB};name={S7_NAME};serial={}", s7_serial(n)),
-            Kind::Enip => format!("vendor_id=1;product={ENIP_NAME};serial=0x{:08x}", enip_serial(n)),
-            Kind::Bacnet => format!("instance={};vendor_id=5;model={BACNET_MODEL}", bacnet_instance(n)),
-            Kind::Fox => format!("station={};app_version={FOX_APP_VERSION}", fox_station(n)),
+            Kind::S7 => format!("module={S7_MLFB};name={S7_NAME};version=4.2.1;serial={}", s7_serial(n)),
+            Kind::Enip => format!("product={ENIP_NAME};revision=20.11;serial=0x{:08x}", enip_serial(n)),
+            Kind::Bacnet => format!(
+                "instance={};model={BACNET_MODEL};object_name={};firmware={BACNET_FIRMWARE}",
+                bacnet_instance(n),
+                bacnet_object_name(n)
+            ),
+            Kind::Fox => format!("station={};app_version={FOX_APP_VERSION};host_id={FOX_HOST_ID}", fox_station(n)),
             Kind::Fins => format!("model={FINS_MODEL};version={FINS_VERSION}"),
         }
     }
@@ -560,7 +564,12 @@ fn enip(n: u32) -> Handler {
 // Who-Is and ReadProperty on its device object (also by the wildcard instance 4194303).
 
 const BACNET_MODEL: &str = "MS-NAE5510-2";
+const BACNET_FIRMWARE: &str = "9.0.0.1234";
 const WILDCARD: u32 = 4_194_303;
+
+fn bacnet_object_name(n: u32) -> String {
+    format!("NAE-{n}-Boiler Plant")
+}
 
 fn bacnet_instance(n: u32) -> u32 {
     1_210_000 + n
@@ -596,7 +605,7 @@ fn char_string(s: &str) -> Vec<u8> {
 fn bacnet(n: u32) -> Handler {
     let instance = bacnet_instance(n);
     let vendor_id = 5u32;
-    let object_name = format!("NAE-{n}-Boiler Plant");
+    let object_name = bacnet_object_name(n);
     Box::new(move |req: &[u8]| {
         if req.len() < 6 || req[0] != 0x81 || req[1] != 0x0A {
             return None;
@@ -641,7 +650,7 @@ fn bacnet(n: u32) -> Handler {
                     77 => Some(object_name.as_str()),
                     121 => Some("Johnson Controls, Inc."),
                     70 => Some(BACNET_MODEL),
-                    44 => Some("9.0.0.1234"),
+                    44 => Some(BACNET_FIRMWARE),
                     12 => Some("NAE Release 9.0"),
                     28 => Some("Boiler plant supervisory controller"),
                     58 => Some("Building 7, plant room"),
@@ -675,6 +684,7 @@ fn bacnet(n: u32) -> Handler {
 // Niagara Fox: a Niagara AX station on a QNX JACE answering the client hello.
 
 const FOX_APP_VERSION: &str = "3.8.213";
+const FOX_HOST_ID: &str = "Qnx-NPM6-0000-16A3-8210";
 
 fn fox_station(n: u32) -> String {
     format!("AHU_Building{n}")
@@ -685,7 +695,7 @@ fn fox(n: u32) -> Handler {
         "fox a 0 -1 fox hello\n{{\nfox.version=s:1.0.1\nid=i:122\nhostName=s:192.168.1.140\n\
 hostAddress=s:192.168.1.140\napp.name=s:Station\napp.version=s:{FOX_APP_VERSION}\nvm.name=s:Java HotSpot(TM) Client VM\n\
 vm.version=s:1.5.0_81-b06\nos.name=s:QNX\nos.version=s:6.4.1\nstation.name=s:{}\nlang=s:en\n\
-timeZone=s:Asia/Shanghai;28800000;0;null;null\nhostId=s:Qnx-NPM6-0000-16A3-8210\n\
+timeZone=s:Asia/Shanghai;28800000;0;null;null\nhostId=s:{FOX_HOST_ID}\n\
 vmUuid=s:11e8e9a6-0b40-571a-0000-00000000a096\nbrandId=s:vykon\n\
 sysInfo=o:bog 61[<bog version=\"1.0\">\n<p m=\"b=baja\" t=\"b:Facets\" v=\"\"/>\n</bog>\n]\n\
 authAgentTypeSpecs=s:fox:FoxUsernamePasswordAuthAgent\n}};;\n",
@@ -737,7 +747,10 @@ fn fins() -> Handler {
         r.extend_from_slice(&0u16.to_be_bytes());
         r.extend_from_slice(&padded(FINS_MODEL, 20, b' '));
         r.extend_from_slice(&padded(FINS_VERSION, 20, b' '));
-        r.extend_from_slice(&[0; 40]);
+        r.extend_from_slice(&[0; 40]); // for system use
+                                       // Area data: program area 20 Ksteps, IOM 23 Kbytes, 32768 DM words, timer/counter 8, no
+                                       // expansion DM, no steps/transitions, no memory card.
+        r.extend_from_slice(&[0x00, 0x14, 0x17, 0x80, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]);
         Some(r)
     })
 }
