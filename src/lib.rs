@@ -13,6 +13,7 @@ pub mod export;
 pub mod findings;
 pub mod fingerprints;
 pub mod history;
+pub mod lab;
 pub mod ledger;
 pub mod net;
 pub mod probes;

@@ -1,0 +1,213 @@
+//! Lab benchmark: the full scan pipeline against a lab of simulated ICS devices on loopback
+//! (`otscope::lab`: Modbus/TCP, S7comm, EtherNet/IP tcp+udp, BACnet/IP, Niagara Fox, Omron FINS, in
+//! turn), reporting identified devices per second, and in the same run a bare loop that sends each
+//! endpoint one identification request and reads one reply (TCP connect+write+read, UDP send+recv).
+//!
+//! Run: `cargo bench --bench lab`
+//!
+//! Knobs (environment): `LAB_DEVICES` (default 1200, at most 60000), `LAB_ROUNDS` (default 3),
+//! `LAB_CONCURRENCY` (default 512). Devices take 127.132.0.1 onwards: loopback only.
+
+use clap::Parser;
+use otscope::cli::{Cli, Command, EngineArgs, PortList};
+use otscope::commands::{plan_scan, run_scan};
+use otscope::engine::ProgressStyle;
+use otscope::lab::{self, Device, Kind, Lab};
+use otscope::scope::{Selection, Transport};
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+const FIRST: Ipv4Addr = Ipv4Addr::new(127, 132, 0, 1);
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not valid")),
+        Err(_) => default,
+    }
+}
+
+fn engine_args(ledger: &Path, ports: &str, concurrency: usize) -> (EngineArgs, PortList) {
+    let ledger = ledger.to_str().expect("temporary path is UTF-8");
+    let concurrency = concurrency.to_string();
+    let cli = Cli::try_parse_from([
+        "otscope",
+        "scan",
+        "--targets",
+        ledger,
+        "--ports",
+        ports,
+        "--rate",
+        "0",
+        "--concurrency",
+        &concurrency,
+        "--per-host",
+        "4",
+        "--host-interval",
+        "0s",
+        "--connect-timeout",
+        "1s",
+        "--read-timeout",
+        "1s",
+        "--seed",
+        "7",
+        "--no-db",
+        "--quiet",
+    ])
+    .unwrap_or_else(|e| panic!("scan flags: {e}"));
+    match cli.command {
+        Command::Scan(args) => (args.engine, args.scope.ports.expect("--ports was given")),
+        _ => unreachable!("parsed a scan command"),
+    }
+}
+
+struct Run {
+    identified: usize,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.identified as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// The whole pipeline on the lab's ledger; a device counts as identified when a finding on its address
+/// carries its protocol.
+async fn pipeline(ledger: &Path, ports: &str, concurrency: usize, devices: &[Device]) -> Run {
+    let fingerprints = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fingerprints"));
+    let (args, ports) = engine_args(ledger, ports, concurrency);
+    let plan = plan_scan(ledger, None, fingerprints, Some(ports.0), &Selection::default(), &args)
+        .await
+        .unwrap_or_else(|e| panic!("plan: {e}"));
+    let started = Instant::now();
+    let report = run_scan(&plan, None, vec![], ProgressStyle::Quiet, CancellationToken::new()).await.expect("scan");
+    let elapsed = started.elapsed();
+    let found: HashSet<(String, String)> =
+        report.findings.iter().filter(|f| f.ics).map(|f| (f.ip.to_string(), f.protocol.clone())).collect();
+    let identified =
+        devices.iter().filter(|d| found.contains(&(d.ip.to_string(), d.kind.protocol().to_string()))).count();
+    Run { identified, elapsed }
+}
+
+/// One identification request of each kind, as the bare loop sends it.
+fn request(kind: Kind) -> Vec<u8> {
+    match kind {
+        Kind::Modbus => vec![0, 1, 0, 0, 0, 5, 1, 0x2B, 0x0E, 1, 0],
+        Kind::S7 => vec![
+            0x03, 0x00, 0x00, 0x16, 0x11, 0xE0, 0x00, 0x00, 0x00, 0x01, 0x00, 0xC0, 0x01, 0x0A, 0xC1, 0x02, 0x01, 0x00,
+            0xC2, 0x02, 0x01, 0x02,
+        ],
+        Kind::Enip => {
+            let mut h = vec![0x63, 0x00];
+            h.resize(24, 0);
+            h
+        }
+        Kind::Bacnet => vec![0x81, 0x0A, 0x00, 0x08, 0x01, 0x00, 0x10, 0x08],
+        Kind::Fox => b"fox a 1 -1 fox hello\n{\nfox.version=s:1.0\nid=i:1\n};;\n".to_vec(),
+        Kind::Fins => vec![0x80, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x63, 0x00, 0xEF, 0x05, 0x01],
+    }
+}
+
+async fn exchange(addr: SocketAddr, transport: Transport, req: &[u8]) -> bool {
+    let mut buf = [0u8; 2048];
+    let once = async {
+        match transport {
+            Transport::Tcp => {
+                let mut s = TcpStream::connect(addr).await.ok()?;
+                s.write_all(req).await.ok()?;
+                let n = s.read(&mut buf).await.ok()?;
+                (n > 0).then_some(())
+            }
+            Transport::Udp => {
+                let s = UdpSocket::bind("127.0.0.1:0").await.ok()?;
+                s.send_to(req, addr).await.ok()?;
+                let n = s.recv(&mut buf).await.ok()?;
+                (n > 0).then_some(())
+            }
+        }
+    };
+    matches!(tokio::time::timeout(TIMEOUT, once).await, Ok(Some(())))
+}
+
+/// The bare loop: every endpoint of every device, one request and one reply, the same concurrency;
+/// a device counts when all its endpoints answered.
+async fn baseline(devices: &[Device], concurrency: usize) -> Run {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let answered = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    for d in devices {
+        let slot = slots.clone().acquire_owned().await.expect("open semaphore");
+        let (d, answered) = (d.clone(), answered.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let req = request(d.kind);
+            let mut all = true;
+            for &(port, transport) in d.kind.endpoints() {
+                all &= exchange(SocketAddr::from((d.ip, port)), transport, &req).await;
+            }
+            if all {
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    let _all = slots.acquire_many(concurrency as u32).await.expect("open semaphore");
+    Run { identified: answered.load(Ordering::Relaxed) as usize, elapsed: started.elapsed() }
+}
+
+fn main() {
+    let count: u32 = env_or("LAB_DEVICES", 1200);
+    assert!((1..=60_000).contains(&count), "LAB_DEVICES must be 1-60000");
+    let rounds: usize = env_or::<usize>("LAB_ROUNDS", 3).clamp(1, 20);
+    let concurrency: usize = env_or("LAB_CONCURRENCY", 512);
+    assert!(concurrency > 0, "LAB_CONCURRENCY must be at least 1");
+
+    let devices = lab::plan(FIRST, count, &Kind::ALL).expect("lab plan");
+    let ports = lab::port_list(&Kind::ALL);
+    let dir = tempfile::tempdir().expect("temporary dir");
+    let ledger = dir.path().join("lab.csv");
+    lab::write_ledger(&ledger, &devices).expect("write the ledger");
+
+    // The lab answers on its own runtime (its own threads), as a separate network would.
+    let lab_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let lab = lab_rt.block_on(Lab::start(devices.clone())).expect("start the lab");
+    let last = devices.last().expect("at least one device").ip;
+    println!("lab: {count} devices on {FIRST}-{last} ({ports}), concurrency {concurrency}, {rounds} rounds");
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let (mut bases, mut pipes) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let b = rt.block_on(baseline(&devices, concurrency));
+        let p = rt.block_on(pipeline(&ledger, &ports, concurrency, &devices));
+        println!(
+            "  round {round}: baseline {} devices answered in {:.2}s ({:.0}/s), pipeline {} identified in {:.2}s ({:.0}/s)",
+            b.identified,
+            b.elapsed.as_secs_f64(),
+            b.rate(),
+            p.identified,
+            p.elapsed.as_secs_f64(),
+            p.rate()
+        );
+        assert_eq!(b.identified, count as usize, "the bare loop missed devices");
+        assert_eq!(p.identified, count as usize, "the pipeline missed devices");
+        bases.push(b);
+        pipes.push(p);
+    }
+    let best = |v: &[Run]| v.iter().map(Run::rate).fold(0.0, f64::max);
+    let (b, p) = (best(&bases), best(&pipes));
+    println!(
+        "lab {count} devices: pipeline {p:.0} identified devices/s, bare request/reply loop {b:.0} devices/s, ratio {:.2} (best of {rounds}); lab served {} requests",
+        p / b,
+        lab.requests()
+    );
+    drop(rt);
+    lab_rt.block_on(lab.stop());
+}
