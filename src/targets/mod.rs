@@ -46,8 +46,12 @@ impl std::str::FromStr for PortSpec {
 }
 
 /// Parses `502,102,44818/udp,47808/udp,1000-1100` (a range may carry `/udp` too); sorted, without duplicates.
+///
+/// The ports are gathered in a set of every (port, transport) pair, so the work and memory are bounded
+/// by the port space however many overlapping ranges the text repeats.
 pub fn parse_ports(text: &str) -> Result<Vec<PortSpec>, String> {
-    let mut out = Vec::new();
+    // Bit `2 * port + transport` of a 128-Kibit set: iterating it in order gives the PortSpec order.
+    let mut seen = vec![0u64; 2 * 65536 / 64];
     for item in text.split(',').map(str::trim) {
         if item.is_empty() {
             return Err(format!("empty entry in port list {text:?}"));
@@ -71,10 +75,22 @@ pub fn parse_ports(text: &str) -> Result<Vec<PortSpec>, String> {
         if first > last {
             return Err(format!("{item:?}: empty port range"));
         }
-        out.extend((first..=last).map(|port| PortSpec { port, transport }));
+        let t = usize::from(transport == Transport::Udp);
+        for port in first..=last {
+            let bit = 2 * usize::from(port) + t;
+            seen[bit / 64] |= 1 << (bit % 64);
+        }
     }
-    out.sort();
-    out.dedup();
+    let mut out = Vec::with_capacity(seen.iter().map(|w| w.count_ones() as usize).sum());
+    for (word_index, &word) in seen.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            let bit = word_index * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let transport = if bit % 2 == 1 { Transport::Udp } else { Transport::Tcp };
+            out.push(PortSpec { port: (bit / 2) as u16, transport });
+        }
+    }
     Ok(out)
 }
 
@@ -190,6 +206,20 @@ impl Iterator for TargetStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the port_lists_of_whole_ranges property: a few KiB of repeated whole ranges used to
+    /// expand to one entry per port per range (about 100 MB and a sort of 26 million entries)
+    /// before deduplication.
+    #[test]
+    fn repeated_whole_ranges_cost_the_port_space_only() {
+        let text = ["1-65535", "1-65535/udp", "1-65535/tcp"].repeat(130).join(",");
+        let ports = parse_ports(&text).unwrap();
+        assert_eq!(ports.len(), 2 * 65535);
+        assert_eq!(ports[0], PortSpec { port: 1, transport: Transport::Tcp });
+        assert_eq!(ports[1], PortSpec { port: 1, transport: Transport::Udp });
+        assert_eq!(ports.last(), Some(&PortSpec { port: 65535, transport: Transport::Udp }));
+        assert!(ports.windows(2).all(|w| w[0] < w[1]));
+    }
 
     #[test]
     fn parses_port_lists() {
