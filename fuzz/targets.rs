@@ -15,8 +15,11 @@ use otscope::targets::{parse_ports, Permutation};
 use std::fmt::Debug;
 use std::path::Path;
 
+/// A target: it takes one input, and panics when something is wrong with how it was handled.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, as `cargo fuzz run <name>` knows it.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("atg", atg_target),
     ("bacnet", bacnet_target),
     ("codesys", codesys_target),

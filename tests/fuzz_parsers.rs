@@ -4,7 +4,8 @@
 //! The targets themselves live in `fuzz/targets.rs`, shared with the cargo-fuzz binaries. Each runs:
 //! - a property over arbitrary bytes (0..4096) and one over mutated valid inputs (bit flips, inserted,
 //!   overwritten and removed bytes, truncation): no panic, done within a time bound, any success
-//!   consistent with its input. `PROPTEST_CASES` sets the cases per property (default 256).
+//!   consistent with its input, and the bytes it allocated bounded by its size (a counting global
+//!   allocator). `PROPTEST_CASES` sets the cases per property (default 256).
 //! - the stable driver [`stable_fuzz_driver`]: `FUZZ_CASES` inputs per target (default 300) from a
 //!   seeded generator mixing mutations, splices and random bytes; `FUZZ_SEED` varies the run and
 //!   `FUZZ_ONLY=name` keeps one target. It prints how many inputs each target ran without failure.
@@ -16,21 +17,75 @@ mod targets;
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 use targets::{seeds, TARGETS};
 
 /// How long one input may take in a debug build before it counts as a hang.
 const TIME_LIMIT: Duration = Duration::from_secs(5);
 
-fn target(name: &str) -> fn(&[u8]) {
+fn target(name: &str) -> targets::Target {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f).unwrap_or_else(|| panic!("no target {name}"))
 }
 
+/// Counts the bytes each thread asks the allocator for, so a target's allocations can be bounded.
+struct Counting;
+
+thread_local! {
+    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count(bytes: usize) {
+    // try_with: a thread being torn down has no counter left, and needs none.
+    let _ = ALLOCATED.try_with(|a| a.set(a.get().saturating_add(bytes)));
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; counting has no effect on it.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(new_size.saturating_sub(layout.size()));
+        System.realloc(ptr, layout, new_size)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// What one input may cost in allocations: proportional to its size, plus a fixed allowance (the
+/// rule loader compiles regexes and builds a matcher, so it gets a larger one).
+fn allocation_limit(name: &str, len: usize) -> usize {
+    let fixed = if name == "rules_loader" { 256 << 20 } else { 4 << 20 };
+    fixed + 256 * len
+}
+
 fn run_timed(name: &str, data: &[u8]) {
+    let before = ALLOCATED.with(Cell::get);
     let start = Instant::now();
     target(name)(data);
     let took = start.elapsed();
+    let allocated = ALLOCATED.with(Cell::get) - before;
     assert!(took < TIME_LIMIT, "{name}: {took:?} for {} bytes: {}", data.len(), hex::encode(data));
+    assert!(
+        allocated <= allocation_limit(name, data.len()),
+        "{name}: {allocated} bytes allocated for {} input bytes: {}",
+        data.len(),
+        hex::encode(data)
+    );
 }
 
 /// One edit of a valid input: what, where (modulo the length) and which byte.
@@ -168,6 +223,12 @@ proptest! {
     #[test]
     fn port_lists(text in "(([0-9]{1,5})(-[0-9]{1,5})?(/(tcp|udp))?,){0,60}[0-9]{1,5}(-[0-9]{1,5})?") {
         run_timed("ports", text.as_bytes());
+    }
+
+    /// Long lists of whole ranges: the result is bounded by the port space, not by the text.
+    #[test]
+    fn port_lists_of_whole_ranges(items in prop::collection::vec("1-65535(/udp|/tcp)?", 1..400)) {
+        run_timed("ports", items.join(",").as_bytes());
     }
 
     /// Templates made of placeholders, lookups and braces.
