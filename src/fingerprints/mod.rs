@@ -7,6 +7,7 @@ mod template;
 
 pub use matcher::Matcher;
 pub use schema::BannerProbeDef;
+pub use template::Template;
 
 use crate::findings::{Classification, Severity};
 use crate::targets::{parse_ports, PortSpec};

@@ -416,7 +416,8 @@ pub fn parse_read_property_reply(buf: &[u8], invoke_id: u8, property: u32) -> Re
     err("property value without its closing tag")
 }
 
-fn i_am_frame(buf: &[u8]) -> Frame {
+/// Frames a datagram answering the Who-Is broadcast: complete when it holds an I-Am.
+pub fn i_am_frame(buf: &[u8]) -> Frame {
     if buf.len() > MAX_DATAGRAM {
         return Frame::Invalid(format!("{}-byte datagram", buf.len()));
     }

@@ -123,7 +123,8 @@ fn clean(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string()
 }
 
-fn udp_frame(buf: &[u8]) -> Frame {
+/// Frames one FINS/UDP datagram (a whole datagram is one response, bounded in size).
+pub fn udp_frame(buf: &[u8]) -> Frame {
     if buf.len() > MAX_DATAGRAM {
         return Frame::Invalid(format!("{}-byte datagram", buf.len()));
     }

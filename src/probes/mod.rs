@@ -40,6 +40,50 @@ use crate::scope::Transport;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+/// The pure framing and parsing functions of every protocol module, one submodule per protocol:
+/// no I/O, untrusted bytes in, a value or a [`ParseError`] out. They are exported for the property
+/// tests (`tests/fuzz_parsers.rs`) and the cargo-fuzz targets (`fuzz/`), which feed them hostile input.
+pub mod parsers {
+    macro_rules! protocol {
+        ($($module:ident: $($item:ident),+;)+) => {
+            $(
+                #[doc = concat!("The `", stringify!($module), "` module's framing and parsing functions.")]
+                pub mod $module {
+                    pub use crate::probes::$module::{$($item),+};
+                }
+            )+
+        };
+    }
+
+    protocol! {
+        atg: frame, parse_reply;
+        bacnet: i_am_frame, parse_i_am, parse_read_property_reply;
+        codesys: frame, parse_reply;
+        crimson: frame, parse_string_reply;
+        dnp3: frame, parse_frame;
+        enip: frame, parse_list_identity;
+        fins: udp_frame, parse_controller_data, tcp_frame, parse_tcp_message, parse_node_address_reply;
+        fox: frame, parse_message;
+        hartip: frame, parse_header, parse_session_initiate, parse_command0;
+        http: frame, parse_response, decode_entities, title, realm;
+        identify: banner_identity, printable;
+        iec104: frame, parse_apdu;
+        iso_transport: tpkt_frame, parse;
+        melsec: frame_melsoft, frame_mc3e, parse_melsoft, parse_mc3e;
+        mms: parse_associate_reply, parse_identify_reply;
+        modbus: frame, parse_adu, parse_device_id, parse_read_holding_registers;
+        moxa: frame_for, parse_search, parse_server_name, DEVICE_ID_LEN;
+        mqtt: frame, parse_connack;
+        opcua: frame, parse_handshake, parse_open_response, parse_message_chunk, parse_get_endpoints, Channel;
+        pcworx: frame, check_reply, parse_connect_reply, parse_info_reply;
+        proconos: frame, parse_reply;
+        s7comm: parse_header, parse_setup_reply, parse_szl_reply;
+        s7commplus: decode_vlq, parse_reply;
+        snmp: frame, parse_message, check_reply;
+        srtp: frame, parse_init_reply, parse_status_reply;
+    }
+}
+
 /// What a probe established about a service: the protocol and the fields its parser extracted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {

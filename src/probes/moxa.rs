@@ -23,7 +23,7 @@ use std::net::Ipv4Addr;
 pub const PROTOCOL: &str = "moxa_nport";
 
 const HEADER_LEN: usize = 8;
-const DEVICE_ID_LEN: usize = 12;
+pub const DEVICE_ID_LEN: usize = 12;
 const CMD_SEARCH: u8 = 0x01;
 const CMD_SERVER_NAME: u8 = 0x10;
 const REPLY: u8 = 0x80;

@@ -46,8 +46,12 @@ impl std::str::FromStr for PortSpec {
 }
 
 /// Parses `502,102,44818/udp,47808/udp,1000-1100` (a range may carry `/udp` too); sorted, without duplicates.
+///
+/// The ports are gathered in a bit set of every (port, transport) pair, a range a word at a time, so
+/// the work and memory are bounded by the port space however many overlapping ranges the text repeats.
 pub fn parse_ports(text: &str) -> Result<Vec<PortSpec>, String> {
-    let mut out = Vec::new();
+    // One bit per port and transport ([tcp, udp]), ranges set a word at a time.
+    let mut seen = [vec![0u64; 65536 / 64], vec![0u64; 65536 / 64]];
     for item in text.split(',').map(str::trim) {
         if item.is_empty() {
             return Err(format!("empty entry in port list {text:?}"));
@@ -71,10 +75,24 @@ pub fn parse_ports(text: &str) -> Result<Vec<PortSpec>, String> {
         if first > last {
             return Err(format!("{item:?}: empty port range"));
         }
-        out.extend((first..=last).map(|port| PortSpec { port, transport }));
+        let set = &mut seen[usize::from(transport == Transport::Udp)];
+        let (first, last) = (usize::from(first), usize::from(last));
+        for (w, word) in set.iter_mut().enumerate().take(last / 64 + 1).skip(first / 64) {
+            let low = first.max(w * 64) - w * 64;
+            let high = last.min(w * 64 + 63) - w * 64;
+            *word |= (u64::MAX >> (63 - high)) & (u64::MAX << low);
+        }
     }
-    out.sort();
-    out.dedup();
+    let has = |t: usize, port: usize| seen[t][port / 64] & (1 << (port % 64)) != 0;
+    let count = seen.iter().flatten().map(|w| w.count_ones() as usize).sum();
+    let mut out = Vec::with_capacity(count);
+    for port in 1..=u16::MAX {
+        for (t, transport) in [Transport::Tcp, Transport::Udp].into_iter().enumerate() {
+            if has(t, usize::from(port)) {
+                out.push(PortSpec { port, transport });
+            }
+        }
+    }
     Ok(out)
 }
 
@@ -190,6 +208,39 @@ impl Iterator for TargetStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_across_word_boundaries_match_their_expansion() {
+        for text in ["63-65,1,64/udp,127-128/udp,65535", "1-64,64-129/udp,192-255", "65472-65535/udp,65471"] {
+            let mut expected = Vec::new();
+            for item in text.split(',') {
+                let (range, transport) = match item.split_once('/') {
+                    Some((r, _)) => (r, Transport::Udp),
+                    None => (item, Transport::Tcp),
+                };
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                let (a, b): (u16, u16) = (a.parse().unwrap(), b.parse().unwrap());
+                expected.extend((a..=b).map(|port| PortSpec { port, transport }));
+            }
+            expected.sort();
+            expected.dedup();
+            assert_eq!(parse_ports(text).unwrap(), expected, "{text}");
+        }
+    }
+
+    /// Found by the port_lists_of_whole_ranges property: a few KiB of repeated whole ranges used to
+    /// expand to one entry per port per range (about 100 MB and a sort of 26 million entries)
+    /// before deduplication.
+    #[test]
+    fn repeated_whole_ranges_cost_the_port_space_only() {
+        let text = ["1-65535", "1-65535/udp", "1-65535/tcp"].repeat(130).join(",");
+        let ports = parse_ports(&text).unwrap();
+        assert_eq!(ports.len(), 2 * 65535);
+        assert_eq!(ports[0], PortSpec { port: 1, transport: Transport::Tcp });
+        assert_eq!(ports[1], PortSpec { port: 1, transport: Transport::Udp });
+        assert_eq!(ports.last(), Some(&PortSpec { port: 65535, transport: Transport::Udp }));
+        assert!(ports.windows(2).all(|w| w[0] < w[1]));
+    }
 
     #[test]
     fn parses_port_lists() {

@@ -1,0 +1,7 @@
+//! `cargo +nightly fuzz run srtp`: see targets.rs for what the target checks.
+#![no_main]
+
+#[path = "../targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::srtp_target(data));
