@@ -228,6 +228,7 @@ async fn check_one(
         plan.stream().total(),
         report.stats.elapsed.as_secs_f64()
     );
+    let complete = report.complete();
     let mut rows = Vec::new();
     for f in report.findings {
         let previous = before.get(&(f.ip, f.port, f.transport)).map(|s| &s.last);
@@ -254,7 +255,7 @@ async fn check_one(
             }
         }
     }
-    Ok((scan, rows, !report.stats.interrupted))
+    Ok((scan, rows, complete))
 }
 
 fn short(v: Option<&serde_json::Value>) -> String {

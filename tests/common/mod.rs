@@ -2,6 +2,7 @@
 //! count their connections, and scans run through the library.
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod iso;
 
 use otscope::cli::{Cli, Command, EngineArgs};
