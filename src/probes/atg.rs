@@ -14,8 +14,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "atg";
 
@@ -109,37 +107,22 @@ fn is_tank_line(line: &str) -> bool {
     matches!(number, Some(1..=99)) && words.next().is_some()
 }
 
-pub struct Atg;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[10001]);
 
-#[async_trait]
-impl Probe for Atg {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[10001]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let reply = session.conn().exchange(&inventory_request(), frame).await?;
-        let mut id = Identity::new(PROTOCOL, true);
-        match parse_reply(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))? {
-            Reply::Inventory { station_lines, tanks } => {
-                id.field("station_name", station_lines.join(", "));
-                id.field("report", REPORT);
-                id.field("tanks", tanks);
-            }
-            Reply::Rejected => {
-                id.field("exception_code", 9999);
-            }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let reply = session.conn().exchange(&inventory_request(), frame).await?;
+    let mut id = Identity::new(PROTOCOL, true);
+    match parse_reply(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))? {
+        Reply::Inventory { station_lines, tanks } => {
+            id.field("station_name", station_lines.join(", "));
+            id.field("report", REPORT);
+            id.field("tanks", tanks);
         }
-        Ok(id)
+        Reply::Rejected => {
+            id.field("exception_code", 9999);
+        }
     }
+    Ok(id)
 }
 
 #[cfg(test)]

@@ -16,8 +16,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 const PROTOCOL: &str = "bacnet";
 
@@ -548,26 +546,11 @@ fn identity_of(device: &Device) -> Identity {
 }
 
 /// BACnet/IP over UDP.
-pub struct Bacnet;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).udp(&[47808]);
 
-#[async_trait]
-impl Probe for Bacnet {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Udp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[47808]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let device = identify(session).await?;
-        Ok(identity_of(&device))
-    }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let device = identify(session).await?;
+    Ok(identity_of(&device))
 }
 
 #[cfg(test)]

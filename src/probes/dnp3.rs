@@ -7,8 +7,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 use tokio::time::{timeout_at, Instant};
 
 pub const PROTOCOL: &str = "dnp3";
@@ -217,81 +215,62 @@ fn identity(frame: &LinkFrame) -> Identity {
     identity
 }
 
-pub struct Dnp3Probe;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[20000]);
 
-#[async_trait]
-impl Probe for Dnp3Probe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-
-    fn ics(&self) -> bool {
-        true
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-
-    fn default_ports(&self) -> &[u16] {
-        &[20000]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let mut sent: Vec<Vec<u8>> = Vec::new();
-        let mut masters: Vec<u16> = Vec::new();
-        let mut closed = false;
-        for batch in BATCHES {
-            if closed {
-                if session.reconnect().await.is_err() {
-                    break;
-                }
-                closed = false;
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    let mut masters: Vec<u16> = Vec::new();
+    let mut closed = false;
+    for batch in BATCHES {
+        if closed {
+            if session.reconnect().await.is_err() {
+                break;
             }
-            // Several frames back to back: an outstation answers only the one addressed to it.
-            let mut wire = Vec::new();
-            for &(master, destinations) in batch.iter().filter_map(|&i| SWEEP.get(i)) {
-                masters.push(master);
-                for &destination in destinations {
-                    let request = request_link_status(destination, master);
-                    wire.extend_from_slice(&request);
-                    sent.push(request);
-                }
-            }
-            let conn = session.conn();
-            let read_timeout = conn.limits().read_timeout;
-            if let Err(e) = conn.send(&wire).await {
-                match e {
-                    NetError::Timeout(_) => continue,
-                    _ => {
-                        closed = true;
-                        continue;
-                    }
-                }
-            }
-            let deadline = Instant::now() + read_timeout;
-            for _ in 0..MAX_FRAMES_PER_BATCH {
-                let bytes = match timeout_at(deadline, conn.recv_frame(frame)).await {
-                    Ok(Ok(bytes)) => bytes,
-                    Ok(Err(NetError::Timeout(_))) | Err(_) => break,
-                    Ok(Err(NetError::Closed(_) | NetError::Io(_))) => {
-                        closed = true;
-                        break;
-                    }
-                    Ok(Err(e)) => return Err(ProbeError::not(PROTOCOL, e.to_string())),
-                };
-                if sent.contains(&bytes) {
-                    return Err(ProbeError::not(PROTOCOL, "the peer echoed a request"));
-                }
-                let reply = parse_frame(&bytes).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
-                if answers(&reply, &masters) {
-                    return Ok(identity(&reply));
-                }
-                tracing::debug!(control = reply.control, "dnp3: skipping a frame that answers nothing");
+            closed = false;
+        }
+        // Several frames back to back: an outstation answers only the one addressed to it.
+        let mut wire = Vec::new();
+        for &(master, destinations) in batch.iter().filter_map(|&i| SWEEP.get(i)) {
+            masters.push(master);
+            for &destination in destinations {
+                let request = request_link_status(destination, master);
+                wire.extend_from_slice(&request);
+                sent.push(request);
             }
         }
-        Err(ProbeError::not(PROTOCOL, "no outstation answered a link status request"))
+        let conn = session.conn();
+        let read_timeout = conn.limits().read_timeout;
+        if let Err(e) = conn.send(&wire).await {
+            match e {
+                NetError::Timeout(_) => continue,
+                _ => {
+                    closed = true;
+                    continue;
+                }
+            }
+        }
+        let deadline = Instant::now() + read_timeout;
+        for _ in 0..MAX_FRAMES_PER_BATCH {
+            let bytes = match timeout_at(deadline, conn.recv_frame(frame)).await {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(NetError::Timeout(_))) | Err(_) => break,
+                Ok(Err(NetError::Closed(_) | NetError::Io(_))) => {
+                    closed = true;
+                    break;
+                }
+                Ok(Err(e)) => return Err(ProbeError::not(PROTOCOL, e.to_string())),
+            };
+            if sent.contains(&bytes) {
+                return Err(ProbeError::not(PROTOCOL, "the peer echoed a request"));
+            }
+            let reply = parse_frame(&bytes).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
+            if answers(&reply, &masters) {
+                return Ok(identity(&reply));
+            }
+            tracing::debug!(control = reply.control, "dnp3: skipping a frame that answers nothing");
+        }
     }
+    Err(ProbeError::not(PROTOCOL, "no outstation answered a link status request"))
 }
 
 #[cfg(test)]

@@ -16,8 +16,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 use std::net::Ipv4Addr;
 
 const PROTOCOL: &str = "enip";
@@ -265,6 +263,11 @@ pub fn identity_of(reply: &ListIdentityReply) -> Identity {
     id
 }
 
+/// EtherNet/IP over TCP (an explicit-messaging connection) and over UDP (one datagram): the same
+/// ListIdentity either way.
+pub const PROBE: Probe =
+    Probe::industrial(PROTOCOL, |session| Box::pin(list_identity(session))).tcp(&[44818]).udp(&[44818, 2222]);
+
 async fn list_identity(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
     let request = list_identity_request();
     let reply = session.conn().exchange(&request, frame).await?;
@@ -273,50 +276,6 @@ async fn list_identity(session: &mut Session<'_>) -> Result<Identity, ProbeError
     }
     let parsed = parse_list_identity(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
     Ok(identity_of(&parsed))
-}
-
-/// EtherNet/IP over TCP: ListIdentity on an explicit-messaging connection.
-pub struct EnipTcp;
-
-/// EtherNet/IP over UDP: the same ListIdentity as one datagram.
-pub struct EnipUdp;
-
-#[async_trait]
-impl Probe for EnipTcp {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[44818]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        list_identity(session).await
-    }
-}
-
-#[async_trait]
-impl Probe for EnipUdp {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Udp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[44818, 2222]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        list_identity(session).await
-    }
 }
 
 #[cfg(test)]

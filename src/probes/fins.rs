@@ -18,7 +18,6 @@
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, Session};
 use crate::scope::Transport;
-use async_trait::async_trait;
 
 const PROTOCOL: &str = "fins";
 
@@ -256,78 +255,54 @@ fn not_fins(e: ParseError) -> ProbeError {
     ProbeError::not(PROTOCOL, e.0)
 }
 
-/// FINS over UDP: one Controller Data Read datagram.
-pub struct FinsUdp;
+/// FINS over UDP and over TCP, both on 9600.
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[9600]).udp(&[9600]);
 
-/// FINS over TCP: the node address handshake, then the same Controller Data Read.
-pub struct FinsTcp;
-
-#[async_trait]
-impl Probe for FinsUdp {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Udp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[9600]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        // DA1 0: the node that receives the datagram.
-        let request = controller_data_read(0, UDP_SOURCE_NODE, SID);
-        let reply = session.conn().exchange(&request, udp_frame).await?;
-        let data = parse_controller_data(&reply, SID).map_err(not_fins)?;
-        Ok(identity_of(&Outcome { data: Some(data), ..Default::default() }))
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    match session.conn().transport() {
+        Transport::Udp => run_udp(session).await,
+        Transport::Tcp => run_tcp(session).await,
     }
 }
 
-#[async_trait]
-impl Probe for FinsTcp {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
+/// FINS over UDP: one Controller Data Read datagram.
+async fn run_udp(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    // DA1 0: the node that receives the datagram.
+    let request = controller_data_read(0, UDP_SOURCE_NODE, SID);
+    let reply = session.conn().exchange(&request, udp_frame).await?;
+    let data = parse_controller_data(&reply, SID).map_err(not_fins)?;
+    Ok(identity_of(&Outcome { data: Some(data), ..Default::default() }))
+}
+
+/// FINS over TCP: the node address handshake, then the same Controller Data Read.
+async fn run_tcp(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let request = tcp_node_address_request();
+    let reply = session.conn().exchange(&request, tcp_frame).await?;
+    if reply == request {
+        return Err(ProbeError::not(PROTOCOL, "the peer echoed the request"));
     }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[9600]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let request = tcp_node_address_request();
-        let reply = session.conn().exchange(&request, tcp_frame).await?;
-        if reply == request {
-            return Err(ProbeError::not(PROTOCOL, "the peer echoed the request"));
-        }
-        let mut outcome = Outcome::default();
-        let (client, server) = match parse_node_address_reply(&reply).map_err(not_fins)? {
-            NodeAddressReply::Error { error_code } => {
-                outcome.tcp_error_code = Some(error_code);
-                return Ok(identity_of(&outcome));
-            }
-            NodeAddressReply::Assigned { client_node, server_node } => (client_node, server_node),
-        };
-        outcome.nodes = Some((client, server));
-        // FINS/TCP is proven from here on; the controller data is a bonus.
-        let request = tcp_frame_send(&controller_data_read(server, client, SID));
-        let Ok(reply) = session.conn().exchange(&request, tcp_frame).await else {
+    let mut outcome = Outcome::default();
+    let (client, server) = match parse_node_address_reply(&reply).map_err(not_fins)? {
+        NodeAddressReply::Error { error_code } => {
+            outcome.tcp_error_code = Some(error_code);
             return Ok(identity_of(&outcome));
-        };
-        if let Ok(m) = parse_tcp_message(&reply) {
-            if m.error_code != 0 {
-                outcome.tcp_error_code = Some(m.error_code);
-            } else if m.command == TCP_FRAME_SEND {
-                outcome.data = parse_controller_data(m.data, SID).ok();
-            }
         }
-        Ok(identity_of(&outcome))
+        NodeAddressReply::Assigned { client_node, server_node } => (client_node, server_node),
+    };
+    outcome.nodes = Some((client, server));
+    // FINS/TCP is proven from here on; the controller data is a bonus.
+    let request = tcp_frame_send(&controller_data_read(server, client, SID));
+    let Ok(reply) = session.conn().exchange(&request, tcp_frame).await else {
+        return Ok(identity_of(&outcome));
+    };
+    if let Ok(m) = parse_tcp_message(&reply) {
+        if m.error_code != 0 {
+            outcome.tcp_error_code = Some(m.error_code);
+        } else if m.command == TCP_FRAME_SEND {
+            outcome.data = parse_controller_data(m.data, SID).ok();
+        }
     }
+    Ok(identity_of(&outcome))
 }
 
 #[cfg(test)]

@@ -21,8 +21,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "fox";
 
@@ -279,38 +277,19 @@ pub fn identity(message: &Message) -> Identity {
     id
 }
 
-pub struct FoxProbe;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[1911]).tls(&[4911]);
 
-#[async_trait]
-impl Probe for FoxProbe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let request = hello_request();
+    let reply = session.conn().exchange(&request, frame).await?;
+    if reply == request {
+        return Err(ProbeError::not(PROTOCOL, "the reply is an echo of the hello"));
     }
-    fn ics(&self) -> bool {
-        true
+    let message = parse_message(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.to_string()))?;
+    if message.envelope.channel != "fox" {
+        return Err(ProbeError::not(PROTOCOL, "the reply is not on the fox channel"));
     }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &[u16] {
-        &[1911]
-    }
-    fn tls_ports(&self) -> &[u16] {
-        &[4911]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let request = hello_request();
-        let reply = session.conn().exchange(&request, frame).await?;
-        if reply == request {
-            return Err(ProbeError::not(PROTOCOL, "the reply is an echo of the hello"));
-        }
-        let message = parse_message(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.to_string()))?;
-        if message.envelope.channel != "fox" {
-            return Err(ProbeError::not(PROTOCOL, "the reply is not on the fox channel"));
-        }
-        Ok(identity(&message))
-    }
+    Ok(identity(&message))
 }
 
 #[cfg(test)]

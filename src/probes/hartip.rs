@@ -30,8 +30,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Conn, Frame, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "hartip";
 
@@ -300,84 +298,66 @@ async fn next_reply(conn: &mut Conn) -> Result<Vec<u8>, ProbeError> {
     Err(ProbeError::not(PROTOCOL, "only publish messages"))
 }
 
-pub struct HartIp;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[5094]).opt_in();
 
-#[async_trait]
-impl Probe for HartIp {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let conn = session.conn();
+    conn.send(&session_initiate_request(1)).await?;
+    let reply = next_reply(conn).await?;
+    let init = parse_session_initiate(&reply, 1).map_err(not)?;
+    let mut id = Identity::new(PROTOCOL, true);
+    id.field("hartip_version", init.header.version);
+    if !init.is_open() {
+        // The server answered as HART-IP but opened no session (busy, version, ...).
+        id.field("session_status", init.header.status);
+        if let Some(code) = init.error_code {
+            id.field("error_code", code);
+        }
+        return Ok(id);
     }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[5094]
-    }
-    fn opt_in(&self) -> bool {
-        true
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let conn = session.conn();
-        conn.send(&session_initiate_request(1)).await?;
+
+    let command0 = async {
+        conn.send(&command0_request(2)).await?;
         let reply = next_reply(conn).await?;
-        let init = parse_session_initiate(&reply, 1).map_err(not)?;
-        let mut id = Identity::new(PROTOCOL, true);
-        id.field("hartip_version", init.header.version);
-        if !init.is_open() {
-            // The server answered as HART-IP but opened no session (busy, version, ...).
-            id.field("session_status", init.header.status);
-            if let Some(code) = init.error_code {
-                id.field("error_code", code);
-            }
-            return Ok(id);
-        }
-
-        let command0 = async {
-            conn.send(&command0_request(2)).await?;
-            let reply = next_reply(conn).await?;
-            parse_command0(&reply, 2).map_err(not)
-        }
-        .await;
-        match command0 {
-            Ok(u) => {
-                if u.response_code != 0 {
-                    id.field("response_code", u.response_code);
-                }
-                let numbers = [
-                    ("manufacturer_id", u.manufacturer_id.map(u32::from)),
-                    ("expanded_device_type", u.expanded_device_type.map(u32::from)),
-                    ("device_revision", u.device_revision.map(u32::from)),
-                    ("software_revision", u.software_revision.map(u32::from)),
-                    ("hardware_revision", u.hardware_revision.map(u32::from)),
-                    ("device_id", u.device_id),
-                    ("universal_command_revision", u.universal_command_revision.map(u32::from)),
-                    ("private_label_distributor", u.private_label_distributor.map(u32::from)),
-                ];
-                for (name, value) in numbers {
-                    if let Some(v) = value {
-                        id.field(name, v);
-                    }
-                }
-            }
-            // The session initiate already proved HART-IP; the device just did not identify.
-            Err(e) => tracing::debug!("hartip: command 0 failed: {e}"),
-        }
-
-        // Close our own session; the reply only confirms it.
-        let close = async {
-            conn.send(&session_close_request(3)).await?;
-            let reply = next_reply(conn).await?;
-            parse_header(&reply, ID_SESSION_CLOSE, 3).map_err(not)
-        }
-        .await;
-        if let Err(e) = close {
-            tracing::debug!("hartip: session close not confirmed: {e}");
-        }
-        Ok(id)
+        parse_command0(&reply, 2).map_err(not)
     }
+    .await;
+    match command0 {
+        Ok(u) => {
+            if u.response_code != 0 {
+                id.field("response_code", u.response_code);
+            }
+            let numbers = [
+                ("manufacturer_id", u.manufacturer_id.map(u32::from)),
+                ("expanded_device_type", u.expanded_device_type.map(u32::from)),
+                ("device_revision", u.device_revision.map(u32::from)),
+                ("software_revision", u.software_revision.map(u32::from)),
+                ("hardware_revision", u.hardware_revision.map(u32::from)),
+                ("device_id", u.device_id),
+                ("universal_command_revision", u.universal_command_revision.map(u32::from)),
+                ("private_label_distributor", u.private_label_distributor.map(u32::from)),
+            ];
+            for (name, value) in numbers {
+                if let Some(v) = value {
+                    id.field(name, v);
+                }
+            }
+        }
+        // The session initiate already proved HART-IP; the device just did not identify.
+        Err(e) => tracing::debug!("hartip: command 0 failed: {e}"),
+    }
+
+    // Close our own session; the reply only confirms it.
+    let close = async {
+        conn.send(&session_close_request(3)).await?;
+        let reply = next_reply(conn).await?;
+        parse_header(&reply, ID_SESSION_CLOSE, 3).map_err(not)
+    }
+    .await;
+    if let Err(e) = close {
+        tracing::debug!("hartip: session close not confirmed: {e}");
+    }
+    Ok(id)
 }
 
 #[cfg(test)]

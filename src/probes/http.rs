@@ -6,8 +6,7 @@
 
 use super::{printable, Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
-use crate::scope::{Target, Transport};
-use async_trait::async_trait;
+use crate::scope::Target;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -479,59 +478,38 @@ pub fn identity(r: &Response) -> Identity {
     id
 }
 
-pub struct HttpProbe;
+pub const PROBE: Probe = Probe::service(PROTOCOL, |session| Box::pin(run(session)))
+    .tcp(&[80, 8080, 8000, 8081, 8888])
+    .tls(&[443, 8443])
+    .text();
 
-#[async_trait]
-impl Probe for HttpProbe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        false
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &[u16] {
-        &[80, 8080, 8000, 8081, 8888]
-    }
-    fn tls_ports(&self) -> &[u16] {
-        &[443, 8443]
-    }
-    fn sends_text(&self) -> bool {
-        true
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let request = request(&host_header(session.target(), session.is_tls()));
-        let conn = session.conn();
-        let cap = conn.limits().max_frame;
-        conn.send(&request).await?;
-        let seen = AtomicUsize::new(0);
-        let raw = match conn
-            .recv_frame(|b: &[u8]| {
-                seen.store(b.len(), Ordering::Relaxed);
-                frame(b, cap)
-            })
-            .await
-        {
-            Ok(raw) => raw,
-            // A body delimited by the close of the connection (or a server that ignores
-            // `Connection: close`): what arrived is the response when its head is whole.
-            Err(e @ (NetError::Closed(_) | NetError::Timeout(_) | NetError::Io(_)))
-                if seen.load(Ordering::Relaxed) > 0 =>
-            {
-                let all = |b: &[u8]| if b.is_empty() { Frame::Incomplete } else { Frame::Complete(b.len()) };
-                match conn.recv_frame(all).await {
-                    Ok(raw) if matches!(final_head(&raw, MAX_HEAD.min(cap)), Ok(Some(_))) => raw,
-                    _ => return Err(e.into()),
-                }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let request = request(&host_header(session.target(), session.is_tls()));
+    let conn = session.conn();
+    let cap = conn.limits().max_frame;
+    conn.send(&request).await?;
+    let seen = AtomicUsize::new(0);
+    let raw = match conn
+        .recv_frame(|b: &[u8]| {
+            seen.store(b.len(), Ordering::Relaxed);
+            frame(b, cap)
+        })
+        .await
+    {
+        Ok(raw) => raw,
+        // A body delimited by the close of the connection (or a server that ignores
+        // `Connection: close`): what arrived is the response when its head is whole.
+        Err(e @ (NetError::Closed(_) | NetError::Timeout(_) | NetError::Io(_))) if seen.load(Ordering::Relaxed) > 0 => {
+            let all = |b: &[u8]| if b.is_empty() { Frame::Incomplete } else { Frame::Complete(b.len()) };
+            match conn.recv_frame(all).await {
+                Ok(raw) if matches!(final_head(&raw, MAX_HEAD.min(cap)), Ok(Some(_))) => raw,
+                _ => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
-        };
-        let response = parse_response(&raw).map_err(|e| ProbeError::not(PROTOCOL, e.to_string()))?;
-        Ok(identity(&response))
-    }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let response = parse_response(&raw).map_err(|e| ProbeError::not(PROTOCOL, e.to_string()))?;
+    Ok(identity(&response))
 }
 
 #[cfg(test)]

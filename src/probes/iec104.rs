@@ -13,8 +13,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 use tokio::time::{timeout_at, Instant};
 
 pub const PROTOCOL: &str = "iec104";
@@ -127,53 +125,34 @@ pub fn parse_apdu(bytes: &[u8]) -> Result<Apdu, ParseError> {
     Ok(Apdu::U(function))
 }
 
-pub struct Iec104Probe;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[2404]);
 
-#[async_trait]
-impl Probe for Iec104Probe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-
-    fn ics(&self) -> bool {
-        true
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-
-    fn default_ports(&self) -> &[u16] {
-        &[2404]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let conn = session.conn();
-        let deadline = Instant::now() + conn.limits().read_timeout;
-        conn.send(&testfr_act()).await?;
-        let mut why = "no TESTFR con".to_string();
-        for _ in 0..MAX_FRAMES {
-            let bytes = match timeout_at(deadline, conn.recv_frame(frame)).await {
-                Ok(Ok(bytes)) => bytes,
-                Ok(Err(NetError::Invalid(e))) => return Err(ProbeError::not(PROTOCOL, e)),
-                Ok(Err(e)) => return Err(ProbeError::not(PROTOCOL, format!("{why}: {e}"))),
-                Err(_) => break,
-            };
-            match parse_apdu(&bytes).map_err(|e| ProbeError::not(PROTOCOL, e.0))? {
-                Apdu::U(UFunction::TestFrCon) => {
-                    let mut identity = Identity::new(PROTOCOL, true);
-                    identity.field("testfr", "con");
-                    return Ok(identity);
-                }
-                Apdu::U(UFunction::TestFrAct) => why = "the peer echoed TESTFR act".into(),
-                other => {
-                    tracing::debug!("iec104: skipping {other:?} while waiting for TESTFR con");
-                    why = format!("{other:?} does not answer TESTFR act");
-                }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let conn = session.conn();
+    let deadline = Instant::now() + conn.limits().read_timeout;
+    conn.send(&testfr_act()).await?;
+    let mut why = "no TESTFR con".to_string();
+    for _ in 0..MAX_FRAMES {
+        let bytes = match timeout_at(deadline, conn.recv_frame(frame)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(NetError::Invalid(e))) => return Err(ProbeError::not(PROTOCOL, e)),
+            Ok(Err(e)) => return Err(ProbeError::not(PROTOCOL, format!("{why}: {e}"))),
+            Err(_) => break,
+        };
+        match parse_apdu(&bytes).map_err(|e| ProbeError::not(PROTOCOL, e.0))? {
+            Apdu::U(UFunction::TestFrCon) => {
+                let mut identity = Identity::new(PROTOCOL, true);
+                identity.field("testfr", "con");
+                return Ok(identity);
+            }
+            Apdu::U(UFunction::TestFrAct) => why = "the peer echoed TESTFR act".into(),
+            other => {
+                tracing::debug!("iec104: skipping {other:?} while waiting for TESTFR con");
+                why = format!("{other:?} does not answer TESTFR act");
             }
         }
-        Err(ProbeError::not(PROTOCOL, why))
     }
+    Err(ProbeError::not(PROTOCOL, why))
 }
 
 #[cfg(test)]

@@ -23,7 +23,6 @@
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Conn, Frame, NetError, Session};
 use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "melsec";
 
@@ -225,7 +224,13 @@ async fn try_mc3e(conn: &mut Conn) -> Result<CpuInfo, ProbeError> {
     parse_mc3e(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))
 }
 
-async fn run_both(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+/// MELSEC over TCP (MELSOFT 5007/tcp; MC protocol ports where configured) and over UDP (MELSOFT
+/// 5006/udp). Each transport lists the other's port too, because scan port lists commonly pair
+/// them the other way round.
+pub const PROBE: Probe =
+    Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[5007, 5006]).udp(&[5006, 5007]);
+
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
     let first = try_melsoft(session.conn()).await;
     let first_err = match first {
         Ok(info) => return Ok(identity(info)),
@@ -242,53 +247,6 @@ async fn run_both(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
         Transport::Udp => session.conn(),
     };
     try_mc3e(conn).await.map(identity)
-}
-
-/// MELSEC over TCP (MELSOFT 5007/tcp; MC protocol ports where configured).
-pub struct MelsecTcp;
-
-/// MELSEC over UDP (MELSOFT 5006/udp).
-pub struct MelsecUdp;
-
-#[async_trait]
-impl Probe for MelsecTcp {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        // 5007/tcp is the MELSOFT TCP port of built-in Ethernet CPUs; 5006 is listed as well
-        // because scan port lists commonly pair them the other way round.
-        &[5007, 5006]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        run_both(session).await
-    }
-}
-
-#[async_trait]
-impl Probe for MelsecUdp {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Udp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        // 5006/udp is the MELSOFT UDP port; 5007 for scan lists that pair them the other way round.
-        &[5006, 5007]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        run_both(session).await
-    }
 }
 
 #[cfg(test)]

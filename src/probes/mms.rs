@@ -34,8 +34,6 @@
 use super::iso_transport;
 use super::{Identity, Probe, ProbeError};
 use crate::net::Session;
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "mms";
 
@@ -481,57 +479,37 @@ pub fn identity(assoc: &Association, identify: Option<&IdentifyReply>) -> Identi
     id
 }
 
-pub struct Mms;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[102]);
 
 fn not(why: impl Into<String>) -> ProbeError {
     ProbeError::not(PROTOCOL, why)
 }
 
-#[async_trait]
-impl Probe for Mms {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let cr = iso_transport::connect_request(SRC_REF, &TSAP, &TSAP, iso_transport::TPDU_SIZE_1024);
+    iso_transport::connect(session.conn(), &cr).await.map_err(|e| not(e.to_string()))?;
+    // A COTP confirm alone proves nothing: the association answer must validate.
+    let reply = iso_transport::exchange(session.conn(), &associate_request())
+        .await
+        .map_err(|e| not(format!("no answer to the association request after COTP CC: {e}")))?;
+    let assoc = parse_associate_reply(&reply).map_err(|e| not(e.0))?;
+    if !assoc.accepted() {
+        return Ok(identity(&assoc, None));
     }
-
-    fn ics(&self) -> bool {
-        true
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-
-    fn default_ports(&self) -> &'static [u16] {
-        &[102]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let cr = iso_transport::connect_request(SRC_REF, &TSAP, &TSAP, iso_transport::TPDU_SIZE_1024);
-        iso_transport::connect(session.conn(), &cr).await.map_err(|e| not(e.to_string()))?;
-        // A COTP confirm alone proves nothing: the association answer must validate.
-        let reply = iso_transport::exchange(session.conn(), &associate_request())
-            .await
-            .map_err(|e| not(format!("no answer to the association request after COTP CC: {e}")))?;
-        let assoc = parse_associate_reply(&reply).map_err(|e| not(e.0))?;
-        if !assoc.accepted() {
-            return Ok(identity(&assoc, None));
-        }
-        let identify = match iso_transport::exchange(session.conn(), &identify_request(IDENTIFY_INVOKE_ID as u8)).await
-        {
-            Ok(r) => match parse_identify_reply(&r, IDENTIFY_INVOKE_ID) {
-                Ok(i) => Some(i),
-                Err(e) => {
-                    tracing::debug!("MMS Identify reply not understood: {e}");
-                    None
-                }
-            },
+    let identify = match iso_transport::exchange(session.conn(), &identify_request(IDENTIFY_INVOKE_ID as u8)).await {
+        Ok(r) => match parse_identify_reply(&r, IDENTIFY_INVOKE_ID) {
+            Ok(i) => Some(i),
             Err(e) => {
-                tracing::debug!("MMS Identify got no answer: {e}");
+                tracing::debug!("MMS Identify reply not understood: {e}");
                 None
             }
-        };
-        Ok(identity(&assoc, identify.as_ref()))
-    }
+        },
+        Err(e) => {
+            tracing::debug!("MMS Identify got no answer: {e}");
+            None
+        }
+    };
+    Ok(identity(&assoc, identify.as_ref()))
 }
 
 #[cfg(test)]

@@ -10,8 +10,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 use std::collections::BTreeMap;
 
 pub const PROTOCOL: &str = "modbus";
@@ -437,82 +435,63 @@ impl<'s, 't> Dialogue<'s, 't> {
     }
 }
 
-pub struct ModbusProbe;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[502]);
 
-#[async_trait]
-impl Probe for ModbusProbe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-
-    fn ics(&self) -> bool {
-        true
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-
-    fn default_ports(&self) -> &[u16] {
-        &[502]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let mut d = Dialogue::new(session);
-        let mut gateway_exception: Option<(u8, u8)> = None;
-        let mut answering_unit: Option<u8> = None;
-        for unit_id in UNIT_IDS {
-            if !d.can_wait() {
-                break;
-            }
-            match d.read_category(unit_id, READ_BASIC).await? {
-                Category::Objects(mut identification) => {
-                    // The regular category is a bonus: whatever its read gets, the basic objects stand.
-                    if d.can_wait() {
-                        if let Ok(Category::Objects(regular)) = d.read_category(unit_id, READ_REGULAR).await {
-                            identification.merge(regular);
-                        }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let mut d = Dialogue::new(session);
+    let mut gateway_exception: Option<(u8, u8)> = None;
+    let mut answering_unit: Option<u8> = None;
+    for unit_id in UNIT_IDS {
+        if !d.can_wait() {
+            break;
+        }
+        match d.read_category(unit_id, READ_BASIC).await? {
+            Category::Objects(mut identification) => {
+                // The regular category is a bonus: whatever its read gets, the basic objects stand.
+                if d.can_wait() {
+                    if let Ok(Category::Objects(regular)) = d.read_category(unit_id, READ_REGULAR).await {
+                        identification.merge(regular);
                     }
-                    return Ok(identification.identity(unit_id));
                 }
-                Category::Exception(code) if GATEWAY_EXCEPTIONS.contains(&code) => {
-                    gateway_exception.get_or_insert((unit_id, code));
-                }
-                Category::Exception(code) => return Ok(proof_identity(unit_id, FC_ENCAPSULATED_INTERFACE, Some(code))),
-                Category::Malformed => {
-                    answering_unit = Some(unit_id);
-                    break;
-                }
-                Category::Silent | Category::Closed => {}
+                return Ok(identification.identity(unit_id));
             }
-        }
-        if let Some((unit_id, code)) = gateway_exception {
-            return Ok(proof_identity(unit_id, FC_ENCAPSULATED_INTERFACE, Some(code)));
-        }
-
-        // No identification: one holding register, read-only, still proves Modbus by a normal or
-        // exception reply.
-        let fallback: &[u8] = match &answering_unit {
-            Some(unit_id) => std::slice::from_ref(unit_id),
-            None => &FALLBACK_UNIT_IDS,
-        };
-        for &unit_id in fallback {
-            if !d.can_wait() {
+            Category::Exception(code) if GATEWAY_EXCEPTIONS.contains(&code) => {
+                gateway_exception.get_or_insert((unit_id, code));
+            }
+            Category::Exception(code) => return Ok(proof_identity(unit_id, FC_ENCAPSULATED_INTERFACE, Some(code))),
+            Category::Malformed => {
+                answering_unit = Some(unit_id);
                 break;
             }
-            let bytes = match d.ask(|tid| read_holding_register_request(tid, unit_id)).await? {
-                Outcome::Reply(bytes) => bytes,
-                Outcome::Silent | Outcome::Closed => continue,
-            };
-            let pdu = parse_adu(&bytes).map_err(|e| ProbeError::not(PROTOCOL, e.0))?.pdu;
-            return match parse_read_holding_registers(pdu, 1) {
-                Ok(Answer::Normal(_)) => Ok(proof_identity(unit_id, FC_READ_HOLDING_REGISTERS, None)),
-                Ok(Answer::Exception(code)) => Ok(proof_identity(unit_id, FC_READ_HOLDING_REGISTERS, Some(code))),
-                Err(e) => Err(ProbeError::not(PROTOCOL, e.0)),
-            };
+            Category::Silent | Category::Closed => {}
         }
-        Err(ProbeError::not(PROTOCOL, "no valid reply to device identification or a register read"))
     }
+    if let Some((unit_id, code)) = gateway_exception {
+        return Ok(proof_identity(unit_id, FC_ENCAPSULATED_INTERFACE, Some(code)));
+    }
+
+    // No identification: one holding register, read-only, still proves Modbus by a normal or
+    // exception reply.
+    let fallback: &[u8] = match &answering_unit {
+        Some(unit_id) => std::slice::from_ref(unit_id),
+        None => &FALLBACK_UNIT_IDS,
+    };
+    for &unit_id in fallback {
+        if !d.can_wait() {
+            break;
+        }
+        let bytes = match d.ask(|tid| read_holding_register_request(tid, unit_id)).await? {
+            Outcome::Reply(bytes) => bytes,
+            Outcome::Silent | Outcome::Closed => continue,
+        };
+        let pdu = parse_adu(&bytes).map_err(|e| ProbeError::not(PROTOCOL, e.0))?.pdu;
+        return match parse_read_holding_registers(pdu, 1) {
+            Ok(Answer::Normal(_)) => Ok(proof_identity(unit_id, FC_READ_HOLDING_REGISTERS, None)),
+            Ok(Answer::Exception(code)) => Ok(proof_identity(unit_id, FC_READ_HOLDING_REGISTERS, Some(code))),
+            Err(e) => Err(ProbeError::not(PROTOCOL, e.0)),
+        };
+    }
+    Err(ProbeError::not(PROTOCOL, "no valid reply to device identification or a register read"))
 }
 
 #[cfg(test)]

@@ -16,8 +16,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 use std::net::Ipv4Addr;
 
 pub const PROTOCOL: &str = "moxa_nport";
@@ -142,44 +140,29 @@ pub fn format_mac(mac: &[u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
-pub struct MoxaNport;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).udp(&[4800]);
 
-#[async_trait]
-impl Probe for MoxaNport {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Udp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[4800]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let conn = session.conn();
-        let reply = conn.exchange(&search_request(), frame_for(CMD_SEARCH)).await?;
-        let found = parse_search(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
-        let mut id = Identity::new(PROTOCOL, true);
-        id.field("model_id", found.model_id);
-        id.field("mac", format_mac(&found.mac));
-        id.field("ip_address", found.ip.to_string());
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let conn = session.conn();
+    let reply = conn.exchange(&search_request(), frame_for(CMD_SEARCH)).await?;
+    let found = parse_search(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
+    let mut id = Identity::new(PROTOCOL, true);
+    id.field("model_id", found.model_id);
+    id.field("mac", format_mac(&found.mac));
+    id.field("ip_address", found.ip.to_string());
 
-        let name = match conn.exchange(&server_name_request(&found.device_id), frame_for(CMD_SERVER_NAME)).await {
-            Ok(reply) => parse_server_name(&reply, &found.device_id).map_err(|e| e.0),
-            Err(e) => Err(e.to_string()),
-        };
-        match name {
-            Ok(name) => {
-                id.field("server_name", name);
-            }
-            // The search reply already proved the protocol.
-            Err(why) => tracing::debug!("moxa: no server name: {why}"),
+    let name = match conn.exchange(&server_name_request(&found.device_id), frame_for(CMD_SERVER_NAME)).await {
+        Ok(reply) => parse_server_name(&reply, &found.device_id).map_err(|e| e.0),
+        Err(e) => Err(e.to_string()),
+    };
+    match name {
+        Ok(name) => {
+            id.field("server_name", name);
         }
-        Ok(id)
+        // The search reply already proved the protocol.
+        Err(why) => tracing::debug!("moxa: no server name: {why}"),
     }
+    Ok(id)
 }
 
 #[cfg(test)]

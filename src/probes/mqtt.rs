@@ -8,8 +8,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "mqtt";
 
@@ -177,68 +175,47 @@ pub fn parse_connack(reply: &[u8]) -> Result<Connack, ParseError> {
     }
 }
 
-pub struct MqttProbe;
+pub const PROBE: Probe = Probe::service(PROTOCOL, |session| Box::pin(run(session))).tcp(&[1883]).tls(&[8883]);
 
-impl MqttProbe {
-    /// One CONNECT/CONNACK exchange on the session's current connection.
-    async fn attempt(session: &mut Session<'_>, id: &str, level: Level) -> Result<Connack, ProbeError> {
-        let reply = session.conn().exchange(&connect(id, level), frame).await?;
-        let connack = parse_connack(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
-        if connack.return_code == 0 {
-            // Accepted: leave at once, cleanly.
-            let _ = session.conn().send(&DISCONNECT).await;
-        }
-        Ok(connack)
+/// One CONNECT/CONNACK exchange on the session's current connection.
+async fn attempt(session: &mut Session<'_>, id: &str, level: Level) -> Result<Connack, ProbeError> {
+    let reply = session.conn().exchange(&connect(id, level), frame).await?;
+    let connack = parse_connack(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
+    if connack.return_code == 0 {
+        // Accepted: leave at once, cleanly.
+        let _ = session.conn().send(&DISCONNECT).await;
     }
+    Ok(connack)
 }
 
-#[async_trait]
-impl Probe for MqttProbe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        false
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[1883]
-    }
-    fn tls_ports(&self) -> &'static [u16] {
-        &[8883]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let suffix = random_suffix();
-        let mut level = Level::V311;
-        let mut connack = Self::attempt(session, &client_id(suffix, false), level).await?;
-        // A refusing broker closes the connection, so each retry uses a fresh one; at most one retry.
-        let retry = match connack.return_code {
-            // Unacceptable protocol version: an old broker that speaks only 3.1.
-            1 => Some((Level::V31, client_id(suffix, false))),
-            // Identifier rejected: a broker that allows only [0-9a-zA-Z] in client ids.
-            2 => Some((Level::V311, client_id(suffix, true))),
-            _ => None,
-        };
-        if let Some((retry_level, retry_id)) = retry {
-            if session.reconnect().await.is_ok() {
-                if let Ok(second) = Self::attempt(session, &retry_id, retry_level).await {
-                    connack = second;
-                    level = retry_level;
-                }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let suffix = random_suffix();
+    let mut level = Level::V311;
+    let mut connack = attempt(session, &client_id(suffix, false), level).await?;
+    // A refusing broker closes the connection, so each retry uses a fresh one; at most one retry.
+    let retry = match connack.return_code {
+        // Unacceptable protocol version: an old broker that speaks only 3.1.
+        1 => Some((Level::V31, client_id(suffix, false))),
+        // Identifier rejected: a broker that allows only [0-9a-zA-Z] in client ids.
+        2 => Some((Level::V311, client_id(suffix, true))),
+        _ => None,
+    };
+    if let Some((retry_level, retry_id)) = retry {
+        if session.reconnect().await.is_ok() {
+            if let Ok(second) = attempt(session, &retry_id, retry_level).await {
+                connack = second;
+                level = retry_level;
             }
         }
-        let mut identity = Identity::new(PROTOCOL, false);
-        identity.field("return_code", connack.return_code);
-        if let Some(anonymous) = connack.anonymous() {
-            identity.field("anonymous", anonymous);
-        }
-        identity.field("session_present", connack.session_present);
-        identity.field("protocol_level", level.number());
-        Ok(identity)
     }
+    let mut identity = Identity::new(PROTOCOL, false);
+    identity.field("return_code", connack.return_code);
+    if let Some(anonymous) = connack.anonymous() {
+        identity.field("anonymous", anonymous);
+    }
+    identity.field("session_present", connack.session_present);
+    identity.field("protocol_level", level.number());
+    Ok(identity)
 }
 
 #[cfg(test)]

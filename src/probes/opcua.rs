@@ -13,8 +13,7 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Conn, Frame, NetError, Session};
-use crate::scope::{Target, Transport};
-use async_trait::async_trait;
+use crate::scope::Target;
 use serde_json::{json, Map, Value};
 
 pub const PROTOCOL: &str = "opcua";
@@ -911,66 +910,47 @@ async fn read_endpoints(conn: &mut Conn, channel: Channel, url: &str, max_messag
     Err(Stop::Other(GET, format!("response spans more than {MAX_CHUNKS} chunks")))
 }
 
-pub struct OpcUaProbe;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[4840]).tls(&[4843]);
 
-#[async_trait]
-impl Probe for OpcUaProbe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[4840]
-    }
-    fn tls_ports(&self) -> &'static [u16] {
-        &[4843]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let url = endpoint_url(session.target());
-        let limits = *session.conn().limits();
-        let receive_buffer = limits.max_frame.clamp(MIN_BUFFER, MAX_CHUNK);
-        let max_message = limits.max_total.saturating_sub(16 * 1024).clamp(MIN_BUFFER, 4 << 20);
-        let conn = session.conn();
-        let reply = conn.exchange(&hello(&url, receive_buffer as u32, max_message as u32), frame).await?;
-        let mut id = Identity::new(PROTOCOL, true);
-        match parse_handshake(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))? {
-            Handshake::Error(e) => {
-                // An Error in answer to Hello is still OPC UA, e.g. BadTcpEndpointUrlInvalid.
-                record_error(&mut id, "hello", e.code, e.reason.as_deref());
-                return Ok(id);
-            }
-            Handshake::Ack(ack) => {
-                id.field("protocol_version", ack.protocol_version);
-                id.field("receive_buffer_size", ack.receive_buffer_size);
-                id.field("send_buffer_size", ack.send_buffer_size);
-                id.field("max_message_size", ack.max_message_size);
-                id.field("max_chunk_count", ack.max_chunk_count);
-            }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let url = endpoint_url(session.target());
+    let limits = *session.conn().limits();
+    let receive_buffer = limits.max_frame.clamp(MIN_BUFFER, MAX_CHUNK);
+    let max_message = limits.max_total.saturating_sub(16 * 1024).clamp(MIN_BUFFER, 4 << 20);
+    let conn = session.conn();
+    let reply = conn.exchange(&hello(&url, receive_buffer as u32, max_message as u32), frame).await?;
+    let mut id = Identity::new(PROTOCOL, true);
+    match parse_handshake(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))? {
+        Handshake::Error(e) => {
+            // An Error in answer to Hello is still OPC UA, e.g. BadTcpEndpointUrlInvalid.
+            record_error(&mut id, "hello", e.code, e.reason.as_deref());
+            return Ok(id);
         }
-        // From here on the service is OPC UA: a failure only leaves the endpoint fields unknown.
-        // Each read has its own deadline; the whole discovery also gets one, so a server that drips
-        // sixteen chunks cannot hold the slot for sixteen read timeouts.
-        let budget = limits.read_timeout.saturating_mul(DISCOVERY_READS);
-        let outcome = tokio::time::timeout(budget, discover(conn, &url, max_message))
-            .await
-            .unwrap_or_else(|_| Err(Stop::Other("get_endpoints", format!("discovery took longer than {budget:?}"))));
-        match outcome {
-            Ok(endpoints) => record_endpoints(&mut id, &endpoints),
-            Err(Stop::Error(stage, e)) => record_error(&mut id, stage, e.code, e.reason.as_deref()),
-            Err(Stop::Fault(stage, code)) => record_error(&mut id, stage, code, None),
-            Err(Stop::Other(stage, why)) => {
-                id.field("error_stage", stage);
-                id.field("discovery_error", why);
-            }
+        Handshake::Ack(ack) => {
+            id.field("protocol_version", ack.protocol_version);
+            id.field("receive_buffer_size", ack.receive_buffer_size);
+            id.field("send_buffer_size", ack.send_buffer_size);
+            id.field("max_message_size", ack.max_message_size);
+            id.field("max_chunk_count", ack.max_chunk_count);
         }
-        Ok(id)
     }
+    // From here on the service is OPC UA: a failure only leaves the endpoint fields unknown.
+    // Each read has its own deadline; the whole discovery also gets one, so a server that drips
+    // sixteen chunks cannot hold the slot for sixteen read timeouts.
+    let budget = limits.read_timeout.saturating_mul(DISCOVERY_READS);
+    let outcome = tokio::time::timeout(budget, discover(conn, &url, max_message))
+        .await
+        .unwrap_or_else(|_| Err(Stop::Other("get_endpoints", format!("discovery took longer than {budget:?}"))));
+    match outcome {
+        Ok(endpoints) => record_endpoints(&mut id, &endpoints),
+        Err(Stop::Error(stage, e)) => record_error(&mut id, stage, e.code, e.reason.as_deref()),
+        Err(Stop::Fault(stage, code)) => record_error(&mut id, stage, code, None),
+        Err(Stop::Other(stage, why)) => {
+            id.field("error_stage", stage);
+            id.field("discovery_error", why);
+        }
+    }
+    Ok(id)
 }
 
 #[cfg(test)]

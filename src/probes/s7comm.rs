@@ -36,8 +36,6 @@
 use super::iso_transport::{self, IsoError};
 use super::{Identity, Probe, ProbeError};
 use crate::net::Session;
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "s7comm";
 /// The S7 protocol id, first byte of every S7 PDU.
@@ -385,7 +383,7 @@ impl S7Info {
     }
 }
 
-pub struct S7comm;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[102]);
 
 fn not(why: impl Into<String>) -> ProbeError {
     ProbeError::not(PROTOCOL, why)
@@ -416,78 +414,59 @@ fn records(reply: &Option<SzlReply>) -> &[Vec<u8>] {
     }
 }
 
-#[async_trait]
-impl Probe for S7comm {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-
-    fn ics(&self) -> bool {
-        true
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-
-    fn default_ports(&self) -> &'static [u16] {
-        &[102]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let mut confirmed = None;
-        let mut last_refusal = String::new();
-        for (attempt, &(calling, called)) in TSAP_PAIRS.iter().enumerate() {
-            if attempt > 0 {
-                // A failed reconnect leaves the session without a connection: stop here.
-                session.reconnect().await.map_err(|e| not(format!("every TSAP pair refused ({last_refusal}); {e}")))?;
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let mut confirmed = None;
+    let mut last_refusal = String::new();
+    for (attempt, &(calling, called)) in TSAP_PAIRS.iter().enumerate() {
+        if attempt > 0 {
+            // A failed reconnect leaves the session without a connection: stop here.
+            session.reconnect().await.map_err(|e| not(format!("every TSAP pair refused ({last_refusal}); {e}")))?;
+        }
+        match iso_transport::connect(session.conn(), &connect_request(calling, called)).await {
+            Ok(_) => {
+                confirmed = Some((calling, called));
+                break;
             }
-            match iso_transport::connect(session.conn(), &connect_request(calling, called)).await {
-                Ok(_) => {
-                    confirmed = Some((calling, called));
-                    break;
-                }
-                Err(IsoError::Refused(why)) => last_refusal = format!("{calling:#06x}/{called:#06x}: {why}"),
-                Err(e) => return Err(not(e.to_string())),
-            }
+            Err(IsoError::Refused(why)) => last_refusal = format!("{calling:#06x}/{called:#06x}: {why}"),
+            Err(e) => return Err(not(e.to_string())),
         }
-        let Some((calling_tsap, called_tsap)) = confirmed else {
-            return Err(not(format!("COTP refused for every TSAP pair, last {last_refusal}")));
-        };
-
-        // A COTP confirm alone proves nothing about S7: the setup reply must validate.
-        let reply = iso_transport::exchange(session.conn(), &setup_communication(1))
-            .await
-            .map_err(|e| not(format!("no S7 answer to setup communication after COTP CC: {e}")))?;
-        let setup = parse_setup_reply(&reply, 1).map_err(|e| not(e.0))?;
-        let mut info = S7Info {
-            calling_tsap,
-            called_tsap,
-            setup: setup.clone(),
-            module: ModuleIdentification::default(),
-            component: ComponentIdentification::default(),
-        };
-        if !matches!(setup, SetupReply::Accepted { .. }) {
-            return Ok(info.identity());
-        }
-
-        let mut module = szl(session, 2, SZL_MODULE_IDENTIFICATION, 0x0000).await;
-        let mut alive = module.is_some();
-        if alive && module_identification(records(&module)).order_number.is_none() {
-            // Some servers answer only a single index (nmap's s7-info asks for 0x0001).
-            let retry = szl(session, 3, SZL_MODULE_IDENTIFICATION, 0x0001).await;
-            alive = retry.is_some();
-            if !records(&retry).is_empty() {
-                module = retry;
-            }
-        }
-        info.module = module_identification(records(&module));
-        if alive {
-            let component = szl(session, 4, SZL_COMPONENT_IDENTIFICATION, 0x0000).await;
-            info.component = component_identification(records(&component));
-        }
-        Ok(info.identity())
     }
+    let Some((calling_tsap, called_tsap)) = confirmed else {
+        return Err(not(format!("COTP refused for every TSAP pair, last {last_refusal}")));
+    };
+
+    // A COTP confirm alone proves nothing about S7: the setup reply must validate.
+    let reply = iso_transport::exchange(session.conn(), &setup_communication(1))
+        .await
+        .map_err(|e| not(format!("no S7 answer to setup communication after COTP CC: {e}")))?;
+    let setup = parse_setup_reply(&reply, 1).map_err(|e| not(e.0))?;
+    let mut info = S7Info {
+        calling_tsap,
+        called_tsap,
+        setup: setup.clone(),
+        module: ModuleIdentification::default(),
+        component: ComponentIdentification::default(),
+    };
+    if !matches!(setup, SetupReply::Accepted { .. }) {
+        return Ok(info.identity());
+    }
+
+    let mut module = szl(session, 2, SZL_MODULE_IDENTIFICATION, 0x0000).await;
+    let mut alive = module.is_some();
+    if alive && module_identification(records(&module)).order_number.is_none() {
+        // Some servers answer only a single index (nmap's s7-info asks for 0x0001).
+        let retry = szl(session, 3, SZL_MODULE_IDENTIFICATION, 0x0001).await;
+        alive = retry.is_some();
+        if !records(&retry).is_empty() {
+            module = retry;
+        }
+    }
+    info.module = module_identification(records(&module));
+    if alive {
+        let component = szl(session, 4, SZL_COMPONENT_IDENTIFICATION, 0x0000).await;
+        info.component = component_identification(records(&component));
+    }
+    Ok(info.identity())
 }
 
 #[cfg(test)]

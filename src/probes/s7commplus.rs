@@ -29,8 +29,6 @@
 use super::iso_transport::{self, IsoError};
 use super::{Identity, Probe, ProbeError};
 use crate::net::Session;
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "s7commplus";
 pub const PROTOCOL_ID: u8 = 0x72;
@@ -287,7 +285,7 @@ pub fn identity(reply: &PlusReply, calling: &[u8], called: &[u8]) -> Identity {
     id
 }
 
-pub struct S7commPlus;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[102]);
 
 fn not(why: impl Into<String>) -> ProbeError {
     ProbeError::not(PROTOCOL, why)
@@ -311,56 +309,37 @@ async fn ask(
     }
 }
 
-#[async_trait]
-impl Probe for S7commPlus {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-
-    fn ics(&self) -> bool {
-        true
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-
-    fn default_ports(&self) -> &'static [u16] {
-        &[102]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let mut confirmed = None;
-        let mut last_refusal = String::new();
-        for (attempt, &(calling, called)) in TSAPS.iter().enumerate() {
-            if attempt > 0 {
-                // A failed reconnect leaves the session without a connection: stop here.
-                session.reconnect().await.map_err(|e| not(format!("COTP refused ({last_refusal}); {e}")))?;
-            }
-            let cr = iso_transport::connect_request(SRC_REF, calling, called, iso_transport::TPDU_SIZE_1024);
-            match iso_transport::connect(session.conn(), &cr).await {
-                Ok(_) => {
-                    confirmed = Some((calling, called));
-                    break;
-                }
-                Err(IsoError::Refused(why)) => last_refusal = why,
-                Err(e) => return Err(not(e.to_string())),
-            }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let mut confirmed = None;
+    let mut last_refusal = String::new();
+    for (attempt, &(calling, called)) in TSAPS.iter().enumerate() {
+        if attempt > 0 {
+            // A failed reconnect leaves the session without a connection: stop here.
+            session.reconnect().await.map_err(|e| not(format!("COTP refused ({last_refusal}); {e}")))?;
         }
-        let Some((calling, called)) = confirmed else {
-            return Err(not(format!("COTP refused for every TSAP, last: {last_refusal}")));
-        };
-        // A COTP confirm alone proves nothing: only a validated 0x72 answer does.
-        if let Some(reply) = ask(session, &create_object_request(1), FUNCTION_CREATE_OBJECT, 1).await? {
-            return Ok(identity(&reply, calling, called));
-        }
-        session.reconnect().await.map_err(|e| not(format!("no answer to CreateObject; {e}")))?;
         let cr = iso_transport::connect_request(SRC_REF, calling, called, iso_transport::TPDU_SIZE_1024);
-        iso_transport::connect(session.conn(), &cr).await.map_err(|e| not(e.to_string()))?;
-        match ask(session, &init_ssl_request(1), FUNCTION_INIT_SSL, 1).await? {
-            Some(reply) => Ok(identity(&reply, calling, called)),
-            None => Err(not("no S7comm-plus answer to CreateObject nor to InitSsl after COTP CC")),
+        match iso_transport::connect(session.conn(), &cr).await {
+            Ok(_) => {
+                confirmed = Some((calling, called));
+                break;
+            }
+            Err(IsoError::Refused(why)) => last_refusal = why,
+            Err(e) => return Err(not(e.to_string())),
         }
+    }
+    let Some((calling, called)) = confirmed else {
+        return Err(not(format!("COTP refused for every TSAP, last: {last_refusal}")));
+    };
+    // A COTP confirm alone proves nothing: only a validated 0x72 answer does.
+    if let Some(reply) = ask(session, &create_object_request(1), FUNCTION_CREATE_OBJECT, 1).await? {
+        return Ok(identity(&reply, calling, called));
+    }
+    session.reconnect().await.map_err(|e| not(format!("no answer to CreateObject; {e}")))?;
+    let cr = iso_transport::connect_request(SRC_REF, calling, called, iso_transport::TPDU_SIZE_1024);
+    iso_transport::connect(session.conn(), &cr).await.map_err(|e| not(e.to_string()))?;
+    match ask(session, &init_ssl_request(1), FUNCTION_INIT_SSL, 1).await? {
+        Some(reply) => Ok(identity(&reply, calling, called)),
+        None => Err(not("no S7comm-plus answer to CreateObject nor to InitSsl after COTP CC")),
     }
 }
 

@@ -12,8 +12,6 @@
 
 use super::{printable, Identity, Probe, ProbeError};
 use crate::net::{Frame, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "snmp";
 pub const COMMUNITY: &[u8] = b"public";
@@ -342,31 +340,15 @@ fn new_request_id() -> i32 {
     ((u32::from_be_bytes(b) & 0x7FFF_FFFF) | 0x0100_0000) as i32
 }
 
-pub struct SnmpProbe;
+pub const PROBE: Probe = Probe::service(PROTOCOL, |session| Box::pin(run(session))).udp(&[161]);
 
-#[async_trait]
-impl Probe for SnmpProbe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        false
-    }
-    fn transport(&self) -> Transport {
-        Transport::Udp
-    }
-    fn default_ports(&self) -> &[u16] {
-        &[161]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let request_id = new_request_id();
-        let request = get_request(request_id);
-        let reply = session.conn().exchange(&request, |d| frame(d, request_id)).await?;
-        let (message, _) = parse_message(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
-        check_reply(&message, request_id).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
-        Ok(identity(&message))
-    }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let request_id = new_request_id();
+    let request = get_request(request_id);
+    let reply = session.conn().exchange(&request, |d| frame(d, request_id)).await?;
+    let (message, _) = parse_message(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
+    check_reply(&message, request_id).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
+    Ok(identity(&message))
 }
 
 #[cfg(test)]
