@@ -33,7 +33,7 @@
 //! fixed 34-byte strides, honeypots send 8-byte userdata parameters and lengths that disagree with
 //! the bytes. Records are taken from the bytes actually present, never from the counts alone.
 
-use super::iso_transport::{self, IsoError};
+use super::iso_transport;
 use super::{Identity, Probe, ProbeError};
 use crate::net::Session;
 
@@ -415,25 +415,10 @@ fn records(reply: &Option<SzlReply>) -> &[Vec<u8>] {
 }
 
 async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-    let mut confirmed = None;
-    let mut last_refusal = String::new();
-    for (attempt, &(calling, called)) in TSAP_PAIRS.iter().enumerate() {
-        if attempt > 0 {
-            // A failed reconnect leaves the session without a connection: stop here.
-            session.reconnect().await.map_err(|e| not(format!("every TSAP pair refused ({last_refusal}); {e}")))?;
-        }
-        match iso_transport::connect(session.conn(), &connect_request(calling, called)).await {
-            Ok(_) => {
-                confirmed = Some((calling, called));
-                break;
-            }
-            Err(IsoError::Refused(why)) => last_refusal = format!("{calling:#06x}/{called:#06x}: {why}"),
-            Err(e) => return Err(not(e.to_string())),
-        }
-    }
-    let Some((calling_tsap, called_tsap)) = confirmed else {
-        return Err(not(format!("COTP refused for every TSAP pair, last {last_refusal}")));
-    };
+    let (calling_tsap, called_tsap) =
+        iso_transport::connect_first(session, &TSAP_PAIRS, |(calling, called)| connect_request(calling, called))
+            .await
+            .map_err(not)?;
 
     // A COTP confirm alone proves nothing about S7: the setup reply must validate.
     let reply = iso_transport::exchange(session.conn(), &setup_communication(1))

@@ -66,6 +66,11 @@ const CLIENT_RID: u32 = 0x80C3_C901;
 pub const TSAPS: [(&[u8], &[u8]); 2] = [(&[0x06, 0x00], b"SIMATIC-ROOT-HMI"), (&[0x06, 0x00], &[0x06, 0x00])];
 const SRC_REF: u16 = 0x0002;
 
+/// The COTP Connection Request for a TSAP pair.
+fn connect_request(calling: &[u8], called: &[u8]) -> Vec<u8> {
+    iso_transport::connect_request(SRC_REF, calling, called, iso_transport::TPDU_SIZE_1024)
+}
+
 /// Encodes an unsigned VLQ.
 pub fn vlq(value: u32) -> Vec<u8> {
     let mut groups = vec![(value & 0x7F) as u8];
@@ -310,33 +315,16 @@ async fn ask(
 }
 
 async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-    let mut confirmed = None;
-    let mut last_refusal = String::new();
-    for (attempt, &(calling, called)) in TSAPS.iter().enumerate() {
-        if attempt > 0 {
-            // A failed reconnect leaves the session without a connection: stop here.
-            session.reconnect().await.map_err(|e| not(format!("COTP refused ({last_refusal}); {e}")))?;
-        }
-        let cr = iso_transport::connect_request(SRC_REF, calling, called, iso_transport::TPDU_SIZE_1024);
-        match iso_transport::connect(session.conn(), &cr).await {
-            Ok(_) => {
-                confirmed = Some((calling, called));
-                break;
-            }
-            Err(IsoError::Refused(why)) => last_refusal = why,
-            Err(e) => return Err(not(e.to_string())),
-        }
-    }
-    let Some((calling, called)) = confirmed else {
-        return Err(not(format!("COTP refused for every TSAP, last: {last_refusal}")));
-    };
+    let (calling, called) =
+        iso_transport::connect_first(session, &TSAPS, |(calling, called)| connect_request(calling, called))
+            .await
+            .map_err(not)?;
     // A COTP confirm alone proves nothing: only a validated 0x72 answer does.
     if let Some(reply) = ask(session, &create_object_request(1), FUNCTION_CREATE_OBJECT, 1).await? {
         return Ok(identity(&reply, calling, called));
     }
     session.reconnect().await.map_err(|e| not(format!("no answer to CreateObject; {e}")))?;
-    let cr = iso_transport::connect_request(SRC_REF, calling, called, iso_transport::TPDU_SIZE_1024);
-    iso_transport::connect(session.conn(), &cr).await.map_err(|e| not(e.to_string()))?;
+    iso_transport::connect(session.conn(), &connect_request(calling, called)).await.map_err(|e| not(e.to_string()))?;
     match ask(session, &init_ssl_request(1), FUNCTION_INIT_SSL, 1).await? {
         Some(reply) => Ok(identity(&reply, calling, called)),
         None => Err(not("no S7comm-plus answer to CreateObject nor to InitSsl after COTP CC")),
