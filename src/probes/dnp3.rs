@@ -48,10 +48,6 @@ const MAX_FRAMES_PER_BATCH: usize = 32;
 
 pub use super::ParseError;
 
-fn bad(why: impl Into<String>) -> ParseError {
-    ParseError(why.into())
-}
-
 /// CRC-16/DNP: polynomial 0x3D65 (bit-reversed 0xA6BC), initial value 0, final complement;
 /// sent low byte first.
 pub fn crc16(data: &[u8]) -> u16 {
@@ -160,21 +156,22 @@ impl LinkFrame {
 
 /// Parses one whole frame: start octets, length, header CRC, and every user-data block's CRC.
 pub fn parse_frame(bytes: &[u8]) -> Result<LinkFrame, ParseError> {
-    let header =
-        bytes.get(..HEADER_LEN).ok_or_else(|| bad(format!("{} bytes is shorter than a header", bytes.len())))?;
+    let header = bytes
+        .get(..HEADER_LEN)
+        .ok_or_else(|| ParseError::new(format!("{} bytes is shorter than a header", bytes.len())))?;
     if header[..2] != START {
-        return Err(bad("start octets are not 05 64"));
+        return Err(ParseError::new("start octets are not 05 64"));
     }
     let length = header[2];
     if length < MIN_LENGTH {
-        return Err(bad(format!("length octet {length} is below 5")));
+        return Err(ParseError::new(format!("length octet {length} is below 5")));
     }
     if crc16(&header[..8]).to_le_bytes() != header[8..10] {
-        return Err(bad("header CRC mismatch"));
+        return Err(ParseError::new("header CRC mismatch"));
     }
     let size = frame_size(length);
     if bytes.len() != size {
-        return Err(bad(format!("length octet {length} means {size} bytes, got {}", bytes.len())));
+        return Err(ParseError::new(format!("length octet {length} means {size} bytes, got {}", bytes.len())));
     }
     let data_len = (length - MIN_LENGTH) as usize;
     let mut user_data = Vec::with_capacity(data_len.min(MAX_USER_DATA));
@@ -182,9 +179,9 @@ pub fn parse_frame(bytes: &[u8]) -> Result<LinkFrame, ParseError> {
     while !rest.is_empty() {
         let n = (data_len - user_data.len()).min(BLOCK);
         let (block, crc) = (rest.get(..n), rest.get(n..n + 2));
-        let (Some(block), Some(crc)) = (block, crc) else { return Err(bad("user data block truncated")) };
+        let (Some(block), Some(crc)) = (block, crc) else { return Err(ParseError::new("user data block truncated")) };
         if crc16(block).to_le_bytes() != crc {
-            return Err(bad(format!("CRC mismatch in user data block {}", user_data.len() / BLOCK)));
+            return Err(ParseError::new(format!("CRC mismatch in user data block {}", user_data.len() / BLOCK)));
         }
         user_data.extend_from_slice(block);
         rest = &rest[n + 2..];

@@ -47,10 +47,6 @@ pub const TCP_FRAME_SEND: u32 = 2;
 
 pub use super::ParseError;
 
-fn err<T>(why: impl Into<String>) -> Result<T, ParseError> {
-    Err(ParseError(why.into()))
-}
-
 fn u32_be(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
@@ -92,20 +88,20 @@ pub fn is_normal_completion(end_code: u16) -> bool {
 /// Parses a FINS frame as the response to our Controller Data Read with service id `sid`.
 pub fn parse_controller_data(buf: &[u8], sid: u8) -> Result<ControllerData, ParseError> {
     if buf.len() < HEADER_LEN + 4 {
-        return err(format!("{} bytes, shorter than a FINS response header", buf.len()));
+        return Err(ParseError::new(format!("{} bytes, shorter than a FINS response header", buf.len())));
     }
     let icf = buf[0];
     if icf & ICF_RESPONSE_BIT == 0 {
-        return err(format!("ICF 0x{icf:02x} is not a response"));
+        return Err(ParseError::new(format!("ICF 0x{icf:02x} is not a response")));
     }
     if icf & 0x3E != 0 {
-        return err(format!("ICF 0x{icf:02x} has reserved bits set"));
+        return Err(ParseError::new(format!("ICF 0x{icf:02x} has reserved bits set")));
     }
     if buf[9] != sid {
-        return err(format!("service id 0x{:02x}, expected 0x{sid:02x}", buf[9]));
+        return Err(ParseError::new(format!("service id 0x{:02x}, expected 0x{sid:02x}", buf[9])));
     }
     if buf[10..12] != CONTROLLER_DATA_READ {
-        return err(format!("command {:02x}{:02x}, not Controller Data Read", buf[10], buf[11]));
+        return Err(ParseError::new(format!("command {:02x}{:02x}, not Controller Data Read", buf[10], buf[11])));
     }
     let end_code = u16::from_be_bytes([buf[12], buf[13]]);
     let data = &buf[HEADER_LEN + 4..];
@@ -182,13 +178,13 @@ pub struct TcpMessage<'a> {
 /// Parses one whole FINS/TCP message.
 pub fn parse_tcp_message(buf: &[u8]) -> Result<TcpMessage<'_>, ParseError> {
     if buf.get(..4) != Some(&TCP_MAGIC[..]) {
-        return err("no FINS/TCP magic");
+        return Err(ParseError::new("no FINS/TCP magic"));
     }
     let (Some(len), Some(command), Some(error_code)) = (u32_be(buf, 4), u32_be(buf, 8), u32_be(buf, 12)) else {
-        return err(format!("{} bytes, shorter than a FINS/TCP header", buf.len()));
+        return Err(ParseError::new(format!("{} bytes, shorter than a FINS/TCP header", buf.len())));
     };
     if len as usize != buf.len() - 8 {
-        return err(format!("FINS/TCP length {len} for {} bytes", buf.len() - 8));
+        return Err(ParseError::new(format!("FINS/TCP length {len} for {} bytes", buf.len() - 8)));
     }
     Ok(TcpMessage { command, error_code, data: &buf[16..] })
 }
@@ -212,13 +208,13 @@ pub fn parse_node_address_reply(buf: &[u8]) -> Result<NodeAddressReply, ParseErr
         return Ok(NodeAddressReply::Error { error_code: m.error_code });
     }
     if m.command != TCP_SERVER_NODE_ADDRESS {
-        return err(format!("FINS/TCP command {}, expected the server's node address (1)", m.command));
+        return Err(ParseError::new(format!("FINS/TCP command {}, expected the server's node address (1)", m.command)));
     }
     let (Some(client), Some(server)) = (u32_be(m.data, 0), u32_be(m.data, 4)) else {
-        return err("node addresses truncated");
+        return Err(ParseError::new("node addresses truncated"));
     };
     let (Ok(client_node), Ok(server_node)) = (u8::try_from(client), u8::try_from(server)) else {
-        return err(format!("node addresses {client}/{server} out of range"));
+        return Err(ParseError::new(format!("node addresses {client}/{server} out of range")));
     };
     Ok(NodeAddressReply::Assigned { client_node, server_node })
 }

@@ -115,6 +115,12 @@ impl Identity {
 #[error("{0}")]
 pub struct ParseError(pub String);
 
+impl ParseError {
+    pub fn new(why: impl Into<String>) -> ParseError {
+        ParseError(why.into())
+    }
+}
+
 /// Why a probe did not identify its protocol.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {

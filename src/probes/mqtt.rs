@@ -108,12 +108,12 @@ fn remaining_length(buf: &[u8]) -> Result<Option<(usize, usize)>, ParseError> {
         value |= ((b & 0x7F) as usize) << (7 * i);
         if b & 0x80 == 0 {
             if b == 0 && i > 0 {
-                return Err(ParseError("non-minimal remaining length encoding".into()));
+                return Err(ParseError::new("non-minimal remaining length encoding"));
             }
             return Ok(Some((value, i + 1)));
         }
     }
-    Err(ParseError("remaining length longer than 4 bytes".into()))
+    Err(ParseError::new("remaining length longer than 4 bytes"))
 }
 
 /// Frames one CONNACK: the first byte must be 0x20 (type 2, reserved flags 0).
@@ -154,14 +154,14 @@ impl Connack {
 /// A 3.1.1 / 3.1 CONNACK: `20 02 <flags> <code>`, flags bits 7-1 reserved (0), code 0-5. A broker
 /// must not report a present session to a clean-session client (MQTT-3.2.2-1), nor with a refusal.
 pub fn parse_connack(reply: &[u8]) -> Result<Connack, ParseError> {
-    let bad = |why: &str| Err(ParseError(why.into()));
+    let bad = |why: &str| Err(ParseError::new(why));
     match reply {
         [0x20, 0x02, flags, code] => {
             if flags & 0xFE != 0 {
                 return bad("reserved CONNACK flag bits are set");
             }
             if *code > 5 {
-                return Err(ParseError(format!("return code {code} is not defined")));
+                return Err(ParseError::new(format!("return code {code} is not defined")));
             }
             let session_present = flags & 0x01 != 0;
             if session_present && *code != 0 {

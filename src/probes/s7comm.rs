@@ -101,10 +101,6 @@ pub fn connect_request(calling: u16, called: u16) -> Vec<u8> {
 
 pub use super::ParseError;
 
-fn err<T>(why: impl Into<String>) -> Result<T, ParseError> {
-    Err(ParseError(why.into()))
-}
-
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
@@ -124,24 +120,23 @@ pub struct Header<'a> {
 /// the bytes present is cut to what is there (honeypots overstate it).
 pub fn parse_header(pdu: &[u8]) -> Result<Header<'_>, ParseError> {
     if pdu.first() != Some(&PROTOCOL_ID) {
-        return err("no S7 protocol id 0x32");
+        return Err(ParseError::new("no S7 protocol id 0x32"));
     }
     let rosctr = pdu.get(1).copied().unwrap_or(0);
     let header_len = match rosctr {
         ROSCTR_JOB | ROSCTR_USERDATA => 10,
         ROSCTR_ACK | ROSCTR_ACK_DATA => 12,
-        other => return err(format!("unknown ROSCTR {other:#04x}")),
+        other => return Err(ParseError::new(format!("unknown ROSCTR {other:#04x}"))),
     };
     if pdu.len() < header_len {
-        return err("truncated S7 header");
+        return Err(ParseError::new("truncated S7 header"));
     }
     let pdu_ref = u16_at(pdu, 4).unwrap_or(0);
     let param_len = usize::from(u16_at(pdu, 6).unwrap_or(0));
     let data_len = usize::from(u16_at(pdu, 8).unwrap_or(0));
     let error = (header_len == 12).then(|| (pdu[10], pdu[11]));
-    let param = pdu
-        .get(header_len..header_len + param_len)
-        .ok_or_else(|| ParseError("S7 parameter overruns the PDU".into()))?;
+    let param =
+        pdu.get(header_len..header_len + param_len).ok_or_else(|| ParseError::new("S7 parameter overruns the PDU"))?;
     let rest = &pdu[header_len + param_len..];
     let data = &rest[..data_len.min(rest.len())];
     Ok(Header { rosctr, pdu_ref, error, param, data })
@@ -166,13 +161,13 @@ pub enum SetupReply {
 pub fn parse_setup_reply(pdu: &[u8], pdu_ref: u16) -> Result<SetupReply, ParseError> {
     let h = parse_header(pdu)?;
     if h.rosctr == ROSCTR_JOB {
-        return err("a job, not a reply (an echo of the request?)");
+        return Err(ParseError::new("a job, not a reply (an echo of the request?)"));
     }
     if h.rosctr != ROSCTR_ACK && h.rosctr != ROSCTR_ACK_DATA {
-        return err(format!("ROSCTR {:#04x} is no answer to a job", h.rosctr));
+        return Err(ParseError::new(format!("ROSCTR {:#04x} is no answer to a job", h.rosctr)));
     }
     if h.pdu_ref != pdu_ref {
-        return err(format!("PDU reference {:#06x}, expected {pdu_ref:#06x}", h.pdu_ref));
+        return Err(ParseError::new(format!("PDU reference {:#06x}, expected {pdu_ref:#06x}", h.pdu_ref)));
     }
     let (error_class, error_code) = h.error.unwrap_or((0, 0));
     if error_class != 0 || error_code != 0 || h.rosctr == ROSCTR_ACK {
@@ -184,7 +179,7 @@ pub fn parse_setup_reply(pdu: &[u8], pdu_ref: u16) -> Result<SetupReply, ParseEr
             max_amq_called: u16::from_be_bytes([*c, *d]),
             pdu_length: u16::from_be_bytes([*e, *f]),
         }),
-        _ => err("ACK_DATA without a setup-communication parameter"),
+        _ => Err(ParseError::new("ACK_DATA without a setup-communication parameter")),
     }
 }
 
@@ -204,20 +199,23 @@ pub enum SzlReply {
 pub fn parse_szl_reply(pdu: &[u8], pdu_ref: u16, szl_id: u16) -> Result<SzlReply, ParseError> {
     let h = parse_header(pdu)?;
     if h.rosctr != ROSCTR_USERDATA {
-        return err(format!("ROSCTR {:#04x} where userdata was expected", h.rosctr));
+        return Err(ParseError::new(format!("ROSCTR {:#04x} where userdata was expected", h.rosctr)));
     }
     if h.pdu_ref != pdu_ref {
-        return err(format!("PDU reference {:#06x}, expected {pdu_ref:#06x}", h.pdu_ref));
+        return Err(ParseError::new(format!("PDU reference {:#06x}, expected {pdu_ref:#06x}", h.pdu_ref)));
     }
     let p = h.param;
     if p.len() < 8 || p[..3] != [0x00, 0x01, 0x12] {
-        return err("not a userdata parameter");
+        return Err(ParseError::new("not a userdata parameter"));
     }
     if p[4] == 0x11 || p[5] >> 4 == 0x4 {
-        return err("a userdata request, not a response (an echo?)");
+        return Err(ParseError::new("a userdata request, not a response (an echo?)"));
     }
     if p[5] & 0x0F != 0x04 || p[6] != 0x01 {
-        return err(format!("userdata type/group {:#04x} subfunction {:#04x} is not a Read SZL response", p[5], p[6]));
+        return Err(ParseError::new(format!(
+            "userdata type/group {:#04x} subfunction {:#04x} is not a Read SZL response",
+            p[5], p[6]
+        )));
     }
     let error_code = if p[3] >= 8 { u16_at(p, 10).unwrap_or(0) } else { 0 };
     let d = h.data;
@@ -237,7 +235,7 @@ pub fn parse_szl_reply(pdu: &[u8], pdu_ref: u16, szl_id: u16) -> Result<SzlReply
     let reply_id = u16_at(body, 0).unwrap_or(0);
     // The partial-list extract may come back with other high bits (0x0111 for 0x0011 and so on).
     if reply_id & 0x00FF != szl_id & 0x00FF {
-        return err(format!("SZL id {reply_id:#06x} in the reply to {szl_id:#06x}"));
+        return Err(ParseError::new(format!("SZL id {reply_id:#06x} in the reply to {szl_id:#06x}")));
     }
     let index = u16_at(body, 2).unwrap_or(0);
     let record_len = usize::from(u16_at(body, 4).unwrap_or(0));

@@ -153,10 +153,6 @@ pub fn init_ssl_request(seq: u16) -> Vec<u8> {
 
 pub use super::ParseError;
 
-fn err<T>(why: impl Into<String>) -> Result<T, ParseError> {
-    Err(ParseError(why.into()))
-}
-
 /// What a 0x72 reply shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlusReply {
@@ -217,41 +213,41 @@ fn find_version_string(body: &[u8]) -> Option<String> {
 /// Validates a 0x72 reply to a request with function `function` and sequence number `seq`.
 pub fn parse_reply(pdu: &[u8], function: u16, seq: u16) -> Result<PlusReply, ParseError> {
     if pdu.first() != Some(&PROTOCOL_ID) {
-        return err("no S7comm-plus protocol id 0x72");
+        return Err(ParseError::new("no S7comm-plus protocol id 0x72"));
     }
-    let Some(&version) = pdu.get(1) else { return err("truncated header") };
+    let Some(&version) = pdu.get(1) else { return Err(ParseError::new("truncated header")) };
     let Some(len) = pdu.get(2..4).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else {
-        return err("truncated header");
+        return Err(ParseError::new("truncated header"));
     };
     let Some(body) = pdu.get(4..4 + len).filter(|b| !b.is_empty()) else {
-        return err(format!("data length {len} does not fit the {}-byte frame", pdu.len()));
+        return Err(ParseError::new(format!("data length {len} does not fit the {}-byte frame", pdu.len())));
     };
     match version {
         VERSION_SYSTEM_EVENT => {
             if len > 64 {
-                return err("oversized system event");
+                return Err(ParseError::new("oversized system event"));
             }
             return Ok(PlusReply { protocol_version: version, ..Default::default() });
         }
         0x01..=0x03 => {}
-        other => return err(format!("unknown protocol version {other:#04x}")),
+        other => return Err(ParseError::new(format!("unknown protocol version {other:#04x}"))),
     }
     match body[0] {
         OPCODE_RESPONSE => {}
-        OPCODE_REQUEST => return err("a request, not a response (an echo?)"),
-        other => return err(format!("opcode {other:#04x} where a response was expected")),
+        OPCODE_REQUEST => return Err(ParseError::new("a request, not a response (an echo?)")),
+        other => return Err(ParseError::new(format!("opcode {other:#04x} where a response was expected"))),
     }
     let (Some(answered), Some(reply_seq)) = (
         body.get(3..5).map(|b| u16::from_be_bytes([b[0], b[1]])),
         body.get(7..9).map(|b| u16::from_be_bytes([b[0], b[1]])),
     ) else {
-        return err("truncated response header");
+        return Err(ParseError::new("truncated response header"));
     };
     if answered != function && answered != FUNCTION_ERROR && answered != FUNCTION_ERROR2 {
-        return err(format!("function {answered:#06x} in the answer to {function:#06x}"));
+        return Err(ParseError::new(format!("function {answered:#06x} in the answer to {function:#06x}")));
     }
     if reply_seq != seq {
-        return err(format!("sequence number {reply_seq} in the answer to {seq}"));
+        return Err(ParseError::new(format!("sequence number {reply_seq} in the answer to {seq}")));
     }
     Ok(PlusReply {
         protocol_version: version,
