@@ -19,6 +19,7 @@
 //! The probe sends the client's hello and reads the station's hello, then closes: that is the first
 //! step of every Workbench connection and touches nothing in the station (no login, no channel opened).
 
+use super::text::decode_references;
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, Session};
 
@@ -209,29 +210,8 @@ fn skip_object(buf: &[u8], head: &[u8], body: usize) -> Result<(String, usize), 
 
 /// Decodes `#<hex>;` escapes; everything else is kept (bytes that are not UTF-8 are replaced).
 fn unescape(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let mut out = String::with_capacity(text.len());
-    let mut rest: &str = &text;
-    while let Some(i) = rest.find('#') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let decoded = after.find(';').filter(|&end| (1..=6).contains(&end)).and_then(|end| {
-            let code = u32::from_str_radix(&after[..end], 16).ok()?;
-            Some((char::from_u32(code)?, end))
-        });
-        match decoded {
-            Some((c, end)) => {
-                out.push(c);
-                rest = &after[end + 1..];
-            }
-            None => {
-                out.push('#');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    let hex = |code: &str| char::from_u32(u32::from_str_radix(code, 16).ok()?);
+    decode_references(&String::from_utf8_lossy(raw), '#', 1..=6, hex)
 }
 
 fn clip(value: &str) -> String {

@@ -4,6 +4,7 @@
 //! followed. HTTP is a text protocol, so the identification strategy never sends it to a known ICS
 //! port without `--deep` ([`Probe::sends_text`]).
 
+use super::text::decode_references;
 use super::{printable, Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
 use crate::scope::Target;
@@ -364,47 +365,31 @@ fn decode_text(bytes: &[u8], charset: Option<&str>) -> String {
 
 /// Decodes the HTML character references that appear in titles.
 pub fn decode_entities(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let decoded = after.find(';').filter(|&end| (2..=10).contains(&end)).and_then(|end| {
-            let name = &after[..end];
-            let c = match name {
-                "amp" => '&',
-                "lt" => '<',
-                "gt" => '>',
-                "quot" => '"',
-                "apos" => '\'',
-                "nbsp" => ' ',
-                "copy" => '©',
-                "reg" => '®',
-                "trade" => '™',
-                _ => {
-                    let code = match name.strip_prefix('#') {
-                        Some(hex) if hex.starts_with(['x', 'X']) => u32::from_str_radix(&hex[1..], 16).ok()?,
-                        Some(dec) => dec.parse::<u32>().ok()?,
-                        None => return None,
-                    };
-                    char::from_u32(code)?
-                }
+    decode_references(text, '&', 2..=10, entity)
+}
+
+/// The character an HTML character reference (`amp`, `#233`, `#xE9`, ...) stands for.
+fn entity(name: &str) -> Option<char> {
+    let c = match name {
+        "amp" => '&',
+        "lt" => '<',
+        "gt" => '>',
+        "quot" => '"',
+        "apos" => '\'',
+        "nbsp" => ' ',
+        "copy" => '©',
+        "reg" => '®',
+        "trade" => '™',
+        _ => {
+            let code = match name.strip_prefix('#') {
+                Some(hex) if hex.starts_with(['x', 'X']) => u32::from_str_radix(&hex[1..], 16).ok()?,
+                Some(dec) => dec.parse::<u32>().ok()?,
+                None => return None,
             };
-            Some((c, end))
-        });
-        match decoded {
-            Some((c, end)) => {
-                out.push(c);
-                rest = &after[end + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = after;
-            }
+            char::from_u32(code)?
         }
-    }
-    out.push_str(rest);
-    out
+    };
+    Some(c)
 }
 
 /// The text of the page's first `<title>`, decoded, with whitespace collapsed.

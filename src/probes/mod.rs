@@ -30,6 +30,7 @@ mod s7comm;
 mod s7commplus;
 mod snmp;
 mod srtp;
+mod text;
 
 pub use banner::BannerProbe;
 
