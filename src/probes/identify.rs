@@ -88,12 +88,13 @@ impl Identifier {
     }
 
     /// The usable probes of the registry that speak `transport`, except those already `tried`.
-    fn rest_of_registry(&self, transport: Transport, tried: &[&Probe]) -> impl Iterator<Item = &'static Probe> + '_ {
-        let tried: Vec<&'static str> = tried.iter().map(|p| p.protocol).collect();
-        registry()
-            .iter()
-            .copied()
-            .filter(move |p| self.usable(p) && p.speaks(transport) && !tried.contains(&p.protocol))
+    fn rest_of_registry<'a>(
+        &'a self,
+        transport: Transport,
+        tried: &'a [&'static Probe],
+    ) -> impl Iterator<Item = &'static Probe> + 'a {
+        let untried = |p: &Probe| !tried.iter().any(|t| t.protocol == p.protocol);
+        registry().iter().copied().filter(move |p| self.usable(p) && p.speaks(transport) && untried(p))
     }
 
     /// The library's banner probes that name this port (text: kept off ICS ports unless `--deep`).

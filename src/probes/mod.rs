@@ -1,5 +1,6 @@
-//! Protocol probes: one module per protocol (request builder, pure parser, result), and the one
-//! registry that lists them all with their default ports.
+//! Protocol probes: one module per protocol (request builder, pure parser, driver, and the one
+//! declaration `PROBE` of its protocol, transports and ports), and the one registry that lists
+//! them all. The default scan ports derive from those declarations ([`registry_ports`]).
 //!
 //! A probe names its protocol only when the reply validates structurally; the port number alone
 //! never identifies anything.
@@ -138,12 +139,12 @@ impl ProbeError {
 }
 
 /// What a protocol module's driver returns: a boxed future, so that every driver has one type.
-pub type Outcome<'a> = Pin<Box<dyn Future<Output = Result<Identity, ProbeError>> + Send + 'a>>;
+pub type DriverFuture<'a> = Pin<Box<dyn Future<Output = Result<Identity, ProbeError>> + Send + 'a>>;
 
 /// A protocol module's driver: sends read-only identification requests on `session.conn()` (whose
 /// reads are bounded) and validates the replies; `session.reconnect()` gives a fresh connection
 /// (bounded) when the peer hung up. A protocol that runs over TCP and UDP asks `conn().transport()`.
-pub type Driver = for<'a, 's> fn(&'a mut Session<'s>) -> Outcome<'a>;
+pub type Driver = for<'a, 's> fn(&'a mut Session<'s>) -> DriverFuture<'a>;
 
 /// One protocol module's declaration: its protocol, where it is expected and how careful to be
 /// with it, and its driver. Each module declares one, `PROBE`, with the builder below:
