@@ -4,6 +4,7 @@ ListIdentity reply, carries the identity given on the command line."""
 import os
 import sys
 import tempfile
+import threading
 
 import launch
 
@@ -39,8 +40,6 @@ def announce_when_bound():
     os.unlink(config.name)
     launch.ready(args.address, args.port)
 
-
-import threading  # noqa: E402
 
 threading.Thread(target=announce_when_bound, daemon=True).start()
 sys.exit(enip_main.main(argv=["--config", config.name, "--address", f"{args.address}:{args.port}"]))
