@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 /// Documents larger than this are refused before parsing (the largest CISA ICS advisory is under
 /// 1 MB).
@@ -204,7 +205,7 @@ pub fn parse_document(bytes: &[u8], name: &str) -> Result<Advisory, Vec<Problem>
     let mut reader = Reader { file: name, problems: Vec::new() };
     if bytes.len() > MAX_DOCUMENT_BYTES {
         reader.problem(
-            "",
+            &At::Root,
             format!("{} bytes is larger than the {MAX_DOCUMENT_BYTES} bytes a document may have", bytes.len()),
         );
         return Err(reader.problems);
@@ -213,7 +214,7 @@ pub fn parse_document(bytes: &[u8], name: &str) -> Result<Advisory, Vec<Problem>
     let root: Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
         Err(e) => {
-            reader.problem("", format!("not JSON: {e}"));
+            reader.problem(&At::Root, format!("not JSON: {e}"));
             return Err(reader.problems);
         }
     };
@@ -224,21 +225,96 @@ pub fn parse_document(bytes: &[u8], name: &str) -> Result<Advisory, Vec<Problem>
     }
 }
 
+/// What reading files and folders of documents gave: each document read, and each one refused
+/// with its problems. A refused document never stops the others.
+#[derive(Debug, Default)]
+pub struct Documents {
+    pub advisories: Vec<Advisory>,
+    pub refused: Vec<(PathBuf, Vec<Problem>)>,
+}
+
+/// Reads documents from files and folders: a file is read whatever its name, a folder for every
+/// `*.json` file below it, in name order. Problems name files as given (`dir/icsa-23-001-01.json`).
+pub fn read_documents(paths: &[PathBuf]) -> Documents {
+    let mut files = Vec::new();
+    let mut documents = Documents::default();
+    for path in paths {
+        if path.is_dir() {
+            match json_files(path) {
+                Ok(found) => files.extend(found),
+                Err(e) => documents.refused.push((path.clone(), vec![io_problem(path, &e)])),
+            }
+        } else {
+            files.push(path.clone());
+        }
+    }
+    for file in files {
+        let name = file.display().to_string();
+        match std::fs::read(&file)
+            .map_err(|e| vec![io_problem(&file, &e)])
+            .and_then(|bytes| parse_document(&bytes, &name))
+        {
+            Ok(advisory) => documents.advisories.push(advisory),
+            Err(problems) => documents.refused.push((file, problems)),
+        }
+    }
+    documents
+}
+
+fn io_problem(path: &Path, error: &std::io::Error) -> Problem {
+    Problem { file: path.display().to_string(), pointer: String::new(), message: format!("cannot read: {error}") }
+}
+
+/// Every `*.json` file below `dir`, in name order.
+pub fn json_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    entries.sort();
+    let mut files = Vec::new();
+    for path in entries {
+        if path.is_dir() {
+            files.extend(json_files(&path)?);
+        } else if path.extension().is_some_and(|x| x.eq_ignore_ascii_case("json")) {
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
 /// Walks the JSON tree, collecting problems instead of stopping at the first.
 struct Reader<'a> {
     file: &'a str,
     problems: Vec<Problem>,
 }
 
-fn child(pointer: &str, key: &str) -> String {
-    format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"))
+/// A JSON pointer built as the walk goes down, written out only when a problem needs it.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Root,
+    Key(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
 }
 
-fn index(pointer: &str, i: usize) -> String {
-    format!("{pointer}/{i}")
+impl<'a> At<'a> {
+    fn key(&'a self, key: &'a str) -> At<'a> {
+        At::Key(self, key)
+    }
+
+    fn index(&'a self, i: usize) -> At<'a> {
+        At::Index(self, i)
+    }
 }
 
-/// Where a product was defined and which ids it refers to, for the cross-reference checks.
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            At::Root => Ok(()),
+            At::Key(parent, key) => write!(f, "{parent}/{}", key.replace('~', "~0").replace('/', "~1")),
+            At::Index(parent, i) => write!(f, "{parent}/{i}"),
+        }
+    }
+}
+
+/// Where each product id was defined, and the product groups, for the cross-reference checks.
 #[derive(Default)]
 struct Definitions {
     products: HashMap<String, String>,
@@ -266,110 +342,113 @@ struct BranchPath {
     version: Option<ProductVersion>,
 }
 
+type Object = Map<String, Value>;
+
 impl Reader<'_> {
-    fn problem(&mut self, pointer: &str, message: impl Into<String>) {
-        self.problems.push(Problem {
-            file: self.file.to_string(),
-            pointer: pointer.to_string(),
-            message: message.into(),
-        });
+    fn problem(&mut self, at: &At, message: impl Into<String>) {
+        self.problems.push(Problem { file: self.file.to_string(), pointer: at.to_string(), message: message.into() });
     }
 
-    fn object<'v>(&mut self, value: &'v Value, pointer: &str) -> Option<&'v Map<String, Value>> {
+    fn object<'v>(&mut self, value: &'v Value, at: &At) -> Option<&'v Object> {
         match value {
             Value::Object(map) => Some(map),
             other => {
-                self.problem(pointer, format!("must be an object, not {}", kind(other)));
+                self.problem(at, format!("must be an object, not {}", kind(other)));
                 None
             }
         }
     }
 
-    fn required<'v>(&mut self, map: &'v Map<String, Value>, pointer: &str, key: &str) -> Option<&'v Value> {
+    fn required<'v>(&mut self, map: &'v Object, at: &At, key: &str) -> Option<&'v Value> {
         let value = map.get(key);
         if value.is_none() {
-            self.problem(&child(pointer, key), "missing");
+            self.problem(&at.key(key), "missing");
         }
         value
     }
 
-    fn string(&mut self, value: &Value, pointer: &str) -> Option<String> {
+    fn required_object<'v>(&mut self, map: &'v Object, at: &At, key: &str) -> Option<&'v Object> {
+        let value = self.required(map, at, key)?;
+        self.object(value, &at.key(key))
+    }
+
+    fn string(&mut self, value: &Value, at: &At) -> Option<String> {
         match value {
             Value::String(s) if s.trim().is_empty() => {
-                self.problem(pointer, "must not be empty");
+                self.problem(at, "must not be empty");
                 None
             }
             Value::String(s) => Some(s.clone()),
             other => {
-                self.problem(pointer, format!("must be a string, not {}", kind(other)));
+                self.problem(at, format!("must be a string, not {}", kind(other)));
                 None
             }
         }
     }
 
-    fn required_string(&mut self, map: &Map<String, Value>, pointer: &str, key: &str) -> Option<String> {
-        let value = self.required(map, pointer, key)?;
-        self.string(value, &child(pointer, key))
+    fn required_string(&mut self, map: &Object, at: &At, key: &str) -> Option<String> {
+        let value = self.required(map, at, key)?;
+        self.string(value, &at.key(key))
     }
 
-    fn optional_string(&mut self, map: &Map<String, Value>, pointer: &str, key: &str) -> Option<String> {
+    fn optional_string(&mut self, map: &Object, at: &At, key: &str) -> Option<String> {
         let value = map.get(key)?;
-        self.string(value, &child(pointer, key))
+        self.string(value, &at.key(key))
     }
 
-    fn optional_array<'v>(&mut self, map: &'v Map<String, Value>, pointer: &str, key: &str) -> &'v [Value] {
+    fn optional_array<'v>(&mut self, map: &'v Object, at: &At, key: &str) -> &'v [Value] {
         match map.get(key) {
             None => &[],
             Some(Value::Array(items)) => items,
             Some(other) => {
-                self.problem(&child(pointer, key), format!("must be an array, not {}", kind(other)));
+                self.problem(&at.key(key), format!("must be an array, not {}", kind(other)));
                 &[]
             }
         }
     }
 
-    fn strings(&mut self, map: &Map<String, Value>, pointer: &str, key: &str) -> Vec<String> {
-        let at = child(pointer, key);
-        let items = self.optional_array(map, pointer, key);
-        items.iter().enumerate().filter_map(|(i, v)| self.string(v, &index(&at, i))).collect()
+    fn strings(&mut self, map: &Object, at: &At, key: &str) -> Vec<String> {
+        let list = at.key(key);
+        let items = self.optional_array(map, at, key);
+        items.iter().enumerate().filter_map(|(i, v)| self.string(v, &list.index(i))).collect()
     }
 
-    fn date_time(&mut self, map: &Map<String, Value>, pointer: &str, key: &str) -> Option<String> {
-        let text = self.required_string(map, pointer, key)?;
+    fn date_time(&mut self, map: &Object, at: &At, key: &str) -> Option<String> {
+        let text = self.required_string(map, at, key)?;
         if time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).is_err() {
-            self.problem(&child(pointer, key), format!("{text:?} is not an RFC 3339 date and time"));
+            self.problem(&at.key(key), format!("{text:?} is not an RFC 3339 date and time"));
             return None;
         }
         Some(text)
     }
 
-    fn one_of(&mut self, text: Option<String>, pointer: &str, allowed: &[&str]) -> Option<String> {
-        let text = text?;
+    fn one_of(&mut self, map: &Object, at: &At, key: &str, allowed: &[&str]) -> Option<String> {
+        let text = self.required_string(map, at, key)?;
         if allowed.contains(&text.as_str()) {
             return Some(text);
         }
-        self.problem(pointer, format!("{text:?} is not one of {}", allowed.join(", ")));
+        self.problem(&at.key(key), format!("{text:?} is not one of {}", allowed.join(", ")));
         None
     }
 
     fn advisory(&mut self, root: &Value, source: &str, content_hash: String) -> Option<Advisory> {
-        let root = self.object(root, "")?;
-        let document = self.required(root, "", "document").and_then(|d| self.object(d, "/document"));
-        let header = document.and_then(|d| self.document(d));
-
+        let root = self.object(root, &At::Root)?;
+        let header = self.required_object(root, &At::Root, "document").and_then(|d| self.document(d));
         let mut definitions = Definitions::default();
-        let mut products = Vec::new();
-        if let Some(tree) = root.get("product_tree") {
-            if let Some(tree) = self.object(tree, "/product_tree") {
-                products = self.product_tree(tree, &mut definitions);
+        let products = match root.get("product_tree") {
+            None => Vec::new(),
+            Some(tree) => {
+                let at = At::Root.key("product_tree");
+                self.object(tree, &at).map(|tree| self.product_tree(tree, &at, &mut definitions)).unwrap_or_default()
             }
-        }
-        let mut vulnerabilities = Vec::new();
-        for (i, v) in self.optional_array(root, "", "vulnerabilities").iter().enumerate() {
-            if let Some(v) = self.vulnerability(v, &index("/vulnerabilities", i), &definitions) {
-                vulnerabilities.push(v);
-            }
-        }
+        };
+        let list = At::Root.key("vulnerabilities");
+        let vulnerabilities = self
+            .optional_array(root, &At::Root, "vulnerabilities")
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| self.vulnerability(v, &list.index(i), &definitions))
+            .collect();
         let header = header?;
         Some(Advisory {
             source: source.to_string(),
@@ -387,39 +466,41 @@ impl Reader<'_> {
         })
     }
 
-    fn document(&mut self, document: &Map<String, Value>) -> Option<Header> {
-        let at = "/document";
-        let csaf_version = self.required_string(document, at, "csaf_version");
-        if let Some(v) = &csaf_version {
+    fn document(&mut self, document: &Object) -> Option<Header> {
+        let at = At::Root.key("document");
+        if let Some(v) = self.required_string(document, &at, "csaf_version") {
             if v != "2.0" {
-                self.problem(&child(at, "csaf_version"), format!("{v:?}: only CSAF 2.0 is read"));
+                self.problem(&at.key("csaf_version"), format!("{v:?}: only CSAF 2.0 is read"));
             }
         }
-        self.required_string(document, at, "category");
-        let title = self.required_string(document, at, "title");
+        self.required_string(document, &at, "category");
+        let title = self.required_string(document, &at, "title");
         let publisher = self
-            .required(document, at, "publisher")
-            .and_then(|p| self.object(p, "/document/publisher"))
-            .and_then(|p| self.required_string(p, "/document/publisher", "name"));
+            .required_object(document, &at, "publisher")
+            .and_then(|p| self.required_string(p, &at.key("publisher"), "name"));
         let tlp = match document.get("distribution") {
             None => None,
-            Some(d) => self.object(d, "/document/distribution").and_then(|d| self.tlp(d)),
+            Some(d) => {
+                let dat = at.key("distribution");
+                self.object(d, &dat).and_then(|d| self.tlp(d, &dat))
+            }
         };
-        let tracking = self.required(document, at, "tracking").and_then(|t| self.object(t, "/document/tracking"))?;
-        let at = "/document/tracking";
-        let id = self.required_string(tracking, at, "id");
-        let version = self.required_string(tracking, at, "version");
-        let initial = self.date_time(tracking, at, "initial_release_date");
-        let current = self.date_time(tracking, at, "current_release_date");
-        self.required_string(tracking, at, "status");
+        let tat = at.key("tracking");
+        let tracking = self.required_object(document, &at, "tracking")?;
+        let id = self.required_string(tracking, &tat, "id");
+        let version = self.required_string(tracking, &tat, "version");
+        let initial = self.date_time(tracking, &tat, "initial_release_date");
+        let current = self.date_time(tracking, &tat, "current_release_date");
+        self.required_string(tracking, &tat, "status");
         let mut revisions = Vec::new();
-        if self.required(tracking, at, "revision_history").is_some() {
-            let history = self.optional_array(tracking, at, "revision_history");
+        if self.required(tracking, &tat, "revision_history").is_some() {
+            let history = self.optional_array(tracking, &tat, "revision_history");
+            let list = tat.key("revision_history");
             if history.is_empty() {
-                self.problem(&child(at, "revision_history"), "must list at least one revision");
+                self.problem(&list, "must list at least one revision");
             }
             for (i, r) in history.iter().enumerate() {
-                let rat = index("/document/tracking/revision_history", i);
+                let rat = list.index(i);
                 let Some(r) = self.object(r, &rat) else { continue };
                 let number = self.required_string(r, &rat, "number");
                 let date = self.date_time(r, &rat, "date");
@@ -441,11 +522,11 @@ impl Reader<'_> {
         })
     }
 
-    fn tlp(&mut self, distribution: &Map<String, Value>) -> Option<Tlp> {
-        let tlp = distribution.get("tlp")?;
-        let at = "/document/distribution/tlp";
-        let tlp = self.object(tlp, at)?;
-        let label = self.required_string(tlp, at, "label")?;
+    fn tlp(&mut self, distribution: &Object, at: &At) -> Option<Tlp> {
+        distribution.get("tlp")?;
+        let tat = at.key("tlp");
+        let tlp = self.required_object(distribution, at, "tlp")?;
+        let label = self.required_string(tlp, &tat, "label")?;
         Some(match label.as_str() {
             "WHITE" => Tlp::White,
             "GREEN" => Tlp::Green,
@@ -453,7 +534,7 @@ impl Reader<'_> {
             "RED" => Tlp::Red,
             other => {
                 self.problem(
-                    &child(at, "label"),
+                    &tat.key("label"),
                     format!("{other:?} is not a CSAF 2.0 TLP label (WHITE, GREEN, AMBER, RED)"),
                 );
                 return None;
@@ -461,42 +542,39 @@ impl Reader<'_> {
         })
     }
 
-    fn product_tree(&mut self, tree: &Map<String, Value>, definitions: &mut Definitions) -> Vec<Product> {
+    fn product_tree(&mut self, tree: &Object, at: &At, definitions: &mut Definitions) -> Vec<Product> {
         let mut products = Vec::new();
-        let at = "/product_tree";
+        let list = at.key("branches");
         for (i, branch) in self.optional_array(tree, at, "branches").iter().enumerate() {
-            self.branch(
-                branch,
-                &index("/product_tree/branches", i),
-                &BranchPath::default(),
-                &mut products,
-                definitions,
-            );
+            self.branch(branch, &list.index(i), &BranchPath::default(), &mut products, definitions);
         }
+        let list = at.key("full_product_names");
         for (i, full) in self.optional_array(tree, at, "full_product_names").iter().enumerate() {
-            let pat = index("/product_tree/full_product_names", i);
-            if let Some(p) = self.full_product_name(full, &pat, &BranchPath::default(), definitions) {
+            if let Some(p) = self.full_product_name(full, &list.index(i), &BranchPath::default(), definitions) {
                 products.push(p);
             }
         }
-        let relationships = self.optional_array(tree, at, "relationships");
+        // References are checked once every product is defined.
         let mut references = Vec::new();
-        for (i, r) in relationships.iter().enumerate() {
-            let rat = index("/product_tree/relationships", i);
+        let list = at.key("relationships");
+        for (i, r) in self.optional_array(tree, at, "relationships").iter().enumerate() {
+            let rat = list.index(i);
             let Some(r) = self.object(r, &rat) else { continue };
-            let category = self.required_string(r, &rat, "category");
-            let category = self.one_of(category, &child(&rat, "category"), RELATIONSHIP_CATEGORIES);
+            let category = self.one_of(r, &rat, "category", RELATIONSHIP_CATEGORIES);
             let reference = self.required_string(r, &rat, "product_reference");
             let relates_to = self.required_string(r, &rat, "relates_to_product_reference");
-            let full = self.required(r, &rat, "full_product_name");
-            let product = full.and_then(|f| {
-                self.full_product_name(f, &child(&rat, "full_product_name"), &BranchPath::default(), definitions)
+            let product = self.required(r, &rat, "full_product_name").and_then(|f| {
+                self.full_product_name(f, &rat.key("full_product_name"), &BranchPath::default(), definitions)
             });
+            if let Some(reference) = &reference {
+                references.push((rat.key("product_reference").to_string(), reference.clone()));
+            }
+            if let Some(relates_to) = &relates_to {
+                references.push((rat.key("relates_to_product_reference").to_string(), relates_to.clone()));
+            }
             if let (Some(category), Some(reference), Some(relates_to), Some(mut product)) =
                 (category, reference, relates_to, product)
             {
-                references.push((child(&rat, "product_reference"), reference.clone()));
-                references.push((child(&rat, "relates_to_product_reference"), relates_to.clone()));
                 product.relationship = Some(Relationship {
                     category,
                     product_reference: reference,
@@ -505,22 +583,28 @@ impl Reader<'_> {
                 products.push(product);
             }
         }
+        let list = at.key("product_groups");
         for (i, group) in self.optional_array(tree, at, "product_groups").iter().enumerate() {
-            let gat = index("/product_tree/product_groups", i);
+            let gat = list.index(i);
             let Some(group) = self.object(group, &gat) else { continue };
             let id = self.required_string(group, &gat, "group_id");
             let ids = self.strings(group, &gat, "product_ids");
-            for (j, pid) in ids.iter().enumerate() {
-                references.push((index(&child(&gat, "product_ids"), j), pid.clone()));
-            }
+            let ids_at = gat.key("product_ids");
+            references.extend(ids.iter().enumerate().map(|(j, pid)| (ids_at.index(j).to_string(), pid.clone())));
             if let Some(id) = id {
                 if definitions.groups.insert(id.clone(), ids).is_some() {
-                    self.problem(&child(&gat, "group_id"), format!("group id {id:?} is defined twice"));
+                    self.problem(&gat.key("group_id"), format!("group id {id:?} is defined twice"));
                 }
             }
         }
         for (pointer, id) in references {
-            self.check_reference(&pointer, &id, definitions);
+            if !definitions.products.contains_key(&id) {
+                self.problems.push(Problem {
+                    file: self.file.to_string(),
+                    pointer,
+                    message: format!("product id {id:?} is not defined in /product_tree"),
+                });
+            }
         }
         products
     }
@@ -528,35 +612,35 @@ impl Reader<'_> {
     fn branch(
         &mut self,
         value: &Value,
-        at: &str,
+        at: &At,
         path: &BranchPath,
         products: &mut Vec<Product>,
         definitions: &mut Definitions,
     ) {
         let Some(branch) = self.object(value, at) else { return };
-        let category = self.required_string(branch, at, "category");
-        let category = self.one_of(category, &child(at, "category"), BRANCH_CATEGORIES);
+        let category = self.one_of(branch, at, "category", BRANCH_CATEGORIES);
         let name = self.required_string(branch, at, "name");
         let mut path = path.clone();
-        if let (Some(category), Some(name)) = (&category, &name) {
+        if let (Some(category), Some(name)) = (category, name) {
             match category.as_str() {
-                "vendor" => path.vendor = Some(name.clone()),
-                "product_family" => path.family = Some(name.clone()),
-                "product_name" => path.product_name = Some(name.clone()),
-                "product_version" => path.version = Some(ProductVersion::Version(name.clone())),
-                "product_version_range" => path.version = Some(ProductVersion::Range(name.clone())),
+                "vendor" => path.vendor = Some(name),
+                "product_family" => path.family = Some(name),
+                "product_name" => path.product_name = Some(name),
+                "product_version" => path.version = Some(ProductVersion::Version(name)),
+                "product_version_range" => path.version = Some(ProductVersion::Range(name)),
                 _ => {}
             }
         }
         let children = self.optional_array(branch, at, "branches");
         match (children.is_empty(), branch.get("product")) {
             (false, None) => {
+                let list = at.key("branches");
                 for (i, c) in children.iter().enumerate() {
-                    self.branch(c, &index(&child(at, "branches"), i), &path, products, definitions);
+                    self.branch(c, &list.index(i), &path, products, definitions);
                 }
             }
             (true, Some(product)) => {
-                if let Some(p) = self.full_product_name(product, &child(at, "product"), &path, definitions) {
+                if let Some(p) = self.full_product_name(product, &at.key("product"), &path, definitions) {
                     products.push(p);
                 }
             }
@@ -568,7 +652,7 @@ impl Reader<'_> {
     fn full_product_name(
         &mut self,
         value: &Value,
-        at: &str,
+        at: &At,
         path: &BranchPath,
         definitions: &mut Definitions,
     ) -> Option<Product> {
@@ -578,7 +662,7 @@ impl Reader<'_> {
         let helper = match full.get("product_identification_helper") {
             None => IdentificationHelper::default(),
             Some(h) => {
-                let hat = child(at, "product_identification_helper");
+                let hat = at.key("product_identification_helper");
                 match self.object(h, &hat) {
                     None => IdentificationHelper::default(),
                     Some(h) => IdentificationHelper {
@@ -593,7 +677,7 @@ impl Reader<'_> {
         };
         let id = id?;
         if let Some(first) = definitions.products.insert(id.clone(), at.to_string()) {
-            self.problem(&child(at, "product_id"), format!("product id {id:?} is defined twice (first at {first})"));
+            self.problem(&at.key("product_id"), format!("product id {id:?} is defined twice (first at {first})"));
         }
         Some(Product {
             id,
@@ -607,35 +691,29 @@ impl Reader<'_> {
         })
     }
 
-    fn check_reference(&mut self, pointer: &str, id: &str, definitions: &Definitions) -> bool {
-        if definitions.products.contains_key(id) {
-            return true;
-        }
-        self.problem(pointer, format!("product id {id:?} is not defined in /product_tree"));
-        false
-    }
-
-    fn product_ids(&mut self, map: &Map<String, Value>, at: &str, key: &str, definitions: &Definitions) -> Vec<String> {
+    fn product_ids(&mut self, map: &Object, at: &At, key: &str, definitions: &Definitions) -> Vec<String> {
         let ids = self.strings(map, at, key);
-        let list = child(at, key);
+        let list = at.key(key);
         for (i, id) in ids.iter().enumerate() {
-            self.check_reference(&index(&list, i), id, definitions);
+            if !definitions.products.contains_key(id) {
+                self.problem(&list.index(i), format!("product id {id:?} is not defined in /product_tree"));
+            }
         }
         ids
     }
 
-    fn vulnerability(&mut self, value: &Value, at: &str, definitions: &Definitions) -> Option<Vulnerability> {
+    fn vulnerability(&mut self, value: &Value, at: &At, definitions: &Definitions) -> Option<Vulnerability> {
         let v = self.object(value, at)?;
         let cve = self.optional_string(v, at, "cve");
         if let Some(cve) = &cve {
             if !is_cve_id(cve) {
-                self.problem(&child(at, "cve"), format!("{cve:?} is not a CVE id (CVE-YYYY-NNNN)"));
+                self.problem(&at.key("cve"), format!("{cve:?} is not a CVE id (CVE-YYYY-NNNN)"));
             }
         }
         let mut vulnerability =
             Vulnerability { cve, title: self.optional_string(v, at, "title"), ..Default::default() };
         if let Some(status) = v.get("product_status") {
-            let sat = child(at, "product_status");
+            let sat = at.key("product_status");
             if let Some(s) = self.object(status, &sat) {
                 let st = &mut vulnerability.status;
                 for (key, list) in [
@@ -652,30 +730,32 @@ impl Reader<'_> {
                 }
             }
         }
+        let list = at.key("scores");
         for (i, score) in self.optional_array(v, at, "scores").iter().enumerate() {
-            let sat = index(&child(at, "scores"), i);
+            let sat = list.index(i);
             let Some(score) = self.object(score, &sat) else { continue };
             let products = self.product_ids(score, &sat, "products", definitions);
             if products.is_empty() {
-                self.problem(&child(&sat, "products"), "a score needs at least one product");
+                self.problem(&sat.key("products"), "a score needs at least one product");
             }
-            let cvss_v3 = score.get("cvss_v3").and_then(|c| self.cvss(c, &child(&sat, "cvss_v3"), true));
-            let cvss_v2 = score.get("cvss_v2").and_then(|c| self.cvss(c, &child(&sat, "cvss_v2"), false));
+            let cvss_v3 = score.get("cvss_v3").and_then(|c| self.cvss(c, &sat.key("cvss_v3"), true));
+            let cvss_v2 = score.get("cvss_v2").and_then(|c| self.cvss(c, &sat.key("cvss_v2"), false));
             vulnerability.scores.push(Score { products, cvss_v3, cvss_v2 });
         }
+        let list = at.key("remediations");
         for (i, r) in self.optional_array(v, at, "remediations").iter().enumerate() {
-            let rat = index(&child(at, "remediations"), i);
+            let rat = list.index(i);
             let Some(r) = self.object(r, &rat) else { continue };
-            let category = self.required_string(r, &rat, "category");
-            let category = self.one_of(category, &child(&rat, "category"), REMEDIATION_CATEGORIES);
+            let category = self.one_of(r, &rat, "category", REMEDIATION_CATEGORIES);
             let details = self.required_string(r, &rat, "details");
             let mut product_ids = self.product_ids(r, &rat, "product_ids", definitions);
             let groups = self.strings(r, &rat, "group_ids");
+            let groups_at = rat.key("group_ids");
             for (j, group) in groups.iter().enumerate() {
                 match definitions.groups.get(group) {
                     Some(members) => product_ids.extend(members.iter().cloned()),
                     None => self.problem(
-                        &index(&child(&rat, "group_ids"), j),
+                        &groups_at.index(j),
                         format!("group id {group:?} is not defined in /product_tree/product_groups"),
                     ),
                 }
@@ -691,28 +771,23 @@ impl Reader<'_> {
         Some(vulnerability)
     }
 
-    fn cvss(&mut self, value: &Value, at: &str, v3: bool) -> Option<Cvss> {
+    fn cvss(&mut self, value: &Value, at: &At, v3: bool) -> Option<Cvss> {
         let c = self.object(value, at)?;
         let base_score = match self.required(c, at, "baseScore") {
             Some(Value::Number(n)) => match n.as_f64() {
                 Some(s) if (0.0..=10.0).contains(&s) => Some(s),
                 _ => {
-                    self.problem(&child(at, "baseScore"), format!("{n} is not a score from 0 to 10"));
+                    self.problem(&at.key("baseScore"), format!("{n} is not a score from 0 to 10"));
                     None
                 }
             },
             Some(other) => {
-                self.problem(&child(at, "baseScore"), format!("must be a number, not {}", kind(other)));
+                self.problem(&at.key("baseScore"), format!("must be a number, not {}", kind(other)));
                 None
             }
             None => None,
         };
-        let base_severity = if v3 {
-            let s = self.required_string(c, at, "baseSeverity");
-            self.one_of(s, &child(at, "baseSeverity"), SEVERITIES)
-        } else {
-            None
-        };
+        let base_severity = if v3 { self.one_of(c, at, "baseSeverity", SEVERITIES) } else { None };
         let vector = self.optional_string(c, at, "vectorString");
         Some(Cvss { base_score: base_score?, base_severity, vector })
     }
@@ -741,36 +816,40 @@ fn is_cve_id(text: &str) -> bool {
 /// SHA-256 of the value written with sorted keys and no whitespace: the same content hashes the
 /// same however it is indented or ordered.
 fn content_hash(value: &Value) -> String {
-    fn write(value: &Value, out: &mut String) {
+    fn write(value: &Value, out: &mut Vec<u8>) {
         match value {
             Value::Object(map) => {
                 let mut entries: Vec<_> = map.iter().collect();
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-                out.push('{');
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                out.push(b'{');
                 for (i, (key, value)) in entries.into_iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
-                    out.push_str(&Value::String(key.clone()).to_string());
-                    out.push(':');
+                    write_scalar(key, out);
+                    out.push(b':');
                     write(value, out);
                 }
-                out.push('}');
+                out.push(b'}');
             }
             Value::Array(items) => {
-                out.push('[');
+                out.push(b'[');
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
                     write(item, out);
                 }
-                out.push(']');
+                out.push(b']');
             }
-            scalar => out.push_str(&scalar.to_string()),
+            scalar => write_scalar(scalar, out),
         }
     }
-    let mut canonical = String::new();
+    fn write_scalar(scalar: &(impl Serialize + ?Sized), out: &mut Vec<u8>) {
+        // Writing JSON scalars into memory cannot fail.
+        let _ = serde_json::to_writer(&mut *out, scalar);
+    }
+    let mut canonical = Vec::new();
     write(value, &mut canonical);
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()).as_ref())
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, &canonical).as_ref())
 }

@@ -114,31 +114,31 @@ pub struct RemediationText {
     pub url: Option<String>,
 }
 
-/// One (service, advisory, product) result.
+/// One (service, advisory, product) result; what the advisory says is borrowed from the index.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct MatchResult {
+pub struct MatchResult<'a> {
     /// The tracking id, e.g. `ICSA-23-222-07`.
-    pub advisory: String,
-    pub title: String,
+    pub advisory: &'a str,
+    pub title: &'a str,
     pub tlp: Option<Tlp>,
     /// The CVEs the product is affected by (or, for a product listed as not affected, listed for).
-    pub cves: Vec<String>,
+    pub cves: &'a [String],
     /// The highest base score of those CVEs for this product (CVSS v3 where given, else v2).
     pub cvss: Option<f64>,
     /// The CVSS v3 severity of that score.
-    pub severity: Option<String>,
-    pub product_id: String,
+    pub severity: Option<&'a str>,
+    pub product_id: &'a str,
     /// The advisory's product name.
-    pub product: String,
+    pub product: &'a str,
     /// The version or range the advisory gives for the product, as written.
-    pub versions: Option<String>,
+    pub versions: Option<&'a str>,
     pub status: Status,
     pub reason: String,
     pub evidence: Evidence,
-    pub remediations: Vec<RemediationText>,
+    pub remediations: &'a [RemediationText],
 }
 
-impl MatchResult {
+impl MatchResult<'_> {
     /// The vendor's fix, as the advisory words it.
     pub fn vendor_fix(&self) -> Vec<&str> {
         self.remediations.iter().filter(|r| r.category == "vendor_fix").map(|r| r.details.as_str()).collect()
@@ -203,7 +203,8 @@ pub struct Index {
     by_code: HashMap<String, Vec<u32>>,
     patterns: Vec<(String, u32)>,
     by_cpe: HashMap<(String, String), Vec<u32>>,
-    by_vendor_token: HashMap<(String, String), Vec<u32>>,
+    /// Canonical vendor key -> name word -> the products filed under it.
+    by_vendor_token: HashMap<String, HashMap<String, Vec<u32>>>,
 }
 
 #[derive(Debug)]
@@ -350,7 +351,7 @@ impl Index {
                 }
             }
         }
-        let mut by_vendor_token: HashMap<(String, String), Vec<u32>> = HashMap::new();
+        let mut by_vendor_token: HashMap<String, HashMap<String, Vec<u32>>> = HashMap::new();
         for (id, entry) in self.entries.iter().enumerate() {
             let id = id as u32;
             for code in entry.name_codes.iter().chain(&entry.model_numbers).chain(&entry.skus) {
@@ -369,7 +370,7 @@ impl Index {
             // its rarest word (per vendor) is enough to find it.
             for vendor in &entry.vendor_keys {
                 if let Some(rarest) = entry.tokens.iter().min_by_key(|t| token_counts[&(vendor.as_str(), t.as_str())]) {
-                    by_vendor_token.entry((vendor.clone(), rarest.clone())).or_default().push(id);
+                    by_vendor_token.entry(vendor.clone()).or_default().entry(rarest.clone()).or_default().push(id);
                 }
             }
         }
@@ -405,7 +406,7 @@ impl Index {
     }
 
     /// Every (advisory, product) result for one service, through the index.
-    pub fn matches(&self, identity: &ServiceIdentity) -> Vec<MatchResult> {
+    pub fn matches(&self, identity: &ServiceIdentity) -> Vec<MatchResult<'_>> {
         let query = self.query(identity);
         let mut candidates: Vec<u32> = Vec::new();
         for code in &query.codes {
@@ -415,11 +416,9 @@ impl Index {
         if let Some(cpe) = &query.cpe {
             candidates.extend(self.by_cpe.get(cpe).into_iter().flatten());
         }
-        for vendor in &query.vendor_keys {
-            for token in &query.tokens {
-                if let Some(ids) = self.by_vendor_token.get(&(vendor.clone(), token.clone())) {
-                    candidates.extend(ids);
-                }
+        for tokens in query.vendor_keys.iter().filter_map(|v| self.by_vendor_token.get(v)) {
+            for ids in query.tokens.iter().filter_map(|t| tokens.get(t)) {
+                candidates.extend(ids);
             }
         }
         candidates.sort_unstable();
@@ -429,12 +428,12 @@ impl Index {
 
     /// The same results as [`Index::matches`], by trying every product of every advisory: the
     /// reference the index is tested and measured against.
-    pub fn matches_exhaustive(&self, identity: &ServiceIdentity) -> Vec<MatchResult> {
+    pub fn matches_exhaustive(&self, identity: &ServiceIdentity) -> Vec<MatchResult<'_>> {
         let query = self.query(identity);
         self.results(&query, 0..self.entries.len() as u32)
     }
 
-    fn results(&self, query: &Query, candidates: impl Iterator<Item = u32>) -> Vec<MatchResult> {
+    fn results(&self, query: &Query, candidates: impl Iterator<Item = u32>) -> Vec<MatchResult<'_>> {
         // Per advisory, the strongest evidence found and the products found with it.
         let mut best: HashMap<u32, (EvidenceKind, Vec<(u32, Evidence)>)> = HashMap::new();
         for id in candidates {
@@ -453,11 +452,16 @@ impl Index {
             .flat_map(|(_, found)| found)
             .filter_map(|(id, evidence)| self.result(&self.entries[id as usize], query.identity, evidence))
             .collect();
-        results.sort_by(|a, b| (&a.advisory, &a.product_id).cmp(&(&b.advisory, &b.product_id)));
+        results.sort_by(|a, b| (a.advisory, a.product_id).cmp(&(b.advisory, b.product_id)));
         results
     }
 
-    fn result(&self, entry: &Entry, identity: &ServiceIdentity, evidence: Evidence) -> Option<MatchResult> {
+    fn result<'a>(
+        &'a self,
+        entry: &'a Entry,
+        identity: &ServiceIdentity,
+        evidence: Evidence,
+    ) -> Option<MatchResult<'a>> {
         let head = &self.advisories[entry.advisory as usize];
         let (product_id, product) = &head.products[entry.product as usize];
         let claim = &entry.claim;
@@ -515,23 +519,23 @@ impl Index {
             (status, reason)
         };
         let (cvss, severity) = match &claim.cvss {
-            Some((score, severity, _)) => (Some(*score), severity.clone()),
+            Some((score, severity, _)) => (Some(*score), severity.as_deref()),
             None => (None, None),
         };
         Some(MatchResult {
-            advisory: head.id.clone(),
-            title: head.title.clone(),
+            advisory: &head.id,
+            title: &head.title,
             tlp: head.tlp,
-            cves: cves.clone(),
+            cves,
             cvss,
             severity,
-            product_id: product_id.clone(),
-            product: product.clone(),
-            versions: entry.versions.as_ref().map(|r| r.text().to_string()),
+            product_id,
+            product,
+            versions: entry.versions.as_ref().map(Range::text),
             status,
             reason,
             evidence,
-            remediations: claim.remediations.clone(),
+            remediations: &claim.remediations,
         })
     }
 }

@@ -190,7 +190,7 @@ impl Vendors {
         for part in raw.split([',', ';']).flat_map(|p| p.split(" / ")) {
             let mut part = part.trim();
             for prefix in AFFILIATION_PREFIXES {
-                if part.len() >= prefix.len() && part[..prefix.len()].eq_ignore_ascii_case(prefix) {
+                if part.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix)) {
                     part = part[prefix.len()..].trim();
                 }
             }

@@ -130,7 +130,7 @@ impl Version {
             return Err(format!("{trimmed:?} is not a version (it contains {bad:?})"));
         }
         if is_dash_range(trimmed) {
-            return Err(format!("{trimmed:?} reads as a range of two numbers, not a version"));
+            return Err(format!("{trimmed:?} reads as a range of two versions, not a version"));
         }
         let spaced = trimmed.replace('_', " ");
         let mut chunks = strip_version_marker(&spaced).split_whitespace();
@@ -151,8 +151,18 @@ impl Version {
                 segments.push(segment(run).ok_or_else(|| format!("{trimmed:?} is not a version (the word {run:?})"))?);
             }
         }
-        if !segments.iter().any(|s| matches!(s, Segment::Number(_))) {
-            return Err(format!("{trimmed:?} has no version number"));
+        let numbers: Vec<&str> =
+            segments.iter().filter_map(|s| if let Segment::Number(n) = s { Some(n.as_str()) } else { None }).collect();
+        match numbers.as_slice() {
+            [] => return Err(format!("{trimmed:?} has no version number")),
+            [only] if only.len() >= 6 && !is_date(only) => {
+                return Err(format!("{trimmed:?} reads as an article or serial number, not a version"))
+            }
+            _ => {}
+        }
+        let words = segments.iter().filter(|s| matches!(s, Segment::Word(w) if prerelease_rank(w).is_none())).count();
+        if words > 2 {
+            return Err(format!("{trimmed:?} reads as a model or part number, not a version"));
         }
         // After the core, only qualifiers and pre-release words, each with an optional number.
         let mut after_qualifier = false;
@@ -255,16 +265,30 @@ fn increment_decimal(digits: &str) -> String {
     format!("1{}", String::from_utf8(bytes).unwrap_or_default())
 }
 
+/// `28-33` and `V175-V189`: two versions joined by a dash.
 fn is_dash_range(text: &str) -> bool {
     let Some((a, b)) = text.split_once('-') else { return false };
     let (a, b) = (a.trim(), b.trim());
-    !a.is_empty() && !b.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit())
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit());
+    let marked =
+        |t: &str| t.len() > 1 && (t.starts_with('V') || t.starts_with('v')) && t.as_bytes()[1].is_ascii_digit();
+    (digits(a) && digits(b)) || (marked(a) && marked(b))
 }
 
-/// `V2.9.4`, `v5.027`, `V 4.02` and Schneider's `SV3.2` all mean the version that follows.
+/// `20190812`: eight digits that read as a date, as some vendors number their builds.
+fn is_date(digits: &str) -> bool {
+    let field = |range: std::ops::Range<usize>| digits.get(range).and_then(|d| d.parse::<u32>().ok()).unwrap_or(0);
+    digits.len() == 8
+        && (digits.starts_with("19") || digits.starts_with("20"))
+        && (1..=12).contains(&field(4..6))
+        && (1..=31).contains(&field(6..8))
+}
+
+/// `V2.9.4`, `v5.027`, `V 4.02`, `Ver.2.60` and Schneider's `SV3.2` all mean the version that
+/// follows.
 fn strip_version_marker(text: &str) -> &str {
-    for marker in ["sv", "v"] {
-        if text.len() > marker.len() && text[..marker.len()].eq_ignore_ascii_case(marker) {
+    for marker in ["ver.", "ver", "sv", "v"] {
+        if text.len() > marker.len() && text.get(..marker.len()).is_some_and(|head| head.eq_ignore_ascii_case(marker)) {
             let rest = text[marker.len()..].trim_start();
             if rest.starts_with(|c: char| c.is_ascii_digit()) {
                 return rest;
@@ -659,6 +683,10 @@ fn read_item(item: &str) -> Result<Vec<(Op, Version)>, String> {
         (" and newer", Op::GreaterEqual),
         (" or newer", Op::GreaterEqual),
         (" and above", Op::GreaterEqual),
+        (" and below", Op::LessEqual),
+        (" or below", Op::LessEqual),
+        (" and higher", Op::GreaterEqual),
+        (" or higher", Op::GreaterEqual),
     ] {
         if let Some(rest) = lower.strip_suffix(words) {
             return bounded(op, &item[..rest.len()]);
@@ -770,10 +798,6 @@ fn resolve_wildcard(op: Op, version: Version) -> Result<Vec<(Op, Version)>, Stri
 mod tests {
     use super::*;
 
-    fn status(range: &str, version: &str) -> Status {
-        Range::parse(range).evaluate(Some(version)).status
-    }
-
     #[test]
     fn reads_versions_into_segments() {
         let v = |t: &str| Version::parse(t).unwrap().segments;
@@ -788,6 +812,14 @@ mod tests {
         assert_eq!(v("V4.x"), vec![n("4"), Wildcard]);
         assert!(Version::parse("02.07.07(10)").is_err());
         assert!(Version::parse("28-33").is_err(), "a dash between two numbers is a range");
+        assert!(Version::parse("V175-V189").is_err());
+        assert!(Version::parse("2730844").is_err(), "an article number");
+        assert!(Version::parse("HEN321124").is_err(), "a model number");
+        assert!(Version::parse("1783-SAD2T2SBK9").is_err(), "a catalog number");
+        assert_eq!(v("20190812"), vec![n("20190812")], "a date is a version");
+        assert_eq!(v("Ver.2.60"), vec![n("2"), n("60")]);
+        assert_eq!(v("MX-V4.0.1.15"), vec![Word("mx".into()), Word("v".into()), n("4"), n("0"), n("1"), n("15")]);
+        assert_eq!(v("1.000.HW00.21.20190812")[2], Word("hw".into()));
         assert!(Version::parse(">= 2.3x").is_err());
         assert!(Version::parse("2.3x").is_err());
         assert!(Version::parse("").is_err());
@@ -818,7 +850,7 @@ mod tests {
             ("R20", "R21", Some(Less)),
             ("R20", "21", None),
             ("1.05F", "1.05.1", None),
-            ("99999999999999999999999", "100000000000000000000000", Some(Less)),
+            ("1.99999999999999999999999", "1.100000000000000000000000", Some(Less)),
         ] {
             assert_eq!(cmp(a, b), expected, "{a} against {b}");
         }
@@ -894,6 +926,10 @@ mod tests {
             (">= 1.0 | <= 1.32", "1.32", Affected),
             ("before 3.2", "3.1.9", Affected),
             ("3.2 or later", "3.1.9", NotAffected),
+            ("2.3.6 and  below", "2.3.6", Affected),
+            ("V175-V189", "V180", Undetermined),
+            ("2730844", "1.2", Undetermined),
+            ("<=Ver.2.60", "2.50", Affected),
             ("11.3.1 | 11.3.2", "11.3.2", Affected),
             ("11.3.1 | 11.3.2", "11.3.3", NotAffected),
             ("4.X | 5.X", "5.9", Affected),
