@@ -134,7 +134,7 @@ fn main() {
     println!(
         "import from the folder (read + parse): {:.3} s, {} read, {} refused",
         started.elapsed().as_secs_f64(),
-        from_folder.advisories.len(),
+        from_folder.read.len(),
         from_folder.refused.len()
     );
     drop(from_folder);

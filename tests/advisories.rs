@@ -24,8 +24,8 @@ fn fixture(name: &str) -> Advisory {
 fn index() -> Index {
     let documents = read_documents(&[fixtures()]);
     assert!(documents.refused.is_empty(), "{:#?}", documents.refused);
-    assert_eq!(documents.advisories.len(), 4);
-    Index::build(&documents.advisories, &vendors())
+    assert_eq!(documents.read.len(), 4);
+    Index::build(documents.advisories(), &vendors())
 }
 
 /// What a finding of these probes and rules would say.
@@ -181,8 +181,13 @@ fn a_broken_file_never_stops_the_others() {
     std::fs::copy(fixtures().join("schneider-modicon.json"), dir.path().join("2024/schneider.json")).unwrap();
     let missing = dir.path().join("missing.json");
     let documents = read_documents(&[dir.path().to_path_buf(), missing.clone()]);
-    let ids: Vec<&str> = documents.advisories.iter().map(|a| a.id.as_str()).collect();
+    let ids: Vec<&str> = documents.advisories().map(|a| a.id.as_str()).collect();
     assert_eq!(ids, vec!["OTSCOPE-TEST-SCHNEIDER-01", "OTSCOPE-TEST-ROCKWELL-01", "OTSCOPE-TEST-SIEMENS-01"]);
+    assert_eq!(
+        documents.read[0].bytes,
+        std::fs::read(fixtures().join("schneider-modicon.json")).unwrap(),
+        "the bytes as read"
+    );
     assert_eq!(documents.refused.len(), 2);
     assert_eq!(
         documents.refused[0].1[0].to_string(),

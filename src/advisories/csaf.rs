@@ -225,12 +225,26 @@ pub fn parse_document(bytes: &[u8], name: &str) -> Result<Advisory, Vec<Problem>
     }
 }
 
+/// A document read from a file: where, its bytes as they were (for the store), and what they say.
+#[derive(Debug)]
+pub struct Document {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    pub advisory: Advisory,
+}
+
 /// What reading files and folders of documents gave: each document read, and each one refused
 /// with its problems. A refused document never stops the others.
 #[derive(Debug, Default)]
 pub struct Documents {
-    pub advisories: Vec<Advisory>,
+    pub read: Vec<Document>,
     pub refused: Vec<(PathBuf, Vec<Problem>)>,
+}
+
+impl Documents {
+    pub fn advisories(&self) -> impl Iterator<Item = &Advisory> {
+        self.read.iter().map(|d| &d.advisory)
+    }
 }
 
 /// Reads documents from files and folders: a file is read whatever its name, a folder for every
@@ -248,14 +262,14 @@ pub fn read_documents(paths: &[PathBuf]) -> Documents {
             files.push(path.clone());
         }
     }
-    for file in files {
-        let name = file.display().to_string();
-        match std::fs::read(&file)
-            .map_err(|e| vec![io_problem(&file, &e)])
-            .and_then(|bytes| parse_document(&bytes, &name))
-        {
-            Ok(advisory) => documents.advisories.push(advisory),
-            Err(problems) => documents.refused.push((file, problems)),
+    for path in files {
+        let name = path.display().to_string();
+        let read = std::fs::read(&path)
+            .map_err(|e| vec![io_problem(&path, &e)])
+            .and_then(|bytes| parse_document(&bytes, &name).map(|advisory| (bytes, advisory)));
+        match read {
+            Ok((bytes, advisory)) => documents.read.push(Document { path, bytes, advisory }),
+            Err(problems) => documents.refused.push((path, problems)),
         }
     }
     documents

@@ -255,17 +255,17 @@ const STOP_WORDS: &[&str] = &[
 ];
 
 impl Index {
-    pub fn build(advisories: &[Advisory], vendors: &Vendors) -> Index {
+    pub fn build<'a>(advisories: impl IntoIterator<Item = &'a Advisory>, vendors: &Vendors) -> Index {
         let mut index = Index {
             vendors: vendors.clone(),
-            advisories: Vec::with_capacity(advisories.len()),
+            advisories: Vec::new(),
             entries: Vec::new(),
             by_code: HashMap::new(),
             patterns: Vec::new(),
             by_cpe: HashMap::new(),
             by_vendor_token: HashMap::new(),
         };
-        for (a, advisory) in advisories.iter().enumerate() {
+        for (a, advisory) in advisories.into_iter().enumerate() {
             index.advisories.push(AdvisoryHead {
                 id: advisory.id.clone(),
                 title: advisory.title.clone(),
@@ -302,13 +302,16 @@ impl Index {
                     .unwrap_or_else(|| identity.name.split(':').next().unwrap_or_default().to_string());
                 let (name_codes, name_patterns) = bracketed_codes(&name);
                 let mut tokens: Vec<String> = name_tokens(&name);
-                let vendor_words: HashSet<String> = identity
-                    .vendor
-                    .iter()
-                    .flat_map(|v| std::iter::once(v.clone()).chain(index.vendors.canonical(v)))
-                    .flat_map(|v| name_tokens(&v))
-                    .collect();
-                tokens.retain(|t| !vendor_words.contains(t));
+                // "Rockwell Automation CompactLogix 5380": the vendor's name in front is not a
+                // word of the product (but "Automation Studio" keeps its "Automation").
+                for vendor in
+                    identity.vendor.iter().flat_map(|v| std::iter::once(v.clone()).chain(index.vendors.canonical(v)))
+                {
+                    let words = name_tokens(&vendor);
+                    if !words.is_empty() && tokens.starts_with(&words) {
+                        tokens.drain(..words.len());
+                    }
+                }
                 tokens.sort();
                 tokens.dedup();
                 let (versions, exact_version) = match &version_source.version {
@@ -779,6 +782,32 @@ mod tests {
         assert_eq!(name_tokens("1756-EN2T Series A"), vec!["1756-en2t", "a"]);
         assert_eq!(name_tokens("1756-EN2T/D"), vec!["1756-en2t", "d"]);
         assert_eq!(name_tokens("CPU 1516-3 PN/DP"), vec!["cpu", "1516-3", "pn", "dp"]);
+    }
+
+    #[test]
+    fn the_vendor_name_in_front_of_a_product_name_is_no_word_of_it() {
+        let advisory = |vendor: &str, product: &str| {
+            let document = serde_json::json!({
+                "document": { "category": "csaf_base", "csaf_version": "2.0", "title": "t",
+                    "publisher": { "category": "vendor", "name": "x", "namespace": "https://x.invalid" },
+                    "tracking": { "id": "T-1", "version": "1", "status": "final",
+                        "initial_release_date": "2024-01-01T00:00:00Z", "current_release_date": "2024-01-01T00:00:00Z",
+                        "revision_history": [ { "date": "2024-01-01T00:00:00Z", "number": "1", "summary": "s" } ] } },
+                "product_tree": { "branches": [ { "category": "vendor", "name": vendor, "branches": [
+                    { "category": "product_name", "name": product, "product": { "name": product, "product_id": "P" } } ] } ] },
+                "vulnerabilities": [ { "product_status": { "known_affected": ["P"] } } ]
+            });
+            super::super::parse_document(&serde_json::to_vec(&document).unwrap(), "t.json").unwrap()
+        };
+        let vendors = Vendors::default();
+        let tokens = |vendor: &str, product: &str| {
+            Index::build(&[advisory(vendor, product)], &vendors).entries[0].tokens.clone()
+        };
+        assert_eq!(
+            tokens("Rockwell Automation ", "Rockwell Automation CompactLogix 5380"),
+            vec!["5380", "compactlogix"]
+        );
+        assert_eq!(tokens("B&R Industrial Automation", "Automation Studio"), vec!["automation", "studio"]);
     }
 
     #[test]

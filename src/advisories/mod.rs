@@ -10,7 +10,7 @@ pub mod matching;
 pub mod vendors;
 pub mod version;
 
-pub use csaf::{parse_document, read_documents, Advisory, Documents, Problem, Tlp};
+pub use csaf::{parse_document, read_documents, Advisory, Document, Documents, Problem, Tlp};
 pub use matching::{Evidence, EvidenceKind, Index, IndexStats, MatchResult, ServiceIdentity};
 pub use vendors::Vendors;
 pub use version::{Range, Status, Verdict, Version};
