@@ -524,11 +524,12 @@ fn strip_noise_words(text: &str) -> String {
         }
         kept.push(token);
     }
-    if kept.is_empty() {
-        // "All versions" alone.
-        return "*".into();
+    match kept.is_empty() {
+        // "All versions" alone says every version; "Firmware" alone says nothing.
+        true if spaced.split_whitespace().next().is_some_and(|w| w.eq_ignore_ascii_case("all")) => "*".into(),
+        true => spaced.trim().to_string(),
+        false => kept.join(" "),
     }
-    kept.join(" ")
 }
 
 fn read_constraints(text: &str) -> Reading {
@@ -887,6 +888,9 @@ mod tests {
             ("All versions < V14", "V13 SP2", Affected),
             ("All versions < V14 SP1 Upd 9", "V14 SP1 Update 8", Affected),
             ("All versions", "V2.0", Affected),
+            ("all", "V2.0", Affected),
+            ("Firmware", "V2.0", Undetermined),
+            ("versions", "V2.0", Undetermined),
             ("All versions < V2.5.0 and Function State (FS) <= 9", "V2.4", Undetermined),
             ("All versions <= V2.5.0 and Function State (FS) <= 8", "V2.6", Undetermined),
             ("< V3.X.17", "V3.1.2", Undetermined),
