@@ -272,7 +272,7 @@ pub fn srtp_target(data: &[u8]) {
 }
 
 pub fn ledger_target(data: &[u8]) {
-    let r = Ledger::parse(Path::new("fuzz.csv"), data);
+    let r = Ledger::parse(&Path::new("fuzz.csv").into(), data);
     if let Ok(ledger) = &r {
         let rows = data.iter().filter(|&&b| b == b'\n').count() + 1;
         assert!(ledger.enterprises.len() <= rows, "{} enterprises from {rows} lines", ledger.enterprises.len());

@@ -172,7 +172,8 @@ pub struct ExportArgs {
     /// One file per district (with a summary file); without it, one file with every finding.
     #[arg(long, value_enum, value_name = "GROUPING")]
     pub by: Option<Grouping>,
-    /// csv (UTF-8 with BOM, opens in Excel) or jsonl (the scan output's schema, for the monitoring platform).
+    /// csv (UTF-8 with BOM, opens in Excel), xlsx (Excel workbooks: a sheet per district and a summary) or
+    /// jsonl (the scan output's schema, for the monitoring platform).
     #[arg(long, value_enum, default_value = "csv")]
     pub format: crate::export::Format,
     /// Column headers and values in English or Chinese (区县, 企业名称, 重要程度, ...).
@@ -229,12 +230,43 @@ pub enum LedgerCommand {
     ///
     /// Exit status: 0 valid, 2 invalid.
     Check {
-        /// The ledger CSV (columns: enterprise_id,enterprise,district,sector,level,targets,contact).
+        /// The ledger: a CSV file or a workbook (.xlsx, .xls) whose columns are enterprise_id, enterprise,
+        /// district, sector, level, targets, contact (or 企业编号, 企业名称, 所属区县, 行业, 重要程度, IP地址/域名, 联系人).
         file: PathBuf,
         /// A file of addresses that must never be probed (same target syntax, one or more per line).
         #[arg(long)]
         exclude: Option<PathBuf>,
+        #[command(flatten)]
+        format: LedgerFormatArgs,
     },
+    /// Write an empty ledger workbook to fill in: the headers, a list to pick 重要程度 from, an example row.
+    ///
+    /// Example: otscope ledger template --lang zh --out 台账模板.xlsx
+    Template {
+        /// Headers and levels in English or Chinese.
+        #[arg(long, value_enum, default_value = "zh")]
+        lang: crate::export::Lang,
+        /// The workbook to write (.xlsx); an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// How to read the ledger file: which sheet of a workbook, which encoding of a CSV file.
+#[derive(Debug, Args, Clone, Default)]
+pub struct LedgerFormatArgs {
+    /// The sheet of a workbook ledger (.xlsx, .xls) to read (default: the first).
+    #[arg(long, value_name = "NAME")]
+    pub sheet: Option<String>,
+    /// The encoding of a CSV ledger (default: UTF-8 when the file is valid UTF-8, else GB18030).
+    #[arg(long, value_enum, value_name = "ENCODING")]
+    pub encoding: Option<crate::ledger::Encoding>,
+}
+
+impl LedgerFormatArgs {
+    pub fn options(&self, path: &std::path::Path) -> crate::ledger::LedgerOptions {
+        crate::ledger::LedgerOptions { path: path.to_path_buf(), sheet: self.sheet.clone(), encoding: self.encoding }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -300,9 +332,11 @@ fn parse_network(s: &str) -> Result<ipnetwork::IpNetwork, String> {
 /// What to scan: the ledger, exclusions, ports, the library and the selection of objects.
 #[derive(Debug, Args, Clone)]
 pub struct ScopeArgs {
-    /// The ledger CSV whose registered addresses are scanned; nothing outside it is ever probed.
+    /// The ledger (CSV or workbook) whose registered addresses are scanned; nothing outside it is ever probed.
     #[arg(long, short = 't', value_name = "FILE")]
     pub targets: Option<PathBuf>,
+    #[command(flatten)]
+    pub ledger_format: LedgerFormatArgs,
     /// A file of addresses that must never be probed, whatever the ledger says.
     #[arg(long, value_name = "FILE")]
     pub exclude: Option<PathBuf>,
@@ -324,11 +358,12 @@ pub struct ScopeArgs {
 }
 
 impl ScopeArgs {
-    /// The ledger, which every scanning command needs.
-    pub fn ledger(&self) -> Result<&std::path::Path, crate::commands::BadInput> {
-        self.targets.as_deref().ok_or_else(|| {
+    /// The ledger, which every scanning command needs, and how to read it.
+    pub fn ledger(&self) -> Result<crate::ledger::LedgerOptions, crate::commands::BadInput> {
+        let path = self.targets.as_deref().ok_or_else(|| {
             crate::commands::BadInput("--targets FILE is required: the ledger whose addresses are scanned".into())
-        })
+        })?;
+        Ok(self.ledger_format.options(path))
     }
 
     pub fn selection(&self) -> crate::scope::Selection {

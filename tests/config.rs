@@ -277,7 +277,7 @@ fn the_shipped_example_is_valid_and_safe() {
         assert_eq!(args.scope.targets, Some(example.parent().unwrap().join("targets.example")), "{}", p.name);
         assert_eq!(args.scope.fingerprints, fingerprints_dir(), "{}", p.name);
     }
-    let ledger = otscope::ledger::Ledger::load(&example.parent().unwrap().join("targets.example")).unwrap();
+    let ledger = otscope::ledger::Ledger::load(&example.parent().unwrap().join("targets.example").into()).unwrap();
     for e in &ledger.enterprises {
         for t in &e.targets {
             let s = format!("{t:?}");

@@ -104,7 +104,7 @@ async fn selection_limits_what_is_probed() {
 #[test]
 fn shards_are_disjoint_and_together_complete() {
     let (_dir, path) = ledger("A-1,a,d,s,important,127.0.0.0/26;127.0.1.5-127.0.1.9,c\nX,,,,exclude,127.0.0.7,\n");
-    let l = otscope::ledger::Ledger::load(&path).unwrap();
+    let l = otscope::ledger::Ledger::load(&path.as_path().into()).unwrap();
     let scope = Scope::build(&l, &Resolved::new(), &Selection::default()).unwrap();
     let space = Arc::new(TargetSpace::new(scope, parse_ports("502,102,47808/udp").unwrap()));
     let key = |t: otscope::scope::Target| (t.addr(), t.port(), t.transport());

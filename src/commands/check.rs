@@ -33,9 +33,9 @@ pub async fn command(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let protocols = protocol_set(&args.protocol, &args.engine.enable_probe)?;
     let ports = port_filter(scope.ports.as_ref().map(|p| p.0.clone()), &protocols)?;
     let engine = &args.engine;
-    let ledger = scope.ledger()?;
+    let ledger = &scope.ledger()?;
     let plan = |selection: Selection, ports: Option<Vec<PortSpec>>| async move {
-        plan_scan(ledger, scope.exclude.as_deref(), &scope.fingerprints, ports, &selection, engine).await
+        plan_scan(ledger.clone(), scope.exclude.as_deref(), &scope.fingerprints, ports, &selection, engine).await
     };
 
     // Every plan is made (and every input checked) before anything is sent.

@@ -64,8 +64,13 @@ async fn scan_for_event(
     engine: &EngineArgs,
     db: &Path,
 ) -> anyhow::Result<(i64, bool)> {
+    let ledger = crate::ledger::LedgerOptions {
+        path: PathBuf::from(&plan_of.ledger),
+        sheet: plan_of.sheet.clone(),
+        encoding: plan_of.encoding,
+    };
     let plan = plan_scan(
-        Path::new(&plan_of.ledger),
+        ledger,
         plan_of.exclude.as_deref().map(Path::new),
         Path::new(&plan_of.fingerprints),
         Some(plan_of.ports.clone()),
@@ -97,8 +102,11 @@ async fn start(name: &str, scope: &ScopeArgs, engine: &EngineArgs, db: &DbArgs) 
         }
     }
     let library = crate::fingerprints::Library::load(&scope.fingerprints).map_err(|e| BadInput(e.to_string()))?;
+    let ledger = scope.ledger()?;
     let plan = EventPlan {
-        ledger: absolute(scope.ledger()?),
+        ledger: absolute(&ledger.path),
+        sheet: ledger.sheet,
+        encoding: ledger.encoding,
         exclude: scope.exclude.as_deref().map(absolute),
         fingerprints: absolute(&scope.fingerprints),
         ports: scope.ports.clone().map(|p| p.0).unwrap_or(library.default_ports),

@@ -29,7 +29,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::command(*args).await,
         Command::Daemon { config } => daemon::daemon(&config).await,
         Command::Status { config, db } => daemon::status(&config, db.as_deref()),
-        Command::Ledger(LedgerCommand::Check { file, exclude }) => ledger::check(&file, exclude.as_deref()),
+        Command::Ledger(LedgerCommand::Check { file, exclude, format }) => {
+            ledger::check(&format.options(&file), exclude.as_deref())
+        }
+        Command::Ledger(LedgerCommand::Template { lang, out }) => ledger::template(lang, &out),
         Command::Rules(RulesCommand::Check { fingerprints }) => rules::check(&fingerprints),
         Command::Rules(RulesCommand::Test { fingerprints }) => rules::test(&fingerprints),
         Command::History(db) => history::list(&db.db),

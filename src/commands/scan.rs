@@ -5,7 +5,7 @@ use crate::cli::{EngineArgs, ScanArgs};
 use crate::engine::{self, EngineConfig, EngineEvent, Progress, ProgressStyle, RunStats};
 use crate::findings::{Change, CsvWriter, Finding, JsonlWriter, Sink};
 use crate::fingerprints::Library;
-use crate::ledger::{Ledger, TargetSpec};
+use crate::ledger::{Ledger, LedgerOptions, TargetSpec};
 use crate::net::Limits;
 use crate::probes::{Identifier, ProbeSettings};
 use crate::scope::{resolve_hostnames, ResolverSettings, Scope, Selection, TargetSpace};
@@ -24,7 +24,6 @@ use tokio_util::sync::CancellationToken;
 /// Everything a scan needs, validated, before anything is sent.
 pub struct ScanPlan {
     pub ledger: Ledger,
-    pub ledger_sha256: String,
     pub selection: Selection,
     pub library: Arc<Library>,
     pub space: Arc<TargetSpace>,
@@ -45,7 +44,7 @@ impl ScanPlan {
         ScanStart {
             started_at: now_rfc3339(),
             ledger_path: self.ledger.path.display().to_string(),
-            ledger_sha256: self.ledger_sha256.clone(),
+            ledger_sha256: self.ledger.sha256.clone(),
             library_version: self.library.version.clone(),
             selection: serde_json::to_value(&self.selection).expect("selections serialise"),
             parameters: serde_json::json!({
@@ -75,7 +74,7 @@ pub fn now_rfc3339() -> String {
 
 /// Loads and checks the ledger, the library and the flags, resolves hostnames and builds the scope.
 pub async fn plan_scan(
-    ledger_path: &Path,
+    ledger: impl Into<LedgerOptions>,
     exclude: Option<&Path>,
     library_dir: &Path,
     ports: Option<Vec<PortSpec>>,
@@ -83,10 +82,7 @@ pub async fn plan_scan(
     args: &EngineArgs,
 ) -> Result<ScanPlan, BadInput> {
     let lines = |e: crate::ledger::InputErrors| BadInput(e.to_string());
-    let mut ledger = Ledger::load(ledger_path).map_err(lines)?;
-    let ledger_sha256 = std::fs::read(ledger_path)
-        .map(|b| hex::encode(ring::digest::digest(&ring::digest::SHA256, &b)))
-        .map_err(|e| BadInput(format!("{}: {e}", ledger_path.display())))?;
+    let mut ledger = Ledger::load(&ledger.into()).map_err(lines)?;
     if let Some(x) = exclude {
         ledger.add_exclusion_file(x).map_err(lines)?;
     }
@@ -150,7 +146,6 @@ pub async fn plan_scan(
     let seed = args.seed.unwrap_or_else(rand_seed);
     Ok(ScanPlan {
         ledger,
-        ledger_sha256,
         selection: selection.clone(),
         library,
         space: Arc::new(TargetSpace::new(scope, ports)),
