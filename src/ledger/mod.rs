@@ -271,9 +271,9 @@ impl Ledger {
             let targets = parse_targets(&get(&TARGETS), &mut |msg| row_errors.push(layout.error(n, &TARGETS, msg)));
             let targets = distinct_in_row(targets, &mut |msg| row_errors.push(layout.error(n, &TARGETS, msg)));
             for field in [ENTERPRISE_ID, ENTERPRISE, DISTRICT, SECTOR, CONTACT] {
-                // A contact may take several lines (Alt+Enter in an Excel cell); names never do.
-                let allowed: &[char] = if field == CONTACT { &['\n', '\r', '\t'] } else { &[] };
-                if let Some(c) = get(&field).chars().find(|c| c.is_control() && !allowed.contains(c)) {
+                // Line breaks (Alt+Enter in an Excel cell) and tabs are text; other control characters
+                // (a NUL, an escape) are debris that no name holds.
+                if let Some(c) = get(&field).chars().find(|c| c.is_control() && !['\n', '\r', '\t'].contains(c)) {
                     row_errors.push(layout.error(
                         n,
                         &field,
@@ -755,15 +755,16 @@ mod tests {
     }
 
     #[test]
-    fn control_characters_are_refused_in_names_but_line_breaks_kept_in_contacts() {
-        let e =
-            parse(&format!("{HEADER}E\u{0}1,a,d,s,general,127.0.0.1,\"x\ny\"\nE2,\"b\nc\",d,s,general,127.0.0.2,\n"))
-                .unwrap_err();
+    fn control_characters_are_refused_but_line_breaks_and_tabs_kept() {
+        let e = parse(&format!(
+            "{HEADER}E\u{0}1,a,d,s,general,127.0.0.1,\"x\ny\"\nE2,\"b\tc\",\"d\ne\",s\u{1b}[1m,general,127.0.0.2,\n"
+        ))
+        .unwrap_err();
         assert_eq!(
             messages(e),
             [
                 "t.csv:2: enterprise_id: contains the control character U+0000: retype the cell",
-                "t.csv:4: enterprise: contains the control character U+000A: retype the cell",
+                "t.csv:4: sector: contains the control character U+001B: retype the cell",
             ]
         );
     }
