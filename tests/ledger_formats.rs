@@ -1,7 +1,8 @@
 //! One ledger, saved the ways the districts save it: an Excel workbook (.xlsx, on the first sheet or on
-//! a named one that does not start at A1), "CSV UTF-8" with a BOM and CRLF line ends, plain UTF-8 with
-//! LF, and Chinese Excel's default "CSV (逗号分隔)" in GBK, each with a quoted field holding a line
-//! break. Every form is checked and scanned the same, and its errors point at the same rows: the CSV
+//! a named one that does not start at A1), a legacy Excel 97-2003 workbook (.xls, the committed
+//! fixture tests/fixtures/ledger/ledger.xls that make-xls.sh beside it made with LibreOffice), "CSV
+//! UTF-8" with a BOM and CRLF line ends, plain UTF-8 with LF, and Chinese Excel's default "CSV
+//! (逗号分隔)" in GBK, each with a cell holding a line break. Every form is checked and scanned the same, and its errors point at the same rows: the CSV
 //! line, or the sheet and cell.
 
 mod common;
@@ -77,7 +78,7 @@ struct Form {
     options: Vec<&'static str>,
 }
 
-fn forms(dir: &Path, stem: &str, rows: &[Row]) -> Vec<Form> {
+fn forms(dir: &Path, stem: &'static str, rows: &[Row]) -> Vec<Form> {
     let at = |name: &str| dir.join(format!("{stem}-{name}"));
     let plain = |path: PathBuf| Form { path, options: vec![] };
     let mut forms = Vec::new();
@@ -105,6 +106,10 @@ fn forms(dir: &Path, stem: &str, rows: &[Row]) -> Vec<Form> {
     std::fs::write(&path, &gbk).unwrap();
     forms.push(plain(path.clone()));
     forms.push(Form { path, options: vec!["--encoding", "gbk"] });
+
+    // The .xls fixture holds both ledgers, each on its own sheet named after it.
+    let xls = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ledger/ledger.xls");
+    forms.push(Form { path: xls, options: vec!["--sheet", stem] });
     forms
 }
 
@@ -144,15 +149,16 @@ fn every_form_of_a_ledger_points_its_errors_at_the_same_rows() {
         let (targets, level) = if zh { ("IP地址/域名", "重要程度") } else { ("targets", "level") };
         // The sheet row or CSV line of INVALID[i]: the header is on row 1 (row 3 of the named sheet,
         // whose table starts at B3), and the first CSV record takes two lines (its contact holds a line break).
-        let sheet = name.contains("first-sheet") || name.contains("named-sheet");
+        let sheet = name.contains("first-sheet") || name.contains("named-sheet") || name.ends_with(".xls");
         let row_of = |i: u64| match () {
-            _ if name.contains("first-sheet") => i + 2,
+            _ if name.contains("first-sheet") || name.ends_with(".xls") => i + 2,
             _ if name.contains("named-sheet") => i + 4,
             _ if i == 0 => 2,
             _ => i + 3,
         };
         let place = |i: u64, column: char| match () {
             _ if name.contains("first-sheet") => format!("Sheet1!{column}{}", row_of(i)),
+            _ if name.ends_with(".xls") => format!("invalid!{column}{}", row_of(i)),
             _ if name.contains("named-sheet") => format!("台账!{}{}", (column as u8 + 1) as char, row_of(i)),
             _ => row_of(i).to_string(),
         };
