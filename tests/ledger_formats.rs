@@ -290,3 +290,64 @@ fn what_is_not_a_ledger_file_is_refused_at_once_and_by_name() {
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("/dev/zero: file: a character device"));
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
 }
+
+#[test]
+fn every_command_that_reads_a_ledger_takes_its_sheet_and_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let forms = forms(dir.path(), "valid", &VALID);
+    let find = |part: &str| forms.iter().find(|f| f.path.display().to_string().contains(part)).unwrap();
+    let (named, gbk) = (find("named-sheet"), find("gbk"));
+    let db = dir.path().join("h.db");
+    // Port 2223 is closed on these addresses: the commands run through, finding nothing.
+    let quick = ["--ports", "2223", "--rate", "0", "--connect-timeout", "300ms", "--quiet"];
+    let run = |args: &[&str], form: &Form| {
+        let out = bin()
+            .args(args)
+            .arg("--targets")
+            .arg(&form.path)
+            .args(&form.options)
+            .args(quick)
+            .arg("--db")
+            .arg(&db)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    };
+    for form in [named, gbk] {
+        let (code, text) = run(&["scan", "--dry-run"], form);
+        assert_eq!(code, Some(0), "{text}");
+        assert!(text.contains("enterprises: 3"), "{text}");
+        let (code, text) = run(&["check"], form);
+        assert_eq!(code, Some(0), "{text}");
+    }
+    // An event keeps the sheet: its checks read the same sheet without being told again.
+    let (code, text) = run(&["event", "start", "expo"], named);
+    assert_eq!(code, Some(0), "{text}");
+    let out = bin().args(["event", "check", "expo", "--db"]).arg(&db).args(&quick[2..]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("0 drift"), "{text}");
+
+    // Profiles take them as the keys `sheet` and `encoding`, beside `targets`.
+    let config = dir.path().join("otscope.toml");
+    let profile = |extra: &str, form: &Form| {
+        let text = format!(
+            "[profile.p]\ntargets = {:?}\n{extra}ports = \"2223\"\n",
+            form.path.file_name().unwrap().to_str().unwrap()
+        );
+        std::fs::write(&config, text).unwrap();
+        let out = bin().args(["scan", "--dry-run", "--profile", "p", "--config"]).arg(&config).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (code, text) = profile("sheet = \"台账\"\n", named);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("enterprises: 3"), "{text}");
+    let (code, text) = profile("encoding = \"gbk\"\n", gbk);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = profile("encoding = \"latin1\"\n", gbk);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("otscope.toml:3: profile.p.encoding: invalid value 'latin1' for '--encoding <ENCODING>'"), "{text}");
+    let (code, text) = profile("", named);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("说明!A1: header: unknown column"), "{text}");
+}
