@@ -346,8 +346,61 @@ fn every_command_that_reads_a_ledger_takes_its_sheet_and_encoding() {
     assert_eq!(code, Some(0), "{text}");
     let (code, text) = profile("encoding = \"latin1\"\n", gbk);
     assert_eq!(code, Some(2), "{text}");
-    assert!(text.contains("otscope.toml:3: profile.p.encoding: invalid value 'latin1' for '--encoding <ENCODING>'"), "{text}");
+    assert!(
+        text.contains("otscope.toml:3: profile.p.encoding: invalid value 'latin1' for '--encoding <ENCODING>'"),
+        "{text}"
+    );
     let (code, text) = profile("", named);
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("说明!A1: header: unknown column"), "{text}");
+}
+
+/// Damaged workbooks (truncated, bytes overwritten or inserted, as a broken download or disk leaves
+/// them) are refused as files that cannot be read: nothing panics, nothing hangs or fills the memory.
+#[test]
+fn damaged_workbooks_are_refused_not_crashed_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let xlsx = dir.path().join("l.xlsx");
+    workbook(&xlsx, "valid", 0, 0, &HEADER_ZH, &VALID, false);
+    let xls = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ledger/ledger.xls");
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |bound: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % bound as u64) as usize
+    };
+    let mut damaged = 0;
+    for original in [std::fs::read(&xls).unwrap(), std::fs::read(&xlsx).unwrap()] {
+        for round in 0..150 {
+            let mut bytes = original.clone();
+            match round % 3 {
+                0 => bytes.truncate(8 + next(bytes.len() - 8)),
+                1 => {
+                    for _ in 0..1 + next(16) {
+                        let at = 8 + next(bytes.len() - 8);
+                        bytes[at] = next(256) as u8;
+                    }
+                }
+                _ => {
+                    let at = 8 + next(bytes.len() - 8);
+                    let junk: Vec<u8> = (0..1 + next(64)).map(|_| next(256) as u8).collect();
+                    bytes.splice(at..at, junk);
+                }
+            }
+            let options =
+                otscope::ledger::LedgerOptions { path: "damaged".into(), sheet: Some("valid".into()), encoding: None };
+            let started = std::time::Instant::now();
+            if let Err(e) = otscope::ledger::Ledger::parse(&options, &bytes) {
+                assert!(e.0.iter().all(|e| e.to_string().starts_with("damaged")), "{e}");
+                damaged += 1;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "round {round} took {:?}",
+                started.elapsed()
+            );
+        }
+    }
+    assert!(damaged > 150, "only {damaged} of 300 damaged workbooks refused");
 }

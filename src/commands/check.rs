@@ -47,7 +47,7 @@ pub async fn command(args: CheckArgs) -> anyhow::Result<ExitCode> {
             let selected = plan(selection.clone(), ports.clone()).await?;
             let mut by_ip: BTreeMap<IpAddr, BTreeSet<PortSpec>> = BTreeMap::new();
             for (ip, port) in services {
-                let wanted = ports.as_ref().map_or(true, |p| p.contains(&port));
+                let wanted = ports.as_ref().is_none_or(|p| p.contains(&port));
                 if wanted && selected.space.scope().contains(ip) {
                     by_ip.entry(ip).or_default().insert(port);
                 } else {
@@ -133,7 +133,7 @@ fn port_filter(ports: Option<Vec<PortSpec>>, protocols: &BTreeSet<String>) -> Re
         expected.extend(p.ports());
     }
     let chosen: Vec<PortSpec> =
-        expected.into_iter().filter(|p| ports.as_ref().map_or(true, |given| given.contains(p))).collect();
+        expected.into_iter().filter(|p| ports.as_ref().is_none_or(|given| given.contains(p))).collect();
     if chosen.is_empty() {
         return Err(BadInput("--protocol and --ports have no port in common: nothing to probe".into()));
     }

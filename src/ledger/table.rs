@@ -297,7 +297,37 @@ fn first_content(text: &str, offset: usize) -> usize {
 /// million, and a bound keeps a sheet with stray cells far away from costing more than its size.
 const MAX_CELLS: usize = 4_000_000;
 
+/// Reads a sheet of a workbook. The reader may panic on a damaged file (an index out of range in a
+/// corrupted .xls): that is reported as a damaged file, without the panic's message on the terminal.
 fn read_workbook(path: &Path, bytes: &[u8], sheet: Option<&str>) -> Result<Table, InputError> {
+    quietly_unwinding(|| read_sheet(path, bytes, sheet)).unwrap_or_else(|why| {
+        Err(file_error(path, "file", format!("the workbook is damaged and cannot be read ({why}): save it again")))
+    })
+}
+
+/// Runs `read`, turning a panic into its message; the panic hook stays silent for this thread meanwhile.
+fn quietly_unwinding<T>(read: impl FnOnce() -> T) -> Result<T, String> {
+    thread_local!(static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info)
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
+    QUIET.with(|q| q.set(false));
+    result.map_err(|panic| {
+        let text =
+            panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+        text.and_then(|t| t.lines().next().map(str::to_string)).unwrap_or_else(|| "the reader failed".into())
+    })
+}
+
+fn read_sheet(path: &Path, bytes: &[u8], sheet: Option<&str>) -> Result<Table, InputError> {
     use calamine::{Data, Reader, Sheets};
     let mut book = calamine::open_workbook_auto_from_rs(Cursor::new(bytes))
         .map_err(|e| file_error(path, "file", format!("not a workbook that can be read: {e}")))?;
@@ -344,7 +374,7 @@ fn read_workbook(path: &Path, bytes: &[u8], sheet: Option<&str>) -> Result<Table
     let mut table = Table { grid: Grid { sheet: Some(name), first_column }, rows: Vec::new(), broken: Vec::new() };
     for (row, column, value) in cells {
         let number = u64::from(row) + 1;
-        if table.rows.last().map_or(true, |r| r.number != number) {
+        if table.rows.last().is_none_or(|r| r.number != number) {
             table.rows.push(RawRow { number, cells: Vec::new(), unreadable: Vec::new() });
         }
         let raw = table.rows.last_mut().expect("pushed above");

@@ -165,7 +165,7 @@ impl TargetStream {
 
     /// Continues from a checkpointed position of this shard (earlier positions are skipped).
     pub fn resume_at(mut self, position: u64) -> Result<TargetStream, String> {
-        if position < self.next_position || (position - self.next_position) % self.step != 0 {
+        if position < self.next_position || !(position - self.next_position).is_multiple_of(self.step) {
             return Err(format!("checkpoint {position} is not a position of this shard"));
         }
         self.next_position = position;
