@@ -1,5 +1,5 @@
 //! Lab benchmark: the full scan pipeline against a lab of simulated ICS devices on loopback
-//! (`otscope::lab`: Modbus/TCP, S7comm, EtherNet/IP tcp+udp, BACnet/IP, Niagara Fox, Omron FINS, in
+//! (the `otscope-lab` crate: Modbus/TCP, S7comm, EtherNet/IP tcp+udp, BACnet/IP, Niagara Fox, Omron FINS, in
 //! turn), reporting identified devices per second, and in the same run a bare loop that sends each
 //! endpoint one identification request and reads one reply (TCP connect+write+read, UDP send+recv).
 //!
@@ -12,8 +12,9 @@ use clap::Parser;
 use otscope::cli::{Cli, Command, EngineArgs, PortList};
 use otscope::commands::{plan_scan, run_scan};
 use otscope::engine::ProgressStyle;
-use otscope::lab::{self, Device, Kind, Lab};
-use otscope::scope::{Selection, Transport};
+use otscope::scope::Selection;
+use otscope_lab::serve::Transport;
+use otscope_lab::{Device, Kind, Lab};
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -170,11 +171,11 @@ fn main() {
     let concurrency: usize = env_or("LAB_CONCURRENCY", 512);
     assert!(concurrency > 0, "LAB_CONCURRENCY must be at least 1");
 
-    let devices = lab::plan(FIRST, count, &Kind::ALL).expect("lab plan");
-    let ports = lab::port_list(&Kind::ALL);
+    let devices = otscope_lab::plan(FIRST, count, &Kind::ALL).expect("lab plan");
+    let ports = otscope_lab::port_list(&Kind::ALL);
     let dir = tempfile::tempdir().expect("temporary dir");
     let ledger = dir.path().join("lab.csv");
-    lab::write_ledger(&ledger, &devices).expect("write the ledger");
+    otscope_lab::write_ledger(&ledger, &devices).expect("write the ledger");
 
     // The lab answers on its own runtime (its own threads), as a separate network would.
     let lab_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");

@@ -13,7 +13,6 @@ pub mod export;
 pub mod findings;
 pub mod fingerprints;
 pub mod history;
-pub mod lab;
 pub mod ledger;
 pub mod net;
 pub mod probes;

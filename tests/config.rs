@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fingerprints_dir, Responder};
+use common::{banner_device, fingerprints_dir};
 use otscope::cli::{Cli, Command};
 use otscope::commands::plan_scan;
 use otscope::ledger::Level;
@@ -155,8 +155,8 @@ async fn a_profile_scan_is_recorded_as_the_profile_and_exported() {
     );
     let (dir, path) = setup(&config);
     std::fs::create_dir_all(dir.path().join("out")).unwrap();
-    let _a = Responder::start("127.127.1.1:2222", Some(b"FW 1.0\r\n")).await;
-    let _b = Responder::start("127.127.1.10:2222", Some(b"FW 2.0\r\n")).await;
+    let _a = banner_device("127.127.1.1:2222", Some(b"FW 1.0\r\n")).await;
+    let _b = banner_device("127.127.1.10:2222", Some(b"FW 2.0\r\n")).await;
     let c = path.to_str().unwrap().to_string();
     let o = tokio::task::spawn_blocking(move || otscope(&["scan", "--config", &c])).await.unwrap();
     assert!(o.status.success(), "{}", text(&o));
@@ -197,11 +197,11 @@ async fn unknown_keys_and_bad_values_are_reported_and_nothing_is_probed() {
     // The valid profile does probe the device: the counts below mean something.
     let (dir, path) = setup(LAB);
     lab_ledger_with_device(dir.path());
-    let device = Responder::start("127.127.2.1:2222", Some(b"FW 1.0\r\n")).await;
+    let device = banner_device("127.127.2.1:2222", Some(b"FW 1.0\r\n")).await;
     let c = path.display().to_string();
     let o = tokio::task::spawn_blocking(move || otscope(&["scan", "--config", &c])).await.unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    assert!(device.count() > 0);
+    assert!(device.connections() > 0);
     device.stop().await;
 
     for (broken, line, message) in [
@@ -250,10 +250,10 @@ async fn unknown_keys_and_bad_values_are_reported_and_nothing_is_probed() {
 }
 
 /// Runs `args --config FILE` against a lab whose one device counts connections.
-async fn refused_in_lab(config: &str, args: &[&str]) -> (String, usize) {
+async fn refused_in_lab(config: &str, args: &[&str]) -> (String, u64) {
     let (dir, path) = setup(config);
     lab_ledger_with_device(dir.path());
-    let device = Responder::start("127.127.2.1:2222", Some(b"FW 1.0\r\n")).await;
+    let device = banner_device("127.127.2.1:2222", Some(b"FW 1.0\r\n")).await;
     let mut argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     argv.extend(["--config".to_string(), path.display().to_string()]);
     let o = tokio::task::spawn_blocking(move || otscope(&argv.iter().map(String::as_str).collect::<Vec<_>>()))
@@ -261,7 +261,7 @@ async fn refused_in_lab(config: &str, args: &[&str]) -> (String, usize) {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let count = device.count();
+    let count = device.connections();
     device.stop().await;
     (text(&o).replace(&path.display().to_string(), "otscope.toml"), count)
 }

@@ -56,7 +56,7 @@ async fn a_little_endian_runtime_is_identified() {
             "tags": ["plc", "codesys"],
         }))
     );
-    assert!(device.count() >= 1);
+    assert!(device.connections() >= 1);
     let classified = (f.vendor.as_deref(), f.product.as_deref(), f.rule.as_deref());
     assert_eq!(classified, (Some("CODESYS"), Some("3S-Smart Software Solutions"), Some("codesys.runtime")));
 }

@@ -63,7 +63,7 @@ async fn melsoft_cpu_on_tcp_is_identified() {
         serde_json::Value::Object(f.attributes.clone()),
         json!({"frame": "melsoft", "cpu_model": "Q03UDECPU", "cpu_model_code": 0x0268})
     );
-    assert!(dev.count() >= 1);
+    assert!(dev.connections() >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

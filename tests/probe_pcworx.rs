@@ -87,7 +87,7 @@ async fn a_controller_reports_its_type_model_and_firmware() {
         "tags": ["plc", "pcworx"],
     });
     assert_eq!(common::attributes_with_rules(f), *expected.as_object().unwrap());
-    assert_eq!(device.count(), 1, "the whole exchange runs on one connection");
+    assert_eq!(device.connections(), 1, "the whole exchange runs on one connection");
     let classified = (f.vendor.as_deref(), f.product.as_deref(), f.version.as_deref(), f.rule.as_deref());
     assert_eq!(
         classified,

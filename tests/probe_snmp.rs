@@ -124,7 +124,7 @@ async fn an_agent_answering_public_reveals_its_system_group() {
         (Some("Siemens"), Some("SIMATIC S7 CPU315-2 PN/DP (6ES7 315-2EH14-0AB0)"), Some("3.2.11"))
     );
     assert_eq!(f.device_type.as_deref(), Some("PLC"));
-    assert_eq!(agent.count(), 1, "one request, answered at once");
+    assert_eq!(agent.requests(), 1, "one request, answered at once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,6 +167,6 @@ async fn silent_echoing_and_lying_peers_give_no_finding() {
     let findings = scan(&path, "161/udp", &Default::default(), &[]).await;
     assert!(findings.is_empty(), "{findings:#?}");
     for dev in [&private, &echo, &garbage, &wrong_id] {
-        assert!(dev.count() >= 1 && dev.count() <= 2, "one request and at most one retry");
+        assert!(dev.requests() >= 1 && dev.requests() <= 2, "one request and at most one retry");
     }
 }

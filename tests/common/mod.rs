@@ -1,8 +1,6 @@
-//! Shared helpers of the integration tests: ledgers in temporary folders, loopback responders that
-//! count their connections, and scans run through the library.
+//! Shared helpers of the integration tests: ledgers in temporary folders, simulated devices on
+//! loopback (from the `otscope-lab` crate), and scans run through the library.
 #![allow(dead_code)]
-
-pub mod iso;
 
 use otscope::cli::{Cli, Command, EngineArgs};
 use otscope::commands::{plan_scan, run_scan};
@@ -10,13 +8,9 @@ use otscope::engine::ProgressStyle;
 use otscope::findings::Finding;
 use otscope::scope::Selection;
 use otscope::targets::PortSpec;
+pub use otscope_lab::serve::{Handler, Responder, Session};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub const HEADER: &str = "enterprise_id,enterprise,district,sector,level,targets,contact\n";
@@ -81,104 +75,38 @@ pub async fn scan(ledger: &Path, ports: &str, selection: &Selection, extra: &[&s
     findings
 }
 
-/// A TCP responder on its own loopback address that counts the connections it accepts.
-pub struct Responder {
-    pub addr: SocketAddr,
-    pub connections: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Responder {
-    /// Accepts connections; on each, sends `banner` (if any) and keeps the connection open for a while.
-    pub async fn start(addr: &str, banner: Option<&'static [u8]>) -> Responder {
-        let addr: SocketAddr = addr.parse().unwrap();
-        let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counter = connections.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    if let Some(b) = banner {
-                        let _ = sock.write_all(b).await;
-                    }
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                });
-            }
-        });
-        Responder { addr, connections, task }
-    }
-
-    pub fn count(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-
-    /// Stops accepting and waits until the address is free again.
-    pub async fn stop(mut self) {
-        self.task.abort();
-        let _ = (&mut self.task).await;
-    }
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// A simulated device's conversation: given one request, the reply to send (or `None` to stay silent).
-/// A new handler is made for each connection (TCP) or each datagram exchange (UDP), so it may keep state.
-pub type Handler = Box<dyn FnMut(&[u8]) -> Option<Vec<u8>> + Send>;
-
-/// A simulated TCP device on its own loopback address: each request read is answered by the handler.
+/// A simulated TCP device on its own loopback address: each request read is answered by a handler
+/// made for its connection.
 pub async fn tcp_device(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'static) -> Responder {
-    use tokio::io::AsyncReadExt;
-    let addr: SocketAddr = addr.parse().unwrap();
-    let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counter = connections.clone();
-    let make = Arc::new(make);
-    let task = tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            let mut handler = make();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                // Bounded: a test device answers at most 64 requests per connection.
-                for _ in 0..64 {
-                    let n = match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await {
-                        Ok(Ok(n)) if n > 0 => n,
-                        _ => return,
-                    };
-                    if let Some(reply) = handler(&buf[..n]) {
-                        if sock.write_all(&reply).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    Responder { addr, connections, task }
+    device(addr, Session::default(), make).await
 }
 
-/// A simulated UDP device on its own loopback address; `connections` counts datagrams received.
-pub async fn udp_device(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'static) -> Responder {
-    let addr: SocketAddr = addr.parse().unwrap();
-    let sock = tokio::net::UdpSocket::bind(addr).await.unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counter = connections.clone();
-    let task = tokio::spawn(async move {
-        let mut handler = make();
-        let mut buf = vec![0u8; 65536];
-        while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            if let Some(reply) = handler(&buf[..n]) {
-                let _ = sock.send_to(&reply, peer).await;
-            }
-        }
-    });
-    Responder { addr, connections, task }
+/// A simulated TCP device whose connections follow `session` (a greeting, TLS, closing after a reply).
+pub async fn device(addr: &str, session: Session, make: impl Fn() -> Handler + Send + Sync + 'static) -> Responder {
+    let at: SocketAddr = addr.parse().unwrap();
+    Responder::tcp(at, session, make).await.unwrap_or_else(|e| panic!("{addr}: {e:#}"))
+}
+
+/// A TCP service that sends `banner` (if any) on each connection and then only listens.
+pub async fn banner_device(addr: &str, banner: Option<&[u8]>) -> Responder {
+    let session = banner.map(Session::greeting).unwrap_or_default();
+    device(addr, session, || Box::new(|_: &[u8]| None)).await
+}
+
+/// A simulated UDP device on its own loopback address; its `requests` count the datagrams received.
+pub async fn udp_device(addr: &str, make: impl Fn() -> Handler) -> Responder {
+    let at: SocketAddr = addr.parse().unwrap();
+    Responder::udp(at, make()).await.unwrap_or_else(|e| panic!("{addr}: {e:#}"))
+}
+
+/// A peer that sends back every request as it came: the first look-alike every probe must refuse.
+pub fn echo() -> Handler {
+    Box::new(|req: &[u8]| Some(req.to_vec()))
+}
+
+/// A peer that answers every request with the same `bytes`, whatever was asked.
+pub fn always(bytes: &'static [u8]) -> Handler {
+    Box::new(move |_: &[u8]| Some(bytes.to_vec()))
 }
 
 /// A finding's parser attributes with its rule outputs (`device_type`, `cpe`, `tags`) added, so a test
