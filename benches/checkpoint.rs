@@ -4,20 +4,18 @@
 //!
 //! Run: cargo bench --bench checkpoint
 
-use clap::Parser;
-use otscope::cli::{Cli, Command};
-use otscope::commands::{plan_scan, run_scan, Recording};
+mod common;
+
+use otscope::commands::{run_scan, Recording};
 use otscope::engine::ProgressStyle;
-use otscope::scope::Selection;
 use otscope::store::SqliteStore;
-use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const ROUNDS: usize = 3;
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = common::runtime();
     let dir = tempfile::tempdir().expect("temp dir");
     let ledger = dir.path().join("l.csv");
     std::fs::write(
@@ -25,39 +23,13 @@ fn main() {
         "enterprise_id,enterprise,district,sector,level,targets,contact\nB1,bench,Loopback,testing,general,127.72.0.0/16,x\n",
     )
     .unwrap();
-    let args = match Cli::try_parse_from([
-        "otscope",
-        "scan",
-        "--targets",
-        "x",
-        "--ports",
-        "9",
-        "--rate",
-        "0",
-        "-c",
-        "512",
-        "--host-interval",
-        "0s",
-        "--seed",
-        "5",
-        "--quiet",
-    ])
-    .unwrap()
-    .command
-    {
-        Command::Scan(a) => a.engine,
-        _ => unreachable!(),
-    };
-    let fingerprints = Path::new(env!("CARGO_MANIFEST_DIR")).join("fingerprints");
-    let ports = otscope::targets::parse_ports("9").unwrap();
     let mut with = Vec::new();
     let mut without = Vec::new();
     for round in 0..2 * ROUNDS {
         let checkpoints = round % 2 == 0;
         let rate = rt.block_on(async {
-            let mut plan = plan_scan(&ledger, None, &fingerprints, Some(ports.clone()), &Selection::default(), &args)
-                .await
-                .unwrap();
+            let flags = ["--rate", "0", "-c", "512", "--host-interval", "0s", "--seed", "5", "--quiet"];
+            let mut plan = common::plan(&ledger, "9", &flags).await;
             if !checkpoints {
                 plan.engine.checkpoint_every = None;
             }

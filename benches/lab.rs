@@ -8,11 +8,11 @@
 //! Knobs (environment): `LAB_DEVICES` (default 1200, at most 60000), `LAB_ROUNDS` (default 3),
 //! `LAB_CONCURRENCY` (default 512). Devices take 127.132.0.1 onwards: loopback only.
 
-use clap::Parser;
-use otscope::cli::{Cli, Command, EngineArgs, PortList};
-use otscope::commands::{plan_scan, run_scan};
+mod common;
+
+use common::env_or;
+use otscope::commands::run_scan;
 use otscope::engine::ProgressStyle;
-use otscope::scope::Selection;
 use otscope_lab::serve::Transport;
 use otscope_lab::{Device, Kind, Lab};
 use std::collections::HashSet;
@@ -29,23 +29,22 @@ use tokio_util::sync::CancellationToken;
 const FIRST: Ipv4Addr = Ipv4Addr::new(127, 132, 0, 1);
 const TIMEOUT: Duration = Duration::from_secs(1);
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not valid")),
-        Err(_) => default,
+struct Run {
+    identified: usize,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.identified as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
 
-fn engine_args(ledger: &Path, ports: &str, concurrency: usize) -> (EngineArgs, PortList) {
-    let ledger = ledger.to_str().expect("temporary path is UTF-8");
+/// The whole pipeline on the lab's ledger; a device counts as identified when a finding on its address
+/// carries its protocol.
+async fn pipeline(ledger: &Path, ports: &str, concurrency: usize, devices: &[Device]) -> Run {
     let concurrency = concurrency.to_string();
-    let cli = Cli::try_parse_from([
-        "otscope",
-        "scan",
-        "--targets",
-        ledger,
-        "--ports",
-        ports,
+    let flags = [
         "--rate",
         "0",
         "--concurrency",
@@ -62,33 +61,8 @@ fn engine_args(ledger: &Path, ports: &str, concurrency: usize) -> (EngineArgs, P
         "7",
         "--no-db",
         "--quiet",
-    ])
-    .unwrap_or_else(|e| panic!("scan flags: {e}"));
-    match cli.command {
-        Command::Scan(args) => (args.engine, args.scope.ports.expect("--ports was given")),
-        _ => unreachable!("parsed a scan command"),
-    }
-}
-
-struct Run {
-    identified: usize,
-    elapsed: Duration,
-}
-
-impl Run {
-    fn rate(&self) -> f64 {
-        self.identified as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-}
-
-/// The whole pipeline on the lab's ledger; a device counts as identified when a finding on its address
-/// carries its protocol.
-async fn pipeline(ledger: &Path, ports: &str, concurrency: usize, devices: &[Device]) -> Run {
-    let fingerprints = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fingerprints"));
-    let (args, ports) = engine_args(ledger, ports, concurrency);
-    let plan = plan_scan(ledger, None, fingerprints, Some(ports.0), &Selection::default(), &args)
-        .await
-        .unwrap_or_else(|e| panic!("plan: {e}"));
+    ];
+    let plan = common::plan(ledger, ports, &flags).await;
     let started = Instant::now();
     let report = run_scan(&plan, None, vec![], ProgressStyle::Quiet, CancellationToken::new()).await.expect("scan");
     let elapsed = started.elapsed();
@@ -178,12 +152,12 @@ fn main() {
     otscope_lab::write_ledger(&ledger, &devices).expect("write the ledger");
 
     // The lab answers on its own runtime (its own threads), as a separate network would.
-    let lab_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let lab_rt = common::device_runtime();
     let lab = lab_rt.block_on(Lab::start(devices.clone())).expect("start the lab");
     let last = devices.last().expect("at least one device").ip;
     println!("lab: {count} devices on {FIRST}-{last} ({ports}), concurrency {concurrency}, {rounds} rounds");
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = common::runtime();
     let (mut bases, mut pipes) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         let b = rt.block_on(baseline(&devices, concurrency));

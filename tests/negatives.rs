@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{banner_device, tcp_device, Handler};
+use common::{always, banner_device, tcp_device, Handler};
 use std::sync::{Arc, Mutex};
 
 fn http_server(seen: Arc<Mutex<Vec<u8>>>) -> impl Fn() -> Handler + Send + Sync + 'static {
@@ -22,9 +22,7 @@ async fn non_industrial_services_are_never_reported_as_ics() {
     let on_502_seen = Arc::new(Mutex::new(Vec::new()));
     let _web = tcp_device("127.116.0.1:8080", http_server(web_seen.clone())).await;
     let _ssh = banner_device("127.116.0.2:22", Some(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")).await;
-    let _redis =
-        tcp_device("127.116.0.3:6379", || Box::new(|_: &[u8]| Some(b"-NOAUTH Authentication required.\r\n".to_vec())))
-            .await;
+    let _redis = tcp_device("127.116.0.3:6379", || always(b"-NOAUTH Authentication required.\r\n")).await;
     let _garbage = tcp_device("127.116.0.4:502", || {
         Box::new(|req: &[u8]| {
             Some(req.iter().rev().map(|b| b.wrapping_mul(31) ^ 0x5a).chain(*b"\xde\xad\xbe\xef").collect())

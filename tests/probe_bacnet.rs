@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, udp_device};
+use common::{always, echo, ledger, scan, udp_device};
 use otscope_lab::bacnet::Device;
 use serde_json::json;
 use std::collections::HashMap;
@@ -104,9 +104,8 @@ async fn a_device_refusing_every_identification_is_still_bacnet() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echoes_and_garbage_are_not_bacnet() {
-    let _echo = udp_device("127.122.1.11:47808", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
-    let _junk =
-        udp_device("127.122.1.12:47808", || Box::new(|_: &[u8]| Some(b"\x81\x0a\xff\xff\x01\x00".to_vec()))).await;
+    let _echo = udp_device("127.122.1.11:47808", echo).await;
+    let _junk = udp_device("127.122.1.12:47808", || always(b"\x81\x0a\xff\xff\x01\x00")).await;
     // A BVLC length that claims more than the datagram holds.
     let _short = udp_device("127.122.1.13:47808", || {
         Box::new(|req: &[u8]| {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
+use common::{always, echo, ledger, scan, tcp_device, Handler};
 use otscope::findings::Finding;
 use serde_json::{json, Value};
 
@@ -93,9 +93,8 @@ async fn an_older_runtime_on_port_1200_is_identified() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_garbage_and_truncated_devices_are_not_runtimes() {
-    let _echo = tcp_device("127.125.1.10:2455", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
-    let _garbage =
-        tcp_device("127.125.1.11:2455", || Box::new(|_: &[u8]| Some(b"\x00\x17garbage \xff\xfe".to_vec()))).await;
+    let _echo = tcp_device("127.125.1.10:2455", echo).await;
+    let _garbage = tcp_device("127.125.1.11:2455", || always(b"\x00\x17garbage \xff\xfe")).await;
     let _truncated = tcp_device("127.125.1.12:2455", || {
         let mut sent = false;
         Box::new(move |_: &[u8]| {

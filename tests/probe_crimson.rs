@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
+use common::{echo, ledger, scan, tcp_device, Handler};
 use otscope::findings::Finding;
 use serde_json::json;
 
@@ -70,7 +70,7 @@ async fn a_panel_reports_its_manufacturer_and_model() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_garbage_and_wrong_register_devices_are_not_panels() {
     let (port, extra) = test_port();
-    let _echo = tcp_device(&format!("127.125.5.10:{port}"), || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    let _echo = tcp_device(&format!("127.125.5.10:{port}"), echo).await;
     let _garbage = tcp_device(&format!("127.125.5.11:{port}"), || {
         Box::new(|_: &[u8]| Some(b"\x00\x09\xff\xfe\xfd\xfc\xfb\xfa\x00\x00\x00".to_vec()))
     })

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
+use common::{always, echo, ledger, scan, tcp_device, Handler};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 
@@ -153,12 +153,12 @@ async fn not_dnp3(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'static
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_echo_server_is_not_dnp3() {
-    not_dnp3("127.120.2.10", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    not_dnp3("127.120.2.10", echo).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_server_is_not_dnp3() {
-    not_dnp3("127.120.2.11", || Box::new(|_: &[u8]| Some(b"\x00\x01garbage\xff\xfe".to_vec()))).await;
+    not_dnp3("127.120.2.11", || always(b"\x00\x01garbage\xff\xfe")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, udp_device, Handler};
+use common::{echo, ledger, scan, tcp_device, udp_device, Handler};
 use otscope::findings::Finding;
 use otscope::scope::Transport;
 use otscope_lab::enip::Identity;
@@ -76,8 +76,8 @@ async fn list_identity_over_tcp_and_udp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echoes_garbage_and_lying_lengths_are_not_enip() {
     // Echoes every request back.
-    let _echo = tcp_device("127.122.0.11:44818", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
-    let _echo_udp = udp_device("127.122.0.11:44818", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    let _echo = tcp_device("127.122.0.11:44818", echo).await;
+    let _echo_udp = udp_device("127.122.0.11:44818", echo).await;
     // Answers with an HTTP error page.
     let _http = tcp_device("127.122.0.12:44818", || {
         Box::new(|_: &[u8]| Some(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".to_vec()))

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, udp_device};
+use common::{echo, ledger, scan, tcp_device, udp_device};
 use otscope::findings::Finding;
 use otscope::scope::Transport;
 use otscope_lab::fins::Controller;
@@ -57,8 +57,8 @@ async fn controller_data_read_over_udp_and_tcp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echoes_garbage_and_lying_lengths_are_not_fins() {
-    let _echo_udp = udp_device("127.122.2.11:9600", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
-    let _echo_tcp = tcp_device("127.122.2.11:9600", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    let _echo_udp = udp_device("127.122.2.11:9600", echo).await;
+    let _echo_tcp = tcp_device("127.122.2.11:9600", echo).await;
     // A response with another service id.
     let _sid = udp_device("127.122.2.12:9600", || {
         Box::new(|req: &[u8]| {

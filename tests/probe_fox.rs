@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{device, ledger, scan, tcp_device, Handler, Session};
+use common::{device, echo, ledger, scan, tcp_device, Handler, Session};
 use otscope_lab::fox;
 use otscope_lab::tls::Identity;
 use serde_json::json;
@@ -43,7 +43,7 @@ async fn a_station_hello_is_fox_with_its_fields() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_garbage_and_truncated_replies_are_not_fox() {
-    let echo = tcp_device("127.124.0.2:1911", || Box::new(|req: &[u8]| Some(req.to_vec())) as Handler).await;
+    let echo = tcp_device("127.124.0.2:1911", echo).await;
     let garbage = tcp_device("127.124.0.3:1911", || {
         Box::new(|_: &[u8]| Some(b"HTTP/1.0 400 Bad Request\r\nServer: fox\r\n\r\n".to_vec())) as Handler
     })

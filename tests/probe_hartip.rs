@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
+use common::{always, echo, ledger, scan, tcp_device, Handler};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 
@@ -130,10 +130,8 @@ async fn a_busy_server_is_still_hartip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_and_garbage_are_not_hartip() {
-    let _echo = tcp_device("127.126.1.3:5094", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
-    let _http =
-        tcp_device("127.126.1.4:5094", || Box::new(|_: &[u8]| Some(b"HTTP/1.0 400 Bad Request\r\n\r\n".to_vec())))
-            .await;
+    let _echo = tcp_device("127.126.1.3:5094", echo).await;
+    let _http = tcp_device("127.126.1.4:5094", || always(b"HTTP/1.0 400 Bad Request\r\n\r\n")).await;
     // A response header whose sequence number is not ours.
     let _stranger = tcp_device("127.126.1.5:5094", || {
         Box::new(|req: &[u8]| {

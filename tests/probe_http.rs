@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{banner_device, device, ledger, scan, tcp_device, Handler, Responder, Session};
+use common::{banner_device, device, echo, ledger, scan, tcp_device, Handler, Responder, Session};
 use otscope::scope::Transport;
 use otscope_lab::serve::Close;
 use otscope_lab::tls::Identity;
@@ -184,7 +184,7 @@ async fn a_bogus_status_line_is_not_http() {
     )
     .await;
     let _icy = tcp_device("127.124.2.11:80", web_server("ICY 200 OK\r\nicy-name: radio\r\n\r\n", flag.clone())).await;
-    let _echo = tcp_device("127.124.2.12:80", || Box::new(|req: &[u8]| Some(req.to_vec())) as Handler).await;
+    let _echo = tcp_device("127.124.2.12:80", echo).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.2.10-127.124.2.12,c\n");
     let findings = scan(&path, "80", &Default::default(), &[]).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");

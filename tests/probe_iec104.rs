@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
+use common::{always, echo, ledger, scan, tcp_device, Handler};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 
@@ -90,12 +90,12 @@ async fn not_iec104(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'stat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_echo_of_testfr_act_is_not_a_confirmation() {
-    not_iec104("127.120.3.10", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    not_iec104("127.120.3.10", echo).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_server_is_not_iec104() {
-    not_iec104("127.120.3.11", || Box::new(|_: &[u8]| Some(b"SSH-2.0-dropbear\r\n".to_vec()))).await;
+    not_iec104("127.120.3.11", || always(b"SSH-2.0-dropbear\r\n")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

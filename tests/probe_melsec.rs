@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, udp_device, Handler};
+use common::{always, echo, ledger, scan, tcp_device, udp_device, Handler};
 use serde_json::json;
 
 fn hex(s: &str) -> Vec<u8> {
@@ -94,14 +94,14 @@ async fn melsoft_cpu_on_udp_is_identified() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_and_garbage_are_not_melsec() {
-    let _echo = tcp_device("127.126.0.4:5007", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    let _echo = tcp_device("127.126.0.4:5007", echo).await;
     // Starts like a MELSOFT reply, but the length lies and no model follows.
     let _liar = tcp_device("127.126.0.5:5007", || {
         Box::new(|_: &[u8]| Some(hex("d700 0000 0000000000000000000000000000 1000 00000000")))
     })
     .await;
-    let _noise = tcp_device("127.126.0.6:5007", || Box::new(|_: &[u8]| Some(b"\xd0\x00garbage!".to_vec()))).await;
-    let _udp_echo = udp_device("127.126.0.7:5006", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    let _noise = tcp_device("127.126.0.6:5007", || always(b"\xd0\x00garbage!")).await;
+    let _udp_echo = udp_device("127.126.0.7:5006", echo).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.0.4-127.126.0.7,c\n");
     let findings = scan(&path, "5007,5006/udp", &Default::default(), &[]).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");

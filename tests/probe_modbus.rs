@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
+use common::{always, echo, ledger, scan, tcp_device, Handler};
 use otscope_lab::modbus::{self, Device, Identification};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -231,12 +231,12 @@ async fn not_modbus(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'stat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_echo_server_is_not_modbus() {
-    not_modbus("127.120.1.10", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    not_modbus("127.120.1.10", echo).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_server_is_not_modbus() {
-    not_modbus("127.120.1.11", || Box::new(|_: &[u8]| Some(b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec()))).await;
+    not_modbus("127.120.1.11", || always(b"HTTP/1.1 400 Bad Request\r\n\r\n")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

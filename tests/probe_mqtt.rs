@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{device, ledger, scan, tcp_device, Handler, Session};
+use common::{always, device, echo, ledger, scan, tcp_device, Handler, Session};
 use otscope_lab::tls::Identity;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -145,10 +145,9 @@ async fn an_mqtt_3_1_broker_gets_one_retry_with_mqisdp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_echo_are_not_mqtt() {
-    let _junk = tcp_device("127.123.1.4:1883", || Box::new(|_: &[u8]| Some(b"\x20\x05garbage!".to_vec()))).await;
-    let _echo = tcp_device("127.123.1.5:1883", || Box::new(|p: &[u8]| Some(p.to_vec()))).await;
-    let _text =
-        tcp_device("127.123.1.6:1883", || Box::new(|_: &[u8]| Some(b"ERROR unknown command\r\n".to_vec()))).await;
+    let _junk = tcp_device("127.123.1.4:1883", || always(b"\x20\x05garbage!")).await;
+    let _echo = tcp_device("127.123.1.5:1883", echo).await;
+    let _text = tcp_device("127.123.1.6:1883", || always(b"ERROR unknown command\r\n")).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.123.1.4-127.123.1.6,c\n");
     let findings = scan(&path, "1883", &Default::default(), &[]).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
+use common::{always, echo, ledger, scan, tcp_device, Handler};
 use otscope_lab::tls::{open62541_certificate, OPEN62541_NOT_AFTER_UNIX};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -516,9 +516,9 @@ async fn garbage_echo_and_truncation_are_not_opcua() {
         Box::new(|_: &[u8]| Some(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".to_vec()))
     })
     .await;
-    let _echo = tcp_device("127.123.0.6:4840", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    let _echo = tcp_device("127.123.0.6:4840", echo).await;
     // An Acknowledge header that promises 28 bytes and delivers 12.
-    let _short = tcp_device("127.123.0.7:4840", || Box::new(|_: &[u8]| Some(b"ACKF\x1c\0\0\0\0\0\0\0".to_vec()))).await;
+    let _short = tcp_device("127.123.0.7:4840", || always(b"ACKF\x1c\0\0\0\0\0\0\0")).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.123.0.5-127.123.0.7,c\n");
     let findings = scan(&path, "4840", &Default::default(), &[]).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
+use common::{always, echo, ledger, scan, tcp_device, Handler};
 use otscope::findings::Finding;
 use serde_json::json;
 
@@ -109,9 +109,8 @@ async fn a_controller_that_withholds_its_information_is_still_pcworx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_garbage_and_lying_devices_are_not_controllers() {
-    let _echo = tcp_device("127.125.2.10:1962", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
-    let _garbage =
-        tcp_device("127.125.2.11:1962", || Box::new(|_: &[u8]| Some(b"\xde\xad\xbe\xef junk".to_vec()))).await;
+    let _echo = tcp_device("127.125.2.10:1962", echo).await;
+    let _garbage = tcp_device("127.125.2.11:1962", || always(b"\xde\xad\xbe\xef junk")).await;
     // The right first byte, but a length that disagrees with the message.
     let _liar = tcp_device("127.125.2.12:1962", || {
         Box::new(|_: &[u8]| Some(unhex("81010030000000010000000000020000004c0000")))

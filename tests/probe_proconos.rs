@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
+use common::{always, echo, ledger, scan, tcp_device, Handler};
 use otscope::findings::Finding;
 use serde_json::json;
 
@@ -82,8 +82,8 @@ async fn a_reply_without_project_strings_still_identifies_the_runtime() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_garbage_and_truncated_devices_are_not_runtimes() {
-    let _echo = tcp_device("127.125.3.10:20547", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
-    let _garbage = tcp_device("127.125.3.11:20547", || Box::new(|_: &[u8]| Some(b"220 FTP ready\r\n".to_vec()))).await;
+    let _echo = tcp_device("127.125.3.10:20547", echo).await;
+    let _garbage = tcp_device("127.125.3.11:20547", || always(b"220 FTP ready\r\n")).await;
     let truncated = reply("ProConOS V3.0.1040 Oct 29 2002", "ADAM5510KW", &["p"])[..30].to_vec();
     let _truncated = tcp_device("127.125.3.12:20547", runtime(truncated)).await;
     // The reply byte, then binary where the runtime string belongs.

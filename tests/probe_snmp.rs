@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, udp_device, Handler};
+use common::{always, echo, ledger, scan, udp_device, Handler};
 use serde_json::json;
 
 fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
@@ -152,9 +152,8 @@ async fn silent_echoing_and_lying_peers_give_no_finding() {
         }) as Handler
     })
     .await;
-    let echo = udp_device("127.124.1.4:161", || Box::new(|d: &[u8]| Some(d.to_vec())) as Handler).await;
-    let garbage =
-        udp_device("127.124.1.5:161", || Box::new(|_: &[u8]| Some(b"\x30\x03\x02\x01".to_vec())) as Handler).await;
+    let echo = udp_device("127.124.1.4:161", echo).await;
+    let garbage = udp_device("127.124.1.5:161", || always(b"\x30\x03\x02\x01")).await;
     // A Response with another request-id (a stale or spoofed answer).
     let wrong_id = udp_device("127.124.1.6:161", || {
         Box::new(|d: &[u8]| {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
+use common::{echo, ledger, scan, tcp_device, Handler};
 use otscope::findings::Finding;
 use serde_json::json;
 
@@ -128,7 +128,7 @@ async fn an_error_reply_and_a_silent_service_still_prove_srtp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_garbage_and_lookalike_devices_are_not_controllers() {
-    let _echo = tcp_device("127.125.4.10:18245", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    let _echo = tcp_device("127.125.4.10:18245", echo).await;
     let _garbage = tcp_device("127.125.4.11:18245", || Box::new(|_: &[u8]| Some(vec![0x55; 80]))).await;
     // Answers the initialisation with a first byte of 01 but neither the signature nor a service reply.
     let _lookalike = tcp_device("127.125.4.12:18245", controller(false, Status::Silent)).await;
