@@ -142,8 +142,7 @@ fn main() {
     let count: u32 = env_or("LAB_DEVICES", 1200);
     assert!((1..=60_000).contains(&count), "LAB_DEVICES must be 1-60000");
     let rounds: usize = env_or::<usize>("LAB_ROUNDS", 3).clamp(1, 20);
-    let concurrency: usize = env_or("LAB_CONCURRENCY", 512);
-    assert!(concurrency > 0, "LAB_CONCURRENCY must be at least 1");
+    let concurrency = common::concurrency("LAB_CONCURRENCY");
 
     let devices = otscope_lab::plan(FIRST, count, &Kind::ALL).expect("lab plan");
     let ports = otscope_lab::port_list(&Kind::ALL);

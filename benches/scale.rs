@@ -12,7 +12,7 @@
 //! - `SCALE_MAX_PREFIX` (default 8): the widest space run; `SCALE_MAX_PREFIX=12` skips the /8.
 //! - `SCALE_CONCURRENCY` (default 512): probes in flight.
 //!
-//! Internal: `scale --child <prefix>` runs one scan and prints `scale-child ...` for the parent.
+//! Internal: `scale --child <prefix>` runs one scan and prints `child-report ...` for the parent.
 
 mod common;
 
@@ -60,21 +60,17 @@ fn child(prefix: u8, concurrency: usize) {
     });
     assert_eq!(probed, 1u64 << (32 - prefix), "every target probed");
     assert_eq!(open, 0, "something answered on {PORT}/tcp in 127.0.0.0/{prefix}: this bench needs a closed port");
-    ChildReport::print("scale-child", prefix, probed, secs);
+    ChildReport::print(prefix, probed, secs);
 }
 
 /// The scan of the /`prefix` in a fresh process.
 fn run_child(prefix: u8, concurrency: usize) -> ChildReport {
-    let args = ["--child".to_string(), prefix.to_string()];
-    common::run_child("scale-child", &args, &[("SCALE_CONCURRENCY", concurrency.to_string())])
+    common::run_child(prefix, &[("SCALE_CONCURRENCY", concurrency.to_string())])
 }
 
 fn main() -> ExitCode {
-    let concurrency: usize = env_or("SCALE_CONCURRENCY", 512);
-    assert!(concurrency > 0, "SCALE_CONCURRENCY must be at least 1");
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(i) = args.iter().position(|a| a == "--child") {
-        let prefix: u8 = args.get(i + 1).and_then(|p| p.parse().ok()).expect("--child <prefix>");
+    let concurrency = common::concurrency("SCALE_CONCURRENCY");
+    if let Some(prefix) = common::child_prefix() {
         child(check_prefix(prefix), concurrency);
         return ExitCode::SUCCESS;
     }

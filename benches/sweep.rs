@@ -14,7 +14,7 @@
 //!   with the medians, and the CPU time per target (which other load on the machine disturbs less).
 //! - `SWEEP_CONCURRENCY` (default 512): connects in flight, for both sweeps.
 //!
-//! Internal: `sweep --rss-child <prefix>` runs one pipeline scan and prints `rss-child ...` for the parent.
+//! Internal: `sweep --child <prefix>` runs one pipeline scan and prints `child-report ...` for the parent.
 
 mod common;
 
@@ -134,13 +134,12 @@ fn rss_child(prefix: u8, concurrency: usize) {
     let ledger = write_ledger(dir.path(), prefix);
     let sweep = runtime().block_on(pipeline(&ledger, concurrency));
     assert_eq!(sweep.done, range_size(prefix));
-    ChildReport::print("rss-child", prefix, sweep.done, sweep.elapsed.as_secs_f64());
+    ChildReport::print(prefix, sweep.done, sweep.elapsed.as_secs_f64());
 }
 
 /// The pipeline scan of the /`prefix` in a fresh process.
 fn run_child(prefix: u8, concurrency: usize) -> ChildReport {
-    let args = ["--rss-child".to_string(), prefix.to_string()];
-    common::run_child("rss-child", &args, &[("SWEEP_CONCURRENCY", concurrency.to_string())])
+    common::run_child(prefix, &[("SWEEP_CONCURRENCY", concurrency.to_string())])
 }
 
 fn best(v: &[Sweep]) -> &Sweep {
@@ -154,11 +153,8 @@ fn median(v: &[Sweep], of: fn(&Sweep) -> f64) -> f64 {
 }
 
 fn main() -> ExitCode {
-    let concurrency: usize = env_or("SWEEP_CONCURRENCY", 512);
-    assert!(concurrency > 0, "SWEEP_CONCURRENCY must be at least 1");
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(i) = args.iter().position(|a| a == "--rss-child") {
-        let prefix: u8 = args.get(i + 1).and_then(|p| p.parse().ok()).expect("--rss-child <prefix>");
+    let concurrency = common::concurrency("SWEEP_CONCURRENCY");
+    if let Some(prefix) = common::child_prefix() {
         rss_child(check_prefix(prefix), concurrency);
         return ExitCode::SUCCESS;
     }

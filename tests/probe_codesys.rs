@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{always, echo, ledger, scan, tcp_device, Handler};
+use common::{always, echo, ledger, scan, scan_range, tcp_device, Handler};
 use otscope::findings::Finding;
 use serde_json::{json, Value};
 
@@ -30,8 +30,7 @@ fn runtime(query: [u8; 7], answer: Vec<u8>) -> impl Fn() -> Handler + Send + Syn
 }
 
 async fn scan_one(ip: &str, port: u16) -> Finding {
-    let (_dir, path) = ledger(&format!("E1,ent,district,s,general,{ip},c\n"));
-    let mut findings = scan(&path, &port.to_string(), &Default::default(), &[]).await;
+    let mut findings = scan_range(ip, &port.to_string(), &[]).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     findings.remove(0)
 }

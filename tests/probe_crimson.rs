@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{echo, ledger, scan, tcp_device, Handler};
-use otscope::findings::Finding;
+use common::{echo, scan_range, tcp_device, Handler};
 use serde_json::json;
 
 const MANUFACTURER_READ: [u8; 6] = [0x00, 0x04, 0x01, 0x2b, 0x1b, 0x00];
@@ -44,16 +43,11 @@ fn test_port() -> (u16, &'static [&'static str]) {
     })
 }
 
-async fn scan_range(range: &str, port: u16, extra: &[&str]) -> Vec<Finding> {
-    let (_dir, path) = ledger(&format!("E1,ent,district,s,general,{range},c\n"));
-    scan(&path, &port.to_string(), &Default::default(), extra).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panel_reports_its_manufacturer_and_model() {
     let (port, extra) = test_port();
     let _device = tcp_device(&format!("127.125.5.1:{port}"), panel("Red Lion Controls", "G310C2")).await;
-    let findings = scan_range("127.125.5.1", port, extra).await;
+    let findings = scan_range("127.125.5.1", &port.to_string(), extra).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("crimson", true));
@@ -80,7 +74,7 @@ async fn echo_garbage_and_wrong_register_devices_are_not_panels() {
         Box::new(|_: &[u8]| Some(string_reply(&[0x01, 0x00], "Red Lion Controls")))
     })
     .await;
-    let findings = scan_range("127.125.5.10-127.125.5.12", port, extra).await;
+    let findings = scan_range("127.125.5.10-127.125.5.12", &port.to_string(), extra).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {
         assert_ne!(f.protocol, "crimson", "{f:#?}");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{always, echo, ledger, scan, tcp_device, Handler};
+use common::{always, assert_unidentified, echo, ledger, scan, tcp_device, Handler};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 
@@ -142,13 +142,7 @@ async fn an_outstation_that_answers_with_an_ack_is_dnp3() {
 }
 
 async fn not_dnp3(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'static) {
-    let _r = tcp_device(&format!("{addr}:20000"), make).await;
-    let (_dir, path) = ledger(&format!("E1,ent,district,s,general,{addr},c\n"));
-    let findings = scan(&path, "20000", &Default::default(), &[]).await;
-    assert_eq!(findings.len(), 1, "{findings:#?}");
-    let f = &findings[0];
-    assert_eq!((f.protocol.as_str(), f.ics), ("unknown", false), "{f:#?}");
-    assert!(!f.attributes.contains_key("source_address"), "{f:#?}");
+    assert_unidentified(addr, 20000, make, "source_address").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{always, echo, ledger, scan, tcp_device, Handler};
+use common::{always, assert_unidentified, echo, ledger, scan, tcp_device, Handler};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 
@@ -79,13 +79,7 @@ async fn frames_before_the_confirmation_are_skipped() {
 }
 
 async fn not_iec104(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'static) {
-    let _r = tcp_device(&format!("{addr}:2404"), make).await;
-    let (_dir, path) = ledger(&format!("E1,ent,district,s,general,{addr},c\n"));
-    let findings = scan(&path, "2404", &Default::default(), &[]).await;
-    assert_eq!(findings.len(), 1, "{findings:#?}");
-    let f = &findings[0];
-    assert_eq!((f.protocol.as_str(), f.ics), ("unknown", false), "{f:#?}");
-    assert!(!f.attributes.contains_key("testfr"), "{f:#?}");
+    assert_unidentified(addr, 2404, make, "testfr").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{always, echo, ledger, scan, tcp_device, Handler};
+use common::{always, assert_unidentified, echo, ledger, scan, tcp_device, Handler};
 use otscope_lab::modbus::{self, Device, Identification};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -220,13 +220,7 @@ async fn a_gateway_with_no_device_behind_it_is_reported_with_its_exception() {
 
 /// Peers that reply without speaking Modbus: reported as `unknown`, never as Modbus.
 async fn not_modbus(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'static) {
-    let _r = tcp_device(&format!("{addr}:502"), make).await;
-    let (_dir, path) = ledger(&format!("E1,ent,district,s,general,{addr},c\n"));
-    let findings = scan(&path, "502", &Default::default(), &[]).await;
-    assert_eq!(findings.len(), 1, "{findings:#?}");
-    let f = &findings[0];
-    assert_eq!((f.protocol.as_str(), f.ics), ("unknown", false), "{f:#?}");
-    assert!(!f.attributes.contains_key("vendor_name"), "{f:#?}");
+    assert_unidentified(addr, 502, make, "vendor_name").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

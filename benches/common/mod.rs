@@ -80,6 +80,25 @@ pub fn peak_rss_kib() -> u64 {
         .expect("VmHWM in /proc/self/status")
 }
 
+/// The flag that starts a bench executable as a child scan of one prefix.
+const CHILD_FLAG: &str = "--child";
+/// The first word of the line a child prints for its parent.
+const CHILD_REPORT: &str = "child-report";
+
+/// The probes in flight, from the environment variable `knob` (default 512).
+pub fn concurrency(knob: &str) -> usize {
+    let concurrency = env_or(knob, 512);
+    assert!(concurrency > 0, "{knob} must be at least 1");
+    concurrency
+}
+
+/// The prefix this process was started to scan, when it is a child ([`run_child`]).
+pub fn child_prefix() -> Option<u8> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let at = args.iter().position(|a| a == CHILD_FLAG)?;
+    Some(args.get(at + 1).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{CHILD_FLAG} <prefix>")))
+}
+
 /// What a child scan reports to its parent.
 pub struct ChildReport {
     pub probed: u64,
@@ -88,28 +107,28 @@ pub struct ChildReport {
 }
 
 impl ChildReport {
-    /// Prints the report line the parent reads (child side), with this process's peak memory.
-    pub fn print(tag: &str, prefix: u8, probed: u64, secs: f64) {
-        println!("{tag} prefix={prefix} probed={probed} secs={secs:.3} peak_kib={}", peak_rss_kib());
+    /// Prints the report the parent reads (child side), with this process's peak memory.
+    pub fn print(prefix: u8, probed: u64, secs: f64) {
+        println!("{CHILD_REPORT} prefix={prefix} probed={probed} secs={secs:.3} peak_kib={}", peak_rss_kib());
     }
 }
 
-/// Runs this bench executable again with `args` and `env`, and reads the line it prints starting
-/// with `tag` (see [`ChildReport::print`]).
-pub fn run_child(tag: &str, args: &[String], env: &[(&str, String)]) -> ChildReport {
+/// Runs this bench executable again as the child scan of `prefix`, with `env` added to its
+/// environment, and reads its report (see [`ChildReport::print`]).
+pub fn run_child(prefix: u8, env: &[(&str, String)]) -> ChildReport {
     let exe = std::env::current_exe().expect("own path");
     let out = std::process::Command::new(exe)
-        .args(args)
+        .args([CHILD_FLAG, &prefix.to_string()])
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stderr(Stdio::inherit())
         .output()
         .expect("run the child");
-    assert!(out.status.success(), "child {args:?}: {}", out.status);
+    assert!(out.status.success(), "child /{prefix}: {}", out.status);
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
-        .find(|l| l.starts_with(&format!("{tag} ")))
-        .unwrap_or_else(|| panic!("child {args:?} printed no report: {text}"));
+        .find(|l| l.starts_with(&format!("{CHILD_REPORT} ")))
+        .unwrap_or_else(|| panic!("child /{prefix} printed no report: {text}"));
     let field = |name: &str| -> &str {
         line.split_whitespace()
             .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))

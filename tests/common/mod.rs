@@ -75,6 +75,28 @@ pub async fn scan(ledger: &Path, ports: &str, selection: &Selection, extra: &[&s
     findings
 }
 
+/// Scans `range` (one enterprise's addresses) on `ports` and returns the findings sorted by address and port.
+pub async fn scan_range(range: &str, ports: &str, extra: &[&str]) -> Vec<Finding> {
+    let (_dir, path) = ledger(&format!("E1,ent,district,s,general,{range},c\n"));
+    scan(&path, ports, &Selection::default(), extra).await
+}
+
+/// Scans one TCP peer at `ip:port` that answers with handlers from `make`, and asserts that it is
+/// found open but not identified (`unknown`, not ICS), without `attribute`.
+pub async fn assert_unidentified(
+    ip: &str,
+    port: u16,
+    make: impl Fn() -> Handler + Send + Sync + 'static,
+    attribute: &str,
+) {
+    let _peer = tcp_device(&format!("{ip}:{port}"), make).await;
+    let findings = scan_range(ip, &port.to_string(), &[]).await;
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = &findings[0];
+    assert_eq!((f.protocol.as_str(), f.ics), ("unknown", false), "{f:#?}");
+    assert!(!f.attributes.contains_key(attribute), "{f:#?}");
+}
+
 /// A simulated TCP device on its own loopback address: each request read is answered by a handler
 /// made for its connection.
 pub async fn tcp_device(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'static) -> Responder {
