@@ -325,7 +325,7 @@ fn cert(names: Vec<String>, cn: &str) -> Identity {
 /// A TLS server whose Certificate message carries `identity`'s chain; it completes handshakes and
 /// says nothing after them.
 async fn tls_server(addr: &str, identity: Identity) -> Responder {
-    common::device(addr, Session::tls(identity), || Box::new(|_: &[u8]| None)).await
+    common::device(addr, Session::tls(identity), common::silent).await
 }
 
 /// The highest VmHWM (peak resident set, KiB) of a running process, if it can still be read.

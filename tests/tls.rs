@@ -17,7 +17,7 @@ async fn tls_server(addr: &str, names: &[&str], expired: bool) -> Responder {
         params.not_after = rcgen::date_time_ymd(2016, 1, 1);
     }
     let identity = Identity::from_params(params).unwrap();
-    common::device(addr, Session::tls(identity), || Box::new(|_: &[u8]| None)).await
+    common::device(addr, Session::tls(identity), common::silent).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -155,9 +155,9 @@ impl Responder {
     }
 
     /// Ends the endpoint and waits until its address is free again.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.cancel.cancel();
-        let _ = (&mut { self }.task).await;
+        let _ = (&mut self.task).await;
     }
 }
 

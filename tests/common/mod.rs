@@ -112,13 +112,18 @@ pub async fn device(addr: &str, session: Session, make: impl Fn() -> Handler + S
 /// A TCP service that sends `banner` (if any) on each connection and then only listens.
 pub async fn banner_device(addr: &str, banner: Option<&[u8]>) -> Responder {
     let session = banner.map(Session::greeting).unwrap_or_default();
-    device(addr, session, || Box::new(|_: &[u8]| None)).await
+    device(addr, session, silent).await
 }
 
 /// A simulated UDP device on its own loopback address; its `requests` count the datagrams received.
 pub async fn udp_device(addr: &str, make: impl Fn() -> Handler) -> Responder {
     let at: SocketAddr = addr.parse().unwrap();
     Responder::udp(at, make()).await.unwrap_or_else(|e| panic!("{addr}: {e:#}"))
+}
+
+/// A peer that never answers.
+pub fn silent() -> Handler {
+    Box::new(|_: &[u8]| None)
 }
 
 /// A peer that sends back every request as it came: the first look-alike every probe must refuse.
