@@ -306,7 +306,7 @@ pub struct ScopeArgs {
     /// A file of addresses that must never be probed, whatever the ledger says.
     #[arg(long, value_name = "FILE")]
     pub exclude: Option<PathBuf>,
-    /// Ports to scan, e.g. 502,102,44818/udp,47808/udp,1000-1100 (default: the library's ports.toml).
+    /// Ports to scan, e.g. 502,102,44818/udp,47808/udp,1000-1100 (default: every probe's ports and the library's ports.toml).
     #[arg(long, short = 'p', value_name = "LIST")]
     pub ports: Option<PortList>,
     /// The fingerprint library folder.

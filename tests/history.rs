@@ -216,7 +216,15 @@ async fn scan_with_store(ledger: &Path, lib: &Path, store: SqliteStore, out: &Pa
     let plan = plan_scan(ledger, None, lib, None, &Selection::default(), &engine_args(&[])).await.unwrap();
     let sink = otscope::findings::JsonlWriter::new(std::fs::File::create(out).unwrap());
     let history = Some(Recording::New(Box::new(store), Box::new(plan.scan_start("scan"))));
-    run_scan(&plan, history, vec![Box::new(sink)], ProgressStyle::Quiet, CancellationToken::new()).await.unwrap()
+    run_scan(
+        &plan,
+        history,
+        vec![otscope::findings::Sink::new(out.display().to_string(), sink)],
+        ProgressStyle::Quiet,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,5 +315,6 @@ async fn killing_a_scan_never_corrupts_the_history() {
     let out =
         std::process::Command::new(env!("CARGO_BIN_EXE_otscope")).args(["history", "--db"]).arg(&db).output().unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("running?"));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("interrupted") && !listing.contains("running"), "a dead scan is not running: {listing}");
 }

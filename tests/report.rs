@@ -112,6 +112,7 @@ fn start(at: &str, selection: Value, spans: (u8, u8), ports: &[(u16, Transport)]
         coverage,
         targets_total,
         kind: "scan".into(),
+        runner: None,
     }
 }
 
@@ -127,7 +128,7 @@ fn record(store: &mut SqliteStore, s: ScanStart, services: &[Svc], ended: &str, 
         store.record(id, &mut finding(*svc, &at)).unwrap();
     }
     let probed = if completed { s.targets_total } else { s.targets_total / 2 };
-    store.finish_scan(id, ScanEnd { probed, open: services.len() as u64, completed }, ended).unwrap();
+    store.finish_scan(id, ScanEnd { probed, open: services.len() as u64, completed, reason: None }, ended).unwrap();
     id
 }
 

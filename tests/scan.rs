@@ -225,7 +225,19 @@ fn sigterm_stops_cleanly_and_keeps_what_was_found() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // Signal once the scan is recorded (planning may take a while on a loaded machine), then let it run.
+    let db = dir.path().join("history.db");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let started = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| c.query_row("SELECT count(*) FROM scans", [], |r| r.get::<_, i64>(0)))
+            .is_ok_and(|n| n > 0);
+        if started {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2000));
     unsafe_kill(child.id(), 15);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));

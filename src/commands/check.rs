@@ -105,9 +105,8 @@ pub async fn command(args: CheckArgs) -> anyhow::Result<ExitCode> {
 
 /// The protocol ids of `--protocol`, each known to the probe registry (opt-in ones enabled).
 fn protocol_set(given: &[String], enabled: &[String]) -> Result<BTreeSet<String>, BadInput> {
-    let mut known: Vec<&str> = crate::probes::registry().iter().map(|p| p.protocol()).collect();
+    let mut known: Vec<&str> = crate::probes::registry().iter().map(|p| p.protocol).collect();
     known.sort();
-    known.dedup();
     let mut out = BTreeSet::new();
     for p in given.iter().map(|p| p.trim().to_ascii_lowercase()) {
         if !known.contains(&p.as_str()) {
@@ -130,9 +129,8 @@ fn port_filter(ports: Option<Vec<PortSpec>>, protocols: &BTreeSet<String>) -> Re
         return Ok(ports);
     }
     let mut expected = BTreeSet::new();
-    for p in crate::probes::registry().iter().filter(|p| protocols.contains(p.protocol())) {
-        expected.extend(p.default_ports().iter().map(|&port| PortSpec { port, transport: p.transport() }));
-        expected.extend(p.tls_ports().iter().map(|&port| PortSpec { port, transport: Transport::Tcp }));
+    for p in crate::probes::registry().iter().filter(|p| protocols.contains(p.protocol)) {
+        expected.extend(p.ports());
     }
     let chosen: Vec<PortSpec> =
         expected.into_iter().filter(|p| ports.as_ref().map_or(true, |given| given.contains(p))).collect();
@@ -228,6 +226,7 @@ async fn check_one(
         plan.stream().total(),
         report.stats.elapsed.as_secs_f64()
     );
+    let complete = report.complete();
     let mut rows = Vec::new();
     for f in report.findings {
         let previous = before.get(&(f.ip, f.port, f.transport)).map(|s| &s.last);
@@ -254,7 +253,7 @@ async fn check_one(
             }
         }
     }
-    Ok((scan, rows, !report.stats.interrupted))
+    Ok((scan, rows, complete))
 }
 
 fn short(v: Option<&serde_json::Value>) -> String {

@@ -38,22 +38,19 @@ pub fn status(path: &Path, db: Option<&Path>) -> anyhow::Result<ExitCode> {
         let last = scans.iter().filter(|s| s.start.kind == kind).max_by_key(|s| s.id);
         let last = match last {
             None => "never".to_string(),
-            Some(s) => match (&s.ended_at, s.end) {
+            Some(s) => match (&s.ended_at, &s.end) {
                 (Some(ended), Some(end)) => format!(
-                    "scan {}, {} to {}, {}, {} of {} targets probed, {} open",
+                    "scan {}, {} to {}, {}{}, {} of {} targets probed, {} open",
                     s.id,
                     time(&s.start.started_at),
                     time(ended),
-                    if end.completed { "complete" } else { "partial" },
+                    s.state().label(),
+                    end.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),
                     end.probed,
                     s.start.targets_total,
                     end.open
                 ),
-                _ => format!(
-                    "scan {}, started {}, not finished (running, or stopped uncleanly)",
-                    s.id,
-                    time(&s.start.started_at)
-                ),
+                _ => format!("scan {}, started {}, {}", s.id, time(&s.start.started_at), s.state().label()),
             },
         };
         let next = match &p.schedule {

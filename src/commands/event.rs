@@ -83,7 +83,7 @@ async fn scan_for_event(
     if let Some(e) = report.history_error {
         anyhow::bail!("the history was not updated: {e}");
     }
-    Ok((report.scan_id.expect("recorded"), !report.stats.interrupted))
+    Ok((report.scan_id.expect("recorded"), report.complete()))
 }
 
 fn absolute(p: &Path) -> String {

@@ -37,11 +37,7 @@ pub fn list(db: &Path) -> anyhow::Result<ExitCode> {
         "scan", "started", "ended", "state", "targets", "probed", "open", "kind"
     );
     for s in &scans {
-        let state = match (&s.end, s.completed()) {
-            (None, _) => "running?",
-            (Some(_), true) => "complete",
-            (Some(_), false) => "partial",
-        };
+        let state = s.state().label();
         let selection = s.start.selection.to_string();
         println!(
             "{:>5}  {:<20}  {:<20}  {:<10}  {:>10}  {:>10}  {:>6}  {:<10}  {}",
@@ -50,11 +46,14 @@ pub fn list(db: &Path) -> anyhow::Result<ExitCode> {
             s.ended_at.as_deref().map(short_time).unwrap_or_default(),
             state,
             s.start.targets_total,
-            s.end.map(|e| e.probed.to_string()).unwrap_or_default(),
-            s.end.map(|e| e.open.to_string()).unwrap_or_default(),
+            s.end.as_ref().map(|e| e.probed.to_string()).unwrap_or_default(),
+            s.end.as_ref().map(|e| e.open.to_string()).unwrap_or_default(),
             s.start.kind,
             selection
         );
+        if let Some(reason) = s.end.as_ref().and_then(|e| e.reason.as_deref()) {
+            println!("{:>5}  {reason}", "");
+        }
     }
     if scans.is_empty() {
         println!("(no scans yet)");

@@ -8,7 +8,7 @@ mod ledger;
 mod rules;
 mod scan;
 
-pub use scan::{plan_scan, run_scan, Recording, ScanPlan, ScanReport};
+pub use scan::{exit_status, file_sinks, plan_scan, run_scan, Recording, ScanPlan, ScanReport};
 
 use crate::cli::{Cli, Command, LedgerCommand, RulesCommand};
 use std::process::ExitCode;

@@ -3,13 +3,13 @@
 use super::{BadInput, EXIT_INTERRUPTED};
 use crate::cli::{EngineArgs, ScanArgs};
 use crate::engine::{self, EngineConfig, EngineEvent, Progress, ProgressStyle, RunStats};
-use crate::findings::{Change, CsvWriter, Finding, FindingSink, JsonlWriter};
+use crate::findings::{Change, CsvWriter, Finding, JsonlWriter, Sink};
 use crate::fingerprints::Library;
 use crate::ledger::{Ledger, TargetSpec};
 use crate::net::Limits;
 use crate::probes::{Identifier, ProbeSettings};
 use crate::scope::{resolve_hostnames, ResolverSettings, Scope, Selection, TargetSpace};
-use crate::store::{ScanEnd, ScanId, ScanStart, SqliteStore, Store};
+use crate::store::{Runner, ScanEnd, ScanId, ScanStart, SqliteStore, Store};
 use crate::targets::{PortSpec, Shard, TargetStream};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -64,6 +64,7 @@ impl ScanPlan {
             coverage: self.stream().coverage(self.seed, self.shard),
             targets_total: self.stream().total(),
             kind: kind.to_string(),
+            runner: Some(Runner::current()),
         }
     }
 }
@@ -188,11 +189,31 @@ pub struct ScanReport {
     pub findings: Vec<Finding>,
     /// The scan's id in the history, when it was recorded.
     pub scan_id: Option<ScanId>,
-    /// Why the history could not be updated (the findings were still written to every output).
+    /// Why the history could not be updated (the findings still reached every output).
     pub history_error: Option<String>,
+    /// The outputs that could not be written, each as `name: error` (the scan stopped; the findings still
+    /// reached the history and the other outputs).
+    pub output_errors: Vec<String>,
 }
 
-/// Runs a planned scan, writing each finding to the sinks as it arrives.
+impl ScanReport {
+    /// Whether every target was probed and every finding reached every output and the history.
+    pub fn complete(&self) -> bool {
+        !self.stats.interrupted && self.history_error.is_none() && self.output_errors.is_empty()
+    }
+
+    /// Why the scan did not complete, as the history records it.
+    fn stop_reason(&self) -> Option<String> {
+        if let Some(e) = self.output_errors.first() {
+            Some(format!("stopped: cannot write {e}"))
+        } else if let Some(e) = &self.history_error {
+            Some(format!("stopped: the history could not be written: {e}"))
+        } else {
+            self.stats.interrupted.then(|| "interrupted".to_string())
+        }
+    }
+}
+
 /// A history being written: the store and the scan's id in it.
 type History = (Box<dyn Store + Send>, ScanId);
 
@@ -202,13 +223,26 @@ pub enum Recording {
     Resume(Box<dyn Store + Send>, ScanId, u64),
 }
 
+/// What the writer hands back when the engine is done.
+struct Written {
+    findings: Vec<Finding>,
+    history: Option<History>,
+    history_error: Option<String>,
+    output_errors: Vec<String>,
+}
+
 /// Runs a planned scan, recording it (when asked) and writing each finding to the sinks as it arrives,
 /// with its change status against the history. A recorded scan checkpoints its progress in the same
 /// transactions as its findings, so an interrupted scan resumes without losing or repeating any.
+///
+/// An output that cannot be written stops the scan: nothing more is dispatched, the probes in flight
+/// finish, their findings still reach the history and the other outputs, and the scan is recorded as
+/// partial with the reason. A history that cannot be written is reported, and the outputs still get
+/// every finding.
 pub async fn run_scan(
     plan: &ScanPlan,
     recording: Option<Recording>,
-    sinks: Vec<Box<dyn FindingSink>>,
+    sinks: Vec<Sink>,
     style: ProgressStyle,
     stop: CancellationToken,
 ) -> anyhow::Result<ScanReport> {
@@ -219,8 +253,10 @@ pub async fn run_scan(
             let id = store.begin_scan(&start)?;
             (fresh, Some((store, id)))
         }
-        Some(Recording::Resume(store, id, position)) => {
-            (fresh.resume_at(position).map_err(|e| BadInput(format!("scan {id}: {e}")))?, Some((store, id)))
+        Some(Recording::Resume(mut store, id, position)) => {
+            let stream = fresh.resume_at(position).map_err(|e| BadInput(format!("scan {id}: {e}")))?;
+            store.reopen_scan(id, &Runner::current())?;
+            (stream, Some((store, id)))
         }
         None => (fresh, None),
     };
@@ -229,46 +265,58 @@ pub async fn run_scan(
     let (tx, mut rx) = mpsc::channel::<EngineEvent>(1024);
     let library = plan.library.clone();
     let scan_id = history.as_ref().map(|h| h.1);
-    let writer =
-        tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<Finding>, Option<History>, Option<String>)> {
-            let mut sinks = sinks;
-            let mut findings = Vec::new();
-            let mut history_error = None;
-            while let Some(event) = rx.blocking_recv() {
-                let obs = match event {
-                    EngineEvent::Found(obs) => obs,
-                    EngineEvent::Checkpoint(position) => {
-                        tracing::debug!("checkpoint: every target before position {position} is done");
-                        if let Some((store, id)) = history.as_mut() {
-                            if let Err(e) = store.checkpoint(*id, position) {
-                                tracing::error!("history not updated, findings still written: {e}");
-                                history_error = Some(e.to_string());
-                                history = None;
-                            }
+    // Stopped by the caller (a signal) or by the writer when an output fails.
+    let stop = stop.child_token();
+    let failed = stop.clone();
+    let writer = tokio::task::spawn_blocking(move || -> Written {
+        let mut sinks = sinks;
+        let mut findings = Vec::new();
+        let mut history_error = None;
+        let mut output_errors = Vec::new();
+        // After a history error nothing more is recorded, but the store is kept: the scan is still closed
+        // as partial when the database lets it. The outputs still get every finding.
+        let history_failed = |error: &mut Option<String>, e: crate::store::StoreError| {
+            tracing::error!("history not updated, findings still written: {e}");
+            error.get_or_insert(e.to_string());
+        };
+        while let Some(event) = rx.blocking_recv() {
+            let obs = match event {
+                EngineEvent::Found(obs) => obs,
+                EngineEvent::Checkpoint(position) => {
+                    tracing::debug!("checkpoint: every target before position {position} is done");
+                    if let Some((store, id)) = history.as_mut().filter(|_| history_error.is_none()) {
+                        if let Err(e) = store.checkpoint(*id, position) {
+                            history_failed(&mut history_error, e);
                         }
-                        continue;
                     }
-                };
-                let classification = library.classify(obs.identity.protocol, &obs.identity.fields);
-                let mut finding = Finding::new(&obs, classification);
-                if let Some((store, id)) = history.as_mut() {
-                    if let Err(e) = store.record(*id, &mut finding) {
-                        // The outputs still get every finding: a broken history must not lose them.
-                        tracing::error!("history not updated, findings still written: {e}");
-                        history_error = Some(e.to_string());
-                        history = None;
-                    }
+                    continue;
                 }
-                for s in sinks.iter_mut() {
-                    s.write(&finding)?;
+            };
+            let classification = library.classify(obs.identity.protocol, &obs.identity.fields);
+            let mut finding = Finding::new(&obs, classification);
+            if let Some((store, id)) = history.as_mut().filter(|_| history_error.is_none()) {
+                if let Err(e) = store.record(*id, &mut finding) {
+                    history_failed(&mut history_error, e);
                 }
-                findings.push(finding);
             }
-            for s in sinks.iter_mut() {
-                s.finish()?;
+            sinks.retain_mut(|sink| match sink.writer.write(&finding) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!("{}: cannot write: {e}; the scan stops", sink.name);
+                    output_errors.push(format!("{}: {e}", sink.name));
+                    failed.cancel();
+                    false
+                }
+            });
+            findings.push(finding);
+        }
+        for sink in sinks.iter_mut() {
+            if let Err(e) = sink.writer.finish() {
+                output_errors.push(format!("{}: {e}", sink.name));
             }
-            Ok((findings, history, history_error))
-        });
+        }
+        Written { findings, history, history_error, output_errors }
+    });
     let prober = Arc::new(Identifier::new(plan.probe.clone(), &plan.library));
     let logger = {
         let p = progress.clone();
@@ -289,16 +337,23 @@ pub async fn run_scan(
         l.abort();
     }
     progress.finish();
-    let (findings, history, mut history_error) = writer.await??;
-    if let Some((mut store, id)) = history {
-        let completed = !stats.interrupted;
-        let probed = if completed { total } else { already_done + stats.probed };
-        let end = ScanEnd { probed, open: findings.len() as u64, completed };
+    let written = writer.await?;
+    let mut report = ScanReport {
+        stats,
+        findings: written.findings,
+        scan_id,
+        history_error: written.history_error,
+        output_errors: written.output_errors,
+    };
+    if let Some((mut store, id)) = written.history {
+        let completed = report.complete();
+        let probed = if completed { total } else { already_done + report.stats.probed };
+        let end = ScanEnd { probed, open: report.findings.len() as u64, completed, reason: report.stop_reason() };
         if let Err(e) = tokio::task::spawn_blocking(move || store.finish_scan(id, end, &now_rfc3339())).await? {
-            history_error = Some(e.to_string());
+            report.history_error.get_or_insert(e.to_string());
         }
     }
-    Ok(ScanReport { stats, findings, scan_id, history_error })
+    Ok(report)
 }
 
 pub async fn command(args: ScanArgs) -> anyhow::Result<ExitCode> {
@@ -335,14 +390,25 @@ pub async fn command(args: ScanArgs) -> anyhow::Result<ExitCode> {
     finish(&plan, recording, sinks, &args).await
 }
 
-fn sinks_of(args: &ScanArgs) -> anyhow::Result<Vec<Box<dyn FindingSink>>> {
-    let mut sinks: Vec<Box<dyn FindingSink>> = Vec::new();
-    match &args.out {
-        Some(path) => sinks.push(Box::new(JsonlWriter::new(std::io::BufWriter::new(create(path)?)))),
-        None => sinks.push(Box::new(JsonlWriter::new(std::io::stdout()))),
+/// The outputs named on the command line: `out` as JSONL, `csv` as CSV. A file that cannot be created
+/// is bad input: nothing has been probed yet.
+pub fn file_sinks(out: Option<&Path>, csv: Option<&Path>) -> Result<Vec<Sink>, BadInput> {
+    let mut sinks = Vec::new();
+    if let Some(path) = out {
+        sinks.push(Sink::new(path.display().to_string(), JsonlWriter::new(create(path)?)));
     }
-    if let Some(path) = &args.csv {
-        sinks.push(Box::new(CsvWriter::new(std::io::BufWriter::new(create(path)?))?));
+    if let Some(path) = csv {
+        let writer = CsvWriter::new(create(path)?).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+        sinks.push(Sink::new(path.display().to_string(), writer));
+    }
+    Ok(sinks)
+}
+
+/// `scan`'s outputs: JSONL goes to standard output unless `--out` names a file.
+fn sinks_of(args: &ScanArgs) -> Result<Vec<Sink>, BadInput> {
+    let mut sinks = file_sinks(args.out.as_deref(), args.csv.as_deref())?;
+    if args.out.is_none() {
+        sinks.insert(0, Sink::new("standard output", JsonlWriter::new(std::io::stdout())));
     }
     Ok(sinks)
 }
@@ -350,7 +416,7 @@ fn sinks_of(args: &ScanArgs) -> anyhow::Result<Vec<Box<dyn FindingSink>>> {
 async fn finish(
     plan: &ScanPlan,
     recording: Option<Recording>,
-    sinks: Vec<Box<dyn FindingSink>>,
+    sinks: Vec<Sink>,
     args: &ScanArgs,
 ) -> anyhow::Result<ExitCode> {
     let stop = CancellationToken::new();
@@ -358,11 +424,28 @@ async fn finish(
     let style = if args.engine.quiet { ProgressStyle::Quiet } else { ProgressStyle::Auto };
     let report = run_scan(plan, recording, sinks, style, stop).await?;
     eprint!("{}", summary_text(plan, &report));
+    Ok(exit_status(&report))
+}
+
+/// 1 when an output or the history failed (each named on standard error), 130 when interrupted, else 0.
+pub fn exit_status(report: &ScanReport) -> ExitCode {
+    let recorded = match report.scan_id {
+        Some(id) => format!(" (recorded as partial scan {id})"),
+        None => String::new(),
+    };
+    for e in &report.output_errors {
+        eprintln!("error: cannot write {e}: the scan stopped{recorded}");
+    }
     if let Some(e) = &report.history_error {
         eprintln!("error: the history was not updated: {e}");
-        return Ok(ExitCode::FAILURE);
     }
-    Ok(if report.stats.interrupted { ExitCode::from(EXIT_INTERRUPTED) } else { ExitCode::SUCCESS })
+    if !report.output_errors.is_empty() || report.history_error.is_some() {
+        ExitCode::FAILURE
+    } else if report.stats.interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// `scan --resume [SCAN]`: the scan's own options, from its own folder, continued from its checkpoint.
@@ -421,8 +504,10 @@ async fn resume(which: Option<i64>, args: &ScanArgs) -> anyhow::Result<ExitCode>
     finish(&plan, Some(Recording::Resume(Box::new(store), id, position)), sinks, &original).await
 }
 
-fn create(path: &Path) -> anyhow::Result<std::fs::File> {
-    std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", path.display()))
+fn create(path: &Path) -> Result<std::io::BufWriter<std::fs::File>, BadInput> {
+    std::fs::File::create(path)
+        .map(std::io::BufWriter::new)
+        .map_err(|e| BadInput(format!("{}: cannot create: {e}", path.display())))
 }
 
 /// The first Ctrl-C or SIGTERM stops dispatching and lets in-flight probes finish; a second one exits at once.
@@ -515,7 +600,15 @@ pub fn summary_text(plan: &ScanPlan, report: &ScanReport) -> String {
     let _ = writeln!(
         out,
         "scan {}: seed {}, shard {}",
-        if st.interrupted { "interrupted" } else { "complete" },
+        if report.complete() {
+            "complete"
+        } else if !report.output_errors.is_empty() {
+            "stopped"
+        } else if st.interrupted {
+            "interrupted"
+        } else {
+            "partial"
+        },
         plan.seed,
         plan.shard
     );

@@ -8,11 +8,11 @@
 //! previous one stays in force. SIGTERM or SIGINT stops starting scans and stops the running ones
 //! cleanly: they end as partial scans, recorded as such.
 
-use crate::commands::{plan_scan, run_scan, BadInput, Recording};
+use crate::commands::{file_sinks, plan_scan, run_scan, BadInput, Recording};
 use crate::config::{self, Config, Exports, Profile};
 use crate::engine::ProgressStyle;
 use crate::export::{self, Format};
-use crate::findings::{Change, CsvWriter, FindingSink, JsonlWriter};
+use crate::findings::Change;
 use crate::store::{ScanId, SqliteStore, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
@@ -63,13 +63,7 @@ pub async fn run_profile(job: &Job, stop: CancellationToken) -> anyhow::Result<R
     )
     .await
     .map_err(|e| BadInput(p.locate(&e.0)))?;
-    let mut sinks: Vec<Box<dyn FindingSink>> = Vec::new();
-    if let Some(path) = &args.out {
-        sinks.push(Box::new(JsonlWriter::new(std::io::BufWriter::new(create(path)?))));
-    }
-    if let Some(path) = &args.csv {
-        sinks.push(Box::new(CsvWriter::new(std::io::BufWriter::new(create(path)?))?));
-    }
+    let sinks = file_sinks(args.out.as_deref(), args.csv.as_deref())?;
     let store = SqliteStore::open(&job.db)?;
     let history = Some(Recording::New(Box::new(store), Box::new(plan.scan_start(&config::kind_of(&p.name)))));
     let style =
@@ -78,9 +72,12 @@ pub async fn run_profile(job: &Job, stop: CancellationToken) -> anyhow::Result<R
     if let Some(e) = &report.history_error {
         anyhow::bail!("the history was not updated: {e}");
     }
+    if let Some(e) = report.output_errors.first() {
+        anyhow::bail!("cannot write {e}: the scan stopped and is recorded as partial");
+    }
     let scan = report.scan_id.expect("a scan with a history is recorded");
     let count = |c: Change| report.findings.iter().filter(|f| f.change == Some(c)).count();
-    let completed = !report.stats.interrupted;
+    let completed = report.complete();
     let outcome = RunOutcome {
         scan,
         found: report.findings.len(),
@@ -111,10 +108,6 @@ pub async fn run_profile(job: &Job, stop: CancellationToken) -> anyhow::Result<R
         }
     }
     Ok(outcome)
-}
-
-fn create(path: &Path) -> anyhow::Result<std::fs::File> {
-    std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", path.display()))
 }
 
 /// Writes a recorded scan's exports, as `otscope export --by district` and `otscope report` write them.

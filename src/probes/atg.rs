@@ -14,8 +14,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "atg";
 
@@ -54,10 +52,6 @@ pub fn frame(buf: &[u8]) -> Frame {
 
 pub use super::ParseError;
 
-fn err(why: impl Into<String>) -> ParseError {
-    ParseError(why.into())
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     /// The in-tank inventory report.
@@ -71,9 +65,9 @@ pub fn parse_reply(buf: &[u8]) -> Result<Reply, ParseError> {
     let inner = buf
         .strip_prefix(&[SOH])
         .and_then(|b| b.strip_suffix(&[ETX]))
-        .ok_or_else(|| err("not framed by SOH and ETX"))?;
+        .ok_or_else(|| ParseError::new("not framed by SOH and ETX"))?;
     if inner.iter().any(|&b| !matches!(b, b'\r' | b'\n' | b'\t' | 0x20..=0x7e)) {
-        return Err(err("reply is not text"));
+        return Err(ParseError::new("reply is not text"));
     }
     let text = String::from_utf8_lossy(inner);
     if text.trim() == "9999" {
@@ -81,20 +75,20 @@ pub fn parse_reply(buf: &[u8]) -> Result<Reply, ParseError> {
     }
     let mut lines = text.lines().take(MAX_LINES).map(str::trim).filter(|l| !l.is_empty());
     if lines.next() != Some(COMMAND) {
-        return Err(err("reply does not echo I20100 first"));
+        return Err(ParseError::new("reply does not echo I20100 first"));
     }
-    let stamp = lines.next().ok_or_else(|| err("no date and time"))?;
+    let stamp = lines.next().ok_or_else(|| ParseError::new("no date and time"))?;
     if !stamp.bytes().any(|b| b.is_ascii_digit()) {
-        return Err(err(format!("{stamp:?} is not a date and time")));
+        return Err(ParseError::new(format!("{stamp:?} is not a date and time")));
     }
     let mut station_lines = Vec::new();
     loop {
-        let line = lines.next().ok_or_else(|| err("no IN-TANK INVENTORY heading"))?;
+        let line = lines.next().ok_or_else(|| ParseError::new("no IN-TANK INVENTORY heading"))?;
         if line.starts_with(REPORT) {
             break;
         }
         if station_lines.len() == MAX_STATION_LINES {
-            return Err(err("no IN-TANK INVENTORY heading after the station header"));
+            return Err(ParseError::new("no IN-TANK INVENTORY heading after the station header"));
         }
         station_lines.push(line.to_string());
     }
@@ -109,37 +103,22 @@ fn is_tank_line(line: &str) -> bool {
     matches!(number, Some(1..=99)) && words.next().is_some()
 }
 
-pub struct Atg;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[10001]);
 
-#[async_trait]
-impl Probe for Atg {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[10001]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let reply = session.conn().exchange(&inventory_request(), frame).await?;
-        let mut id = Identity::new(PROTOCOL, true);
-        match parse_reply(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))? {
-            Reply::Inventory { station_lines, tanks } => {
-                id.field("station_name", station_lines.join(", "));
-                id.field("report", REPORT);
-                id.field("tanks", tanks);
-            }
-            Reply::Rejected => {
-                id.field("exception_code", 9999);
-            }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let reply = session.conn().exchange(&inventory_request(), frame).await?;
+    let mut id = Identity::new(PROTOCOL, true);
+    match parse_reply(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))? {
+        Reply::Inventory { station_lines, tanks } => {
+            id.field("station_name", station_lines.join(", "));
+            id.field("report", REPORT);
+            id.field("tanks", tanks);
         }
-        Ok(id)
+        Reply::Rejected => {
+            id.field("exception_code", 9999);
+        }
     }
+    Ok(id)
 }
 
 #[cfg(test)]

@@ -33,11 +33,9 @@
 //! fixed 34-byte strides, honeypots send 8-byte userdata parameters and lengths that disagree with
 //! the bytes. Records are taken from the bytes actually present, never from the counts alone.
 
-use super::iso_transport::{self, IsoError};
+use super::iso_transport;
 use super::{Identity, Probe, ProbeError};
 use crate::net::Session;
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "s7comm";
 /// The S7 protocol id, first byte of every S7 PDU.
@@ -103,10 +101,6 @@ pub fn connect_request(calling: u16, called: u16) -> Vec<u8> {
 
 pub use super::ParseError;
 
-fn err<T>(why: impl Into<String>) -> Result<T, ParseError> {
-    Err(ParseError(why.into()))
-}
-
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
@@ -126,24 +120,23 @@ pub struct Header<'a> {
 /// the bytes present is cut to what is there (honeypots overstate it).
 pub fn parse_header(pdu: &[u8]) -> Result<Header<'_>, ParseError> {
     if pdu.first() != Some(&PROTOCOL_ID) {
-        return err("no S7 protocol id 0x32");
+        return Err(ParseError::new("no S7 protocol id 0x32"));
     }
     let rosctr = pdu.get(1).copied().unwrap_or(0);
     let header_len = match rosctr {
         ROSCTR_JOB | ROSCTR_USERDATA => 10,
         ROSCTR_ACK | ROSCTR_ACK_DATA => 12,
-        other => return err(format!("unknown ROSCTR {other:#04x}")),
+        other => return Err(ParseError::new(format!("unknown ROSCTR {other:#04x}"))),
     };
     if pdu.len() < header_len {
-        return err("truncated S7 header");
+        return Err(ParseError::new("truncated S7 header"));
     }
     let pdu_ref = u16_at(pdu, 4).unwrap_or(0);
     let param_len = usize::from(u16_at(pdu, 6).unwrap_or(0));
     let data_len = usize::from(u16_at(pdu, 8).unwrap_or(0));
     let error = (header_len == 12).then(|| (pdu[10], pdu[11]));
-    let param = pdu
-        .get(header_len..header_len + param_len)
-        .ok_or_else(|| ParseError("S7 parameter overruns the PDU".into()))?;
+    let param =
+        pdu.get(header_len..header_len + param_len).ok_or_else(|| ParseError::new("S7 parameter overruns the PDU"))?;
     let rest = &pdu[header_len + param_len..];
     let data = &rest[..data_len.min(rest.len())];
     Ok(Header { rosctr, pdu_ref, error, param, data })
@@ -168,13 +161,13 @@ pub enum SetupReply {
 pub fn parse_setup_reply(pdu: &[u8], pdu_ref: u16) -> Result<SetupReply, ParseError> {
     let h = parse_header(pdu)?;
     if h.rosctr == ROSCTR_JOB {
-        return err("a job, not a reply (an echo of the request?)");
+        return Err(ParseError::new("a job, not a reply (an echo of the request?)"));
     }
     if h.rosctr != ROSCTR_ACK && h.rosctr != ROSCTR_ACK_DATA {
-        return err(format!("ROSCTR {:#04x} is no answer to a job", h.rosctr));
+        return Err(ParseError::new(format!("ROSCTR {:#04x} is no answer to a job", h.rosctr)));
     }
     if h.pdu_ref != pdu_ref {
-        return err(format!("PDU reference {:#06x}, expected {pdu_ref:#06x}", h.pdu_ref));
+        return Err(ParseError::new(format!("PDU reference {:#06x}, expected {pdu_ref:#06x}", h.pdu_ref)));
     }
     let (error_class, error_code) = h.error.unwrap_or((0, 0));
     if error_class != 0 || error_code != 0 || h.rosctr == ROSCTR_ACK {
@@ -186,7 +179,7 @@ pub fn parse_setup_reply(pdu: &[u8], pdu_ref: u16) -> Result<SetupReply, ParseEr
             max_amq_called: u16::from_be_bytes([*c, *d]),
             pdu_length: u16::from_be_bytes([*e, *f]),
         }),
-        _ => err("ACK_DATA without a setup-communication parameter"),
+        _ => Err(ParseError::new("ACK_DATA without a setup-communication parameter")),
     }
 }
 
@@ -206,20 +199,23 @@ pub enum SzlReply {
 pub fn parse_szl_reply(pdu: &[u8], pdu_ref: u16, szl_id: u16) -> Result<SzlReply, ParseError> {
     let h = parse_header(pdu)?;
     if h.rosctr != ROSCTR_USERDATA {
-        return err(format!("ROSCTR {:#04x} where userdata was expected", h.rosctr));
+        return Err(ParseError::new(format!("ROSCTR {:#04x} where userdata was expected", h.rosctr)));
     }
     if h.pdu_ref != pdu_ref {
-        return err(format!("PDU reference {:#06x}, expected {pdu_ref:#06x}", h.pdu_ref));
+        return Err(ParseError::new(format!("PDU reference {:#06x}, expected {pdu_ref:#06x}", h.pdu_ref)));
     }
     let p = h.param;
     if p.len() < 8 || p[..3] != [0x00, 0x01, 0x12] {
-        return err("not a userdata parameter");
+        return Err(ParseError::new("not a userdata parameter"));
     }
     if p[4] == 0x11 || p[5] >> 4 == 0x4 {
-        return err("a userdata request, not a response (an echo?)");
+        return Err(ParseError::new("a userdata request, not a response (an echo?)"));
     }
     if p[5] & 0x0F != 0x04 || p[6] != 0x01 {
-        return err(format!("userdata type/group {:#04x} subfunction {:#04x} is not a Read SZL response", p[5], p[6]));
+        return Err(ParseError::new(format!(
+            "userdata type/group {:#04x} subfunction {:#04x} is not a Read SZL response",
+            p[5], p[6]
+        )));
     }
     let error_code = if p[3] >= 8 { u16_at(p, 10).unwrap_or(0) } else { 0 };
     let d = h.data;
@@ -239,7 +235,7 @@ pub fn parse_szl_reply(pdu: &[u8], pdu_ref: u16, szl_id: u16) -> Result<SzlReply
     let reply_id = u16_at(body, 0).unwrap_or(0);
     // The partial-list extract may come back with other high bits (0x0111 for 0x0011 and so on).
     if reply_id & 0x00FF != szl_id & 0x00FF {
-        return err(format!("SZL id {reply_id:#06x} in the reply to {szl_id:#06x}"));
+        return Err(ParseError::new(format!("SZL id {reply_id:#06x} in the reply to {szl_id:#06x}")));
     }
     let index = u16_at(body, 2).unwrap_or(0);
     let record_len = usize::from(u16_at(body, 4).unwrap_or(0));
@@ -385,7 +381,7 @@ impl S7Info {
     }
 }
 
-pub struct S7comm;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[102]);
 
 fn not(why: impl Into<String>) -> ProbeError {
     ProbeError::not(PROTOCOL, why)
@@ -416,78 +412,44 @@ fn records(reply: &Option<SzlReply>) -> &[Vec<u8>] {
     }
 }
 
-#[async_trait]
-impl Probe for S7comm {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-
-    fn ics(&self) -> bool {
-        true
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-
-    fn default_ports(&self) -> &'static [u16] {
-        &[102]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let mut confirmed = None;
-        let mut last_refusal = String::new();
-        for (attempt, &(calling, called)) in TSAP_PAIRS.iter().enumerate() {
-            if attempt > 0 {
-                // A failed reconnect leaves the session without a connection: stop here.
-                session.reconnect().await.map_err(|e| not(format!("every TSAP pair refused ({last_refusal}); {e}")))?;
-            }
-            match iso_transport::connect(session.conn(), &connect_request(calling, called)).await {
-                Ok(_) => {
-                    confirmed = Some((calling, called));
-                    break;
-                }
-                Err(IsoError::Refused(why)) => last_refusal = format!("{calling:#06x}/{called:#06x}: {why}"),
-                Err(e) => return Err(not(e.to_string())),
-            }
-        }
-        let Some((calling_tsap, called_tsap)) = confirmed else {
-            return Err(not(format!("COTP refused for every TSAP pair, last {last_refusal}")));
-        };
-
-        // A COTP confirm alone proves nothing about S7: the setup reply must validate.
-        let reply = iso_transport::exchange(session.conn(), &setup_communication(1))
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let (calling_tsap, called_tsap) =
+        iso_transport::connect_first(session, &TSAP_PAIRS, |(calling, called)| connect_request(calling, called))
             .await
-            .map_err(|e| not(format!("no S7 answer to setup communication after COTP CC: {e}")))?;
-        let setup = parse_setup_reply(&reply, 1).map_err(|e| not(e.0))?;
-        let mut info = S7Info {
-            calling_tsap,
-            called_tsap,
-            setup: setup.clone(),
-            module: ModuleIdentification::default(),
-            component: ComponentIdentification::default(),
-        };
-        if !matches!(setup, SetupReply::Accepted { .. }) {
-            return Ok(info.identity());
-        }
+            .map_err(not)?;
 
-        let mut module = szl(session, 2, SZL_MODULE_IDENTIFICATION, 0x0000).await;
-        let mut alive = module.is_some();
-        if alive && module_identification(records(&module)).order_number.is_none() {
-            // Some servers answer only a single index (nmap's s7-info asks for 0x0001).
-            let retry = szl(session, 3, SZL_MODULE_IDENTIFICATION, 0x0001).await;
-            alive = retry.is_some();
-            if !records(&retry).is_empty() {
-                module = retry;
-            }
-        }
-        info.module = module_identification(records(&module));
-        if alive {
-            let component = szl(session, 4, SZL_COMPONENT_IDENTIFICATION, 0x0000).await;
-            info.component = component_identification(records(&component));
-        }
-        Ok(info.identity())
+    // A COTP confirm alone proves nothing about S7: the setup reply must validate.
+    let reply = iso_transport::exchange(session.conn(), &setup_communication(1))
+        .await
+        .map_err(|e| not(format!("no S7 answer to setup communication after COTP CC: {e}")))?;
+    let setup = parse_setup_reply(&reply, 1).map_err(|e| not(e.0))?;
+    let mut info = S7Info {
+        calling_tsap,
+        called_tsap,
+        setup: setup.clone(),
+        module: ModuleIdentification::default(),
+        component: ComponentIdentification::default(),
+    };
+    if !matches!(setup, SetupReply::Accepted { .. }) {
+        return Ok(info.identity());
     }
+
+    let mut module = szl(session, 2, SZL_MODULE_IDENTIFICATION, 0x0000).await;
+    let mut alive = module.is_some();
+    if alive && module_identification(records(&module)).order_number.is_none() {
+        // Some servers answer only a single index (nmap's s7-info asks for 0x0001).
+        let retry = szl(session, 3, SZL_MODULE_IDENTIFICATION, 0x0001).await;
+        alive = retry.is_some();
+        if !records(&retry).is_empty() {
+            module = retry;
+        }
+    }
+    info.module = module_identification(records(&module));
+    if alive {
+        let component = szl(session, 4, SZL_COMPONENT_IDENTIFICATION, 0x0000).await;
+        info.component = component_identification(records(&component));
+    }
+    Ok(info.identity())
 }
 
 #[cfg(test)]

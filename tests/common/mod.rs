@@ -2,6 +2,8 @@
 //! loopback (from the `otscope-lab` crate), and scans run through the library.
 #![allow(dead_code)]
 
+pub mod dns;
+
 use otscope::cli::{Cli, Command, EngineArgs};
 use otscope::commands::{plan_scan, run_scan};
 use otscope::engine::ProgressStyle;
