@@ -3,6 +3,7 @@
 //! The pipeline, one module per stage, each handing plain values to the next:
 //! [`ledger`] -> [`scope`] -> [`targets`] -> [`engine`] -> [`probes`] -> [`fingerprints`] -> [`findings`].
 
+pub mod advisories;
 pub mod cli;
 pub mod commands;
 pub mod config;
