@@ -102,7 +102,7 @@ fn assert_csv_matches(path: &Path, header: &[String], findings: &[Value]) -> Vec
         let expected = expected_cells(f);
         let row = rows[1..]
             .iter()
-            .find(|r| r[0] == f["ip"].as_str().unwrap() && r[1] == f["port"])
+            .find(|r| r[0] == f["ip"].as_str().unwrap() && r[1] == cell_text(&f["port"]))
             .unwrap_or_else(|| panic!("{}: no row for {f}", path.display()));
         assert_eq!(row, &expected, "{}: the row is the JSONL line, column by column", path.display());
     }
