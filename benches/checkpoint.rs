@@ -49,7 +49,7 @@ fn main() {
         _ => unreachable!(),
     };
     let fingerprints = Path::new(env!("CARGO_MANIFEST_DIR")).join("fingerprints");
-    let ports = otscope::targets::parse_ports("9").unwrap();
+    let ports = otscope::scope::parse_ports("9").unwrap();
     let mut with = Vec::new();
     let mut without = Vec::new();
     for round in 0..2 * ROUNDS {

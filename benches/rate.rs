@@ -124,7 +124,7 @@ struct Measure {
 
 fn measure(rt: &tokio::runtime::Runtime, responders: &Responders, ledger: &Path, rate: u32, ports: u16) -> Measure {
     let fingerprints = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fingerprints"));
-    let list = otscope::targets::parse_ports(&format!("{FIRST_PORT}-{}/tcp", FIRST_PORT + ports - 1)).expect("ports");
+    let list = otscope::scope::parse_ports(&format!("{FIRST_PORT}-{}/tcp", FIRST_PORT + ports - 1)).expect("ports");
     responders.take();
     let (found, stats) = rt.block_on(async {
         let plan = plan_scan(ledger, None, fingerprints, Some(list), &Selection::default(), &engine_args(rate))

@@ -95,7 +95,7 @@ fn child(prefix: u8, concurrency: usize) {
     let dir = tempfile::tempdir().expect("temporary dir");
     let ledger = write_ledger(dir.path(), prefix);
     let fingerprints = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fingerprints"));
-    let ports = otscope::targets::parse_ports(&format!("{PORT}/tcp")).expect("port list");
+    let ports = otscope::scope::parse_ports(&format!("{PORT}/tcp")).expect("port list");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let (probed, secs, open) = rt.block_on(async {
         let plan =

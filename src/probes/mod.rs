@@ -39,7 +39,7 @@ pub use identify::{banner_identity, printable, Identifier, ProbeSettings};
 
 use crate::net::{NetError, Session};
 use crate::scope::Transport;
-use crate::targets::PortSpec;
+use crate::scope::PortSpec;
 use serde_json::{Map, Value};
 use std::future::Future;
 use std::pin::Pin;

@@ -10,7 +10,7 @@ use otscope::commands::{plan_scan, run_scan};
 use otscope::engine::ProgressStyle;
 use otscope::findings::Finding;
 use otscope::scope::Selection;
-use otscope::targets::PortSpec;
+use otscope::scope::PortSpec;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -74,7 +74,7 @@ impl ParseArgs for Cli {
 
 /// Scans `ledger` on `ports` through the whole pipeline and returns the findings sorted by address and port.
 pub async fn scan(ledger: &Path, ports: &str, selection: &Selection, extra: &[&str]) -> Vec<Finding> {
-    let ports: Vec<PortSpec> = otscope::targets::parse_ports(ports).unwrap();
+    let ports: Vec<PortSpec> = otscope::scope::parse_ports(ports).unwrap();
     let plan = plan_scan(ledger, None, &fingerprints_dir(), Some(ports), selection, &engine_args(extra)).await.unwrap();
     let report = run_scan(&plan, None, Vec::new(), ProgressStyle::Quiet, CancellationToken::new()).await.unwrap();
     let mut findings = report.findings;

@@ -29,7 +29,7 @@ async fn scan(address: &str, ports: &str) -> Vec<Finding> {
     let (_dir, ledger) = common::ledger(&format!("E13,Real servers,Lab district,test,important,{address},lab\n"));
     let argv = ["otscope", "scan", "--targets", "x", "--seed", "13", "--quiet"];
     let Command::Scan(args) = <Cli as clap::Parser>::parse_from(argv).command else { unreachable!() };
-    let ports = otscope::targets::parse_ports(ports).unwrap();
+    let ports = otscope::scope::parse_ports(ports).unwrap();
     let plan = plan_scan(&ledger, None, &common::fingerprints_dir(), Some(ports), &Default::default(), &args.engine)
         .await
         .unwrap();
