@@ -6,11 +6,9 @@
 
 mod common;
 
-use otscope::commands::{run_scan, Recording};
-use otscope::engine::ProgressStyle;
+use otscope::pipeline::Recording;
 use otscope::store::SqliteStore;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 const ROUNDS: usize = 3;
 
@@ -28,16 +26,14 @@ fn main() {
     for round in 0..2 * ROUNDS {
         let checkpoints = round % 2 == 0;
         let rate = rt.block_on(async {
-            let flags = ["--rate", "0", "-c", "512", "--host-interval", "0s", "--seed", "5", "--quiet"];
-            let mut plan = common::plan(&ledger, "9", &flags).await;
+            let mut plan = common::plan(&ledger, "9", &common::options(512, 5)).await;
             if !checkpoints {
                 plan.engine.checkpoint_every = None;
             }
             let store = SqliteStore::open(&dir.path().join(format!("h{round}.db"))).unwrap();
             let recording = Some(Recording::New(Box::new(store), Box::new(plan.scan_start("scan"))));
             let started = Instant::now();
-            let report =
-                run_scan(&plan, recording, Vec::new(), ProgressStyle::Quiet, CancellationToken::new()).await.unwrap();
+            let report = common::run(&plan, recording, false).await;
             assert_eq!(report.stats.probed, 65536);
             65536.0 / started.elapsed().as_secs_f64()
         });

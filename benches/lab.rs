@@ -11,8 +11,6 @@
 mod common;
 
 use common::env_or;
-use otscope::commands::run_scan;
-use otscope::engine::ProgressStyle;
 use otscope_lab::serve::Transport;
 use otscope_lab::{Device, Kind, Lab};
 use std::collections::HashSet;
@@ -24,7 +22,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 
 const FIRST: Ipv4Addr = Ipv4Addr::new(127, 132, 0, 1);
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -43,28 +40,13 @@ impl Run {
 /// The whole pipeline on the lab's ledger; a device counts as identified when a finding on its address
 /// carries its protocol.
 async fn pipeline(ledger: &Path, ports: &str, concurrency: usize, devices: &[Device]) -> Run {
-    let concurrency = concurrency.to_string();
-    let flags = [
-        "--rate",
-        "0",
-        "--concurrency",
-        &concurrency,
-        "--per-host",
-        "4",
-        "--host-interval",
-        "0s",
-        "--connect-timeout",
-        "1s",
-        "--read-timeout",
-        "1s",
-        "--seed",
-        "7",
-        "--no-db",
-        "--quiet",
-    ];
-    let plan = common::plan(ledger, ports, &flags).await;
+    let mut options = common::options(concurrency, 7);
+    options.engine.per_host = 4;
+    options.probe.limits.connect_timeout = Duration::from_secs(1);
+    options.probe.limits.read_timeout = Duration::from_secs(1);
+    let plan = common::plan(ledger, ports, &options).await;
     let started = Instant::now();
-    let report = run_scan(&plan, None, vec![], ProgressStyle::Quiet, CancellationToken::new()).await.expect("scan");
+    let report = common::run(&plan, None, true).await;
     let elapsed = started.elapsed();
     let found: HashSet<(String, String)> =
         report.findings.iter().filter(|f| f.ics).map(|f| (f.ip.to_string(), f.protocol.clone())).collect();

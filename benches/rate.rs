@@ -18,15 +18,12 @@
 mod common;
 
 use common::env_or;
-use otscope::commands::run_scan;
-use otscope::engine::ProgressStyle;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 const FIRST_ADDR: Ipv4Addr = Ipv4Addr::new(127, 131, 0, 1);
 const ADDRS: u32 = 256;
@@ -86,29 +83,16 @@ struct Measure {
 
 fn measure(rt: &tokio::runtime::Runtime, responders: &Responders, ledger: &Path, rate: u32, ports: u16) -> Measure {
     let list = format!("{FIRST_PORT}-{}/tcp", FIRST_PORT + ports - 1);
-    let rate = rate.to_string();
-    let flags = [
-        "--rate",
-        &rate,
-        "--concurrency",
-        "256",
-        "--per-host",
-        "64",
-        "--host-interval",
-        "0s",
-        "--connect-timeout",
-        "2s",
-        "--banner-wait",
-        "2s",
-        "--seed",
-        "11",
-        "--quiet",
-    ];
+    let mut options = common::options(256, 11);
+    options.engine.rate = std::num::NonZeroU32::new(rate);
+    options.engine.per_host = 64;
+    options.probe.limits.connect_timeout = Duration::from_secs(2);
+    options.probe.banner_wait = Duration::from_secs(2);
     responders.take();
     let (found, stats) = rt.block_on(async {
-        let plan = common::plan(ledger, &list, &flags).await;
-        let report = run_scan(&plan, None, vec![], ProgressStyle::Quiet, CancellationToken::new()).await.expect("scan");
-        (report.findings.len() as u64, report.stats)
+        let plan = common::plan(ledger, &list, &options).await;
+        let report = common::run(&plan, None, false).await;
+        (report.counts.open, report.stats)
     });
     let targets = u64::from(ADDRS) * u64::from(ports);
     assert_eq!(stats.probed, targets);

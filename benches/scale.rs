@@ -17,13 +17,10 @@
 mod common;
 
 use common::{env_or, runtime, ChildReport};
-use otscope::commands::run_scan;
-use otscope::engine::ProgressStyle;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 /// Nothing listens here on loopback: the kernel answers every SYN with a RST.
 const PORT: u16 = 9;
@@ -49,14 +46,13 @@ fn write_ledger(dir: &Path, prefix: u8) -> PathBuf {
 fn child(prefix: u8, concurrency: usize) {
     let dir = tempfile::tempdir().expect("temporary dir");
     let ledger = write_ledger(dir.path(), prefix);
-    let (concurrency, seed) = (concurrency.to_string(), SEED.to_string());
     let (probed, secs, open) = runtime().block_on(async {
-        let plan = common::plan(&ledger, &format!("{PORT}/tcp"), &common::sweep_flags(&concurrency, &seed)).await;
+        let plan = common::plan(&ledger, &format!("{PORT}/tcp"), &common::options(concurrency, SEED)).await;
         assert_eq!(plan.space.scope().address_count(), 1u64 << (32 - prefix), "the ledger attributes every address");
         let started = Instant::now();
-        let report = run_scan(&plan, None, vec![], ProgressStyle::Quiet, CancellationToken::new()).await.expect("scan");
+        let report = common::run(&plan, None, false).await;
         assert!(!report.stats.interrupted);
-        (report.stats.probed, started.elapsed().as_secs_f64(), report.findings.len())
+        (report.stats.probed, started.elapsed().as_secs_f64(), report.counts.open)
     });
     assert_eq!(probed, 1u64 << (32 - prefix), "every target probed");
     assert_eq!(open, 0, "something answered on {PORT}/tcp in 127.0.0.0/{prefix}: this bench needs a closed port");

@@ -19,8 +19,6 @@
 mod common;
 
 use common::{env_or, runtime, ChildReport};
-use otscope::commands::run_scan;
-use otscope::engine::ProgressStyle;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::ExitCode;
@@ -29,7 +27,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 
 /// The range base: 127.64.0.0, loopback only. Every prefix used is /8 or longer, so the range stays in 127/8.
 const BASE: Ipv4Addr = Ipv4Addr::new(127, 64, 0, 0);
@@ -95,15 +92,13 @@ fn cpu_time() -> Duration {
 
 /// The full pipeline: ledger -> scope -> permuted targets -> engine -> identifier -> findings.
 async fn pipeline(ledger: &Path, concurrency: usize) -> Sweep {
-    let (concurrency, seed) = (concurrency.to_string(), SEED.to_string());
-    let plan = common::plan(ledger, &format!("{PORT}/tcp"), &common::sweep_flags(&concurrency, &seed)).await;
+    let plan = common::plan(ledger, &format!("{PORT}/tcp"), &common::options(concurrency, SEED)).await;
     let (started, cpu) = (Instant::now(), cpu_time());
-    let report = run_scan(&plan, None, vec![], ProgressStyle::Quiet, CancellationToken::new()).await.expect("scan");
+    let report = common::run(&plan, None, false).await;
     let (elapsed, cpu) = (started.elapsed(), cpu_time() - cpu);
     assert!(!report.stats.interrupted);
     assert_eq!(
-        report.findings.len(),
-        0,
+        report.counts.open, 0,
         "something listens on {PORT}/tcp in 127.64/16: the sweep would not measure refused connects"
     );
     Sweep { done: report.stats.probed, elapsed, cpu }

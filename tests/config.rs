@@ -6,8 +6,8 @@ mod common;
 
 use common::{banner_device, fingerprints_dir};
 use otscope::cli::{Cli, Command};
-use otscope::commands::plan_scan;
 use otscope::ledger::Level;
+use otscope::pipeline;
 use otscope::store::{SqliteStore, Store};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -73,16 +73,7 @@ async fn a_profile_reaches_the_plan_and_the_command_line_wins() {
     };
     let args = plan_of(&[]);
     let s = &args.scope;
-    let plan = plan_scan(
-        s.ledger().unwrap(),
-        None,
-        &s.fingerprints,
-        s.ports.clone().map(|p| p.0),
-        &s.selection(),
-        &args.engine,
-    )
-    .await
-    .unwrap();
+    let plan = pipeline::plan(&s.options(args.engine.resolver).unwrap(), &args.engine.options()).await.unwrap();
     assert_eq!(plan.engine.rate.map(|r| r.get()), Some(500));
     assert_eq!(plan.engine.concurrency, 8);
     assert_eq!(plan.engine.per_host, 2);
@@ -100,16 +91,7 @@ async fn a_profile_reaches_the_plan_and_the_command_line_wins() {
     // The command line wins, option by option; a list given on the command line replaces the profile's.
     let args = plan_of(&["--rate", "0", "--ports", "2224", "--level", "general", "--concurrency=3"]);
     let s = &args.scope;
-    let plan = plan_scan(
-        s.ledger().unwrap(),
-        None,
-        &s.fingerprints,
-        s.ports.clone().map(|p| p.0),
-        &s.selection(),
-        &args.engine,
-    )
-    .await
-    .unwrap();
+    let plan = pipeline::plan(&s.options(args.engine.resolver).unwrap(), &args.engine.options()).await.unwrap();
     assert_eq!(plan.engine.rate, None);
     assert_eq!(plan.engine.concurrency, 3);
     assert_eq!(plan.engine.per_host, 2, "what the command line does not give stays the profile's");

@@ -3,11 +3,10 @@
 
 mod common;
 
-use common::{banner_device, engine_args, ledger};
-use otscope::commands::{plan_scan, run_scan, Recording};
-use otscope::engine::ProgressStyle;
+use common::{banner_device, ledger};
 use otscope::findings::{Change, Finding};
 use otscope::history::diff;
+use otscope::pipeline::{self, Recording, RunOptions, ScanPlan, ScopeOptions};
 use otscope::scope::Selection;
 use otscope::store::{SqliteStore, Store};
 use std::collections::BTreeMap;
@@ -21,10 +20,11 @@ async fn recorded_scan(
     selection: &Selection,
     stop: Option<CancellationToken>,
 ) -> (i64, Vec<Finding>) {
-    let plan = plan_scan(ledger, None, lib, None, selection, &engine_args(&[])).await.unwrap();
+    let plan = plan_of(ledger, lib, selection).await;
     let store = SqliteStore::open(db).unwrap();
     let history = Some(Recording::New(Box::new(store), Box::new(plan.scan_start("scan"))));
-    let report = run_scan(&plan, history, Vec::new(), ProgressStyle::Quiet, stop.unwrap_or_default()).await.unwrap();
+    let run = RunOptions { stop: stop.unwrap_or_default(), keep_findings: true, ..RunOptions::default() };
+    let report = pipeline::run(&plan, history, Vec::new(), run).await.unwrap();
     assert!(report.history_error.is_none(), "{:?}", report.history_error);
     (report.scan_id.unwrap(), report.findings)
 }
@@ -211,20 +211,19 @@ async fn district_exports_put_each_finding_in_its_district_file_only() {
     assert!(parsed.iter().all(|f| f.change == Some(Change::New)));
 }
 
+/// The plan of a scan of `ledger` with the library `lib` and the tests' options.
+async fn plan_of(ledger: &Path, lib: &Path, selection: &Selection) -> ScanPlan {
+    let scope = ScopeOptions { selection: selection.clone(), ..ScopeOptions::new(ledger, lib) };
+    pipeline::plan(&scope, &common::options()).await.unwrap()
+}
+
 /// Runs a recorded scan whose store was tampered with first; returns the report.
-async fn scan_with_store(ledger: &Path, lib: &Path, store: SqliteStore, out: &Path) -> otscope::commands::ScanReport {
-    let plan = plan_scan(ledger, None, lib, None, &Selection::default(), &engine_args(&[])).await.unwrap();
+async fn scan_with_store(ledger: &Path, lib: &Path, store: SqliteStore, out: &Path) -> pipeline::ScanReport {
+    let plan = plan_of(ledger, lib, &Selection::default()).await;
     let sink = otscope::findings::JsonlWriter::new(std::fs::File::create(out).unwrap());
     let history = Some(Recording::New(Box::new(store), Box::new(plan.scan_start("scan"))));
-    run_scan(
-        &plan,
-        history,
-        vec![otscope::findings::Sink::new(out.display().to_string(), sink)],
-        ProgressStyle::Quiet,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap()
+    let sinks = vec![otscope::findings::Sink::new(out.display().to_string(), sink)];
+    pipeline::run(&plan, history, sinks, RunOptions::default()).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,9 +252,9 @@ async fn a_full_or_read_only_history_loses_no_finding() {
     let store = SqliteStore::open(&db).unwrap();
     store.connection().pragma_update(None, "query_only", true).unwrap();
     let out = dir.path().join("ro.jsonl");
-    let plan = plan_scan(&ledger, None, &lib, None, &Selection::default(), &engine_args(&[])).await.unwrap();
+    let plan = plan_of(&ledger, &lib, &Selection::default()).await;
     let history = Some(Recording::New(Box::new(store), Box::new(plan.scan_start("scan"))));
-    let err = run_scan(&plan, history, Vec::new(), ProgressStyle::Quiet, CancellationToken::new()).await.unwrap_err();
+    let err = pipeline::run(&plan, history, Vec::new(), RunOptions::default()).await.unwrap_err();
     assert!(err.to_string().contains("read-only") || err.to_string().contains("readonly"), "{err}");
     assert!(!out.exists());
 }

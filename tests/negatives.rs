@@ -34,7 +34,7 @@ async fn non_industrial_services_are_never_reported_as_ics() {
     let _garbage_banner = banner_device("127.116.0.7:20000", Some(b"\x00\xff\x13\x37 not a protocol \x00\x00")).await;
 
     let (_dir, ledger) = common::ledger("N-1,negatives,d,s,important,127.116.0.1-127.116.0.7,c\n");
-    let findings = common::scan(&ledger, "22,102,502,6379,8080,20000", &Default::default(), &[]).await;
+    let findings = common::scan(&ledger, "22,102,502,6379,8080,20000", &Default::default(), common::options()).await;
     for f in &findings {
         assert!(!f.ics, "false ICS finding: {f:#?}");
     }

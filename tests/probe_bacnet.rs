@@ -32,7 +32,7 @@ async fn who_is_then_read_property() {
     };
     let _a = udp_device("127.122.1.1:47808", move || jci.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.122.1.1,c\n");
-    let findings = scan(&path, "47808/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "47808/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("bacnet", true));
@@ -66,7 +66,7 @@ async fn wildcard_fallback_when_who_is_goes_unanswered() {
     };
     let _b = udp_device("127.122.1.2:47808", move || pxc.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.122.1.2,c\n");
-    let findings = scan(&path, "47808/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "47808/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("bacnet", true));
@@ -92,7 +92,7 @@ async fn a_device_refusing_every_identification_is_still_bacnet() {
         Device { instance: 77, vendor_id: 8, answers_who_is: false, accepts_wildcard: false, strings: HashMap::new() };
     let _c = udp_device("127.122.1.3:47808", move || closed.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.122.1.3,c\n");
-    let findings = scan(&path, "47808/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "47808/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].protocol, "bacnet");
     assert_eq!(
@@ -117,6 +117,6 @@ async fn echoes_and_garbage_are_not_bacnet() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.122.1.11-127.122.1.13,c\n");
-    let findings = scan(&path, "47808/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "47808/udp", &Default::default(), common::options()).await;
     assert!(findings.is_empty(), "{findings:#?}");
 }

@@ -30,7 +30,7 @@ fn runtime(query: [u8; 7], answer: Vec<u8>) -> impl Fn() -> Handler + Send + Syn
 }
 
 async fn scan_one(ip: &str, port: u16) -> Finding {
-    let mut findings = scan_range(ip, &port.to_string(), &[]).await;
+    let mut findings = scan_range(ip, &port.to_string(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     findings.remove(0)
 }
@@ -113,7 +113,7 @@ async fn echo_garbage_and_truncated_devices_are_not_runtimes() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.125.1.10-127.125.1.13,c\n");
-    let findings = scan(&path, "2455", &Default::default(), &[]).await;
+    let findings = scan(&path, "2455", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 4, "{findings:#?}");
     for f in &findings {
         assert_eq!((f.protocol.as_str(), f.ics), ("unknown", false), "{f:#?}");

@@ -33,14 +33,15 @@ fn panel(manufacturer: &'static str, model: &'static str) -> impl Fn() -> Handle
 
 /// The port to test on: Crimson's own (789) when this process may bind it; otherwise a high port
 /// scanned with `--deep`, so that the probe is still tried.
-fn test_port() -> (u16, &'static [&'static str]) {
+fn test_port() -> (u16, otscope::pipeline::ScanOptions) {
     // Decided once per test binary: the tests run in parallel and would race for the trial bind.
-    static PORT: std::sync::OnceLock<(u16, &'static [&'static str])> = std::sync::OnceLock::new();
-    *PORT.get_or_init(|| match std::net::TcpListener::bind("127.125.5.250:789") {
-        Ok(_) => (789, &[]),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => (7890, &["--deep"]),
+    static PORT: std::sync::OnceLock<(u16, bool)> = std::sync::OnceLock::new();
+    let (port, deep) = *PORT.get_or_init(|| match std::net::TcpListener::bind("127.125.5.250:789") {
+        Ok(_) => (789, false),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => (7890, true),
         Err(e) => panic!("bind 127.125.5.250:789: {e}"),
-    })
+    });
+    (port, if deep { common::deep() } else { common::options() })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

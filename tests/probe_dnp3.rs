@@ -84,7 +84,7 @@ async fn an_outstation_at_address_10_answers_its_own_address_only() {
     let d = o.clone();
     let _r = tcp_device("127.120.2.1:20000", move || d.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.120.2.1,c\n");
-    let findings = scan(&path, "20000", &Default::default(), &[]).await;
+    let findings = scan(&path, "20000", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics, f.port), ("dnp3", true, 20000));
@@ -104,7 +104,7 @@ async fn an_outstation_that_only_accepts_master_3_is_found_by_the_second_batch()
     let d = o.clone();
     let _r = tcp_device("127.120.2.2:20000", move || d.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.120.2.2,c\n");
-    let findings = scan(&path, "20000", &Default::default(), &[]).await;
+    let findings = scan(&path, "20000", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].protocol, "dnp3");
     assert_eq!(
@@ -132,7 +132,7 @@ async fn an_outstation_that_answers_with_an_ack_is_dnp3() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.120.2.3,c\n");
-    let findings = scan(&path, "20000", &Default::default(), &[]).await;
+    let findings = scan(&path, "20000", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(
         common::attributes_with_rules(&findings[0]),

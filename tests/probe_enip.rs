@@ -28,7 +28,7 @@ async fn list_identity_over_tcp_and_udp() {
     let _io = udp_device("127.122.0.2:2222", || device("NJ501-1300", 47, 0x0C, 1618, [1, 10], 0x1234_ABCD)).await;
     let _gw = tcp_device("127.122.0.3:44818", || device("NT 100-RE-EN", 283, 0x0C, 259, [5, 1], 0x0000_4D2A)).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.122.0.1-127.122.0.3,c\n");
-    let findings = scan(&path, "44818,44818/udp,2222/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "44818,44818/udp,2222/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 4, "{findings:#?}");
 
     let expected = json!({
@@ -120,7 +120,7 @@ async fn echoes_garbage_and_lying_lengths_are_not_enip() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.122.0.11-127.122.0.14,c\n");
-    let findings = scan(&path, "44818,44818/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "44818,44818/udp", &Default::default(), common::options()).await;
     // UDP: no valid reply, no finding. TCP: open but unidentified.
     assert!(findings.iter().all(|f| f.transport == Transport::Tcp), "{findings:#?}");
     assert_eq!(findings.len(), 3, "{findings:#?}");

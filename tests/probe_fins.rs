@@ -28,7 +28,7 @@ async fn controller_data_read_over_udp_and_tcp() {
     // A controller refusing the command in its current mode (end code 2201): FINS all the same.
     let _e = udp_device("127.122.2.2:9600", || plc("", "", 0x2201).udp_handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.122.2.1-127.122.2.2,c\n");
-    let findings = scan(&path, "9600,9600/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "9600,9600/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");
 
     let udp = find(&findings, "127.122.2.1", Transport::Udp);
@@ -80,7 +80,7 @@ async fn echoes_garbage_and_lying_lengths_are_not_fins() {
     .await;
     let _junk = udp_device("127.122.2.13:9600", || Box::new(|_: &[u8]| Some(vec![0xC0; 9]))).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.122.2.11-127.122.2.13,c\n");
-    let findings = scan(&path, "9600,9600/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "9600,9600/udp", &Default::default(), common::options()).await;
     assert!(findings.iter().all(|f| f.transport == Transport::Tcp), "{findings:#?}");
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {

@@ -16,7 +16,7 @@ fn station() -> Handler {
 async fn a_station_hello_is_fox_with_its_fields() {
     let _dev = tcp_device("127.124.0.1:1911", station).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.0.1,c\n");
-    let findings = scan(&path, "1911", &Default::default(), &[]).await;
+    let findings = scan(&path, "1911", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics, f.port), ("fox", true, 1911));
@@ -59,7 +59,7 @@ async fn echo_garbage_and_truncated_replies_are_not_fox() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.0.2-127.124.0.5,c\n");
-    let findings = scan(&path, "1911", &Default::default(), &[]).await;
+    let findings = scan(&path, "1911", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 4, "{findings:#?}");
     for f in &findings {
         assert_eq!(f.protocol, "unknown", "{f:#?}");
@@ -80,7 +80,7 @@ async fn a_station_behind_tls_on_4911_is_fox_with_its_certificate() {
     let identity = Identity::self_signed(&["jace.lab.test"]).unwrap();
     let _server = device("127.124.0.10:4911", Session::tls(identity), station).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.0.10,c\n");
-    let findings = scan(&path, "4911", &Default::default(), &[]).await;
+    let findings = scan(&path, "4911", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("fox", true));

@@ -108,7 +108,7 @@ Content-Length: 0\r\n\r\n",
     )
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.2.1-127.124.2.6,c\n");
-    let findings = scan(&path, "80,8080,8000,8081,8888", &Default::default(), &[]).await;
+    let findings = scan(&path, "80,8080,8000,8081,8888", &Default::default(), common::options()).await;
     let found: Vec<_> = findings.iter().filter(|f| f.protocol != "unknown" || f.evidence.is_empty()).collect();
     let by = |ip: &str, port: u16| {
         findings
@@ -186,7 +186,7 @@ async fn a_bogus_status_line_is_not_http() {
     let _icy = tcp_device("127.124.2.11:80", web_server("ICY 200 OK\r\nicy-name: radio\r\n\r\n", flag.clone())).await;
     let _echo = tcp_device("127.124.2.12:80", echo).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.2.10-127.124.2.12,c\n");
-    let findings = scan(&path, "80", &Default::default(), &[]).await;
+    let findings = scan(&path, "80", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {
         assert_eq!(f.protocol, "unknown", "{f:#?}");
@@ -206,7 +206,7 @@ async fn http_servers_on_ics_ports_get_no_get_without_deep() {
     let on_1911 = Arc::new(AtomicBool::new(false));
     let _s1911 = tcp_device("127.124.3.2:1911", web_server(page, on_1911.clone())).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.3.1-127.124.3.2,c\n");
-    let findings = scan(&path, "502,1911", &Default::default(), &[]).await;
+    let findings = scan(&path, "502,1911", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 2, "{findings:#?}");
     for f in &findings {
         assert!(!f.ics, "an HTTP server must not pass for an ICS protocol: {f:#?}");
@@ -226,7 +226,7 @@ async fn deep_scans_do_send_the_get_to_an_ics_port() {
     let got = Arc::new(AtomicBool::new(false));
     let _s = tcp_device("127.124.3.3:1911", web_server(page, got.clone())).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.3.3,c\n");
-    let findings = scan(&path, "1911", &Default::default(), &["--deep"]).await;
+    let findings = scan(&path, "1911", &Default::default(), common::deep()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("http", false));
@@ -239,7 +239,7 @@ async fn a_silent_port_gets_nothing_but_a_connect_and_a_hello() {
     // A port that accepts and never speaks: http is tried (not an ICS port), nothing is invented.
     let silent = banner_device("127.124.2.20:8080", None).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.2.20,c\n");
-    let findings = scan(&path, "8080", &Default::default(), &[]).await;
+    let findings = scan(&path, "8080", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!((findings[0].protocol.as_str(), findings[0].evidence.as_str()), ("unknown", ""));
     assert!(silent.connections() >= 1);
@@ -267,7 +267,7 @@ async fn https_pages_are_read_through_tls_even_without_a_clean_close() {
     )
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.2.30-127.124.2.31,c\n");
-    let findings = scan(&path, "443,8443", &Default::default(), &[]).await;
+    let findings = scan(&path, "443,8443", &Default::default(), common::options()).await;
     let found: Vec<_> = findings.iter().filter(|f| f.protocol != "unknown").collect();
     assert_eq!(found.len(), 2, "{findings:#?}");
 

@@ -40,7 +40,7 @@ async fn a_station_answers_testfr_act_with_testfr_con() {
     let s = seen.clone();
     let _r = tcp_device("127.120.3.1:2404", move || station(s.clone(), &[])).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.120.3.1,c\n");
-    let findings = scan(&path, "2404", &Default::default(), &[]).await;
+    let findings = scan(&path, "2404", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics, f.port), ("iec104", true, 2404));
@@ -66,7 +66,7 @@ async fn frames_before_the_confirmation_are_skipped() {
     ];
     let _r = tcp_device("127.120.3.2:2404", || station(Default::default(), NOISE)).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.120.3.2,c\n");
-    let findings = scan(&path, "2404", &Default::default(), &[]).await;
+    let findings = scan(&path, "2404", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].protocol, "iec104");
     assert_eq!(

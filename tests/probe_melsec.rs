@@ -55,7 +55,7 @@ fn mc3e_cpu() -> Handler {
 async fn melsoft_cpu_on_tcp_is_identified() {
     let dev = tcp_device("127.126.0.1:5007", melsoft_cpu).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.0.1,c\n");
-    let findings = scan(&path, "5007", &Default::default(), &[]).await;
+    let findings = scan(&path, "5007", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("melsec", true));
@@ -70,7 +70,7 @@ async fn melsoft_cpu_on_tcp_is_identified() {
 async fn mc3e_port_is_identified_after_melsoft_gets_no_answer() {
     let _dev = tcp_device("127.126.0.2:5007", mc3e_cpu).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.0.2,c\n");
-    let findings = scan(&path, "5007", &Default::default(), &[]).await;
+    let findings = scan(&path, "5007", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("melsec", true));
@@ -84,7 +84,7 @@ async fn mc3e_port_is_identified_after_melsoft_gets_no_answer() {
 async fn melsoft_cpu_on_udp_is_identified() {
     let _dev = udp_device("127.126.0.3:5006", melsoft_cpu).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.0.3,c\n");
-    let findings = scan(&path, "5006/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "5006/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.transport.as_str()), ("melsec", "udp"));
@@ -103,7 +103,7 @@ async fn echo_and_garbage_are_not_melsec() {
     let _noise = tcp_device("127.126.0.6:5007", || always(b"\xd0\x00garbage!")).await;
     let _udp_echo = udp_device("127.126.0.7:5006", echo).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.0.4-127.126.0.7,c\n");
-    let findings = scan(&path, "5007,5006/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "5007,5006/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {
         assert_eq!(f.protocol, "unknown", "{f:#?}");

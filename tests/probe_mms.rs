@@ -144,7 +144,7 @@ fn ied(vendor: &'static str, model: &'static str, revision: &'static str) -> imp
 async fn an_ied_is_identified_by_mms_identify() {
     let _ied = tcp_device("127.121.2.1:102", ied("MZ Automation", "libiec61850", "1.5.2")).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.121.2.1,c\n");
-    let findings = scan(&path, "102", &Default::default(), &[]).await;
+    let findings = scan(&path, "102", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("mms", true), "{f:#?}");
@@ -192,7 +192,7 @@ async fn rejections_still_prove_mms() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.121.2.2-127.121.2.3,c\n");
-    let findings = scan(&path, "102", &Default::default(), &[]).await;
+    let findings = scan(&path, "102", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 2, "{findings:#?}");
     assert_eq!(findings[0].protocol, "mms", "{:#?}", findings[0]);
     assert_eq!(findings[0].attributes["association_result"], json!(1));
@@ -231,7 +231,7 @@ async fn look_alikes_are_not_mms() {
     let _garbage =
         tcp_device("127.121.2.12:102", device(|| [&[0x0E, 0x08, 0xC1, 0x06][..], b"\x31\x10ABCD"].concat())).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.121.2.10-127.121.2.12,c\n");
-    let findings = scan(&path, "102", &Default::default(), &[]).await;
+    let findings = scan(&path, "102", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {
         assert_eq!(f.protocol, "unknown", "{f:#?}");

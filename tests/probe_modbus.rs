@@ -34,7 +34,7 @@ async fn a_device_that_answers_only_unit_1_is_identified_with_its_regular_object
     let d = device.clone();
     let _r = tcp_device("127.120.1.1:502", move || d.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.120.1.1,c\n");
-    let findings = scan(&path, "502", &Default::default(), &[]).await;
+    let findings = scan(&path, "502", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics, f.port), ("modbus", true, 502));
@@ -77,7 +77,7 @@ async fn a_basic_only_device_keeps_its_basic_identification() {
     let d = device.clone();
     let _r = tcp_device("127.120.1.2:502", move || d.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.120.1.2,c\n");
-    let findings = scan(&path, "502", &Default::default(), &[]).await;
+    let findings = scan(&path, "502", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].protocol, "modbus");
     assert_eq!(
@@ -113,7 +113,7 @@ async fn a_broken_regular_read_leaves_the_basic_identification_standing() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.120.1.7,c\n");
-    let findings = scan(&path, "502", &Default::default(), &[]).await;
+    let findings = scan(&path, "502", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.rule.as_deref()), ("modbus", Some("modbus.schneider.m340")));
@@ -128,7 +128,7 @@ async fn an_illegal_function_exception_still_proves_modbus() {
     let d = device.clone();
     let _r = tcp_device("127.120.1.3:502", move || d.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.120.1.3,c\n");
-    let findings = scan(&path, "502", &Default::default(), &[]).await;
+    let findings = scan(&path, "502", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("modbus", true));
@@ -147,7 +147,7 @@ async fn a_device_that_drops_identification_is_proven_by_one_register_read() {
     let d = device.clone();
     let _r = tcp_device("127.120.1.4:502", move || d.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.120.1.4,c\n");
-    let findings = scan(&path, "502", &Default::default(), &[]).await;
+    let findings = scan(&path, "502", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("modbus", true));
@@ -170,7 +170,7 @@ async fn a_gateway_is_asked_again_for_another_unit() {
     let d = device.clone();
     let _r = tcp_device("127.120.1.5:502", move || d.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.120.1.5,c\n");
-    let findings = scan(&path, "502", &Default::default(), &[]).await;
+    let findings = scan(&path, "502", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(
         common::attributes_with_rules(&findings[0]),
@@ -202,7 +202,7 @@ async fn a_gateway_with_no_device_behind_it_is_reported_with_its_exception() {
     let d = device.clone();
     let _r = tcp_device("127.120.1.6:502", move || d.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.120.1.6,c\n");
-    let findings = scan(&path, "502", &Default::default(), &[]).await;
+    let findings = scan(&path, "502", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].protocol, "modbus");
     assert_eq!(

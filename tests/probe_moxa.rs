@@ -44,7 +44,7 @@ fn nport() -> Handler {
 async fn nport_is_identified() {
     let _dev = udp_device("127.126.3.1:4800", nport).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.3.1,c\n");
-    let findings = scan(&path, "4800/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "4800/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics, f.transport.as_str()), ("moxa_nport", true, "udp"));
@@ -73,6 +73,6 @@ async fn echo_and_garbage_are_not_moxa() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.3.2-127.126.3.4,c\n");
-    let findings = scan(&path, "4800/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "4800/udp", &Default::default(), common::options()).await;
     assert!(findings.is_empty(), "{findings:#?}");
 }

@@ -82,7 +82,7 @@ async fn an_anonymous_accepting_broker_is_high() {
     let l = log.clone();
     let _dev = tcp_device("127.123.1.1:1883", move || broker(l.clone(), 0, |_| true)).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.123.1.1,c\n");
-    let findings = scan(&path, "1883", &Default::default(), &[]).await;
+    let findings = scan(&path, "1883", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("mqtt", false));
@@ -110,7 +110,7 @@ async fn a_broker_refusing_anonymous_clients_is_low() {
     let l = log.clone();
     let _dev = tcp_device("127.123.1.2:1883", move || broker(l.clone(), 5, |_| true)).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.123.1.2,c\n");
-    let findings = scan(&path, "1883", &Default::default(), &[]).await;
+    let findings = scan(&path, "1883", &Default::default(), common::options()).await;
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("mqtt", false));
     assert_eq!(
@@ -131,7 +131,7 @@ async fn an_mqtt_3_1_broker_gets_one_retry_with_mqisdp() {
     let l = log.clone();
     let _dev = tcp_device("127.123.1.3:1883", move || broker(l.clone(), 0, |level| level == 3)).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.123.1.3,c\n");
-    let findings = scan(&path, "1883", &Default::default(), &[]).await;
+    let findings = scan(&path, "1883", &Default::default(), common::options()).await;
     let f = &findings[0];
     assert_eq!(f.protocol, "mqtt");
     assert_eq!(f.attributes["return_code"], json!(0));
@@ -149,7 +149,7 @@ async fn garbage_and_echo_are_not_mqtt() {
     let _echo = tcp_device("127.123.1.5:1883", echo).await;
     let _text = tcp_device("127.123.1.6:1883", || always(b"ERROR unknown command\r\n")).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.123.1.4-127.123.1.6,c\n");
-    let findings = scan(&path, "1883", &Default::default(), &[]).await;
+    let findings = scan(&path, "1883", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {
         assert_eq!(f.protocol, "unknown", "{f:#?}");
@@ -167,7 +167,7 @@ async fn a_broker_inside_tls_on_8883() {
     let _dev =
         device("127.123.1.7:8883", Session::tls(Identity::open62541()), move || broker(l.clone(), 0, |_| true)).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.123.1.7,c\n");
-    let findings = scan(&path, "8883", &Default::default(), &[]).await;
+    let findings = scan(&path, "8883", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("mqtt", false));

@@ -376,7 +376,7 @@ async fn open62541_server_with_a_none_endpoint_and_anonymous_tokens() {
     let s = server.clone();
     let _dev = tcp_device("127.123.0.1:4840", move || s.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.123.0.1,c\n");
-    let findings = scan(&path, "4840", &Default::default(), &[]).await;
+    let findings = scan(&path, "4840", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("opcua", true));
@@ -442,7 +442,7 @@ async fn a_server_offering_only_secure_policies_is_reported_as_it_is() {
     let s = server.clone();
     let _dev = tcp_device("127.123.0.2:4840", move || s.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.123.0.2,c\n");
-    let findings = scan(&path, "4840", &Default::default(), &[]).await;
+    let findings = scan(&path, "4840", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("opcua", true));
@@ -472,7 +472,7 @@ async fn an_error_reply_to_hello_still_proves_opcua() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.123.0.3,c\n");
-    let findings = scan(&path, "4840", &Default::default(), &[]).await;
+    let findings = scan(&path, "4840", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("opcua", true));
@@ -499,7 +499,7 @@ async fn a_refused_none_channel_keeps_the_identification() {
     let s = server.clone();
     let _dev = tcp_device("127.123.0.4:4840", move || s.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.123.0.4,c\n");
-    let findings = scan(&path, "4840", &Default::default(), &[]).await;
+    let findings = scan(&path, "4840", &Default::default(), common::options()).await;
     let f = &findings[0];
     assert_eq!(f.protocol, "opcua");
     let a = &f.attributes;
@@ -520,7 +520,7 @@ async fn garbage_echo_and_truncation_are_not_opcua() {
     // An Acknowledge header that promises 28 bytes and delivers 12.
     let _short = tcp_device("127.123.0.7:4840", || always(b"ACKF\x1c\0\0\0\0\0\0\0")).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.123.0.5-127.123.0.7,c\n");
-    let findings = scan(&path, "4840", &Default::default(), &[]).await;
+    let findings = scan(&path, "4840", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {
         assert_eq!((f.protocol.as_str(), f.ics), ("unknown", false), "{f:#?}");

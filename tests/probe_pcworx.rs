@@ -66,7 +66,7 @@ fn controller(info: Vec<u8>, answer_info: bool) -> impl Fn() -> Handler + Send +
 async fn a_controller_reports_its_type_model_and_firmware() {
     let info = info_body("ILC 151 ETH", "4.41", "09/28/15", "14:35:01", "2700974");
     let device = tcp_device("127.125.2.1:1962", controller(info, true)).await;
-    let findings = scan_range("127.125.2.1", "1962", &[]).await;
+    let findings = scan_range("127.125.2.1", "1962", common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("pcworx", true));
@@ -93,7 +93,7 @@ async fn a_controller_reports_its_type_model_and_firmware() {
 async fn a_controller_that_withholds_its_information_is_still_pcworx() {
     let info = info_body("ILC 330 ETH", "3.95T", "Mar  2 2012", "09:39:02", "2737193");
     let _device = tcp_device("127.125.2.2:1962", controller(info, false)).await;
-    let findings = scan_range("127.125.2.2", "1962", &[]).await;
+    let findings = scan_range("127.125.2.2", "1962", common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!((findings[0].protocol.as_str(), findings[0].ics), ("pcworx", true));
     let expected = json!({"device_type": "PLC", "tags": ["plc", "pcworx"]});
@@ -115,7 +115,7 @@ async fn echo_garbage_and_lying_devices_are_not_controllers() {
         Box::new(|_: &[u8]| Some(unhex("81060014000000010000000000020000004c0000")))
     })
     .await;
-    let findings = scan_range("127.125.2.10-127.125.2.13", "1962", &[]).await;
+    let findings = scan_range("127.125.2.10-127.125.2.13", "1962", common::options()).await;
     assert_eq!(findings.len(), 4, "{findings:#?}");
     for f in &findings {
         assert_eq!((f.protocol.as_str(), f.ics), ("unknown", false), "{f:#?}");

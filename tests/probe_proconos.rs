@@ -36,7 +36,7 @@ async fn a_runtime_reports_its_runtime_plc_and_project() {
     let answer =
         reply("ProConOS V3.0.1040 Oct 29 2002", "ADAM5510KW 1.24 Build 005", &["510-projec", "510-projec", "Exist"]);
     let _device = tcp_device("127.125.3.1:20547", runtime(answer)).await;
-    let findings = scan_range("127.125.3.1", "20547", &[]).await;
+    let findings = scan_range("127.125.3.1", "20547", common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("proconos", true));
@@ -59,7 +59,7 @@ async fn a_runtime_reports_its_runtime_plc_and_project() {
 async fn a_reply_without_project_strings_still_identifies_the_runtime() {
     let answer = reply("ProConOS V4.2.0214 Oct 28 2011", "V 3.95A.6       Mar  9 2012", &[]);
     let _device = tcp_device("127.125.3.2:20547", runtime(answer)).await;
-    let findings = scan_range("127.125.3.2", "20547", &[]).await;
+    let findings = scan_range("127.125.3.2", "20547", common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!(f.protocol, "proconos");
@@ -84,7 +84,7 @@ async fn echo_garbage_and_truncated_devices_are_not_runtimes() {
     let mut binary = reply("x", "y", &["a", "b", "c"]);
     binary[12..44].fill(0x07);
     let _binary = tcp_device("127.125.3.13:20547", runtime(binary)).await;
-    let findings = scan_range("127.125.3.10-127.125.3.13", "20547", &[]).await;
+    let findings = scan_range("127.125.3.10-127.125.3.13", "20547", common::options()).await;
     assert_eq!(findings.len(), 4, "{findings:#?}");
     for f in &findings {
         assert_eq!((f.protocol.as_str(), f.ics), ("unknown", false), "{f:#?}");

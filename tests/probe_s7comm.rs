@@ -24,7 +24,7 @@ fn confirm_any(req: &[u8]) -> Option<Vec<u8>> {
 async fn a_cpu_that_refuses_the_first_tsap_is_identified_on_the_next() {
     let cpu = tcp_device("127.121.0.1:102", s7_1200).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.121.0.1,c\n");
-    let findings = scan(&path, "102", &Default::default(), &[]).await;
+    let findings = scan(&path, "102", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("s7comm", true), "{f:#?}");
@@ -99,7 +99,7 @@ fn conpot_like() -> Handler {
 async fn zero_counts_and_short_parameters_are_read_from_the_bytes_present() {
     let _cpu = tcp_device("127.121.0.2:102", conpot_like).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.121.0.2,c\n");
-    let findings = scan(&path, "102", &Default::default(), &[]).await;
+    let findings = scan(&path, "102", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("s7comm", true), "{f:#?}");
@@ -132,7 +132,7 @@ async fn an_s7_error_to_setup_still_proves_s7comm() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.121.0.3,c\n");
-    let findings = scan(&path, "102", &Default::default(), &[]).await;
+    let findings = scan(&path, "102", &Default::default(), common::options()).await;
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("s7comm", true), "{f:#?}");
     assert_eq!(f.attributes["error_class"], json!(0x81));
@@ -162,7 +162,7 @@ async fn look_alikes_are_not_s7comm() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.121.0.10-127.121.0.13,c\n");
-    let findings = scan(&path, "102", &Default::default(), &[]).await;
+    let findings = scan(&path, "102", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 4, "{findings:#?}");
     for f in &findings {
         assert_eq!(f.protocol, "unknown", "{f:#?}");

@@ -89,7 +89,7 @@ fn s7_1500() -> Handler {
 async fn a_cpu_refusing_classic_s7_is_identified_as_s7commplus() {
     let cpu = tcp_device("127.121.1.1:102", s7_1500).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.121.1.1,c\n");
-    let findings = scan(&path, "102", &Default::default(), &[]).await;
+    let findings = scan(&path, "102", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("s7commplus", true), "{f:#?}");
@@ -123,7 +123,7 @@ async fn init_ssl_proves_the_protocol_when_create_object_is_refused() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.121.1.2,c\n");
-    let findings = scan(&path, "102", &Default::default(), &[]).await;
+    let findings = scan(&path, "102", &Default::default(), common::options()).await;
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("s7commplus", true), "{f:#?}");
     assert_eq!(f.attributes["protocol_version"], json!(1));
@@ -153,7 +153,7 @@ async fn echoes_and_classic_answers_are_not_s7commplus() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.121.1.10-127.121.1.11,c\n");
-    let findings = scan(&path, "102", &Default::default(), &[]).await;
+    let findings = scan(&path, "102", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 2, "{findings:#?}");
     for f in &findings {
         assert_eq!(f.protocol, "unknown", "{f:#?}");

@@ -108,7 +108,7 @@ fn failing_agent() -> Handler {
 async fn an_agent_answering_public_reveals_its_system_group() {
     let agent = udp_device("127.124.1.1:161", s7_agent).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.1.1,c\n");
-    let findings = scan(&path, "161/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "161/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics, f.port, f.transport.as_str()), ("snmp", false, 161, "udp"));
@@ -131,7 +131,7 @@ async fn an_agent_answering_public_reveals_its_system_group() {
 async fn an_error_status_reply_still_proves_snmp() {
     let _agent = udp_device("127.124.1.2:161", failing_agent).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.1.2,c\n");
-    let findings = scan(&path, "161/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "161/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!(f.protocol, "snmp");
@@ -163,7 +163,7 @@ async fn silent_echoing_and_lying_peers_give_no_finding() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.1.3-127.124.1.6,c\n");
-    let findings = scan(&path, "161/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "161/udp", &Default::default(), common::options()).await;
     assert!(findings.is_empty(), "{findings:#?}");
     for dev in [&private, &echo, &garbage, &wrong_id] {
         assert!(dev.requests() >= 1 && dev.requests() <= 2, "one request and at most one retry");

@@ -86,7 +86,7 @@ fn controller(signature: bool, status: Status) -> impl Fn() -> Handler + Send + 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_reports_its_state_and_program() {
     let _device = tcp_device("127.125.4.1:18245", controller(true, Status::Ack)).await;
-    let findings = scan_range("127.125.4.1", "18245", &[]).await;
+    let findings = scan_range("127.125.4.1", "18245", common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("srtp", true));
@@ -105,7 +105,7 @@ async fn a_controller_reports_its_state_and_program() {
 async fn an_error_reply_and_a_silent_service_still_prove_srtp() {
     let _nack = tcp_device("127.125.4.2:18245", controller(false, Status::Nack)).await;
     let _silent = tcp_device("127.125.4.3:18245", controller(true, Status::Silent)).await;
-    let findings = scan_range("127.125.4.2-127.125.4.3", "18245", &[]).await;
+    let findings = scan_range("127.125.4.2-127.125.4.3", "18245", common::options()).await;
     assert_eq!(findings.len(), 2, "{findings:#?}");
     assert_eq!((findings[0].protocol.as_str(), findings[0].ics), ("srtp", true));
     let expected = json!({
@@ -135,7 +135,7 @@ async fn echo_garbage_and_lookalike_devices_are_not_controllers() {
         })
     })
     .await;
-    let findings = scan_range("127.125.4.10-127.125.4.13", "18245", &[]).await;
+    let findings = scan_range("127.125.4.10-127.125.4.13", "18245", common::options()).await;
     assert_eq!(findings.len(), 4, "{findings:#?}");
     for f in &findings {
         assert_eq!((f.protocol.as_str(), f.ics), ("unknown", false), "{f:#?}");

@@ -4,8 +4,9 @@ mod common;
 
 use common::{banner_device, ledger, scan, Responder};
 use otscope::ledger::Level;
+use otscope::scope::parse_ports;
 use otscope::scope::{Resolved, Scope, Selection, TargetSpace};
-use otscope::targets::{parse_ports, Shard, TargetStream};
+use otscope::targets::{Shard, TargetStream};
 use std::collections::HashSet;
 use std::process::Command;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ async fn scan_reports_each_open_service_with_its_enterprise() {
     let (_dir, path) = ledger(
         "A-1,甲水厂,浦东新区,water,important,127.110.0.1,c\nB-2,乙制造,闵行区,manufacturing,general,127.110.0.2-127.110.0.4,c\n",
     );
-    let findings = scan(&path, "2222,2223", &Selection::default(), &[]).await;
+    let findings = scan(&path, "2222,2223", &Selection::default(), common::options()).await;
     assert_eq!(findings.len(), 2, "{findings:#?}");
 
     let f = &findings[0];
@@ -94,7 +95,7 @@ async fn selection_limits_what_is_probed() {
     let b = banner_device("127.111.2.2:2222", None).await;
     let (_dir, path) = ledger("A-1,a,东区,s,important,127.111.2.1,c\nB-2,b,西区,s,general,127.111.2.2,c\n");
     let sel = Selection { levels: vec![Level::Important], ..Default::default() };
-    let findings = scan(&path, "2222", &sel, &[]).await;
+    let findings = scan(&path, "2222", &sel, common::options()).await;
     assert_eq!(findings.len(), 1);
     assert_eq!(findings[0].district, "东区");
     assert!(a.connections() >= 1);

@@ -24,7 +24,12 @@ async fn tls_server(addr: &str, names: &[&str], expired: bool) -> Responder {
 async fn a_tls_service_is_reported_with_its_certificate() {
     let _server = tls_server("127.115.0.1:9443", &["plc-gateway.lab.test", "127.115.0.1"], true).await;
     let (_dir, ledger) = common::ledger("A-1,a,d,s,general,127.115.0.1,c\n");
-    let findings = common::scan(&ledger, "9443", &Default::default(), &["--banner-wait", "200ms"]).await;
+    let findings = common::scan(&ledger, "9443", &Default::default(), {
+        let mut o = common::options();
+        o.probe.banner_wait = std::time::Duration::from_millis(200);
+        o
+    })
+    .await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!(f.protocol, "tls");
@@ -45,8 +50,18 @@ async fn no_tls_hello_goes_to_a_known_ics_port_without_deep() {
     // A TLS server on the Modbus port: without --deep the scanner must not send it a ClientHello.
     let _server = tls_server("127.115.0.2:502", &["x.lab.test"], false).await;
     let (_dir, ledger) = common::ledger("A-1,a,d,s,general,127.115.0.2,c\n");
-    let findings = common::scan(&ledger, "502", &Default::default(), &["--banner-wait", "200ms"]).await;
+    let findings = common::scan(&ledger, "502", &Default::default(), {
+        let mut o = common::options();
+        o.probe.banner_wait = std::time::Duration::from_millis(200);
+        o
+    })
+    .await;
     assert!(findings.iter().all(|f| !f.attributes.contains_key("tls") && !f.ics), "{findings:#?}");
-    let deep = common::scan(&ledger, "502", &Default::default(), &["--banner-wait", "200ms", "--deep"]).await;
+    let deep = common::scan(&ledger, "502", &Default::default(), {
+        let mut o = common::deep();
+        o.probe.banner_wait = std::time::Duration::from_millis(200);
+        o
+    })
+    .await;
     assert!(deep.iter().any(|f| f.attributes.contains_key("tls")), "{deep:#?}");
 }

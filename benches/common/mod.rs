@@ -1,13 +1,11 @@
-//! What the benches share: their environment knobs, the scan flags as the command line gives them,
-//! the scan plan, and child processes (this same bench executable) that report their peak memory.
+//! What the benches share: their environment knobs, the scan options they start from, the scan plan
+//! and run, and child processes (this same bench executable) that report their peak memory.
 #![allow(dead_code)]
 
-use clap::Parser;
-use otscope::cli::{Cli, Command, ScanArgs};
-use otscope::commands::{plan_scan, ScanPlan};
-use otscope::scope::Selection;
+use otscope::pipeline::{self, Recording, RunOptions, ScanOptions, ScanPlan, ScanReport, ScopeOptions};
 use std::path::Path;
 use std::process::Stdio;
+use std::time::Duration;
 
 /// The environment variable `name` parsed, or `default` when it is not set.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -32,42 +30,27 @@ pub fn device_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("tokio runtime")
 }
 
-/// `otscope scan --targets <ledger> <flags>` parsed as the command line does (the ledger is given
-/// to [`plan`] separately).
-pub fn scan_args(flags: &[&str]) -> ScanArgs {
-    let argv = ["otscope", "scan", "--targets", "-"].iter().chain(flags);
-    match Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("scan flags: {e}")).command {
-        Command::Scan(args) => *args,
-        _ => unreachable!("parsed a scan command"),
-    }
+/// The options every bench starts from: no rate limit, no pause between probes to a host, `concurrency`
+/// probes in flight, the permutation of `seed`.
+pub fn options(concurrency: usize, seed: u64) -> ScanOptions {
+    let mut o = ScanOptions { seed: Some(seed), ..ScanOptions::default() };
+    o.engine.rate = None;
+    o.engine.concurrency = concurrency;
+    o.engine.host_interval = Duration::ZERO;
+    o
 }
 
-/// The flags of a sweep of closed ports: no rate limit, `concurrency` probes in flight, one at a time
-/// per host and no pause between them, 3 s connects, the permutation of `seed`.
-pub fn sweep_flags<'a>(concurrency: &'a str, seed: &'a str) -> [&'a str; 13] {
-    [
-        "--rate",
-        "0",
-        "--concurrency",
-        concurrency,
-        "--per-host",
-        "1",
-        "--host-interval",
-        "0s",
-        "--connect-timeout",
-        "3s",
-        "--seed",
-        seed,
-        "--quiet",
-    ]
+/// The plan of a scan of `ledger` on `ports` (otscope's `--ports` syntax) with `options`.
+pub async fn plan(ledger: &Path, ports: &str, options: &ScanOptions) -> ScanPlan {
+    let ports = otscope::scope::parse_ports(ports).unwrap_or_else(|e| panic!("ports {ports:?}: {e}"));
+    let scope = ScopeOptions { ports: Some(ports), ..ScopeOptions::new(ledger, fingerprints()) };
+    pipeline::plan(&scope, options).await.unwrap_or_else(|e| panic!("plan: {e}"))
 }
 
-/// The plan of a scan of `ledger` on `ports` (otscope's `--ports` syntax) with the engine `flags`.
-pub async fn plan(ledger: &Path, ports: &str, flags: &[&str]) -> ScanPlan {
-    let ports = otscope::targets::parse_ports(ports).unwrap_or_else(|e| panic!("ports {ports:?}: {e}"));
-    plan_scan(ledger, None, fingerprints(), Some(ports), &Selection::default(), &scan_args(flags).engine)
-        .await
-        .unwrap_or_else(|e| panic!("plan: {e}"))
+/// Runs `plan` quietly, recorded in `recording` if given; `keep` keeps every finding in the report.
+pub async fn run(plan: &ScanPlan, recording: Option<Recording>, keep: bool) -> ScanReport {
+    let options = RunOptions { keep_findings: keep, ..RunOptions::default() };
+    pipeline::run(plan, recording, Vec::new(), options).await.unwrap_or_else(|e| panic!("scan: {e}"))
 }
 
 /// Peak resident set size of this process, in KiB.

@@ -1,7 +1,7 @@
 //! `history`, `show` and `diff`: reading the scan history.
 
-use super::BadInput;
 use crate::cli::{DiffFormat, ExportArgs};
+use crate::error::BadInput;
 use crate::export;
 use crate::findings::Change;
 use crate::history;
@@ -10,8 +10,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
-/// `diff` exits with this when something is new, changed or gone, so scripts can act on it.
-pub const EXIT_CHANGES: u8 = 3;
+pub use crate::error::EXIT_CHANGES;
 
 /// Opens an existing history; a missing file is a user error, not an empty history.
 pub fn open_existing(path: &Path) -> Result<SqliteStore, BadInput> {

@@ -218,7 +218,7 @@ pub struct EventPlan {
     pub ledger: String,
     pub exclude: Option<String>,
     pub fingerprints: String,
-    pub ports: Vec<crate::targets::PortSpec>,
+    pub ports: Vec<crate::scope::PortSpec>,
     pub selection: crate::scope::Selection,
 }
 

@@ -4,16 +4,13 @@
 
 pub mod dns;
 
-use otscope::cli::{Cli, Command, EngineArgs};
-use otscope::commands::{plan_scan, run_scan};
-use otscope::engine::ProgressStyle;
 use otscope::findings::Finding;
+use otscope::pipeline::{self, RunOptions, ScanOptions, ScopeOptions};
 use otscope::scope::Selection;
-use otscope::targets::PortSpec;
 pub use otscope_lab::serve::{Handler, Responder, Session};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use tokio_util::sync::CancellationToken;
+use std::time::Duration;
 
 pub const HEADER: &str = "enterprise_id,enterprise,district,sector,level,targets,contact\n";
 
@@ -29,58 +26,53 @@ pub fn ledger(rows: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-/// Engine flags as the command line would give them, with short timeouts for tests.
-pub fn engine_args(extra: &[&str]) -> EngineArgs {
-    let mut argv = vec![
-        "otscope",
-        "scan",
-        "--targets",
-        "x",
-        "--rate",
-        "0",
-        "--seed",
-        "7",
-        "--host-interval",
-        "0ms",
-        "--connect-timeout",
-        "500ms",
-        "--read-timeout",
-        "500ms",
-        "--banner-wait",
-        "300ms",
-        "--quiet",
-    ];
-    argv.extend_from_slice(extra);
-    match Cli::try_parse_from_args(&argv).command {
-        Command::Scan(a) => a.engine,
-        _ => unreachable!(),
-    }
+/// The scan options of the tests: no rate limit, no pause between probes to a host, short timeouts,
+/// the permutation of seed 7.
+pub fn options() -> ScanOptions {
+    let mut o = ScanOptions { seed: Some(7), ..ScanOptions::default() };
+    o.engine.rate = None;
+    o.engine.host_interval = Duration::ZERO;
+    o.probe.limits.connect_timeout = Duration::from_millis(500);
+    o.probe.limits.read_timeout = Duration::from_millis(500);
+    o.probe.banner_wait = Duration::from_millis(300);
+    o
 }
 
-trait ParseArgs {
-    fn try_parse_from_args(argv: &[&str]) -> Cli;
+/// [`options`] with `--deep`.
+pub fn deep() -> ScanOptions {
+    let mut o = options();
+    o.probe.deep = true;
+    o
 }
 
-impl ParseArgs for Cli {
-    fn try_parse_from_args(argv: &[&str]) -> Cli {
-        <Cli as clap::Parser>::try_parse_from(argv).unwrap()
+/// The scope of `ledger` on `ports` with the repository's library.
+pub fn scope(ledger: &Path, ports: &str, selection: &Selection) -> ScopeOptions {
+    ScopeOptions {
+        ports: Some(otscope::scope::parse_ports(ports).unwrap()),
+        selection: selection.clone(),
+        ..ScopeOptions::new(ledger, fingerprints_dir())
     }
 }
 
 /// Scans `ledger` on `ports` through the whole pipeline and returns the findings sorted by address and port.
-pub async fn scan(ledger: &Path, ports: &str, selection: &Selection, extra: &[&str]) -> Vec<Finding> {
-    let ports: Vec<PortSpec> = otscope::targets::parse_ports(ports).unwrap();
-    let plan = plan_scan(ledger, None, &fingerprints_dir(), Some(ports), selection, &engine_args(extra)).await.unwrap();
-    let report = run_scan(&plan, None, Vec::new(), ProgressStyle::Quiet, CancellationToken::new()).await.unwrap();
+pub async fn scan(ledger: &Path, ports: &str, selection: &Selection, options: ScanOptions) -> Vec<Finding> {
+    scan_scope(&scope(ledger, ports, selection), options).await
+}
+
+/// Scans `scope` through the whole pipeline and returns the findings sorted by address and port.
+pub async fn scan_scope(scope: &ScopeOptions, options: ScanOptions) -> Vec<Finding> {
+    let plan = pipeline::plan(scope, &options).await.unwrap();
+    let run = RunOptions { keep_findings: true, ..RunOptions::default() };
+    let report = pipeline::run(&plan, None, Vec::new(), run).await.unwrap();
     let mut findings = report.findings;
     findings.sort_by_key(|f| (f.ip, f.port));
     findings
 }
 
 /// Scans `range` (one enterprise's addresses) on `ports` and returns the findings sorted by address and port.
-pub async fn scan_range(range: &str, ports: &str, extra: &[&str]) -> Vec<Finding> {
+pub async fn scan_range(range: &str, ports: &str, options: ScanOptions) -> Vec<Finding> {
     let (_dir, path) = ledger(&format!("E1,ent,district,s,general,{range},c\n"));
-    scan(&path, ports, &Selection::default(), extra).await
+    scan(&path, ports, &Selection::default(), options).await
 }
 
 /// Scans one TCP peer at `ip:port` that answers with handlers from `make`, and asserts that it is
@@ -92,7 +84,7 @@ pub async fn assert_unidentified(
     attribute: &str,
 ) {
     let _peer = tcp_device(&format!("{ip}:{port}"), make).await;
-    let findings = scan_range(ip, &port.to_string(), &[]).await;
+    let findings = scan_range(ip, &port.to_string(), options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("unknown", false), "{f:#?}");
