@@ -56,18 +56,18 @@ fn child(prefix: u8, concurrency: usize) {
     });
     assert_eq!(probed, 1u64 << (32 - prefix), "every target probed");
     assert_eq!(open, 0, "something answered on {PORT}/tcp in 127.0.0.0/{prefix}: this bench needs a closed port");
-    ChildReport::print(prefix, probed, secs);
+    ChildReport::print(prefix.into(), probed, secs);
 }
 
 /// The scan of the /`prefix` in a fresh process.
 fn run_child(prefix: u8, concurrency: usize) -> ChildReport {
-    common::run_child(prefix, &[("SCALE_CONCURRENCY", concurrency.to_string())])
+    common::run_child(prefix.into(), &[("SCALE_CONCURRENCY", concurrency.to_string())])
 }
 
 fn main() -> ExitCode {
     let concurrency = common::concurrency("SCALE_CONCURRENCY");
-    if let Some(prefix) = common::child_prefix() {
-        child(check_prefix(prefix), concurrency);
+    if let Some(prefix) = common::child_param() {
+        child(check_prefix(u8::try_from(prefix).expect("a prefix")), concurrency);
         return ExitCode::SUCCESS;
     }
     let widest = check_prefix(env_or("SCALE_MAX_PREFIX", 8));

@@ -129,12 +129,12 @@ fn rss_child(prefix: u8, concurrency: usize) {
     let ledger = write_ledger(dir.path(), prefix);
     let sweep = runtime().block_on(pipeline(&ledger, concurrency));
     assert_eq!(sweep.done, range_size(prefix));
-    ChildReport::print(prefix, sweep.done, sweep.elapsed.as_secs_f64());
+    ChildReport::print(prefix.into(), sweep.done, sweep.elapsed.as_secs_f64());
 }
 
 /// The pipeline scan of the /`prefix` in a fresh process.
 fn run_child(prefix: u8, concurrency: usize) -> ChildReport {
-    common::run_child(prefix, &[("SWEEP_CONCURRENCY", concurrency.to_string())])
+    common::run_child(prefix.into(), &[("SWEEP_CONCURRENCY", concurrency.to_string())])
 }
 
 fn best(v: &[Sweep]) -> &Sweep {
@@ -149,8 +149,8 @@ fn median(v: &[Sweep], of: fn(&Sweep) -> f64) -> f64 {
 
 fn main() -> ExitCode {
     let concurrency = common::concurrency("SWEEP_CONCURRENCY");
-    if let Some(prefix) = common::child_prefix() {
-        rss_child(check_prefix(prefix), concurrency);
+    if let Some(prefix) = common::child_param() {
+        rss_child(check_prefix(u8::try_from(prefix).expect("a prefix")), concurrency);
         return ExitCode::SUCCESS;
     }
     // cargo bench passes `--bench` (and maybe a filter); nothing else is expected here.

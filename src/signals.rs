@@ -20,14 +20,17 @@ pub fn listen() -> Signals {
     tokio::spawn(async move {
         let mut term = signal(SignalKind::terminate()).ok();
         for round in 0..2 {
-            match term.as_mut() {
-                Some(t) => tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = t.recv() => {} },
+            let name = match term.as_mut() {
+                Some(t) => tokio::select! { _ = tokio::signal::ctrl_c() => "SIGINT", _ = t.recv() => "SIGTERM" },
                 None => {
                     let _ = tokio::signal::ctrl_c().await;
+                    "SIGINT"
                 }
-            }
+            };
             if round == 0 {
-                tracing::warn!("stopping: no new probes, the ones in flight finish (signal again to quit at once)");
+                tracing::warn!(
+                    "{name}: stopping: no new probes, the ones in flight finish (signal again to quit at once)"
+                );
                 tokens.first.cancel();
             } else {
                 tokens.second.cancel();

@@ -10,19 +10,7 @@ use otscope_lab::modbus;
 use std::path::Path;
 use std::process::{Command, Output};
 
-const FAST: [&str; 11] = [
-    "--rate",
-    "0",
-    "--host-interval",
-    "0ms",
-    "--banner-wait",
-    "300ms",
-    "--connect-timeout",
-    "500ms",
-    "--read-timeout",
-    "500ms",
-    "--quiet",
-];
+use common::FAST;
 
 fn otscope(args: &[&str], db: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_otscope")).args(args).args(FAST).arg("--db").arg(db).output().unwrap()

@@ -7,19 +7,7 @@ use common::{banner_device, ledger};
 use std::path::Path;
 use std::process::{Command, Output};
 
-const FAST: [&str; 11] = [
-    "--rate",
-    "0",
-    "--host-interval",
-    "0ms",
-    "--banner-wait",
-    "300ms",
-    "--connect-timeout",
-    "500ms",
-    "--read-timeout",
-    "500ms",
-    "--quiet",
-];
+use common::FAST;
 
 fn otscope(args: &[&str], db: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_otscope")).args(args).arg("--db").arg(db).output().unwrap()

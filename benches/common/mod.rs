@@ -75,11 +75,12 @@ pub fn concurrency(knob: &str) -> usize {
     concurrency
 }
 
-/// The prefix this process was started to scan, when it is a child ([`run_child`]).
-pub fn child_prefix() -> Option<u8> {
+/// What this process was started to run (a prefix, a number of findings), when it is a child
+/// ([`run_child`]).
+pub fn child_param() -> Option<u64> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let at = args.iter().position(|a| a == CHILD_FLAG)?;
-    Some(args.get(at + 1).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{CHILD_FLAG} <prefix>")))
+    Some(args.get(at + 1).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{CHILD_FLAG} <number>")))
 }
 
 /// What a child scan reports to its parent.
@@ -91,27 +92,27 @@ pub struct ChildReport {
 
 impl ChildReport {
     /// Prints the report the parent reads (child side), with this process's peak memory.
-    pub fn print(prefix: u8, probed: u64, secs: f64) {
-        println!("{CHILD_REPORT} prefix={prefix} probed={probed} secs={secs:.3} peak_kib={}", peak_rss_kib());
+    pub fn print(param: u64, probed: u64, secs: f64) {
+        println!("{CHILD_REPORT} param={param} probed={probed} secs={secs:.3} peak_kib={}", peak_rss_kib());
     }
 }
 
-/// Runs this bench executable again as the child scan of `prefix`, with `env` added to its
+/// Runs this bench executable again as the child run of `param`, with `env` added to its
 /// environment, and reads its report (see [`ChildReport::print`]).
-pub fn run_child(prefix: u8, env: &[(&str, String)]) -> ChildReport {
+pub fn run_child(param: u64, env: &[(&str, String)]) -> ChildReport {
     let exe = std::env::current_exe().expect("own path");
     let out = std::process::Command::new(exe)
-        .args([CHILD_FLAG, &prefix.to_string()])
+        .args([CHILD_FLAG, &param.to_string()])
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stderr(Stdio::inherit())
         .output()
         .expect("run the child");
-    assert!(out.status.success(), "child /{prefix}: {}", out.status);
+    assert!(out.status.success(), "child {param}: {}", out.status);
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
         .find(|l| l.starts_with(&format!("{CHILD_REPORT} ")))
-        .unwrap_or_else(|| panic!("child /{prefix} printed no report: {text}"));
+        .unwrap_or_else(|| panic!("child {param} printed no report: {text}"));
     let field = |name: &str| -> &str {
         line.split_whitespace()
             .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))

@@ -150,20 +150,7 @@ async fn check(
         let mut f = e.finding.clone();
         f.change = Some(e.status);
         f.changed = e.before.keys().cloned().collect();
-        println!(
-            "{:<8} {}:{}/{}  {}  {} {} {}  {} {} ({})",
-            e.status.as_str(),
-            e.ip,
-            e.port,
-            e.transport.as_str(),
-            f.protocol,
-            f.vendor.as_deref().unwrap_or("-"),
-            f.product.as_deref().unwrap_or("-"),
-            f.version.as_deref().unwrap_or("-"),
-            f.enterprise_id,
-            f.enterprise,
-            f.district
-        );
+        println!("{}", e.line());
         if let Some(s) = sink.as_mut() {
             s.write(&f)?;
         }

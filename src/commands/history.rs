@@ -142,27 +142,13 @@ pub fn diff(db: &Path, from: Option<i64>, to: Option<i64>, all: bool, format: Di
                 d.not_covered
             );
             for e in d.entries.iter().filter(|e| all || e.status != Change::Persisting) {
-                let f = &e.finding;
                 let was = if e.before.is_empty() {
                     String::new()
                 } else {
                     let parts: Vec<String> = e.before.iter().map(|(k, v)| format!("{k} was {v}")).collect();
                     format!("  ({})", parts.join(", "))
                 };
-                println!(
-                    "  {:<10} {}:{}/{}  {}  {} {} {}  {} {} ({}){was}",
-                    e.status.as_str(),
-                    e.ip,
-                    e.port,
-                    e.transport.as_str(),
-                    f.protocol,
-                    f.vendor.as_deref().unwrap_or("-"),
-                    f.product.as_deref().unwrap_or("-"),
-                    f.version.as_deref().unwrap_or("-"),
-                    f.enterprise_id,
-                    f.enterprise,
-                    f.district,
-                );
+                println!("  {}{was}", e.line());
             }
         }
     }

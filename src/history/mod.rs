@@ -33,6 +33,27 @@ pub struct Diff {
     pub not_covered: usize,
 }
 
+impl DiffEntry {
+    /// The entry as one line for a person: status, service, identity, owner.
+    pub fn line(&self) -> String {
+        let f = &self.finding;
+        format!(
+            "{:<10} {}:{}/{}  {}  {} {} {}  {} {} ({})",
+            self.status.as_str(),
+            self.ip,
+            self.port,
+            self.transport.as_str(),
+            f.protocol,
+            f.vendor.as_deref().unwrap_or("-"),
+            f.product.as_deref().unwrap_or("-"),
+            f.version.as_deref().unwrap_or("-"),
+            f.enterprise_id,
+            f.enterprise,
+            f.district,
+        )
+    }
+}
+
 impl Diff {
     pub fn count(&self, status: Change) -> usize {
         self.entries.iter().filter(|e| e.status == status).count()

@@ -3,7 +3,7 @@
 //! history and the outputs. `scan`, `check`, `event`, the daemon, the tests and the benches all enter
 //! here; the command line and the configuration file are converted to these options at the edge.
 
-use crate::engine::{self, EngineConfig, EngineEvent, Progress, ProgressStyle, RunStats};
+use crate::engine::{self, EngineConfig, EngineEvent, Prober, Progress, ProgressStyle, RunStats};
 use crate::error::BadInput;
 use crate::findings::{Change, CsvWriter, Finding, JsonlWriter, Sink};
 use crate::fingerprints::Library;
@@ -399,6 +399,19 @@ pub async fn run(
     sinks: Vec<Sink>,
     options: RunOptions,
 ) -> anyhow::Result<ScanReport> {
+    let prober = Arc::new(Identifier::new(plan.probe.clone(), &plan.library));
+    run_with(plan, prober, recording, sinks, options).await
+}
+
+/// [`run`] with another identification stage in place of the probes: for benchmarks that measure the
+/// stages around it (the engine, the recorder, the store) without a network.
+pub async fn run_with(
+    plan: &ScanPlan,
+    prober: Arc<dyn Prober>,
+    recording: Option<Recording>,
+    sinks: Vec<Sink>,
+    options: RunOptions,
+) -> anyhow::Result<ScanReport> {
     let fresh = plan.stream();
     let total = fresh.total();
     let (stream, history) = match recording {
@@ -427,7 +440,6 @@ pub async fn run(
         }
         recorder.finish()
     });
-    let prober = Arc::new(Identifier::new(plan.probe.clone(), &plan.library));
     let logger = {
         let p = progress.clone();
         (style != ProgressStyle::Quiet)

@@ -26,6 +26,21 @@ pub fn ledger(rows: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// The timeouts and pace of [`options`] as command-line flags, for tests that run the binary.
+pub const FAST: [&str; 11] = [
+    "--rate",
+    "0",
+    "--host-interval",
+    "0ms",
+    "--banner-wait",
+    "300ms",
+    "--connect-timeout",
+    "500ms",
+    "--read-timeout",
+    "500ms",
+    "--quiet",
+];
+
 /// The scan options of the tests: no rate limit, no pause between probes to a host, short timeouts,
 /// the permutation of seed 7.
 pub fn options() -> ScanOptions {
