@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::Responder;
+use common::{banner_device, Responder};
 use rust_xlsxwriter::Workbook;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -185,7 +185,7 @@ fn every_form_of_a_ledger_points_its_errors_at_the_same_rows() {
 fn every_form_of_a_ledger_scans_the_same_and_never_its_exclusions() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let responders: Vec<Responder> = (1..=4)
-        .map(|i| rt.block_on(Responder::start(&format!("127.163.0.{i}:2222"), Some(b"SSH-2.0-OpenSSH_9.2p1\r\n"))))
+        .map(|i| rt.block_on(banner_device(&format!("127.163.0.{i}:2222"), Some(b"SSH-2.0-OpenSSH_9.2p1\r\n"))))
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let mut results = BTreeSet::new();
@@ -225,7 +225,7 @@ fn every_form_of_a_ledger_scans_the_same_and_never_its_exclusions() {
             r#""127.163.0.4" 2222 "LF-3" "丙热电" "闵行区" "general""#,
         ]
     );
-    assert_eq!(responders[2].count(), 0, "the excluded address was connected to");
+    assert_eq!(responders[2].connections(), 0, "the excluded address was connected to");
     drop(responders);
 }
 

@@ -7,7 +7,7 @@
 mod common;
 
 use calamine::Reader;
-use common::Responder;
+use common::banner_device;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -148,7 +148,7 @@ async fn exports_read_back_in_both_readers_with_the_csv_cells() {
         [Some(b"SEV critical a\r\n"), None, Some(b"SEV high b\r\n"), Some(b"SEV medium c\r\n"), Some(b"SEV low d\r\n")];
     let mut responders = Vec::new();
     for (i, banner) in banners.iter().enumerate() {
-        responders.push(Responder::start(&format!("127.163.2.{}:2222", i + 1), *banner).await);
+        responders.push(banner_device(&format!("127.163.2.{}:2222", i + 1), *banner).await);
     }
     let db = dir.path().join("h.db");
     let scan = bin()

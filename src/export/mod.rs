@@ -88,6 +88,7 @@ pub fn change_text(c: Option<Change>, lang: Lang) -> &'static str {
         (Some(Change::Changed), Lang::Zh) => "变化",
         (Some(Change::Persisting), Lang::Zh) => "持续",
         (Some(Change::Gone), Lang::Zh) => "消失",
+        (Some(Change::NotCovered), Lang::Zh) => "未覆盖",
     }
 }
 

@@ -10,7 +10,7 @@ pub use schema::BannerProbeDef;
 pub use template::Template;
 
 use crate::findings::{Classification, Severity};
-use crate::targets::{parse_ports, PortSpec};
+use crate::scope::{parse_ports, PortSpec};
 use schema::{FileDef, RuleDef};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};

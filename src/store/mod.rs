@@ -223,7 +223,7 @@ pub struct EventPlan {
     pub encoding: Option<crate::ledger::Encoding>,
     pub exclude: Option<String>,
     pub fingerprints: String,
-    pub ports: Vec<crate::targets::PortSpec>,
+    pub ports: Vec<crate::scope::PortSpec>,
     pub selection: crate::scope::Selection,
 }
 
