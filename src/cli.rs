@@ -233,7 +233,7 @@ pub enum RulesCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum LedgerCommand {
-    /// Validate a ledger: report every problem as file:line: field: message, then a summary.
+    /// Validate a ledger: report every problem as file:line: field: message (file:sheet!F12: in a workbook), then a summary.
     ///
     /// Exit status: 0 valid, 2 invalid.
     Check {
