@@ -178,7 +178,8 @@ struct Layout {
     grid: Grid,
     /// For each of [`FIELDS`], in order: the index of its cell in a row, and its header as written.
     columns: Vec<(usize, String)>,
-    /// Cells of a row past the last header (CSV): the row has more fields than the header.
+    /// The header's cells up to its last name: a CSV record with fewer fields, or with a value past
+    /// them, is malformed.
     width: usize,
 }
 

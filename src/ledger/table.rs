@@ -128,7 +128,7 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, InputError> {
         } else if t.is_socket() {
             "a socket"
         } else {
-            "not a regular file"
+            "an unknown kind of file"
         }
     };
     let check = |meta: std::fs::Metadata| {
@@ -160,10 +160,11 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, InputError> {
     Ok(bytes)
 }
 
-/// What the file's first bytes say it is.
+/// Whether the file's first bytes are those of a workbook: a zip archive (.xlsx, .xlsm, .xlsb, .ods)
+/// or an OLE compound file (.xls).
 fn is_workbook(bytes: &[u8]) -> bool {
-    const ZIP: &[u8] = b"PK\x03\x04"; // .xlsx, .xlsm, .xlsb, .ods
-    const OLE: &[u8] = &[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]; // .xls
+    const ZIP: &[u8] = b"PK\x03\x04";
+    const OLE: &[u8] = &[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1];
     bytes.starts_with(ZIP) || bytes.starts_with(OLE)
 }
 
