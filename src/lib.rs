@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod discovery;
 pub mod engine;
 pub mod event;
 pub mod export;
