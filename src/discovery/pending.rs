@@ -287,7 +287,7 @@ impl<C: Clock<Instant = Instant> + Clone> Pending<C> {
         let Some(hosts) = &mut self.hosts else { return };
         let Some(queue) = hosts.queues.get_mut(&addr) else { return };
         // Targets decided while queued (a late answer) give up their place.
-        while queue.front().is_some_and(|k| self.entries.get(k).is_none_or(|e| e.phase != Phase::Queued)) {
+        while queue.front().is_some_and(|k| !self.entries.get(k).is_some_and(|e| e.phase == Phase::Queued)) {
             queue.pop_front();
         }
         if queue.is_empty() {
