@@ -23,8 +23,8 @@ type Key = (Ipv4Addr, u16);
 /// The first retry after a local send failure waits this long; each further one twice as long.
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 
-/// How often the per-host limiter forgets addresses that are back to a full allowance.
-const HOST_SWEEP: Duration = Duration::from_secs(1);
+/// Timers of decided targets are dropped once they outnumber the live ones by this much and more.
+const STALE_TIMER_SLACK: usize = 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Limits {
@@ -165,6 +165,14 @@ impl<C: Clock<Instant = Instant> + Clone> Pending<C> {
         }
         let ordinal = self.order.push(target.position);
         let due = self.clock.now();
+        if let Some(hosts) = &mut self.hosts {
+            // An address the limiter no longer holds back is forgotten: the limiter keeps only the
+            // addresses sent to within the last few intervals, however many the scan covers.
+            if due.duration_since(hosts.last_sweep) >= hosts.interval {
+                hosts.limiter.retain_recent();
+                hosts.last_sweep = due;
+            }
+        }
         self.entries.insert(
             key,
             Entry { target, ordinal, sends: 0, failures: 0, drops_at_admit: drops, due, phase: Phase::Queued },
@@ -256,12 +264,6 @@ impl<C: Clock<Instant = Instant> + Clone> Pending<C> {
                 Timer::Host(addr) => self.host_due(addr, now),
             }
         }
-        if let Some(hosts) = &mut self.hosts {
-            if now.duration_since(hosts.last_sweep) >= HOST_SWEEP {
-                hosts.limiter.retain_recent();
-                hosts.last_sweep = now;
-            }
-        }
     }
 
     fn target_due(&mut self, key: Key, at: Instant, drops: u32) {
@@ -311,6 +313,15 @@ impl<C: Clock<Instant = Instant> + Clone> Pending<C> {
         if let Some(e) = self.entries.remove(&key) {
             self.order.done(e.ordinal);
             self.decided.push(Verdict { target: e.target, state });
+        }
+        // Most targets are decided by an answer well before their timer: without this, a fast scan
+        // would hold `rate × wait` dead timers.
+        if self.timers.len() > 2 * self.entries.len() + STALE_TIMER_SLACK {
+            let (entries, hosts) = (&self.entries, &self.hosts);
+            self.timers.retain(|Reverse((at, timer))| match timer {
+                Timer::Target(addr, port) => entries.get(&(*addr, *port)).is_some_and(|e| e.due == *at),
+                Timer::Host(addr) => hosts.as_ref().is_some_and(|h| h.queues.contains_key(addr)),
+            });
         }
     }
 
@@ -511,6 +522,27 @@ mod tests {
         }
         assert_eq!(decided(&mut p).len(), 60);
         assert_eq!(p.watermark(Some(60)), Watermark::Before(60));
+    }
+
+    #[test]
+    fn answered_targets_leave_no_timers_behind() {
+        let clock = HandClock::new();
+        let mut p = Pending::new(Limits { max_pending: 1 << 20, ..limits(Some(10)) }, clock.clone());
+        // 100,000 targets answered within their wait, on 100,000 addresses, 10 µs apart.
+        for i in 0..100_000u32 {
+            let t = SynTarget { position: u64::from(i), addr: Ipv4Addr::from(0x7f40_0000 + i), port: 502 };
+            p.admit(t, 0);
+            let sent = p.next_send().expect("due");
+            p.sent(&sent);
+            p.answer(sent.addr, 502, false);
+            clock.advance(Duration::from_micros(10));
+        }
+        assert!(p.is_empty());
+        assert!(p.timers.len() <= STALE_TIMER_SLACK + 1, "{}", p.timers.len());
+        // The host limiter holds only the addresses of the last few intervals (governor keeps an
+        // address for two after its slot; sweeps come one apart): 100 ms is 10,000 sends.
+        let held = p.hosts.as_ref().unwrap().limiter.len();
+        assert!(held <= 30_001, "{held}");
     }
 
     #[test]
