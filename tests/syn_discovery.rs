@@ -13,7 +13,7 @@ use etherparse::{Ipv4Slice, PacketBuilder, TcpSlice};
 use otscope::discovery::syn::{self, SynConfig, SynError, SynStats};
 use otscope::discovery::{DiscoveryEvent, PortState, SynTarget, Watermark};
 use otscope::net::raw::{
-    parse_segment, raw_sockets_available, write_syn, RawReceiver, RawSender, RawSocketError, Segment, Syn, SYN_LEN,
+    parse_segment, raw_sockets_available, RawReceiver, RawSender, RawSocketError, Segment, Syn, SynWriter, SYN_LEN,
 };
 use socket2::{Domain, Socket, Type};
 use std::collections::HashMap;
@@ -94,10 +94,13 @@ fn discover(
 fn wait_for(rx: &mut RawReceiver, wanted: impl Fn(&Segment) -> bool) -> Option<Segment> {
     let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline {
-        if let Some(s) = rx.recv().expect("receive").and_then(parse_segment) {
-            if wanted(&s) {
-                return Some(s);
+        match rx.try_recv().expect("receive") {
+            Some(packet) => {
+                if let Some(s) = parse_segment(packet).filter(&wanted) {
+                    return Some(s);
+                }
             }
+            None => std::thread::sleep(Duration::from_millis(1)),
         }
     }
     None
@@ -111,16 +114,16 @@ fn a_raw_syn_gets_a_syn_ack_from_a_listener_and_a_rst_from_a_closed_port() {
     let (open, closed) = (Ipv4Addr::new(127, 77, 9, 1), Ipv4Addr::new(127, 77, 9, 2));
     let _listener = open_port(open, 15020);
     let sender = RawSender::open().expect("raw sender");
-    let mut rx = RawReceiver::open(61000..=61001).expect("raw receiver");
-    let mut packet = [0u8; SYN_LEN];
+    let mut rx = RawReceiver::open(LOCAL, 61000..=61001).expect("raw receiver");
+    let (mut packet, mut writer) = ([0u8; SYN_LEN], SynWriter::default());
 
-    write_syn(&Syn { src: LOCAL, dst: open, src_port: 61000, dst_port: 15020, seq: 0x1234_5678 }, &mut packet);
+    writer.write(&Syn { src: LOCAL, dst: open, src_port: 61000, dst_port: 15020, seq: 0x1234_5678 }, &mut packet);
     sender.send(&packet, open).expect("send");
     let reply = wait_for(&mut rx, |s| s.src == open && s.dst_port == 61000).expect("a reply from the listener");
     assert!(reply.syn && reply.ack && !reply.rst, "{reply:?}");
     assert_eq!((reply.src_port, reply.dst, reply.ack_number), (15020, LOCAL, 0x1234_5679));
 
-    write_syn(&Syn { src: LOCAL, dst: closed, src_port: 61001, dst_port: 15020, seq: 99 }, &mut packet);
+    writer.write(&Syn { src: LOCAL, dst: closed, src_port: 61001, dst_port: 15020, seq: 99 }, &mut packet);
     sender.send(&packet, closed).expect("send");
     let reply = wait_for(&mut rx, |s| s.src == closed && s.dst_port == 61001).expect("a reply from the closed port");
     assert!(reply.rst && reply.ack && !reply.syn, "{reply:?}");

@@ -12,6 +12,7 @@
 //! registered host by host (nobody sweeps a /64), so the stateless sender would buy little there.
 
 mod pending;
+mod recent_hosts;
 pub mod syn;
 pub mod validation;
 

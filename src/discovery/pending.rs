@@ -4,27 +4,56 @@
 //!
 //! Memory is bounded by `max_pending` targets (the span from the oldest undecided target to the
 //! newest taken), whatever the size of the scan: a target leaves as soon as it is decided. The
-//! state is driven by a governor clock, so tests run it on a hand-moved clock without sockets.
+//! state reads the time from a [`LoopClock`] that its owner sets (the sender once per turn of its
+//! loop), so tests drive it by hand, without sockets.
 
+use super::recent_hosts::RecentHosts;
 use super::{NotCovered, PortState, SynTarget, Verdict, Watermark};
 use crate::net::raw::LocalFailure;
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
-use governor::state::keyed::HashMapStateStore;
 use governor::{Quota, RateLimiter};
+use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::num::NonZeroU32;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 type Key = (Ipv4Addr, u16);
+
+/// Maps keyed by address are hashed with foldhash: every lookup is on the per-packet path, and the
+/// keys are the scan's own targets, which no peer chooses.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The first retry after a local send failure waits this long; each further one twice as long.
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 
 /// Timers of decided targets are dropped once they outnumber the live ones by this much and more.
 const STALE_TIMER_SLACK: usize = 1024;
+
+/// The time as its owner last set it: one reading of the system clock serves a whole turn of the
+/// sender's loop (its own checks, the per-host limiter's), and tests move it by hand.
+#[derive(Debug, Clone)]
+pub(super) struct LoopClock(Rc<Cell<Instant>>);
+
+impl LoopClock {
+    pub fn new(now: Instant) -> LoopClock {
+        LoopClock(Rc::new(Cell::new(now)))
+    }
+
+    pub fn set(&self, now: Instant) {
+        self.0.set(now);
+    }
+}
+
+impl Clock for LoopClock {
+    type Instant = Instant;
+    fn now(&self) -> Instant {
+        self.0.get()
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Limits {
@@ -38,7 +67,12 @@ pub(super) struct Limits {
     pub max_local_failures: u8,
     /// Packets per second to one address.
     pub host_pps: Option<NonZeroU32>,
+    /// Packets per second in all (sizes the per-host state).
+    pub rate: Option<NonZeroU32>,
 }
+
+/// Addresses the per-host state is sized for at an unlimited rate: 2 MiB of it.
+const UNLIMITED_RATE_RECENT_HOSTS: usize = 1 << 15;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -67,15 +101,14 @@ enum Timer {
     Host(Ipv4Addr),
 }
 
-type HostLimiter<C> = RateLimiter<Ipv4Addr, HashMapStateStore<Ipv4Addr>, C, NoOpMiddleware<Instant>>;
+type HostLimiter = RateLimiter<Ipv4Addr, RecentHosts, LoopClock, NoOpMiddleware<Instant>>;
 
 /// At most `host_pps` packets per second to one address: targets of a busy address wait in that
 /// address's queue, in order, and leave it one per slot.
-struct HostSpacing<C: Clock<Instant = Instant>> {
-    limiter: HostLimiter<C>,
+struct HostSpacing {
+    limiter: HostLimiter,
     interval: Duration,
-    queues: HashMap<Ipv4Addr, VecDeque<Key>>,
-    last_sweep: Instant,
+    queues: FastMap<Ipv4Addr, VecDeque<Key>>,
 }
 
 /// Positions in the order taken, each marked once decided: the oldest undecided one is the
@@ -103,37 +136,40 @@ impl Order {
     }
 }
 
-pub(super) struct Pending<C: Clock<Instant = Instant> + Clone> {
-    clock: C,
+pub(super) struct Pending {
+    clock: LoopClock,
     limits: Limits,
-    entries: HashMap<Key, Entry>,
+    entries: FastMap<Key, Entry>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     /// Due for a send, once the host allows.
     ready: VecDeque<Key>,
     /// Due for a send, the host's slot already taken.
     cleared: VecDeque<Key>,
-    hosts: Option<HostSpacing<C>>,
+    hosts: Option<HostSpacing>,
     order: Order,
     decided: Vec<Verdict>,
 }
 
-impl<C: Clock<Instant = Instant> + Clone> Pending<C> {
-    pub fn new(limits: Limits, clock: C) -> Pending<C> {
+impl Pending {
+    pub fn new(limits: Limits, clock: LoopClock) -> Pending {
         let hosts = limits.host_pps.map(|pps| {
             let interval = Duration::from_nanos((1_000_000_000 / u64::from(pps.get())).max(1));
             // A burst of one: consecutive packets to an address are a whole interval apart.
             let quota = Quota::with_period(interval).expect("non-zero period");
+            // The addresses sent to within one interval are the ones the limiter must remember.
+            let recent = limits.rate.map_or(UNLIMITED_RATE_RECENT_HOSTS, |rate| {
+                (u128::from(rate.get()) * interval.as_nanos() / 1_000_000_000) as usize + 1
+            });
             HostSpacing {
-                limiter: RateLimiter::hashmap_with_clock(quota, clock.clone()),
+                limiter: RateLimiter::new(quota, RecentHosts::with_capacity(recent), clock.clone()),
                 interval,
-                queues: HashMap::new(),
-                last_sweep: clock.now(),
+                queues: FastMap::default(),
             }
         });
         Pending {
             clock,
             limits,
-            entries: HashMap::new(),
+            entries: FastMap::default(),
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
             cleared: VecDeque::new(),
@@ -165,14 +201,6 @@ impl<C: Clock<Instant = Instant> + Clone> Pending<C> {
         }
         let ordinal = self.order.push(target.position);
         let due = self.clock.now();
-        if let Some(hosts) = &mut self.hosts {
-            // An address the limiter no longer holds back is forgotten: the limiter keeps only the
-            // addresses sent to within the last few intervals, however many the scan covers.
-            if due.duration_since(hosts.last_sweep) >= hosts.interval {
-                hosts.limiter.retain_recent();
-                hosts.last_sweep = due;
-            }
-        }
         self.entries.insert(
             key,
             Entry { target, ordinal, sends: 0, failures: 0, drops_at_admit: drops, due, phase: Phase::Queued },
@@ -250,9 +278,10 @@ impl<C: Clock<Instant = Instant> + Clone> Pending<C> {
     }
 
     /// Runs every timer that is due: retries are queued, busy hosts release their next target, and
-    /// targets silent after their last SYN are decided. `drops` is the receive socket's drop
-    /// counter now: a target that was waiting while it moved may have lost its answer.
-    pub fn fire(&mut self, drops: u32) {
+    /// targets silent after their last SYN are decided. `drops` reads the receive socket's drop
+    /// counter (only when a target is about to be called filtered): a target that was waiting while
+    /// it moved may have lost its answer.
+    pub fn fire(&mut self, mut drops: impl FnMut() -> u32) {
         let now = self.clock.now();
         while let Some(&Reverse((at, timer))) = self.timers.peek() {
             if at > now {
@@ -260,17 +289,17 @@ impl<C: Clock<Instant = Instant> + Clone> Pending<C> {
             }
             self.timers.pop();
             match timer {
-                Timer::Target(addr, port) => self.target_due((addr, port), at, drops),
+                Timer::Target(addr, port) => self.target_due((addr, port), at, &mut drops),
                 Timer::Host(addr) => self.host_due(addr, now),
             }
         }
     }
 
-    fn target_due(&mut self, key: Key, at: Instant, drops: u32) {
+    fn target_due(&mut self, key: Key, at: Instant, drops: &mut impl FnMut() -> u32) {
         let Some(e) = self.entries.get_mut(&key).filter(|e| e.due == at) else { return };
         match e.phase {
             Phase::Awaiting if e.sends > self.limits.retries => {
-                let state = if drops != e.drops_at_admit {
+                let state = if drops() != e.drops_at_admit {
                     PortState::NotCovered(NotCovered::ReceiveOverflow)
                 } else {
                     PortState::Filtered
@@ -343,25 +372,14 @@ impl<C: Clock<Instant = Instant> + Clone> Pending<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
 
-    /// A clock that moves only when told.
-    #[derive(Clone)]
-    struct HandClock(Arc<Mutex<Instant>>);
-
-    impl HandClock {
-        fn new() -> HandClock {
-            HandClock(Arc::new(Mutex::new(Instant::now())))
-        }
-        fn advance(&self, by: Duration) {
-            *self.0.lock().unwrap() += by;
-        }
+    fn clock() -> LoopClock {
+        LoopClock::new(Instant::now())
     }
 
-    impl Clock for HandClock {
-        type Instant = Instant;
-        fn now(&self) -> Instant {
-            *self.0.lock().unwrap()
+    impl LoopClock {
+        fn advance(&self, by: Duration) {
+            self.set(self.now() + by);
         }
     }
 
@@ -372,6 +390,7 @@ mod tests {
             max_pending: 100,
             max_local_failures: 3,
             host_pps: host_pps.and_then(NonZeroU32::new),
+            rate: NonZeroU32::new(1000),
         }
     }
 
@@ -379,13 +398,13 @@ mod tests {
         SynTarget { position, addr: Ipv4Addr::new(127, 50, 0, last_octet), port }
     }
 
-    fn decided<C: Clock<Instant = Instant> + Clone>(p: &mut Pending<C>) -> Vec<(u64, PortState)> {
+    fn decided(p: &mut Pending) -> Vec<(u64, PortState)> {
         p.drain_decided().map(|v| (v.target.position, v.state)).collect()
     }
 
     #[test]
     fn a_silent_target_is_retried_after_the_wait_then_filtered() {
-        let clock = HandClock::new();
+        let clock = clock();
         let mut p = Pending::new(limits(None), clock.clone());
         let t = target(0, 1, 502);
         assert!(p.admit(t, 0));
@@ -393,14 +412,14 @@ mod tests {
         p.sent(&t);
         assert_eq!(p.next_send(), None);
         clock.advance(Duration::from_millis(999));
-        p.fire(0);
+        p.fire(|| 0);
         assert_eq!(p.next_send(), None, "the wait is not over");
         clock.advance(Duration::from_millis(1));
-        p.fire(0);
+        p.fire(|| 0);
         assert_eq!(p.next_send(), Some(t), "the retry is due");
         p.sent(&t);
         clock.advance(Duration::from_secs(1));
-        p.fire(0);
+        p.fire(|| 0);
         assert_eq!(p.next_send(), None, "one retry only");
         assert_eq!(decided(&mut p), [(0, PortState::Filtered)]);
         assert!(p.is_empty());
@@ -409,7 +428,7 @@ mod tests {
 
     #[test]
     fn answers_decide_at_once_and_late_ones_are_not_pending() {
-        let clock = HandClock::new();
+        let clock = clock();
         let mut p = Pending::new(limits(None), clock.clone());
         let (a, b) = (target(0, 1, 502), target(1, 2, 502));
         p.admit(a, 0);
@@ -425,21 +444,21 @@ mod tests {
         assert_eq!(decided(&mut p), [(1, PortState::Closed), (0, PortState::Open)]);
         // Their timers fire into nothing.
         clock.advance(Duration::from_secs(5));
-        p.fire(0);
+        p.fire(|| 0);
         assert_eq!(p.next_send(), None);
         assert!(decided(&mut p).is_empty());
     }
 
     #[test]
     fn an_answer_to_the_first_syn_counts_while_the_retry_is_queued() {
-        let clock = HandClock::new();
+        let clock = clock();
         let mut p = Pending::new(limits(None), clock.clone());
         let t = target(0, 1, 502);
         p.admit(t, 0);
         p.next_send();
         p.sent(&t);
         clock.advance(Duration::from_secs(1));
-        p.fire(0);
+        p.fire(|| 0);
         assert!(p.answer(t.addr, 502, true));
         assert_eq!(p.next_send(), None, "no retry once answered");
         assert_eq!(decided(&mut p), [(0, PortState::Open)]);
@@ -447,7 +466,7 @@ mod tests {
 
     #[test]
     fn local_failures_back_off_and_end_as_not_covered() {
-        let clock = HandClock::new();
+        let clock = clock();
         let mut p = Pending::new(limits(None), clock.clone());
         let t = target(0, 1, 502);
         p.admit(t, 0);
@@ -455,7 +474,7 @@ mod tests {
         for _ in 0..3 {
             let mut waited = Duration::ZERO;
             let sent = loop {
-                p.fire(0);
+                p.fire(|| 0);
                 if let Some(s) = p.next_send() {
                     break s;
                 }
@@ -471,7 +490,7 @@ mod tests {
 
     #[test]
     fn silence_while_the_receive_buffer_overflowed_is_not_covered() {
-        let clock = HandClock::new();
+        let clock = clock();
         let mut p = Pending::new(Limits { retries: 0, ..limits(None) }, clock.clone());
         let (a, b) = (target(0, 1, 502), target(1, 2, 502));
         p.admit(a, 4);
@@ -482,9 +501,9 @@ mod tests {
         let s = p.next_send().unwrap();
         p.sent(&s);
         clock.advance(Duration::from_millis(500));
-        p.fire(5);
+        p.fire(|| 5);
         clock.advance(Duration::from_millis(500));
-        p.fire(5);
+        p.fire(|| 5);
         // `a` was waiting when the counter moved from 4 to 5; `b` came after.
         assert_eq!(
             decided(&mut p),
@@ -494,7 +513,7 @@ mod tests {
 
     #[test]
     fn one_address_gets_at_most_host_pps_packets_a_second() {
-        let clock = HandClock::new();
+        let clock = clock();
         let mut p = Pending::new(Limits { retries: 0, max_pending: 1000, ..limits(Some(10)) }, clock.clone());
         // 30 ports of one address and 30 of another, interleaved.
         for i in 0..60u64 {
@@ -503,7 +522,7 @@ mod tests {
         let mut sends: HashMap<Ipv4Addr, Vec<Instant>> = HashMap::new();
         let start = clock.now();
         for _ in 0..3500 {
-            p.fire(0);
+            p.fire(|| 0);
             while let Some(t) = p.next_send() {
                 sends.entry(t.addr).or_default().push(clock.now());
                 p.sent(&t);
@@ -526,9 +545,10 @@ mod tests {
 
     #[test]
     fn answered_targets_leave_no_timers_behind() {
-        let clock = HandClock::new();
-        let mut p = Pending::new(Limits { max_pending: 1 << 20, ..limits(Some(10)) }, clock.clone());
-        // 100,000 targets answered within their wait, on 100,000 addresses, 10 µs apart.
+        let clock = clock();
+        // 100,000 targets answered within their wait, on 100,000 addresses, 10 µs apart: 100,000/s.
+        let rate = NonZeroU32::new(100_000);
+        let mut p = Pending::new(Limits { max_pending: 1 << 20, rate, ..limits(Some(10)) }, clock.clone());
         for i in 0..100_000u32 {
             let t = SynTarget { position: u64::from(i), addr: Ipv4Addr::from(0x7f40_0000 + i), port: 502 };
             p.admit(t, 0);
@@ -539,15 +559,11 @@ mod tests {
         }
         assert!(p.is_empty());
         assert!(p.timers.len() <= STALE_TIMER_SLACK + 1, "{}", p.timers.len());
-        // The host limiter holds only the addresses of the last few intervals (governor keeps an
-        // address for two after its slot; sweeps come one apart): 100 ms is 10,000 sends.
-        let held = p.hosts.as_ref().unwrap().limiter.len();
-        assert!(held <= 30_001, "{held}");
     }
 
     #[test]
     fn the_watermark_is_the_oldest_undecided_target() {
-        let clock = HandClock::new();
+        let clock = clock();
         let mut p = Pending::new(limits(None), clock.clone());
         assert_eq!(p.watermark(Some(7)), Watermark::Before(7));
         for (i, position) in [7u64, 10, 13].into_iter().enumerate() {
@@ -567,7 +583,7 @@ mod tests {
 
     #[test]
     fn room_is_bounded_by_the_span_of_undecided_positions() {
-        let clock = HandClock::new();
+        let clock = clock();
         let mut p = Pending::new(Limits { max_pending: 3, ..limits(None) }, clock.clone());
         for i in 0..3 {
             assert!(p.has_room());

@@ -7,30 +7,36 @@
 //!
 //! Every loop is bounded: a target gets at most `1 + retries` SYNs that went out and at most
 //! `max_local_failures` that did not, each spaced by the wait or a backoff, and the receiver stops
-//! within [`RECEIVE_POLL`] of the sender. `stop` ends the stage at once; targets still pending then
+//! within [`RECEIVE_NAP`] of the sender. `stop` ends the stage at once; targets still pending then
 //! get no verdict, and the last watermark says where a resume starts.
 
-use super::pending::{Limits, Pending};
+use super::pending::{Limits, LoopClock, Pending};
 use super::validation::{Answer, Rejected, Validator};
 use super::{DiscoveryEvent, PortState, SynTarget};
-use crate::net::pacing::Pacer;
+use crate::net::pacing::{Pacer, PACER_SLACK};
 use crate::net::raw::{
-    ephemeral_ports, parse_segment, source_address_for, write_syn, DropCounter, LocalFailure, RawReceiver, RawSender,
-    RawSocketError, Syn, RECEIVE_POLL, SYN_LEN,
+    ephemeral_ports, parse_segment, source_address_for, DropCounter, LocalFailure, RawReceiver, RawSender,
+    RawSocketError, Syn, SynWriter, SEND_BATCH, SYN_LEN,
 };
-use governor::clock::MonotonicClock;
 use std::io;
 use std::iter::Peekable;
 use std::net::Ipv4Addr;
 use std::num::NonZeroU32;
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Answers queued between the receiving and the sending thread.
 const ANSWER_QUEUE: usize = 1 << 16;
+
+/// The receiver sleeps this long whenever it has read every queued segment: replies wait at most
+/// this long, and no reply costs a wake-up.
+const RECEIVE_NAP: Duration = Duration::from_millis(1);
+
+/// With nothing to send, the sender checks for a stop at least this often.
+const IDLE_POLL: Duration = Duration::from_millis(20);
 
 /// After a local send failure, the sender pauses this long before its next packet.
 const LOCAL_FAILURE_PAUSE: Duration = Duration::from_millis(1);
@@ -112,6 +118,7 @@ impl SynConfig {
             max_pending,
             max_local_failures: self.max_local_failures,
             host_pps: self.host_pps,
+            rate: self.rate,
         })
     }
 }
@@ -227,14 +234,14 @@ where
     let started = Instant::now();
     let limits = config.limits()?;
     let mut targets = targets.into_iter().peekable();
-    let sender = RawSender::open()?;
-    let mut receiver = RawReceiver::open(config.source_ports.clone())?;
-    let drops = receiver.drop_counter().map_err(RawSocketError::Io)?;
     let source = match (config.source, targets.peek()) {
         (Some(source), _) => source,
         (None, Some(first)) => source_address_for(first.addr).map_err(|e| SynError::NoRoute(first.addr, e))?,
         (None, None) => Ipv4Addr::UNSPECIFIED,
     };
+    let sender = RawSender::open()?;
+    let mut receiver = RawReceiver::open(source, config.source_ports.clone())?;
+    let drops = receiver.drop_counter().map_err(RawSocketError::Io)?;
     if let Some(ephemeral) = ephemeral_ports() {
         if ephemeral.start() <= config.source_ports.end() && config.source_ports.start() <= ephemeral.end() {
             tracing::warn!(
@@ -252,14 +259,16 @@ where
     let (sent, received) = std::thread::scope(|scope| {
         let (validator, done) = (&validator, &done);
         let receiving = scope.spawn(move || receive(&mut receiver, validator, in_scope, answers_in, done));
+        let clock = LoopClock::new(Instant::now());
         let sent = Stage {
             config,
+            clock: clock.clone(),
             source,
             validator,
             sender: &sender,
             drops: &drops,
-            pending: Pending::new(limits, MonotonicClock),
-            pacer: config.rate.map(Pacer::new),
+            pending: Pending::new(limits, clock.clone()),
+            pacer: config.rate.map(|rate| Pacer::with_clock(rate, PACER_SLACK, clock.clone())),
             stats: &mut stats,
             on_event,
         }
@@ -287,8 +296,10 @@ struct Stage<'a> {
     validator: &'a Validator,
     sender: &'a RawSender,
     drops: &'a DropCounter,
-    pending: Pending<MonotonicClock>,
-    pacer: Option<Pacer>,
+    /// The time of this turn of the loop, for the pending targets and the per-host limiter.
+    clock: LoopClock,
+    pending: Pending,
+    pacer: Option<Pacer<LoopClock>>,
     stats: &'a mut SynStats,
     on_event: &'a mut dyn FnMut(DiscoveryEvent),
 }
@@ -300,7 +311,10 @@ impl Stage<'_> {
         answers: Receiver<Answer>,
         stop: &CancellationToken,
     ) -> Result<(), SynError> {
-        let mut packet = [0u8; SYN_LEN];
+        let mut writer = SynWriter::default();
+        // Targets whose SYNs go out together, and the packets.
+        let (mut targets_out, mut batch) = (Vec::with_capacity(SEND_BATCH), Vec::with_capacity(SEND_BATCH));
+        // The drop counter as last read: the baseline of targets taken until it is read again.
         let mut drops = self.drops.read().map_err(SynError::Receive)?;
         let mut paused_until = None::<Instant>;
         let mut last_checkpoint = Instant::now();
@@ -310,6 +324,8 @@ impl Stage<'_> {
             if stop.is_cancelled() {
                 break;
             }
+            let now = Instant::now();
+            self.clock.set(now);
             loop {
                 match answers.try_recv() {
                     Ok(a) => self.answer(a),
@@ -318,10 +334,22 @@ impl Stage<'_> {
                     Err(TryRecvError::Disconnected) => break 'run,
                 }
             }
-            let now = Instant::now();
             if self.pending.next_timer().is_some_and(|t| t <= now) {
-                drops = self.drops.read().map_err(SynError::Receive)?;
-                self.pending.fire(drops);
+                let (counter, mut failed) = (self.drops, None);
+                self.pending.fire(|| match counter.read() {
+                    Ok(n) => {
+                        drops = n;
+                        n
+                    }
+                    // Unknowable: count it as moved, so that nothing is called filtered on it.
+                    Err(e) => {
+                        failed = Some(e);
+                        drops.wrapping_add(1)
+                    }
+                });
+                if let Some(e) = failed {
+                    return Err(SynError::Receive(e));
+                }
             }
             self.hand_over_verdicts();
             if let Some(every) = self.config.checkpoint_every {
@@ -335,41 +363,60 @@ impl Stage<'_> {
                 }
             }
 
-            let wait = if let Some(until) = paused_until.filter(|u| *u > now) {
-                until - now
-            } else if let Some(Err(wait)) = self.pacer.as_ref().map(Pacer::try_take) {
-                wait
-            } else if let Some(target) = self.next_target(targets, drops) {
+            if let Some(until) = paused_until.filter(|u| *u > now) {
+                self.wait_for_answers(&answers, until - now, now);
+                continue;
+            }
+            // The SYNs due now, each with its slot of the rate, go out together.
+            let mut paced = None;
+            targets_out.clear();
+            batch.clear();
+            while batch.len() < SEND_BATCH {
+                if let Some(Err(wait)) = self.pacer.as_ref().map(|p| p.try_take()) {
+                    paced = Some(wait);
+                    break;
+                }
+                let Some(target) = self.next_target(targets, drops) else { break };
                 let (src_port, seq) = self.validator.probe(target.addr, target.port);
-                let syn = Syn { src: self.source, dst: target.addr, src_port, dst_port: target.port, seq };
-                write_syn(&syn, &mut packet);
-                match self.sender.send(&packet, target.addr) {
-                    Ok(()) => {
-                        let sends = self.pending.sent(&target);
-                        self.stats.packets += 1;
-                        self.stats.retries += u64::from(sends > 1);
-                        first_send.get_or_insert(now);
-                        last_send = Some(now);
-                    }
-                    Err(failure) => {
-                        self.stats.local_failures.count(failure);
-                        self.pending.send_failed(&target, failure);
-                        paused_until = Some(now + LOCAL_FAILURE_PAUSE);
+                let mut packet = [0u8; SYN_LEN];
+                writer.write(
+                    &Syn { src: self.source, dst: target.addr, src_port, dst_port: target.port, seq },
+                    &mut packet,
+                );
+                targets_out.push(target);
+                batch.push((target.addr, packet));
+            }
+            if !batch.is_empty() {
+                first_send.get_or_insert(now);
+                last_send = Some(now);
+                let mut next = 0;
+                while next < batch.len() {
+                    match self.sender.send_batch(&batch[next..]) {
+                        Ok(sent) => {
+                            for target in &targets_out[next..next + sent] {
+                                let sends = self.pending.sent(target);
+                                self.stats.packets += 1;
+                                self.stats.retries += u64::from(sends > 1);
+                            }
+                            next += sent;
+                        }
+                        Err(failure) => {
+                            self.stats.local_failures.count(failure);
+                            self.pending.send_failed(&targets_out[next], failure);
+                            paused_until = Some(now + LOCAL_FAILURE_PAUSE);
+                            next += 1;
+                        }
                     }
                 }
                 continue;
-            } else if self.pending.is_empty() && targets.peek().is_none() {
-                break;
-            } else {
-                // Nothing is due: wait for an answer or the next timer.
-                RECEIVE_POLL
-            };
-            let wait = self.pending.next_timer().map_or(wait, |t| wait.min(t.saturating_duration_since(now)));
-            match answers.recv_timeout(wait) {
-                Ok(a) => self.answer(a),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
             }
+            let wait = match paced {
+                Some(wait) => wait,
+                None if self.pending.is_empty() && targets.peek().is_none() => break,
+                // Nothing is due: wait for an answer or the next timer.
+                None => IDLE_POLL,
+            };
+            self.wait_for_answers(&answers, wait, now);
         }
         self.stats.abandoned = self.pending.len() as u64;
         self.hand_over_verdicts();
@@ -399,6 +446,15 @@ impl Stage<'_> {
             if !self.pending.admit(t, drops) {
                 self.stats.duplicates += 1;
             }
+        }
+    }
+
+    /// Waits at most `wait`, and not past the next timer, for an answer.
+    fn wait_for_answers(&mut self, answers: &Receiver<Answer>, wait: Duration, now: Instant) {
+        let wait = self.pending.next_timer().map_or(wait, |t| wait.min(t.saturating_duration_since(now)));
+        // A closed channel is noticed at the top of the loop.
+        if let Ok(a) = answers.recv_timeout(wait) {
+            self.answer(a);
         }
     }
 
@@ -437,9 +493,12 @@ fn receive(
     let mut seen = Received::default();
     let mut consecutive_errors = 0;
     while !done.load(Ordering::Relaxed) {
-        let packet = match receiver.recv() {
+        let packet = match receiver.try_recv() {
             Ok(Some(packet)) => packet,
-            Ok(None) => continue,
+            Ok(None) => {
+                std::thread::sleep(RECEIVE_NAP);
+                continue;
+            }
             Err(e) => {
                 seen.errors += 1;
                 consecutive_errors += 1;

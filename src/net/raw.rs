@@ -24,9 +24,12 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-/// Bytes in the SYN that [`write_syn`] builds: a 20-byte IPv4 header and a 24-byte TCP header
+/// Bytes in the SYN that [`SynWriter`] builds: a 20-byte IPv4 header and a 24-byte TCP header
 /// (with the MSS option, whose absence makes some stacks ignore a SYN).
 pub const SYN_LEN: usize = 44;
+
+/// Most SYNs handed to the kernel in one system call.
+pub const SEND_BATCH: usize = 64;
 
 /// Largest packet read from the receive socket; longer ones are truncated (the headers fit).
 const RECEIVE_BUFFER: usize = 2048;
@@ -36,9 +39,6 @@ const RECEIVE_SOCKET_BYTES: usize = 32 << 20;
 
 /// A blocked send gives up after this long with `EAGAIN`, so the send loop stays bounded in time.
 const SEND_TIMEOUT: Duration = Duration::from_millis(100);
-
-/// How long a receive waits before its caller gets control back (to check whether to stop).
-pub const RECEIVE_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RawSocketError {
@@ -133,6 +133,47 @@ impl RawSender {
         Ok(RawSender { socket })
     }
 
+    /// Sends SYNs in order, as many as one system call takes (`sendmmsg`): returns how many went
+    /// (at least one), or why the first could not. At most [`SEND_BATCH`] at a time.
+    pub fn send_batch(&self, batch: &[(Ipv4Addr, [u8; SYN_LEN])]) -> Result<usize, LocalFailure> {
+        assert!(!batch.is_empty() && batch.len() <= SEND_BATCH, "a batch of 1 to {SEND_BATCH}");
+        // SAFETY: all-zero is a valid sockaddr_in, iovec and mmsghdr; each is filled in below.
+        let mut addrs: [libc::sockaddr_in; SEND_BATCH] = unsafe { std::mem::zeroed() };
+        let mut iovecs: [libc::iovec; SEND_BATCH] = unsafe { std::mem::zeroed() };
+        let mut messages: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
+        for (i, (dst, packet)) in batch.iter().enumerate() {
+            addrs[i].sin_family = libc::AF_INET as libc::sa_family_t;
+            addrs[i].sin_addr.s_addr = u32::from(*dst).to_be();
+            iovecs[i].iov_base = packet.as_ptr() as *mut libc::c_void;
+            iovecs[i].iov_len = SYN_LEN;
+            messages[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
+            messages[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            messages[i].msg_hdr.msg_iov = &mut iovecs[i];
+            messages[i].msg_hdr.msg_iovlen = 1;
+        }
+        // An interrupted call is tried again, a bounded number of times.
+        let mut last = io::Error::from_raw_os_error(libc::EINTR);
+        for _ in 0..4 {
+            // SAFETY: `messages` holds `batch.len()` headers pointing at live buffers and addresses.
+            let sent = unsafe {
+                libc::sendmmsg(
+                    std::os::fd::AsRawFd::as_raw_fd(&self.socket),
+                    messages.as_mut_ptr(),
+                    batch.len() as libc::c_uint,
+                    0,
+                )
+            };
+            if sent > 0 {
+                return Ok(sent as usize);
+            }
+            last = io::Error::last_os_error();
+            if last.kind() != io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+        Err(LocalFailure::from_io(&last))
+    }
+
     /// Sends one whole IPv4 packet to `dst`.
     pub fn send(&self, packet: &[u8], dst: Ipv4Addr) -> Result<(), LocalFailure> {
         let to = SockAddr::from(SocketAddrV4::new(dst, 0));
@@ -159,25 +200,31 @@ pub struct RawReceiver {
 }
 
 impl RawReceiver {
-    /// Opens the receive socket, keeping only segments to `ports` that carry ACK or RST.
-    pub fn open(ports: RangeInclusive<u16>) -> Result<RawReceiver, RawSocketError> {
+    /// Opens the receive socket, keeping only segments to `local` (the SYNs' source address; any
+    /// local address if unspecified), to `ports`, that carry ACK or RST.
+    pub fn open(local: Ipv4Addr, ports: RangeInclusive<u16>) -> Result<RawReceiver, RawSocketError> {
         let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP))?;
+        // Bound to an address, the socket is not even offered segments to others: on `lo` that
+        // spares the scanner a copy of each of its own SYNs.
+        socket.bind(&SockAddr::from(SocketAddrV4::new(local, 0)))?;
         socket.attach_filter(&reply_filter(ports))?;
         // Root may exceed net.core.rmem_max; anyone else gets what the system allows.
         let bytes = RECEIVE_SOCKET_BYTES as libc::c_int;
         if set_int_option(&socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, bytes).is_err() {
             socket.set_recv_buffer_size(RECEIVE_SOCKET_BYTES)?;
         }
-        socket.set_read_timeout(Some(RECEIVE_POLL))?;
+        // Read without blocking: a reader that sleeps between drains is never woken per packet, which
+        // at a few hundred thousand replies a second costs the sending core more than the replies.
+        socket.set_nonblocking(true)?;
         Ok(RawReceiver { socket, buffer: Box::new([MaybeUninit::uninit(); RECEIVE_BUFFER]) })
     }
 
-    /// The next segment (a whole IPv4 packet), or `None` when none came within [`RECEIVE_POLL`].
-    pub fn recv(&mut self) -> io::Result<Option<&[u8]>> {
+    /// The next segment queued (a whole IPv4 packet), or `None` if none is.
+    pub fn try_recv(&mut self) -> io::Result<Option<&[u8]>> {
         match self.socket.recv(&mut self.buffer[..]) {
             // SAFETY: recv initialised the first n bytes of the buffer.
             Ok(n) => Ok(Some(unsafe { std::slice::from_raw_parts(self.buffer.as_ptr().cast::<u8>(), n) })),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -273,19 +320,38 @@ pub struct Syn {
     pub seq: u32,
 }
 
-/// Writes `syn` as a whole IPv4 packet, checksums included.
-pub fn write_syn(syn: &Syn, out: &mut [u8; SYN_LEN]) {
-    let mut tcp = TcpHeader::new(syn.src_port, syn.dst_port, syn.seq, u16::MAX);
-    tcp.syn = true;
-    tcp.set_options(&[TcpOptionElement::MaximumSegmentSize(1460)]).expect("one MSS option fits");
-    let mut ip = Ipv4Header::new(tcp.header_len_u16(), 64, IpNumber::TCP, syn.src.octets(), syn.dst.octets())
-        .expect("a 24-byte payload fits");
-    ip.header_checksum = ip.calc_header_checksum();
-    tcp.checksum = tcp.calc_checksum_ipv4(&ip, &[]).expect("no payload");
-    let mut cursor = &mut out[..];
-    ip.write(&mut cursor).expect("the buffer holds the IPv4 header");
-    tcp.write(&mut cursor).expect("the buffer holds the TCP header");
-    debug_assert!(cursor.is_empty());
+/// Writes SYNs as whole IPv4 packets, checksums included. The headers are built once (options and
+/// all) and only their varying fields are set for each packet.
+pub struct SynWriter {
+    ip: Ipv4Header,
+    tcp: TcpHeader,
+}
+
+impl Default for SynWriter {
+    fn default() -> Self {
+        let mut tcp = TcpHeader::new(0, 0, 0, u16::MAX);
+        tcp.syn = true;
+        tcp.set_options(&[TcpOptionElement::MaximumSegmentSize(1460)]).expect("one MSS option fits");
+        let ip =
+            Ipv4Header::new(tcp.header_len_u16(), 64, IpNumber::TCP, [0; 4], [0; 4]).expect("a 24-byte payload fits");
+        SynWriter { ip, tcp }
+    }
+}
+
+impl SynWriter {
+    pub fn write(&mut self, syn: &Syn, out: &mut [u8; SYN_LEN]) {
+        self.ip.source = syn.src.octets();
+        self.ip.destination = syn.dst.octets();
+        self.tcp.source_port = syn.src_port;
+        self.tcp.destination_port = syn.dst_port;
+        self.tcp.sequence_number = syn.seq;
+        self.tcp.checksum = self.tcp.calc_checksum_ipv4(&self.ip, &[]).expect("no payload");
+        let mut cursor = &mut out[..];
+        // `Ipv4Header::write` computes the header checksum.
+        self.ip.write(&mut cursor).expect("the buffer holds the IPv4 header");
+        self.tcp.write(&mut cursor).expect("the buffer holds the TCP header");
+        debug_assert!(cursor.is_empty());
+    }
 }
 
 /// What a received TCP segment says, as far as discovery cares.
@@ -334,7 +400,17 @@ mod tests {
             seq: 0xdead_beef,
         };
         let mut packet = [0u8; SYN_LEN];
-        write_syn(&syn, &mut packet);
+        let mut writer = SynWriter::default();
+        // A first packet with other fields, so that nothing of it may linger in the second.
+        let other = Syn {
+            src: Ipv4Addr::new(127, 1, 1, 1),
+            dst: Ipv4Addr::new(127, 2, 2, 2),
+            src_port: 1,
+            dst_port: 2,
+            seq: 3,
+        };
+        writer.write(&other, &mut packet);
+        writer.write(&syn, &mut packet);
         // IPv4: version 4, IHL 5; total length 44; DF; TTL 64; protocol 6; addresses.
         assert_eq!(packet[0], 0x45);
         assert_eq!(u16::from_be_bytes([packet[2], packet[3]]), 44);
@@ -382,7 +458,7 @@ mod tests {
             seq: 7,
         };
         let mut packet = [0u8; SYN_LEN];
-        write_syn(&syn, &mut packet);
+        SynWriter::default().write(&syn, &mut packet);
         let s = parse_segment(&packet).expect("a TCP segment");
         assert_eq!((s.src, s.dst, s.src_port, s.dst_port), (syn.src, syn.dst, 502, 61000));
         assert!(s.syn && !s.ack && !s.rst);
