@@ -1,7 +1,8 @@
 //! SYN discovery on loopback, through real raw sockets: SYN-ACK and RST come back on a raw receive
 //! socket; a mixed range of open, closed and filtered ports on several 127.77.x.y addresses is
 //! classified exactly (and as connect() sees it); forged and out-of-scope replies change nothing;
-//! a stop ends the stage at once; without CAP_NET_RAW the stage refuses clearly.
+//! a local send failure is "not covered", never closed or filtered; a stop ends the stage at once;
+//! without CAP_NET_RAW the stage refuses clearly.
 //!
 //! A filtered port on loopback is a listener whose accept queue is full: Linux drops every further
 //! SYN to it without an answer, which is what a firewall's DROP looks like from outside.
@@ -11,9 +12,10 @@
 
 use etherparse::{Ipv4Slice, PacketBuilder, TcpSlice};
 use otscope::discovery::syn::{self, SynConfig, SynError, SynStats};
-use otscope::discovery::{DiscoveryEvent, PortState, SynTarget, Watermark};
+use otscope::discovery::{DiscoveryEvent, NotCovered, PortState, SynTarget, Watermark};
 use otscope::net::raw::{
-    parse_segment, raw_sockets_available, RawReceiver, RawSender, RawSocketError, Segment, Syn, SynWriter, SYN_LEN,
+    parse_segment, raw_sockets_available, LocalFailure, RawReceiver, RawSender, RawSocketError, Segment, Syn,
+    SynWriter, SYN_LEN,
 };
 use socket2::{Domain, Socket, Type};
 use std::collections::HashMap;
@@ -283,6 +285,27 @@ fn a_stop_ends_the_stage_at_once_and_the_watermark_says_where_to_resume() {
     // They went in order, so the watermark is the first one without a verdict.
     let last = events.last().copied();
     assert_eq!(last, Some(DiscoveryEvent::Checkpoint(Watermark::Before(3 * decided.len() as u64))));
+}
+
+#[test]
+fn a_local_send_failure_is_not_covered_never_closed_or_filtered() {
+    if !privileged("a_local_send_failure_is_not_covered_never_closed_or_filtered") {
+        return;
+    }
+    // 127.255.255.255 is the broadcast address of lo's 127.0.0.0/8: the kernel refuses a raw packet
+    // to it (EACCES, no SO_BROADCAST), every time, before anything leaves.
+    let closed = SynTarget { position: 0, addr: Ipv4Addr::new(127, 77, 6, 1), port: 15060 };
+    let broadcast = SynTarget { position: 1, addr: Ipv4Addr::new(127, 255, 255, 255), port: 15060 };
+    let cfg = config();
+    let (verdicts, _, stats) = discover(vec![closed, broadcast], &cfg, &in_range(Ipv4Addr::new(127, 0, 0, 0), 1 << 24));
+    assert_eq!(verdicts[&(closed.addr, closed.port)], PortState::Closed);
+    assert_eq!(
+        verdicts[&(broadcast.addr, broadcast.port)],
+        PortState::NotCovered(NotCovered::Send(LocalFailure::NotPermitted)),
+        "{stats:?}"
+    );
+    assert_eq!(stats.local_failures.not_permitted, u64::from(cfg.max_local_failures), "{stats:?}");
+    assert_eq!((stats.closed, stats.not_covered, stats.filtered, stats.packets), (1, 1, 0, 1), "{stats:?}");
 }
 
 #[test]
