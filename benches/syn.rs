@@ -246,10 +246,11 @@ fn rss_child(prefix: u8) {
     assert_eq!(stats.targets, n);
     assert_eq!(stats.closed + stats.not_covered, n, "{stats:?}");
     println!(
-        "rss-child prefix={prefix} targets={n} secs={:.3} rate={:.0} not_covered={} peak_kib={}",
+        "rss-child prefix={prefix} targets={n} secs={:.3} rate={:.0} not_covered={} receive_drops={} peak_kib={}",
         started.elapsed().as_secs_f64(),
         stats.send_rate(),
         stats.not_covered,
+        stats.receive_drops,
         peak_rss_kib()
     );
 }
@@ -277,11 +278,12 @@ fn rss(widest: u8) {
         };
         let peak: u64 = field("peak_kib").parse().expect("peak_kib");
         println!(
-            "  /{prefix}: {} targets in {} s, {} SYN/s, {} not covered, peak RSS {:.1} MiB",
+            "  /{prefix}: {} targets in {} s, {} SYN/s, {} not covered ({} replies dropped by a full receive buffer), peak RSS {:.1} MiB",
             field("targets"),
             field("secs"),
             field("rate"),
             field("not_covered"),
+            field("receive_drops"),
             peak as f64 / 1024.0
         );
         peaks.push((prefix, peak));
