@@ -44,8 +44,8 @@ const LOCAL_FAILURE_PAUSE: Duration = Duration::from_millis(1);
 /// Consecutive receive errors after which the receive socket is taken to be broken.
 const MAX_RECEIVE_ERRORS: u32 = 100;
 
-/// The longest a pending target can be held (whatever the configuration) when computing the
-/// default bound on pending targets; see [`SynConfig::max_pending`].
+/// The default bound on pending targets ([`SynConfig::max_pending`]) never exceeds this: about a
+/// hundred bytes of state each.
 const MAX_DEFAULT_PENDING: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
