@@ -7,10 +7,11 @@
 //! granularity at a few thousand sends per second.
 //!
 //! The pacer does not wait by itself: [`Pacer::try_take`] says how long until the next send is due,
-//! so a thread can wait on something else meanwhile (the SYN sender waits on its replies). With the
-//! [`TokioClock`], [`Pacer::ready`] waits on tokio's timer, and paused-time tests drive it.
+//! so a thread can wait on something else meanwhile (the SYN sender waits on its replies, and reads
+//! the clock once per turn of its loop). With the [`TokioClock`], [`Pacer::ready`] waits on tokio's
+//! timer, and paused-time tests drive it: that is the engine's pacer.
 
-use governor::clock::{Clock, MonotonicClock, Reference};
+use governor::clock::{Clock, Reference};
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
 use governor::state::{InMemoryState, NotKeyed};
@@ -22,7 +23,7 @@ use std::time::Duration;
 pub const PACER_SLACK: Duration = Duration::from_millis(20);
 
 /// Sends at a steady rate: see the module documentation.
-pub struct Pacer<C: Clock = MonotonicClock> {
+pub struct Pacer<C: Clock> {
     limiter: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
     clock: C,
 }
@@ -44,13 +45,6 @@ impl<C: Clock + Clone> Pacer<C> {
     /// Takes the next send's slot if it is due, or says how long until it is.
     pub fn try_take(&self) -> Result<(), Duration> {
         self.limiter.check().map_err(|not_until| not_until.wait_time_from(self.clock.now()))
-    }
-}
-
-impl Pacer<MonotonicClock> {
-    /// A pacer on the monotonic clock, for a thread that waits by itself.
-    pub fn new(rate: NonZeroU32) -> Pacer<MonotonicClock> {
-        Pacer::with_clock(rate, PACER_SLACK, MonotonicClock)
     }
 }
 
@@ -142,7 +136,7 @@ mod tests {
 
     #[test]
     fn try_take_says_how_long_to_wait() {
-        let p = Pacer::new(NonZeroU32::new(10).unwrap());
+        let p = Pacer::with_clock(NonZeroU32::new(10).unwrap(), PACER_SLACK, governor::clock::MonotonicClock);
         // The burst was spent at creation: the first slot is one period (100 ms) away.
         let wait = p.try_take().unwrap_err();
         assert!(wait > Duration::from_millis(90) && wait <= Duration::from_millis(100), "{wait:?}");
