@@ -96,13 +96,14 @@ fn discover(
 fn wait_for(rx: &mut RawReceiver, wanted: impl Fn(&Segment) -> bool) -> Option<Segment> {
     let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline {
-        match rx.try_recv().expect("receive") {
-            Some(packet) => {
-                if let Some(s) = parse_segment(packet).filter(&wanted) {
-                    return Some(s);
-                }
-            }
-            None => std::thread::sleep(Duration::from_millis(1)),
+        let mut packets = rx.try_recv().expect("receive").peekable();
+        if packets.peek().is_none() {
+            drop(packets);
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        if let Some(s) = packets.filter_map(parse_segment).find(&wanted) {
+            return Some(s);
         }
     }
     None

@@ -493,38 +493,38 @@ fn receive(
     let mut seen = Received::default();
     let mut consecutive_errors = 0;
     while !done.load(Ordering::Relaxed) {
-        let packet = match receiver.try_recv() {
-            Ok(Some(packet)) => packet,
-            Ok(None) => {
-                std::thread::sleep(RECEIVE_NAP);
-                continue;
-            }
-            Err(e) => {
+        let packets = match receiver.try_recv() {
+            Ok(packets) => packets,
+            Err(_) if consecutive_errors + 1 < MAX_RECEIVE_ERRORS => {
                 seen.errors += 1;
                 consecutive_errors += 1;
-                if consecutive_errors >= MAX_RECEIVE_ERRORS {
-                    return Err(e);
-                }
                 continue;
             }
+            Err(e) => return Err(e),
         };
         consecutive_errors = 0;
-        seen.segments += 1;
-        let Some(segment) = parse_segment(packet) else {
-            seen.not_replies += 1;
-            continue;
-        };
-        match validator.check(&segment, in_scope) {
-            Ok(answer) => {
-                // The sender has finished and closed the channel: nothing more to hear.
-                if answers.send(answer).is_err() {
-                    break;
+        let before = seen.segments;
+        for packet in packets {
+            seen.segments += 1;
+            let Some(segment) = parse_segment(packet) else {
+                seen.not_replies += 1;
+                continue;
+            };
+            match validator.check(&segment, in_scope) {
+                Ok(answer) => {
+                    // The sender has finished and closed the channel: nothing more to hear.
+                    if answers.send(answer).is_err() {
+                        return Ok(seen);
+                    }
                 }
+                Err(Rejected::NotAReply) => seen.not_replies += 1,
+                Err(Rejected::OtherPort) => seen.other_port += 1,
+                Err(Rejected::OutOfScope) => seen.out_of_scope += 1,
+                Err(Rejected::Invalid) => seen.invalid += 1,
             }
-            Err(Rejected::NotAReply) => seen.not_replies += 1,
-            Err(Rejected::OtherPort) => seen.other_port += 1,
-            Err(Rejected::OutOfScope) => seen.out_of_scope += 1,
-            Err(Rejected::Invalid) => seen.invalid += 1,
+        }
+        if seen.segments == before {
+            std::thread::sleep(RECEIVE_NAP);
         }
     }
     Ok(seen)

@@ -34,6 +34,9 @@ pub const SEND_BATCH: usize = 64;
 /// Largest packet read from the receive socket; longer ones are truncated (the headers fit).
 const RECEIVE_BUFFER: usize = 2048;
 
+/// Most segments read from the receive socket in one system call.
+const RECEIVE_BATCH: usize = 64;
+
 /// Kernel receive buffer asked for: replies arrive in bursts while the sender is busy.
 const RECEIVE_SOCKET_BYTES: usize = 32 << 20;
 
@@ -196,7 +199,9 @@ impl RawSender {
 /// The receive socket for replies to the scanner's SYNs.
 pub struct RawReceiver {
     socket: Socket,
-    buffer: Box<[MaybeUninit<u8>; RECEIVE_BUFFER]>,
+    buffers: Box<[[MaybeUninit<u8>; RECEIVE_BUFFER]; RECEIVE_BATCH]>,
+    /// Bytes of each buffer filled by the last read.
+    lengths: [usize; RECEIVE_BATCH],
 }
 
 impl RawReceiver {
@@ -216,17 +221,50 @@ impl RawReceiver {
         // Read without blocking: a reader that sleeps between drains is never woken per packet, which
         // at a few hundred thousand replies a second costs the sending core more than the replies.
         socket.set_nonblocking(true)?;
-        Ok(RawReceiver { socket, buffer: Box::new([MaybeUninit::uninit(); RECEIVE_BUFFER]) })
+        Ok(RawReceiver {
+            socket,
+            buffers: Box::new([[MaybeUninit::uninit(); RECEIVE_BUFFER]; RECEIVE_BATCH]),
+            lengths: [0; RECEIVE_BATCH],
+        })
     }
 
-    /// The next segment queued (a whole IPv4 packet), or `None` if none is.
-    pub fn try_recv(&mut self) -> io::Result<Option<&[u8]>> {
-        match self.socket.recv(&mut self.buffer[..]) {
-            // SAFETY: recv initialised the first n bytes of the buffer.
-            Ok(n) => Ok(Some(unsafe { std::slice::from_raw_parts(self.buffer.as_ptr().cast::<u8>(), n) })),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
+    /// The segments queued (whole IPv4 packets), as many as one system call reads (`recvmmsg`);
+    /// none if none is.
+    pub fn try_recv(&mut self) -> io::Result<impl Iterator<Item = &[u8]>> {
+        // SAFETY: all-zero is a valid iovec and mmsghdr; each is pointed at its buffer below.
+        let mut iovecs: [libc::iovec; RECEIVE_BATCH] = unsafe { std::mem::zeroed() };
+        let mut messages: [libc::mmsghdr; RECEIVE_BATCH] = unsafe { std::mem::zeroed() };
+        for (i, buffer) in self.buffers.iter_mut().enumerate() {
+            iovecs[i].iov_base = buffer.as_mut_ptr().cast();
+            iovecs[i].iov_len = RECEIVE_BUFFER;
+            messages[i].msg_hdr.msg_iov = &mut iovecs[i];
+            messages[i].msg_hdr.msg_iovlen = 1;
         }
+        // SAFETY: each header points at one live buffer of RECEIVE_BUFFER bytes.
+        let received = unsafe {
+            libc::recvmmsg(
+                std::os::fd::AsRawFd::as_raw_fd(&self.socket),
+                messages.as_mut_ptr(),
+                RECEIVE_BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        let count = if received >= 0 {
+            received as usize
+        } else {
+            let e = io::Error::last_os_error();
+            if !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) {
+                return Err(e);
+            }
+            0
+        };
+        for (length, message) in self.lengths.iter_mut().zip(&messages).take(count) {
+            *length = (message.msg_len as usize).min(RECEIVE_BUFFER);
+        }
+        let (buffers, lengths) = (&self.buffers, &self.lengths);
+        // SAFETY: recvmmsg initialised the first `msg_len` bytes of each of the first `count` buffers.
+        Ok((0..count).map(move |i| unsafe { std::slice::from_raw_parts(buffers[i].as_ptr().cast::<u8>(), lengths[i]) }))
     }
 
     /// A handle for reading the socket's drop counter from another thread.
