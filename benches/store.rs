@@ -63,6 +63,7 @@ fn start() -> ScanStart {
         },
         targets_total: 131_072,
         kind: "scan".into(),
+        runner: None,
     }
 }
 
@@ -100,7 +101,7 @@ fn main() {
         store
             .finish_scan(
                 id,
-                ScanEnd { probed: 131_072, open: OBSERVATIONS as u64, completed: true },
+                ScanEnd { probed: 131_072, open: OBSERVATIONS as u64, completed: true, reason: None },
                 "2026-11-28T07:00:00Z",
             )
             .unwrap();

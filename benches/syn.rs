@@ -31,8 +31,11 @@
 //! - `SYN_BENCH_RSS_MAX_PREFIX` (default 8): the widest space of the memory part.
 //! - `SYN_BENCH_RATES` (default `1000,5000,20000`).
 //!
-//! Internal: `syn --rss-child <prefix>` runs the stage once and prints `rss-child ...` for the parent.
+//! Internal: `syn --child <prefix>` runs the stage once and prints `child-report ...` for the parent.
 
+mod common;
+
+use common::{env_or, ChildReport};
 use otscope::discovery::syn::{self, SynConfig, SynStats};
 use otscope::discovery::validation::Validator;
 use otscope::discovery::{DiscoveryEvent, SynTarget};
@@ -53,13 +56,6 @@ const CLOSED_PORT: u16 = 9;
 /// The wildcard listener with the full accept queue: every SYN is dropped.
 const FILTERED_PORT: u16 = 4502;
 const SEED: u64 = 0x5eed_0005;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not valid")),
-        Err(_) => default,
-    }
-}
 
 /// Moves this process into a new network namespace and brings its `lo` up.
 fn enter_private_network() -> io::Result<()> {
@@ -229,30 +225,18 @@ fn ceiling(rounds: usize) {
     );
 }
 
-/// Peak resident set size of this process, in KiB.
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/self/status")
-}
-
 fn rss_child(prefix: u8) {
     let started = Instant::now();
     let stats = discover(space(Ipv4Addr::new(127, 0, 0, 0), prefix, CLOSED_PORT), &unlimited());
     let n = 1u64 << (32 - prefix);
     assert_eq!(stats.targets, n);
     assert_eq!(stats.closed + stats.not_covered, n, "{stats:?}");
-    println!(
-        "rss-child prefix={prefix} targets={n} secs={:.3} rate={:.0} not_covered={} receive_drops={} peak_kib={}",
-        started.elapsed().as_secs_f64(),
-        stats.send_rate(),
-        stats.not_covered,
-        stats.receive_drops,
-        peak_rss_kib()
-    );
+    let extra = [
+        ("rate", format!("{:.0}", stats.send_rate())),
+        ("not_covered", stats.not_covered.to_string()),
+        ("receive_drops", stats.receive_drops.to_string()),
+    ];
+    ChildReport::print_with(prefix.into(), n, started.elapsed().as_secs_f64(), &extra);
 }
 
 fn rss(widest: u8) {
@@ -261,26 +245,13 @@ fn rss(widest: u8) {
     println!("rss: 127.0.0.0/{prefixes:?} on closed port {CLOSED_PORT}, rate unlimited, one child process each");
     let mut peaks = Vec::new();
     for &prefix in &prefixes {
-        let out = std::process::Command::new(std::env::current_exe().expect("own path"))
-            .args(["--rss-child", &prefix.to_string()])
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("run the child");
-        assert!(out.status.success(), "child /{prefix}: {}", out.status);
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line =
-            text.lines().find(|l| l.starts_with("rss-child ")).unwrap_or_else(|| panic!("child /{prefix}: {text}"));
-        let field = |name: &str| -> String {
-            line.split_whitespace()
-                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-                .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-                .to_string()
-        };
-        let peak: u64 = field("peak_kib").parse().expect("peak_kib");
+        let r = common::run_child(prefix.into(), &[]);
+        let field = |name: &str| r.extra[name].clone();
+        let peak = r.peak_kib;
         println!(
             "  /{prefix}: {} targets in {} s, {} SYN/s, {} not covered ({} replies dropped by a full receive buffer), peak RSS {:.1} MiB",
-            field("targets"),
-            field("secs"),
+            r.probed,
+            r.secs,
             field("rate"),
             field("not_covered"),
             field("receive_drops"),
@@ -389,9 +360,8 @@ fn rate(rates: &[u32]) {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(i) = args.iter().position(|a| a == "--rss-child") {
-        let prefix: u8 = args.get(i + 1).and_then(|p| p.parse().ok()).expect("--rss-child <prefix>");
-        rss_child(prefix);
+    if let Some(prefix) = common::child_param() {
+        rss_child(u8::try_from(prefix).expect("a prefix"));
         return ExitCode::SUCCESS;
     }
     if let Err(e) = raw_sockets_available() {

@@ -11,7 +11,8 @@ use otscope::fingerprints::{unescape, Library, Template};
 use otscope::ledger::Ledger;
 use otscope::net::Frame;
 use otscope::probes::parsers::*;
-use otscope::targets::{parse_ports, Permutation};
+use otscope::scope::parse_ports;
+use otscope::targets::Permutation;
 use std::fmt::Debug;
 use std::path::Path;
 

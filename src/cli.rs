@@ -1,11 +1,18 @@
 //! Every command and flag, defined once; the doc comments are the `--help`.
 
+use crate::engine::{EngineConfig, ProgressStyle};
+use crate::error::BadInput;
 use crate::ledger::Level;
+use crate::net::Limits;
+use crate::pipeline::{RunOptions, ScanOptions, ScopeOptions};
+use crate::probes::ProbeSettings;
 use crate::targets::Shard;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// otscope: find the industrial control services that registered enterprises expose to the
 /// internet, and say what each device is, without ever leaving the registered scope.
@@ -306,7 +313,7 @@ pub struct ScopeArgs {
     /// A file of addresses that must never be probed, whatever the ledger says.
     #[arg(long, value_name = "FILE")]
     pub exclude: Option<PathBuf>,
-    /// Ports to scan, e.g. 502,102,44818/udp,47808/udp,1000-1100 (default: the library's ports.toml).
+    /// Ports to scan, e.g. 502,102,44818/udp,47808/udp,1000-1100 (default: every probe's ports and the library's ports.toml).
     #[arg(long, short = 'p', value_name = "LIST")]
     pub ports: Option<PortList>,
     /// The fingerprint library folder.
@@ -325,10 +332,10 @@ pub struct ScopeArgs {
 
 impl ScopeArgs {
     /// The ledger, which every scanning command needs.
-    pub fn ledger(&self) -> Result<&std::path::Path, crate::commands::BadInput> {
-        self.targets.as_deref().ok_or_else(|| {
-            crate::commands::BadInput("--targets FILE is required: the ledger whose addresses are scanned".into())
-        })
+    pub fn ledger(&self) -> Result<&std::path::Path, BadInput> {
+        self.targets
+            .as_deref()
+            .ok_or_else(|| BadInput("--targets FILE is required: the ledger whose addresses are scanned".into()))
     }
 
     pub fn selection(&self) -> crate::scope::Selection {
@@ -338,6 +345,18 @@ impl ScopeArgs {
             enterprises: self.enterprise.clone(),
             ..Default::default()
         }
+    }
+
+    /// The pipeline's scope options (hostnames resolved through `resolver`).
+    pub fn options(&self, resolver: Option<SocketAddr>) -> Result<ScopeOptions, BadInput> {
+        Ok(ScopeOptions {
+            ledger: self.ledger()?.to_path_buf(),
+            exclude: self.exclude.clone(),
+            fingerprints: self.fingerprints.clone(),
+            ports: self.ports.clone().map(|p| p.0),
+            selection: self.selection(),
+            resolver,
+        })
     }
 }
 
@@ -391,6 +410,41 @@ pub struct EngineArgs {
     pub quiet: bool,
 }
 
+impl EngineArgs {
+    /// The pipeline's scan options.
+    pub fn options(&self) -> ScanOptions {
+        ScanOptions {
+            engine: EngineConfig {
+                concurrency: self.concurrency,
+                rate: NonZeroU32::new(self.rate),
+                per_host: self.per_host,
+                host_interval: self.host_interval,
+                target_deadline: self.target_deadline,
+                ..EngineConfig::default()
+            },
+            probe: ProbeSettings {
+                limits: Limits {
+                    connect_timeout: self.connect_timeout,
+                    read_timeout: self.read_timeout,
+                    udp_retries: self.udp_retries,
+                    ..Limits::default()
+                },
+                banner_wait: self.banner_wait,
+                deep: self.deep,
+                enabled: self.enable_probe.clone(),
+            },
+            seed: self.seed,
+            shard: self.shard,
+        }
+    }
+
+    /// How the run shows progress, stopped by `stop`.
+    pub fn run_options(&self, stop: CancellationToken) -> RunOptions {
+        let progress = if self.quiet { ProgressStyle::Quiet } else { ProgressStyle::Auto };
+        RunOptions { progress, stop, keep_findings: false }
+    }
+}
+
 fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
     s.parse::<SocketAddr>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
@@ -399,11 +453,28 @@ fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
 
 /// A parsed `--ports` list (a newtype, so clap takes the whole list as one value).
 #[derive(Debug, Clone)]
-pub struct PortList(pub Vec<crate::targets::PortSpec>);
+pub struct PortList(pub Vec<crate::scope::PortSpec>);
 
 impl std::str::FromStr for PortList {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        crate::targets::parse_ports(s).map(PortList)
+        crate::scope::parse_ports(s).map(PortList)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The options a command line without engine flags gives are the pipeline's defaults: the defaults
+    /// are written once on each side, and this keeps them equal.
+    #[test]
+    fn the_command_line_defaults_are_the_pipelines() {
+        let Command::Scan(args) = Cli::parse_from(["otscope", "scan"]).command else { unreachable!() };
+        let given = args.engine.options();
+        let defaults = ScanOptions::default();
+        assert_eq!(format!("{:?}", given.engine), format!("{:?}", defaults.engine));
+        assert_eq!(format!("{:?}", given.probe), format!("{:?}", defaults.probe));
+        assert_eq!((given.seed, given.shard), (defaults.seed, defaults.shard));
     }
 }

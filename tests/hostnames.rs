@@ -3,59 +3,24 @@
 
 mod common;
 
-use common::{ledger, Responder};
+use common::dns::dns_responder;
+use common::{banner_device, ledger};
 use std::net::Ipv4Addr;
-use tokio::net::UdpSocket;
-
-/// Answers A queries for the names in `records`; every other query gets an empty NOERROR answer.
-async fn dns_responder(addr: &str, records: &'static [(&'static str, Ipv4Addr)]) -> tokio::task::JoinHandle<()> {
-    let sock = UdpSocket::bind(addr).await.unwrap();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 512];
-        while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
-            let q = &buf[..n];
-            if n < 12 {
-                continue;
-            }
-            // QNAME labels from offset 12, then QTYPE and QCLASS.
-            let mut i = 12;
-            let mut labels = Vec::new();
-            while i < n && q[i] != 0 {
-                let len = q[i] as usize;
-                labels.push(String::from_utf8_lossy(&q[i + 1..(i + 1 + len).min(n)]).to_lowercase());
-                i += 1 + len;
-            }
-            let question_end = i + 5;
-            if question_end > n {
-                continue;
-            }
-            let qtype = u16::from_be_bytes([q[i + 1], q[i + 2]]);
-            let name = labels.join(".");
-            let answer = records.iter().find(|(h, _)| *h == name).filter(|_| qtype == 1).map(|(_, a)| *a);
-            let mut reply = Vec::new();
-            reply.extend_from_slice(&q[0..2]);
-            reply.extend_from_slice(&[0x81, 0x80, 0, 1, 0, answer.is_some() as u8, 0, 0, 0, 0]);
-            reply.extend_from_slice(&q[12..question_end]);
-            if let Some(a) = answer {
-                reply.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-                reply.extend_from_slice(&a.octets());
-            }
-            let _ = sock.send_to(&reply, peer).await;
-        }
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostnames_resolve_through_the_named_server_and_are_reported() {
     static RECORDS: [(&str, Ipv4Addr); 1] = [("plc.lab.test", Ipv4Addr::new(127, 113, 0, 7))];
-    let dns = dns_responder("127.113.0.53:5353", &RECORDS).await;
-    let plc = Responder::start("127.113.0.7:2222", Some(b"220 ready\r\n")).await;
+    let _dns = dns_responder("127.113.0.53:5353", &RECORDS).await;
+    let plc = banner_device("127.113.0.7:2222", Some(b"220 ready\r\n")).await;
     let (_dir, path) = ledger("A-1,a,d,s,important,plc.lab.test;127.113.0.8,c\nB-2,b,d,s,general,nowhere.lab.test,c\n");
-    let findings = common::scan(&path, "2222", &Default::default(), &["--resolver", "127.113.0.53:5353"]).await;
+    let scope = otscope::pipeline::ScopeOptions {
+        resolver: Some("127.113.0.53:5353".parse().unwrap()),
+        ..common::scope(&path, "2222", &Default::default())
+    };
+    let findings = common::scan_scope(&scope, common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].ip.to_string(), "127.113.0.7");
     assert_eq!(findings[0].hostname.as_deref(), Some("plc.lab.test"));
     assert_eq!(findings[0].enterprise_id, "A-1");
-    assert_eq!(plc.count(), 1);
-    dns.abort();
+    assert_eq!(plc.connections(), 1);
 }

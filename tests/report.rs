@@ -7,9 +7,10 @@ use otscope::findings::{Finding, Severity};
 use otscope::history::diff;
 use otscope::ledger::Level;
 use otscope::report::{escape, render, Lang};
+use otscope::scope::PortSpec;
 use otscope::scope::Transport;
 use otscope::store::{ScanEnd, ScanStart, SqliteStore, Store};
-use otscope::targets::{Coverage, PortSpec, Shard};
+use otscope::targets::{Coverage, Shard};
 use serde_json::{json, Map, Value};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -112,6 +113,7 @@ fn start(at: &str, selection: Value, spans: (u8, u8), ports: &[(u16, Transport)]
         coverage,
         targets_total,
         kind: "scan".into(),
+        runner: None,
     }
 }
 
@@ -127,7 +129,7 @@ fn record(store: &mut SqliteStore, s: ScanStart, services: &[Svc], ended: &str, 
         store.record(id, &mut finding(*svc, &at)).unwrap();
     }
     let probed = if completed { s.targets_total } else { s.targets_total / 2 };
-    store.finish_scan(id, ScanEnd { probed, open: services.len() as u64, completed }, ended).unwrap();
+    store.finish_scan(id, ScanEnd { probed, open: services.len() as u64, completed, reason: None }, ended).unwrap();
     id
 }
 

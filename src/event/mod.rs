@@ -94,7 +94,7 @@ pub fn report(
     let params = &baseline.start.parameters;
     let coverage = &baseline.start.coverage;
     let ports: Vec<String> = coverage.ports.iter().map(|p| p.to_string()).collect();
-    let probed: u64 = checks.iter().filter_map(|c| c.end.map(|e| e.probed)).sum();
+    let probed: u64 = checks.iter().filter_map(|c| c.end.as_ref().map(|e| e.probed)).sum();
     let selection = &event.plan.selection;
 
     let mut out = String::new();
@@ -143,7 +143,7 @@ pub fn report(
             c.id,
             short(&c.start.started_at),
             c.ended_at.as_deref().map(short).unwrap_or_default(),
-            c.end.map(|e| e.probed).unwrap_or(0),
+            c.end.as_ref().map(|e| e.probed).unwrap_or(0),
             t("targets probed", "个目标已探测"),
         );
     }

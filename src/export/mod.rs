@@ -1,7 +1,9 @@
 //! Exports of one scan's findings: per district (one file per district and a summary), as CSV for
 //! people (UTF-8 with BOM, English or Chinese headers) or JSONL for the monitoring platform.
 
-use crate::findings::{Change, Finding, FindingSink, JsonlWriter, Severity};
+use crate::findings::{
+    cell_text, values, Change, Column, CsvTable, Finding, FindingSink, JsonlWriter, Severity, COLUMNS,
+};
 use crate::ledger::Level;
 use crate::store::Sighting;
 use std::collections::{BTreeMap, HashMap};
@@ -20,28 +22,16 @@ pub enum Format {
     Jsonl,
 }
 
-/// (English, Chinese) column headers of the district CSV, in order.
-const COLUMNS: [(&str, &str); 19] = [
-    ("district", "区县"),
-    ("enterprise_id", "企业编号"),
-    ("enterprise", "企业名称"),
-    ("level", "重要程度"),
-    ("ip", "IP"),
-    ("port", "端口"),
-    ("transport", "传输协议"),
-    ("protocol", "协议"),
-    ("ics", "工控协议"),
-    ("vendor", "厂商"),
-    ("product", "型号"),
-    ("version", "版本"),
-    ("severity", "严重程度"),
-    ("change", "变化"),
-    ("first_seen", "首次发现"),
-    ("last_seen", "最近发现"),
-    ("hostname", "主机名"),
-    ("rule", "规则"),
-    ("observed_at", "观测时间"),
-];
+/// The district files hold every column of the finding (see [`crate::findings::COLUMNS`]), the owner's
+/// first since a district reads its files by enterprise, then when each service was first and last seen.
+const OWNER_FIRST: [&str; 4] = ["district", "enterprise_id", "enterprise", "level"];
+const SIGHTING_COLUMNS: [(&str, &str); 2] = [("first_seen", "首次发现"), ("last_seen", "最近发现")];
+
+/// The finding's columns in the order of the district files.
+fn district_columns() -> Vec<Column> {
+    let owner = OWNER_FIRST.iter().filter_map(|k| COLUMNS.iter().find(|c| c.key == *k));
+    owner.chain(COLUMNS.iter().filter(|c| !OWNER_FIRST.contains(&c.key))).copied().collect()
+}
 
 const SUMMARY_COLUMNS: [(&str, &str); 12] = [
     ("district", "区县"),
@@ -85,6 +75,7 @@ pub fn change_text(c: Option<Change>, lang: Lang) -> &'static str {
         (Some(Change::Changed), Lang::Zh) => "变化",
         (Some(Change::Persisting), Lang::Zh) => "持续",
         (Some(Change::Gone), Lang::Zh) => "消失",
+        (Some(Change::NotCovered), Lang::Zh) => "未覆盖",
     }
 }
 
@@ -214,41 +205,38 @@ fn header(columns: &[(&str, &str)], lang: Lang) -> Vec<String> {
     columns.iter().map(|(en, zh)| if lang == Lang::Zh { zh.to_string() } else { en.to_string() }).collect()
 }
 
+/// A finding's cells as people read them, in `columns` order: values in the export's language where they
+/// are words of otscope's own (level, severity, change, whether the protocol is industrial).
+fn localised_cells(f: &Finding, columns: &[Column], lang: Lang) -> Vec<String> {
+    let values: HashMap<&str, serde_json::Value> = COLUMNS.iter().map(|c| c.key).zip(values(f)).collect();
+    columns
+        .iter()
+        .map(|column| match (column.key, lang) {
+            ("level", Lang::Zh) => level_text(f.level, lang).to_string(),
+            ("severity", Lang::Zh) => severity_text(f.severity, lang).to_string(),
+            ("change", Lang::Zh) => change_text(f.change, lang).to_string(),
+            ("ics", Lang::Zh) => if f.ics { "是" } else { "否" }.to_string(),
+            (key, _) => cell_text(&values[key]),
+        })
+        .collect()
+}
+
 fn write_csv(
-    mut out: impl Write,
+    out: impl Write,
     rows: &[&Finding],
     seen: &HashMap<(std::net::IpAddr, u16, String), (String, String)>,
     lang: Lang,
 ) -> io::Result<()> {
-    out.write_all("\u{feff}".as_bytes())?;
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(header(&COLUMNS, lang))?;
+    let columns = district_columns();
+    let names: Vec<(&str, &str)> = columns.iter().map(|c| (c.key, c.zh)).chain(SIGHTING_COLUMNS).collect();
+    let mut table = CsvTable::new(out, header(&names, lang))?;
     for f in rows {
         let (first, last) = seen.get(&(f.ip, f.port, f.transport.as_str().to_string())).cloned().unwrap_or_default();
-        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-        w.write_record([
-            f.district.clone(),
-            f.enterprise_id.clone(),
-            f.enterprise.clone(),
-            level_text(f.level, lang).to_string(),
-            f.ip.to_string(),
-            f.port.to_string(),
-            f.transport.as_str().to_string(),
-            f.protocol.clone(),
-            if lang == Lang::Zh { if f.ics { "是" } else { "否" }.to_string() } else { f.ics.to_string() },
-            opt(&f.vendor),
-            opt(&f.product),
-            opt(&f.version),
-            severity_text(f.severity, lang).to_string(),
-            change_text(f.change, lang).to_string(),
-            first,
-            last,
-            opt(&f.hostname),
-            opt(&f.rule),
-            f.observed_at.clone(),
-        ])?;
+        let mut cells = localised_cells(f, &columns, lang);
+        cells.extend([first, last]);
+        table.row(cells)?;
     }
-    w.flush()
+    table.flush()
 }
 
 fn counts(rows: &[&Finding]) -> (usize, usize, [usize; 5], usize, usize) {
@@ -264,18 +252,16 @@ fn counts(rows: &[&Finding]) -> (usize, usize, [usize; 5], usize, usize) {
     (enterprises.len(), rows.iter().filter(|f| f.ics).count(), sev, new, changed)
 }
 
-fn write_summary_csv(mut out: impl Write, rows: &[(String, Vec<&Finding>, String)], lang: Lang) -> io::Result<()> {
-    out.write_all("\u{feff}".as_bytes())?;
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(header(&SUMMARY_COLUMNS, lang))?;
+fn write_summary_csv(out: impl Write, rows: &[(String, Vec<&Finding>, String)], lang: Lang) -> io::Result<()> {
+    let mut table = CsvTable::new(out, header(&SUMMARY_COLUMNS, lang))?;
     for (district, findings, file) in rows {
         let (enterprises, ics, sev, new, changed) = counts(findings);
         let mut record = vec![district.clone(), enterprises.to_string(), findings.len().to_string(), ics.to_string()];
         record.extend(sev.iter().map(|n| n.to_string()));
         record.extend([new.to_string(), changed.to_string(), file.clone()]);
-        w.write_record(record)?;
+        table.row(record)?;
     }
-    w.flush()
+    table.flush()
 }
 
 fn summary_json(district: &str, rows: &[&Finding], file: &str) -> serde_json::Value {

@@ -2,13 +2,15 @@
 //! severity policy. Every output is written from this one type.
 
 mod change;
+mod columns;
 mod severity;
 mod writers;
 
-pub use change::{compare, identity_key, Change};
+pub use change::{classify, compare, identity_key, Change, IdentityKey};
 
+pub use columns::{cell_text, values, Column, COLUMNS};
 pub use severity::{default_severity, Severity};
-pub use writers::{CsvWriter, FindingSink, JsonlWriter, CSV_COLUMNS};
+pub use writers::{neutralise, CsvTable, CsvWriter, FindingSink, JsonlWriter, Sink};
 
 use crate::engine::Observation;
 use crate::ledger::Level;

@@ -10,7 +10,7 @@ pub use schema::BannerProbeDef;
 pub use template::Template;
 
 use crate::findings::{Classification, Severity};
-use crate::targets::{parse_ports, PortSpec};
+use crate::scope::{parse_ports, PortSpec};
 use schema::{FileDef, RuleDef};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -64,7 +64,9 @@ pub struct Example {
 #[derive(Debug)]
 pub struct Library {
     pub dir: PathBuf,
-    /// The ports a scan covers when `--ports` is not given.
+    /// The ports a scan covers when `--ports` is not given: the library's `ports`, and with
+    /// `probe_ports = true`, every port where a probe of the registry or of the library expects its
+    /// service.
     pub default_ports: Vec<PortSpec>,
     pub banner_probes: Vec<BannerProbeDef>,
     pub matcher: Matcher,
@@ -98,6 +100,7 @@ impl Library {
         let mut rules: Vec<(RuleDef, RuleOrigin)> = Vec::new();
         let mut tables: HashMap<String, HashMap<String, String>> = HashMap::new();
         let mut default_ports = Vec::new();
+        let mut probe_ports = false;
         let mut banner_probes = Vec::new();
         for path in &paths {
             let text = match std::fs::read_to_string(path) {
@@ -133,6 +136,7 @@ impl Library {
                 item: item.to_string(),
                 message,
             };
+            probe_ports |= file.probe_ports;
             for entry in file.ports {
                 match parse_ports(entry.get_ref()) {
                     Ok(p) => default_ports.extend(p),
@@ -164,7 +168,7 @@ impl Library {
         let mut ids = HashMap::new();
         let known_protocols: HashSet<String> = crate::probes::registry()
             .iter()
-            .map(|p| p.protocol().to_string())
+            .map(|p| p.protocol.to_string())
             .chain(["unknown".to_string(), "tls".to_string()])
             .chain(rules.iter().filter_map(|(r, _)| r.set.protocol.clone()))
             .collect();
@@ -199,6 +203,14 @@ impl Library {
             return Err(LibraryErrors(errors));
         }
 
+        if probe_ports {
+            default_ports.extend(crate::probes::registry_ports());
+            default_ports.extend(
+                banner_probes.iter().flat_map(|p: &BannerProbeDef| {
+                    p.ports.iter().map(|&port| PortSpec { port, transport: p.transport })
+                }),
+            );
+        }
         default_ports.sort();
         default_ports.dedup();
         let examples = rules
@@ -346,6 +358,26 @@ set = { vendor = "OpenBSD", product = "OpenSSH", version = "{v}", cpe = "cpe:2.3
 banner = 'SSH-2.0-OpenSSH_8.4\r\n'
 expect = { product = "OpenSSH", version = "8.4", cpe = "cpe:2.3:a:openbsd:openssh:8.4" }
 "#;
+
+    #[test]
+    fn default_ports_are_the_listed_ones_and_with_probe_ports_every_probes_too() {
+        use crate::scope::Transport::{Tcp, Udp};
+        let spec = |port, transport| PortSpec { port, transport };
+        let probe = "[[probe]]\nname = \"redis\"\ntransport = \"tcp\"\nports = [6379]\npayload = \"PING\\r\\n\"\n";
+        let listed = library(&[("ports.toml", "ports = [\"22/tcp\"]\n"), ("banners.toml", probe)]).unwrap();
+        assert_eq!(listed.default_ports, vec![spec(22, Tcp)]);
+
+        let all = "probe_ports = true\nports = [\"22/tcp\"]\n";
+        let derived = library(&[("ports.toml", all), ("banners.toml", probe)]).unwrap().default_ports;
+        for expected in
+            [spec(22, Tcp), spec(502, Tcp), spec(4843, Tcp), spec(44818, Udp), spec(2222, Udp), spec(6379, Tcp)]
+        {
+            assert!(derived.contains(&expected), "{expected:?} missing from {derived:?}");
+        }
+        let registry: Vec<PortSpec> = crate::probes::registry_ports().collect();
+        assert!(registry.iter().all(|p| derived.contains(p)), "every probe's port is scanned by default");
+        assert!(derived.windows(2).all(|w| w[0] < w[1]), "sorted, without repeats");
+    }
 
     #[test]
     fn banner_rules_rename_the_protocol_and_chain_into_its_rules() {

@@ -10,6 +10,10 @@ use std::collections::{BTreeMap, HashMap};
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct FileDef {
+    /// Whether the default scan ports include every port where a probe expects its service.
+    #[serde(default)]
+    pub probe_ports: bool,
+    /// Default scan ports besides the probes' (services that speak first, ...).
     #[serde(default)]
     pub ports: Vec<toml::Spanned<String>>,
     #[serde(default)]

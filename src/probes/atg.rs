@@ -8,14 +8,17 @@
 //! (`  1  UNLEADED   ...`), and `<ETX>` (0x03). A command the console does not understand is
 //! answered `<SOH>9999<ETX>`.
 //!
+//! Emulators differ: conpot's Guardian AST answers without SOH and ETX and with LF line ends
+//! (`\nI20100\n<date>\n\n<station>...`). Such an unframed reply is complete once its
+//! `IN-TANK INVENTORY` heading and a whole last line have arrived; lines that straggle in later
+//! segments are gathered for a short grace.
+//!
 //! Read-only: the only request is function 201 "in-tank inventory report" as an *inquiry*
 //! (`I20100`). Commands starting with `S` change settings; this module has none and never builds
 //! one.
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "atg";
 
@@ -26,6 +29,9 @@ const REPORT: &str = "IN-TANK INVENTORY";
 /// Station headers hold a handful of lines (name, street, city, phone).
 const MAX_STATION_LINES: usize = 8;
 const MAX_LINES: usize = 1024;
+/// How long more lines of an unframed reply are waited for, and the most bytes a reply may have.
+const UNFRAMED_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
+const MAX_REPLY: usize = 64 * 1024;
 
 /// `<SOH>I20100<LF>`: in-tank inventory report for all tanks.
 pub fn inventory_request() -> Vec<u8> {
@@ -35,28 +41,39 @@ pub fn inventory_request() -> Vec<u8> {
     r
 }
 
-/// A reply runs from `<SOH>` to `<ETX>` and is plain text in between.
+fn is_report_text(b: u8) -> bool {
+    matches!(b, b'\r' | b'\n' | b'\t' | 0x20..=0x7e)
+}
+
+/// A reply runs from `<SOH>` to `<ETX>` and is plain text in between; an unframed reply (no SOH,
+/// first byte a line end) is text that is complete at the end of a line after the report heading.
 pub fn frame(buf: &[u8]) -> Frame {
-    match buf.first() {
+    let framed = match buf.first() {
         None => return Frame::Incomplete,
-        Some(&SOH) => {}
-        Some(b) => return Frame::Invalid(format!("reply starts with {b:#04x}, not SOH")),
-    }
+        Some(&SOH) => true,
+        Some(b'\r' | b'\n') => false,
+        Some(b) => return Frame::Invalid(format!("reply starts with {b:#04x}, neither SOH nor a line end")),
+    };
     for (i, &b) in buf.iter().enumerate().skip(1) {
         match b {
-            ETX => return Frame::Complete(i + 1),
-            b'\r' | b'\n' | b'\t' | 0x20..=0x7e => {}
+            ETX if framed => return Frame::Complete(i + 1),
+            b if is_report_text(b) => {}
             _ => return Frame::Invalid(format!("byte {b:#04x} at {i} is not report text")),
         }
     }
-    Frame::Incomplete
+    let heading = buf.windows(REPORT.len()).position(|w| w == REPORT.as_bytes());
+    match heading {
+        Some(at) if !framed && buf.ends_with(b"\n") && at + REPORT.len() < buf.len() => Frame::Complete(buf.len()),
+        _ => Frame::Incomplete,
+    }
+}
+
+/// Whether a reply came without the SOH ... ETX framing (and may have more lines to come).
+pub fn is_unframed(reply: &[u8]) -> bool {
+    reply.first() != Some(&SOH)
 }
 
 pub use super::ParseError;
-
-fn err(why: impl Into<String>) -> ParseError {
-    ParseError(why.into())
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -66,14 +83,15 @@ pub enum Reply {
     Rejected,
 }
 
-/// Parses a whole `<SOH>...<ETX>` reply.
+/// Parses a whole reply: `<SOH>...<ETX>`, or unframed text that starts with a line end.
 pub fn parse_reply(buf: &[u8]) -> Result<Reply, ParseError> {
-    let inner = buf
-        .strip_prefix(&[SOH])
-        .and_then(|b| b.strip_suffix(&[ETX]))
-        .ok_or_else(|| err("not framed by SOH and ETX"))?;
-    if inner.iter().any(|&b| !matches!(b, b'\r' | b'\n' | b'\t' | 0x20..=0x7e)) {
-        return Err(err("reply is not text"));
+    let inner = match buf.strip_prefix(&[SOH]) {
+        Some(framed) => framed.strip_suffix(&[ETX]).ok_or_else(|| ParseError::new("SOH without ETX"))?,
+        None if matches!(buf.first(), Some(b'\r' | b'\n')) => buf,
+        None => return Err(ParseError::new("neither framed by SOH and ETX nor starting with a line end")),
+    };
+    if inner.iter().any(|&b| !is_report_text(b)) {
+        return Err(ParseError::new("reply is not text"));
     }
     let text = String::from_utf8_lossy(inner);
     if text.trim() == "9999" {
@@ -81,20 +99,20 @@ pub fn parse_reply(buf: &[u8]) -> Result<Reply, ParseError> {
     }
     let mut lines = text.lines().take(MAX_LINES).map(str::trim).filter(|l| !l.is_empty());
     if lines.next() != Some(COMMAND) {
-        return Err(err("reply does not echo I20100 first"));
+        return Err(ParseError::new("reply does not echo I20100 first"));
     }
-    let stamp = lines.next().ok_or_else(|| err("no date and time"))?;
+    let stamp = lines.next().ok_or_else(|| ParseError::new("no date and time"))?;
     if !stamp.bytes().any(|b| b.is_ascii_digit()) {
-        return Err(err(format!("{stamp:?} is not a date and time")));
+        return Err(ParseError::new(format!("{stamp:?} is not a date and time")));
     }
     let mut station_lines = Vec::new();
     loop {
-        let line = lines.next().ok_or_else(|| err("no IN-TANK INVENTORY heading"))?;
+        let line = lines.next().ok_or_else(|| ParseError::new("no IN-TANK INVENTORY heading"))?;
         if line.starts_with(REPORT) {
             break;
         }
         if station_lines.len() == MAX_STATION_LINES {
-            return Err(err("no IN-TANK INVENTORY heading after the station header"));
+            return Err(ParseError::new("no IN-TANK INVENTORY heading after the station header"));
         }
         station_lines.push(line.to_string());
     }
@@ -109,37 +127,30 @@ fn is_tank_line(line: &str) -> bool {
     matches!(number, Some(1..=99)) && words.next().is_some()
 }
 
-pub struct Atg;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[10001]);
 
-#[async_trait]
-impl Probe for Atg {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[10001]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let reply = session.conn().exchange(&inventory_request(), frame).await?;
-        let mut id = Identity::new(PROTOCOL, true);
-        match parse_reply(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))? {
-            Reply::Inventory { station_lines, tanks } => {
-                id.field("station_name", station_lines.join(", "));
-                id.field("report", REPORT);
-                id.field("tanks", tanks);
-            }
-            Reply::Rejected => {
-                id.field("exception_code", 9999);
-            }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let conn = session.conn();
+    let mut reply = conn.exchange(&inventory_request(), frame).await?;
+    if is_unframed(&reply) {
+        // Without ETX nothing marks the end: tank lines may still be on their way.
+        match conn.recv_passive(UNFRAMED_GRACE, MAX_REPLY.saturating_sub(reply.len())).await {
+            Ok(more) if more.iter().copied().all(is_report_text) => reply.extend_from_slice(&more),
+            _ => {}
         }
-        Ok(id)
     }
+    let mut id = Identity::new(PROTOCOL, true);
+    match parse_reply(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))? {
+        Reply::Inventory { station_lines, tanks } => {
+            id.field("station_name", station_lines.join(", "));
+            id.field("report", REPORT);
+            id.field("tanks", tanks);
+        }
+        Reply::Rejected => {
+            id.field("exception_code", 9999);
+        }
+    }
+    Ok(id)
 }
 
 #[cfg(test)]
@@ -173,6 +184,56 @@ mod tests {
     fn lf_only_reports_and_no_station_lines() {
         let b = b"\x01\nI20100\n05/30/2018 19:15\n\nIN-TANK INVENTORY\n\nTANK PRODUCT VOLUME\n  1  SUPER  2428\n\x03";
         assert_eq!(parse_reply(b).unwrap(), Reply::Inventory { station_lines: vec![], tanks: 1 });
+    }
+
+    /// conpot 0.6.0's Guardian AST template, as it answered `<SOH>I20100<LF>` on loopback: no SOH,
+    /// no ETX, LF line ends (the date is the time of the capture).
+    const CONPOT_GUARDIAN_AST: &str =
+        "0a4932303130300a31322f30332f323032362030393a34370a0a535441544f494c2053544154494f4e0a0a0a0a494e2d5441\
+        4e4b20494e56454e544f52590a0a54414e4b2050524f4455435420202020202020202020202020564f4c554d452054432056\
+        4f4c554d45202020554c4c414745202020484549474854202020205741544552202020202054454d500a2020312020535550\
+        4552202020202020202020202020202020202031313733202020202020313231362020202020353532302020202036352e38\
+        312020202020332e33382020202035302e33360a2020322020554e4c45414420202020202020202020202020202020353638\
+        34202020202020353835342020202020353436342020202036322e39352020202020392e35342020202035382e34320a2020\
+        33202044494553454c2020202020202020202020202020202031393239202020202020313938382020202020363230382020\
+        202032352e33302020202020372e35352020202035322e33350a20203420205052454d49554d202020202020202020202020\
+        20202033363639202020202020333731332020202020363230382020202036322e39392020202020352e3838202020203536\
+        2e37380a";
+
+    #[test]
+    fn conpot_guardian_ast_reply_without_soh() {
+        let b = hex::decode(CONPOT_GUARDIAN_AST).unwrap();
+        assert!(b.starts_with(b"\nI20100\n12/03/2026 09:47\n\nSTATOIL STATION\n"));
+        assert_eq!(frame(&b), Frame::Complete(b.len()));
+        assert_eq!(
+            parse_reply(&b).unwrap(),
+            Reply::Inventory { station_lines: vec!["STATOIL STATION".into()], tanks: 4 }
+        );
+        // Split inside the second tank line: complete at the last whole line, the rest straggles.
+        let cut = b.windows(4).position(|w| w == b"  2 ").unwrap() + 4;
+        assert_eq!(frame(&b[..cut]), Frame::Incomplete);
+        let line_end = b[..cut].iter().rposition(|&c| c == b'\n').unwrap() + 1;
+        assert_eq!(frame(&b[..line_end]), Frame::Complete(line_end));
+        assert_eq!(
+            parse_reply(&b[..line_end]).unwrap(),
+            Reply::Inventory { station_lines: vec!["STATOIL STATION".into()], tanks: 1 }
+        );
+    }
+
+    #[test]
+    fn unframed_reports_with_crlf_and_heading_cut() {
+        let crlf = b"\r\nI20100\r\n01/01/2024 1:00\r\n\r\nSTATION\r\n\r\nIN-TANK INVENTORY\r\n\r\nTANK PRODUCT\r\n  1  SUPER 10\r\n";
+        assert_eq!(frame(crlf), Frame::Complete(crlf.len()));
+        assert_eq!(parse_reply(crlf).unwrap(), Reply::Inventory { station_lines: vec!["STATION".into()], tanks: 1 });
+        // Before the heading is whole, the reply is not complete, whatever the line ends say.
+        let cut = b"\nI20100\n01/01/2024 1:00\n\nSTATION\n\nIN-TANK INVENT";
+        assert_eq!(frame(cut), Frame::Incomplete);
+        assert_eq!(frame(b"\nI20100\n01/01/2024\nSTATION\n"), Frame::Incomplete);
+        // Text that starts with neither SOH nor a line end is not a tank gauge.
+        assert!(matches!(frame(b"I20100\n"), Frame::Invalid(_)));
+        assert!(parse_reply(b"I20100\n01/01/2024\nIN-TANK INVENTORY\n").is_err());
+        // SOH without ETX is a truncated framed reply, not an unframed one.
+        assert!(parse_reply(b"\x01\nI20100\n01/01/2024\nIN-TANK INVENTORY\n").is_err());
     }
 
     #[test]

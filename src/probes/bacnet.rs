@@ -16,8 +16,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 const PROTOCOL: &str = "bacnet";
 
@@ -70,10 +68,6 @@ const MAX_DATAGRAM: usize = 2048;
 
 pub use super::ParseError;
 
-fn err<T>(why: impl Into<String>) -> Result<T, ParseError> {
-    Err(ParseError(why.into()))
-}
-
 fn bvlc(npdu_apdu: &[u8]) -> Vec<u8> {
     let len = (4 + npdu_apdu.len()) as u16;
     let mut r = vec![BVLC_TYPE, BVLC_UNICAST_NPDU];
@@ -118,31 +112,31 @@ fn apdu_of(buf: &[u8]) -> Result<(&[u8], bool), ParseError> {
     let (Some(&kind), Some(&function), Some(len)) =
         (buf.first(), buf.get(1), buf.get(2..4).map(|l| u16::from_be_bytes([l[0], l[1]])))
     else {
-        return err("shorter than a BVLC header");
+        return Err(ParseError::new("shorter than a BVLC header"));
     };
     if kind != BVLC_TYPE {
-        return err(format!("BVLC type 0x{kind:02x}"));
+        return Err(ParseError::new(format!("BVLC type 0x{kind:02x}")));
     }
     if len as usize != buf.len() {
-        return err(format!("BVLC length {len} for a {}-byte datagram", buf.len()));
+        return Err(ParseError::new(format!("BVLC length {len} for a {}-byte datagram", buf.len())));
     }
     let npdu_at = match function {
         BVLC_UNICAST_NPDU | BVLC_BROADCAST_NPDU => 4,
         BVLC_FORWARDED_NPDU => 10, // the original source's B/IP address (6 bytes) comes first
-        other => return err(format!("BVLC function 0x{other:02x} carries no NPDU")),
+        other => return Err(ParseError::new(format!("BVLC function 0x{other:02x} carries no NPDU"))),
     };
     let (Some(&version), Some(&control)) = (buf.get(npdu_at), buf.get(npdu_at + 1)) else {
-        return err("no NPDU");
+        return Err(ParseError::new("no NPDU"));
     };
     if version != 0x01 {
-        return err(format!("NPDU version {version}"));
+        return Err(ParseError::new(format!("NPDU version {version}")));
     }
     if control & 0x80 != 0 {
-        return err("a network layer message, not an APDU");
+        return Err(ParseError::new("a network layer message, not an APDU"));
     }
     let mut pos = npdu_at + 2;
     let address = |pos: &mut usize| -> Result<(), ParseError> {
-        let Some(&alen) = buf.get(*pos + 2) else { return err("NPDU address truncated") };
+        let Some(&alen) = buf.get(*pos + 2) else { return Err(ParseError::new("NPDU address truncated")) };
         *pos += 3 + alen as usize;
         Ok(())
     };
@@ -158,7 +152,7 @@ fn apdu_of(buf: &[u8]) -> Result<(&[u8], bool), ParseError> {
     }
     match buf.get(pos..) {
         Some(apdu) if !apdu.is_empty() => Ok((apdu, routed)),
-        _ => err("no APDU"),
+        _ => Err(ParseError::new("no APDU")),
     }
 }
 
@@ -180,11 +174,11 @@ enum TagKind {
 
 /// Reads the tag at `*pos` and returns it with its content, advancing past both.
 fn read_tag<'a>(b: &'a [u8], pos: &mut usize) -> Result<(Tag, &'a [u8]), ParseError> {
-    let Some(&first) = b.get(*pos) else { return err("tag expected, data ended") };
+    let Some(&first) = b.get(*pos) else { return Err(ParseError::new("tag expected, data ended")) };
     let mut at = *pos + 1;
     let mut number = first >> 4;
     if number == 0x0F {
-        let Some(&n) = b.get(at) else { return err("extended tag number truncated") };
+        let Some(&n) = b.get(at) else { return Err(ParseError::new("extended tag number truncated")) };
         number = n;
         at += 1;
     }
@@ -195,16 +189,16 @@ fn read_tag<'a>(b: &'a [u8], pos: &mut usize) -> Result<(Tag, &'a [u8]), ParseEr
         7 if context => TagKind::Closing,
         _ if !context && number == 1 => TagKind::Length(0), // application boolean: value in the tag
         5 => {
-            let Some(&ext) = b.get(at) else { return err("extended length truncated") };
+            let Some(&ext) = b.get(at) else { return Err(ParseError::new("extended length truncated")) };
             at += 1;
             let len = match ext {
                 254 => {
-                    let Some(l) = b.get(at..at + 2) else { return err("extended length truncated") };
+                    let Some(l) = b.get(at..at + 2) else { return Err(ParseError::new("extended length truncated")) };
                     at += 2;
                     u16::from_be_bytes([l[0], l[1]]) as usize
                 }
                 255 => {
-                    let Some(l) = b.get(at..at + 4) else { return err("extended length truncated") };
+                    let Some(l) = b.get(at..at + 4) else { return Err(ParseError::new("extended length truncated")) };
                     at += 4;
                     u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize
                 }
@@ -217,7 +211,7 @@ fn read_tag<'a>(b: &'a [u8], pos: &mut usize) -> Result<(Tag, &'a [u8]), ParseEr
     let content = match kind {
         TagKind::Length(n) => match at.checked_add(n).and_then(|end| b.get(at..end)) {
             Some(c) => c,
-            None => return err(format!("tag content of {n} octets overruns the APDU")),
+            None => return Err(ParseError::new(format!("tag content of {n} octets overruns the APDU"))),
         },
         _ => b.get(at..at).unwrap_or_default(),
     };
@@ -227,7 +221,7 @@ fn read_tag<'a>(b: &'a [u8], pos: &mut usize) -> Result<(Tag, &'a [u8]), ParseEr
 
 fn unsigned(content: &[u8]) -> Result<u64, ParseError> {
     if content.is_empty() || content.len() > 8 {
-        return err(format!("unsigned of {} octets", content.len()));
+        return Err(ParseError::new(format!("unsigned of {} octets", content.len())));
     }
     Ok(content.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
 }
@@ -248,7 +242,7 @@ pub enum Value {
 
 fn decode_value(tag: Tag, content: &[u8]) -> Result<Value, ParseError> {
     if tag.context {
-        return err("context-tagged value where an application tag was expected");
+        return Err(ParseError::new("context-tagged value where an application tag was expected"));
     }
     Ok(match tag.number {
         2 => Value::Unsigned(unsigned(content)?),
@@ -256,7 +250,7 @@ fn decode_value(tag: Tag, content: &[u8]) -> Result<Value, ParseError> {
         9 => Value::Enumerated(unsigned(content)?),
         12 => {
             let Ok(raw) = <[u8; 4]>::try_from(content) else {
-                return err("object identifier not 4 octets");
+                return Err(ParseError::new("object identifier not 4 octets"));
             };
             let v = u32::from_be_bytes(raw);
             Value::ObjectId { object_type: (v >> 22) as u16, instance: v & 0x3F_FFFF }
@@ -268,7 +262,7 @@ fn decode_value(tag: Tag, content: &[u8]) -> Result<Value, ParseError> {
 /// A CharacterString: a character set octet, then the text.
 fn decode_string(content: &[u8]) -> Result<String, ParseError> {
     let Some((&charset, text)) = content.split_first() else {
-        return err("character string without its character set");
+        return Err(ParseError::new("character string without its character set"));
     };
     let latin1 = |b: &[u8]| b.iter().map(|&c| char::from(c)).collect::<String>();
     let s = match charset {
@@ -309,21 +303,23 @@ pub struct IAm {
 /// Parses a datagram as an I-Am of a device object.
 pub fn parse_i_am(buf: &[u8]) -> Result<IAm, ParseError> {
     let (apdu, routed) = apdu_of(buf)?;
-    let (Some(&pdu), Some(&service)) = (apdu.first(), apdu.get(1)) else { return err("APDU truncated") };
+    let (Some(&pdu), Some(&service)) = (apdu.first(), apdu.get(1)) else {
+        return Err(ParseError::new("APDU truncated"));
+    };
     if pdu >> 4 != PDU_UNCONFIRMED_REQUEST || service != SERVICE_I_AM {
-        return err(format!("APDU 0x{pdu:02x} service 0x{service:02x} is not I-Am"));
+        return Err(ParseError::new(format!("APDU 0x{pdu:02x} service 0x{service:02x} is not I-Am")));
     }
     let mut pos = 2;
     let mut next = |want: u8| -> Result<Value, ParseError> {
         let (tag, content) = read_tag(apdu, &mut pos)?;
         if tag.context || tag.number != want {
-            return err(format!("I-Am: application tag {want} expected, tag {} found", tag.number));
+            return Err(ParseError::new(format!("I-Am: application tag {want} expected, tag {} found", tag.number)));
         }
         decode_value(tag, content)
     };
     let Value::ObjectId { object_type, instance } = next(12)? else { unreachable!("tag 12 decodes as an object id") };
     if object_type != OBJECT_DEVICE {
-        return err(format!("I-Am of object type {object_type}, not a device"));
+        return Err(ParseError::new(format!("I-Am of object type {object_type}, not a device")));
     }
     let Value::Unsigned(max_apdu) = next(2)? else { unreachable!("tag 2 decodes as unsigned") };
     let Value::Enumerated(segmentation) = next(9)? else { unreachable!("tag 9 decodes as enumerated") };
@@ -351,22 +347,24 @@ pub enum PropertyReply {
 /// Parses a datagram as the reply to the ReadProperty of `property` sent with `invoke_id`.
 pub fn parse_read_property_reply(buf: &[u8], invoke_id: u8, property: u32) -> Result<PropertyReply, ParseError> {
     let (apdu, _) = apdu_of(buf)?;
-    let (Some(&pdu), Some(&invoke)) = (apdu.first(), apdu.get(1)) else { return err("APDU truncated") };
+    let (Some(&pdu), Some(&invoke)) = (apdu.first(), apdu.get(1)) else {
+        return Err(ParseError::new("APDU truncated"));
+    };
     let kind = pdu >> 4;
     if ![PDU_COMPLEX_ACK, PDU_ERROR, PDU_REJECT, PDU_ABORT].contains(&kind) {
-        return err(format!("APDU type {kind} is not a reply to a confirmed request"));
+        return Err(ParseError::new(format!("APDU type {kind} is not a reply to a confirmed request")));
     }
     if invoke != invoke_id {
-        return err(format!("invoke id {invoke}, expected {invoke_id}"));
+        return Err(ParseError::new(format!("invoke id {invoke}, expected {invoke_id}")));
     }
-    let Some(&third) = apdu.get(2) else { return err("APDU truncated") };
+    let Some(&third) = apdu.get(2) else { return Err(ParseError::new("APDU truncated")) };
     match kind {
         PDU_REJECT => return Ok(PropertyReply::Reject { reason: third }),
         PDU_ABORT => return Ok(PropertyReply::Abort { reason: third }),
         _ => {}
     }
     if third != SERVICE_READ_PROPERTY {
-        return err(format!("service 0x{third:02x}, not ReadProperty"));
+        return Err(ParseError::new(format!("service 0x{third:02x}, not ReadProperty")));
     }
     let mut pos = 3;
     if kind == PDU_ERROR {
@@ -379,31 +377,31 @@ pub fn parse_read_property_reply(buf: &[u8], invoke_id: u8, property: u32) -> Re
         return Ok(PropertyReply::Error { class, code });
     }
     if pdu & 0x08 != 0 {
-        return err("segmented ComplexACK (segmentation was not offered)");
+        return Err(ParseError::new("segmented ComplexACK (segmentation was not offered)"));
     }
     // Context 0: object identifier; context 1: property identifier; optional context 2: array index.
     let (t0, _) = read_tag(apdu, &mut pos)?;
     if !(t0.context && t0.number == 0 && t0.kind == TagKind::Length(4)) {
-        return err("ReadProperty-ACK without its object identifier");
+        return Err(ParseError::new("ReadProperty-ACK without its object identifier"));
     }
     let (t1, c1) = read_tag(apdu, &mut pos)?;
     if !(t1.context && t1.number == 1) {
-        return err("ReadProperty-ACK without its property identifier");
+        return Err(ParseError::new("ReadProperty-ACK without its property identifier"));
     }
     let echoed = unsigned(c1)?;
     if echoed != u64::from(property) {
-        return err(format!("ReadProperty-ACK for property {echoed}, asked {property}"));
+        return Err(ParseError::new(format!("ReadProperty-ACK for property {echoed}, asked {property}")));
     }
     let (mut t, _) = read_tag(apdu, &mut pos)?;
     if t.context && t.number == 2 && matches!(t.kind, TagKind::Length(_)) {
         t = read_tag(apdu, &mut pos)?.0;
     }
     if !(t.context && t.number == 3 && t.kind == TagKind::Opening) {
-        return err("ReadProperty-ACK without its property value");
+        return Err(ParseError::new("ReadProperty-ACK without its property value"));
     }
     let (vt, content) = read_tag(apdu, &mut pos)?;
     if vt.context && vt.number == 3 && vt.kind == TagKind::Closing {
-        return err("empty property value");
+        return Err(ParseError::new("empty property value"));
     }
     let value = decode_value(vt, content)?;
     // The value ends with closing tag 3 (a list or an array may hold more values first).
@@ -413,7 +411,7 @@ pub fn parse_read_property_reply(buf: &[u8], invoke_id: u8, property: u32) -> Re
             return Ok(PropertyReply::Value(value));
         }
     }
-    err("property value without its closing tag")
+    Err(ParseError::new("property value without its closing tag"))
 }
 
 /// Frames a datagram answering the Who-Is broadcast: complete when it holds an I-Am.
@@ -548,26 +546,11 @@ fn identity_of(device: &Device) -> Identity {
 }
 
 /// BACnet/IP over UDP.
-pub struct Bacnet;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).udp(&[47808]);
 
-#[async_trait]
-impl Probe for Bacnet {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Udp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[47808]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let device = identify(session).await?;
-        Ok(identity_of(&device))
-    }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let device = identify(session).await?;
+    Ok(identity_of(&device))
 }
 
 #[cfg(test)]

@@ -1,11 +1,10 @@
 //! Banner probes from the fingerprint library: a text payload for services that do not speak first.
 //! The reply is an observation of protocol `unknown` whose `banner` the library's rules name.
 
-use super::{banner_identity, Identity, Probe, ProbeError};
+use super::{banner_identity, Identity, ProbeError};
 use crate::fingerprints::BannerProbeDef;
 use crate::net::{Frame, Session};
 use crate::scope::Transport;
-use async_trait::async_trait;
 use serde_json::Value;
 
 pub struct BannerProbe {
@@ -17,26 +16,19 @@ impl BannerProbe {
     pub fn new(def: &BannerProbeDef) -> BannerProbe {
         BannerProbe { payload: def.payload_bytes(), def: def.clone() }
     }
-}
 
-#[async_trait]
-impl Probe for BannerProbe {
-    fn protocol(&self) -> &'static str {
-        "unknown"
-    }
-    fn ics(&self) -> bool {
-        false
-    }
-    fn transport(&self) -> Transport {
+    pub fn transport(&self) -> Transport {
         self.def.transport
     }
-    fn default_ports(&self) -> &[u16] {
-        &self.def.ports
+
+    /// Whether the library names this port for the probe.
+    pub fn expected_on(&self, port: u16) -> bool {
+        self.def.ports.contains(&port)
     }
-    fn sends_text(&self) -> bool {
-        true
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+
+    /// Sends the payload and keeps what comes back (a text payload: never to a known ICS port
+    /// without `--deep`).
+    pub async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
         let conn = session.conn();
         let wait = conn.limits().read_timeout;
         let reply = match self.def.transport {

@@ -12,8 +12,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "codesys";
 
@@ -101,53 +99,32 @@ pub fn parse_reply(buf: &[u8]) -> Result<CodesysInfo, ParseError> {
     Ok(info)
 }
 
-pub struct CodesysProbe;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[2455, 1200]);
 
-impl CodesysProbe {
-    async fn query(session: &mut Session<'_>) -> Result<Vec<u8>, ProbeError> {
-        match session.conn().exchange(&request_little_endian(), frame).await {
-            Ok(reply) => Ok(reply),
-            // No answer: a big-endian runtime ignores the little-endian query; ask again, as the
-            // known scanner does, on the same connection.
-            Err(NetError::Timeout(_)) => Ok(session.conn().exchange(&request_big_endian(), frame).await?),
-            // A runtime that hung up gets the big-endian query on a fresh connection.
-            Err(NetError::Closed(0)) => {
-                session.reconnect().await?;
-                Ok(session.conn().exchange(&request_big_endian(), frame).await?)
-            }
-            Err(e) => Err(e.into()),
+async fn query(session: &mut Session<'_>) -> Result<Vec<u8>, ProbeError> {
+    match session.conn().exchange(&request_little_endian(), frame).await {
+        Ok(reply) => Ok(reply),
+        // No answer: a big-endian runtime ignores the little-endian query; ask again, as the
+        // known scanner does, on the same connection.
+        Err(NetError::Timeout(_)) => Ok(session.conn().exchange(&request_big_endian(), frame).await?),
+        // A runtime that hung up gets the big-endian query on a fresh connection.
+        Err(NetError::Closed(0)) => {
+            session.reconnect().await?;
+            Ok(session.conn().exchange(&request_big_endian(), frame).await?)
         }
+        Err(e) => Err(e.into()),
     }
 }
 
-#[async_trait]
-impl Probe for CodesysProbe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-
-    fn ics(&self) -> bool {
-        true
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-
-    fn default_ports(&self) -> &'static [u16] {
-        &[2455, 1200]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let reply = match Self::query(session).await {
-            Err(ProbeError::Net(NetError::Invalid(why))) => return Err(ProbeError::not(PROTOCOL, why)),
-            other => other?,
-        };
-        let info = parse_reply(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.to_string()))?;
-        let mut identity = Identity::new(PROTOCOL, true);
-        identity.field("os_name", info.os_name).field("os_type", info.os_type).field("product_type", info.product_type);
-        Ok(identity)
-    }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let reply = match query(session).await {
+        Err(ProbeError::Net(NetError::Invalid(why))) => return Err(ProbeError::not(PROTOCOL, why)),
+        other => other?,
+    };
+    let info = parse_reply(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.to_string()))?;
+    let mut identity = Identity::new(PROTOCOL, true);
+    identity.field("os_name", info.os_name).field("os_type", info.os_type).field("product_type", info.product_type);
+    Ok(identity)
 }
 
 #[cfg(test)]

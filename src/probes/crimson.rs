@@ -13,8 +13,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "crimson";
 
@@ -102,51 +100,32 @@ pub fn parse_string_reply(buf: &[u8], register: u16) -> Result<String, ParseErro
     Ok(s)
 }
 
-pub struct CrimsonProbe;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[789]);
 
 fn not_this(e: impl ToString) -> ProbeError {
     ProbeError::not(PROTOCOL, e.to_string())
 }
 
-#[async_trait]
-impl Probe for CrimsonProbe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let reply = session.conn().exchange(&manufacturer_request(), frame).await.map_err(|e| match e {
+        NetError::Invalid(why) => not_this(why),
+        e => e.into(),
+    })?;
+    let manufacturer = parse_string_reply(&reply, REGISTER_MANUFACTURER).map_err(not_this)?;
+    let mut identity = Identity::new(PROTOCOL, true);
+    identity.field("manufacturer", manufacturer);
+    // The model read; a panel that hung up after the first read gets it on one fresh connection.
+    let model = match session.conn().exchange(&model_request(), frame).await {
+        Err(NetError::Closed(_)) => match session.reconnect().await {
+            Ok(conn) => conn.exchange(&model_request(), frame).await,
+            Err(e) => Err(e),
+        },
+        other => other,
+    };
+    if let Ok(Ok(model)) = model.map(|r| parse_string_reply(&r, REGISTER_MODEL)) {
+        identity.field("model", model);
     }
-
-    fn ics(&self) -> bool {
-        true
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-
-    fn default_ports(&self) -> &'static [u16] {
-        &[789]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let reply = session.conn().exchange(&manufacturer_request(), frame).await.map_err(|e| match e {
-            NetError::Invalid(why) => not_this(why),
-            e => e.into(),
-        })?;
-        let manufacturer = parse_string_reply(&reply, REGISTER_MANUFACTURER).map_err(not_this)?;
-        let mut identity = Identity::new(PROTOCOL, true);
-        identity.field("manufacturer", manufacturer);
-        // The model read; a panel that hung up after the first read gets it on one fresh connection.
-        let model = match session.conn().exchange(&model_request(), frame).await {
-            Err(NetError::Closed(_)) => match session.reconnect().await {
-                Ok(conn) => conn.exchange(&model_request(), frame).await,
-                Err(e) => Err(e),
-            },
-            other => other,
-        };
-        if let Ok(Ok(model)) = model.map(|r| parse_string_reply(&r, REGISTER_MODEL)) {
-            identity.field("model", model);
-        }
-        Ok(identity)
-    }
+    Ok(identity)
 }
 
 #[cfg(test)]

@@ -7,8 +7,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 use tokio::time::{timeout_at, Instant};
 
 pub const PROTOCOL: &str = "dnp3";
@@ -49,10 +47,6 @@ const BATCHES: [&[usize]; 2] = [&[0], &[1, 2]];
 const MAX_FRAMES_PER_BATCH: usize = 32;
 
 pub use super::ParseError;
-
-fn bad(why: impl Into<String>) -> ParseError {
-    ParseError(why.into())
-}
 
 /// CRC-16/DNP: polynomial 0x3D65 (bit-reversed 0xA6BC), initial value 0, final complement;
 /// sent low byte first.
@@ -162,21 +156,22 @@ impl LinkFrame {
 
 /// Parses one whole frame: start octets, length, header CRC, and every user-data block's CRC.
 pub fn parse_frame(bytes: &[u8]) -> Result<LinkFrame, ParseError> {
-    let header =
-        bytes.get(..HEADER_LEN).ok_or_else(|| bad(format!("{} bytes is shorter than a header", bytes.len())))?;
+    let header = bytes
+        .get(..HEADER_LEN)
+        .ok_or_else(|| ParseError::new(format!("{} bytes is shorter than a header", bytes.len())))?;
     if header[..2] != START {
-        return Err(bad("start octets are not 05 64"));
+        return Err(ParseError::new("start octets are not 05 64"));
     }
     let length = header[2];
     if length < MIN_LENGTH {
-        return Err(bad(format!("length octet {length} is below 5")));
+        return Err(ParseError::new(format!("length octet {length} is below 5")));
     }
     if crc16(&header[..8]).to_le_bytes() != header[8..10] {
-        return Err(bad("header CRC mismatch"));
+        return Err(ParseError::new("header CRC mismatch"));
     }
     let size = frame_size(length);
     if bytes.len() != size {
-        return Err(bad(format!("length octet {length} means {size} bytes, got {}", bytes.len())));
+        return Err(ParseError::new(format!("length octet {length} means {size} bytes, got {}", bytes.len())));
     }
     let data_len = (length - MIN_LENGTH) as usize;
     let mut user_data = Vec::with_capacity(data_len.min(MAX_USER_DATA));
@@ -184,9 +179,9 @@ pub fn parse_frame(bytes: &[u8]) -> Result<LinkFrame, ParseError> {
     while !rest.is_empty() {
         let n = (data_len - user_data.len()).min(BLOCK);
         let (block, crc) = (rest.get(..n), rest.get(n..n + 2));
-        let (Some(block), Some(crc)) = (block, crc) else { return Err(bad("user data block truncated")) };
+        let (Some(block), Some(crc)) = (block, crc) else { return Err(ParseError::new("user data block truncated")) };
         if crc16(block).to_le_bytes() != crc {
-            return Err(bad(format!("CRC mismatch in user data block {}", user_data.len() / BLOCK)));
+            return Err(ParseError::new(format!("CRC mismatch in user data block {}", user_data.len() / BLOCK)));
         }
         user_data.extend_from_slice(block);
         rest = &rest[n + 2..];
@@ -217,81 +212,62 @@ fn identity(frame: &LinkFrame) -> Identity {
     identity
 }
 
-pub struct Dnp3Probe;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[20000]);
 
-#[async_trait]
-impl Probe for Dnp3Probe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-
-    fn ics(&self) -> bool {
-        true
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-
-    fn default_ports(&self) -> &[u16] {
-        &[20000]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let mut sent: Vec<Vec<u8>> = Vec::new();
-        let mut masters: Vec<u16> = Vec::new();
-        let mut closed = false;
-        for batch in BATCHES {
-            if closed {
-                if session.reconnect().await.is_err() {
-                    break;
-                }
-                closed = false;
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    let mut masters: Vec<u16> = Vec::new();
+    let mut closed = false;
+    for batch in BATCHES {
+        if closed {
+            if session.reconnect().await.is_err() {
+                break;
             }
-            // Several frames back to back: an outstation answers only the one addressed to it.
-            let mut wire = Vec::new();
-            for &(master, destinations) in batch.iter().filter_map(|&i| SWEEP.get(i)) {
-                masters.push(master);
-                for &destination in destinations {
-                    let request = request_link_status(destination, master);
-                    wire.extend_from_slice(&request);
-                    sent.push(request);
-                }
-            }
-            let conn = session.conn();
-            let read_timeout = conn.limits().read_timeout;
-            if let Err(e) = conn.send(&wire).await {
-                match e {
-                    NetError::Timeout(_) => continue,
-                    _ => {
-                        closed = true;
-                        continue;
-                    }
-                }
-            }
-            let deadline = Instant::now() + read_timeout;
-            for _ in 0..MAX_FRAMES_PER_BATCH {
-                let bytes = match timeout_at(deadline, conn.recv_frame(frame)).await {
-                    Ok(Ok(bytes)) => bytes,
-                    Ok(Err(NetError::Timeout(_))) | Err(_) => break,
-                    Ok(Err(NetError::Closed(_) | NetError::Io(_))) => {
-                        closed = true;
-                        break;
-                    }
-                    Ok(Err(e)) => return Err(ProbeError::not(PROTOCOL, e.to_string())),
-                };
-                if sent.contains(&bytes) {
-                    return Err(ProbeError::not(PROTOCOL, "the peer echoed a request"));
-                }
-                let reply = parse_frame(&bytes).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
-                if answers(&reply, &masters) {
-                    return Ok(identity(&reply));
-                }
-                tracing::debug!(control = reply.control, "dnp3: skipping a frame that answers nothing");
+            closed = false;
+        }
+        // Several frames back to back: an outstation answers only the one addressed to it.
+        let mut wire = Vec::new();
+        for &(master, destinations) in batch.iter().filter_map(|&i| SWEEP.get(i)) {
+            masters.push(master);
+            for &destination in destinations {
+                let request = request_link_status(destination, master);
+                wire.extend_from_slice(&request);
+                sent.push(request);
             }
         }
-        Err(ProbeError::not(PROTOCOL, "no outstation answered a link status request"))
+        let conn = session.conn();
+        let read_timeout = conn.limits().read_timeout;
+        if let Err(e) = conn.send(&wire).await {
+            match e {
+                NetError::Timeout(_) => continue,
+                _ => {
+                    closed = true;
+                    continue;
+                }
+            }
+        }
+        let deadline = Instant::now() + read_timeout;
+        for _ in 0..MAX_FRAMES_PER_BATCH {
+            let bytes = match timeout_at(deadline, conn.recv_frame(frame)).await {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(NetError::Timeout(_))) | Err(_) => break,
+                Ok(Err(NetError::Closed(_) | NetError::Io(_))) => {
+                    closed = true;
+                    break;
+                }
+                Ok(Err(e)) => return Err(ProbeError::not(PROTOCOL, e.to_string())),
+            };
+            if sent.contains(&bytes) {
+                return Err(ProbeError::not(PROTOCOL, "the peer echoed a request"));
+            }
+            let reply = parse_frame(&bytes).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
+            if answers(&reply, &masters) {
+                return Ok(identity(&reply));
+            }
+            tracing::debug!(control = reply.control, "dnp3: skipping a frame that answers nothing");
+        }
     }
+    Err(ProbeError::not(PROTOCOL, "no outstation answered a link status request"))
 }
 
 #[cfg(test)]

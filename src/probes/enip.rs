@@ -16,8 +16,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 use std::net::Ipv4Addr;
 
 const PROTOCOL: &str = "enip";
@@ -37,10 +35,6 @@ const IDENTITY_FIXED_LEN: usize = 33;
 const MAX_ITEMS: usize = 16;
 
 pub use super::ParseError;
-
-fn err<T>(why: impl Into<String>) -> Result<T, ParseError> {
-    Err(ParseError(why.into()))
-}
 
 fn u16_le(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
@@ -112,52 +106,52 @@ pub enum ListIdentityReply {
 /// Parses one encapsulation message as a reply to ListIdentity.
 pub fn parse_list_identity(buf: &[u8]) -> Result<ListIdentityReply, ParseError> {
     let (Some(command), Some(length), Some(status)) = (u16_le(buf, 0), u16_le(buf, 2), u32_le(buf, 8)) else {
-        return err(format!("{} bytes, shorter than the encapsulation header", buf.len()));
+        return Err(ParseError::new(format!("{} bytes, shorter than the encapsulation header", buf.len())));
     };
     if buf.len() < HEADER_LEN {
-        return err(format!("{} bytes, shorter than the encapsulation header", buf.len()));
+        return Err(ParseError::new(format!("{} bytes, shorter than the encapsulation header", buf.len())));
     }
     if command != CMD_LIST_IDENTITY {
-        return err(format!("command 0x{command:04x}, not ListIdentity"));
+        return Err(ParseError::new(format!("command 0x{command:04x}, not ListIdentity")));
     }
     let data = &buf[HEADER_LEN..];
     if length as usize != data.len() {
-        return err(format!("length field says {length} bytes, {} follow", data.len()));
+        return Err(ParseError::new(format!("length field says {length} bytes, {} follow", data.len())));
     }
     if status != 0 {
         if length != 0 {
-            return err(format!("status 0x{status:08x} with {length} bytes of data"));
+            return Err(ParseError::new(format!("status 0x{status:08x} with {length} bytes of data")));
         }
         return Ok(ListIdentityReply::Error { status });
     }
-    let Some(count) = u16_le(data, 0) else { return err("no item count") };
+    let Some(count) = u16_le(data, 0) else { return Err(ParseError::new("no item count")) };
     if count == 0 {
-        return err("item count 0");
+        return Err(ParseError::new("item count 0"));
     }
     let mut pos = 2;
     for _ in 0..(count as usize).min(MAX_ITEMS) {
         let (Some(kind), Some(len)) = (u16_le(data, pos), u16_le(data, pos + 2)) else {
-            return err("item header truncated");
+            return Err(ParseError::new("item header truncated"));
         };
         let start = pos + 4;
         let Some(body) = data.get(start..start + len as usize) else {
-            return err(format!("item of {len} bytes overruns the reply"));
+            return Err(ParseError::new(format!("item of {len} bytes overruns the reply")));
         };
         if kind == ITEM_CIP_IDENTITY {
             return parse_identity_item(body).map(ListIdentityReply::Identity);
         }
         pos = start + len as usize;
     }
-    err("no CIP Identity item")
+    Err(ParseError::new("no CIP Identity item"))
 }
 
 fn parse_identity_item(b: &[u8]) -> Result<CipIdentity, ParseError> {
     if b.len() < IDENTITY_FIXED_LEN {
-        return err(format!("identity item of {} bytes is too short", b.len()));
+        return Err(ParseError::new(format!("identity item of {} bytes is too short", b.len())));
     }
     let name_len = b[IDENTITY_FIXED_LEN - 1] as usize;
     let Some(name) = b.get(IDENTITY_FIXED_LEN..IDENTITY_FIXED_LEN + name_len) else {
-        return err(format!("product name of {name_len} bytes overruns the identity item"));
+        return Err(ParseError::new(format!("product name of {name_len} bytes overruns the identity item")));
     };
     let word = |at| u16_le(b, at).unwrap_or(0);
     let port = u16::from_be_bytes([b[4], b[5]]);
@@ -265,6 +259,11 @@ pub fn identity_of(reply: &ListIdentityReply) -> Identity {
     id
 }
 
+/// EtherNet/IP over TCP (an explicit-messaging connection) and over UDP (one datagram): the same
+/// ListIdentity either way.
+pub const PROBE: Probe =
+    Probe::industrial(PROTOCOL, |session| Box::pin(list_identity(session))).tcp(&[44818]).udp(&[44818, 2222]);
+
 async fn list_identity(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
     let request = list_identity_request();
     let reply = session.conn().exchange(&request, frame).await?;
@@ -273,50 +272,6 @@ async fn list_identity(session: &mut Session<'_>) -> Result<Identity, ProbeError
     }
     let parsed = parse_list_identity(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
     Ok(identity_of(&parsed))
-}
-
-/// EtherNet/IP over TCP: ListIdentity on an explicit-messaging connection.
-pub struct EnipTcp;
-
-/// EtherNet/IP over UDP: the same ListIdentity as one datagram.
-pub struct EnipUdp;
-
-#[async_trait]
-impl Probe for EnipTcp {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[44818]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        list_identity(session).await
-    }
-}
-
-#[async_trait]
-impl Probe for EnipUdp {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Udp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[44818, 2222]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        list_identity(session).await
-    }
 }
 
 #[cfg(test)]

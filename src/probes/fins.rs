@@ -18,7 +18,6 @@
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, Session};
 use crate::scope::Transport;
-use async_trait::async_trait;
 
 const PROTOCOL: &str = "fins";
 
@@ -47,10 +46,6 @@ pub const TCP_SERVER_NODE_ADDRESS: u32 = 1;
 pub const TCP_FRAME_SEND: u32 = 2;
 
 pub use super::ParseError;
-
-fn err<T>(why: impl Into<String>) -> Result<T, ParseError> {
-    Err(ParseError(why.into()))
-}
 
 fn u32_be(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
@@ -93,20 +88,20 @@ pub fn is_normal_completion(end_code: u16) -> bool {
 /// Parses a FINS frame as the response to our Controller Data Read with service id `sid`.
 pub fn parse_controller_data(buf: &[u8], sid: u8) -> Result<ControllerData, ParseError> {
     if buf.len() < HEADER_LEN + 4 {
-        return err(format!("{} bytes, shorter than a FINS response header", buf.len()));
+        return Err(ParseError::new(format!("{} bytes, shorter than a FINS response header", buf.len())));
     }
     let icf = buf[0];
     if icf & ICF_RESPONSE_BIT == 0 {
-        return err(format!("ICF 0x{icf:02x} is not a response"));
+        return Err(ParseError::new(format!("ICF 0x{icf:02x} is not a response")));
     }
     if icf & 0x3E != 0 {
-        return err(format!("ICF 0x{icf:02x} has reserved bits set"));
+        return Err(ParseError::new(format!("ICF 0x{icf:02x} has reserved bits set")));
     }
     if buf[9] != sid {
-        return err(format!("service id 0x{:02x}, expected 0x{sid:02x}", buf[9]));
+        return Err(ParseError::new(format!("service id 0x{:02x}, expected 0x{sid:02x}", buf[9])));
     }
     if buf[10..12] != CONTROLLER_DATA_READ {
-        return err(format!("command {:02x}{:02x}, not Controller Data Read", buf[10], buf[11]));
+        return Err(ParseError::new(format!("command {:02x}{:02x}, not Controller Data Read", buf[10], buf[11])));
     }
     let end_code = u16::from_be_bytes([buf[12], buf[13]]);
     let data = &buf[HEADER_LEN + 4..];
@@ -183,13 +178,13 @@ pub struct TcpMessage<'a> {
 /// Parses one whole FINS/TCP message.
 pub fn parse_tcp_message(buf: &[u8]) -> Result<TcpMessage<'_>, ParseError> {
     if buf.get(..4) != Some(&TCP_MAGIC[..]) {
-        return err("no FINS/TCP magic");
+        return Err(ParseError::new("no FINS/TCP magic"));
     }
     let (Some(len), Some(command), Some(error_code)) = (u32_be(buf, 4), u32_be(buf, 8), u32_be(buf, 12)) else {
-        return err(format!("{} bytes, shorter than a FINS/TCP header", buf.len()));
+        return Err(ParseError::new(format!("{} bytes, shorter than a FINS/TCP header", buf.len())));
     };
     if len as usize != buf.len() - 8 {
-        return err(format!("FINS/TCP length {len} for {} bytes", buf.len() - 8));
+        return Err(ParseError::new(format!("FINS/TCP length {len} for {} bytes", buf.len() - 8)));
     }
     Ok(TcpMessage { command, error_code, data: &buf[16..] })
 }
@@ -213,13 +208,13 @@ pub fn parse_node_address_reply(buf: &[u8]) -> Result<NodeAddressReply, ParseErr
         return Ok(NodeAddressReply::Error { error_code: m.error_code });
     }
     if m.command != TCP_SERVER_NODE_ADDRESS {
-        return err(format!("FINS/TCP command {}, expected the server's node address (1)", m.command));
+        return Err(ParseError::new(format!("FINS/TCP command {}, expected the server's node address (1)", m.command)));
     }
     let (Some(client), Some(server)) = (u32_be(m.data, 0), u32_be(m.data, 4)) else {
-        return err("node addresses truncated");
+        return Err(ParseError::new("node addresses truncated"));
     };
     let (Ok(client_node), Ok(server_node)) = (u8::try_from(client), u8::try_from(server)) else {
-        return err(format!("node addresses {client}/{server} out of range"));
+        return Err(ParseError::new(format!("node addresses {client}/{server} out of range")));
     };
     Ok(NodeAddressReply::Assigned { client_node, server_node })
 }
@@ -256,78 +251,54 @@ fn not_fins(e: ParseError) -> ProbeError {
     ProbeError::not(PROTOCOL, e.0)
 }
 
-/// FINS over UDP: one Controller Data Read datagram.
-pub struct FinsUdp;
+/// FINS over UDP and over TCP, both on 9600.
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[9600]).udp(&[9600]);
 
-/// FINS over TCP: the node address handshake, then the same Controller Data Read.
-pub struct FinsTcp;
-
-#[async_trait]
-impl Probe for FinsUdp {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Udp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[9600]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        // DA1 0: the node that receives the datagram.
-        let request = controller_data_read(0, UDP_SOURCE_NODE, SID);
-        let reply = session.conn().exchange(&request, udp_frame).await?;
-        let data = parse_controller_data(&reply, SID).map_err(not_fins)?;
-        Ok(identity_of(&Outcome { data: Some(data), ..Default::default() }))
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    match session.conn().transport() {
+        Transport::Udp => run_udp(session).await,
+        Transport::Tcp => run_tcp(session).await,
     }
 }
 
-#[async_trait]
-impl Probe for FinsTcp {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
+/// FINS over UDP: one Controller Data Read datagram.
+async fn run_udp(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    // DA1 0: the node that receives the datagram.
+    let request = controller_data_read(0, UDP_SOURCE_NODE, SID);
+    let reply = session.conn().exchange(&request, udp_frame).await?;
+    let data = parse_controller_data(&reply, SID).map_err(not_fins)?;
+    Ok(identity_of(&Outcome { data: Some(data), ..Default::default() }))
+}
+
+/// FINS over TCP: the node address handshake, then the same Controller Data Read.
+async fn run_tcp(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let request = tcp_node_address_request();
+    let reply = session.conn().exchange(&request, tcp_frame).await?;
+    if reply == request {
+        return Err(ProbeError::not(PROTOCOL, "the peer echoed the request"));
     }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[9600]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let request = tcp_node_address_request();
-        let reply = session.conn().exchange(&request, tcp_frame).await?;
-        if reply == request {
-            return Err(ProbeError::not(PROTOCOL, "the peer echoed the request"));
-        }
-        let mut outcome = Outcome::default();
-        let (client, server) = match parse_node_address_reply(&reply).map_err(not_fins)? {
-            NodeAddressReply::Error { error_code } => {
-                outcome.tcp_error_code = Some(error_code);
-                return Ok(identity_of(&outcome));
-            }
-            NodeAddressReply::Assigned { client_node, server_node } => (client_node, server_node),
-        };
-        outcome.nodes = Some((client, server));
-        // FINS/TCP is proven from here on; the controller data is a bonus.
-        let request = tcp_frame_send(&controller_data_read(server, client, SID));
-        let Ok(reply) = session.conn().exchange(&request, tcp_frame).await else {
+    let mut outcome = Outcome::default();
+    let (client, server) = match parse_node_address_reply(&reply).map_err(not_fins)? {
+        NodeAddressReply::Error { error_code } => {
+            outcome.tcp_error_code = Some(error_code);
             return Ok(identity_of(&outcome));
-        };
-        if let Ok(m) = parse_tcp_message(&reply) {
-            if m.error_code != 0 {
-                outcome.tcp_error_code = Some(m.error_code);
-            } else if m.command == TCP_FRAME_SEND {
-                outcome.data = parse_controller_data(m.data, SID).ok();
-            }
         }
-        Ok(identity_of(&outcome))
+        NodeAddressReply::Assigned { client_node, server_node } => (client_node, server_node),
+    };
+    outcome.nodes = Some((client, server));
+    // FINS/TCP is proven from here on; the controller data is a bonus.
+    let request = tcp_frame_send(&controller_data_read(server, client, SID));
+    let Ok(reply) = session.conn().exchange(&request, tcp_frame).await else {
+        return Ok(identity_of(&outcome));
+    };
+    if let Ok(m) = parse_tcp_message(&reply) {
+        if m.error_code != 0 {
+            outcome.tcp_error_code = Some(m.error_code);
+        } else if m.command == TCP_FRAME_SEND {
+            outcome.data = parse_controller_data(m.data, SID).ok();
+        }
     }
+    Ok(identity_of(&outcome))
 }
 
 #[cfg(test)]

@@ -19,10 +19,9 @@
 //! The probe sends the client's hello and reads the station's hello, then closes: that is the first
 //! step of every Workbench connection and touches nothing in the station (no login, no channel opened).
 
+use super::text::decode_references;
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "fox";
 
@@ -211,29 +210,8 @@ fn skip_object(buf: &[u8], head: &[u8], body: usize) -> Result<(String, usize), 
 
 /// Decodes `#<hex>;` escapes; everything else is kept (bytes that are not UTF-8 are replaced).
 fn unescape(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let mut out = String::with_capacity(text.len());
-    let mut rest: &str = &text;
-    while let Some(i) = rest.find('#') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let decoded = after.find(';').filter(|&end| (1..=6).contains(&end)).and_then(|end| {
-            let code = u32::from_str_radix(&after[..end], 16).ok()?;
-            Some((char::from_u32(code)?, end))
-        });
-        match decoded {
-            Some((c, end)) => {
-                out.push(c);
-                rest = &after[end + 1..];
-            }
-            None => {
-                out.push('#');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    let hex = |code: &str| char::from_u32(u32::from_str_radix(code, 16).ok()?);
+    decode_references(&String::from_utf8_lossy(raw), '#', 1..=6, hex)
 }
 
 fn clip(value: &str) -> String {
@@ -279,38 +257,19 @@ pub fn identity(message: &Message) -> Identity {
     id
 }
 
-pub struct FoxProbe;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[1911]).tls(&[4911]);
 
-#[async_trait]
-impl Probe for FoxProbe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let request = hello_request();
+    let reply = session.conn().exchange(&request, frame).await?;
+    if reply == request {
+        return Err(ProbeError::not(PROTOCOL, "the reply is an echo of the hello"));
     }
-    fn ics(&self) -> bool {
-        true
+    let message = parse_message(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.to_string()))?;
+    if message.envelope.channel != "fox" {
+        return Err(ProbeError::not(PROTOCOL, "the reply is not on the fox channel"));
     }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &[u16] {
-        &[1911]
-    }
-    fn tls_ports(&self) -> &[u16] {
-        &[4911]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let request = hello_request();
-        let reply = session.conn().exchange(&request, frame).await?;
-        if reply == request {
-            return Err(ProbeError::not(PROTOCOL, "the reply is an echo of the hello"));
-        }
-        let message = parse_message(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.to_string()))?;
-        if message.envelope.channel != "fox" {
-            return Err(ProbeError::not(PROTOCOL, "the reply is not on the fox channel"));
-        }
-        Ok(identity(&message))
-    }
+    Ok(identity(&message))
 }
 
 #[cfg(test)]

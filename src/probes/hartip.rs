@@ -30,8 +30,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Conn, Frame, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "hartip";
 
@@ -120,10 +118,6 @@ pub fn frame(buf: &[u8]) -> Frame {
 
 pub use super::ParseError;
 
-fn err(why: impl Into<String>) -> ParseError {
-    ParseError(why.into())
-}
-
 /// A validated HART-IP message header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -137,7 +131,7 @@ pub struct Header {
 
 /// Parses a whole message's header, checking it answers `message_id` with sequence `sequence`.
 pub fn parse_header(buf: &[u8], message_id: u8, sequence: u16) -> Result<Header, ParseError> {
-    let h = buf.get(..HEADER_LEN).ok_or_else(|| err("shorter than a HART-IP header"))?;
+    let h = buf.get(..HEADER_LEN).ok_or_else(|| ParseError::new("shorter than a HART-IP header"))?;
     let hdr = Header {
         version: h[0],
         message_type: h[1],
@@ -147,22 +141,26 @@ pub fn parse_header(buf: &[u8], message_id: u8, sequence: u16) -> Result<Header,
         byte_count: u16::from_be_bytes([h[6], h[7]]),
     };
     if hdr.version != 1 && hdr.version != 2 {
-        return Err(err(format!("HART-IP version {} is unknown", hdr.version)));
+        return Err(ParseError::new(format!("HART-IP version {} is unknown", hdr.version)));
     }
     if hdr.message_type == MSG_REQUEST {
-        return Err(err("a request, not a reply (an echo?)"));
+        return Err(ParseError::new("a request, not a reply (an echo?)"));
     }
     if ![MSG_RESPONSE, MSG_ERROR, MSG_NAK].contains(&hdr.message_type) {
-        return Err(err(format!("message type {} does not answer a request", hdr.message_type)));
+        return Err(ParseError::new(format!("message type {} does not answer a request", hdr.message_type)));
     }
     if hdr.message_id != message_id {
-        return Err(err(format!("message id {} answers no request of ours", hdr.message_id)));
+        return Err(ParseError::new(format!("message id {} answers no request of ours", hdr.message_id)));
     }
     if hdr.sequence != sequence {
-        return Err(err(format!("sequence number {} is not ours ({sequence})", hdr.sequence)));
+        return Err(ParseError::new(format!("sequence number {} is not ours ({sequence})", hdr.sequence)));
     }
     if hdr.byte_count as usize != buf.len() {
-        return Err(err(format!("byte count {} disagrees with {} bytes received", hdr.byte_count, buf.len())));
+        return Err(ParseError::new(format!(
+            "byte count {} disagrees with {} bytes received",
+            hdr.byte_count,
+            buf.len()
+        )));
     }
     Ok(hdr)
 }
@@ -189,16 +187,16 @@ pub fn parse_session_initiate(buf: &[u8], sequence: u16) -> Result<SessionReply,
         MSG_RESPONSE => {
             // A successful reply echoes host type and timer; error statuses may omit the body.
             if header.status == 0 && body.len() != 5 {
-                return Err(err(format!("session initiate reply body of {} bytes, not 5", body.len())));
+                return Err(ParseError::new(format!("session initiate reply body of {} bytes, not 5", body.len())));
             }
             if body.len() > 5 {
-                return Err(err("session initiate reply body too long"));
+                return Err(ParseError::new("session initiate reply body too long"));
             }
             Ok(SessionReply { header, error_code: None })
         }
         _ => {
             if body.len() > 1 {
-                return Err(err("error reply body too long"));
+                return Err(ParseError::new("error reply body too long"));
             }
             Ok(SessionReply { header, error_code: body.first().copied() })
         }
@@ -225,32 +223,33 @@ pub struct UniqueId {
 pub fn parse_command0(buf: &[u8], sequence: u16) -> Result<UniqueId, ParseError> {
     let header = parse_header(buf, ID_TOKEN_PASSING, sequence)?;
     if header.message_type != MSG_RESPONSE {
-        return Err(err(format!("token-passing reply of type {}", header.message_type)));
+        return Err(ParseError::new(format!("token-passing reply of type {}", header.message_type)));
     }
     let pdu = &buf[HEADER_LEN..];
     // Preambles are not used over HART-IP, but a frame may still carry some.
     let start = pdu.iter().take(32).take_while(|&&b| b == 0xff).count();
     let frame = &pdu[start..];
-    let delimiter = *frame.first().ok_or_else(|| err("empty token-passing PDU"))?;
+    let delimiter = *frame.first().ok_or_else(|| ParseError::new("empty token-passing PDU"))?;
     if delimiter & 0x07 != 6 {
-        return Err(err(format!("delimiter {delimiter:#04x} is not a slave response (ACK)")));
+        return Err(ParseError::new(format!("delimiter {delimiter:#04x} is not a slave response (ACK)")));
     }
     let address_len = if delimiter & 0x80 != 0 { 5 } else { 1 };
     let expansion = ((delimiter >> 5) & 0x03) as usize;
     let at = 1 + address_len + expansion;
-    let command = *frame.get(at).ok_or_else(|| err("HART frame truncated before the command"))?;
+    let command = *frame.get(at).ok_or_else(|| ParseError::new("HART frame truncated before the command"))?;
     if command != 0 {
-        return Err(err(format!("reply to command {command}, not command 0")));
+        return Err(ParseError::new(format!("reply to command {command}, not command 0")));
     }
-    let count = *frame.get(at + 1).ok_or_else(|| err("HART frame truncated before the byte count"))? as usize;
+    let count =
+        *frame.get(at + 1).ok_or_else(|| ParseError::new("HART frame truncated before the byte count"))? as usize;
     let body_at = at + 2;
     let check_at = body_at + count;
-    let check = *frame.get(check_at).ok_or_else(|| err("HART frame shorter than its byte count"))?;
+    let check = *frame.get(check_at).ok_or_else(|| ParseError::new("HART frame shorter than its byte count"))?;
     if checksum(&frame[..check_at]) != check {
-        return Err(err("HART check byte mismatch"));
+        return Err(ParseError::new("HART check byte mismatch"));
     }
     if count < 2 {
-        return Err(err("HART response without response code and device status"));
+        return Err(ParseError::new("HART response without response code and device status"));
     }
     let body = &frame[body_at..check_at];
     let mut id = UniqueId { response_code: body[0], device_status: body[1], ..Default::default() };
@@ -258,12 +257,12 @@ pub fn parse_command0(buf: &[u8], sequence: u16) -> Result<UniqueId, ParseError>
     // Communication errors (bit 7) and command errors carry no identity data.
     if id.response_code != 0 || data.len() < 12 {
         if id.response_code == 0 {
-            return Err(err(format!("command 0 data of {} bytes, at least 12 expected", data.len())));
+            return Err(ParseError::new(format!("command 0 data of {} bytes, at least 12 expected", data.len())));
         }
         return Ok(id);
     }
     if data[0] != 254 {
-        return Err(err(format!("command 0 data starts with {}, not 254", data[0])));
+        return Err(ParseError::new(format!("command 0 data starts with {}, not 254", data[0])));
     }
     id.expanded_device_type = Some(u16::from_be_bytes([data[1], data[2]]));
     id.universal_command_revision = Some(data[4]);
@@ -300,84 +299,66 @@ async fn next_reply(conn: &mut Conn) -> Result<Vec<u8>, ProbeError> {
     Err(ProbeError::not(PROTOCOL, "only publish messages"))
 }
 
-pub struct HartIp;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[5094]).opt_in();
 
-#[async_trait]
-impl Probe for HartIp {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let conn = session.conn();
+    conn.send(&session_initiate_request(1)).await?;
+    let reply = next_reply(conn).await?;
+    let init = parse_session_initiate(&reply, 1).map_err(not)?;
+    let mut id = Identity::new(PROTOCOL, true);
+    id.field("hartip_version", init.header.version);
+    if !init.is_open() {
+        // The server answered as HART-IP but opened no session (busy, version, ...).
+        id.field("session_status", init.header.status);
+        if let Some(code) = init.error_code {
+            id.field("error_code", code);
+        }
+        return Ok(id);
     }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[5094]
-    }
-    fn opt_in(&self) -> bool {
-        true
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let conn = session.conn();
-        conn.send(&session_initiate_request(1)).await?;
+
+    let command0 = async {
+        conn.send(&command0_request(2)).await?;
         let reply = next_reply(conn).await?;
-        let init = parse_session_initiate(&reply, 1).map_err(not)?;
-        let mut id = Identity::new(PROTOCOL, true);
-        id.field("hartip_version", init.header.version);
-        if !init.is_open() {
-            // The server answered as HART-IP but opened no session (busy, version, ...).
-            id.field("session_status", init.header.status);
-            if let Some(code) = init.error_code {
-                id.field("error_code", code);
-            }
-            return Ok(id);
-        }
-
-        let command0 = async {
-            conn.send(&command0_request(2)).await?;
-            let reply = next_reply(conn).await?;
-            parse_command0(&reply, 2).map_err(not)
-        }
-        .await;
-        match command0 {
-            Ok(u) => {
-                if u.response_code != 0 {
-                    id.field("response_code", u.response_code);
-                }
-                let numbers = [
-                    ("manufacturer_id", u.manufacturer_id.map(u32::from)),
-                    ("expanded_device_type", u.expanded_device_type.map(u32::from)),
-                    ("device_revision", u.device_revision.map(u32::from)),
-                    ("software_revision", u.software_revision.map(u32::from)),
-                    ("hardware_revision", u.hardware_revision.map(u32::from)),
-                    ("device_id", u.device_id),
-                    ("universal_command_revision", u.universal_command_revision.map(u32::from)),
-                    ("private_label_distributor", u.private_label_distributor.map(u32::from)),
-                ];
-                for (name, value) in numbers {
-                    if let Some(v) = value {
-                        id.field(name, v);
-                    }
-                }
-            }
-            // The session initiate already proved HART-IP; the device just did not identify.
-            Err(e) => tracing::debug!("hartip: command 0 failed: {e}"),
-        }
-
-        // Close our own session; the reply only confirms it.
-        let close = async {
-            conn.send(&session_close_request(3)).await?;
-            let reply = next_reply(conn).await?;
-            parse_header(&reply, ID_SESSION_CLOSE, 3).map_err(not)
-        }
-        .await;
-        if let Err(e) = close {
-            tracing::debug!("hartip: session close not confirmed: {e}");
-        }
-        Ok(id)
+        parse_command0(&reply, 2).map_err(not)
     }
+    .await;
+    match command0 {
+        Ok(u) => {
+            if u.response_code != 0 {
+                id.field("response_code", u.response_code);
+            }
+            let numbers = [
+                ("manufacturer_id", u.manufacturer_id.map(u32::from)),
+                ("expanded_device_type", u.expanded_device_type.map(u32::from)),
+                ("device_revision", u.device_revision.map(u32::from)),
+                ("software_revision", u.software_revision.map(u32::from)),
+                ("hardware_revision", u.hardware_revision.map(u32::from)),
+                ("device_id", u.device_id),
+                ("universal_command_revision", u.universal_command_revision.map(u32::from)),
+                ("private_label_distributor", u.private_label_distributor.map(u32::from)),
+            ];
+            for (name, value) in numbers {
+                if let Some(v) = value {
+                    id.field(name, v);
+                }
+            }
+        }
+        // The session initiate already proved HART-IP; the device just did not identify.
+        Err(e) => tracing::debug!("hartip: command 0 failed: {e}"),
+    }
+
+    // Close our own session; the reply only confirms it.
+    let close = async {
+        conn.send(&session_close_request(3)).await?;
+        let reply = next_reply(conn).await?;
+        parse_header(&reply, ID_SESSION_CLOSE, 3).map_err(not)
+    }
+    .await;
+    if let Err(e) = close {
+        tracing::debug!("hartip: session close not confirmed: {e}");
+    }
+    Ok(id)
 }
 
 #[cfg(test)]

@@ -4,10 +4,10 @@
 //! followed. HTTP is a text protocol, so the identification strategy never sends it to a known ICS
 //! port without `--deep` ([`Probe::sends_text`]).
 
+use super::text::decode_references;
 use super::{printable, Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
-use crate::scope::{Target, Transport};
-use async_trait::async_trait;
+use crate::scope::Target;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -365,47 +365,31 @@ fn decode_text(bytes: &[u8], charset: Option<&str>) -> String {
 
 /// Decodes the HTML character references that appear in titles.
 pub fn decode_entities(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let decoded = after.find(';').filter(|&end| (2..=10).contains(&end)).and_then(|end| {
-            let name = &after[..end];
-            let c = match name {
-                "amp" => '&',
-                "lt" => '<',
-                "gt" => '>',
-                "quot" => '"',
-                "apos" => '\'',
-                "nbsp" => ' ',
-                "copy" => '©',
-                "reg" => '®',
-                "trade" => '™',
-                _ => {
-                    let code = match name.strip_prefix('#') {
-                        Some(hex) if hex.starts_with(['x', 'X']) => u32::from_str_radix(&hex[1..], 16).ok()?,
-                        Some(dec) => dec.parse::<u32>().ok()?,
-                        None => return None,
-                    };
-                    char::from_u32(code)?
-                }
+    decode_references(text, '&', 2..=10, entity)
+}
+
+/// The character an HTML character reference (`amp`, `#233`, `#xE9`, ...) stands for.
+fn entity(name: &str) -> Option<char> {
+    let c = match name {
+        "amp" => '&',
+        "lt" => '<',
+        "gt" => '>',
+        "quot" => '"',
+        "apos" => '\'',
+        "nbsp" => ' ',
+        "copy" => '©',
+        "reg" => '®',
+        "trade" => '™',
+        _ => {
+            let code = match name.strip_prefix('#') {
+                Some(hex) if hex.starts_with(['x', 'X']) => u32::from_str_radix(&hex[1..], 16).ok()?,
+                Some(dec) => dec.parse::<u32>().ok()?,
+                None => return None,
             };
-            Some((c, end))
-        });
-        match decoded {
-            Some((c, end)) => {
-                out.push(c);
-                rest = &after[end + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = after;
-            }
+            char::from_u32(code)?
         }
-    }
-    out.push_str(rest);
-    out
+    };
+    Some(c)
 }
 
 /// The text of the page's first `<title>`, decoded, with whitespace collapsed.
@@ -479,59 +463,38 @@ pub fn identity(r: &Response) -> Identity {
     id
 }
 
-pub struct HttpProbe;
+pub const PROBE: Probe = Probe::service(PROTOCOL, |session| Box::pin(run(session)))
+    .tcp(&[80, 8080, 8000, 8081, 8888])
+    .tls(&[443, 8443])
+    .text();
 
-#[async_trait]
-impl Probe for HttpProbe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        false
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &[u16] {
-        &[80, 8080, 8000, 8081, 8888]
-    }
-    fn tls_ports(&self) -> &[u16] {
-        &[443, 8443]
-    }
-    fn sends_text(&self) -> bool {
-        true
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let request = request(&host_header(session.target(), session.is_tls()));
-        let conn = session.conn();
-        let cap = conn.limits().max_frame;
-        conn.send(&request).await?;
-        let seen = AtomicUsize::new(0);
-        let raw = match conn
-            .recv_frame(|b: &[u8]| {
-                seen.store(b.len(), Ordering::Relaxed);
-                frame(b, cap)
-            })
-            .await
-        {
-            Ok(raw) => raw,
-            // A body delimited by the close of the connection (or a server that ignores
-            // `Connection: close`): what arrived is the response when its head is whole.
-            Err(e @ (NetError::Closed(_) | NetError::Timeout(_) | NetError::Io(_)))
-                if seen.load(Ordering::Relaxed) > 0 =>
-            {
-                let all = |b: &[u8]| if b.is_empty() { Frame::Incomplete } else { Frame::Complete(b.len()) };
-                match conn.recv_frame(all).await {
-                    Ok(raw) if matches!(final_head(&raw, MAX_HEAD.min(cap)), Ok(Some(_))) => raw,
-                    _ => return Err(e.into()),
-                }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let request = request(&host_header(session.target(), session.is_tls()));
+    let conn = session.conn();
+    let cap = conn.limits().max_frame;
+    conn.send(&request).await?;
+    let seen = AtomicUsize::new(0);
+    let raw = match conn
+        .recv_frame(|b: &[u8]| {
+            seen.store(b.len(), Ordering::Relaxed);
+            frame(b, cap)
+        })
+        .await
+    {
+        Ok(raw) => raw,
+        // A body delimited by the close of the connection (or a server that ignores
+        // `Connection: close`): what arrived is the response when its head is whole.
+        Err(e @ (NetError::Closed(_) | NetError::Timeout(_) | NetError::Io(_))) if seen.load(Ordering::Relaxed) > 0 => {
+            let all = |b: &[u8]| if b.is_empty() { Frame::Incomplete } else { Frame::Complete(b.len()) };
+            match conn.recv_frame(all).await {
+                Ok(raw) if matches!(final_head(&raw, MAX_HEAD.min(cap)), Ok(Some(_))) => raw,
+                _ => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
-        };
-        let response = parse_response(&raw).map_err(|e| ProbeError::not(PROTOCOL, e.to_string()))?;
-        Ok(identity(&response))
-    }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let response = parse_response(&raw).map_err(|e| ProbeError::not(PROTOCOL, e.to_string()))?;
+    Ok(identity(&response))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! A known ICS port never receives a text payload or a TLS hello unless `--deep` asks for it: a stray
 //! request can wedge a real controller.
 
-use super::{expected_in_tls_on, expected_on, is_ics_port, registry, BannerProbe, Identity, Probe};
+use super::{expected_in_tls_on, expected_on, is_ics_port, registry, BannerProbe, Identity, Probe, ProbeError};
 use crate::engine::{Observation, Prober};
 use crate::fingerprints::Library;
 use crate::net::{Conn, Limits, Session};
@@ -54,37 +54,70 @@ pub struct Identifier {
 /// The outcome of one probe attempt: an identity, or the evidence the attempt collected.
 type Attempt = Result<(Identity, Vec<u8>), Vec<u8>>;
 
+/// One probe to try on a port: a protocol module of the registry, or a banner probe of the library.
+#[derive(Clone, Copy)]
+enum Candidate<'a> {
+    Registry(&'static Probe),
+    Banner(&'a BannerProbe),
+}
+
+impl Candidate<'_> {
+    fn protocol(&self) -> &'static str {
+        match self {
+            Candidate::Registry(p) => p.protocol,
+            Candidate::Banner(_) => "unknown",
+        }
+    }
+
+    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+        match self {
+            Candidate::Registry(p) => (p.run)(session).await,
+            Candidate::Banner(b) => b.run(session).await,
+        }
+    }
+}
+
 impl Identifier {
     pub fn new(settings: ProbeSettings, library: &Library) -> Identifier {
         Identifier { settings, banner_probes: library.banner_probes.iter().map(BannerProbe::new).collect() }
     }
 
     /// Whether a registry probe may run: opt-in probes only when enabled by name.
-    fn usable(&self, probe: &dyn Probe) -> bool {
-        !probe.opt_in() || self.settings.enabled.iter().any(|e| e == probe.protocol())
+    fn usable(&self, probe: &Probe) -> bool {
+        !probe.opt_in || self.settings.enabled.iter().any(|e| e == probe.protocol)
+    }
+
+    /// The usable probes of the registry that speak `transport`, except those already `tried`.
+    fn rest_of_registry<'a>(
+        &'a self,
+        transport: Transport,
+        tried: &'a [&'static Probe],
+    ) -> impl Iterator<Item = &'static Probe> + 'a {
+        let untried = |p: &Probe| !tried.iter().any(|t| t.protocol == p.protocol);
+        registry().iter().copied().filter(move |p| self.usable(p) && p.speaks(transport) && untried(p))
     }
 
     /// The library's banner probes that name this port (text: kept off ICS ports unless `--deep`).
-    fn banner_probes_on(&self, port: u16, transport: Transport, ics_port: bool) -> Vec<&dyn Probe> {
+    fn banner_probes_on(&self, port: u16, transport: Transport, ics_port: bool) -> Vec<Candidate<'_>> {
         self.banner_probes
             .iter()
-            .filter(|p| p.transport() == transport && p.default_ports().contains(&port))
+            .filter(|p| p.transport() == transport && p.expected_on(port))
             .filter(|_| self.settings.deep || !ics_port)
-            .map(|p| p as &dyn Probe)
+            .map(Candidate::Banner)
             .collect()
     }
 
     /// With `--deep`, the banner probes that do not name this port.
-    fn other_banner_probes(&self, port: u16, transport: Transport) -> Vec<&dyn Probe> {
+    fn other_banner_probes(&self, port: u16, transport: Transport) -> Vec<Candidate<'_>> {
         self.banner_probes
             .iter()
-            .filter(|p| self.settings.deep && p.transport() == transport && !p.default_ports().contains(&port))
-            .map(|p| p as &dyn Probe)
+            .filter(|p| self.settings.deep && p.transport() == transport && !p.expected_on(port))
+            .map(Candidate::Banner)
             .collect()
     }
 
     /// Runs `probe` on `conn` if given, else on a fresh connection (TLS when `tls`).
-    async fn attempt(&self, probe: &dyn Probe, target: &Target, conn: Option<Conn>, tls: bool) -> Attempt {
+    async fn attempt(&self, probe: Candidate<'_>, target: &Target, conn: Option<Conn>, tls: bool) -> Attempt {
         let limits = self.settings.limits;
         let mut session = match conn {
             Some(c) => Session::with(target, limits, tls, c),
@@ -107,7 +140,7 @@ impl Identifier {
     /// Tries `probes` in order, each on a fresh connection except the first, which may use `first`.
     async fn first_match(
         &self,
-        probes: Vec<&dyn Probe>,
+        probes: Vec<Candidate<'_>>,
         target: &Target,
         mut first: Option<Conn>,
         tls: bool,
@@ -131,18 +164,12 @@ impl Identifier {
     async fn probe_udp(&self, target: &Target) -> Option<(Identity, Vec<u8>)> {
         let mut evidence = Vec::new();
         let port = target.port();
-        let expected: Vec<&'static dyn Probe> = expected_on(port, Transport::Udp).filter(|p| self.usable(*p)).collect();
-        let mut probes: Vec<&dyn Probe> = expected.iter().map(|p| *p as &dyn Probe).collect();
+        let expected: Vec<&'static Probe> = expected_on(port, Transport::Udp).filter(|p| self.usable(p)).collect();
+        let mut probes: Vec<Candidate> = expected.iter().copied().map(Candidate::Registry).collect();
         probes.extend(self.banner_probes_on(port, Transport::Udp, is_ics_port(port, Transport::Udp)));
         probes.extend(self.other_banner_probes(port, Transport::Udp));
         if self.settings.deep {
-            probes.extend(
-                registry()
-                    .iter()
-                    .copied()
-                    .filter(|p| self.usable(*p))
-                    .filter(|p| p.transport() == Transport::Udp && !expected.iter().any(|e| same(*e, *p))),
-            );
+            probes.extend(self.rest_of_registry(Transport::Udp, &expected).map(Candidate::Registry));
         }
         // A UDP port is only known to be open when a request gets a valid reply.
         let found = self.first_match(probes, target, None, false, &mut evidence).await?;
@@ -153,16 +180,16 @@ impl Identifier {
         let port = target.port();
         let conn = Conn::open(target, self.settings.limits).await.ok()?;
         let mut evidence = Vec::new();
-        let expected: Vec<&'static dyn Probe> = expected_on(port, Transport::Tcp).filter(|p| self.usable(*p)).collect();
+        let expected: Vec<&'static Probe> = expected_on(port, Transport::Tcp).filter(|p| self.usable(p)).collect();
         let mut spare = Some(conn);
         if !expected.is_empty() {
-            let probes = expected.iter().map(|p| *p as &dyn Probe).collect();
+            let probes = expected.iter().copied().map(Candidate::Registry).collect();
             if let Some(id) = self.first_match(probes, target, spare.take(), false, &mut evidence).await {
                 return Some((id, evidence));
             }
         }
         let ics_port = is_ics_port(port, Transport::Tcp);
-        let tls_expected: Vec<_> = expected_in_tls_on(port).filter(|p| self.usable(*p)).collect();
+        let tls_expected: Vec<_> = expected_in_tls_on(port).filter(|p| self.usable(p)).collect();
         if !tls_expected.is_empty() {
             if let Some(found) = self.probe_in_tls(target, &tls_expected, &mut evidence).await {
                 return Some(found);
@@ -192,13 +219,10 @@ impl Identifier {
                 return Some(found);
             }
         }
-        let mut rest: Vec<&dyn Probe> = registry()
-            .iter()
-            .copied()
-            .filter(|p| self.usable(*p))
-            .filter(|p| p.transport() == Transport::Tcp && !expected.iter().any(|e| same(*e, *p)))
-            .filter(|p| deep || (!ics_port && p.sends_text() && !p.ics()))
-            .map(|p| p as &dyn Probe)
+        let mut rest: Vec<Candidate> = self
+            .rest_of_registry(Transport::Tcp, &expected)
+            .filter(|p| deep || (!ics_port && p.sends_text && !p.ics))
+            .map(Candidate::Registry)
             .collect();
         rest.extend(self.other_banner_probes(port, Transport::Tcp));
         if let Some(id) = self.first_match(rest, target, None, false, &mut evidence).await {
@@ -212,22 +236,17 @@ impl Identifier {
     async fn probe_in_tls(
         &self,
         target: &Target,
-        inner: &[&'static dyn Probe],
+        inner: &[&'static Probe],
         evidence: &mut Vec<u8>,
     ) -> Option<(Identity, Vec<u8>)> {
         let limits = self.settings.limits;
         let (session, info) = Session::open(target, limits, true).await.ok()?;
         let info = info.unwrap_or_default();
         drop(session);
-        let candidates: Vec<&dyn Probe> = if inner.is_empty() {
-            registry()
-                .iter()
-                .copied()
-                .filter(|p| self.usable(*p) && p.transport() == Transport::Tcp && p.sends_text())
-                .map(|p| p as &dyn Probe)
-                .collect()
+        let candidates: Vec<Candidate> = if inner.is_empty() {
+            self.rest_of_registry(Transport::Tcp, &[]).filter(|p| p.sends_text).map(Candidate::Registry).collect()
         } else {
-            inner.iter().map(|p| *p as &dyn Probe).collect()
+            inner.iter().copied().map(Candidate::Registry).collect()
         };
         let mut inner_evidence = Vec::new();
         let mut identity = self
@@ -240,10 +259,6 @@ impl Identifier {
         }
         Some((identity, evidence.clone()))
     }
-}
-
-fn same(a: &dyn Probe, b: &dyn Probe) -> bool {
-    a.protocol() == b.protocol() && a.transport() == b.transport()
 }
 
 /// An unprompted reply: the fingerprint rules of protocol `unknown` name it from its `banner` field.

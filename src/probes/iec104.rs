@@ -13,8 +13,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 use tokio::time::{timeout_at, Instant};
 
 pub const PROTOCOL: &str = "iec104";
@@ -30,10 +28,6 @@ const MAX_FRAMES: usize = 8;
 pub const TESTFR_ACT: [u8; 6] = [START, 0x04, 0x43, 0x00, 0x00, 0x00];
 
 pub use super::ParseError;
-
-fn bad(why: impl Into<String>) -> ParseError {
-    ParseError(why.into())
-}
 
 pub fn testfr_act() -> Vec<u8> {
     TESTFR_ACT.to_vec()
@@ -83,37 +77,37 @@ pub enum Apdu {
 /// Parses one whole APDU: start octet, length, and a control field of one of the three formats.
 pub fn parse_apdu(bytes: &[u8]) -> Result<Apdu, ParseError> {
     let Some(&[start, length, c1, c2, c3, c4]) = bytes.get(..6) else {
-        return Err(bad(format!("{} bytes is shorter than an APCI", bytes.len())));
+        return Err(ParseError::new(format!("{} bytes is shorter than an APCI", bytes.len())));
     };
     if start != START {
-        return Err(bad(format!("start octet {start:#04x} is not 0x68")));
+        return Err(ParseError::new(format!("start octet {start:#04x} is not 0x68")));
     }
     if !(MIN_LENGTH..=MAX_LENGTH).contains(&length) || bytes.len() != 2 + length as usize {
-        return Err(bad(format!("APDU length {length} disagrees with the {} bytes received", bytes.len())));
+        return Err(ParseError::new(format!("APDU length {length} disagrees with the {} bytes received", bytes.len())));
     }
     let asdu_len = length as usize - 4;
     if c1 & 0x01 == 0 {
         if c3 & 0x01 != 0 {
-            return Err(bad("I-format control octet 3 has its low bit set"));
+            return Err(ParseError::new("I-format control octet 3 has its low bit set"));
         }
         if asdu_len == 0 {
-            return Err(bad("I-format APDU without an ASDU"));
+            return Err(ParseError::new("I-format APDU without an ASDU"));
         }
         let send_sequence = (u16::from(c2) << 7) | u16::from(c1 >> 1);
         let receive_sequence = (u16::from(c4) << 7) | u16::from(c3 >> 1);
         return Ok(Apdu::I { send_sequence, receive_sequence, asdu_len });
     }
     if asdu_len != 0 {
-        return Err(bad("S- and U-format APDUs carry no ASDU"));
+        return Err(ParseError::new("S- and U-format APDUs carry no ASDU"));
     }
     if c1 & 0x03 == 0x01 {
         if c1 != 0x01 || c2 != 0 || c3 & 0x01 != 0 {
-            return Err(bad("malformed S-format control field"));
+            return Err(ParseError::new("malformed S-format control field"));
         }
         return Ok(Apdu::S { receive_sequence: (u16::from(c4) << 7) | u16::from(c3 >> 1) });
     }
     if c2 != 0 || c3 != 0 || c4 != 0 {
-        return Err(bad("U-format control octets 2-4 are not zero"));
+        return Err(ParseError::new("U-format control octets 2-4 are not zero"));
     }
     let function = match c1 {
         0x07 => UFunction::StartDtAct,
@@ -122,58 +116,39 @@ pub fn parse_apdu(bytes: &[u8]) -> Result<Apdu, ParseError> {
         0x23 => UFunction::StopDtCon,
         0x43 => UFunction::TestFrAct,
         0x83 => UFunction::TestFrCon,
-        other => return Err(bad(format!("U-format control octet {other:#04x} sets no single function"))),
+        other => return Err(ParseError::new(format!("U-format control octet {other:#04x} sets no single function"))),
     };
     Ok(Apdu::U(function))
 }
 
-pub struct Iec104Probe;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[2404]);
 
-#[async_trait]
-impl Probe for Iec104Probe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-
-    fn ics(&self) -> bool {
-        true
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-
-    fn default_ports(&self) -> &[u16] {
-        &[2404]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let conn = session.conn();
-        let deadline = Instant::now() + conn.limits().read_timeout;
-        conn.send(&testfr_act()).await?;
-        let mut why = "no TESTFR con".to_string();
-        for _ in 0..MAX_FRAMES {
-            let bytes = match timeout_at(deadline, conn.recv_frame(frame)).await {
-                Ok(Ok(bytes)) => bytes,
-                Ok(Err(NetError::Invalid(e))) => return Err(ProbeError::not(PROTOCOL, e)),
-                Ok(Err(e)) => return Err(ProbeError::not(PROTOCOL, format!("{why}: {e}"))),
-                Err(_) => break,
-            };
-            match parse_apdu(&bytes).map_err(|e| ProbeError::not(PROTOCOL, e.0))? {
-                Apdu::U(UFunction::TestFrCon) => {
-                    let mut identity = Identity::new(PROTOCOL, true);
-                    identity.field("testfr", "con");
-                    return Ok(identity);
-                }
-                Apdu::U(UFunction::TestFrAct) => why = "the peer echoed TESTFR act".into(),
-                other => {
-                    tracing::debug!("iec104: skipping {other:?} while waiting for TESTFR con");
-                    why = format!("{other:?} does not answer TESTFR act");
-                }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let conn = session.conn();
+    let deadline = Instant::now() + conn.limits().read_timeout;
+    conn.send(&testfr_act()).await?;
+    let mut why = "no TESTFR con".to_string();
+    for _ in 0..MAX_FRAMES {
+        let bytes = match timeout_at(deadline, conn.recv_frame(frame)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(NetError::Invalid(e))) => return Err(ProbeError::not(PROTOCOL, e)),
+            Ok(Err(e)) => return Err(ProbeError::not(PROTOCOL, format!("{why}: {e}"))),
+            Err(_) => break,
+        };
+        match parse_apdu(&bytes).map_err(|e| ProbeError::not(PROTOCOL, e.0))? {
+            Apdu::U(UFunction::TestFrCon) => {
+                let mut identity = Identity::new(PROTOCOL, true);
+                identity.field("testfr", "con");
+                return Ok(identity);
+            }
+            Apdu::U(UFunction::TestFrAct) => why = "the peer echoed TESTFR act".into(),
+            other => {
+                tracing::debug!("iec104: skipping {other:?} while waiting for TESTFR con");
+                why = format!("{other:?} does not answer TESTFR act");
             }
         }
-        Err(ProbeError::not(PROTOCOL, why))
     }
+    Err(ProbeError::not(PROTOCOL, why))
 }
 
 #[cfg(test)]

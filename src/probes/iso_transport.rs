@@ -19,7 +19,8 @@
 //! Opening a transport connection only reserves a connection slot on the peer; it changes no
 //! process state. Each module documents the requests it sends over it.
 
-use crate::net::{Conn, Frame, NetError};
+use crate::net::{Conn, Frame, NetError, Session};
+use std::fmt::Debug;
 use std::io::ErrorKind;
 
 /// TPKT version byte.
@@ -317,6 +318,29 @@ pub async fn connect(conn: &mut Conn, request: &[u8]) -> Result<Confirmed, IsoEr
         Tpdu::ConnectRequest(_) => Err(malformed("the peer echoed a connection request")),
         Tpdu::Data { .. } => Err(malformed("data before the connection was confirmed")),
     }
+}
+
+/// Opens the transport connection with the first of `tsaps` whose Connection Request (built by
+/// `request`) the peer confirms, each one after the first on a fresh connection: a CPU refuses a
+/// TSAP it does not serve with a DR or by hanging up. Returns the TSAPs confirmed; anything but a
+/// refusal, a failed reconnect, or a refusal of every one ends the attempt with the reason.
+pub async fn connect_first<T: Copy + Debug>(
+    session: &mut Session<'_>,
+    tsaps: &[T],
+    request: impl Fn(T) -> Vec<u8>,
+) -> Result<T, String> {
+    let mut last_refusal = String::new();
+    for (attempt, &tsap) in tsaps.iter().enumerate() {
+        if attempt > 0 {
+            session.reconnect().await.map_err(|e| format!("COTP refused ({last_refusal}); {e}"))?;
+        }
+        match connect(session.conn(), &request(tsap)).await {
+            Ok(_) => return Ok(tsap),
+            Err(IsoError::Refused(why)) => last_refusal = format!("TSAPs {tsap:x?}: {why}"),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err(format!("COTP refused for every TSAP, last {last_refusal}"))
 }
 
 /// Reads DT TPDUs until one carries the end-of-TSDU mark and returns the reassembled user data

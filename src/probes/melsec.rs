@@ -23,7 +23,6 @@
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Conn, Frame, NetError, Session};
 use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "melsec";
 
@@ -123,10 +122,6 @@ pub fn frame_mc3e(buf: &[u8]) -> Frame {
 
 pub use super::ParseError;
 
-fn err(why: impl Into<String>) -> ParseError {
-    ParseError(why.into())
-}
-
 /// What a CPU said about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuInfo {
@@ -143,11 +138,11 @@ fn model_name(field: &[u8]) -> Result<String, ParseError> {
     let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
     let text = &field[..end];
     if !text.iter().all(|&b| b == b' ' || b.is_ascii_graphic()) {
-        return Err(err("CPU model name is not printable ASCII"));
+        return Err(ParseError::new("CPU model name is not printable ASCII"));
     }
     let name = String::from_utf8_lossy(text).trim().to_string();
     if !name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric()) {
-        return Err(err("CPU model name is empty"));
+        return Err(ParseError::new("CPU model name is empty"));
     }
     Ok(name)
 }
@@ -155,15 +150,15 @@ fn model_name(field: &[u8]) -> Result<String, ParseError> {
 /// Parses a MELSOFT "get CPU info" reply.
 pub fn parse_melsoft(buf: &[u8]) -> Result<CpuInfo, ParseError> {
     if buf.get(..2) != Some(&[0xd7, 0x00][..]) {
-        return Err(err("no MELSOFT reply marker"));
+        return Err(ParseError::new("no MELSOFT reply marker"));
     }
-    let len = le16(buf, 19).ok_or_else(|| err("MELSOFT reply truncated in its header"))? as usize;
+    let len = le16(buf, 19).ok_or_else(|| ParseError::new("MELSOFT reply truncated in its header"))? as usize;
     if buf.len() != MELSOFT_HEADER + len {
-        return Err(err(format!("MELSOFT length {len} disagrees with {} bytes received", buf.len())));
+        return Err(ParseError::new(format!("MELSOFT length {len} disagrees with {} bytes received", buf.len())));
     }
     let field = buf
         .get(MELSOFT_MODEL_AT..MELSOFT_MODEL_AT + MODEL_LEN)
-        .ok_or_else(|| err("MELSOFT reply too short for a CPU model name"))?;
+        .ok_or_else(|| ParseError::new("MELSOFT reply too short for a CPU model name"))?;
     let cpu_model = model_name(field)?;
     Ok(CpuInfo {
         frame: "melsoft",
@@ -176,22 +171,22 @@ pub fn parse_melsoft(buf: &[u8]) -> Result<CpuInfo, ParseError> {
 /// Parses an MC 3E reply to command 0101.
 pub fn parse_mc3e(buf: &[u8]) -> Result<CpuInfo, ParseError> {
     if buf.get(..2) != Some(&[0xd0, 0x00][..]) {
-        return Err(err("no MC 3E reply subheader"));
+        return Err(ParseError::new("no MC 3E reply subheader"));
     }
     if buf.get(2..7) != Some(&MC3E_ROUTE[..]) {
-        return Err(err("MC 3E reply routing does not echo the request's"));
+        return Err(ParseError::new("MC 3E reply routing does not echo the request's"));
     }
-    let len = le16(buf, 7).ok_or_else(|| err("MC 3E reply truncated"))? as usize;
+    let len = le16(buf, 7).ok_or_else(|| ParseError::new("MC 3E reply truncated"))? as usize;
     if buf.len() != MC3E_HEADER + len || len < 2 {
-        return Err(err(format!("MC 3E data length {len} disagrees with {} bytes received", buf.len())));
+        return Err(ParseError::new(format!("MC 3E data length {len} disagrees with {} bytes received", buf.len())));
     }
-    let end_code = le16(buf, MC3E_HEADER).ok_or_else(|| err("MC 3E reply has no end code"))?;
+    let end_code = le16(buf, MC3E_HEADER).ok_or_else(|| ParseError::new("MC 3E reply has no end code"))?;
     let data = &buf[MC3E_HEADER + 2..];
     if end_code != 0 {
         // Error replies carry the responder's routing and the failed command; no model.
         return Ok(CpuInfo { frame: "mc3e", end_code: Some(end_code), cpu_model: None, cpu_model_code: None });
     }
-    let field = data.get(..MODEL_LEN).ok_or_else(|| err("MC 3E reply too short for a CPU model name"))?;
+    let field = data.get(..MODEL_LEN).ok_or_else(|| ParseError::new("MC 3E reply too short for a CPU model name"))?;
     Ok(CpuInfo {
         frame: "mc3e",
         end_code: Some(0),
@@ -225,7 +220,13 @@ async fn try_mc3e(conn: &mut Conn) -> Result<CpuInfo, ProbeError> {
     parse_mc3e(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))
 }
 
-async fn run_both(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+/// MELSEC over TCP (MELSOFT 5007/tcp; MC protocol ports where configured) and over UDP (MELSOFT
+/// 5006/udp). Each transport lists the other's port too, because scan port lists commonly pair
+/// them the other way round.
+pub const PROBE: Probe =
+    Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[5007, 5006]).udp(&[5006, 5007]);
+
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
     let first = try_melsoft(session.conn()).await;
     let first_err = match first {
         Ok(info) => return Ok(identity(info)),
@@ -242,53 +243,6 @@ async fn run_both(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
         Transport::Udp => session.conn(),
     };
     try_mc3e(conn).await.map(identity)
-}
-
-/// MELSEC over TCP (MELSOFT 5007/tcp; MC protocol ports where configured).
-pub struct MelsecTcp;
-
-/// MELSEC over UDP (MELSOFT 5006/udp).
-pub struct MelsecUdp;
-
-#[async_trait]
-impl Probe for MelsecTcp {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        // 5007/tcp is the MELSOFT TCP port of built-in Ethernet CPUs; 5006 is listed as well
-        // because scan port lists commonly pair them the other way round.
-        &[5007, 5006]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        run_both(session).await
-    }
-}
-
-#[async_trait]
-impl Probe for MelsecUdp {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Udp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        // 5006/udp is the MELSOFT UDP port; 5007 for scan lists that pair them the other way round.
-        &[5006, 5007]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        run_both(session).await
-    }
 }
 
 #[cfg(test)]

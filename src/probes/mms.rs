@@ -34,8 +34,6 @@
 use super::iso_transport;
 use super::{Identity, Probe, ProbeError};
 use crate::net::Session;
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "mms";
 
@@ -56,10 +54,6 @@ const SPDU_ABORT: u8 = 0x19;
 const SPDU_DATA: u8 = 0x01;
 
 pub use super::ParseError;
-
-fn perr(why: impl Into<String>) -> ParseError {
-    ParseError(why.into())
-}
 
 // ---------------------------------------------------------------- BER, encoding
 
@@ -97,27 +91,29 @@ struct Element<'a> {
 
 /// Splits the first element off `b`. Indefinite lengths take the rest of the enclosing value.
 fn element(b: &[u8]) -> Result<(Element<'_>, &[u8]), ParseError> {
-    let (&tag, mut rest) = b.split_first().ok_or_else(|| perr("empty BER element"))?;
+    let (&tag, mut rest) = b.split_first().ok_or_else(|| ParseError::new("empty BER element"))?;
     if tag & 0x1F == 0x1F {
         // High tag number: skip its continuation octets (bounded).
-        let n = rest.iter().take(5).position(|&o| o & 0x80 == 0).ok_or_else(|| perr("bad high tag number"))?;
+        let n =
+            rest.iter().take(5).position(|&o| o & 0x80 == 0).ok_or_else(|| ParseError::new("bad high tag number"))?;
         rest = &rest[n + 1..];
     }
-    let (&first, rest) = rest.split_first().ok_or_else(|| perr("BER element without a length"))?;
+    let (&first, rest) = rest.split_first().ok_or_else(|| ParseError::new("BER element without a length"))?;
     let (len, rest) = match first {
         0x80 => return Ok((Element { tag, value: rest }, &[])),
         l if l < 0x80 => (usize::from(l), rest),
         l => {
             let n = usize::from(l & 0x7F);
             if n > 4 {
-                return Err(perr("BER length of more than 4 octets"));
+                return Err(ParseError::new("BER length of more than 4 octets"));
             }
-            let octets = rest.get(..n).ok_or_else(|| perr("truncated BER length"))?;
+            let octets = rest.get(..n).ok_or_else(|| ParseError::new("truncated BER length"))?;
             (octets.iter().fold(0usize, |acc, &o| (acc << 8) | usize::from(o)), &rest[n..])
         }
     };
-    let value =
-        rest.get(..len).ok_or_else(|| perr(format!("BER element {tag:#04x} of {len} bytes overruns its container")))?;
+    let value = rest
+        .get(..len)
+        .ok_or_else(|| ParseError::new(format!("BER element {tag:#04x} of {len} bytes overruns its container")))?;
     Ok((Element { tag, value }, &rest[len..]))
 }
 
@@ -126,7 +122,7 @@ fn children(mut b: &[u8]) -> Result<Vec<Element<'_>>, ParseError> {
     let mut out = Vec::new();
     while !b.is_empty() {
         if out.len() >= MAX_ELEMENTS {
-            return Err(perr("too many BER elements"));
+            return Err(ParseError::new("too many BER elements"));
         }
         let (e, rest) = element(b)?;
         if e.tag != 0x00 {
@@ -281,33 +277,33 @@ fn session_user_data(params: &[u8]) -> Result<Option<&[u8]>, ParseError> {
         let Some((&code, after)) = rest.split_first() else { return Ok(None) };
         let (len, after) = match after.split_first() {
             Some((&0xFF, a)) => {
-                let l = a.get(..2).ok_or_else(|| perr("truncated session parameter length"))?;
+                let l = a.get(..2).ok_or_else(|| ParseError::new("truncated session parameter length"))?;
                 (usize::from(u16::from_be_bytes([l[0], l[1]])), &a[2..])
             }
             Some((&l, a)) => (usize::from(l), a),
-            None => return Err(perr("session parameter without a length")),
+            None => return Err(ParseError::new("session parameter without a length")),
         };
-        let value = after.get(..len).ok_or_else(|| perr("session parameter overruns the SPDU"))?;
+        let value = after.get(..len).ok_or_else(|| ParseError::new("session parameter overruns the SPDU"))?;
         if code == 0xC1 || code == 0xC2 {
             return Ok(Some(value));
         }
         rest = &after[len..];
     }
-    Err(perr("too many session parameters"))
+    Err(ParseError::new("too many session parameters"))
 }
 
 /// Splits an SPDU: (SI, parameters, bytes after the SPDU).
 fn spdu(b: &[u8]) -> Result<(u8, &[u8], &[u8]), ParseError> {
-    let (&si, rest) = b.split_first().ok_or_else(|| perr("empty session data"))?;
+    let (&si, rest) = b.split_first().ok_or_else(|| ParseError::new("empty session data"))?;
     let (len, rest) = match rest.split_first() {
         Some((&0xFF, a)) => {
-            let l = a.get(..2).ok_or_else(|| perr("truncated SPDU length"))?;
+            let l = a.get(..2).ok_or_else(|| ParseError::new("truncated SPDU length"))?;
             (usize::from(u16::from_be_bytes([l[0], l[1]])), &a[2..])
         }
         Some((&l, a)) => (usize::from(l), a),
-        None => return Err(perr("SPDU without a length")),
+        None => return Err(ParseError::new("SPDU without a length")),
     };
-    let params = rest.get(..len).ok_or_else(|| perr("SPDU length overruns the data"))?;
+    let params = rest.get(..len).ok_or_else(|| ParseError::new("SPDU length overruns the data"))?;
     Ok((si, params, &rest[len..]))
 }
 
@@ -320,7 +316,7 @@ fn presentation_user_data(user_data: &[u8]) -> Result<&[u8], ParseError> {
             return Ok(v);
         }
     }
-    Err(perr("presentation user data without a value"))
+    Err(ParseError::new("presentation user data without a value"))
 }
 
 fn parse_initiate_response(value: &[u8]) -> Result<Initiate, ParseError> {
@@ -346,24 +342,25 @@ pub fn parse_associate_reply(data: &[u8]) -> Result<Association, ParseError> {
     let (si, params, _) = spdu(data)?;
     match si {
         SPDU_ACCEPT => {}
-        SPDU_REFUSE => return Err(perr("session refused (REFUSE SPDU)")),
-        SPDU_ABORT => return Err(perr("session aborted (ABORT SPDU)")),
-        SPDU_CONNECT => return Err(perr("a CONNECT SPDU (an echo of the request?)")),
-        other => return Err(perr(format!("SPDU {other:#04x} where ACCEPT was expected"))),
+        SPDU_REFUSE => return Err(ParseError::new("session refused (REFUSE SPDU)")),
+        SPDU_ABORT => return Err(ParseError::new("session aborted (ABORT SPDU)")),
+        SPDU_CONNECT => return Err(ParseError::new("a CONNECT SPDU (an echo of the request?)")),
+        other => return Err(ParseError::new(format!("SPDU {other:#04x} where ACCEPT was expected"))),
     }
-    let pres = session_user_data(params)?.ok_or_else(|| perr("ACCEPT without user data"))?;
+    let pres = session_user_data(params)?.ok_or_else(|| ParseError::new("ACCEPT without user data"))?;
     let (cpa, _) = element(pres)?;
     if cpa.tag == 0x30 {
-        return Err(perr("presentation connection refused (CPR)"));
+        return Err(ParseError::new("presentation connection refused (CPR)"));
     }
     if cpa.tag != 0x31 {
-        return Err(perr(format!("presentation tag {:#04x}, expected CPA (0x31)", cpa.tag)));
+        return Err(ParseError::new(format!("presentation tag {:#04x}, expected CPA (0x31)", cpa.tag)));
     }
-    let normal = child(&children(cpa.value)?, 0xA2).ok_or_else(|| perr("CPA without normal-mode parameters"))?;
-    let user_data = child(&children(normal)?, 0x61).ok_or_else(|| perr("CPA without user data"))?;
+    let normal =
+        child(&children(cpa.value)?, 0xA2).ok_or_else(|| ParseError::new("CPA without normal-mode parameters"))?;
+    let user_data = child(&children(normal)?, 0x61).ok_or_else(|| ParseError::new("CPA without user data"))?;
     let (aare, _) = element(presentation_user_data(user_data)?)?;
     if aare.tag != 0x61 {
-        return Err(perr(format!("ACSE tag {:#04x}, expected AARE (0x61)", aare.tag)));
+        return Err(ParseError::new(format!("ACSE tag {:#04x}, expected AARE (0x61)", aare.tag)));
     }
     let items = children(aare.value)?;
     let mms_context = child(&items, 0xA1)
@@ -377,19 +374,22 @@ pub fn parse_associate_reply(data: &[u8]) -> Result<Association, ParseError> {
         ..Default::default()
     };
     if let Some(info) = child(&items, 0xBE) {
-        let external = child(&children(info)?, 0x28).ok_or_else(|| perr("user information without EXTERNAL"))?;
+        let external =
+            child(&children(info)?, 0x28).ok_or_else(|| ParseError::new("user information without EXTERNAL"))?;
         let ext = children(external)?;
         if let Some(pdu) = child(&ext, 0xA0).or_else(|| child(&ext, 0x81)) {
             let (mms, _) = element(pdu)?;
             match mms.tag {
                 0xA9 => assoc.initiate = Some(parse_initiate_response(mms.value)?),
                 0xAA => assoc.initiate_error = true,
-                other => return Err(perr(format!("MMS PDU {other:#04x} where Initiate-Response was expected"))),
+                other => {
+                    return Err(ParseError::new(format!("MMS PDU {other:#04x} where Initiate-Response was expected")))
+                }
             }
         }
     }
     if assoc.initiate.is_none() && !assoc.initiate_error && !mms_context {
-        return Err(perr("AARE without MMS context or MMS PDU"));
+        return Err(ParseError::new("AARE without MMS context or MMS PDU"));
     }
     Ok(assoc)
 }
@@ -410,7 +410,7 @@ pub enum IdentifyReply {
 pub fn parse_identify_reply(data: &[u8], invoke_id: u64) -> Result<IdentifyReply, ParseError> {
     let (si, _, rest) = spdu(data)?;
     if si != SPDU_DATA {
-        return Err(perr(format!("SPDU {si:#04x} where data was expected")));
+        return Err(ParseError::new(format!("SPDU {si:#04x} where data was expected")));
     }
     // Give Tokens is followed by the Data Transfer SPDU; a lone Data Transfer is accepted too.
     let pres = match rest.first() {
@@ -419,7 +419,7 @@ pub fn parse_identify_reply(data: &[u8], invoke_id: u64) -> Result<IdentifyReply
     };
     let (ud, _) = element(pres)?;
     if ud.tag != 0x61 {
-        return Err(perr(format!("presentation tag {:#04x}, expected user data (0x61)", ud.tag)));
+        return Err(ParseError::new(format!("presentation tag {:#04x}, expected user data (0x61)", ud.tag)));
     }
     let (pdu, _) = element(presentation_user_data(ud.value)?)?;
     let items = children(pdu.value)?;
@@ -427,9 +427,9 @@ pub fn parse_identify_reply(data: &[u8], invoke_id: u64) -> Result<IdentifyReply
     match pdu.tag {
         0xA1 => {
             if !id_matches(0x02) {
-                return Err(perr("confirmed response for another invokeID"));
+                return Err(ParseError::new("confirmed response for another invokeID"));
             }
-            let identify = child(&items, 0xA2).ok_or_else(|| perr("confirmed response is not Identify"))?;
+            let identify = child(&items, 0xA2).ok_or_else(|| ParseError::new("confirmed response is not Identify"))?;
             let fields = children(identify)?;
             Ok(IdentifyReply::Identity {
                 vendor_name: child(&fields, 0x80).and_then(visible_string),
@@ -438,8 +438,8 @@ pub fn parse_identify_reply(data: &[u8], invoke_id: u64) -> Result<IdentifyReply
             })
         }
         0xA2 | 0xA4 => Ok(IdentifyReply::Refused),
-        0xA0 => Err(perr("a confirmed request (an echo?)")),
-        other => Err(perr(format!("MMS PDU {other:#04x} where the Identify response was expected"))),
+        0xA0 => Err(ParseError::new("a confirmed request (an echo?)")),
+        other => Err(ParseError::new(format!("MMS PDU {other:#04x} where the Identify response was expected"))),
     }
 }
 
@@ -481,57 +481,37 @@ pub fn identity(assoc: &Association, identify: Option<&IdentifyReply>) -> Identi
     id
 }
 
-pub struct Mms;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[102]);
 
 fn not(why: impl Into<String>) -> ProbeError {
     ProbeError::not(PROTOCOL, why)
 }
 
-#[async_trait]
-impl Probe for Mms {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let cr = iso_transport::connect_request(SRC_REF, &TSAP, &TSAP, iso_transport::TPDU_SIZE_1024);
+    iso_transport::connect(session.conn(), &cr).await.map_err(|e| not(e.to_string()))?;
+    // A COTP confirm alone proves nothing: the association answer must validate.
+    let reply = iso_transport::exchange(session.conn(), &associate_request())
+        .await
+        .map_err(|e| not(format!("no answer to the association request after COTP CC: {e}")))?;
+    let assoc = parse_associate_reply(&reply).map_err(|e| not(e.0))?;
+    if !assoc.accepted() {
+        return Ok(identity(&assoc, None));
     }
-
-    fn ics(&self) -> bool {
-        true
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-
-    fn default_ports(&self) -> &'static [u16] {
-        &[102]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let cr = iso_transport::connect_request(SRC_REF, &TSAP, &TSAP, iso_transport::TPDU_SIZE_1024);
-        iso_transport::connect(session.conn(), &cr).await.map_err(|e| not(e.to_string()))?;
-        // A COTP confirm alone proves nothing: the association answer must validate.
-        let reply = iso_transport::exchange(session.conn(), &associate_request())
-            .await
-            .map_err(|e| not(format!("no answer to the association request after COTP CC: {e}")))?;
-        let assoc = parse_associate_reply(&reply).map_err(|e| not(e.0))?;
-        if !assoc.accepted() {
-            return Ok(identity(&assoc, None));
-        }
-        let identify = match iso_transport::exchange(session.conn(), &identify_request(IDENTIFY_INVOKE_ID as u8)).await
-        {
-            Ok(r) => match parse_identify_reply(&r, IDENTIFY_INVOKE_ID) {
-                Ok(i) => Some(i),
-                Err(e) => {
-                    tracing::debug!("MMS Identify reply not understood: {e}");
-                    None
-                }
-            },
+    let identify = match iso_transport::exchange(session.conn(), &identify_request(IDENTIFY_INVOKE_ID as u8)).await {
+        Ok(r) => match parse_identify_reply(&r, IDENTIFY_INVOKE_ID) {
+            Ok(i) => Some(i),
             Err(e) => {
-                tracing::debug!("MMS Identify got no answer: {e}");
+                tracing::debug!("MMS Identify reply not understood: {e}");
                 None
             }
-        };
-        Ok(identity(&assoc, identify.as_ref()))
-    }
+        },
+        Err(e) => {
+            tracing::debug!("MMS Identify got no answer: {e}");
+            None
+        }
+    };
+    Ok(identity(&assoc, identify.as_ref()))
 }
 
 #[cfg(test)]

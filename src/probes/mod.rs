@@ -1,5 +1,6 @@
-//! Protocol probes: one module per protocol (request builder, pure parser, result), and the one
-//! registry that lists them all with their default ports.
+//! Protocol probes: one module per protocol (request builder, pure parser, driver, and the one
+//! declaration `PROBE` of its protocol, transports and ports), and the one registry that lists
+//! them all. The default scan ports derive from those declarations ([`registry_ports`]).
 //!
 //! A probe names its protocol only when the reply validates structurally; the port number alone
 //! never identifies anything.
@@ -30,15 +31,18 @@ mod s7comm;
 mod s7commplus;
 mod snmp;
 mod srtp;
+mod text;
 
 pub use banner::BannerProbe;
 
 pub use identify::{banner_identity, printable, Identifier, ProbeSettings};
 
 use crate::net::{NetError, Session};
+use crate::scope::PortSpec;
 use crate::scope::Transport;
-use async_trait::async_trait;
 use serde_json::{Map, Value};
+use std::future::Future;
+use std::pin::Pin;
 
 /// The pure framing and parsing functions of every protocol module, one submodule per protocol:
 /// no I/O, untrusted bytes in, a value or a [`ParseError`] out. They are exported for the property
@@ -113,6 +117,12 @@ impl Identity {
 #[error("{0}")]
 pub struct ParseError(pub String);
 
+impl ParseError {
+    pub fn new(why: impl Into<String>) -> ParseError {
+        ParseError(why.into())
+    }
+}
+
 /// Why a probe did not identify its protocol.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -128,87 +138,178 @@ impl ProbeError {
     }
 }
 
-/// A protocol module's driver: it talks to one connection through [`Conn`], whose reads are bounded.
-#[async_trait]
-pub trait Probe: Send + Sync {
+/// What a protocol module's driver returns: a boxed future, so that every driver has one type.
+pub type DriverFuture<'a> = Pin<Box<dyn Future<Output = Result<Identity, ProbeError>> + Send + 'a>>;
+
+/// A protocol module's driver: sends read-only identification requests on `session.conn()` (whose
+/// reads are bounded) and validates the replies; `session.reconnect()` gives a fresh connection
+/// (bounded) when the peer hung up. A protocol that runs over TCP and UDP asks `conn().transport()`.
+pub type Driver = for<'a, 's> fn(&'a mut Session<'s>) -> DriverFuture<'a>;
+
+/// One protocol module's declaration: its protocol, where it is expected and how careful to be
+/// with it, and its driver. Each module declares one, `PROBE`, with the builder below:
+/// `Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[502])`.
+#[derive(Clone, Copy)]
+pub struct Probe {
     /// The lowercase protocol id reported in findings.
-    fn protocol(&self) -> &'static str;
+    pub protocol: &'static str,
     /// Whether this is an industrial control protocol.
-    fn ics(&self) -> bool;
-    fn transport(&self) -> Transport;
-    /// The ports where this protocol is expected first, in the clear.
-    fn default_ports(&self) -> &[u16];
+    pub ics: bool,
+    /// The ports where this protocol is expected first, in the clear, over TCP and over UDP.
+    pub tcp: &'static [u16],
+    pub udp: &'static [u16],
     /// The ports where this protocol is expected first inside TLS (Fox on 4911, MQTT on 8883, ...).
-    fn tls_ports(&self) -> &[u16] {
-        &[]
-    }
+    pub tls: &'static [u16],
     /// True for probes that send text (HTTP and the like), which are never sent to a known ICS port
     /// without `--deep`: a stray text request can wedge a PLC stack.
-    fn sends_text(&self) -> bool {
-        false
-    }
+    pub sends_text: bool,
     /// True for probes whose identification handshake can leave a lasting change on some devices
     /// (HART-IP's session initiate can lock a fresh HART-IP v2 device into v1 mode): they run only
     /// when the user names them with `--enable-probe`, never by default and not with `--deep`.
-    fn opt_in(&self) -> bool {
-        false
-    }
-    /// Sends read-only identification requests and validates the replies. `session.conn()` is the
-    /// connection; `session.reconnect()` gives a fresh one (bounded) when the peer hung up.
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError>;
+    pub opt_in: bool,
+    pub run: Driver,
 }
 
-/// Every protocol probe, in the order they are tried when no port hint applies.
-pub fn registry() -> &'static [&'static dyn Probe] {
+impl Probe {
+    /// An industrial control protocol's probe, expected on no port until told.
+    pub const fn industrial(protocol: &'static str, run: Driver) -> Probe {
+        Probe { protocol, ics: true, tcp: &[], udp: &[], tls: &[], sends_text: false, opt_in: false, run }
+    }
+
+    /// The probe of a service that is not industrial (web, MQTT, SNMP).
+    pub const fn service(protocol: &'static str, run: Driver) -> Probe {
+        Probe { ics: false, ..Probe::industrial(protocol, run) }
+    }
+
+    /// Expected on these TCP ports, in the clear.
+    pub const fn tcp(self, ports: &'static [u16]) -> Probe {
+        Probe { tcp: ports, ..self }
+    }
+
+    /// Expected on these UDP ports.
+    pub const fn udp(self, ports: &'static [u16]) -> Probe {
+        Probe { udp: ports, ..self }
+    }
+
+    /// Expected inside TLS on these TCP ports.
+    pub const fn tls(self, ports: &'static [u16]) -> Probe {
+        Probe { tls: ports, ..self }
+    }
+
+    /// Sends text: kept off known ICS ports unless `--deep`.
+    pub const fn text(self) -> Probe {
+        Probe { sends_text: true, ..self }
+    }
+
+    /// Runs only when enabled by name.
+    pub const fn opt_in(self) -> Probe {
+        Probe { opt_in: true, ..self }
+    }
+
+    /// Whether the probe speaks this transport at all.
+    pub fn speaks(&self, transport: Transport) -> bool {
+        match transport {
+            Transport::Tcp => !self.tcp.is_empty() || !self.tls.is_empty(),
+            Transport::Udp => !self.udp.is_empty(),
+        }
+    }
+
+    /// Whether the protocol is expected on this port in the clear.
+    pub fn expected_on(&self, port: u16, transport: Transport) -> bool {
+        match transport {
+            Transport::Tcp => self.tcp.contains(&port),
+            Transport::Udp => self.udp.contains(&port),
+        }
+    }
+
+    /// Every port where the protocol is expected, in the clear or in TLS.
+    pub fn ports(&self) -> impl Iterator<Item = PortSpec> + '_ {
+        let tcp = self.tcp.iter().chain(self.tls).map(|&port| PortSpec { port, transport: Transport::Tcp });
+        let udp = self.udp.iter().map(|&port| PortSpec { port, transport: Transport::Udp });
+        tcp.chain(udp)
+    }
+}
+
+/// Every protocol probe, in the order they are tried when no port hint applies. Each protocol is
+/// listed once; protocol modules never import each other.
+pub fn registry() -> &'static [&'static Probe] {
     &[
-        &modbus::ModbusProbe,
-        &s7comm::S7comm,
-        &s7commplus::S7commPlus,
-        &mms::Mms,
-        &enip::EnipTcp,
-        &enip::EnipUdp,
-        &bacnet::Bacnet,
-        &dnp3::Dnp3Probe,
-        &iec104::Iec104Probe,
-        &opcua::OpcUaProbe,
-        &fins::FinsUdp,
-        &fins::FinsTcp,
-        &codesys::CodesysProbe,
-        &pcworx::PcworxProbe,
-        &proconos::ProconosProbe,
-        &srtp::SrtpProbe,
-        &crimson::CrimsonProbe,
-        &melsec::MelsecTcp,
-        &melsec::MelsecUdp,
-        &hartip::HartIp,
-        &atg::Atg,
-        &moxa::MoxaNport,
-        &mqtt::MqttProbe,
-        &fox::FoxProbe,
-        &snmp::SnmpProbe,
-        &http::HttpProbe,
+        &modbus::PROBE,
+        &s7comm::PROBE,
+        &s7commplus::PROBE,
+        &mms::PROBE,
+        &enip::PROBE,
+        &bacnet::PROBE,
+        &dnp3::PROBE,
+        &iec104::PROBE,
+        &opcua::PROBE,
+        &fins::PROBE,
+        &codesys::PROBE,
+        &pcworx::PROBE,
+        &proconos::PROBE,
+        &srtp::PROBE,
+        &crimson::PROBE,
+        &melsec::PROBE,
+        &hartip::PROBE,
+        &atg::PROBE,
+        &moxa::PROBE,
+        &mqtt::PROBE,
+        &fox::PROBE,
+        &snmp::PROBE,
+        &http::PROBE,
     ]
 }
 
 /// The protocol ids of the opt-in probes.
 pub fn opt_in_protocols() -> Vec<&'static str> {
-    let mut v: Vec<&'static str> = registry().iter().filter(|p| p.opt_in()).map(|p| p.protocol()).collect();
-    v.dedup();
-    v
+    registry().iter().filter(|p| p.opt_in).map(|p| p.protocol).collect()
 }
 
 /// The probes expected on a port in the clear, in registry order.
-pub fn expected_on(port: u16, transport: Transport) -> impl Iterator<Item = &'static dyn Probe> {
-    registry().iter().copied().filter(move |p| p.transport() == transport && p.default_ports().contains(&port))
+pub fn expected_on(port: u16, transport: Transport) -> impl Iterator<Item = &'static Probe> {
+    registry().iter().copied().filter(move |p| p.expected_on(port, transport))
 }
 
 /// The probes expected on a port inside TLS, in registry order.
-pub fn expected_in_tls_on(port: u16) -> impl Iterator<Item = &'static dyn Probe> {
-    registry().iter().copied().filter(move |p| p.transport() == Transport::Tcp && p.tls_ports().contains(&port))
+pub fn expected_in_tls_on(port: u16) -> impl Iterator<Item = &'static Probe> {
+    registry().iter().copied().filter(move |p| p.tls.contains(&port))
 }
 
 /// Whether the registry expects an ICS protocol on this port (in the clear or in TLS).
 pub fn is_ics_port(port: u16, transport: Transport) -> bool {
-    expected_on(port, transport).any(|p| p.ics())
-        || (transport == Transport::Tcp && expected_in_tls_on(port).any(|p| p.ics()))
+    expected_on(port, transport).any(|p| p.ics)
+        || (transport == Transport::Tcp && expected_in_tls_on(port).any(|p| p.ics))
+}
+
+/// The ports where some probe of the registry expects its protocol, in the clear or in TLS.
+pub fn registry_ports() -> impl Iterator<Item = PortSpec> {
+    registry().iter().flat_map(|p| p.ports())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_protocol_is_declared_once_and_expected_somewhere() {
+        let mut ids: Vec<&str> = registry().iter().map(|p| p.protocol).collect();
+        ids.sort();
+        let n = ids.len();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "a protocol id twice in the registry");
+        for p in registry() {
+            assert!(p.ports().next().is_some(), "{} is expected on no port", p.protocol);
+        }
+    }
+
+    #[test]
+    fn a_twin_speaks_both_transports_from_one_declaration() {
+        let enip = registry().iter().find(|p| p.protocol == "enip").unwrap();
+        assert!(enip.speaks(Transport::Tcp) && enip.speaks(Transport::Udp));
+        assert!(enip.expected_on(2222, Transport::Udp) && !enip.expected_on(2222, Transport::Tcp));
+        let fox = registry().iter().find(|p| p.protocol == "fox").unwrap();
+        assert!(fox.speaks(Transport::Tcp) && !fox.speaks(Transport::Udp));
+        assert!(!fox.expected_on(4911, Transport::Tcp), "4911 is Fox in TLS, not in the clear");
+        assert!(is_ics_port(4911, Transport::Tcp));
+    }
 }

@@ -10,8 +10,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 use std::collections::BTreeMap;
 
 pub const PROTOCOL: &str = "modbus";
@@ -57,10 +55,6 @@ const OBJECT_FIELDS: [(u8, &str); 7] = [
 ];
 
 pub use super::ParseError;
-
-fn bad(why: impl Into<String>) -> ParseError {
-    ParseError(why.into())
-}
 
 /// One Modbus/TCP application data unit: request = MBAP header + PDU.
 fn adu(transaction_id: u16, unit_id: u8, pdu: &[u8]) -> Vec<u8> {
@@ -123,18 +117,22 @@ pub struct Adu<'a> {
 
 /// Validates an MBAP header: protocol id 0 and a length field that counts exactly the bytes that follow.
 pub fn parse_adu(bytes: &[u8]) -> Result<Adu<'_>, ParseError> {
-    let header =
-        bytes.get(..MBAP_LEN).ok_or_else(|| bad(format!("{} bytes is shorter than an MBAP header", bytes.len())))?;
+    let header = bytes
+        .get(..MBAP_LEN)
+        .ok_or_else(|| ParseError::new(format!("{} bytes is shorter than an MBAP header", bytes.len())))?;
     if header[2..4] != [0, 0] {
-        return Err(bad("MBAP protocol id is not 0"));
+        return Err(ParseError::new("MBAP protocol id is not 0"));
     }
     let len = u16::from_be_bytes([header[4], header[5]]) as usize;
     if len != bytes.len() - 6 {
-        return Err(bad(format!("MBAP length {len} disagrees with the {} bytes that follow", bytes.len() - 6)));
+        return Err(ParseError::new(format!(
+            "MBAP length {len} disagrees with the {} bytes that follow",
+            bytes.len() - 6
+        )));
     }
     let pdu = &bytes[MBAP_LEN..];
     if pdu.is_empty() {
-        return Err(bad("empty PDU"));
+        return Err(ParseError::new("empty PDU"));
     }
     Ok(Adu { transaction_id: u16::from_be_bytes([header[0], header[1]]), unit_id: header[6], pdu })
 }
@@ -153,8 +151,8 @@ fn exception(pdu: &[u8], function: u8) -> Option<Result<u8, ParseError>> {
     }
     Some(match pdu {
         [_, code] if *code != 0 => Ok(*code),
-        [_, 0] => Err(bad("exception code 0 is not defined")),
-        _ => Err(bad(format!("exception reply of {} bytes, expected 2", pdu.len()))),
+        [_, 0] => Err(ParseError::new("exception code 0 is not defined")),
+        _ => Err(ParseError::new(format!("exception reply of {} bytes, expected 2", pdu.len()))),
     })
 }
 
@@ -176,36 +174,37 @@ pub fn parse_device_id(pdu: &[u8]) -> Result<Answer<DeviceIdReply>, ParseError> 
         return e.map(Answer::Exception);
     }
     let Some(&[function, mei, read_code, conformity_level, more, next_object_id, count]) = pdu.get(..7) else {
-        return Err(bad(format!("{}-byte PDU is shorter than a device identification reply", pdu.len())));
+        return Err(ParseError::new(format!("{}-byte PDU is shorter than a device identification reply", pdu.len())));
     };
     if function != FC_ENCAPSULATED_INTERFACE {
-        return Err(bad(format!("function code {function:#04x} does not answer 0x2b")));
+        return Err(ParseError::new(format!("function code {function:#04x} does not answer 0x2b")));
     }
     if mei != MEI_READ_DEVICE_ID {
-        return Err(bad(format!("MEI type {mei:#04x} is not 0x0e")));
+        return Err(ParseError::new(format!("MEI type {mei:#04x} is not 0x0e")));
     }
     if !(1..=4).contains(&read_code) {
-        return Err(bad(format!("read device id code {read_code:#04x} is not defined")));
+        return Err(ParseError::new(format!("read device id code {read_code:#04x} is not defined")));
     }
     let more_follows = match more {
         0x00 => false,
         0xFF => true,
-        other => return Err(bad(format!("more-follows byte {other:#04x} is neither 00 nor ff"))),
+        other => return Err(ParseError::new(format!("more-follows byte {other:#04x} is neither 00 nor ff"))),
     };
     let mut objects = Vec::with_capacity(count as usize);
     let mut rest = &pdu[7..];
     for i in 0..count {
         let (id, len) = match rest {
             [id, len, ..] => (*id, *len as usize),
-            _ => return Err(bad(format!("object {i} of {count} is missing"))),
+            _ => return Err(ParseError::new(format!("object {i} of {count} is missing"))),
         };
-        let value =
-            rest.get(2..2 + len).ok_or_else(|| bad(format!("object {id:#04x} claims {len} bytes past the end")))?;
+        let value = rest
+            .get(2..2 + len)
+            .ok_or_else(|| ParseError::new(format!("object {id:#04x} claims {len} bytes past the end")))?;
         objects.push((id, text(value)));
         rest = &rest[2 + len..];
     }
     if !rest.is_empty() {
-        return Err(bad(format!("{} bytes follow the last of {count} objects", rest.len())));
+        return Err(ParseError::new(format!("{} bytes follow the last of {count} objects", rest.len())));
     }
     Ok(Answer::Normal(DeviceIdReply { read_code, conformity_level, more_follows, next_object_id, objects }))
 }
@@ -216,13 +215,16 @@ pub fn parse_read_holding_registers(pdu: &[u8], quantity: u16) -> Result<Answer<
         return e.map(Answer::Exception);
     }
     let [function, count, values @ ..] = pdu else {
-        return Err(bad(format!("{}-byte PDU is shorter than a register reply", pdu.len())));
+        return Err(ParseError::new(format!("{}-byte PDU is shorter than a register reply", pdu.len())));
     };
     if *function != FC_READ_HOLDING_REGISTERS {
-        return Err(bad(format!("function code {function:#04x} does not answer 0x03")));
+        return Err(ParseError::new(format!("function code {function:#04x} does not answer 0x03")));
     }
     if *count as usize != 2 * quantity as usize || values.len() != *count as usize {
-        return Err(bad(format!("byte count {count} with {} value bytes for {quantity} register(s)", values.len())));
+        return Err(ParseError::new(format!(
+            "byte count {count} with {} value bytes for {quantity} register(s)",
+            values.len()
+        )));
     }
     Ok(Answer::Normal(values.chunks_exact(2).map(|w| u16::from_be_bytes([w[0], w[1]])).collect()))
 }
@@ -437,82 +439,63 @@ impl<'s, 't> Dialogue<'s, 't> {
     }
 }
 
-pub struct ModbusProbe;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[502]);
 
-#[async_trait]
-impl Probe for ModbusProbe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-
-    fn ics(&self) -> bool {
-        true
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-
-    fn default_ports(&self) -> &[u16] {
-        &[502]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let mut d = Dialogue::new(session);
-        let mut gateway_exception: Option<(u8, u8)> = None;
-        let mut answering_unit: Option<u8> = None;
-        for unit_id in UNIT_IDS {
-            if !d.can_wait() {
-                break;
-            }
-            match d.read_category(unit_id, READ_BASIC).await? {
-                Category::Objects(mut identification) => {
-                    // The regular category is a bonus: whatever its read gets, the basic objects stand.
-                    if d.can_wait() {
-                        if let Ok(Category::Objects(regular)) = d.read_category(unit_id, READ_REGULAR).await {
-                            identification.merge(regular);
-                        }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let mut d = Dialogue::new(session);
+    let mut gateway_exception: Option<(u8, u8)> = None;
+    let mut answering_unit: Option<u8> = None;
+    for unit_id in UNIT_IDS {
+        if !d.can_wait() {
+            break;
+        }
+        match d.read_category(unit_id, READ_BASIC).await? {
+            Category::Objects(mut identification) => {
+                // The regular category is a bonus: whatever its read gets, the basic objects stand.
+                if d.can_wait() {
+                    if let Ok(Category::Objects(regular)) = d.read_category(unit_id, READ_REGULAR).await {
+                        identification.merge(regular);
                     }
-                    return Ok(identification.identity(unit_id));
                 }
-                Category::Exception(code) if GATEWAY_EXCEPTIONS.contains(&code) => {
-                    gateway_exception.get_or_insert((unit_id, code));
-                }
-                Category::Exception(code) => return Ok(proof_identity(unit_id, FC_ENCAPSULATED_INTERFACE, Some(code))),
-                Category::Malformed => {
-                    answering_unit = Some(unit_id);
-                    break;
-                }
-                Category::Silent | Category::Closed => {}
+                return Ok(identification.identity(unit_id));
             }
-        }
-        if let Some((unit_id, code)) = gateway_exception {
-            return Ok(proof_identity(unit_id, FC_ENCAPSULATED_INTERFACE, Some(code)));
-        }
-
-        // No identification: one holding register, read-only, still proves Modbus by a normal or
-        // exception reply.
-        let fallback: &[u8] = match &answering_unit {
-            Some(unit_id) => std::slice::from_ref(unit_id),
-            None => &FALLBACK_UNIT_IDS,
-        };
-        for &unit_id in fallback {
-            if !d.can_wait() {
+            Category::Exception(code) if GATEWAY_EXCEPTIONS.contains(&code) => {
+                gateway_exception.get_or_insert((unit_id, code));
+            }
+            Category::Exception(code) => return Ok(proof_identity(unit_id, FC_ENCAPSULATED_INTERFACE, Some(code))),
+            Category::Malformed => {
+                answering_unit = Some(unit_id);
                 break;
             }
-            let bytes = match d.ask(|tid| read_holding_register_request(tid, unit_id)).await? {
-                Outcome::Reply(bytes) => bytes,
-                Outcome::Silent | Outcome::Closed => continue,
-            };
-            let pdu = parse_adu(&bytes).map_err(|e| ProbeError::not(PROTOCOL, e.0))?.pdu;
-            return match parse_read_holding_registers(pdu, 1) {
-                Ok(Answer::Normal(_)) => Ok(proof_identity(unit_id, FC_READ_HOLDING_REGISTERS, None)),
-                Ok(Answer::Exception(code)) => Ok(proof_identity(unit_id, FC_READ_HOLDING_REGISTERS, Some(code))),
-                Err(e) => Err(ProbeError::not(PROTOCOL, e.0)),
-            };
+            Category::Silent | Category::Closed => {}
         }
-        Err(ProbeError::not(PROTOCOL, "no valid reply to device identification or a register read"))
     }
+    if let Some((unit_id, code)) = gateway_exception {
+        return Ok(proof_identity(unit_id, FC_ENCAPSULATED_INTERFACE, Some(code)));
+    }
+
+    // No identification: one holding register, read-only, still proves Modbus by a normal or
+    // exception reply.
+    let fallback: &[u8] = match &answering_unit {
+        Some(unit_id) => std::slice::from_ref(unit_id),
+        None => &FALLBACK_UNIT_IDS,
+    };
+    for &unit_id in fallback {
+        if !d.can_wait() {
+            break;
+        }
+        let bytes = match d.ask(|tid| read_holding_register_request(tid, unit_id)).await? {
+            Outcome::Reply(bytes) => bytes,
+            Outcome::Silent | Outcome::Closed => continue,
+        };
+        let pdu = parse_adu(&bytes).map_err(|e| ProbeError::not(PROTOCOL, e.0))?.pdu;
+        return match parse_read_holding_registers(pdu, 1) {
+            Ok(Answer::Normal(_)) => Ok(proof_identity(unit_id, FC_READ_HOLDING_REGISTERS, None)),
+            Ok(Answer::Exception(code)) => Ok(proof_identity(unit_id, FC_READ_HOLDING_REGISTERS, Some(code))),
+            Err(e) => Err(ProbeError::not(PROTOCOL, e.0)),
+        };
+    }
+    Err(ProbeError::not(PROTOCOL, "no valid reply to device identification or a register read"))
 }
 
 #[cfg(test)]

@@ -16,8 +16,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 use std::net::Ipv4Addr;
 
 pub const PROTOCOL: &str = "moxa_nport";
@@ -70,10 +68,6 @@ pub fn frame_for(command: u8) -> impl Fn(&[u8]) -> Frame {
 
 pub use super::ParseError;
 
-fn err(why: impl Into<String>) -> ParseError {
-    ParseError(why.into())
-}
-
 /// What the search reply says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchReply {
@@ -84,22 +78,22 @@ pub struct SearchReply {
 }
 
 fn check_header(buf: &[u8], command: u8, min_len: usize) -> Result<(), ParseError> {
-    let h = buf.get(..HEADER_LEN).ok_or_else(|| err("shorter than a Moxa header"))?;
+    let h = buf.get(..HEADER_LEN).ok_or_else(|| ParseError::new("shorter than a Moxa header"))?;
     if h[0] == command {
-        return Err(err("a request, not a reply (an echo?)"));
+        return Err(ParseError::new("a request, not a reply (an echo?)"));
     }
     if h[0] != command | REPLY {
-        return Err(err(format!("command byte {:#04x} does not answer {command:#04x}", h[0])));
+        return Err(ParseError::new(format!("command byte {:#04x} does not answer {command:#04x}", h[0])));
     }
     if h[1] != 0 {
-        return Err(err(format!("status {:#04x}", h[1])));
+        return Err(ParseError::new(format!("status {:#04x}", h[1])));
     }
     let len = u16::from_be_bytes([h[2], h[3]]) as usize;
     if len != buf.len() {
-        return Err(err(format!("length field {len} disagrees with {} bytes", buf.len())));
+        return Err(ParseError::new(format!("length field {len} disagrees with {} bytes", buf.len())));
     }
     if len < min_len {
-        return Err(err(format!("reply of {len} bytes, at least {min_len} expected")));
+        return Err(ParseError::new(format!("reply of {len} bytes, at least {min_len} expected")));
     }
     Ok(())
 }
@@ -111,7 +105,7 @@ pub fn parse_search(buf: &[u8]) -> Result<SearchReply, ParseError> {
     let mut mac = [0u8; 6];
     mac.copy_from_slice(&device_id[6..]);
     if mac.iter().all(|&b| b == 0) || mac.iter().all(|&b| b == 0xff) {
-        return Err(err("no MAC address"));
+        return Err(ParseError::new("no MAC address"));
     }
     let ip = &buf[HEADER_LEN + DEVICE_ID_LEN..HEADER_LEN + DEVICE_ID_LEN + 4];
     Ok(SearchReply {
@@ -126,14 +120,14 @@ pub fn parse_search(buf: &[u8]) -> Result<SearchReply, ParseError> {
 pub fn parse_server_name(buf: &[u8], device_id: &[u8; DEVICE_ID_LEN]) -> Result<String, ParseError> {
     check_header(buf, CMD_SERVER_NAME, HEADER_LEN + DEVICE_ID_LEN + 1)?;
     if buf[HEADER_LEN..HEADER_LEN + DEVICE_ID_LEN] != device_id[..] {
-        return Err(err("server name reply is about another device"));
+        return Err(ParseError::new("server name reply is about another device"));
     }
     let field = &buf[HEADER_LEN + DEVICE_ID_LEN..];
     let field = &field[..field.len().min(NAME_LEN)];
     let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
     let name = &field[..end];
     if !name.iter().all(|&b| b == b' ' || b.is_ascii_graphic()) {
-        return Err(err("server name is not printable ASCII"));
+        return Err(ParseError::new("server name is not printable ASCII"));
     }
     Ok(String::from_utf8_lossy(name).trim().to_string())
 }
@@ -142,44 +136,29 @@ pub fn format_mac(mac: &[u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
-pub struct MoxaNport;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).udp(&[4800]);
 
-#[async_trait]
-impl Probe for MoxaNport {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Udp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[4800]
-    }
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let conn = session.conn();
-        let reply = conn.exchange(&search_request(), frame_for(CMD_SEARCH)).await?;
-        let found = parse_search(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
-        let mut id = Identity::new(PROTOCOL, true);
-        id.field("model_id", found.model_id);
-        id.field("mac", format_mac(&found.mac));
-        id.field("ip_address", found.ip.to_string());
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let conn = session.conn();
+    let reply = conn.exchange(&search_request(), frame_for(CMD_SEARCH)).await?;
+    let found = parse_search(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
+    let mut id = Identity::new(PROTOCOL, true);
+    id.field("model_id", found.model_id);
+    id.field("mac", format_mac(&found.mac));
+    id.field("ip_address", found.ip.to_string());
 
-        let name = match conn.exchange(&server_name_request(&found.device_id), frame_for(CMD_SERVER_NAME)).await {
-            Ok(reply) => parse_server_name(&reply, &found.device_id).map_err(|e| e.0),
-            Err(e) => Err(e.to_string()),
-        };
-        match name {
-            Ok(name) => {
-                id.field("server_name", name);
-            }
-            // The search reply already proved the protocol.
-            Err(why) => tracing::debug!("moxa: no server name: {why}"),
+    let name = match conn.exchange(&server_name_request(&found.device_id), frame_for(CMD_SERVER_NAME)).await {
+        Ok(reply) => parse_server_name(&reply, &found.device_id).map_err(|e| e.0),
+        Err(e) => Err(e.to_string()),
+    };
+    match name {
+        Ok(name) => {
+            id.field("server_name", name);
         }
-        Ok(id)
+        // The search reply already proved the protocol.
+        Err(why) => tracing::debug!("moxa: no server name: {why}"),
     }
+    Ok(id)
 }
 
 #[cfg(test)]

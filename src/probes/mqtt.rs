@@ -8,8 +8,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "mqtt";
 
@@ -110,12 +108,12 @@ fn remaining_length(buf: &[u8]) -> Result<Option<(usize, usize)>, ParseError> {
         value |= ((b & 0x7F) as usize) << (7 * i);
         if b & 0x80 == 0 {
             if b == 0 && i > 0 {
-                return Err(ParseError("non-minimal remaining length encoding".into()));
+                return Err(ParseError::new("non-minimal remaining length encoding"));
             }
             return Ok(Some((value, i + 1)));
         }
     }
-    Err(ParseError("remaining length longer than 4 bytes".into()))
+    Err(ParseError::new("remaining length longer than 4 bytes"))
 }
 
 /// Frames one CONNACK: the first byte must be 0x20 (type 2, reserved flags 0).
@@ -156,14 +154,14 @@ impl Connack {
 /// A 3.1.1 / 3.1 CONNACK: `20 02 <flags> <code>`, flags bits 7-1 reserved (0), code 0-5. A broker
 /// must not report a present session to a clean-session client (MQTT-3.2.2-1), nor with a refusal.
 pub fn parse_connack(reply: &[u8]) -> Result<Connack, ParseError> {
-    let bad = |why: &str| Err(ParseError(why.into()));
+    let bad = |why: &str| Err(ParseError::new(why));
     match reply {
         [0x20, 0x02, flags, code] => {
             if flags & 0xFE != 0 {
                 return bad("reserved CONNACK flag bits are set");
             }
             if *code > 5 {
-                return Err(ParseError(format!("return code {code} is not defined")));
+                return Err(ParseError::new(format!("return code {code} is not defined")));
             }
             let session_present = flags & 0x01 != 0;
             if session_present && *code != 0 {
@@ -177,68 +175,47 @@ pub fn parse_connack(reply: &[u8]) -> Result<Connack, ParseError> {
     }
 }
 
-pub struct MqttProbe;
+pub const PROBE: Probe = Probe::service(PROTOCOL, |session| Box::pin(run(session))).tcp(&[1883]).tls(&[8883]);
 
-impl MqttProbe {
-    /// One CONNECT/CONNACK exchange on the session's current connection.
-    async fn attempt(session: &mut Session<'_>, id: &str, level: Level) -> Result<Connack, ProbeError> {
-        let reply = session.conn().exchange(&connect(id, level), frame).await?;
-        let connack = parse_connack(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
-        if connack.return_code == 0 {
-            // Accepted: leave at once, cleanly.
-            let _ = session.conn().send(&DISCONNECT).await;
-        }
-        Ok(connack)
+/// One CONNECT/CONNACK exchange on the session's current connection.
+async fn attempt(session: &mut Session<'_>, id: &str, level: Level) -> Result<Connack, ProbeError> {
+    let reply = session.conn().exchange(&connect(id, level), frame).await?;
+    let connack = parse_connack(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
+    if connack.return_code == 0 {
+        // Accepted: leave at once, cleanly.
+        let _ = session.conn().send(&DISCONNECT).await;
     }
+    Ok(connack)
 }
 
-#[async_trait]
-impl Probe for MqttProbe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        false
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[1883]
-    }
-    fn tls_ports(&self) -> &'static [u16] {
-        &[8883]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let suffix = random_suffix();
-        let mut level = Level::V311;
-        let mut connack = Self::attempt(session, &client_id(suffix, false), level).await?;
-        // A refusing broker closes the connection, so each retry uses a fresh one; at most one retry.
-        let retry = match connack.return_code {
-            // Unacceptable protocol version: an old broker that speaks only 3.1.
-            1 => Some((Level::V31, client_id(suffix, false))),
-            // Identifier rejected: a broker that allows only [0-9a-zA-Z] in client ids.
-            2 => Some((Level::V311, client_id(suffix, true))),
-            _ => None,
-        };
-        if let Some((retry_level, retry_id)) = retry {
-            if session.reconnect().await.is_ok() {
-                if let Ok(second) = Self::attempt(session, &retry_id, retry_level).await {
-                    connack = second;
-                    level = retry_level;
-                }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let suffix = random_suffix();
+    let mut level = Level::V311;
+    let mut connack = attempt(session, &client_id(suffix, false), level).await?;
+    // A refusing broker closes the connection, so each retry uses a fresh one; at most one retry.
+    let retry = match connack.return_code {
+        // Unacceptable protocol version: an old broker that speaks only 3.1.
+        1 => Some((Level::V31, client_id(suffix, false))),
+        // Identifier rejected: a broker that allows only [0-9a-zA-Z] in client ids.
+        2 => Some((Level::V311, client_id(suffix, true))),
+        _ => None,
+    };
+    if let Some((retry_level, retry_id)) = retry {
+        if session.reconnect().await.is_ok() {
+            if let Ok(second) = attempt(session, &retry_id, retry_level).await {
+                connack = second;
+                level = retry_level;
             }
         }
-        let mut identity = Identity::new(PROTOCOL, false);
-        identity.field("return_code", connack.return_code);
-        if let Some(anonymous) = connack.anonymous() {
-            identity.field("anonymous", anonymous);
-        }
-        identity.field("session_present", connack.session_present);
-        identity.field("protocol_level", level.number());
-        Ok(identity)
     }
+    let mut identity = Identity::new(PROTOCOL, false);
+    identity.field("return_code", connack.return_code);
+    if let Some(anonymous) = connack.anonymous() {
+        identity.field("anonymous", anonymous);
+    }
+    identity.field("session_present", connack.session_present);
+    identity.field("protocol_level", level.number());
+    Ok(identity)
 }
 
 #[cfg(test)]

@@ -13,8 +13,7 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Conn, Frame, NetError, Session};
-use crate::scope::{Target, Transport};
-use async_trait::async_trait;
+use crate::scope::Target;
 use serde_json::{json, Map, Value};
 
 pub const PROTOCOL: &str = "opcua";
@@ -57,10 +56,6 @@ const CLO_ID: u32 = 3;
 const MESSAGE_TYPES: [&[u8; 3]; 7] = [b"HEL", b"ACK", b"ERR", b"RHE", b"OPN", b"MSG", b"CLO"];
 
 pub use super::ParseError;
-
-fn bad(why: impl Into<String>) -> ParseError {
-    ParseError(why.into())
-}
 
 // ---------------------------------------------------------------------------------------------
 // Request builders
@@ -251,8 +246,8 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], ParseError> {
-        let end = self.pos.checked_add(n).ok_or_else(|| bad("length overflow"))?;
-        let s = self.buf.get(self.pos..end).ok_or_else(|| bad("truncated"))?;
+        let end = self.pos.checked_add(n).ok_or_else(|| ParseError::new("length overflow"))?;
+        let s = self.buf.get(self.pos..end).ok_or_else(|| ParseError::new("truncated"))?;
         self.pos = end;
         Ok(s)
     }
@@ -292,9 +287,9 @@ impl<'a> Reader<'a> {
         if len == -1 {
             return Ok(None);
         }
-        let len = usize::try_from(len).map_err(|_| bad(format!("negative length {len}")))?;
+        let len = usize::try_from(len).map_err(|_| ParseError::new(format!("negative length {len}")))?;
         if len > max {
-            return Err(bad(format!("length {len} exceeds the {max}-byte bound")));
+            return Err(ParseError::new(format!("length {len} exceeds the {max}-byte bound")));
         }
         Ok(Some(self.take(len)?))
     }
@@ -309,9 +304,9 @@ impl<'a> Reader<'a> {
         if n == -1 {
             return Ok(0);
         }
-        let n = usize::try_from(n).map_err(|_| bad(format!("negative array length {n}")))?;
+        let n = usize::try_from(n).map_err(|_| ParseError::new(format!("negative array length {n}")))?;
         if n > max {
-            return Err(bad(format!("array of {n} elements exceeds the bound of {max}")));
+            return Err(ParseError::new(format!("array of {n} elements exceeds the bound of {max}")));
         }
         Ok(n)
     }
@@ -345,7 +340,7 @@ impl<'a> Reader<'a> {
                 self.bytes(MAX_BYTESTRING)?;
                 Ok(None)
             }
-            other => Err(bad(format!("NodeId encoding {other:#04x} is not valid"))),
+            other => Err(ParseError::new(format!("NodeId encoding {other:#04x} is not valid"))),
         }
     }
 
@@ -354,7 +349,7 @@ impl<'a> Reader<'a> {
         match self.u8()? {
             0x00 => Ok(()),
             0x01 | 0x02 => self.bytes(MAX_BYTESTRING).map(|_| ()),
-            other => Err(bad(format!("ExtensionObject encoding {other:#04x} is not valid"))),
+            other => Err(ParseError::new(format!("ExtensionObject encoding {other:#04x} is not valid"))),
         }
     }
 
@@ -378,7 +373,7 @@ impl<'a> Reader<'a> {
                 return Ok(());
             }
         }
-        Err(bad("DiagnosticInfo nested too deep"))
+        Err(ParseError::new("DiagnosticInfo nested too deep"))
     }
 
     fn localized_text(&mut self) -> Result<Option<String>, ParseError> {
@@ -465,7 +460,7 @@ fn chunk_header(reply: &[u8]) -> Result<([u8; 3], u8, Reader<'_>), ParseError> {
     let chunk_type = r.u8()?;
     let size = r.u32()? as usize;
     if size != reply.len() {
-        return Err(bad(format!("message size {size} disagrees with the {} bytes received", reply.len())));
+        return Err(ParseError::new(format!("message size {size} disagrees with the {} bytes received", reply.len())));
     }
     Ok(([kind[0], kind[1], kind[2]], chunk_type, r))
 }
@@ -480,11 +475,11 @@ pub struct UaError {
 fn error_body(r: &mut Reader<'_>) -> Result<UaError, ParseError> {
     let code = r.u32()?;
     if !is_bad(code) {
-        return Err(bad(format!("error status {code:#010x} is not a Bad status")));
+        return Err(ParseError::new(format!("error status {code:#010x} is not a Bad status")));
     }
     let reason = r.bytes(4096)?.map(clean).filter(|s| !s.is_empty());
     if !r.rest().is_empty() {
-        return Err(bad("bytes after the error reason"));
+        return Err(ParseError::new("bytes after the error reason"));
     }
     Ok(UaError { code, reason })
 }
@@ -510,12 +505,12 @@ pub enum Handshake {
 pub fn parse_handshake(reply: &[u8]) -> Result<Handshake, ParseError> {
     let (kind, chunk_type, mut r) = chunk_header(reply)?;
     if chunk_type != b'F' {
-        return Err(bad("handshake reply is not a final chunk"));
+        return Err(ParseError::new("handshake reply is not a final chunk"));
     }
     match &kind {
         b"ACK" => {
             if reply.len() < 28 {
-                return Err(bad("Acknowledge shorter than 28 bytes"));
+                return Err(ParseError::new("Acknowledge shorter than 28 bytes"));
             }
             Ok(Handshake::Ack(Acknowledge {
                 protocol_version: r.u32()?,
@@ -526,8 +521,8 @@ pub fn parse_handshake(reply: &[u8]) -> Result<Handshake, ParseError> {
             }))
         }
         b"ERR" => Ok(Handshake::Error(error_body(&mut r)?)),
-        b"HEL" => Err(bad("the reply is our own Hello echoed")),
-        other => Err(bad(format!("{} is not a reply to Hello", String::from_utf8_lossy(other)))),
+        b"HEL" => Err(ParseError::new("the reply is our own Hello echoed")),
+        other => Err(ParseError::new(format!("{} is not a reply to Hello", String::from_utf8_lossy(other)))),
     }
 }
 
@@ -546,28 +541,31 @@ pub fn parse_open_response(reply: &[u8]) -> Result<OpenOutcome, ParseError> {
     match (&kind, chunk_type) {
         (b"ERR", b'F') => return Ok(OpenOutcome::Error(error_body(&mut r)?)),
         (b"OPN", b'F') => {}
-        (b"OPN", _) => return Err(bad("OpenSecureChannel response is not a single final chunk")),
+        (b"OPN", _) => return Err(ParseError::new("OpenSecureChannel response is not a single final chunk")),
         (other, _) => {
-            return Err(bad(format!("{} is not a reply to OpenSecureChannel", String::from_utf8_lossy(other))))
+            return Err(ParseError::new(format!(
+                "{} is not a reply to OpenSecureChannel",
+                String::from_utf8_lossy(other)
+            )))
         }
     }
     let channel_id = r.u32()?;
     let policy = r.string()?;
     if policy.as_deref() != Some(SECURITY_POLICY_NONE) {
-        return Err(bad(format!("the response's security policy is {policy:?}, not None")));
+        return Err(ParseError::new(format!("the response's security policy is {policy:?}, not None")));
     }
     r.bytes(MAX_BYTESTRING)?; // SenderCertificate
     r.bytes(MAX_BYTESTRING)?; // ReceiverCertificateThumbprint
     r.u32()?; // SequenceNumber
     let request_id = r.u32()?;
     if request_id != OPN_ID {
-        return Err(bad(format!("request id {request_id} is not ours")));
+        return Err(ParseError::new(format!("request id {request_id} is not ours")));
     }
     match r.node_id()? {
         Some(OPEN_SECURE_CHANNEL_RESPONSE) => {
             let (handle, result) = r.response_header()?;
             if handle != OPN_ID {
-                return Err(bad(format!("request handle {handle} is not ours")));
+                return Err(ParseError::new(format!("request handle {handle} is not ours")));
             }
             if is_bad(result) {
                 return Ok(OpenOutcome::Fault(result));
@@ -579,7 +577,9 @@ pub fn parse_open_response(reply: &[u8]) -> Result<OpenOutcome, ParseError> {
             r.u32()?; // RevisedLifetime
             r.bytes(MAX_BYTESTRING)?; // ServerNonce
             if token_channel != channel_id || channel_id == 0 {
-                return Err(bad(format!("channel id {channel_id} and token channel {token_channel} disagree")));
+                return Err(ParseError::new(format!(
+                    "channel id {channel_id} and token channel {token_channel} disagree"
+                )));
             }
             Ok(OpenOutcome::Opened(Channel { channel_id, token_id }))
         }
@@ -587,7 +587,7 @@ pub fn parse_open_response(reply: &[u8]) -> Result<OpenOutcome, ParseError> {
             let (_, result) = r.response_header()?;
             Ok(OpenOutcome::Fault(result))
         }
-        other => Err(bad(format!("unexpected response type {other:?}"))),
+        other => Err(ParseError::new(format!("unexpected response type {other:?}"))),
     }
 }
 
@@ -606,17 +606,17 @@ pub fn parse_message_chunk(reply: &[u8], channel: Channel, request_id: u32) -> R
     match &kind {
         b"ERR" if chunk_type == b'F' => return Ok(MessageChunk::Error(error_body(&mut r)?)),
         b"MSG" => {}
-        other => return Err(bad(format!("{} is not a service response", String::from_utf8_lossy(other)))),
+        other => return Err(ParseError::new(format!("{} is not a service response", String::from_utf8_lossy(other)))),
     }
     let channel_id = r.u32()?;
     let token_id = r.u32()?;
     if channel_id != channel.channel_id || token_id != channel.token_id {
-        return Err(bad(format!("channel {channel_id} token {token_id} is not ours")));
+        return Err(ParseError::new(format!("channel {channel_id} token {token_id} is not ours")));
     }
     r.u32()?; // SequenceNumber
     let id = r.u32()?;
     if id != request_id {
-        return Err(bad(format!("request id {id} is not ours")));
+        return Err(ParseError::new(format!("request id {id} is not ours")));
     }
     match chunk_type {
         b'F' => Ok(MessageChunk::Part { last: true, body: r.rest() }),
@@ -687,7 +687,7 @@ pub fn parse_get_endpoints(body: &[u8]) -> Result<EndpointsOutcome, ParseError> 
         Some(GET_ENDPOINTS_RESPONSE) => {
             let (handle, result) = r.response_header()?;
             if handle != GET_ENDPOINTS_ID {
-                return Err(bad(format!("request handle {handle} is not ours")));
+                return Err(ParseError::new(format!("request handle {handle} is not ours")));
             }
             if is_bad(result) {
                 return Ok(EndpointsOutcome::Fault(result));
@@ -700,7 +700,7 @@ pub fn parse_get_endpoints(body: &[u8]) -> Result<EndpointsOutcome, ParseError> 
             Ok(EndpointsOutcome::Endpoints(endpoints))
         }
         Some(SERVICE_FAULT) => Ok(EndpointsOutcome::Fault(r.response_header()?.1)),
-        other => Err(bad(format!("unexpected response type {other:?}"))),
+        other => Err(ParseError::new(format!("unexpected response type {other:?}"))),
     }
 }
 
@@ -911,66 +911,47 @@ async fn read_endpoints(conn: &mut Conn, channel: Channel, url: &str, max_messag
     Err(Stop::Other(GET, format!("response spans more than {MAX_CHUNKS} chunks")))
 }
 
-pub struct OpcUaProbe;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[4840]).tls(&[4843]);
 
-#[async_trait]
-impl Probe for OpcUaProbe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        true
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn default_ports(&self) -> &'static [u16] {
-        &[4840]
-    }
-    fn tls_ports(&self) -> &'static [u16] {
-        &[4843]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let url = endpoint_url(session.target());
-        let limits = *session.conn().limits();
-        let receive_buffer = limits.max_frame.clamp(MIN_BUFFER, MAX_CHUNK);
-        let max_message = limits.max_total.saturating_sub(16 * 1024).clamp(MIN_BUFFER, 4 << 20);
-        let conn = session.conn();
-        let reply = conn.exchange(&hello(&url, receive_buffer as u32, max_message as u32), frame).await?;
-        let mut id = Identity::new(PROTOCOL, true);
-        match parse_handshake(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))? {
-            Handshake::Error(e) => {
-                // An Error in answer to Hello is still OPC UA, e.g. BadTcpEndpointUrlInvalid.
-                record_error(&mut id, "hello", e.code, e.reason.as_deref());
-                return Ok(id);
-            }
-            Handshake::Ack(ack) => {
-                id.field("protocol_version", ack.protocol_version);
-                id.field("receive_buffer_size", ack.receive_buffer_size);
-                id.field("send_buffer_size", ack.send_buffer_size);
-                id.field("max_message_size", ack.max_message_size);
-                id.field("max_chunk_count", ack.max_chunk_count);
-            }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let url = endpoint_url(session.target());
+    let limits = *session.conn().limits();
+    let receive_buffer = limits.max_frame.clamp(MIN_BUFFER, MAX_CHUNK);
+    let max_message = limits.max_total.saturating_sub(16 * 1024).clamp(MIN_BUFFER, 4 << 20);
+    let conn = session.conn();
+    let reply = conn.exchange(&hello(&url, receive_buffer as u32, max_message as u32), frame).await?;
+    let mut id = Identity::new(PROTOCOL, true);
+    match parse_handshake(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))? {
+        Handshake::Error(e) => {
+            // An Error in answer to Hello is still OPC UA, e.g. BadTcpEndpointUrlInvalid.
+            record_error(&mut id, "hello", e.code, e.reason.as_deref());
+            return Ok(id);
         }
-        // From here on the service is OPC UA: a failure only leaves the endpoint fields unknown.
-        // Each read has its own deadline; the whole discovery also gets one, so a server that drips
-        // sixteen chunks cannot hold the slot for sixteen read timeouts.
-        let budget = limits.read_timeout.saturating_mul(DISCOVERY_READS);
-        let outcome = tokio::time::timeout(budget, discover(conn, &url, max_message))
-            .await
-            .unwrap_or_else(|_| Err(Stop::Other("get_endpoints", format!("discovery took longer than {budget:?}"))));
-        match outcome {
-            Ok(endpoints) => record_endpoints(&mut id, &endpoints),
-            Err(Stop::Error(stage, e)) => record_error(&mut id, stage, e.code, e.reason.as_deref()),
-            Err(Stop::Fault(stage, code)) => record_error(&mut id, stage, code, None),
-            Err(Stop::Other(stage, why)) => {
-                id.field("error_stage", stage);
-                id.field("discovery_error", why);
-            }
+        Handshake::Ack(ack) => {
+            id.field("protocol_version", ack.protocol_version);
+            id.field("receive_buffer_size", ack.receive_buffer_size);
+            id.field("send_buffer_size", ack.send_buffer_size);
+            id.field("max_message_size", ack.max_message_size);
+            id.field("max_chunk_count", ack.max_chunk_count);
         }
-        Ok(id)
     }
+    // From here on the service is OPC UA: a failure only leaves the endpoint fields unknown.
+    // Each read has its own deadline; the whole discovery also gets one, so a server that drips
+    // sixteen chunks cannot hold the slot for sixteen read timeouts.
+    let budget = limits.read_timeout.saturating_mul(DISCOVERY_READS);
+    let outcome = tokio::time::timeout(budget, discover(conn, &url, max_message))
+        .await
+        .unwrap_or_else(|_| Err(Stop::Other("get_endpoints", format!("discovery took longer than {budget:?}"))));
+    match outcome {
+        Ok(endpoints) => record_endpoints(&mut id, &endpoints),
+        Err(Stop::Error(stage, e)) => record_error(&mut id, stage, e.code, e.reason.as_deref()),
+        Err(Stop::Fault(stage, code)) => record_error(&mut id, stage, code, None),
+        Err(Stop::Other(stage, why)) => {
+            id.field("error_stage", stage);
+            id.field("discovery_error", why);
+        }
+    }
+    Ok(id)
 }
 
 #[cfg(test)]

@@ -16,8 +16,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "pcworx";
 
@@ -165,7 +163,7 @@ pub fn parse_info_reply(buf: &[u8]) -> Result<PcworxInfo, ParseError> {
     })
 }
 
-pub struct PcworxProbe;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[1962]);
 
 fn not_this(e: impl ToString) -> ProbeError {
     ProbeError::not(PROTOCOL, e.to_string())
@@ -178,55 +176,36 @@ fn net(e: NetError) -> ProbeError {
     }
 }
 
-#[async_trait]
-impl Probe for PcworxProbe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let conn = session.conn();
+    let reply = conn.exchange(&connect_request(), frame).await.map_err(net)?;
+    let session_id = parse_connect_reply(&reply).map_err(not_this)?;
+    // The connect reply proves the protocol; the rest only adds the device's description.
+    let mut identity = Identity::new(PROTOCOL, true);
+    let Ok(reply) = conn.exchange(&session_request(session_id), frame).await else {
+        return Ok(identity);
+    };
+    if check_reply(&reply, SERVICE_SESSION, 1).is_err() {
+        return Ok(identity);
     }
-
-    fn ics(&self) -> bool {
-        true
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-
-    fn default_ports(&self) -> &'static [u16] {
-        &[1962]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let conn = session.conn();
-        let reply = conn.exchange(&connect_request(), frame).await.map_err(net)?;
-        let session_id = parse_connect_reply(&reply).map_err(not_this)?;
-        // The connect reply proves the protocol; the rest only adds the device's description.
-        let mut identity = Identity::new(PROTOCOL, true);
-        let Ok(reply) = conn.exchange(&session_request(session_id), frame).await else {
-            return Ok(identity);
-        };
-        if check_reply(&reply, SERVICE_SESSION, 1).is_err() {
-            return Ok(identity);
-        }
-        let Ok(reply) = conn.exchange(&info_request(session_id), frame).await else {
-            return Ok(identity);
-        };
-        if let Ok(info) = parse_info_reply(&reply) {
-            let fields = [
-                ("plc_type", info.plc_type),
-                ("model_number", info.model_number),
-                ("firmware_version", info.firmware_version),
-                ("firmware_date", info.firmware_date),
-                ("firmware_time", info.firmware_time),
-            ];
-            for (name, value) in fields {
-                if let Some(v) = value {
-                    identity.field(name, v);
-                }
+    let Ok(reply) = conn.exchange(&info_request(session_id), frame).await else {
+        return Ok(identity);
+    };
+    if let Ok(info) = parse_info_reply(&reply) {
+        let fields = [
+            ("plc_type", info.plc_type),
+            ("model_number", info.model_number),
+            ("firmware_version", info.firmware_version),
+            ("firmware_date", info.firmware_date),
+            ("firmware_time", info.firmware_time),
+        ];
+        for (name, value) in fields {
+            if let Some(v) = value {
+                identity.field(name, v);
             }
         }
-        Ok(identity)
     }
+    Ok(identity)
 }
 
 #[cfg(test)]

@@ -12,8 +12,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 use std::time::Duration;
 
 pub const PROTOCOL: &str = "proconos";
@@ -133,56 +131,37 @@ pub fn parse_reply(buf: &[u8]) -> Result<ProconosInfo, ParseError> {
     Ok(info)
 }
 
-pub struct ProconosProbe;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[20547]);
 
 fn not_this(e: impl ToString) -> ProbeError {
     ProbeError::not(PROTOCOL, e.to_string())
 }
 
-#[async_trait]
-impl Probe for ProconosProbe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-
-    fn ics(&self) -> bool {
-        true
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-
-    fn default_ports(&self) -> &'static [u16] {
-        &[20547]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let conn = session.conn();
-        let reply = match conn.exchange(&info_request(), frame).await {
-            Ok(reply) => reply,
-            // The reply carries no length: one that stops short of its project strings is judged on
-            // what arrived (the bytes stay buffered in the connection).
-            Err(NetError::Timeout(_)) | Err(NetError::Closed(_)) => {
-                conn.recv_passive(Duration::from_millis(1), MAX_REPLY).await.unwrap_or_default()
-            }
-            Err(NetError::Invalid(why)) => return Err(not_this(why)),
-            Err(e) => return Err(e.into()),
-        };
-        let info = parse_reply(&reply).map_err(not_this)?;
-        let mut identity = Identity::new(PROTOCOL, true);
-        identity.field("runtime", info.runtime).field("plc_type", info.plc_type);
-        for (name, value) in [
-            ("project_name", info.project_name),
-            ("boot_project", info.boot_project),
-            ("project_source", info.project_source),
-        ] {
-            if let Some(v) = value {
-                identity.field(name, v);
-            }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let conn = session.conn();
+    let reply = match conn.exchange(&info_request(), frame).await {
+        Ok(reply) => reply,
+        // The reply carries no length: one that stops short of its project strings is judged on
+        // what arrived (the bytes stay buffered in the connection).
+        Err(NetError::Timeout(_)) | Err(NetError::Closed(_)) => {
+            conn.recv_passive(Duration::from_millis(1), MAX_REPLY).await.unwrap_or_default()
         }
-        Ok(identity)
+        Err(NetError::Invalid(why)) => return Err(not_this(why)),
+        Err(e) => return Err(e.into()),
+    };
+    let info = parse_reply(&reply).map_err(not_this)?;
+    let mut identity = Identity::new(PROTOCOL, true);
+    identity.field("runtime", info.runtime).field("plc_type", info.plc_type);
+    for (name, value) in [
+        ("project_name", info.project_name),
+        ("boot_project", info.boot_project),
+        ("project_source", info.project_source),
+    ] {
+        if let Some(v) = value {
+            identity.field(name, v);
+        }
     }
+    Ok(identity)
 }
 
 #[cfg(test)]

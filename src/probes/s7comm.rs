@@ -29,15 +29,18 @@
 //!   `02` module name, `03` plant designation, `04` copyright, `05` serial number, `07` module type
 //!   name, `08` memory card serial number, `0B` location designation (`09`, `0A` are binary).
 //!
-//! Real servers differ: some send zero record lengths or counts with the strings still at their
-//! fixed 34-byte strides, honeypots send 8-byte userdata parameters and lengths that disagree with
-//! the bytes. Records are taken from the bytes actually present, never from the counts alone.
+//! Real servers differ, and the tests hold bytes captured from each:
+//! - python-snap7's server (3.x, pure Python) answers `0x0011` with one 26-byte record whose last
+//!   three bytes are the version, and `0x001C` with LENTHDR 0 / N_DR 0 and index 0 in every record,
+//!   the strings still at their fixed 34-byte strides (taken by position in the usual order);
+//! - the C Snap7 server answers as a CPU 315-2 PN/DP does;
+//! - conpot's S7-200 sends 8-byte userdata parameters under a header that declares 35 bytes.
+//!
+//! Records are taken from the bytes actually present, never from the counts alone.
 
-use super::iso_transport::{self, IsoError};
+use super::iso_transport;
 use super::{Identity, Probe, ProbeError};
 use crate::net::Session;
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "s7comm";
 /// The S7 protocol id, first byte of every S7 PDU.
@@ -52,6 +55,9 @@ pub const FUNCTION_SETUP: u8 = 0xF0;
 pub const SZL_MODULE_IDENTIFICATION: u16 = 0x0011;
 pub const SZL_COMPONENT_IDENTIFICATION: u16 = 0x001C;
 const MODULE_RECORD_LEN: usize = 28;
+/// python-snap7's server (3.x) answers 0x0011 with one record of index (2), order number (20),
+/// a reserved byte and the version as three bytes (major, minor, patch), and a header saying so.
+const SNAP7_MODULE_RECORD_LEN: usize = 26;
 const COMPONENT_RECORD_LEN: usize = 34;
 /// Most SZL records read from one reply.
 const MAX_RECORDS: usize = 64;
@@ -103,10 +109,6 @@ pub fn connect_request(calling: u16, called: u16) -> Vec<u8> {
 
 pub use super::ParseError;
 
-fn err<T>(why: impl Into<String>) -> Result<T, ParseError> {
-    Err(ParseError(why.into()))
-}
-
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
@@ -123,28 +125,36 @@ pub struct Header<'a> {
 }
 
 /// Validates the S7 header: protocol id, a known ROSCTR, a parameter that fits. Data longer than
-/// the bytes present is cut to what is there (honeypots overstate it).
+/// the bytes present is cut to what is there (honeypots overstate it). When the parameter and the
+/// data together overrun the PDU but the data alone fits (conpot's S7-200 declares a 35-byte
+/// parameter before an 8-byte one), the parameter is what lies between the header and the data.
 pub fn parse_header(pdu: &[u8]) -> Result<Header<'_>, ParseError> {
     if pdu.first() != Some(&PROTOCOL_ID) {
-        return err("no S7 protocol id 0x32");
+        return Err(ParseError::new("no S7 protocol id 0x32"));
     }
     let rosctr = pdu.get(1).copied().unwrap_or(0);
     let header_len = match rosctr {
         ROSCTR_JOB | ROSCTR_USERDATA => 10,
         ROSCTR_ACK | ROSCTR_ACK_DATA => 12,
-        other => return err(format!("unknown ROSCTR {other:#04x}")),
+        other => return Err(ParseError::new(format!("unknown ROSCTR {other:#04x}"))),
     };
     if pdu.len() < header_len {
-        return err("truncated S7 header");
+        return Err(ParseError::new("truncated S7 header"));
     }
     let pdu_ref = u16_at(pdu, 4).unwrap_or(0);
     let param_len = usize::from(u16_at(pdu, 6).unwrap_or(0));
     let data_len = usize::from(u16_at(pdu, 8).unwrap_or(0));
     let error = (header_len == 12).then(|| (pdu[10], pdu[11]));
-    let param = pdu
-        .get(header_len..header_len + param_len)
-        .ok_or_else(|| ParseError("S7 parameter overruns the PDU".into()))?;
-    let rest = &pdu[header_len + param_len..];
+    let body = &pdu[header_len..];
+    let (param, rest) = if param_len + data_len <= body.len() {
+        body.split_at(param_len)
+    } else if data_len <= body.len() {
+        body.split_at(body.len() - data_len)
+    } else if param_len <= body.len() {
+        body.split_at(param_len)
+    } else {
+        return Err(ParseError::new("S7 parameter overruns the PDU"));
+    };
     let data = &rest[..data_len.min(rest.len())];
     Ok(Header { rosctr, pdu_ref, error, param, data })
 }
@@ -168,13 +178,13 @@ pub enum SetupReply {
 pub fn parse_setup_reply(pdu: &[u8], pdu_ref: u16) -> Result<SetupReply, ParseError> {
     let h = parse_header(pdu)?;
     if h.rosctr == ROSCTR_JOB {
-        return err("a job, not a reply (an echo of the request?)");
+        return Err(ParseError::new("a job, not a reply (an echo of the request?)"));
     }
     if h.rosctr != ROSCTR_ACK && h.rosctr != ROSCTR_ACK_DATA {
-        return err(format!("ROSCTR {:#04x} is no answer to a job", h.rosctr));
+        return Err(ParseError::new(format!("ROSCTR {:#04x} is no answer to a job", h.rosctr)));
     }
     if h.pdu_ref != pdu_ref {
-        return err(format!("PDU reference {:#06x}, expected {pdu_ref:#06x}", h.pdu_ref));
+        return Err(ParseError::new(format!("PDU reference {:#06x}, expected {pdu_ref:#06x}", h.pdu_ref)));
     }
     let (error_class, error_code) = h.error.unwrap_or((0, 0));
     if error_class != 0 || error_code != 0 || h.rosctr == ROSCTR_ACK {
@@ -186,7 +196,7 @@ pub fn parse_setup_reply(pdu: &[u8], pdu_ref: u16) -> Result<SetupReply, ParseEr
             max_amq_called: u16::from_be_bytes([*c, *d]),
             pdu_length: u16::from_be_bytes([*e, *f]),
         }),
-        _ => err("ACK_DATA without a setup-communication parameter"),
+        _ => Err(ParseError::new("ACK_DATA without a setup-communication parameter")),
     }
 }
 
@@ -206,20 +216,23 @@ pub enum SzlReply {
 pub fn parse_szl_reply(pdu: &[u8], pdu_ref: u16, szl_id: u16) -> Result<SzlReply, ParseError> {
     let h = parse_header(pdu)?;
     if h.rosctr != ROSCTR_USERDATA {
-        return err(format!("ROSCTR {:#04x} where userdata was expected", h.rosctr));
+        return Err(ParseError::new(format!("ROSCTR {:#04x} where userdata was expected", h.rosctr)));
     }
     if h.pdu_ref != pdu_ref {
-        return err(format!("PDU reference {:#06x}, expected {pdu_ref:#06x}", h.pdu_ref));
+        return Err(ParseError::new(format!("PDU reference {:#06x}, expected {pdu_ref:#06x}", h.pdu_ref)));
     }
     let p = h.param;
     if p.len() < 8 || p[..3] != [0x00, 0x01, 0x12] {
-        return err("not a userdata parameter");
+        return Err(ParseError::new("not a userdata parameter"));
     }
     if p[4] == 0x11 || p[5] >> 4 == 0x4 {
-        return err("a userdata request, not a response (an echo?)");
+        return Err(ParseError::new("a userdata request, not a response (an echo?)"));
     }
     if p[5] & 0x0F != 0x04 || p[6] != 0x01 {
-        return err(format!("userdata type/group {:#04x} subfunction {:#04x} is not a Read SZL response", p[5], p[6]));
+        return Err(ParseError::new(format!(
+            "userdata type/group {:#04x} subfunction {:#04x} is not a Read SZL response",
+            p[5], p[6]
+        )));
     }
     let error_code = if p[3] >= 8 { u16_at(p, 10).unwrap_or(0) } else { 0 };
     let d = h.data;
@@ -239,7 +252,7 @@ pub fn parse_szl_reply(pdu: &[u8], pdu_ref: u16, szl_id: u16) -> Result<SzlReply
     let reply_id = u16_at(body, 0).unwrap_or(0);
     // The partial-list extract may come back with other high bits (0x0111 for 0x0011 and so on).
     if reply_id & 0x00FF != szl_id & 0x00FF {
-        return err(format!("SZL id {reply_id:#06x} in the reply to {szl_id:#06x}"));
+        return Err(ParseError::new(format!("SZL id {reply_id:#06x} in the reply to {szl_id:#06x}")));
     }
     let index = u16_at(body, 2).unwrap_or(0);
     let record_len = usize::from(u16_at(body, 4).unwrap_or(0));
@@ -281,9 +294,18 @@ pub struct ModuleIdentification {
     pub firmware_version: Option<String>,
 }
 
-/// Reads the module (`0001`), basic hardware (`0006`) and basic firmware (`0007`) records.
+/// Reads the module (`0001`), basic hardware (`0006`) and basic firmware (`0007`) records, or the
+/// single 26-byte record of python-snap7's server (see [`SNAP7_MODULE_RECORD_LEN`]).
 pub fn module_identification(records: &[Vec<u8>]) -> ModuleIdentification {
     let mut out = ModuleIdentification::default();
+    if let [r] = records {
+        if r.len() == SNAP7_MODULE_RECORD_LEN {
+            out.order_number = text(&r[2..22]);
+            let [major, minor, patch] = [r[23], r[24], r[25]];
+            out.firmware_version = Some(format!("V{major}.{minor}.{patch}"));
+            return out;
+        }
+    }
     let fields = |r: &[u8]| -> Option<(u16, Option<String>, u16, u16)> {
         Some((u16_at(r, 0)?, r.get(2..22).and_then(text), u16_at(r, 24)?, u16_at(r, 26)?))
     };
@@ -312,12 +334,20 @@ pub struct ComponentIdentification {
     pub location: Option<String>,
 }
 
-/// Reads the string records of the component identification.
+/// The indexes of a CPU's 0x001C records in the order CPUs send them (0x06 is not defined).
+const COMPONENT_INDEXES_IN_ORDER: [u16; 10] = [0x01, 0x02, 0x03, 0x04, 0x05, 0x07, 0x08, 0x09, 0x0A, 0x0B];
+
+/// Reads the string records of the component identification. A record whose index is zero (as
+/// python-snap7's server sends every one of them) is taken by its position in the usual order.
 pub fn component_identification(records: &[Vec<u8>]) -> ComponentIdentification {
     let mut out = ComponentIdentification::default();
-    for r in records {
+    for (position, r) in records.iter().enumerate() {
         let (Some(index), Some(value)) = (u16_at(r, 0), r.get(2..)) else { continue };
-        let slot = match index & 0x00FF {
+        let index = match index & 0x00FF {
+            0 => COMPONENT_INDEXES_IN_ORDER.get(position).copied().unwrap_or(0),
+            other => other,
+        };
+        let slot = match index {
             0x01 => &mut out.system_name,
             0x02 => &mut out.module_name,
             0x03 => &mut out.plant_id,
@@ -385,7 +415,7 @@ impl S7Info {
     }
 }
 
-pub struct S7comm;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[102]);
 
 fn not(why: impl Into<String>) -> ProbeError {
     ProbeError::not(PROTOCOL, why)
@@ -416,83 +446,187 @@ fn records(reply: &Option<SzlReply>) -> &[Vec<u8>] {
     }
 }
 
-#[async_trait]
-impl Probe for S7comm {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-
-    fn ics(&self) -> bool {
-        true
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-
-    fn default_ports(&self) -> &'static [u16] {
-        &[102]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let mut confirmed = None;
-        let mut last_refusal = String::new();
-        for (attempt, &(calling, called)) in TSAP_PAIRS.iter().enumerate() {
-            if attempt > 0 {
-                // A failed reconnect leaves the session without a connection: stop here.
-                session.reconnect().await.map_err(|e| not(format!("every TSAP pair refused ({last_refusal}); {e}")))?;
-            }
-            match iso_transport::connect(session.conn(), &connect_request(calling, called)).await {
-                Ok(_) => {
-                    confirmed = Some((calling, called));
-                    break;
-                }
-                Err(IsoError::Refused(why)) => last_refusal = format!("{calling:#06x}/{called:#06x}: {why}"),
-                Err(e) => return Err(not(e.to_string())),
-            }
-        }
-        let Some((calling_tsap, called_tsap)) = confirmed else {
-            return Err(not(format!("COTP refused for every TSAP pair, last {last_refusal}")));
-        };
-
-        // A COTP confirm alone proves nothing about S7: the setup reply must validate.
-        let reply = iso_transport::exchange(session.conn(), &setup_communication(1))
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let (calling_tsap, called_tsap) =
+        iso_transport::connect_first(session, &TSAP_PAIRS, |(calling, called)| connect_request(calling, called))
             .await
-            .map_err(|e| not(format!("no S7 answer to setup communication after COTP CC: {e}")))?;
-        let setup = parse_setup_reply(&reply, 1).map_err(|e| not(e.0))?;
-        let mut info = S7Info {
-            calling_tsap,
-            called_tsap,
-            setup: setup.clone(),
-            module: ModuleIdentification::default(),
-            component: ComponentIdentification::default(),
-        };
-        if !matches!(setup, SetupReply::Accepted { .. }) {
-            return Ok(info.identity());
-        }
+            .map_err(not)?;
 
-        let mut module = szl(session, 2, SZL_MODULE_IDENTIFICATION, 0x0000).await;
-        let mut alive = module.is_some();
-        if alive && module_identification(records(&module)).order_number.is_none() {
-            // Some servers answer only a single index (nmap's s7-info asks for 0x0001).
-            let retry = szl(session, 3, SZL_MODULE_IDENTIFICATION, 0x0001).await;
-            alive = retry.is_some();
-            if !records(&retry).is_empty() {
-                module = retry;
-            }
-        }
-        info.module = module_identification(records(&module));
-        if alive {
-            let component = szl(session, 4, SZL_COMPONENT_IDENTIFICATION, 0x0000).await;
-            info.component = component_identification(records(&component));
-        }
-        Ok(info.identity())
+    // A COTP confirm alone proves nothing about S7: the setup reply must validate.
+    let reply = iso_transport::exchange(session.conn(), &setup_communication(1))
+        .await
+        .map_err(|e| not(format!("no S7 answer to setup communication after COTP CC: {e}")))?;
+    let setup = parse_setup_reply(&reply, 1).map_err(|e| not(e.0))?;
+    let mut info = S7Info {
+        calling_tsap,
+        called_tsap,
+        setup: setup.clone(),
+        module: ModuleIdentification::default(),
+        component: ComponentIdentification::default(),
+    };
+    if !matches!(setup, SetupReply::Accepted { .. }) {
+        return Ok(info.identity());
     }
+
+    let mut module = szl(session, 2, SZL_MODULE_IDENTIFICATION, 0x0000).await;
+    let mut alive = module.is_some();
+    if alive && module_identification(records(&module)).order_number.is_none() {
+        // Some servers answer only a single index (nmap's s7-info asks for 0x0001).
+        let retry = szl(session, 3, SZL_MODULE_IDENTIFICATION, 0x0001).await;
+        alive = retry.is_some();
+        if !records(&retry).is_empty() {
+            module = retry;
+        }
+    }
+    info.module = module_identification(records(&module));
+    if alive {
+        let component = szl(session, 4, SZL_COMPONENT_IDENTIFICATION, 0x0000).await;
+        info.component = component_identification(records(&component));
+    }
+    Ok(info.identity())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Whole TPKT frames as real servers sent them to otscope's requests on loopback (hex).
+    // python-snap7 3.3.0 (`snap7.server.Server`, pure Python): SZL 0x0011 and 0x001C.
+    const SNAP7_PY_0011: &str =
+        "0300004302f080320700000002000c0026000112081284010000000000ff09002200110000001a000100013645533720\
+         3331352d32454831342d304142300000030300";
+    const SNAP7_PY_001C: &str =
+        "030000f702f080320700000004000c00da000112081284010000000000ff0900d6001c0000000000000000534e415037\
+         2d53455256455200000000000000000000000000000000000000000000435055203331352d3220504e2f445000000000\
+         000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+         004f726967696e616c205369656d656e732045717569706d656e7400000000000000005320432d433255523238393232\
+         303132000000000000000000000000000000000000435055203331352d3220504e2f4450000000000000000000000000\
+         00000000000000";
+    // The C Snap7 server (libsnap7 bundled in python-snap7 2.0.2): SZL 0x0011 and 0x001C.
+    const LIBSNAP7_0011: &str =
+        "0300009902f080320700000002000c007c000112081284010000000000ff09007800110000001c000400013645533720\
+         3331352d32454831342d304142302000c000040001000636455337203331352d32454831342d304142302000c0000400\
+         010007202020202020202020202020202020202020202000c0560302060081426f6f74204c6f61646572202020202020\
+         202020000041200909";
+    const LIBSNAP7_001C: &str =
+        "0300017d02f080320700000004000c0160000112081284010000000000ff09015c001c00000022000a0001534e415037\
+         2d53455256455200000000000000000000000000000000000000000002435055203331352d3220504e2f445000000000\
+         000000000000000000000000000003000000000000000000000000000000000000000000000000000000000000000000\
+         044f726967696e616c205369656d656e732045717569706d656e7400000000000000055320432d433255523238393232\
+         303132000000000000000000000000000000000007435055203331352d3220504e2f4450000000000000000000000000\
+         000000000000084d4d4320323637464631314600000000000000000000000000000000000000000009002af600000100\
+         00000000000000000000000000000000000000000000000000000a000000000000000000000000000000000000000000\
+         0000000000000000000000000b0000000000000000000000000000000000000000000000000000000000000000";
+    // conpot 0.6.0, default template: setup, SZL 0x0011 index 0 and 1, SZL 0x001C.
+    const CONPOT_SETUP: &str = "0300001b02f080320300000001002300000000f0000001000101e0";
+    const CONPOT_0011_0000: &str = "0300001902f080320700000002002300000001120812840101";
+    const CONPOT_0011_0001: &str =
+        "0300004102f080320700000003002300280001120812840101ff09002400110001001c00010001000000000000000000\
+         0000000000000000000000000000000000";
+    const CONPOT_001C: &str =
+        "0300013502f0803207000000040023011c0001120812840101ff090118001c0000002200080001546563686e6f64726f\
+         6d6500000000000000000000000000000000000000000000025369656d656e732c2053494d415449432c2053372d3230\
+         30000000000000000000034d6f7573657220466163746f727900000000000000000000000000000000000000044f7269\
+         67696e616c205369656d656e732045717569706d656e7400000000000000053838313131323232000000000000000000\
+         0000000000000000000000000000000007494d3135312d3820504e2f4450204350550000000000000000000000000000\
+         00000a0000000000000000000000000000000000000000000000000000000000000000000b0000000000000000000000\
+         000000000000000000000000000000000000000000";
+
+    /// The S7 PDU of a captured frame: after TPKT (4 bytes) and the COTP DT header (3 bytes).
+    fn captured_pdu(frame: &str) -> Vec<u8> {
+        let bytes = hex::decode(frame).unwrap();
+        assert_eq!(bytes[4..7], [0x02, 0xF0, 0x80], "a DT TPDU with EOT");
+        bytes[7..].to_vec()
+    }
+
+    fn captured_records(frame: &str, pdu_ref: u16, szl_id: u16) -> Vec<Vec<u8>> {
+        match parse_szl_reply(&captured_pdu(frame), pdu_ref, szl_id).unwrap() {
+            SzlReply::Records { records, .. } => records,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn python_snap7_server_identity() {
+        // One 26-byte 0x0011 record: the version is its last three bytes (3, 3, 0).
+        assert_eq!(
+            module_identification(&captured_records(SNAP7_PY_0011, 2, 0x0011)),
+            ModuleIdentification {
+                order_number: Some("6ES7 315-2EH14-0AB0".into()),
+                hardware_version: None,
+                firmware_version: Some("V3.3.0".into()),
+            }
+        );
+        // 0x001C header LENTHDR 0 / N_DR 0, every record index 0, strings at the 34-byte strides.
+        let records = captured_records(SNAP7_PY_001C, 4, 0x001C);
+        assert_eq!(records.len(), 6);
+        assert_eq!(
+            component_identification(&records),
+            ComponentIdentification {
+                system_name: Some("SNAP7-SERVER".into()),
+                module_name: Some("CPU 315-2 PN/DP".into()),
+                plant_id: None,
+                copyright: Some("Original Siemens Equipment".into()),
+                serial_number: Some("S C-C2UR28922012".into()),
+                module_type: Some("CPU 315-2 PN/DP".into()),
+                memory_card_serial: None,
+                location: None,
+            }
+        );
+    }
+
+    #[test]
+    fn c_snap7_server_identity() {
+        assert_eq!(
+            module_identification(&captured_records(LIBSNAP7_0011, 2, 0x0011)),
+            ModuleIdentification {
+                order_number: Some("6ES7 315-2EH14-0AB0".into()),
+                hardware_version: Some("4".into()),
+                firmware_version: Some("V3.2.6".into()),
+            }
+        );
+        let component = component_identification(&captured_records(LIBSNAP7_001C, 4, 0x001C));
+        assert_eq!(component.system_name.as_deref(), Some("SNAP7-SERVER"));
+        assert_eq!(component.memory_card_serial.as_deref(), Some("MMC 267FF11F"));
+        assert_eq!(component.module_type.as_deref(), Some("CPU 315-2 PN/DP"));
+    }
+
+    #[test]
+    fn conpot_s7_200_with_overstated_parameter_lengths() {
+        // Every conpot PDU declares a 35-byte parameter before an 8-byte one.
+        let setup = captured_pdu(CONPOT_SETUP);
+        assert_eq!(u16::from_be_bytes([setup[6], setup[7]]), 35);
+        assert_eq!(
+            parse_setup_reply(&setup, 1),
+            Ok(SetupReply::Accepted { pdu_length: 480, max_amq_calling: 1, max_amq_called: 1 })
+        );
+        assert_eq!(captured_records(CONPOT_0011_0000, 2, 0x0011), Vec::<Vec<u8>>::new());
+        assert_eq!(
+            module_identification(&captured_records(CONPOT_0011_0001, 3, 0x0011)),
+            ModuleIdentification::default()
+        );
+        assert_eq!(
+            component_identification(&captured_records(CONPOT_001C, 4, 0x001C)),
+            ComponentIdentification {
+                system_name: Some("Technodrome".into()),
+                module_name: Some("Siemens, SIMATIC, S7-200".into()),
+                plant_id: Some("Mouser Factory".into()),
+                copyright: Some("Original Siemens Equipment".into()),
+                serial_number: Some("88111222".into()),
+                module_type: Some("IM151-8 PN/DP CPU".into()),
+                memory_card_serial: None,
+                location: None,
+            }
+        );
+    }
+
+    #[test]
+    fn lengths_that_fit_nowhere_are_still_refused() {
+        // Parameter and data both longer than the PDU: nothing to take the parameter from.
+        let mut pdu = captured_pdu(CONPOT_SETUP);
+        pdu[8..10].copy_from_slice(&100u16.to_be_bytes());
+        assert!(parse_header(&pdu).is_err());
+    }
 
     fn s7(rosctr: u8, pdu_ref: u16, error: Option<(u8, u8)>, param: &[u8], data: &[u8]) -> Vec<u8> {
         let mut pdu = vec![PROTOCOL_ID, rosctr, 0, 0];

@@ -29,8 +29,6 @@
 use super::iso_transport::{self, IsoError};
 use super::{Identity, Probe, ProbeError};
 use crate::net::Session;
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "s7commplus";
 pub const PROTOCOL_ID: u8 = 0x72;
@@ -67,6 +65,11 @@ const CLIENT_RID: u32 = 0x80C3_C901;
 /// The (calling, called) TSAPs tried, one connection each.
 pub const TSAPS: [(&[u8], &[u8]); 2] = [(&[0x06, 0x00], b"SIMATIC-ROOT-HMI"), (&[0x06, 0x00], &[0x06, 0x00])];
 const SRC_REF: u16 = 0x0002;
+
+/// The COTP Connection Request for a TSAP pair.
+fn connect_request(calling: &[u8], called: &[u8]) -> Vec<u8> {
+    iso_transport::connect_request(SRC_REF, calling, called, iso_transport::TPDU_SIZE_1024)
+}
 
 /// Encodes an unsigned VLQ.
 pub fn vlq(value: u32) -> Vec<u8> {
@@ -150,10 +153,6 @@ pub fn init_ssl_request(seq: u16) -> Vec<u8> {
 
 pub use super::ParseError;
 
-fn err<T>(why: impl Into<String>) -> Result<T, ParseError> {
-    Err(ParseError(why.into()))
-}
-
 /// What a 0x72 reply shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlusReply {
@@ -214,41 +213,41 @@ fn find_version_string(body: &[u8]) -> Option<String> {
 /// Validates a 0x72 reply to a request with function `function` and sequence number `seq`.
 pub fn parse_reply(pdu: &[u8], function: u16, seq: u16) -> Result<PlusReply, ParseError> {
     if pdu.first() != Some(&PROTOCOL_ID) {
-        return err("no S7comm-plus protocol id 0x72");
+        return Err(ParseError::new("no S7comm-plus protocol id 0x72"));
     }
-    let Some(&version) = pdu.get(1) else { return err("truncated header") };
+    let Some(&version) = pdu.get(1) else { return Err(ParseError::new("truncated header")) };
     let Some(len) = pdu.get(2..4).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else {
-        return err("truncated header");
+        return Err(ParseError::new("truncated header"));
     };
     let Some(body) = pdu.get(4..4 + len).filter(|b| !b.is_empty()) else {
-        return err(format!("data length {len} does not fit the {}-byte frame", pdu.len()));
+        return Err(ParseError::new(format!("data length {len} does not fit the {}-byte frame", pdu.len())));
     };
     match version {
         VERSION_SYSTEM_EVENT => {
             if len > 64 {
-                return err("oversized system event");
+                return Err(ParseError::new("oversized system event"));
             }
             return Ok(PlusReply { protocol_version: version, ..Default::default() });
         }
         0x01..=0x03 => {}
-        other => return err(format!("unknown protocol version {other:#04x}")),
+        other => return Err(ParseError::new(format!("unknown protocol version {other:#04x}"))),
     }
     match body[0] {
         OPCODE_RESPONSE => {}
-        OPCODE_REQUEST => return err("a request, not a response (an echo?)"),
-        other => return err(format!("opcode {other:#04x} where a response was expected")),
+        OPCODE_REQUEST => return Err(ParseError::new("a request, not a response (an echo?)")),
+        other => return Err(ParseError::new(format!("opcode {other:#04x} where a response was expected"))),
     }
     let (Some(answered), Some(reply_seq)) = (
         body.get(3..5).map(|b| u16::from_be_bytes([b[0], b[1]])),
         body.get(7..9).map(|b| u16::from_be_bytes([b[0], b[1]])),
     ) else {
-        return err("truncated response header");
+        return Err(ParseError::new("truncated response header"));
     };
     if answered != function && answered != FUNCTION_ERROR && answered != FUNCTION_ERROR2 {
-        return err(format!("function {answered:#06x} in the answer to {function:#06x}"));
+        return Err(ParseError::new(format!("function {answered:#06x} in the answer to {function:#06x}")));
     }
     if reply_seq != seq {
-        return err(format!("sequence number {reply_seq} in the answer to {seq}"));
+        return Err(ParseError::new(format!("sequence number {reply_seq} in the answer to {seq}")));
     }
     Ok(PlusReply {
         protocol_version: version,
@@ -287,7 +286,7 @@ pub fn identity(reply: &PlusReply, calling: &[u8], called: &[u8]) -> Identity {
     id
 }
 
-pub struct S7commPlus;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[102]);
 
 fn not(why: impl Into<String>) -> ProbeError {
     ProbeError::not(PROTOCOL, why)
@@ -311,56 +310,20 @@ async fn ask(
     }
 }
 
-#[async_trait]
-impl Probe for S7commPlus {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let (calling, called) =
+        iso_transport::connect_first(session, &TSAPS, |(calling, called)| connect_request(calling, called))
+            .await
+            .map_err(not)?;
+    // A COTP confirm alone proves nothing: only a validated 0x72 answer does.
+    if let Some(reply) = ask(session, &create_object_request(1), FUNCTION_CREATE_OBJECT, 1).await? {
+        return Ok(identity(&reply, calling, called));
     }
-
-    fn ics(&self) -> bool {
-        true
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-
-    fn default_ports(&self) -> &'static [u16] {
-        &[102]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let mut confirmed = None;
-        let mut last_refusal = String::new();
-        for (attempt, &(calling, called)) in TSAPS.iter().enumerate() {
-            if attempt > 0 {
-                // A failed reconnect leaves the session without a connection: stop here.
-                session.reconnect().await.map_err(|e| not(format!("COTP refused ({last_refusal}); {e}")))?;
-            }
-            let cr = iso_transport::connect_request(SRC_REF, calling, called, iso_transport::TPDU_SIZE_1024);
-            match iso_transport::connect(session.conn(), &cr).await {
-                Ok(_) => {
-                    confirmed = Some((calling, called));
-                    break;
-                }
-                Err(IsoError::Refused(why)) => last_refusal = why,
-                Err(e) => return Err(not(e.to_string())),
-            }
-        }
-        let Some((calling, called)) = confirmed else {
-            return Err(not(format!("COTP refused for every TSAP, last: {last_refusal}")));
-        };
-        // A COTP confirm alone proves nothing: only a validated 0x72 answer does.
-        if let Some(reply) = ask(session, &create_object_request(1), FUNCTION_CREATE_OBJECT, 1).await? {
-            return Ok(identity(&reply, calling, called));
-        }
-        session.reconnect().await.map_err(|e| not(format!("no answer to CreateObject; {e}")))?;
-        let cr = iso_transport::connect_request(SRC_REF, calling, called, iso_transport::TPDU_SIZE_1024);
-        iso_transport::connect(session.conn(), &cr).await.map_err(|e| not(e.to_string()))?;
-        match ask(session, &init_ssl_request(1), FUNCTION_INIT_SSL, 1).await? {
-            Some(reply) => Ok(identity(&reply, calling, called)),
-            None => Err(not("no S7comm-plus answer to CreateObject nor to InitSsl after COTP CC")),
-        }
+    session.reconnect().await.map_err(|e| not(format!("no answer to CreateObject; {e}")))?;
+    iso_transport::connect(session.conn(), &connect_request(calling, called)).await.map_err(|e| not(e.to_string()))?;
+    match ask(session, &init_ssl_request(1), FUNCTION_INIT_SSL, 1).await? {
+        Some(reply) => Ok(identity(&reply, calling, called)),
+        None => Err(not("no S7comm-plus answer to CreateObject nor to InitSsl after COTP CC")),
     }
 }
 

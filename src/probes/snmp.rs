@@ -12,8 +12,6 @@
 
 use super::{printable, Identity, Probe, ProbeError};
 use crate::net::{Frame, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "snmp";
 pub const COMMUNITY: &[u8] = b"public";
@@ -114,31 +112,27 @@ pub fn get_request(request_id: i32) -> Vec<u8> {
 
 pub use super::ParseError;
 
-fn bad(why: impl Into<String>) -> ParseError {
-    ParseError(why.into())
-}
-
 /// One TLV: its tag, its content, and what follows it.
 fn read_tlv(buf: &[u8]) -> Result<(u8, &[u8], &[u8]), ParseError> {
-    let (&tag, rest) = buf.split_first().ok_or_else(|| bad("truncated TLV"))?;
+    let (&tag, rest) = buf.split_first().ok_or_else(|| ParseError::new("truncated TLV"))?;
     if tag & 0x1F == 0x1F {
-        return Err(bad("multi-byte tags are not used by SNMP"));
+        return Err(ParseError::new("multi-byte tags are not used by SNMP"));
     }
-    let (&first, rest) = rest.split_first().ok_or_else(|| bad("truncated length"))?;
+    let (&first, rest) = rest.split_first().ok_or_else(|| ParseError::new("truncated length"))?;
     let (len, rest) = match first {
         0..=0x7F => (first as usize, rest),
-        0x80 => return Err(bad("indefinite lengths are not allowed in SNMP")),
+        0x80 => return Err(ParseError::new("indefinite lengths are not allowed in SNMP")),
         _ => {
             let n = (first & 0x7F) as usize;
             if n > 4 {
-                return Err(bad("length field too long"));
+                return Err(ParseError::new("length field too long"));
             }
-            let digits = rest.get(..n).ok_or_else(|| bad("truncated length"))?;
+            let digits = rest.get(..n).ok_or_else(|| ParseError::new("truncated length"))?;
             (digits.iter().fold(0usize, |acc, &d| (acc << 8) | d as usize), &rest[n..])
         }
     };
     if len > rest.len() {
-        return Err(bad("length larger than the datagram"));
+        return Err(ParseError::new("length larger than the datagram"));
     }
     Ok((tag, &rest[..len], &rest[len..]))
 }
@@ -146,14 +140,14 @@ fn read_tlv(buf: &[u8]) -> Result<(u8, &[u8], &[u8]), ParseError> {
 fn expect<'a>(buf: &'a [u8], tag: u8, what: &str) -> Result<(&'a [u8], &'a [u8]), ParseError> {
     let (t, content, rest) = read_tlv(buf)?;
     if t != tag {
-        return Err(bad(format!("{what}: tag {t:#04x}, expected {tag:#04x}")));
+        return Err(ParseError::new(format!("{what}: tag {t:#04x}, expected {tag:#04x}")));
     }
     Ok((content, rest))
 }
 
 fn decode_integer(content: &[u8]) -> Result<i64, ParseError> {
     if content.is_empty() || content.len() > 8 {
-        return Err(bad("INTEGER of an invalid size"));
+        return Err(ParseError::new("INTEGER of an invalid size"));
     }
     let sign = if content[0] & 0x80 != 0 { -1i64 } else { 0 };
     Ok(content.iter().fold(sign, |acc, &b| (acc << 8) | b as i64))
@@ -161,14 +155,14 @@ fn decode_integer(content: &[u8]) -> Result<i64, ParseError> {
 
 fn decode_oid(content: &[u8]) -> Result<Vec<u64>, ParseError> {
     if content.is_empty() {
-        return Err(bad("empty OBJECT IDENTIFIER"));
+        return Err(ParseError::new("empty OBJECT IDENTIFIER"));
     }
     let mut arcs = Vec::new();
     let mut value: u64 = 0;
     let mut pending = false;
     for &b in content {
         if value > (u64::MAX >> 7) {
-            return Err(bad("OBJECT IDENTIFIER arc too large"));
+            return Err(ParseError::new("OBJECT IDENTIFIER arc too large"));
         }
         value = (value << 7) | (b & 0x7F) as u64;
         pending = true;
@@ -181,14 +175,14 @@ fn decode_oid(content: &[u8]) -> Result<Vec<u64>, ParseError> {
                 arcs.push(value);
             }
             if arcs.len() > MAX_OID_ARCS {
-                return Err(bad("OBJECT IDENTIFIER too long"));
+                return Err(ParseError::new("OBJECT IDENTIFIER too long"));
             }
             value = 0;
             pending = false;
         }
     }
     if pending {
-        return Err(bad("truncated OBJECT IDENTIFIER"));
+        return Err(ParseError::new("truncated OBJECT IDENTIFIER"));
     }
     Ok(arcs)
 }
@@ -233,7 +227,7 @@ pub fn parse_message(buf: &[u8]) -> Result<(Message, usize), ParseError> {
     let (community, m) = expect(m, TAG_OCTET_STRING, "community")?;
     let (pdu_type, pdu, _) = read_tlv(m)?;
     if !(0xA0..=0xA8).contains(&pdu_type) {
-        return Err(bad(format!("unknown PDU type {pdu_type:#04x}")));
+        return Err(ParseError::new(format!("unknown PDU type {pdu_type:#04x}")));
     }
     let (request_id, p) = expect(pdu, TAG_INTEGER, "request-id")?;
     let (error_status, p) = expect(p, TAG_INTEGER, "error-status")?;
@@ -242,7 +236,7 @@ pub fn parse_message(buf: &[u8]) -> Result<(Message, usize), ParseError> {
     let mut varbinds = Vec::new();
     while !list.is_empty() {
         if varbinds.len() >= MAX_VARBINDS {
-            return Err(bad("too many variable bindings"));
+            return Err(ParseError::new("too many variable bindings"));
         }
         let (varbind, rest) = expect(list, TAG_SEQUENCE, "variable binding")?;
         list = rest;
@@ -277,16 +271,16 @@ pub fn parse_message(buf: &[u8]) -> Result<(Message, usize), ParseError> {
 /// Whether `m` is the agent's answer to our request `request_id`.
 pub fn check_reply(m: &Message, request_id: i32) -> Result<(), ParseError> {
     if m.pdu_type != PDU_RESPONSE {
-        return Err(bad(format!("PDU type {:#04x} is not a Response", m.pdu_type)));
+        return Err(ParseError::new(format!("PDU type {:#04x} is not a Response", m.pdu_type)));
     }
     if m.version != VERSION_2C {
-        return Err(bad(format!("version {} is not v2c", m.version)));
+        return Err(ParseError::new(format!("version {} is not v2c", m.version)));
     }
     if m.community != COMMUNITY {
-        return Err(bad("the community is not the one sent"));
+        return Err(ParseError::new("the community is not the one sent"));
     }
     if m.request_id != i64::from(request_id) {
-        return Err(bad("request-id does not match"));
+        return Err(ParseError::new("request-id does not match"));
     }
     Ok(())
 }
@@ -342,31 +336,15 @@ fn new_request_id() -> i32 {
     ((u32::from_be_bytes(b) & 0x7FFF_FFFF) | 0x0100_0000) as i32
 }
 
-pub struct SnmpProbe;
+pub const PROBE: Probe = Probe::service(PROTOCOL, |session| Box::pin(run(session))).udp(&[161]);
 
-#[async_trait]
-impl Probe for SnmpProbe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn ics(&self) -> bool {
-        false
-    }
-    fn transport(&self) -> Transport {
-        Transport::Udp
-    }
-    fn default_ports(&self) -> &[u16] {
-        &[161]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let request_id = new_request_id();
-        let request = get_request(request_id);
-        let reply = session.conn().exchange(&request, |d| frame(d, request_id)).await?;
-        let (message, _) = parse_message(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
-        check_reply(&message, request_id).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
-        Ok(identity(&message))
-    }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let request_id = new_request_id();
+    let request = get_request(request_id);
+    let reply = session.conn().exchange(&request, |d| frame(d, request_id)).await?;
+    let (message, _) = parse_message(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
+    check_reply(&message, request_id).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
+    Ok(identity(&message))
 }
 
 #[cfg(test)]

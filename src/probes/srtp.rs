@@ -25,8 +25,6 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
-use crate::scope::Transport;
-use async_trait::async_trait;
 
 pub const PROTOCOL: &str = "srtp";
 
@@ -187,62 +185,43 @@ pub fn plc_state(status_word: u16) -> Option<&'static str> {
     })
 }
 
-pub struct SrtpProbe;
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[18245]);
 
 fn not_this(e: impl ToString) -> ProbeError {
     ProbeError::not(PROTOCOL, e.to_string())
 }
 
-#[async_trait]
-impl Probe for SrtpProbe {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-
-    fn ics(&self) -> bool {
-        true
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-
-    fn default_ports(&self) -> &'static [u16] {
-        &[18245]
-    }
-
-    async fn run(&self, session: &mut Session<'_>) -> Result<Identity, ProbeError> {
-        let conn = session.conn();
-        let reply = conn.exchange(&init_request(), frame).await.map_err(|e| match e {
-            NetError::Invalid(why) => not_this(why),
-            e => e.into(),
-        })?;
-        let init = parse_init_reply(&reply).map_err(not_this)?;
-        let status = match conn.exchange(&long_status_request(STATUS_SEQUENCE), frame).await {
-            Ok(r) => parse_status_reply(&r, STATUS_SEQUENCE).ok(),
-            Err(_) => None,
-        };
-        let mut identity = Identity::new(PROTOCOL, true);
-        match status {
-            Some(ServiceReply::Ack { privilege_level, status_word, program_name }) => {
-                if let Some(state) = plc_state(status_word) {
-                    identity.field("plc_state", state);
-                }
-                identity.field("privilege_level", privilege_level);
-                if let Some(name) = program_name {
-                    identity.field("program_name", name);
-                }
+async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let conn = session.conn();
+    let reply = conn.exchange(&init_request(), frame).await.map_err(|e| match e {
+        NetError::Invalid(why) => not_this(why),
+        e => e.into(),
+    })?;
+    let init = parse_init_reply(&reply).map_err(not_this)?;
+    let status = match conn.exchange(&long_status_request(STATUS_SEQUENCE), frame).await {
+        Ok(r) => parse_status_reply(&r, STATUS_SEQUENCE).ok(),
+        Err(_) => None,
+    };
+    let mut identity = Identity::new(PROTOCOL, true);
+    match status {
+        Some(ServiceReply::Ack { privilege_level, status_word, program_name }) => {
+            if let Some(state) = plc_state(status_word) {
+                identity.field("plc_state", state);
             }
-            // An error reply still proves the protocol.
-            Some(ServiceReply::Nack { major, minor }) => {
-                identity.field("major_error_status", major).field("minor_error_status", minor);
+            identity.field("privilege_level", privilege_level);
+            if let Some(name) = program_name {
+                identity.field("program_name", name);
             }
-            // Without a valid service reply, only the init acknowledgement's full signature counts.
-            None if init.signature => {}
-            None => return Err(not_this("init acknowledged without the signature, and no valid service reply")),
         }
-        Ok(identity)
+        // An error reply still proves the protocol.
+        Some(ServiceReply::Nack { major, minor }) => {
+            identity.field("major_error_status", major).field("minor_error_status", minor);
+        }
+        // Without a valid service reply, only the init acknowledgement's full signature counts.
+        None if init.signature => {}
+        None => return Err(not_this("init acknowledged without the signature, and no valid service reply")),
     }
+    Ok(identity)
 }
 
 #[cfg(test)]

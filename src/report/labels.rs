@@ -11,6 +11,8 @@ pub(super) struct Labels {
     pub completed: &'static str,
     pub partial: &'static str,
     pub unfinished: &'static str,
+    pub running: &'static str,
+    pub interrupted: &'static str,
     pub started: &'static str,
     pub ended: &'static str,
     pub duration: &'static str,
@@ -73,7 +75,7 @@ pub(super) struct Labels {
     pub minutes: &'static str,
     pub seconds: &'static str,
     pub severities: [&'static str; 5],
-    pub changes: [&'static str; 4],
+    pub changes: [&'static str; 5],
     pub important: &'static str,
     pub general: &'static str,
 }
@@ -89,6 +91,7 @@ impl Labels {
             Change::Changed => self.changes[1],
             Change::Persisting => self.changes[2],
             Change::Gone => self.changes[3],
+            Change::NotCovered => self.changes[4],
         }
     }
 
@@ -107,6 +110,8 @@ pub(super) const EN: Labels = Labels {
     completed: "Completed",
     partial: "Partial",
     unfinished: "Not finished",
+    running: "Running",
+    interrupted: "Interrupted",
     started: "Started",
     ended: "Ended",
     duration: "Duration",
@@ -169,7 +174,7 @@ pub(super) const EN: Labels = Labels {
     minutes: "min",
     seconds: "s",
     severities: ["Critical", "High", "Medium", "Low", "Info"],
-    changes: ["New", "Changed", "Persisting", "Gone"],
+    changes: ["New", "Changed", "Persisting", "Gone", "Not covered"],
     important: "Important",
     general: "General",
 };
@@ -181,6 +186,8 @@ pub(super) const ZH: Labels = Labels {
     completed: "已完成",
     partial: "未完成（部分）",
     unfinished: "未结束",
+    running: "运行中",
+    interrupted: "已中断",
     started: "开始时间",
     ended: "结束时间",
     duration: "耗时",
@@ -243,7 +250,7 @@ pub(super) const ZH: Labels = Labels {
     minutes: "分",
     seconds: "秒",
     severities: ["严重", "高危", "中危", "低危", "信息"],
-    changes: ["新增", "变化", "持续", "消失"],
+    changes: ["新增", "变化", "持续", "消失", "未覆盖"],
     important: "重点",
     general: "一般",
 };

@@ -9,7 +9,7 @@ mod labels;
 use crate::findings::{identity_key, Change, Finding, Severity};
 use crate::history::{diff, same_objects, ServiceKey};
 use crate::ledger::Level;
-use crate::store::{ScanId, ScanRecord, Store, StoreError};
+use crate::store::{ScanId, ScanRecord, ScanState, Store, StoreError};
 use charts::{Bar, Point};
 use labels::Labels;
 use serde_json::Value;
@@ -435,10 +435,12 @@ fn document(r: &Report, l: &Labels) -> String {
 
 fn header(h: &mut String, r: &Report, l: &Labels) {
     let s = &r.scan;
-    let (state_class, state) = match (&s.end, s.completed()) {
-        (None, _) => ("unfinished", l.unfinished),
-        (Some(_), true) => ("completed", l.completed),
-        (Some(_), false) => ("partial", l.partial),
+    let (state_class, state) = match s.state() {
+        ScanState::Complete => ("completed", l.completed),
+        ScanState::Partial(_) => ("partial", l.partial),
+        ScanState::Running => ("unfinished", l.running),
+        ScanState::Interrupted => ("unfinished", l.interrupted),
+        ScanState::RunningElsewhere(_) => ("unfinished", l.unfinished),
     };
     let _ = write!(
         h,

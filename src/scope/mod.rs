@@ -3,12 +3,13 @@
 //! This is the only module that can make a [`Target`]: the engine and the probes take targets,
 //! never raw addresses, so nothing outside the registered scope can be probed by construction.
 
+mod ports;
 mod resolve;
 
+pub use ports::{parse_ports, PortSpec};
 pub use resolve::{resolve_hostnames, ResolverSettings};
 
 use crate::ledger::{to_u128, InputError, InputErrors, Ledger, Level, TargetSpec};
-use crate::targets::PortSpec;
 use ipnetwork::IpNetwork;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};

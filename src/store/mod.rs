@@ -38,15 +38,19 @@ pub struct ScanStart {
     pub targets_total: u64,
     /// `scan`, or `event:<name>` for a major-event baseline or check.
     pub kind: String,
+    /// The process that runs the scan, so that a scan whose process died reads as interrupted.
+    pub runner: Option<Runner>,
 }
 
 /// How a scan ended.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScanEnd {
     pub probed: u64,
     pub open: u64,
     /// Every target of the coverage was probed; only then may the scan call anything gone.
     pub completed: bool,
+    /// Why a scan that did not complete stopped (a signal, an output that could not be written, ...).
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,10 +61,95 @@ pub struct ScanRecord {
     pub end: Option<ScanEnd>,
 }
 
+/// Where a scan stands, as the history shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanState {
+    Complete,
+    /// It ended without covering everything, for the reason given.
+    Partial(Option<String>),
+    /// Its process is alive on this machine.
+    Running,
+    /// It never ended and its process is gone (killed, crashed, the machine restarted).
+    Interrupted,
+    /// It never ended and it runs, or ran, on another machine, which this one cannot ask.
+    RunningElsewhere(String),
+}
+
+impl ScanState {
+    /// One word or two, for tables.
+    pub fn label(&self) -> String {
+        match self {
+            ScanState::Complete => "complete".into(),
+            ScanState::Partial(_) => "partial".into(),
+            ScanState::Running => "running".into(),
+            ScanState::Interrupted => "interrupted".into(),
+            ScanState::RunningElsewhere(host) => format!("running? (on {host})"),
+        }
+    }
+}
+
 impl ScanRecord {
     pub fn completed(&self) -> bool {
-        self.end.is_some_and(|e| e.completed)
+        self.end.as_ref().is_some_and(|e| e.completed)
     }
+
+    pub fn state(&self) -> ScanState {
+        match (&self.end, &self.start.runner) {
+            (Some(e), _) if e.completed => ScanState::Complete,
+            (Some(e), _) => ScanState::Partial(e.reason.clone()),
+            (None, Some(runner)) => match runner.alive() {
+                Some(true) => ScanState::Running,
+                Some(false) => ScanState::Interrupted,
+                None => ScanState::RunningElsewhere(runner.host.clone()),
+            },
+            // Recorded before runners were: its process cannot be asked.
+            (None, None) => ScanState::RunningElsewhere("an unknown process".into()),
+        }
+    }
+}
+
+/// A process, named so that it can be asked later whether it still runs: the pid alone would not do,
+/// since pids are reused, so the kernel's boot id and the process's start time go with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runner {
+    pub host: String,
+    pub boot_id: String,
+    pub pid: u32,
+    /// Start time in clock ticks since boot (field 22 of `/proc/PID/stat`).
+    pub start_ticks: u64,
+}
+
+impl Runner {
+    pub fn current() -> Runner {
+        let pid = std::process::id();
+        Runner { host: host_name(), boot_id: boot_id(), pid, start_ticks: start_ticks(pid).unwrap_or(0) }
+    }
+
+    /// Whether the process still runs; `None` when it ran on another machine.
+    pub fn alive(&self) -> Option<bool> {
+        if self.host != host_name() {
+            return None;
+        }
+        if self.boot_id != boot_id() {
+            return Some(false);
+        }
+        Some(start_ticks(self.pid).is_some_and(|t| t == self.start_ticks))
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|b| b.trim().to_string()).unwrap_or_default()
+}
+
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// When one service was first and last seen.
@@ -98,6 +187,8 @@ pub trait Store {
     fn checkpoint(&mut self, scan: ScanId, position: u64) -> Result<(), StoreError>;
     /// The checkpoint of an unfinished scan, from which it resumes.
     fn resume_point(&self, scan: ScanId) -> Result<u64, StoreError>;
+    /// Reopens an unfinished scan for `runner`, which continues it from its checkpoint.
+    fn reopen_scan(&mut self, scan: ScanId, runner: &Runner) -> Result<(), StoreError>;
     /// Closes a scan; a completed scan marks as gone every known service it covered but did not see.
     fn finish_scan(&mut self, scan: ScanId, end: ScanEnd, ended_at: &str) -> Result<(), StoreError>;
     fn scans(&self) -> Result<Vec<ScanRecord>, StoreError>;
@@ -127,7 +218,7 @@ pub struct EventPlan {
     pub ledger: String,
     pub exclude: Option<String>,
     pub fingerprints: String,
-    pub ports: Vec<crate::targets::PortSpec>,
+    pub ports: Vec<crate::scope::PortSpec>,
     pub selection: crate::scope::Selection,
 }
 

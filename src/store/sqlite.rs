@@ -2,16 +2,17 @@
 //! in transactions of a bounded size, so a crash loses at most the open batch and never corrupts the file.
 
 use super::{
-    EventRecord, EventStore, ScanEnd, ScanId, ScanRecord, ScanStart, ServiceRecord, Sighting, Store, StoreError,
+    EventRecord, EventStore, Runner, ScanEnd, ScanId, ScanRecord, ScanStart, ServiceRecord, Sighting, Store, StoreError,
 };
-use crate::findings::{compare, identity_key, Change, Finding};
+use crate::findings::{classify, identity_key, Change, Finding, IdentityKey};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Schema migrations; the database's `user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE scans (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     started_at TEXT NOT NULL,
@@ -64,7 +65,13 @@ CREATE TABLE events (
     baseline_scan INTEGER REFERENCES scans(id),
     closed_at TEXT
 );
-"#];
+"#,
+    // Why a scan stopped, and the process that runs it (so a dead scan reads as interrupted).
+    r#"
+ALTER TABLE scans ADD COLUMN end_reason TEXT;
+ALTER TABLE scans ADD COLUMN runner TEXT;
+"#,
+];
 
 /// Findings per write transaction, and the longest a transaction stays open.
 const BATCH_RECORDS: usize = 1000;
@@ -149,6 +156,9 @@ impl SqliteStore {
         let open: Option<i64> = row.get(12)?;
         let completed: bool = row.get(13)?;
         let ended_at: Option<String> = row.get(2)?;
+        let reason: Option<String> = row.get(14)?;
+        // A runner that does not parse is as good as none: the scan's process cannot be asked.
+        let runner: Option<Runner> = row.get::<_, Option<String>>(15)?.and_then(|t| serde_json::from_str(&t).ok());
         Ok(ScanRecord {
             id: row.get(0)?,
             start: ScanStart {
@@ -161,11 +171,13 @@ impl SqliteStore {
                 coverage,
                 targets_total: row.get::<_, i64>(9)? as u64,
                 kind: row.get(10)?,
+                runner,
             },
             end: ended_at.as_ref().map(|_| ScanEnd {
                 probed: probed.unwrap_or(0) as u64,
                 open: open.unwrap_or(0) as u64,
                 completed,
+                reason,
             }),
             ended_at,
         })
@@ -173,7 +185,7 @@ impl SqliteStore {
 }
 
 const SCAN_COLUMNS: &str = "id, started_at, ended_at, ledger_path, ledger_sha256, library_version, selection, \
-                            parameters, coverage, targets_total, kind, probed, open, completed";
+                            parameters, coverage, targets_total, kind, probed, open, completed, end_reason, runner";
 
 fn db_error(path: &Path, e: rusqlite::Error) -> StoreError {
     let hint = match e.sqlite_error_code() {
@@ -202,7 +214,7 @@ impl Store for SqliteStore {
         self.conn
             .execute(
                 "INSERT INTO scans (started_at, ledger_path, ledger_sha256, library_version, selection, parameters, \
-                 coverage, targets_total, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 coverage, targets_total, kind, runner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     s.started_at,
                     s.ledger_path,
@@ -212,7 +224,8 @@ impl Store for SqliteStore {
                     s.parameters.to_string(),
                     coverage,
                     s.targets_total as i64,
-                    s.kind
+                    s.kind,
+                    s.runner.as_ref().map(|r| serde_json::to_string(r).expect("runners serialise")),
                 ],
             )
             .map_err(|e| self.fail(e))?;
@@ -249,16 +262,12 @@ impl Store for SqliteStore {
         };
         let (change, changed) = match (previous, earlier) {
             (_, Some(f)) => (f.change.unwrap_or(Change::New), f.changed),
-            (None, None) => (Change::New, Vec::new()),
-            (Some((_, Some(_gone), _)), None) => (Change::New, Vec::new()),
-            (Some((identity, None, _)), None) => {
-                let before = serde_json::from_str(&identity).unwrap_or_default();
-                let changed = compare(&before, &key);
-                if changed.is_empty() {
-                    (Change::Persisting, changed)
-                } else {
-                    (Change::Changed, changed)
-                }
+            (previous, None) => {
+                // A service marked gone is known again only as new.
+                let before = previous
+                    .filter(|(_, gone, _)| gone.is_none())
+                    .map(|(identity, _, _)| serde_json::from_str::<IdentityKey>(&identity).unwrap_or_default());
+                classify(before.as_ref(), Some(&key), true).expect("the service is seen now")
             }
         };
         finding.change = Some(change);
@@ -309,6 +318,18 @@ impl Store for SqliteStore {
         Ok(position.map(|p| p as u64).unwrap_or(record.start.coverage.shard.index - 1))
     }
 
+    fn reopen_scan(&mut self, scan: ScanId, runner: &Runner) -> Result<(), StoreError> {
+        self.flush()?;
+        let runner = serde_json::to_string(runner).expect("runners serialise");
+        self.conn
+            .execute(
+                "UPDATE scans SET runner = ?1, ended_at = NULL, end_reason = NULL WHERE id = ?2 AND completed = 0",
+                params![runner, scan],
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
     fn finish_scan(&mut self, scan: ScanId, end: ScanEnd, ended_at: &str) -> Result<(), StoreError> {
         self.in_batch()?;
         let record = self.scan(scan)?;
@@ -352,8 +373,8 @@ impl Store for SqliteStore {
         }
         self.conn
             .execute(
-                "UPDATE scans SET ended_at = ?1, probed = ?2, open = ?3, completed = ?4 WHERE id = ?5",
-                params![ended_at, end.probed as i64, end.open as i64, end.completed, scan],
+                "UPDATE scans SET ended_at = ?1, probed = ?2, open = ?3, completed = ?4, end_reason = ?5 WHERE id = ?6",
+                params![ended_at, end.probed as i64, end.open as i64, end.completed, end.reason, scan],
             )
             .map_err(|e| db_error(&self.path, e))?;
         self.flush()
