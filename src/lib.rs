@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod discovery;
 pub mod engine;
 pub mod error;
 pub mod event;
