@@ -359,7 +359,6 @@ fn rate(rates: &[u32]) {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(prefix) = common::child_param() {
         rss_child(u8::try_from(prefix).expect("a prefix"));
         return ExitCode::SUCCESS;
