@@ -34,7 +34,7 @@ pub fn fd_budget() -> usize {
         }
     }
     let open = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0);
-    let soft = u64::try_from(limit.rlim_cur).unwrap_or(u64::MAX).min(1 << 20);
+    let soft = limit.rlim_cur.min(1 << 20);
     usize::try_from(soft.saturating_sub(open + FD_RESERVE)).unwrap_or(usize::MAX).max(2)
 }
 
