@@ -1,10 +1,11 @@
 //! Every command and flag, defined once; the doc comments are the `--help`.
 
+use crate::discovery::syn::SynConfig;
 use crate::engine::{EngineConfig, ProgressStyle};
 use crate::error::BadInput;
 use crate::ledger::Level;
 use crate::net::Limits;
-use crate::pipeline::{RunOptions, ScanOptions, ScopeOptions};
+use crate::pipeline::{DiscoveryMode, RunOptions, ScanOptions, ScopeOptions, AUTO_CONCURRENCY};
 use crate::probes::ProbeSettings;
 use crate::targets::Shard;
 use clap::{Args, Parser, Subcommand};
@@ -398,12 +399,28 @@ impl ScopeArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct EngineArgs {
-    /// Probes started per second across the whole scan (0 = unlimited).
+    /// How open ports are found before they are identified: `syn` sends one stateless SYN per target
+    /// through a raw socket (needs root or CAP_NET_RAW; IPv6 and UDP targets skip it), `connect` opens a
+    /// connection to each. Default: syn where the process may open raw sockets, else connect.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub discovery: Option<DiscoveryArg>,
+    /// Per second: SYN packets in syn discovery (retries included), connection attempts in connect
+    /// discovery (0 = unlimited).
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub rate: u32,
-    /// Probes in flight at once.
-    #[arg(long, short = 'c', default_value_t = 256, value_name = "N")]
+    /// Identifications in flight at once, or `auto`: in connect discovery enough connections for the
+    /// rate over the connect timeout, in syn discovery 1024; never more than the file descriptors allow.
+    #[arg(long, short = 'c', default_value = "auto", value_parser = parse_concurrency, value_name = "N|auto")]
     pub concurrency: usize,
+    /// SYN discovery: SYNs sent again to a target that did not answer.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub syn_retries: u8,
+    /// SYN discovery: how long each SYN is given to be answered.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub syn_wait: Duration,
+    /// SYN discovery: packets per second to any one address, at most.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub host_pps: u32,
     /// Probes in flight at once to one address.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub per_host: usize,
@@ -425,7 +442,8 @@ pub struct EngineArgs {
     /// Hard limit on all the probing of one (address, port), whatever the peer does.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub target_deadline: Duration,
-    /// Seed of the target permutation (default: random; the summary prints it so a scan can be repeated).
+    /// Seed of the target permutation (default: derived from the scope and the shard count, so the
+    /// shards of one scan, run anywhere, share one permutation; the summary prints it).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
     /// Scan only shard i of n (1 <= i <= n); the n shards are disjoint and together complete.
@@ -450,6 +468,17 @@ impl EngineArgs {
     /// The pipeline's scan options.
     pub fn options(&self) -> ScanOptions {
         ScanOptions {
+            discovery: match self.discovery {
+                None => DiscoveryMode::Auto,
+                Some(DiscoveryArg::Syn) => DiscoveryMode::Syn,
+                Some(DiscoveryArg::Connect) => DiscoveryMode::Connect,
+            },
+            syn: SynConfig {
+                retries: self.syn_retries,
+                wait: self.syn_wait,
+                host_pps: NonZeroU32::new(self.host_pps),
+                ..SynConfig::default()
+            },
             engine: EngineConfig {
                 concurrency: self.concurrency,
                 rate: NonZeroU32::new(self.rate),
@@ -478,6 +507,21 @@ impl EngineArgs {
     pub fn run_options(&self, stop: CancellationToken) -> RunOptions {
         let progress = if self.quiet { ProgressStyle::Quiet } else { ProgressStyle::Auto };
         RunOptions { progress, stop, keep_findings: false }
+    }
+}
+
+/// `--discovery`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiscoveryArg {
+    Syn,
+    Connect,
+}
+
+/// `--concurrency N` or `auto` (0).
+fn parse_concurrency(s: &str) -> Result<usize, String> {
+    match s {
+        "auto" | "0" => Ok(AUTO_CONCURRENCY),
+        n => n.parse::<usize>().map_err(|e| format!("{s:?}: {e} (a number, or auto)")),
     }
 }
 

@@ -112,7 +112,7 @@ fn profile_scans(db: &Path, profile: &str) -> Vec<ScanRecord> {
     SqliteStore::open(db).unwrap().scans().unwrap().into_iter().filter(|s| s.start.kind == kind).collect()
 }
 
-const FAST: &str = "rate = 0\nhost-interval = \"0ms\"\nconnect-timeout = \"500ms\"\nread-timeout = \"500ms\"\nbanner-wait = \"300ms\"\nquiet = true\n";
+const FAST: &str = "rate = 0\nhost-interval = \"0ms\"\nconnect-timeout = \"500ms\"\nread-timeout = \"500ms\"\nbanner-wait = \"300ms\"\nquiet = true\ndiscovery = \"connect\"\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_scans_are_recorded_and_exported_and_sigterm_stops_cleanly() {

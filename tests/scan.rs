@@ -195,6 +195,51 @@ fn ledger_check_reports_every_problem_and_a_summary() {
     }
 }
 
+/// Three processes, each scanning one shard of the same scope without `--seed`: they share one
+/// permutation (the seed comes from what the scope covers), so together they find every service once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_in_separate_processes_without_a_seed_are_disjoint_and_complete() {
+    let mut devices = Vec::new();
+    for i in 1..=12 {
+        devices.push(banner_device(&format!("127.110.5.{i}:2222"), Some(b"SSH-2.0-OpenSSH_9.2p1\r\n")).await);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.csv");
+    std::fs::write(&path, format!("{}A-1,a,d,s,general,127.110.5.0/27,c\n", common::HEADER)).unwrap();
+    let mut children = Vec::new();
+    for i in 1..=3 {
+        let child = bin()
+            .args(["scan", "--ports", "2222", "--no-db", "--shard", &format!("{i}/3"), "--targets"])
+            .arg(&path)
+            .args(common::FAST)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        children.push(child);
+    }
+    let mut seen = Vec::new();
+    let mut seeds = HashSet::new();
+    for child in children {
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        seeds.insert(
+            err.lines().find(|l| l.starts_with("scan complete: seed")).unwrap().split(',').next().unwrap().to_string(),
+        );
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let f: serde_json::Value = serde_json::from_str(line).unwrap();
+            seen.push(f["ip"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(seeds.len(), 1, "one seed for every shard: {seeds:?}");
+    let distinct: HashSet<_> = seen.iter().collect();
+    assert_eq!((seen.len(), distinct.len()), (12, 12), "{seen:?}");
+    for d in devices {
+        assert_eq!(d.connections(), 1, "each device probed by exactly one shard");
+    }
+}
+
 #[test]
 fn sigterm_stops_cleanly_and_keeps_what_was_found() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,7 +2,7 @@
 //! and run, and child processes (this same bench executable) that report their peak memory.
 #![allow(dead_code)]
 
-use otscope::pipeline::{self, Recording, RunOptions, ScanOptions, ScanPlan, ScanReport, ScopeOptions};
+use otscope::pipeline::{self, DiscoveryMode, Recording, RunOptions, ScanOptions, ScanPlan, ScanReport, ScopeOptions};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -30,10 +30,10 @@ pub fn device_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("tokio runtime")
 }
 
-/// The options every bench starts from: no rate limit, no pause between probes to a host, `concurrency`
+/// The options every bench starts from: connect discovery, no rate limit, no pause between probes to a host, `concurrency`
 /// probes in flight, the permutation of `seed`.
 pub fn options(concurrency: usize, seed: u64) -> ScanOptions {
-    let mut o = ScanOptions { seed: Some(seed), ..ScanOptions::default() };
+    let mut o = ScanOptions { discovery: DiscoveryMode::Connect, seed: Some(seed), ..ScanOptions::default() };
     o.engine.rate = None;
     o.engine.concurrency = concurrency;
     o.engine.host_interval = Duration::ZERO;

@@ -17,6 +17,27 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{timeout_at, Instant};
 
+/// File descriptors kept back from probing (the store, the outputs, the runtime, logs).
+const FD_RESERVE: u64 = 64;
+
+/// The file descriptors probing may use: the soft limit, first raised to the hard limit, less the ones
+/// already open and a reserve.
+pub fn fd_budget() -> usize {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit write to and read from a plain struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    let open = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0);
+    let soft = limit.rlim_cur.min(1 << 20);
+    usize::try_from(soft.saturating_sub(open + FD_RESERVE)).unwrap_or(usize::MAX).max(2)
+}
+
 /// How much of the peer's replies is kept as evidence.
 pub const EVIDENCE_BYTES: usize = 256;
 
@@ -68,6 +89,28 @@ pub enum NetError {
     Invalid(String),
     #[error("{0}")]
     Io(#[from] io::Error),
+}
+
+impl NetError {
+    /// The reason, when the error is the scanner's own (out of file descriptors, buffers, memory or
+    /// local addresses, or refused by local policy) and so says nothing about the peer.
+    pub fn local_failure(&self) -> Option<String> {
+        let NetError::Io(e) = self else { return None };
+        let local = matches!(
+            e.raw_os_error(),
+            Some(
+                libc::EMFILE
+                    | libc::ENFILE
+                    | libc::ENOBUFS
+                    | libc::ENOMEM
+                    | libc::EADDRNOTAVAIL
+                    | libc::EAGAIN
+                    | libc::EPERM
+                    | libc::EACCES
+            )
+        );
+        local.then(|| e.to_string())
+    }
 }
 
 enum Stream {

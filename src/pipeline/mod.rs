@@ -3,15 +3,17 @@
 //! history and the outputs. `scan`, `check`, `event`, the daemon, the tests and the benches all enter
 //! here; the command line and the configuration file are converted to these options at the edge.
 
-use crate::engine::{self, EngineConfig, EngineEvent, Prober, Progress, ProgressStyle, RunStats};
+use crate::discovery::syn::SynConfig;
+use crate::engine::{self, Discovery, EngineConfig, EngineEvent, Prober, Progress, ProgressStyle, RunStats};
 use crate::error::BadInput;
 use crate::findings::{Change, CsvWriter, Finding, JsonlWriter, Sink};
 use crate::fingerprints::Library;
 use crate::ledger::{Ledger, LedgerOptions, TargetSpec};
+use crate::net::raw::raw_sockets_available;
 use crate::probes::{Identifier, ProbeSettings};
 use crate::scope::{resolve_hostnames, PortSpec, ResolverSettings, Scope, Selection, TargetSpace};
-use crate::store::{Runner, ScanEnd, ScanId, ScanStart, Store};
-use crate::targets::{Shard, TargetStream};
+use crate::store::{NotCoveredTarget, Runner, ScanEnd, ScanId, ScanStart, Store};
+use crate::targets::{content_seed, Shard, TargetStream};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -52,15 +54,46 @@ impl ScopeOptions {
     }
 }
 
-/// How to scan: pace and politeness, the probes' limits, the target order.
-#[derive(Debug, Clone, Default)]
+/// How to scan: how open ports are discovered, pace and politeness, the probes' limits, the target
+/// order.
+#[derive(Debug, Clone)]
 pub struct ScanOptions {
+    pub discovery: DiscoveryMode,
+    /// The SYN stage's settings (its rate is the engine's).
+    pub syn: SynConfig,
     pub engine: EngineConfig,
     pub probe: ProbeSettings,
-    /// Seed of the target permutation (`None`: random, printed in the summary).
+    /// Seed of the target permutation (`None`: derived from what the scan covers, so every shard of a
+    /// scan walks the same permutation; printed in the summary).
     pub seed: Option<u64>,
     pub shard: Shard,
 }
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            discovery: DiscoveryMode::Auto,
+            syn: SynConfig::default(),
+            engine: EngineConfig { concurrency: AUTO_CONCURRENCY, ..EngineConfig::default() },
+            probe: ProbeSettings::default(),
+            seed: None,
+            shard: Shard::default(),
+        }
+    }
+}
+
+/// How open ports are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscoveryMode {
+    /// SYN where the process may open raw sockets, else connect.
+    Auto,
+    Connect,
+    /// Refused when the process may not open raw sockets.
+    Syn,
+}
+
+/// `EngineConfig::concurrency` in options: the plan chooses it (see [`plan`]).
+pub const AUTO_CONCURRENCY: usize = 0;
 
 /// How a run behaves while it runs.
 #[derive(Debug, Clone)]
@@ -87,6 +120,7 @@ pub struct ScanPlan {
     pub space: Arc<TargetSpace>,
     pub seed: u64,
     pub shard: Shard,
+    pub discovery: Discovery,
     pub engine: EngineConfig,
     pub probe: ProbeSettings,
 }
@@ -156,9 +190,11 @@ pub async fn plan(scope: &ScopeOptions, options: &ScanOptions) -> Result<ScanPla
             opt_in.join(", ")
         )));
     }
-    if options.engine.concurrency == 0 || options.engine.per_host == 0 {
-        return Err(BadInput("--concurrency and --per-host must be at least 1".into()));
+    if options.engine.per_host == 0 {
+        return Err(BadInput("--per-host must be at least 1".into()));
     }
+    let discovery = discovery_of(options)?;
+    let concurrency = concurrency_of(options, &discovery);
 
     let mut names: Vec<String> = ledger
         .enterprises
@@ -177,27 +213,55 @@ pub async fn plan(scope: &ScopeOptions, options: &ScanOptions) -> Result<ScanPla
     for u in &built.summary().unresolved_hostnames {
         tracing::warn!("hostname not resolved, not scanned: {u}");
     }
+    let space = Arc::new(TargetSpace::new(built, ports));
     Ok(ScanPlan {
+        seed: options.seed.unwrap_or_else(|| content_seed(&space, options.shard.count)),
         ledger,
         selection: selection.clone(),
         library,
-        space: Arc::new(TargetSpace::new(built, ports)),
-        seed: options.seed.unwrap_or_else(rand_seed),
+        space,
         shard: options.shard,
-        engine: EngineConfig { checkpoint_every: Some(CHECKPOINT_EVERY), ..options.engine.clone() },
+        discovery,
+        engine: EngineConfig { concurrency, checkpoint_every: Some(CHECKPOINT_EVERY), ..options.engine.clone() },
         probe: options.probe.clone(),
     })
 }
 
+/// The discovery the options ask for, on this machine: SYN needs raw sockets (root or CAP_NET_RAW).
+fn discovery_of(options: &ScanOptions) -> Result<Discovery, BadInput> {
+    let syn = || Discovery::Syn(SynConfig { rate: options.engine.rate, ..options.syn.clone() });
+    match (options.discovery, raw_sockets_available()) {
+        (DiscoveryMode::Connect, _) | (DiscoveryMode::Auto, Err(_)) => Ok(Discovery::Connect),
+        (DiscoveryMode::Auto | DiscoveryMode::Syn, Ok(())) => Ok(syn()),
+        (DiscoveryMode::Syn, Err(e)) => Err(BadInput(format!(
+            "--discovery syn: {e}; run as root, grant CAP_NET_RAW (setcap cap_net_raw+ep), or use --discovery connect"
+        ))),
+    }
+}
+
+/// Identifications in flight: as asked, or for `auto` enough connections to keep the rate over the
+/// connect timeout (connect discovery; every file descriptor the process may have when the rate is
+/// unlimited), or 1024 (SYN discovery, where only open ports take a slot); never more than the file
+/// descriptors allow, each identification holding up to two.
+fn concurrency_of(options: &ScanOptions, discovery: &Discovery) -> usize {
+    let budget = crate::net::fd_budget() / 2;
+    let wanted = match (options.engine.concurrency, discovery, options.engine.rate) {
+        (AUTO_CONCURRENCY, Discovery::Syn(_), _) => 1024,
+        (AUTO_CONCURRENCY, Discovery::Connect, Some(rate)) => {
+            let held = options.probe.limits.connect_timeout.as_secs_f64() * 1.1;
+            ((f64::from(rate.get()) * held).ceil() as usize).max(16)
+        }
+        (AUTO_CONCURRENCY, Discovery::Connect, None) => budget,
+        (n, _, _) => n,
+    };
+    if wanted > budget {
+        tracing::warn!("concurrency capped to {budget}: the file-descriptor limit allows no more");
+    }
+    wanted.min(budget).max(1)
+}
+
 /// How often a recorded scan commits its position in the target order.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-
-fn rand_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    h.finish()
-}
 
 fn check_selection(ledger: &Ledger, selection: &Selection) -> Result<(), BadInput> {
     for d in &selection.districts {
@@ -264,6 +328,8 @@ impl ScanReport {
     fn stop_reason(&self) -> Option<String> {
         if let Some(e) = self.output_errors.first() {
             Some(format!("stopped: cannot write {e}"))
+        } else if let Some(e) = &self.stats.failure {
+            Some(format!("stopped: {e}"))
         } else if let Some(e) = &self.history_error {
             Some(format!("stopped: the history could not be written: {e}"))
         } else {
@@ -322,9 +388,12 @@ impl Recorder {
         }
     }
 
+    /// A history that cannot be written stops the scan (it could vouch for nothing more); the outputs
+    /// still get every finding in flight.
     fn history_failed(&mut self, e: crate::store::StoreError) {
-        tracing::error!("history not updated, findings still written: {e}");
+        tracing::error!("the history could not be written, the scan stops (findings still written): {e}");
         self.history_error.get_or_insert(e.to_string());
+        self.failed.cancel();
     }
 
     fn live_history(&mut self) -> Option<&mut History> {
@@ -337,6 +406,16 @@ impl Recorder {
                 tracing::debug!("checkpoint: every target before position {position} is done");
                 if let Some((store, id)) = self.live_history() {
                     if let Err(e) = store.checkpoint(*id, position) {
+                        self.history_failed(e);
+                    }
+                }
+            }
+            EngineEvent::NotCovered { target, reason } => {
+                tracing::warn!(target = %target.socket_addr(), "not covered (a local failure, not an answer): {reason}");
+                let t =
+                    NotCoveredTarget { ip: target.addr(), port: target.port(), transport: target.transport(), reason };
+                if let Some((store, id)) = self.live_history() {
+                    if let Err(e) = store.record_not_covered(*id, &t) {
                         self.history_failed(e);
                     }
                 }
@@ -448,9 +527,11 @@ pub async fn run_with(
         engine_config.checkpoint_every = None;
     }
     let engine_progress = progress.clone();
-    let stats =
-        tokio::spawn(async move { engine::run(stream, prober, &engine_config, tx, engine_progress, stop).await })
-            .await?;
+    let discovery = plan.discovery.clone();
+    let stats = tokio::spawn(async move {
+        engine::run(stream, &discovery, prober, &engine_config, tx, engine_progress, stop).await
+    })
+    .await?;
     if let Some(l) = logger {
         l.abort();
     }
@@ -567,6 +648,19 @@ pub fn summary_text(plan: &ScanPlan, report: &ScanReport) -> String {
         plan.seed,
         plan.shard
     );
+    let _ = writeln!(out, "discovery: {}", st.discovery);
+    if let Some(syn) = &st.syn {
+        let _ = writeln!(
+            out,
+            "SYN discovery: {} open, {} closed, {} filtered, {} packets ({} retries), {} stray replies ignored",
+            syn.open,
+            syn.closed,
+            syn.filtered,
+            syn.packets,
+            syn.retries,
+            syn.invalid + syn.out_of_scope + syn.other_port
+        );
+    }
     let _ = writeln!(out, "targets probed: {} of {}", st.probed, plan.stream().total());
     let _ = writeln!(out, "open services: {}", counts.open);
     if let Some(id) = report.scan_id {
@@ -583,6 +677,16 @@ pub fn summary_text(plan: &ScanPlan, report: &ScanReport) -> String {
     let _ = writeln!(out, "findings by district: {}", none_or(&counts.by_district));
     if st.deadline_hits > 0 {
         let _ = writeln!(out, "targets cut off at the deadline: {}", st.deadline_hits);
+    }
+    if st.not_covered > 0 {
+        let _ = writeln!(
+            out,
+            "targets not covered (local failures, retried; never counted as closed or gone): {}",
+            st.not_covered
+        );
+    }
+    if let Some(e) = &st.failure {
+        let _ = writeln!(out, "stopped: {e}");
     }
     let _ = writeln!(out, "elapsed: {:.1}s, achieved rate: {:.1} probes/s", st.elapsed.as_secs_f64(), st.rate());
     out

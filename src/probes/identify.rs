@@ -10,7 +10,7 @@
 //! request can wedge a real controller.
 
 use super::{expected_in_tls_on, expected_on, is_ics_port, registry, BannerProbe, Identity, Probe, ProbeError};
-use crate::engine::{Observation, Prober};
+use crate::engine::{Observation, Outcome, Prober};
 use crate::fingerprints::Library;
 use crate::net::{Conn, Limits, Session};
 use crate::scope::{Target, Transport};
@@ -176,9 +176,8 @@ impl Identifier {
         Some((found, evidence))
     }
 
-    async fn probe_tcp(&self, target: &Target) -> Option<(Identity, Vec<u8>)> {
+    async fn probe_tcp(&self, target: &Target, conn: Conn) -> Option<(Identity, Vec<u8>)> {
         let port = target.port();
-        let conn = Conn::open(target, self.settings.limits).await.ok()?;
         let mut evidence = Vec::new();
         let expected: Vec<&'static Probe> = expected_on(port, Transport::Tcp).filter(|p| self.usable(p)).collect();
         let mut spare = Some(conn);
@@ -282,12 +281,22 @@ pub fn printable(bytes: &[u8]) -> String {
 
 #[async_trait]
 impl Prober for Identifier {
-    async fn probe(&self, target: &Target) -> Option<Observation> {
+    async fn probe(&self, target: &Target) -> Outcome {
         let observed_at = OffsetDateTime::now_utc();
-        let found = match target.transport() {
-            Transport::Tcp => self.probe_tcp(target).await,
-            Transport::Udp => self.probe_udp(target).await,
+        // The first socket tells a local failure (no file descriptor, no buffer, no local address)
+        // from an answer: the former says nothing about the target. A refused or silent TCP connect
+        // is a closed or filtered port; a UDP port is only open when a request gets a valid reply.
+        let first = Conn::open(target, self.settings.limits).await;
+        let found = match (first, target.transport()) {
+            (Err(e), _) => return e.local_failure().map_or(Outcome::Nothing, Outcome::LocalFailure),
+            (Ok(conn), Transport::Tcp) => self.probe_tcp(target, conn).await,
+            (Ok(_), Transport::Udp) => self.probe_udp(target).await,
         };
-        found.map(|(identity, evidence)| Observation::new(target.clone(), identity, evidence, observed_at))
+        match found {
+            Some((identity, evidence)) => {
+                Outcome::Found(Observation::new(target.clone(), identity, evidence, observed_at))
+            }
+            None => Outcome::Nothing,
+        }
     }
 }

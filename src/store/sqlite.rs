@@ -2,7 +2,8 @@
 //! in transactions of a bounded size, so a crash loses at most the open batch and never corrupts the file.
 
 use super::{
-    EventRecord, EventStore, Runner, ScanEnd, ScanId, ScanRecord, ScanStart, ServiceRecord, Sighting, Store, StoreError,
+    EventRecord, EventStore, NotCoveredTarget, Runner, ScanEnd, ScanId, ScanRecord, ScanStart, ServiceRecord, Sighting,
+    Store, StoreError,
 };
 use crate::findings::{classify, identity_key, Change, Finding, IdentityKey};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -70,6 +71,17 @@ CREATE TABLE events (
     r#"
 ALTER TABLE scans ADD COLUMN end_reason TEXT;
 ALTER TABLE scans ADD COLUMN runner TEXT;
+"#,
+    // Targets a scan could not probe (local failures): outside its coverage.
+    r#"
+CREATE TABLE not_covered (
+    scan_id INTEGER NOT NULL REFERENCES scans(id),
+    ip TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    transport TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (scan_id, ip, port, transport)
+);
 "#,
 ];
 
@@ -330,11 +342,47 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn record_not_covered(&mut self, scan: ScanId, t: &NotCoveredTarget) -> Result<(), StoreError> {
+        self.in_batch()?;
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO not_covered (scan_id, ip, port, transport, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut st| st.execute(params![scan, t.ip.to_string(), t.port, t.transport.as_str(), t.reason]))
+            .map_err(|e| db_error(&self.path, e))?;
+        self.flush_if_due()
+    }
+
+    fn not_covered(&self, scan: ScanId) -> Result<Vec<NotCoveredTarget>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT ip, port, transport, reason FROM not_covered WHERE scan_id = ?1 ORDER BY ip, port")
+            .map_err(|e| self.fail(e))?;
+        let rows = st
+            .query_map([scan], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, u16>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+            })
+            .map_err(|e| self.fail(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (ip, port, transport, reason) = row.map_err(|e| self.fail(e))?;
+            let (Ok(ip), Ok(transport)) = (ip.parse(), serde_json::from_value(serde_json::Value::String(transport)))
+            else {
+                continue;
+            };
+            out.push(NotCoveredTarget { ip, port, transport, reason });
+        }
+        Ok(out)
+    }
+
     fn finish_scan(&mut self, scan: ScanId, end: ScanEnd, ended_at: &str) -> Result<(), StoreError> {
         self.in_batch()?;
         let record = self.scan(scan)?;
         if end.completed {
             let index = record.start.coverage.index();
+            // What the scan could not probe is not covered, whatever its coverage says.
+            let uncovered: std::collections::HashSet<_> =
+                self.not_covered(scan)?.into_iter().map(|t| (t.ip, t.port, t.transport)).collect();
             let mut missing = Vec::new();
             {
                 let mut st = self
@@ -351,7 +399,7 @@ impl Store for SqliteStore {
                     else {
                         continue;
                     };
-                    if index.contains(addr, port, t) {
+                    if index.contains(addr, port, t) && !uncovered.contains(&(addr, port, t)) {
                         missing.push((ip, port, transport));
                     }
                 }

@@ -5,7 +5,7 @@
 pub mod dns;
 
 use otscope::findings::Finding;
-use otscope::pipeline::{self, RunOptions, ScanOptions, ScopeOptions};
+use otscope::pipeline::{self, DiscoveryMode, RunOptions, ScanOptions, ScopeOptions};
 use otscope::scope::Selection;
 pub use otscope_lab::serve::{Handler, Responder, Session};
 use std::net::SocketAddr;
@@ -27,7 +27,9 @@ pub fn ledger(rows: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 /// The timeouts and pace of [`options`] as command-line flags, for tests that run the binary.
-pub const FAST: [&str; 11] = [
+pub const FAST: [&str; 13] = [
+    "--discovery",
+    "connect",
     "--rate",
     "0",
     "--host-interval",
@@ -41,10 +43,11 @@ pub const FAST: [&str; 11] = [
     "--quiet",
 ];
 
-/// The scan options of the tests: no rate limit, no pause between probes to a host, short timeouts,
+/// The scan options of the tests: connect discovery, no rate limit, no pause between probes to a host, short timeouts,
 /// the permutation of seed 7.
 pub fn options() -> ScanOptions {
-    let mut o = ScanOptions { seed: Some(7), ..ScanOptions::default() };
+    let mut o = ScanOptions { discovery: DiscoveryMode::Connect, seed: Some(7), ..ScanOptions::default() };
+    o.engine.concurrency = 256;
     o.engine.rate = None;
     o.engine.host_interval = Duration::ZERO;
     o.probe.limits.connect_timeout = Duration::from_millis(500);
