@@ -193,6 +193,7 @@ pub async fn plan(scope: &ScopeOptions, options: &ScanOptions) -> Result<ScanPla
     if options.engine.per_host == 0 {
         return Err(BadInput("--per-host must be at least 1".into()));
     }
+    check_durations(options)?;
     let discovery = discovery_of(options)?;
     let concurrency = concurrency_of(options, &discovery);
 
@@ -225,6 +226,29 @@ pub async fn plan(scope: &ScopeOptions, options: &ScanOptions) -> Result<ScanPla
         engine: EngineConfig { concurrency, checkpoint_every: Some(CHECKPOINT_EVERY), ..options.engine.clone() },
         probe: options.probe.clone(),
     })
+}
+
+/// Durations that would make a scan vouch for nothing are refused: a zero timeout or deadline, or a
+/// target deadline shorter than the connect timeout (every open port would be cut off, unidentified).
+fn check_durations(options: &ScanOptions) -> Result<(), BadInput> {
+    let limits = &options.probe.limits;
+    let named = [
+        ("--connect-timeout", limits.connect_timeout),
+        ("--read-timeout", limits.read_timeout),
+        ("--banner-wait", options.probe.banner_wait),
+        ("--target-deadline", options.engine.target_deadline),
+        ("--syn-wait", options.syn.wait),
+    ];
+    if let Some((name, _)) = named.iter().find(|(_, d)| d.is_zero()) {
+        return Err(BadInput(format!("{name} 0s: a scan with no time to wait would call every live service gone")));
+    }
+    if options.engine.target_deadline <= limits.connect_timeout {
+        return Err(BadInput(format!(
+            "--target-deadline {:?} is not longer than --connect-timeout {:?}: every open port would be cut off",
+            options.engine.target_deadline, limits.connect_timeout
+        )));
+    }
+    Ok(())
 }
 
 /// The discovery the options ask for, on this machine: SYN needs raw sockets (root or CAP_NET_RAW).
