@@ -17,6 +17,10 @@ use tokio::time::{timeout_at, Instant};
 
 /// How much of the peer's replies is kept as evidence.
 pub const EVIDENCE_BYTES: usize = 256;
+/// How much of what the peer sent on one connection is kept to be named afterwards: a reply that
+/// no probe validated still goes through the banner and rule library (an HTTP 400 page answering a
+/// Modbus request names a web server), and an unprompted banner is named from as much.
+pub const REPLY_BYTES: usize = 4096;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -81,7 +85,8 @@ pub struct Conn {
     /// Bytes received but not yet consumed by a frame.
     pending: Vec<u8>,
     received: usize,
-    evidence: Vec<u8>,
+    /// The first [`REPLY_BYTES`] the peer sent on this connection.
+    reply: Vec<u8>,
 }
 
 impl Conn {
@@ -107,7 +112,7 @@ impl Conn {
                 Stream::Udp(s)
             }
         };
-        Ok(Conn { stream, limits, pending: Vec::new(), received: 0, evidence: Vec::new() })
+        Ok(Conn { stream, limits, pending: Vec::new(), received: 0, reply: Vec::new() })
     }
 
     /// Opens a TCP connection and completes a TLS handshake over it, recording (never trusting) the
@@ -129,13 +134,8 @@ impl Conn {
             .map_err(|e| NetError::Invalid(format!("TLS handshake failed: {e}")))?;
         let (_, session) = stream.get_ref();
         let info = tls::describe(session.protocol_version(), session.negotiated_cipher_suite(), &verifier.take_chain());
-        let conn = Conn {
-            stream: Stream::Tls(Box::new(stream)),
-            limits,
-            pending: Vec::new(),
-            received: 0,
-            evidence: Vec::new(),
-        };
+        let conn =
+            Conn { stream: Stream::Tls(Box::new(stream)), limits, pending: Vec::new(), received: 0, reply: Vec::new() };
         Ok((conn, info))
     }
 
@@ -148,9 +148,10 @@ impl Conn {
         &self.limits
     }
 
-    /// The first bytes the peer sent on this connection.
-    pub fn evidence(&self) -> &[u8] {
-        &self.evidence
+    /// The first bytes the peer sent on this connection, up to [`REPLY_BYTES`] (datagrams one after
+    /// the other).
+    pub fn reply(&self) -> &[u8] {
+        &self.reply
     }
 
     pub fn transport(&self) -> Transport {
@@ -280,7 +281,7 @@ impl Conn {
 
     fn record(&mut self, bytes: &[u8]) {
         self.received += bytes.len();
-        let room = EVIDENCE_BYTES.saturating_sub(self.evidence.len());
-        self.evidence.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        let room = REPLY_BYTES.saturating_sub(self.reply.len());
+        self.reply.extend_from_slice(&bytes[..room.min(bytes.len())]);
     }
 }

@@ -168,12 +168,30 @@ pub struct Probe {
     /// when the user names them with `--enable-probe`, never by default and not with `--deep`.
     pub opt_in: bool,
     pub run: Driver,
+    /// Names a reply that this protocol's servers send to another protocol's request, from its bytes
+    /// alone (a web server answers a Modbus request with an HTTP 400 page). Every reply that no probe
+    /// validated is offered to it, so that nothing more is sent to find out.
+    pub recognise: Option<Recogniser>,
 }
+
+/// A protocol module's recogniser of replies: an identity when the bytes are a valid message of the
+/// protocol, whatever request they answer.
+pub type Recogniser = fn(&[u8]) -> Option<Identity>;
 
 impl Probe {
     /// An industrial control protocol's probe, expected on no port until told.
     pub const fn industrial(protocol: &'static str, run: Driver) -> Probe {
-        Probe { protocol, ics: true, tcp: &[], udp: &[], tls: &[], sends_text: false, opt_in: false, run }
+        Probe {
+            protocol,
+            ics: true,
+            tcp: &[],
+            udp: &[],
+            tls: &[],
+            sends_text: false,
+            opt_in: false,
+            run,
+            recognise: None,
+        }
     }
 
     /// The probe of a service that is not industrial (web, MQTT, SNMP).
@@ -204,6 +222,11 @@ impl Probe {
     /// Runs only when enabled by name.
     pub const fn opt_in(self) -> Probe {
         Probe { opt_in: true, ..self }
+    }
+
+    /// Names replies of this protocol to other protocols' requests.
+    pub const fn recognises(self, recognise: Recogniser) -> Probe {
+        Probe { recognise: Some(recognise), ..self }
     }
 
     /// Whether the probe speaks this transport at all.

@@ -395,3 +395,41 @@ async fn conpot_guardian_ast_template() {
     assert_eq!(f.protocol, "atg", "{f:#?}");
     assert_attributes(f, &json!({ "station_name": "STATOIL STATION", "tanks": 4 }));
 }
+
+/// nginx's configuration for the test: one server listening on `ports` of `address`, nothing else on
+/// the machine touched (every path is in `dir`, a single process in the foreground).
+fn nginx_config(dir: &std::path::Path, address: &str, ports: &[u16]) -> std::path::PathBuf {
+    let listen: String = ports.iter().map(|p| format!("    listen {address}:{p};\n")).collect();
+    let d = dir.display();
+    let config = format!(
+        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+         server {{\n{listen}    location / {{ return 200 \"lab\\n\"; }}\n  }}\n}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn nginx_on_ics_ports_is_named_from_its_replies() {
+    let address = "127.113.0.14";
+    let dir = tempfile::tempdir().unwrap();
+    let config = nginx_config(dir.path(), address, &[502, 1911, 4840]);
+    let config = config.to_str().unwrap();
+    let args = [address, "502", "--also", "1911", "--also", "4840", "--config", config];
+    let Some(server) = start_or_skip(Env::Main, "nginx_server.py", &args, READY_WITHIN) else { return };
+    // `nginx version: nginx/1.22.1`, as the launcher prints it.
+    let output = server.output();
+    let version = output.lines().find_map(|l| l.strip_prefix("nginx version: nginx/")).expect("nginx -v").trim();
+    let findings = scan(address, "502,1911,4840").await;
+    for port in [502, 1911, 4840] {
+        let f = on_port(&findings, port, &server);
+        // nginx answers the Modbus, Fox and OPC UA requests with `400 Bad Request`; nothing more was sent.
+        assert_eq!(identity(f), ("http", false, Some("F5"), Some("nginx"), Some(version)), "{f:#?}");
+        assert_attributes(f, &json!({ "status": 400, "server": format!("nginx/{version}") }));
+        assert!(!f.attributes.contains_key("honeypot"), "{f:#?}");
+    }
+}
