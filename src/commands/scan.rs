@@ -4,7 +4,7 @@ use super::{BadInput, EXIT_INTERRUPTED};
 use crate::cli::{EngineArgs, ScanArgs};
 use crate::engine::{self, EngineConfig, EngineEvent, Progress, ProgressStyle, RunStats};
 use crate::findings::{Change, CsvWriter, Finding, JsonlWriter, Sink};
-use crate::fingerprints::Library;
+use crate::fingerprints::{HoneypotStage, Library, Pass};
 use crate::ledger::{Ledger, TargetSpec};
 use crate::net::Limits;
 use crate::probes::{Identifier, ProbeSettings};
@@ -279,6 +279,28 @@ pub async fn run_scan(
             tracing::error!("history not updated, findings still written: {e}");
             error.get_or_insert(e.to_string());
         };
+        let record = |history: &mut Option<History>, finding: &mut Finding, error: &mut Option<String>| {
+            if let Some((store, id)) = history.as_mut().filter(|_| error.is_none()) {
+                if let Err(e) = store.record(*id, finding) {
+                    history_failed(error, e);
+                }
+            }
+        };
+        let mut write = |finding: Finding, findings: &mut Vec<Finding>, output_errors: &mut Vec<String>| {
+            sinks.retain_mut(|sink| match sink.writer.write(&finding) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!("{}: cannot write: {e}; the scan stops", sink.name);
+                    output_errors.push(format!("{}: {e}", sink.name));
+                    failed.cancel();
+                    false
+                }
+            });
+            findings.push(finding);
+        };
+        // Findings that need another port of their address to name a honeypot are recorded at once but
+        // written when that port is seen or the scan ends (the targets come in a permuted order).
+        let mut honeypots = HoneypotStage::new(&library.honeypots);
         while let Some(event) = rx.blocking_recv() {
             let obs = match event {
                 EngineEvent::Found(obs) => obs,
@@ -294,21 +316,19 @@ pub async fn run_scan(
             };
             let classification = library.classify(obs.identity.protocol, &obs.identity.fields);
             let mut finding = Finding::new(&obs, classification);
-            if let Some((store, id)) = history.as_mut().filter(|_| history_error.is_none()) {
-                if let Err(e) = store.record(*id, &mut finding) {
-                    history_failed(&mut history_error, e);
-                }
+            let pass = honeypots.admit(&mut finding);
+            record(&mut history, &mut finding, &mut history_error);
+            match pass {
+                Pass::Now => write(finding, &mut findings, &mut output_errors),
+                Pass::Hold => honeypots.hold(finding),
             }
-            sinks.retain_mut(|sink| match sink.writer.write(&finding) {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!("{}: cannot write: {e}; the scan stops", sink.name);
-                    output_errors.push(format!("{}: {e}", sink.name));
-                    failed.cancel();
-                    false
-                }
-            });
-            findings.push(finding);
+            for mut corroborated in honeypots.released() {
+                record(&mut history, &mut corroborated, &mut history_error);
+                write(corroborated, &mut findings, &mut output_errors);
+            }
+        }
+        for held in honeypots.finish() {
+            write(held, &mut findings, &mut output_errors);
         }
         for sink in sinks.iter_mut() {
             if let Err(e) = sink.writer.finish() {

@@ -3,7 +3,8 @@
 //! 2. the probes the registry expects on the port, in the clear, then in TLS where it expects TLS;
 //! 3. every reply is evidence: what the peer sent back to those probes goes through the protocols'
 //!    recognisers and the library's banner rules (as nmap matches its NULL and fallback probes), so
-//!    an HTTP 400 page answering a Modbus request names a web server without one more byte sent;
+//!    an HTTP 400 page answering a Modbus request names a web server without one more byte sent
+//!    (on an ICS port without `--deep` this ends the strategy);
 //! 4. a passive read: many services (SSH, FTP, SMTP, ...) speak first;
 //! 5. on ports that are not known ICS ports (or with `--deep`): a TLS handshake, then the text probes;
 //!    with `--deep`, every binary probe of the registry too;
@@ -241,8 +242,13 @@ impl Identifier {
                 return Some(found);
             }
         }
-        if let Some(found) = self.name_replies(&seen) {
-            return Some(found);
+        // On an ICS port nothing more than a passive read may follow (without `--deep`): name the
+        // replies now. Elsewhere the text probes may still learn more (an HTTP page's title).
+        let deep = self.settings.deep;
+        if ics_port && !deep {
+            if let Some(found) = self.name_replies(&seen) {
+                return Some(found);
+            }
         }
 
         // Passive read: a service that speaks first tells what it is without being asked.
@@ -262,7 +268,6 @@ impl Identifier {
             return Some(found);
         }
 
-        let deep = self.settings.deep;
         if tls_expected.is_empty() && (deep || !ics_port) {
             if let Some(found) = self.probe_in_tls(target, &[], &mut seen).await {
                 return Some(found);

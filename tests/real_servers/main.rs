@@ -61,6 +61,25 @@ fn assert_attributes(finding: &Finding, expected: &Value) {
     }
 }
 
+/// A real stack or a plain simulator is never called a decoy.
+fn assert_not_honeypot(f: &Finding) {
+    assert!(
+        !f.attributes.contains_key("honeypot"),
+        "{} on {}:{} flagged as a honeypot: {:#?}",
+        f.protocol,
+        f.ip,
+        f.port,
+        f.attributes
+    );
+}
+
+/// The honeypot mark of a finding: (honeypot, persona, rule).
+fn honeypot(f: &Finding) -> (&str, &str, &str) {
+    let mark = f.attributes.get("honeypot").unwrap_or_else(|| panic!("no honeypot mark: {f:#?}"));
+    let text = |key: &str| mark[key].as_str().unwrap_or_else(|| panic!("honeypot.{key} in {mark}"));
+    (text("name"), text("persona"), text("rule"))
+}
+
 fn identity(f: &Finding) -> (&str, bool, Option<&str>, Option<&str>, Option<&str>) {
     (f.protocol.as_str(), f.ics, f.vendor.as_deref(), f.product.as_deref(), f.version.as_deref())
 }
@@ -90,7 +109,7 @@ async fn python_snap7_server() {
         }),
     );
     assert!(!f.attributes.contains_key("plant_id"), "snap7 sends an empty plant id: {:#?}", f.attributes);
-    assert!(!f.attributes.contains_key("honeypot"), "snap7 is no decoy: {:#?}", f.attributes);
+    assert_not_honeypot(f);
 }
 
 #[tokio::test]
@@ -118,6 +137,7 @@ async fn c_snap7_server() {
             "pdu_length": 480,
         }),
     );
+    assert_not_honeypot(f);
 }
 
 #[tokio::test]
@@ -157,6 +177,7 @@ async fn pymodbus_server() {
             "user_application_name": "Pump station",
         }),
     );
+    assert_not_honeypot(f);
 }
 
 #[tokio::test]
@@ -195,6 +216,7 @@ async fn cpppo_enip_server_tcp_and_udp() {
             }),
         );
         assert_eq!(f.vendor.as_deref(), Some("Rockwell Automation/Allen-Bradley"), "{f:#?}");
+        assert_not_honeypot(f);
     }
 }
 
@@ -241,6 +263,7 @@ async fn bacpypes3_device() {
             "description": "test device",
         }),
     );
+    assert_not_honeypot(f);
 }
 
 #[tokio::test]
@@ -348,9 +371,9 @@ async fn amqtt_broker_with_and_without_anonymous_access() {
 #[tokio::test]
 async fn conpot_default_template() {
     let address = "127.113.0.12";
-    let args = [address, "default", "s7comm=102", "modbus=502", "enip=44818", "ftp=21"];
+    let args = [address, "default", "s7comm=102", "modbus=502", "enip=44818", "ftp=21", "snmp=161"];
     let Some(server) = start_or_skip(Env::Conpot, "conpot_server.py", &args, CONPOT_READY_WITHIN) else { return };
-    let findings = scan(address, "21,102,502,44818").await;
+    let findings = scan(address, "21,102,502,44818,161/udp").await;
 
     let s7 = on_port(&findings, 102, &server);
     assert_eq!(s7.protocol, "s7comm", "{s7:#?}");
@@ -366,6 +389,9 @@ async fn conpot_default_template() {
             "module_type": "IM151-8 PN/DP CPU",
         }),
     );
+    // A honeypot finding keeps its protocol and severity; the mark names the persona.
+    assert_eq!(honeypot(s7), ("conpot", "default", "honeypot.conpot.default.s7comm.identity"));
+    assert_eq!((s7.ics, s7.severity), (true, otscope::findings::Severity::Critical));
 
     let modbus = on_port(&findings, 502, &server);
     assert_eq!(modbus.protocol, "modbus", "{modbus:#?}");
@@ -373,16 +399,29 @@ async fn conpot_default_template() {
         modbus,
         &json!({ "vendor_name": "Siemens", "product_code": "SIMATIC", "revision": "S7-200", "unit_id": 1 }),
     );
+    assert_eq!(honeypot(modbus), ("conpot", "default", "honeypot.conpot.default.modbus"));
 
+    // cpppo's defaults, which conpot serves: a honeypot only beside conpot's persona on the other ports.
     let enip = on_port(&findings, 44818, &server);
     assert_eq!(enip.protocol, "enip", "{enip:#?}");
     assert_attributes(
         enip,
-        &json!({ "vendor_id": 1, "device_type": 14, "product_name": "1756-L61/B LOGIX5561", "serial_number": "0x006c061a" }),
+        &json!({ "vendor_id": 1, "device_type": 14, "product_code": 54, "revision": "20.11",
+                 "product_name": "1756-L61/B LOGIX5561", "serial_number": "0x006c061a" }),
     );
+    assert_eq!(honeypot(enip), ("conpot", "default", "honeypot.conpot.default.enip"));
+    let reason = enip.attributes["honeypot"]["reason"].as_str().unwrap();
+    assert!(reason.contains("102/tcp") && reason.contains("502/tcp"), "{reason}");
+
+    // conpot answers only the first variable of a GetRequest: sysDescr.
+    let snmp = on_port(&findings, 161, &server);
+    assert_eq!(snmp.protocol, "snmp", "{snmp:#?}");
+    assert_attributes(snmp, &json!({ "community_public": true, "sys_descr": "Siemens, SIMATIC, S7-200" }));
+    assert_eq!(honeypot(snmp), ("conpot", "default", "honeypot.conpot.default.snmp"));
 
     let ftp = on_port(&findings, 21, &server);
     assert_eq!(identity(ftp).0, "ftp", "conpot greets with `200 FTP server ready.`: {ftp:#?}");
+    assert_not_honeypot(ftp);
 }
 
 #[tokio::test]
@@ -393,7 +432,32 @@ async fn conpot_guardian_ast_template() {
     let findings = scan(address, "10001").await;
     let f = on_port(&findings, 10001, &server);
     assert_eq!(f.protocol, "atg", "{f:#?}");
-    assert_attributes(f, &json!({ "station_name": "STATOIL STATION", "tanks": 4 }));
+    assert_attributes(
+        f,
+        &json!({ "station_name": "STATOIL STATION", "tanks": 4, "products": ["SUPER", "UNLEAD", "DIESEL", "PREMIUM"] }),
+    );
+    assert_eq!(honeypot(f), ("conpot", "guardian_ast", "honeypot.conpot.guardian_ast.atg"));
+}
+
+#[tokio::test]
+async fn cpppo_defaults_beside_a_snap7_server_are_no_honeypot() {
+    // A plain cpppo simulator serves the same ListIdentity as conpot; with a real S7 stack beside it
+    // on the same address, nothing corroborates a honeypot persona.
+    let address = "127.113.0.15";
+    let Some(enip_server) = start_or_skip(Env::Main, "enip_server.py", &[address, "44818"], READY_WITHIN) else {
+        return;
+    };
+    let Some(s7_server) = start_or_skip(Env::Main, "snap7_server.py", &[address, "102"], READY_WITHIN) else { return };
+    let findings = scan(address, "102,44818,44818/udp").await;
+    assert_eq!(findings.len(), 3, "{findings:#?}\n{}\n{}", enip_server.output(), s7_server.output());
+    for f in &findings {
+        assert_not_honeypot(f);
+    }
+    let enip: Vec<_> = findings.iter().filter(|f| f.port == 44818).collect();
+    for f in enip {
+        assert_attributes(f, &json!({ "product_name": "1756-L61/B LOGIX5561", "serial_number": "0x006c061a" }));
+    }
+    assert_eq!(on_port(&findings, 102, &s7_server).protocol, "s7comm");
 }
 
 /// nginx's configuration for the test: one server listening on `ports` of `address`, nothing else on
