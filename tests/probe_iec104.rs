@@ -79,12 +79,17 @@ async fn frames_before_the_confirmation_are_skipped() {
 }
 
 async fn not_iec104(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'static) {
+    named_not_iec104(addr, "unknown", make).await;
+}
+
+/// The port is found, as `protocol` (what its reply names, or `unknown`), never as IEC 104.
+async fn named_not_iec104(addr: &str, protocol: &str, make: impl Fn() -> Handler + Send + Sync + 'static) {
     let _r = tcp_device(&format!("{addr}:2404"), make).await;
     let (_dir, path) = ledger(&format!("E1,ent,district,s,general,{addr},c\n"));
     let findings = scan(&path, "2404", &Default::default(), &[]).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
-    assert_eq!((f.protocol.as_str(), f.ics), ("unknown", false), "{f:#?}");
+    assert_eq!((f.protocol.as_str(), f.ics), (protocol, false), "{f:#?}");
     assert!(!f.attributes.contains_key("testfr"), "{f:#?}");
 }
 
@@ -95,7 +100,8 @@ async fn an_echo_of_testfr_act_is_not_a_confirmation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_server_is_not_iec104() {
-    not_iec104("127.120.3.11", || Box::new(|_: &[u8]| Some(b"SSH-2.0-dropbear\r\n".to_vec()))).await;
+    // Every reply is evidence: the greeting names an SSH server.
+    named_not_iec104("127.120.3.11", "ssh", || Box::new(|_: &[u8]| Some(b"SSH-2.0-dropbear\r\n".to_vec()))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

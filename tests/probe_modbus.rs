@@ -343,12 +343,17 @@ async fn a_gateway_with_no_device_behind_it_is_reported_with_its_exception() {
 
 /// Peers that reply without speaking Modbus: reported as `unknown`, never as Modbus.
 async fn not_modbus(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'static) {
+    named_not_modbus(addr, "unknown", make).await;
+}
+
+/// A peer that replies without speaking Modbus, reported as what its reply names (or `unknown`).
+async fn named_not_modbus(addr: &str, protocol: &str, make: impl Fn() -> Handler + Send + Sync + 'static) {
     let _r = tcp_device(&format!("{addr}:502"), make).await;
     let (_dir, path) = ledger(&format!("E1,ent,district,s,general,{addr},c\n"));
     let findings = scan(&path, "502", &Default::default(), &[]).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
-    assert_eq!((f.protocol.as_str(), f.ics), ("unknown", false), "{f:#?}");
+    assert_eq!((f.protocol.as_str(), f.ics), (protocol, false), "{f:#?}");
     assert!(!f.attributes.contains_key("vendor_name"), "{f:#?}");
 }
 
@@ -359,7 +364,9 @@ async fn an_echo_server_is_not_modbus() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_server_is_not_modbus() {
-    not_modbus("127.120.1.11", || Box::new(|_: &[u8]| Some(b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec()))).await;
+    // Every reply is evidence: the 400 page names a web server.
+    let http_400 = || Box::new(|_: &[u8]| Some(b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec())) as Handler;
+    named_not_modbus("127.120.1.11", "http", http_400).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

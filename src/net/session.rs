@@ -68,7 +68,10 @@ impl<'t> Session<'t> {
         }
         self.reconnects_left -= 1;
         // Connect first: when that fails the session keeps its old connection, so `conn()` stays valid.
-        let (conn, _) = Self::connect(self.target, self.limits, self.tls).await?;
+        let conn = match &self.conn {
+            Some(old) if old.reads_any_port() => Conn::open_udp_any_port(self.target, self.limits).await?,
+            _ => Self::connect(self.target, self.limits, self.tls).await?.0,
+        };
         if let Some(old) = self.conn.replace(conn) {
             self.keep_reply(&old);
         }

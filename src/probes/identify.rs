@@ -150,16 +150,20 @@ impl Identifier {
             .collect()
     }
 
-    /// Runs `probe` on `conn` if given, else on a fresh connection (TLS when `tls`).
+    /// Runs `probe` on `conn` if given, else on a fresh connection (TLS when `tls`; over UDP, one
+    /// that reads any source port of the target's address when the probe asks for it).
     async fn attempt(&self, probe: Candidate<'_>, target: &Target, conn: Option<Conn>, tls: bool) -> Attempt {
         let limits = self.settings.limits;
-        let mut session = match conn {
-            Some(c) => Session::with(target, limits, tls, c),
-            None => match Session::open(target, limits, tls).await {
-                Ok((s, _)) => s,
-                Err(_) => return Err(Vec::new()),
-            },
+        let any_port =
+            matches!(probe, Candidate::Registry(p) if p.udp_any_port) && target.transport() == Transport::Udp;
+        let session = match conn {
+            Some(c) => Ok(Session::with(target, limits, tls, c)),
+            None if any_port => {
+                Conn::open_udp_any_port(target, limits).await.map(|c| Session::with(target, limits, tls, c))
+            }
+            None => Session::open(target, limits, tls).await.map(|(s, _)| s),
         };
+        let Ok(mut session) = session else { return Err(Vec::new()) };
         let outcome = probe.run(&mut session).await;
         let replies = session.into_replies();
         match outcome {

@@ -167,6 +167,10 @@ pub struct Probe {
     /// (HART-IP's session initiate can lock a fresh HART-IP v2 device into v1 mode): they run only
     /// when the user names them with `--enable-probe`, never by default and not with `--deep`.
     pub opt_in: bool,
+    /// True for protocols whose stacks may answer a UDP request from another source port than the
+    /// one asked (some BACnet and FINS stacks): their UDP socket stays unconnected and reads any
+    /// source port of the target's address, matching replies by content.
+    pub udp_any_port: bool,
     pub run: Driver,
     /// Names a reply that this protocol's servers send to another protocol's request, from its bytes
     /// alone (a web server answers a Modbus request with an HTTP 400 page). Every reply that no probe
@@ -189,6 +193,7 @@ impl Probe {
             tls: &[],
             sends_text: false,
             opt_in: false,
+            udp_any_port: false,
             run,
             recognise: None,
         }
@@ -222,6 +227,11 @@ impl Probe {
     /// Runs only when enabled by name.
     pub const fn opt_in(self) -> Probe {
         Probe { opt_in: true, ..self }
+    }
+
+    /// Over UDP, reads the replies from any source port of the target's address.
+    pub const fn udp_replies_from_any_port(self) -> Probe {
+        Probe { udp_any_port: true, ..self }
     }
 
     /// Names replies of this protocol to other protocols' requests.
