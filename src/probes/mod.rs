@@ -77,7 +77,7 @@ pub mod parsers {
         mms: parse_associate_reply, parse_identify_reply;
         modbus: frame, parse_adu, parse_device_id, parse_read_holding_registers;
         moxa: frame_for, parse_search, parse_server_name, DEVICE_ID_LEN;
-        mqtt: frame, parse_connack;
+        mqtt: frame, parse_connack, parse_connack_v5;
         opcua: frame, parse_handshake, parse_open_response, parse_message_chunk, parse_get_endpoints, Channel;
         pcworx: frame, check_reply, parse_connect_reply, parse_info_reply;
         proconos: frame, parse_reply;
