@@ -413,10 +413,15 @@ async fn conpot_default_template() {
     let reason = enip.attributes["honeypot"]["reason"].as_str().unwrap();
     assert!(reason.contains("102/tcp") && reason.contains("502/tcp"), "{reason}");
 
-    // conpot answers only the first variable of a GetRequest: sysDescr.
+    // conpot answers only the first variable of a GetRequest; the others are asked for one by one.
+    // Its sysObjectID is pysnmp's enterprise OID (20408), not the template's "0.0".
     let snmp = on_port(&findings, 161, &server);
     assert_eq!(snmp.protocol, "snmp", "{snmp:#?}");
-    assert_attributes(snmp, &json!({ "community_public": true, "sys_descr": "Siemens, SIMATIC, S7-200" }));
+    assert_attributes(
+        snmp,
+        &json!({ "community_public": true, "snmp_version": "v2c", "sys_descr": "Siemens, SIMATIC, S7-200",
+                 "sys_object_id": "1.3.6.1.4.1.20408", "sys_name": "CP 443-1 EX40" }),
+    );
     assert_eq!(honeypot(snmp), ("conpot", "default", "honeypot.conpot.default.snmp"));
 
     let ftp = on_port(&findings, 21, &server);
@@ -483,8 +488,8 @@ async fn nginx_on_ics_ports_is_named_from_its_replies() {
     let dir = tempfile::tempdir().unwrap();
     let config = nginx_config(dir.path(), address, &[502, 1911, 4840]);
     let config = config.to_str().unwrap();
-    let args = [address, "502", "--also", "1911", "--also", "4840", "--config", config];
-    let Some(server) = start_or_skip(Env::Main, "nginx_server.py", &args, READY_WITHIN) else { return };
+    let args = ["nginx", address, "502", "--also", "1911", "--also", "4840", "--config", config];
+    let Some(server) = start_or_skip(Env::Main, "native_server.py", &args, READY_WITHIN) else { return };
     // `nginx version: nginx/1.22.1`, as the launcher prints it.
     let output = server.output();
     let version = output.lines().find_map(|l| l.strip_prefix("nginx version: nginx/")).expect("nginx -v").trim();
@@ -496,4 +501,37 @@ async fn nginx_on_ics_ports_is_named_from_its_replies() {
         assert_attributes(f, &json!({ "status": 400, "server": format!("nginx/{version}") }));
         assert!(!f.attributes.contains_key("honeypot"), "{f:#?}");
     }
+}
+
+#[tokio::test]
+async fn net_snmp_agent_that_speaks_only_v1() {
+    // net-snmp's snmpd with a view-based access rule for the v1 security model only: v2c requests
+    // with community `public` are dropped unanswered, as a v1-only agent does.
+    let address = "127.113.0.16";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("snmpd.conf");
+    std::fs::write(
+        &config,
+        "com2sec v1only default public\ngroup v1group v1 v1only\nview all included .1\n\
+         access v1group \"\" v1 noauth exact all none none\n\
+         sysname rtu-north\nsysdescr Lab RTU 3000 on net-snmp\nsysobjectid .1.3.6.1.4.1.8072.3.2.10\n",
+    )
+    .unwrap();
+    let args = ["snmpd", address, "161", "--config", config.to_str().unwrap()];
+    let Some(server) = start_or_skip(Env::Main, "native_server.py", &args, READY_WITHIN) else { return };
+    let findings = scan(address, "161/udp").await;
+    let f = on_port(&findings, 161, &server);
+    assert_eq!((f.protocol.as_str(), f.ics), ("snmp", false), "{f:#?}");
+    assert_attributes(
+        f,
+        &json!({
+            "community_public": true,
+            "snmp_version": "v1",
+            "sys_descr": "Lab RTU 3000 on net-snmp",
+            "sys_object_id": "1.3.6.1.4.1.8072.3.2.10",
+            "sys_name": "rtu-north",
+        }),
+    );
+    assert!(!f.attributes.contains_key("error_status"), "{f:#?}");
+    assert_not_honeypot(f);
 }
