@@ -4,20 +4,16 @@
 //!
 //! Run: cargo bench --bench checkpoint
 
-use clap::Parser;
-use otscope::cli::{Cli, Command};
-use otscope::commands::{plan_scan, run_scan, Recording};
-use otscope::engine::ProgressStyle;
-use otscope::scope::Selection;
+mod common;
+
+use otscope::pipeline::Recording;
 use otscope::store::SqliteStore;
-use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 const ROUNDS: usize = 3;
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = common::runtime();
     let dir = tempfile::tempdir().expect("temp dir");
     let ledger = dir.path().join("l.csv");
     std::fs::write(
@@ -25,47 +21,19 @@ fn main() {
         "enterprise_id,enterprise,district,sector,level,targets,contact\nB1,bench,Loopback,testing,general,127.72.0.0/16,x\n",
     )
     .unwrap();
-    let args = match Cli::try_parse_from([
-        "otscope",
-        "scan",
-        "--targets",
-        "x",
-        "--ports",
-        "9",
-        "--rate",
-        "0",
-        "-c",
-        "512",
-        "--host-interval",
-        "0s",
-        "--seed",
-        "5",
-        "--quiet",
-    ])
-    .unwrap()
-    .command
-    {
-        Command::Scan(a) => a.engine,
-        _ => unreachable!(),
-    };
-    let fingerprints = Path::new(env!("CARGO_MANIFEST_DIR")).join("fingerprints");
-    let ports = otscope::targets::parse_ports("9").unwrap();
     let mut with = Vec::new();
     let mut without = Vec::new();
     for round in 0..2 * ROUNDS {
         let checkpoints = round % 2 == 0;
         let rate = rt.block_on(async {
-            let mut plan = plan_scan(&ledger, None, &fingerprints, Some(ports.clone()), &Selection::default(), &args)
-                .await
-                .unwrap();
+            let mut plan = common::plan(&ledger, "9", &common::options(512, 5)).await;
             if !checkpoints {
                 plan.engine.checkpoint_every = None;
             }
             let store = SqliteStore::open(&dir.path().join(format!("h{round}.db"))).unwrap();
             let recording = Some(Recording::New(Box::new(store), Box::new(plan.scan_start("scan"))));
             let started = Instant::now();
-            let report =
-                run_scan(&plan, recording, Vec::new(), ProgressStyle::Quiet, CancellationToken::new()).await.unwrap();
+            let report = common::run(&plan, recording, false).await;
             assert_eq!(report.stats.probed, 65536);
             65536.0 / started.elapsed().as_secs_f64()
         });

@@ -1,5 +1,5 @@
 //! Lab benchmark: the full scan pipeline against a lab of simulated ICS devices on loopback
-//! (`otscope::lab`: Modbus/TCP, S7comm, EtherNet/IP tcp+udp, BACnet/IP, Niagara Fox, Omron FINS, in
+//! (the `otscope-lab` crate: Modbus/TCP, S7comm, EtherNet/IP tcp+udp, BACnet/IP, Niagara Fox, Omron FINS, in
 //! turn), reporting identified devices per second, and in the same run a bare loop that sends each
 //! endpoint one identification request and reads one reply (TCP connect+write+read, UDP send+recv).
 //!
@@ -8,12 +8,11 @@
 //! Knobs (environment): `LAB_DEVICES` (default 1200, at most 60000), `LAB_ROUNDS` (default 3),
 //! `LAB_CONCURRENCY` (default 512). Devices take 127.132.0.1 onwards: loopback only.
 
-use clap::Parser;
-use otscope::cli::{Cli, Command, EngineArgs, PortList};
-use otscope::commands::{plan_scan, run_scan};
-use otscope::engine::ProgressStyle;
-use otscope::lab::{self, Device, Kind, Lab};
-use otscope::scope::{Selection, Transport};
+mod common;
+
+use common::env_or;
+use otscope_lab::serve::Transport;
+use otscope_lab::{Device, Kind, Lab};
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -23,51 +22,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 
 const FIRST: Ipv4Addr = Ipv4Addr::new(127, 132, 0, 1);
 const TIMEOUT: Duration = Duration::from_secs(1);
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not valid")),
-        Err(_) => default,
-    }
-}
-
-fn engine_args(ledger: &Path, ports: &str, concurrency: usize) -> (EngineArgs, PortList) {
-    let ledger = ledger.to_str().expect("temporary path is UTF-8");
-    let concurrency = concurrency.to_string();
-    let cli = Cli::try_parse_from([
-        "otscope",
-        "scan",
-        "--targets",
-        ledger,
-        "--ports",
-        ports,
-        "--rate",
-        "0",
-        "--concurrency",
-        &concurrency,
-        "--per-host",
-        "4",
-        "--host-interval",
-        "0s",
-        "--connect-timeout",
-        "1s",
-        "--read-timeout",
-        "1s",
-        "--seed",
-        "7",
-        "--no-db",
-        "--quiet",
-    ])
-    .unwrap_or_else(|e| panic!("scan flags: {e}"));
-    match cli.command {
-        Command::Scan(args) => (args.engine, args.scope.ports.expect("--ports was given")),
-        _ => unreachable!("parsed a scan command"),
-    }
-}
 
 struct Run {
     identified: usize,
@@ -83,13 +40,13 @@ impl Run {
 /// The whole pipeline on the lab's ledger; a device counts as identified when a finding on its address
 /// carries its protocol.
 async fn pipeline(ledger: &Path, ports: &str, concurrency: usize, devices: &[Device]) -> Run {
-    let fingerprints = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fingerprints"));
-    let (args, ports) = engine_args(ledger, ports, concurrency);
-    let plan = plan_scan(ledger, None, fingerprints, Some(ports.0), &Selection::default(), &args)
-        .await
-        .unwrap_or_else(|e| panic!("plan: {e}"));
+    let mut options = common::options(concurrency, 7);
+    options.engine.per_host = 4;
+    options.probe.limits.connect_timeout = Duration::from_secs(1);
+    options.probe.limits.read_timeout = Duration::from_secs(1);
+    let plan = common::plan(ledger, ports, &options).await;
     let started = Instant::now();
-    let report = run_scan(&plan, None, vec![], ProgressStyle::Quiet, CancellationToken::new()).await.expect("scan");
+    let report = common::run(&plan, None, true).await;
     let elapsed = started.elapsed();
     let found: HashSet<(String, String)> =
         report.findings.iter().filter(|f| f.ics).map(|f| (f.ip.to_string(), f.protocol.clone())).collect();
@@ -167,22 +124,21 @@ fn main() {
     let count: u32 = env_or("LAB_DEVICES", 1200);
     assert!((1..=60_000).contains(&count), "LAB_DEVICES must be 1-60000");
     let rounds: usize = env_or::<usize>("LAB_ROUNDS", 3).clamp(1, 20);
-    let concurrency: usize = env_or("LAB_CONCURRENCY", 512);
-    assert!(concurrency > 0, "LAB_CONCURRENCY must be at least 1");
+    let concurrency = common::concurrency("LAB_CONCURRENCY");
 
-    let devices = lab::plan(FIRST, count, &Kind::ALL).expect("lab plan");
-    let ports = lab::port_list(&Kind::ALL);
+    let devices = otscope_lab::plan(FIRST, count, &Kind::ALL).expect("lab plan");
+    let ports = otscope_lab::port_list(&Kind::ALL);
     let dir = tempfile::tempdir().expect("temporary dir");
     let ledger = dir.path().join("lab.csv");
-    lab::write_ledger(&ledger, &devices).expect("write the ledger");
+    otscope_lab::write_ledger(&ledger, &devices).expect("write the ledger");
 
     // The lab answers on its own runtime (its own threads), as a separate network would.
-    let lab_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let lab_rt = common::device_runtime();
     let lab = lab_rt.block_on(Lab::start(devices.clone())).expect("start the lab");
     let last = devices.last().expect("at least one device").ip;
     println!("lab: {count} devices on {FIRST}-{last} ({ports}), concurrency {concurrency}, {rounds} rounds");
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = common::runtime();
     let (mut bases, mut pipes) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         let b = rt.block_on(baseline(&devices, concurrency));

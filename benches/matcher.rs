@@ -4,6 +4,8 @@
 //!
 //! Run: cargo bench --bench matcher
 
+mod common;
+
 use otscope::fingerprints::Library;
 use serde_json::{Map, Value};
 use std::hint::black_box;
@@ -45,8 +47,7 @@ fn rate(
 }
 
 fn main() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fingerprints");
-    let library = Library::load(dir.as_ref()).expect("the shipped library loads");
+    let library = Library::load(common::fingerprints()).expect("the shipped library loads");
     let corpus = corpus(&library);
     let budget = Duration::from_secs(2);
     let mut best_match: f64 = 0.0;

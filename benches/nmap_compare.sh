@@ -22,7 +22,8 @@ fi
 LAST=127.131.0.$COUNT
 command -v nmap >/dev/null || { echo "nmap is not installed" >&2; exit 2; }
 
-cargo build --release --quiet --bin otscope --bin otscope-lab
+# otscope-lab is the workspace's dev-only crate in lab/ (never part of the otscope binary).
+cargo build --release --quiet -p otscope -p otscope-lab --bins
 BIN=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d)
 LAB_PID=

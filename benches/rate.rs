@@ -15,31 +15,21 @@
 //! - `RATE_SECS` (default 4): the scan length aimed for at each rate.
 //! - `RATE_ROUNDS` (default 2): scans per rate; each is reported, with the mean error.
 
-use clap::Parser;
-use otscope::cli::{Cli, Command, EngineArgs};
-use otscope::commands::{plan_scan, run_scan};
-use otscope::engine::ProgressStyle;
-use otscope::scope::Selection;
+mod common;
+
+use common::env_or;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 const FIRST_ADDR: Ipv4Addr = Ipv4Addr::new(127, 131, 0, 1);
 const ADDRS: u32 = 256;
 const FIRST_PORT: u16 = 46100;
 const MAX_PORTS: u16 = 40;
 const BANNER: &[u8] = b"SSH-2.0-RateBench\r\n";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not valid")),
-        Err(_) => default,
-    }
-}
 
 fn addr(i: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(FIRST_ADDR) + i)
@@ -53,8 +43,7 @@ struct Responders {
 
 impl Responders {
     fn start() -> Responders {
-        let runtime =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let runtime = common::device_runtime();
         let accepts = Arc::new(Mutex::new(Vec::new()));
         runtime.block_on(async {
             for i in 0..ADDRS {
@@ -84,36 +73,6 @@ impl Responders {
     }
 }
 
-fn engine_args(rate: u32) -> EngineArgs {
-    let rate = rate.to_string();
-    let cli = Cli::try_parse_from([
-        "otscope",
-        "scan",
-        "--targets",
-        "x",
-        "--rate",
-        &rate,
-        "--concurrency",
-        "256",
-        "--per-host",
-        "64",
-        "--host-interval",
-        "0s",
-        "--connect-timeout",
-        "2s",
-        "--banner-wait",
-        "2s",
-        "--seed",
-        "11",
-        "--quiet",
-    ])
-    .unwrap_or_else(|e| panic!("scan flags: {e}"));
-    match cli.command {
-        Command::Scan(args) => args.engine,
-        _ => unreachable!("parsed a scan command"),
-    }
-}
-
 struct Measure {
     targets: u64,
     /// Accepts per second between the 10th and 90th percentile of the accept times.
@@ -123,15 +82,17 @@ struct Measure {
 }
 
 fn measure(rt: &tokio::runtime::Runtime, responders: &Responders, ledger: &Path, rate: u32, ports: u16) -> Measure {
-    let fingerprints = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fingerprints"));
-    let list = otscope::targets::parse_ports(&format!("{FIRST_PORT}-{}/tcp", FIRST_PORT + ports - 1)).expect("ports");
+    let list = format!("{FIRST_PORT}-{}/tcp", FIRST_PORT + ports - 1);
+    let mut options = common::options(256, 11);
+    options.engine.rate = std::num::NonZeroU32::new(rate);
+    options.engine.per_host = 64;
+    options.probe.limits.connect_timeout = Duration::from_secs(2);
+    options.probe.banner_wait = Duration::from_secs(2);
     responders.take();
     let (found, stats) = rt.block_on(async {
-        let plan = plan_scan(ledger, None, fingerprints, Some(list), &Selection::default(), &engine_args(rate))
-            .await
-            .unwrap_or_else(|e| panic!("plan: {e}"));
-        let report = run_scan(&plan, None, vec![], ProgressStyle::Quiet, CancellationToken::new()).await.expect("scan");
-        (report.findings.len() as u64, report.stats)
+        let plan = common::plan(ledger, &list, &options).await;
+        let report = common::run(&plan, None, false).await;
+        (report.counts.open, report.stats)
     });
     let targets = u64::from(ADDRS) * u64::from(ports);
     assert_eq!(stats.probed, targets);
@@ -167,7 +128,7 @@ fn main() {
     )
     .expect("write the ledger");
     let responders = Responders::start();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = common::runtime();
     println!(
         "rate: {ADDRS} responders x up to {MAX_PORTS} ports ({}-{}), ~{secs}s per scan, {rounds} rounds",
         addr(0),

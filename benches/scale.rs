@@ -12,61 +12,23 @@
 //! - `SCALE_MAX_PREFIX` (default 8): the widest space run; `SCALE_MAX_PREFIX=12` skips the /8.
 //! - `SCALE_CONCURRENCY` (default 512): probes in flight.
 //!
-//! Internal: `scale --child <prefix>` runs one scan and prints `scale-child ...` for the parent.
+//! Internal: `scale --child <prefix>` runs one scan and prints `child-report ...` for the parent.
 
-use clap::Parser;
-use otscope::cli::{Cli, Command, EngineArgs};
-use otscope::commands::{plan_scan, run_scan};
-use otscope::engine::ProgressStyle;
-use otscope::scope::Selection;
+mod common;
+
+use common::{env_or, runtime, ChildReport};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 /// Nothing listens here on loopback: the kernel answers every SYN with a RST.
 const PORT: u16 = 9;
 const SEED: u64 = 0x5ca1_ab1e;
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not valid")),
-        Err(_) => default,
-    }
-}
-
 fn check_prefix(prefix: u8) -> u8 {
     assert!((8..=16).contains(&prefix), "prefix /{prefix} out of range (/8 to /16 under 127.0.0.0)");
     prefix
-}
-
-fn engine_args(concurrency: usize) -> EngineArgs {
-    let (concurrency, seed) = (concurrency.to_string(), SEED.to_string());
-    let cli = Cli::try_parse_from([
-        "otscope",
-        "scan",
-        "--targets",
-        "x",
-        "--rate",
-        "0",
-        "--concurrency",
-        &concurrency,
-        "--per-host",
-        "1",
-        "--host-interval",
-        "0s",
-        "--connect-timeout",
-        "3s",
-        "--seed",
-        &seed,
-        "--quiet",
-    ])
-    .unwrap_or_else(|e| panic!("scan flags: {e}"));
-    match cli.command {
-        Command::Scan(args) => args.engine,
-        _ => unreachable!("parsed a scan command"),
-    }
 }
 
 /// A ledger registering 127.0.0.0/prefix as one row per /16, each its own enterprise.
@@ -81,78 +43,31 @@ fn write_ledger(dir: &Path, prefix: u8) -> PathBuf {
     path
 }
 
-/// Peak resident set size of this process, in KiB.
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/self/status")
-}
-
 fn child(prefix: u8, concurrency: usize) {
     let dir = tempfile::tempdir().expect("temporary dir");
     let ledger = write_ledger(dir.path(), prefix);
-    let fingerprints = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fingerprints"));
-    let ports = otscope::targets::parse_ports(&format!("{PORT}/tcp")).expect("port list");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    let (probed, secs, open) = rt.block_on(async {
-        let plan =
-            plan_scan(&ledger, None, fingerprints, Some(ports), &Selection::default(), &engine_args(concurrency))
-                .await
-                .unwrap_or_else(|e| panic!("plan: {e}"));
+    let (probed, secs, open) = runtime().block_on(async {
+        let plan = common::plan(&ledger, &format!("{PORT}/tcp"), &common::options(concurrency, SEED)).await;
         assert_eq!(plan.space.scope().address_count(), 1u64 << (32 - prefix), "the ledger attributes every address");
         let started = Instant::now();
-        let report = run_scan(&plan, None, vec![], ProgressStyle::Quiet, CancellationToken::new()).await.expect("scan");
+        let report = common::run(&plan, None, false).await;
         assert!(!report.stats.interrupted);
-        (report.stats.probed, started.elapsed().as_secs_f64(), report.findings.len())
+        (report.stats.probed, started.elapsed().as_secs_f64(), report.counts.open)
     });
     assert_eq!(probed, 1u64 << (32 - prefix), "every target probed");
     assert_eq!(open, 0, "something answered on {PORT}/tcp in 127.0.0.0/{prefix}: this bench needs a closed port");
-    println!("scale-child prefix={prefix} probed={probed} secs={secs:.3} peak_kib={}", peak_rss_kib());
+    ChildReport::print(prefix.into(), probed, secs);
 }
 
-struct ChildReport {
-    probed: u64,
-    secs: f64,
-    peak_kib: u64,
-}
-
+/// The scan of the /`prefix` in a fresh process.
 fn run_child(prefix: u8, concurrency: usize) -> ChildReport {
-    let exe = std::env::current_exe().expect("own path");
-    let out = std::process::Command::new(exe)
-        .arg("--child")
-        .arg(prefix.to_string())
-        .env("SCALE_CONCURRENCY", concurrency.to_string())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run the child");
-    assert!(out.status.success(), "child /{prefix}: {}", out.status);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("scale-child "))
-        .unwrap_or_else(|| panic!("child /{prefix} printed no report: {text}"));
-    let field = |name: &str| -> &str {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-    };
-    ChildReport {
-        probed: field("probed").parse().expect("probed"),
-        secs: field("secs").parse().expect("secs"),
-        peak_kib: field("peak_kib").parse().expect("peak_kib"),
-    }
+    common::run_child(prefix.into(), &[("SCALE_CONCURRENCY", concurrency.to_string())])
 }
 
 fn main() -> ExitCode {
-    let concurrency: usize = env_or("SCALE_CONCURRENCY", 512);
-    assert!(concurrency > 0, "SCALE_CONCURRENCY must be at least 1");
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(i) = args.iter().position(|a| a == "--child") {
-        let prefix: u8 = args.get(i + 1).and_then(|p| p.parse().ok()).expect("--child <prefix>");
-        child(check_prefix(prefix), concurrency);
+    let concurrency = common::concurrency("SCALE_CONCURRENCY");
+    if let Some(prefix) = common::child_param() {
+        child(check_prefix(u8::try_from(prefix).expect("a prefix")), concurrency);
         return ExitCode::SUCCESS;
     }
     let widest = check_prefix(env_or("SCALE_MAX_PREFIX", 8));

@@ -14,13 +14,11 @@
 //!   with the medians, and the CPU time per target (which other load on the machine disturbs less).
 //! - `SWEEP_CONCURRENCY` (default 512): connects in flight, for both sweeps.
 //!
-//! Internal: `sweep --rss-child <prefix>` runs one pipeline scan and prints `rss-child ...` for the parent.
+//! Internal: `sweep --child <prefix>` runs one pipeline scan and prints `child-report ...` for the parent.
 
-use clap::Parser;
-use otscope::cli::{Cli, Command, EngineArgs, PortList};
-use otscope::commands::{plan_scan, run_scan};
-use otscope::engine::ProgressStyle;
-use otscope::scope::Selection;
+mod common;
+
+use common::{env_or, runtime, ChildReport};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::ExitCode;
@@ -29,7 +27,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 
 /// The range base: 127.64.0.0, loopback only. Every prefix used is /8 or longer, so the range stays in 127/8.
 const BASE: Ipv4Addr = Ipv4Addr::new(127, 64, 0, 0);
@@ -37,13 +34,6 @@ const BASE: Ipv4Addr = Ipv4Addr::new(127, 64, 0, 0);
 const PORT: u16 = 9;
 const SEED: u64 = 0x5eed_5eed;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not valid")),
-        Err(_) => default,
-    }
-}
 
 fn check_prefix(prefix: u8) -> u8 {
     assert!(
@@ -55,42 +45,6 @@ fn check_prefix(prefix: u8) -> u8 {
 
 fn range_size(prefix: u8) -> u64 {
     1u64 << (32 - prefix)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
-}
-
-/// The engine flags of the pipeline scan, parsed like the command line does.
-fn engine_args(ledger: &Path, concurrency: usize) -> (EngineArgs, PortList) {
-    let ledger = ledger.to_str().expect("temporary path is UTF-8");
-    let (concurrency, seed, port) = (concurrency.to_string(), SEED.to_string(), format!("{PORT}/tcp"));
-    let cli = Cli::try_parse_from([
-        "otscope",
-        "scan",
-        "--targets",
-        ledger,
-        "--ports",
-        &port,
-        "--rate",
-        "0",
-        "--concurrency",
-        &concurrency,
-        "--per-host",
-        "1",
-        "--host-interval",
-        "0s",
-        "--connect-timeout",
-        "3s",
-        "--seed",
-        &seed,
-        "--quiet",
-    ])
-    .unwrap_or_else(|e| panic!("scan flags: {e}"));
-    match cli.command {
-        Command::Scan(args) => (args.engine, args.scope.ports.expect("--ports was given")),
-        _ => unreachable!("parsed a scan command"),
-    }
 }
 
 /// A one-row ledger registering 127.64.0.0/prefix.
@@ -138,18 +92,13 @@ fn cpu_time() -> Duration {
 
 /// The full pipeline: ledger -> scope -> permuted targets -> engine -> identifier -> findings.
 async fn pipeline(ledger: &Path, concurrency: usize) -> Sweep {
-    let fingerprints = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fingerprints"));
-    let (args, ports) = engine_args(ledger, concurrency);
-    let plan = plan_scan(ledger, None, fingerprints, Some(ports.0), &Selection::default(), &args)
-        .await
-        .unwrap_or_else(|e| panic!("plan: {e}"));
+    let plan = common::plan(ledger, &format!("{PORT}/tcp"), &common::options(concurrency, SEED)).await;
     let (started, cpu) = (Instant::now(), cpu_time());
-    let report = run_scan(&plan, None, vec![], ProgressStyle::Quiet, CancellationToken::new()).await.expect("scan");
+    let report = common::run(&plan, None, false).await;
     let (elapsed, cpu) = (started.elapsed(), cpu_time() - cpu);
     assert!(!report.stats.interrupted);
     assert_eq!(
-        report.findings.len(),
-        0,
+        report.counts.open, 0,
         "something listens on {PORT}/tcp in 127.64/16: the sweep would not measure refused connects"
     );
     Sweep { done: report.stats.probed, elapsed, cpu }
@@ -175,60 +124,17 @@ async fn baseline(prefix: u8, concurrency: usize) -> Sweep {
     Sweep { done: done.load(Ordering::Relaxed), elapsed: started.elapsed(), cpu: cpu_time() - cpu }
 }
 
-/// Peak resident set size of this process, in KiB.
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/self/status")
-}
-
 fn rss_child(prefix: u8, concurrency: usize) {
     let dir = tempfile::tempdir().expect("temporary dir");
     let ledger = write_ledger(dir.path(), prefix);
     let sweep = runtime().block_on(pipeline(&ledger, concurrency));
     assert_eq!(sweep.done, range_size(prefix));
-    println!(
-        "rss-child prefix={prefix} probed={} secs={:.3} peak_kib={}",
-        sweep.done,
-        sweep.elapsed.as_secs_f64(),
-        peak_rss_kib()
-    );
+    ChildReport::print(prefix.into(), sweep.done, sweep.elapsed.as_secs_f64());
 }
 
-struct ChildReport {
-    probed: u64,
-    secs: f64,
-    peak_kib: u64,
-}
-
+/// The pipeline scan of the /`prefix` in a fresh process.
 fn run_child(prefix: u8, concurrency: usize) -> ChildReport {
-    let exe = std::env::current_exe().expect("own path");
-    let out = std::process::Command::new(exe)
-        .arg("--rss-child")
-        .arg(prefix.to_string())
-        .env("SWEEP_CONCURRENCY", concurrency.to_string())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run the child");
-    assert!(out.status.success(), "child /{prefix}: {}", out.status);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("rss-child "))
-        .unwrap_or_else(|| panic!("child /{prefix} printed no report: {text}"));
-    let field = |name: &str| -> &str {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-    };
-    ChildReport {
-        probed: field("probed").parse().expect("probed"),
-        secs: field("secs").parse().expect("secs"),
-        peak_kib: field("peak_kib").parse().expect("peak_kib"),
-    }
+    common::run_child(prefix.into(), &[("SWEEP_CONCURRENCY", concurrency.to_string())])
 }
 
 fn best(v: &[Sweep]) -> &Sweep {
@@ -242,12 +148,9 @@ fn median(v: &[Sweep], of: fn(&Sweep) -> f64) -> f64 {
 }
 
 fn main() -> ExitCode {
-    let concurrency: usize = env_or("SWEEP_CONCURRENCY", 512);
-    assert!(concurrency > 0, "SWEEP_CONCURRENCY must be at least 1");
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(i) = args.iter().position(|a| a == "--rss-child") {
-        let prefix: u8 = args.get(i + 1).and_then(|p| p.parse().ok()).expect("--rss-child <prefix>");
-        rss_child(check_prefix(prefix), concurrency);
+    let concurrency = common::concurrency("SWEEP_CONCURRENCY");
+    if let Some(prefix) = common::child_param() {
+        rss_child(check_prefix(u8::try_from(prefix).expect("a prefix")), concurrency);
         return ExitCode::SUCCESS;
     }
     // cargo bench passes `--bench` (and maybe a filter); nothing else is expected here.

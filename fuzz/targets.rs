@@ -11,7 +11,8 @@ use otscope::fingerprints::{unescape, Library, Template};
 use otscope::ledger::Ledger;
 use otscope::net::Frame;
 use otscope::probes::parsers::*;
-use otscope::targets::{parse_ports, Permutation};
+use otscope::scope::parse_ports;
+use otscope::targets::Permutation;
 use std::fmt::Debug;
 use std::path::Path;
 
@@ -274,7 +275,7 @@ pub fn srtp_target(data: &[u8]) {
 }
 
 pub fn ledger_target(data: &[u8]) {
-    let r = Ledger::parse(Path::new("fuzz.csv"), data);
+    let r = Ledger::parse(&Path::new("fuzz.csv").into(), data);
     if let Ok(ledger) = &r {
         let rows = data.iter().filter(|&&b| b == b'\n').count() + 1;
         assert!(ledger.enterprises.len() <= rows, "{} enterprises from {rows} lines", ledger.enterprises.len());

@@ -1,11 +1,18 @@
 //! Every command and flag, defined once; the doc comments are the `--help`.
 
+use crate::engine::{EngineConfig, ProgressStyle};
+use crate::error::BadInput;
 use crate::ledger::Level;
+use crate::net::Limits;
+use crate::pipeline::{RunOptions, ScanOptions, ScopeOptions};
+use crate::probes::ProbeSettings;
 use crate::targets::Shard;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// otscope: find the industrial control services that registered enterprises expose to the
 /// internet, and say what each device is, without ever leaving the registered scope.
@@ -172,7 +179,8 @@ pub struct ExportArgs {
     /// One file per district (with a summary file); without it, one file with every finding.
     #[arg(long, value_enum, value_name = "GROUPING")]
     pub by: Option<Grouping>,
-    /// csv (UTF-8 with BOM, opens in Excel) or jsonl (the scan output's schema, for the monitoring platform).
+    /// csv (UTF-8 with BOM, opens in Excel), xlsx (Excel workbooks: a sheet per district and a summary) or
+    /// jsonl (the scan output's schema, for the monitoring platform).
     #[arg(long, value_enum, default_value = "csv")]
     pub format: crate::export::Format,
     /// Column headers and values in English or Chinese (区县, 企业名称, 重要程度, ...).
@@ -225,16 +233,47 @@ pub enum RulesCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum LedgerCommand {
-    /// Validate a ledger: report every problem as file:line: field: message, then a summary.
+    /// Validate a ledger: report every problem as file:line: field: message (file:sheet!F12: in a workbook), then a summary.
     ///
     /// Exit status: 0 valid, 2 invalid.
     Check {
-        /// The ledger CSV (columns: enterprise_id,enterprise,district,sector,level,targets,contact).
+        /// The ledger: a CSV file or a workbook (.xlsx, .xls) whose columns are enterprise_id, enterprise,
+        /// district, sector, level, targets, contact (or 企业编号, 企业名称, 所属区县, 行业, 重要程度, IP地址/域名, 联系人).
         file: PathBuf,
         /// A file of addresses that must never be probed (same target syntax, one or more per line).
         #[arg(long)]
         exclude: Option<PathBuf>,
+        #[command(flatten)]
+        format: LedgerFormatArgs,
     },
+    /// Write an empty ledger workbook to fill in: the headers, a list to pick 重要程度 from, an example row.
+    ///
+    /// Example: otscope ledger template --lang zh --out 台账模板.xlsx
+    Template {
+        /// Headers and levels in English or Chinese.
+        #[arg(long, value_enum, default_value = "zh")]
+        lang: crate::export::Lang,
+        /// The workbook to write (.xlsx); an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// How to read the ledger file: which sheet of a workbook, which encoding of a CSV file.
+#[derive(Debug, Args, Clone, Default)]
+pub struct LedgerFormatArgs {
+    /// The sheet of a workbook ledger (.xlsx, .xls) to read (default: the first).
+    #[arg(long, value_name = "NAME")]
+    pub sheet: Option<String>,
+    /// The encoding of a CSV ledger (default: UTF-8 when the file is valid UTF-8, else GB18030).
+    #[arg(long, value_enum, value_name = "ENCODING")]
+    pub encoding: Option<crate::ledger::Encoding>,
+}
+
+impl LedgerFormatArgs {
+    pub fn options(&self, path: &std::path::Path) -> crate::ledger::LedgerOptions {
+        crate::ledger::LedgerOptions { path: path.to_path_buf(), sheet: self.sheet.clone(), encoding: self.encoding }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -300,9 +339,11 @@ fn parse_network(s: &str) -> Result<ipnetwork::IpNetwork, String> {
 /// What to scan: the ledger, exclusions, ports, the library and the selection of objects.
 #[derive(Debug, Args, Clone)]
 pub struct ScopeArgs {
-    /// The ledger CSV whose registered addresses are scanned; nothing outside it is ever probed.
+    /// The ledger (CSV or workbook) whose registered addresses are scanned; nothing outside it is ever probed.
     #[arg(long, short = 't', value_name = "FILE")]
     pub targets: Option<PathBuf>,
+    #[command(flatten)]
+    pub ledger_format: LedgerFormatArgs,
     /// A file of addresses that must never be probed, whatever the ledger says.
     #[arg(long, value_name = "FILE")]
     pub exclude: Option<PathBuf>,
@@ -324,11 +365,13 @@ pub struct ScopeArgs {
 }
 
 impl ScopeArgs {
-    /// The ledger, which every scanning command needs.
-    pub fn ledger(&self) -> Result<&std::path::Path, crate::commands::BadInput> {
-        self.targets.as_deref().ok_or_else(|| {
-            crate::commands::BadInput("--targets FILE is required: the ledger whose addresses are scanned".into())
-        })
+    /// The ledger, which every scanning command needs, and how to read it.
+    pub fn ledger(&self) -> Result<crate::ledger::LedgerOptions, BadInput> {
+        let path = self
+            .targets
+            .as_deref()
+            .ok_or_else(|| BadInput("--targets FILE is required: the ledger whose addresses are scanned".into()))?;
+        Ok(self.ledger_format.options(path))
     }
 
     pub fn selection(&self) -> crate::scope::Selection {
@@ -338,6 +381,18 @@ impl ScopeArgs {
             enterprises: self.enterprise.clone(),
             ..Default::default()
         }
+    }
+
+    /// The pipeline's scope options (hostnames resolved through `resolver`).
+    pub fn options(&self, resolver: Option<SocketAddr>) -> Result<ScopeOptions, BadInput> {
+        Ok(ScopeOptions {
+            ledger: self.ledger()?,
+            exclude: self.exclude.clone(),
+            fingerprints: self.fingerprints.clone(),
+            ports: self.ports.clone().map(|p| p.0),
+            selection: self.selection(),
+            resolver,
+        })
     }
 }
 
@@ -391,6 +446,41 @@ pub struct EngineArgs {
     pub quiet: bool,
 }
 
+impl EngineArgs {
+    /// The pipeline's scan options.
+    pub fn options(&self) -> ScanOptions {
+        ScanOptions {
+            engine: EngineConfig {
+                concurrency: self.concurrency,
+                rate: NonZeroU32::new(self.rate),
+                per_host: self.per_host,
+                host_interval: self.host_interval,
+                target_deadline: self.target_deadline,
+                ..EngineConfig::default()
+            },
+            probe: ProbeSettings {
+                limits: Limits {
+                    connect_timeout: self.connect_timeout,
+                    read_timeout: self.read_timeout,
+                    udp_retries: self.udp_retries,
+                    ..Limits::default()
+                },
+                banner_wait: self.banner_wait,
+                deep: self.deep,
+                enabled: self.enable_probe.clone(),
+            },
+            seed: self.seed,
+            shard: self.shard,
+        }
+    }
+
+    /// How the run shows progress, stopped by `stop`.
+    pub fn run_options(&self, stop: CancellationToken) -> RunOptions {
+        let progress = if self.quiet { ProgressStyle::Quiet } else { ProgressStyle::Auto };
+        RunOptions { progress, stop, keep_findings: false }
+    }
+}
+
 fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
     s.parse::<SocketAddr>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
@@ -399,11 +489,28 @@ fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
 
 /// A parsed `--ports` list (a newtype, so clap takes the whole list as one value).
 #[derive(Debug, Clone)]
-pub struct PortList(pub Vec<crate::targets::PortSpec>);
+pub struct PortList(pub Vec<crate::scope::PortSpec>);
 
 impl std::str::FromStr for PortList {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        crate::targets::parse_ports(s).map(PortList)
+        crate::scope::parse_ports(s).map(PortList)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The options a command line without engine flags gives are the pipeline's defaults: the defaults
+    /// are written once on each side, and this keeps them equal.
+    #[test]
+    fn the_command_line_defaults_are_the_pipelines() {
+        let Command::Scan(args) = Cli::parse_from(["otscope", "scan"]).command else { unreachable!() };
+        let given = args.engine.options();
+        let defaults = ScanOptions::default();
+        assert_eq!(format!("{:?}", given.engine), format!("{:?}", defaults.engine));
+        assert_eq!(format!("{:?}", given.probe), format!("{:?}", defaults.probe));
+        assert_eq!((given.seed, given.shard), (defaults.seed, defaults.shard));
     }
 }

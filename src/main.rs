@@ -1,4 +1,5 @@
-use otscope::commands::{self, BadInput, EXIT_BAD_INPUT};
+use otscope::config::{parse_command_line, CommandLineError};
+use otscope::error::{BadInput, EXIT_BAD_INPUT, EXIT_INTERRUPTED};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
@@ -10,7 +11,15 @@ async fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = otscope::config::parse_command_line();
+    let cli = match parse_command_line(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(CommandLineError::Clap(e)) => e.exit(),
+        Err(CommandLineError::Config(e)) => {
+            eprintln!("{e}");
+            eprintln!("nothing was probed");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
     let default = match cli.verbose {
         0 => "otscope=info",
         1 => "otscope=debug",
@@ -21,7 +30,18 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match commands::run(cli).await {
+    // Commands that probe stop cleanly on the first signal and quit at once on the second; the others
+    // quit at once on the first.
+    let signals = otscope::signals::listen();
+    let quit = if otscope::commands::stops_cleanly(&cli.command) { signals.second } else { signals.first.clone() };
+    let outcome = tokio::select! {
+        outcome = otscope::commands::run(cli, signals.first) => outcome,
+        _ = quit.cancelled() => {
+            eprintln!("quitting at once");
+            std::process::exit(EXIT_INTERRUPTED.into());
+        }
+    };
+    match outcome {
         Ok(code) => code,
         Err(e) if e.is::<BadInput>() => {
             eprintln!("{e}");

@@ -5,23 +5,12 @@
 
 mod common;
 
-use common::{ledger, tcp_device, Handler, Responder};
+use common::{banner_device, ledger, tcp_device, Responder};
+use otscope_lab::modbus;
 use std::path::Path;
 use std::process::{Command, Output};
 
-const FAST: [&str; 11] = [
-    "--rate",
-    "0",
-    "--host-interval",
-    "0ms",
-    "--banner-wait",
-    "300ms",
-    "--connect-timeout",
-    "500ms",
-    "--read-timeout",
-    "500ms",
-    "--quiet",
-];
+use common::FAST;
 
 fn otscope(args: &[&str], db: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_otscope")).args(args).args(FAST).arg("--db").arg(db).output().unwrap()
@@ -68,42 +57,33 @@ expect = { vendor = "Acme", product = "X1", version = "2" }
 
 /// A Modbus/TCP device that serves the basic identification objects (function 43/14) on every unit.
 async fn modbus_device(addr: &str, vendor: &'static str, product: &'static str, revision: &'static str) -> Responder {
-    tcp_device(addr, move || -> Handler {
-        Box::new(move |req: &[u8]| {
-            if req.len() < 8 || req[2..4] != [0, 0] {
-                return None;
-            }
-            let (tid, unit, pdu) = ([req[0], req[1]], req[6], &req[7..]);
-            let reply = match pdu {
-                [0x2B, 0x0E, 1, _] => {
-                    let mut r = vec![0x2B, 0x0E, 1, 0x01, 0x00, 0x00, 3];
-                    for (id, value) in [(0u8, vendor), (1, product), (2, revision)] {
-                        r.extend([id, value.len() as u8]);
-                        r.extend_from_slice(value.as_bytes());
-                    }
-                    r
-                }
-                [0x2B, 0x0E, ..] => vec![0xAB, 0x03],
-                [f, ..] => vec![f | 0x80, 0x01],
-                [] => return None,
-            };
-            let mut adu = vec![tid[0], tid[1], 0, 0];
-            adu.extend(((reply.len() + 1) as u16).to_be_bytes());
-            adu.push(unit);
-            adu.extend(reply);
-            Some(adu)
-        })
-    })
-    .await
+    let device = modbus::Device {
+        units: (0..=255).collect(),
+        absent_units: vec![],
+        identification: modbus::Identification::Serve {
+            conformity: 0x01,
+            objects: vec![(0, vendor), (1, product), (2, revision)],
+            per_reply: 3,
+        },
+        holding_register: false,
+        server_id: None,
+        seen: None,
+    };
+    tcp_device(addr, move || device.handler()).await
 }
 
 /// Which of the devices were connected to since `before` was taken.
-fn probed(devices: &[(&str, &Responder)], before: &[usize]) -> Vec<String> {
-    devices.iter().zip(before).filter(|((_, r), b)| r.count() > **b).map(|((name, _), _)| name.to_string()).collect()
+fn probed(devices: &[(&str, &Responder)], before: &[u64]) -> Vec<String> {
+    devices
+        .iter()
+        .zip(before)
+        .filter(|((_, r), b)| r.connections() > **b)
+        .map(|((name, _), _)| name.to_string())
+        .collect()
 }
 
-fn counts(devices: &[(&str, &Responder)]) -> Vec<usize> {
-    devices.iter().map(|(_, r)| r.count()).collect()
+fn counts(devices: &[(&str, &Responder)]) -> Vec<u64> {
+    devices.iter().map(|(_, r)| r.connections()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,13 +95,13 @@ async fn each_selection_probes_exactly_its_devices_and_prints_them_by_enterprise
         "E1,甲水厂,浦东新区,water,important,127.128.1.0/29,c\nE2,乙电厂,闵行区,energy,general,127.128.1.17,c\nE3,丙工厂,闵行区,manufacturing,important,127.128.1.33,c\nX,,,,exclude,127.128.1.6,\n",
     );
     let ledger = ledger.display().to_string();
-    let r1 = Responder::start("127.128.1.1:2222", Some(b"Lab PLC FW 1.0\r\n")).await;
-    let r2 = Responder::start("127.128.1.2:2222", Some(b"Lab RTU FW 2.0\r\n")).await;
-    let r5 = Responder::start("127.128.1.5:2222", Some(b"Acme HMI FW 3.0\r\n")).await;
-    let r6 = Responder::start("127.128.1.6:2222", Some(b"Lab PLC FW 9.9\r\n")).await;
-    let r17 = Responder::start("127.128.1.17:2222", Some(b"Lab PLC FW 4.0\r\n")).await;
-    let r33 = Responder::start("127.128.1.33:2222", Some(b"Lab GW FW 5.0\r\n")).await;
-    let r100 = Responder::start("127.128.1.100:2222", Some(b"Lab PLC FW 6.0\r\n")).await;
+    let r1 = banner_device("127.128.1.1:2222", Some(b"Lab PLC FW 1.0\r\n")).await;
+    let r2 = banner_device("127.128.1.2:2222", Some(b"Lab RTU FW 2.0\r\n")).await;
+    let r5 = banner_device("127.128.1.5:2222", Some(b"Acme HMI FW 3.0\r\n")).await;
+    let r6 = banner_device("127.128.1.6:2222", Some(b"Lab PLC FW 9.9\r\n")).await;
+    let r17 = banner_device("127.128.1.17:2222", Some(b"Lab PLC FW 4.0\r\n")).await;
+    let r33 = banner_device("127.128.1.33:2222", Some(b"Lab GW FW 5.0\r\n")).await;
+    let r100 = banner_device("127.128.1.100:2222", Some(b"Lab PLC FW 6.0\r\n")).await;
     let devices = [(".1", &r1), (".2", &r2), (".5", &r5), (".6", &r6), (".17", &r17), (".33", &r33), (".100", &r100)];
     let check = |extra: &[&str]| {
         let mut args = vec!["check", "--targets", &ledger, "--fingerprints", &lib];
@@ -218,7 +198,7 @@ summary: 3 open, 0 new, 0 changed, 0 gone, 3 persisting; recorded as scan 4
         assert!(text(&o).contains("nothing was probed"), "{}", text(&o));
         assert_eq!(hit, Vec::<String>::new(), "{args:?}");
     }
-    assert_eq!((r6.count(), r100.count()), (0, 0), "excluded and unregistered addresses are never probed");
+    assert_eq!((r6.connections(), r100.connections()), (0, 0), "excluded and unregistered addresses are never probed");
 
     let o = Command::new(env!("CARGO_BIN_EXE_otscope")).args(["history", "--db"]).arg(&db).output().unwrap();
     let kinds: Vec<&str> = std::str::from_utf8(&o.stdout)
@@ -237,8 +217,8 @@ async fn exit_status_says_whether_a_device_changed_since_the_last_scan() {
     let lib = lab_library(dir.path(), "\"2222\"");
     let (_l, ledger) = ledger("P1,丁水务,浦东新区,water,important,127.128.2.1-127.128.2.2,c\n");
     let ledger = ledger.display().to_string();
-    let plc = Responder::start("127.128.2.1:2222", Some(b"Lab PLC FW 1.0\r\n")).await;
-    let rtu = Responder::start("127.128.2.2:2222", Some(b"Lab RTU FW 2.0\r\n")).await;
+    let plc = banner_device("127.128.2.1:2222", Some(b"Lab PLC FW 1.0\r\n")).await;
+    let rtu = banner_device("127.128.2.2:2222", Some(b"Lab RTU FW 2.0\r\n")).await;
     let out = dir.path().join("f.jsonl").display().to_string();
     let o = otscope(&["scan", "--targets", &ledger, "--fingerprints", &lib, "--out", &out], &db);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -251,7 +231,7 @@ async fn exit_status_says_whether_a_device_changed_since_the_last_scan() {
     // The PLC's firmware changes and the RTU disappears.
     plc.stop().await;
     rtu.stop().await;
-    let _plc = Responder::start("127.128.2.1:2222", Some(b"Lab PLC FW 1.1\r\n")).await;
+    let _plc = banner_device("127.128.2.1:2222", Some(b"Lab PLC FW 1.1\r\n")).await;
     let o = otscope(&check, &db);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert_eq!(
@@ -275,11 +255,11 @@ async fn vendor_and_protocol_checks_probe_only_those_services() {
     let lib = lab_library(dir.path(), "\"2222\", \"502\"");
     let (_l, ledger) = ledger("V1,戊制造,闵行区,manufacturing,general,127.128.3.1-127.128.3.3,c\n");
     let ledger = ledger.display().to_string();
-    let b1 = Responder::start("127.128.3.1:2222", Some(b"Acme RTU FW 1.0\r\n")).await;
+    let b1 = banner_device("127.128.3.1:2222", Some(b"Acme RTU FW 1.0\r\n")).await;
     let m1 = modbus_device("127.128.3.1:502", "Lab Systems", "LS-10", "3.2").await;
-    let b2 = Responder::start("127.128.3.2:2222", Some(b"Lab PLC FW 3.0\r\n")).await;
+    let b2 = banner_device("127.128.3.2:2222", Some(b"Lab PLC FW 3.0\r\n")).await;
     let m2 = modbus_device("127.128.3.2:502", "ACME Industrial", "AC-500", "1.4").await;
-    let b3 = Responder::start("127.128.3.3:2222", Some(b"Other GW FW 1.0\r\n")).await;
+    let b3 = banner_device("127.128.3.3:2222", Some(b"Other GW FW 1.0\r\n")).await;
     let m3 = modbus_device("127.128.3.3:502", "Other", "O-1", "9").await;
     let devices =
         [(".1:2222", &b1), (".1:502", &m1), (".2:2222", &b2), (".2:502", &m2), (".3:2222", &b3), (".3:502", &m3)];

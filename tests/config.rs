@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{fingerprints_dir, Responder};
+use common::{banner_device, fingerprints_dir};
 use otscope::cli::{Cli, Command};
-use otscope::commands::plan_scan;
 use otscope::ledger::Level;
+use otscope::pipeline;
 use otscope::store::{SqliteStore, Store};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -73,16 +73,7 @@ async fn a_profile_reaches_the_plan_and_the_command_line_wins() {
     };
     let args = plan_of(&[]);
     let s = &args.scope;
-    let plan = plan_scan(
-        s.ledger().unwrap(),
-        None,
-        &s.fingerprints,
-        s.ports.clone().map(|p| p.0),
-        &s.selection(),
-        &args.engine,
-    )
-    .await
-    .unwrap();
+    let plan = pipeline::plan(&s.options(args.engine.resolver).unwrap(), &args.engine.options()).await.unwrap();
     assert_eq!(plan.engine.rate.map(|r| r.get()), Some(500));
     assert_eq!(plan.engine.concurrency, 8);
     assert_eq!(plan.engine.per_host, 2);
@@ -100,16 +91,7 @@ async fn a_profile_reaches_the_plan_and_the_command_line_wins() {
     // The command line wins, option by option; a list given on the command line replaces the profile's.
     let args = plan_of(&["--rate", "0", "--ports", "2224", "--level", "general", "--concurrency=3"]);
     let s = &args.scope;
-    let plan = plan_scan(
-        s.ledger().unwrap(),
-        None,
-        &s.fingerprints,
-        s.ports.clone().map(|p| p.0),
-        &s.selection(),
-        &args.engine,
-    )
-    .await
-    .unwrap();
+    let plan = pipeline::plan(&s.options(args.engine.resolver).unwrap(), &args.engine.options()).await.unwrap();
     assert_eq!(plan.engine.rate, None);
     assert_eq!(plan.engine.concurrency, 3);
     assert_eq!(plan.engine.per_host, 2, "what the command line does not give stays the profile's");
@@ -155,8 +137,8 @@ async fn a_profile_scan_is_recorded_as_the_profile_and_exported() {
     );
     let (dir, path) = setup(&config);
     std::fs::create_dir_all(dir.path().join("out")).unwrap();
-    let _a = Responder::start("127.127.1.1:2222", Some(b"FW 1.0\r\n")).await;
-    let _b = Responder::start("127.127.1.10:2222", Some(b"FW 2.0\r\n")).await;
+    let _a = banner_device("127.127.1.1:2222", Some(b"FW 1.0\r\n")).await;
+    let _b = banner_device("127.127.1.10:2222", Some(b"FW 2.0\r\n")).await;
     let c = path.to_str().unwrap().to_string();
     let o = tokio::task::spawn_blocking(move || otscope(&["scan", "--config", &c])).await.unwrap();
     assert!(o.status.success(), "{}", text(&o));
@@ -197,11 +179,11 @@ async fn unknown_keys_and_bad_values_are_reported_and_nothing_is_probed() {
     // The valid profile does probe the device: the counts below mean something.
     let (dir, path) = setup(LAB);
     lab_ledger_with_device(dir.path());
-    let device = Responder::start("127.127.2.1:2222", Some(b"FW 1.0\r\n")).await;
+    let device = banner_device("127.127.2.1:2222", Some(b"FW 1.0\r\n")).await;
     let c = path.display().to_string();
     let o = tokio::task::spawn_blocking(move || otscope(&["scan", "--config", &c])).await.unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    assert!(device.count() > 0);
+    assert!(device.connections() > 0);
     device.stop().await;
 
     for (broken, line, message) in [
@@ -250,10 +232,10 @@ async fn unknown_keys_and_bad_values_are_reported_and_nothing_is_probed() {
 }
 
 /// Runs `args --config FILE` against a lab whose one device counts connections.
-async fn refused_in_lab(config: &str, args: &[&str]) -> (String, usize) {
+async fn refused_in_lab(config: &str, args: &[&str]) -> (String, u64) {
     let (dir, path) = setup(config);
     lab_ledger_with_device(dir.path());
-    let device = Responder::start("127.127.2.1:2222", Some(b"FW 1.0\r\n")).await;
+    let device = banner_device("127.127.2.1:2222", Some(b"FW 1.0\r\n")).await;
     let mut argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     argv.extend(["--config".to_string(), path.display().to_string()]);
     let o = tokio::task::spawn_blocking(move || otscope(&argv.iter().map(String::as_str).collect::<Vec<_>>()))
@@ -261,7 +243,7 @@ async fn refused_in_lab(config: &str, args: &[&str]) -> (String, usize) {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let count = device.count();
+    let count = device.connections();
     device.stop().await;
     (text(&o).replace(&path.display().to_string(), "otscope.toml"), count)
 }
@@ -277,7 +259,7 @@ fn the_shipped_example_is_valid_and_safe() {
         assert_eq!(args.scope.targets, Some(example.parent().unwrap().join("targets.example")), "{}", p.name);
         assert_eq!(args.scope.fingerprints, fingerprints_dir(), "{}", p.name);
     }
-    let ledger = otscope::ledger::Ledger::load(&example.parent().unwrap().join("targets.example")).unwrap();
+    let ledger = otscope::ledger::Ledger::load(&example.parent().unwrap().join("targets.example").into()).unwrap();
     for e in &ledger.enterprises {
         for t in &e.targets {
             let s = format!("{t:?}");

@@ -3,15 +3,13 @@
 
 mod common;
 
-use common::Responder;
+use common::banner_device;
 use otscope::store::{ScanRecord, SqliteStore, Store};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
 
 /// A folder with a ledger, a one-rule library (banner `FW x` is firmware x) and `otscope.toml`.
 fn lab(ledger_rows: &str, config: &str) -> (tempfile::TempDir, PathBuf) {
@@ -126,9 +124,9 @@ async fn scheduled_scans_are_recorded_and_exported_and_sigterm_stops_cleanly() {
         &config,
     );
     std::fs::create_dir_all(dir.path().join("state")).unwrap();
-    let _a = Responder::start("127.127.10.1:2222", Some(b"FW 1.0\r\n")).await;
-    let _b = Responder::start("127.127.10.2:2222", Some(b"FW 2.0\r\n")).await;
-    let _c = Responder::start("127.127.10.9:2222", Some(b"FW 9.0\r\n")).await;
+    let _a = banner_device("127.127.10.1:2222", Some(b"FW 1.0\r\n")).await;
+    let _b = banner_device("127.127.10.2:2222", Some(b"FW 2.0\r\n")).await;
+    let _c = banner_device("127.127.10.9:2222", Some(b"FW 9.0\r\n")).await;
 
     let mut daemon = Daemon::start(&path);
     daemon
@@ -183,52 +181,14 @@ async fn scheduled_scans_are_recorded_and_exported_and_sigterm_stops_cleanly() {
     assert!(out.contains("time zone UTC"), "{out}");
 }
 
-/// A device that accepts and never answers, counting the connections it accepts (each held until the
-/// peer closes it, or 10 seconds).
-struct Silent {
-    accepted: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Silent {
-    async fn start(addr: &str) -> Silent {
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let a = accepted.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                a.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 1024];
-                    // Bounded: until the peer closes, or 10 seconds.
-                    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-                        while let Ok(n) = sock.read(&mut buf).await {
-                            if n == 0 {
-                                break;
-                            }
-                        }
-                    })
-                    .await;
-                });
-            }
-        });
-        Silent { accepted, task }
-    }
-}
-
-impl Drop for Silent {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_outlasting_its_period_is_skipped_never_doubled() {
     // Each scan waits 2 s for a banner that never comes (the deadline ends it at 2 s); the schedule asks
     // for a run every second.
     let config = "timezone = \"UTC\"\n[profile.slow]\ntargets = \"ledger.csv\"\nfingerprints = \"fp\"\nports = \"2222\"\nrate = 0\nbanner-wait = \"2s\"\nread-timeout = \"1s\"\nconnect-timeout = \"1s\"\ntarget-deadline = \"2s\"\nquiet = true\nschedule = \"* * * * * *\"\n";
     let (dir, path) = lab("S-1,慢设备,浦东新区,water,important,127.127.20.1,c\n", config);
-    let device = Silent::start("127.127.20.1:2222").await;
+    // A device that accepts and never answers.
+    let device = banner_device("127.127.20.1:2222", None).await;
 
     let mut daemon = Daemon::start(&path);
     daemon
@@ -241,7 +201,7 @@ async fn a_run_outlasting_its_period_is_skipped_never_doubled() {
         .await;
     // SIGTERM while the second scan waits for its banner: it stops cleanly, as a partial scan.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let accepted = device.accepted.load(Ordering::SeqCst);
+    let accepted = device.connections();
     assert_eq!(daemon.terminate(Duration::from_secs(10)).await, Some(0), "{}", daemon.log());
     let log = daemon.log();
     assert!(log.contains("the previous run, started at"), "{log}");
@@ -268,7 +228,7 @@ async fn a_broken_reload_is_refused_and_the_schedule_goes_on() {
         "timezone = \"UTC\"\n[profile.lab]\ntargets = \"ledger.csv\"\nfingerprints = \"fp\"\nports = \"2222\"\n{FAST}schedule = \"*/2 * * * * *\"\n# padding so the broken file below has the same size\n"
     );
     let (dir, path) = lab("R-1,重载工厂,闵行区,energy,important,127.127.30.1,c\n", &good);
-    let _device = Responder::start("127.127.30.1:2222", Some(b"FW 3.0\r\n")).await;
+    let _device = banner_device("127.127.30.1:2222", Some(b"FW 3.0\r\n")).await;
     let mut daemon = Daemon::start(&path);
     daemon
         .wait_for(Duration::from_secs(8), "a first scan", |log| log.iter().any(|l| l.contains("scan finished")))

@@ -3,23 +3,11 @@
 
 mod common;
 
-use common::{ledger, Responder};
+use common::{banner_device, ledger};
 use std::path::Path;
 use std::process::{Command, Output};
 
-const FAST: [&str; 11] = [
-    "--rate",
-    "0",
-    "--host-interval",
-    "0ms",
-    "--banner-wait",
-    "300ms",
-    "--connect-timeout",
-    "500ms",
-    "--read-timeout",
-    "500ms",
-    "--quiet",
-];
+use common::FAST;
 
 fn otscope(args: &[&str], db: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_otscope")).args(args).arg("--db").arg(db).output().unwrap()
@@ -50,9 +38,9 @@ async fn event_from_baseline_to_zero_report_to_drift() {
         "I1,重点水厂,浦东新区,water,important,127.118.0.1-127.118.0.3,c\nI2,重点电厂,闵行区,energy,important,127.118.1.1,c\nG1,一般工厂,闵行区,manufacturing,general,127.118.2.1,c\n",
     );
     let ledger = ledger.display().to_string();
-    let plc = Responder::start("127.118.0.1:2222", Some(b"FW 1.0\r\n")).await;
-    let _rtu = Responder::start("127.118.1.1:2222", Some(b"FW 5.0\r\n")).await;
-    let general = Responder::start("127.118.2.1:2222", Some(b"FW 7.0\r\n")).await;
+    let plc = banner_device("127.118.0.1:2222", Some(b"FW 1.0\r\n")).await;
+    let _rtu = banner_device("127.118.1.1:2222", Some(b"FW 5.0\r\n")).await;
+    let general = banner_device("127.118.2.1:2222", Some(b"FW 7.0\r\n")).await;
 
     let mut start =
         vec!["event", "start", "expo", "--targets", &ledger, "--level", "important", "--fingerprints", &lib];
@@ -60,7 +48,7 @@ async fn event_from_baseline_to_zero_report_to_drift() {
     let o = otscope(&start, &db);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("event expo opened: baseline scan 1, 2 open services"), "{}", text(&o));
-    assert_eq!(general.count(), 0, "the general object is outside the event's selection");
+    assert_eq!(general.connections(), 0, "the general object is outside the event's selection");
 
     let mut check: Vec<&str> = vec!["event", "check", "expo"];
     check.extend(FAST);
@@ -86,9 +74,9 @@ async fn event_from_baseline_to_zero_report_to_drift() {
     // object's change is outside the event.
     plc.stop().await;
     general.stop().await;
-    let _plc = Responder::start("127.118.0.1:2222", Some(b"FW 1.1\r\n")).await;
-    let _new = Responder::start("127.118.0.3:2222", Some(b"FW 2.0\r\n")).await;
-    let _general = Responder::start("127.118.2.1:2222", Some(b"FW 8.0\r\n")).await;
+    let _plc = banner_device("127.118.0.1:2222", Some(b"FW 1.1\r\n")).await;
+    let _new = banner_device("127.118.0.3:2222", Some(b"FW 2.0\r\n")).await;
+    let _general = banner_device("127.118.2.1:2222", Some(b"FW 8.0\r\n")).await;
     let drift_file = dir.path().join("drift.jsonl");
     let drift_s = drift_file.display().to_string();
     let mut check2 = check.clone();

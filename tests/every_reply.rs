@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{tcp_device, Handler, Responder};
+use common::{banner_device, tcp_device, Handler};
 use std::sync::{Arc, Mutex};
 
 const NGINX_400: &[u8] = b"HTTP/1.1 400 Bad Request\r\nServer: nginx/1.22.1\r\nDate: Thu, 03 Dec 2026 11:00:36 GMT\r\n\
@@ -40,7 +40,7 @@ async fn a_web_server_answering_ics_requests_is_named_from_its_400_page() {
         seen.push(s);
     }
     let (_dir, ledger) = common::ledger("R-1,replies,d,s,important,127.117.0.1,c\n");
-    let findings = common::scan(&ledger, "502,1911,4840", &Default::default(), &[]).await;
+    let findings = common::scan(&ledger, "502,1911,4840", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for (f, port) in findings.iter().zip(ports) {
         assert_eq!(f.port, port);
@@ -60,9 +60,9 @@ async fn a_web_server_answering_ics_requests_is_named_from_its_400_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_greeting_read_as_the_reply_to_an_ics_request_names_the_service() {
     // An SSH daemon on 102 greets as soon as the S7 probe connects: its greeting is the reply.
-    let _ssh = Responder::start("127.117.0.2:102", Some(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")).await;
+    let _ssh = banner_device("127.117.0.2:102", Some(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")).await;
     let (_dir, ledger) = common::ledger("R-2,replies,d,s,important,127.117.0.2,c\n");
-    let findings = common::scan(&ledger, "102", &Default::default(), &[]).await;
+    let findings = common::scan(&ledger, "102", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("ssh", false), "{f:#?}");
@@ -75,7 +75,7 @@ async fn a_reply_that_validates_as_nothing_stays_unknown_with_its_evidence() {
     let _garbage =
         tcp_device("127.117.0.3:502", answering(b"\x00\x07 not a protocol \xde\xad\xbe\xef", seen.clone())).await;
     let (_dir, ledger) = common::ledger("R-3,replies,d,s,important,127.117.0.3,c\n");
-    let findings = common::scan(&ledger, "502", &Default::default(), &[]).await;
+    let findings = common::scan(&ledger, "502", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics, f.rule.as_deref()), ("unknown", false, None), "{f:#?}");

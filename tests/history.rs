@@ -3,11 +3,10 @@
 
 mod common;
 
-use common::{engine_args, ledger, Responder};
-use otscope::commands::{plan_scan, run_scan, Recording};
-use otscope::engine::ProgressStyle;
+use common::{banner_device, ledger};
 use otscope::findings::{Change, Finding};
 use otscope::history::diff;
+use otscope::pipeline::{self, Recording, RunOptions, ScanPlan, ScopeOptions};
 use otscope::scope::Selection;
 use otscope::store::{SqliteStore, Store};
 use std::collections::BTreeMap;
@@ -21,10 +20,11 @@ async fn recorded_scan(
     selection: &Selection,
     stop: Option<CancellationToken>,
 ) -> (i64, Vec<Finding>) {
-    let plan = plan_scan(ledger, None, lib, None, selection, &engine_args(&[])).await.unwrap();
+    let plan = plan_of(ledger, lib, selection).await;
     let store = SqliteStore::open(db).unwrap();
     let history = Some(Recording::New(Box::new(store), Box::new(plan.scan_start("scan"))));
-    let report = run_scan(&plan, history, Vec::new(), ProgressStyle::Quiet, stop.unwrap_or_default()).await.unwrap();
+    let run = RunOptions { stop: stop.unwrap_or_default(), keep_findings: true, ..RunOptions::default() };
+    let report = pipeline::run(&plan, history, Vec::new(), run).await.unwrap();
     assert!(report.history_error.is_none(), "{:?}", report.history_error);
     (report.scan_id.unwrap(), report.findings)
 }
@@ -40,10 +40,10 @@ async fn two_scans_of_a_changing_lab_give_the_exact_diff() {
     let db = dir.path().join("h.db");
     let (_l, ledger) = ledger("E1,一号水厂,浦东新区,water,important,127.117.0.1-127.117.0.4,c\nE2,二号电厂,闵行区,energy,general,127.117.1.1,c\n");
 
-    let a = Responder::start("127.117.0.1:2222", Some(b"FW 1.0\r\n")).await;
-    let b = Responder::start("127.117.0.2:2222", Some(b"FW 2.0\r\n")).await;
-    let c = Responder::start("127.117.0.3:2222", Some(b"FW 3.0\r\n")).await;
-    let other_district = Responder::start("127.117.1.1:2222", Some(b"FW 9.0\r\n")).await;
+    let a = banner_device("127.117.0.1:2222", Some(b"FW 1.0\r\n")).await;
+    let b = banner_device("127.117.0.2:2222", Some(b"FW 2.0\r\n")).await;
+    let c = banner_device("127.117.0.3:2222", Some(b"FW 3.0\r\n")).await;
+    let other_district = banner_device("127.117.1.1:2222", Some(b"FW 9.0\r\n")).await;
     let (first, found) = recorded_scan(&ledger, &lib, &db, &Selection::default(), None).await;
     assert_eq!(found.len(), 4);
     assert!(found.iter().all(|f| f.change == Some(Change::New)), "{found:#?}");
@@ -52,8 +52,8 @@ async fn two_scans_of_a_changing_lab_give_the_exact_diff() {
     // Between the scans: b's firmware changes, c goes away, d appears; a stays.
     b.stop().await;
     c.stop().await;
-    let _b = Responder::start("127.117.0.2:2222", Some(b"FW 2.1\r\n")).await;
-    let _d = Responder::start("127.117.0.4:2222", Some(b"FW 4.0\r\n")).await;
+    let _b = banner_device("127.117.0.2:2222", Some(b"FW 2.1\r\n")).await;
+    let _d = banner_device("127.117.0.4:2222", Some(b"FW 4.0\r\n")).await;
     let (second, found) = recorded_scan(&ledger, &lib, &db, &Selection::default(), None).await;
     let got = by_ip(&found);
     assert_eq!(got["127.117.0.1"].change, Some(Change::Persisting));
@@ -101,7 +101,7 @@ async fn an_interrupted_scan_claims_nothing_gone() {
     let lib = common::firmware_library(dir.path());
     let db = dir.path().join("h.db");
     let (_l, ledger) = ledger("E1,a,d,s,general,127.117.2.1-127.117.2.2,c\n");
-    let a = Responder::start("127.117.2.1:2222", Some(b"FW 1.0\r\n")).await;
+    let a = banner_device("127.117.2.1:2222", Some(b"FW 1.0\r\n")).await;
     let (first, _) = recorded_scan(&ledger, &lib, &db, &Selection::default(), None).await;
     a.stop().await;
     let stop = CancellationToken::new();
@@ -161,9 +161,9 @@ async fn district_exports_put_each_finding_in_its_district_file_only() {
     let (_l, ledger) = ledger(
         "P1,浦东一厂,浦东新区,water,important,127.117.3.1,c\nP2,浦东二厂,浦东新区,water,general,127.117.3.2,c\nM1,\"闵行<化工>\",闵行区/莘庄,chemical,important,127.117.3.3,c\n",
     );
-    let _a = Responder::start("127.117.3.1:2222", Some(b"FW 1.0\r\n")).await;
-    let _b = Responder::start("127.117.3.2:2222", Some(b"FW 2.0\r\n")).await;
-    let _c = Responder::start("127.117.3.3:2222", Some(b"FW 3.0\r\n")).await;
+    let _a = banner_device("127.117.3.1:2222", Some(b"FW 1.0\r\n")).await;
+    let _b = banner_device("127.117.3.2:2222", Some(b"FW 2.0\r\n")).await;
+    let _c = banner_device("127.117.3.3:2222", Some(b"FW 3.0\r\n")).await;
     recorded_scan(&ledger, &lib, &db, &Selection::default(), None).await;
 
     let bin = env!("CARGO_BIN_EXE_otscope");
@@ -211,20 +211,19 @@ async fn district_exports_put_each_finding_in_its_district_file_only() {
     assert!(parsed.iter().all(|f| f.change == Some(Change::New)));
 }
 
+/// The plan of a scan of `ledger` with the library `lib` and the tests' options.
+async fn plan_of(ledger: &Path, lib: &Path, selection: &Selection) -> ScanPlan {
+    let scope = ScopeOptions { selection: selection.clone(), ..ScopeOptions::new(ledger, lib) };
+    pipeline::plan(&scope, &common::options()).await.unwrap()
+}
+
 /// Runs a recorded scan whose store was tampered with first; returns the report.
-async fn scan_with_store(ledger: &Path, lib: &Path, store: SqliteStore, out: &Path) -> otscope::commands::ScanReport {
-    let plan = plan_scan(ledger, None, lib, None, &Selection::default(), &engine_args(&[])).await.unwrap();
+async fn scan_with_store(ledger: &Path, lib: &Path, store: SqliteStore, out: &Path) -> pipeline::ScanReport {
+    let plan = plan_of(ledger, lib, &Selection::default()).await;
     let sink = otscope::findings::JsonlWriter::new(std::fs::File::create(out).unwrap());
     let history = Some(Recording::New(Box::new(store), Box::new(plan.scan_start("scan"))));
-    run_scan(
-        &plan,
-        history,
-        vec![otscope::findings::Sink::new(out.display().to_string(), sink)],
-        ProgressStyle::Quiet,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap()
+    let sinks = vec![otscope::findings::Sink::new(out.display().to_string(), sink)];
+    pipeline::run(&plan, history, sinks, RunOptions::default()).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,7 +233,7 @@ async fn a_full_or_read_only_history_loses_no_finding() {
     let (_l, ledger) = ledger("E1,a,d,s,general,127.117.4.1-127.117.4.16,c\n");
     let mut devices = Vec::new();
     for i in 1..=16 {
-        devices.push(Responder::start(&format!("127.117.4.{i}:2222"), Some(b"FW 1.0\r\n")).await);
+        devices.push(banner_device(&format!("127.117.4.{i}:2222"), Some(b"FW 1.0\r\n")).await);
     }
 
     // A disk that fills up while the scan runs: SQLite reports SQLITE_FULL once its page budget is spent.
@@ -253,9 +252,9 @@ async fn a_full_or_read_only_history_loses_no_finding() {
     let store = SqliteStore::open(&db).unwrap();
     store.connection().pragma_update(None, "query_only", true).unwrap();
     let out = dir.path().join("ro.jsonl");
-    let plan = plan_scan(&ledger, None, &lib, None, &Selection::default(), &engine_args(&[])).await.unwrap();
+    let plan = plan_of(&ledger, &lib, &Selection::default()).await;
     let history = Some(Recording::New(Box::new(store), Box::new(plan.scan_start("scan"))));
-    let err = run_scan(&plan, history, Vec::new(), ProgressStyle::Quiet, CancellationToken::new()).await.unwrap_err();
+    let err = pipeline::run(&plan, history, Vec::new(), RunOptions::default()).await.unwrap_err();
     assert!(err.to_string().contains("read-only") || err.to_string().contains("readonly"), "{err}");
     assert!(!out.exists());
 }
@@ -268,7 +267,7 @@ async fn killing_a_scan_never_corrupts_the_history() {
     let (_l, ledger) = ledger("E1,a,d,s,general,127.117.8.0/22,c\n");
     let mut devices = Vec::new();
     for i in 1..=40u8 {
-        devices.push(Responder::start(&format!("127.117.8.{i}:2222"), Some(b"FW 1.0\r\n")).await);
+        devices.push(banner_device(&format!("127.117.8.{i}:2222"), Some(b"FW 1.0\r\n")).await);
     }
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_otscope"))
         .args(["scan", "--rate", "300", "--banner-wait", "100ms", "--connect-timeout", "300ms", "--quiet", "--no-db"])

@@ -6,24 +6,10 @@
 
 mod common;
 
-use common::{tcp_device, Handler};
+use common::{tcp_device, Handler, FAST};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
-
-const FAST: [&str; 11] = [
-    "--rate",
-    "0",
-    "--host-interval",
-    "0ms",
-    "--banner-wait",
-    "300ms",
-    "--connect-timeout",
-    "500ms",
-    "--read-timeout",
-    "500ms",
-    "--quiet",
-];
 
 /// Modbus/TCP Read Device Identification (function 43, MEI 14) answered with conpot's default
 /// basic objects (VendorName Siemens, ProductCode SIMATIC, MajorMinorRevision S7-200); the regular

@@ -13,6 +13,9 @@
 
 mod common;
 
+use common::{Responder, Session};
+use otscope_lab::tls::Identity;
+use otscope_lab::{bacnet, s7};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io;
@@ -109,21 +112,6 @@ fn partial_reply(req: &[u8]) -> Vec<u8> {
     }
 }
 
-fn tpkt(tpdu: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x03, 0x00];
-    out.extend_from_slice(&((tpdu.len() + 4) as u16).to_be_bytes());
-    out.extend_from_slice(tpdu);
-    out
-}
-
-/// A COTP Connection Confirm (class 0, TPDU size 1024) for a Connection Request.
-fn cotp_cc() -> Vec<u8> {
-    let body = [0xD0, 0x00, 0x01, 0x44, 0x31, 0x00, 0xC0, 0x01, 0x0A, 0xC1, 0x02, 0x01, 0x00, 0xC2, 0x02, 0x01, 0x02];
-    let mut tpdu = vec![body.len() as u8];
-    tpdu.extend_from_slice(&body);
-    tpkt(&tpdu)
-}
-
 /// Plays `peer` on one connection, counting in `acted` each time the misbehaviour was delivered.
 async fn behave(peer: Peer, mut sock: TcpStream, seed: u64, acted: &AtomicUsize) -> io::Result<()> {
     let act = || acted.fetch_add(1, Ordering::SeqCst);
@@ -204,7 +192,7 @@ async fn behave(peer: Peer, mut sock: TcpStream, seed: u64, acted: &AtomicUsize)
                     return Ok(());
                 }
                 if buf[5] == 0xE0 {
-                    sock.write_all(&cotp_cc()).await?;
+                    sock.write_all(&s7::confirm(&[0x01, 0x00], &[0x01, 0x02], true)).await?;
                 } else {
                     // A DT TPDU carrying the start of an S7 ack-data header, in a TPKT claiming 0xFFFF bytes.
                     let mut reply = vec![0x03, 0x00, 0xFF, 0xFF, 0x02, 0xF0, 0x80, 0x32, 0x03, 0x00, 0x00];
@@ -258,30 +246,17 @@ async fn serve(addr: &str, peer: Peer, acted: Arc<AtomicUsize>) -> JoinHandle<()
     })
 }
 
-fn bvlc(npdu_apdu: &[u8]) -> Vec<u8> {
-    let mut r = vec![0x81, 0x0A];
-    r.extend_from_slice(&((4 + npdu_apdu.len()) as u16).to_be_bytes());
-    r.extend_from_slice(npdu_apdu);
-    r
-}
-
-/// What a plain BACnet/IP device (instance 1234, vendor 7) answers: I-Am to Who-Is, an Error
-/// (unknown property) to a confirmed ReadProperty; anything else is dropped.
+/// What a plain BACnet/IP device (instance 1234, vendor 7, no properties but its identifier and
+/// vendor) answers: I-Am to Who-Is, ReadProperty of its device object; anything else is dropped.
 fn bacnet_answer(req: &[u8]) -> Option<Vec<u8>> {
-    if req.len() < 8 || req[0..2] != [0x81, 0x0A] || req[4] != 0x01 || req[5] & 0xA8 != 0 {
-        return None;
-    }
-    let apdu = &req[6..];
-    match apdu[0] >> 4 {
-        1 if apdu[1] == 0x08 => {
-            let mut i_am = vec![0x01, 0x00, 0x10, 0x00, 0xC4];
-            i_am.extend_from_slice(&((8u32 << 22) | 1234).to_be_bytes());
-            i_am.extend_from_slice(&[0x22, 0x05, 0xC4, 0x91, 0x03, 0x21, 0x07]);
-            Some(bvlc(&i_am))
-        }
-        0 if apdu.len() >= 4 => Some(bvlc(&[0x01, 0x00, 0x50, apdu[2], 0x0C, 0x91, 0x02, 0x91, 0x20])),
-        _ => None,
-    }
+    let device = bacnet::Device {
+        instance: 1234,
+        vendor_id: 7,
+        answers_who_is: true,
+        accepts_wildcard: true,
+        strings: Default::default(),
+    };
+    device.answer(req)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -341,49 +316,17 @@ async fn serve_udp(addr: &str, peer: UdpPeer, acted: Arc<AtomicUsize>) -> JoinHa
     })
 }
 
-/// A self-signed certificate for `names` with its key.
-fn cert(names: Vec<String>, cn: &str) -> (rustls::pki_types::CertificateDer<'static>, rcgen::KeyPair) {
+/// A fresh self-signed certificate for `names`, with `cn` as its common name.
+fn cert(names: Vec<String>, cn: &str) -> Identity {
     let mut params = rcgen::CertificateParams::new(names).unwrap();
     params.distinguished_name.push(rcgen::DnType::CommonName, cn);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    (cert.der().clone(), key)
+    Identity::from_params(params).unwrap()
 }
 
-/// A TLS server whose Certificate message carries `chain` (the leaf first, signed by `key`); it
-/// completes handshakes and says nothing after them.
-async fn tls_server(
-    addr: &str,
-    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
-    key: rcgen::KeyPair,
-    handshakes: Arc<AtomicUsize>,
-) -> JoinHandle<()> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-    tokio::spawn(async move {
-        for _ in 0..MAX_CONNS {
-            let Ok((sock, _)) = listener.accept().await else { return };
-            let acceptor = acceptor.clone();
-            let handshakes = handshakes.clone();
-            tokio::spawn(async move {
-                let _ = timeout(CAP, async {
-                    let mut tls = acceptor.accept(sock).await?;
-                    handshakes.fetch_add(1, Ordering::SeqCst);
-                    let mut buf = [0u8; 4096];
-                    while tls.read(&mut buf).await? > 0 {}
-                    io::Result::Ok(())
-                })
-                .await;
-            });
-        }
-    })
+/// A TLS server whose Certificate message carries `identity`'s chain; it completes handshakes and
+/// says nothing after them.
+async fn tls_server(addr: &str, identity: Identity) -> Responder {
+    common::device(addr, Session::tls(identity), common::silent).await
 }
 
 /// The highest VmHWM (peak resident set, KiB) of a running process, if it can still be read.
@@ -571,7 +514,7 @@ async fn run_scan(dir: &std::path::Path, ledger: &std::path::Path, deep: bool) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_scan_of_hostile_peers_stays_bounded_and_identifies_nothing_false() {
     let mut tasks = Vec::new();
-    // Per address: how often its misbehaviour was delivered to the scanner (TLS: handshakes completed).
+    // Per address: how often its misbehaviour was delivered to the scanner.
     let mut acted: HashMap<String, Arc<AtomicUsize>> = HashMap::new();
     for (ip, peer) in TCP_PEERS {
         let count = acted.entry(ip.to_string()).or_default().clone();
@@ -590,16 +533,14 @@ async fn a_scan_of_hostile_peers_stays_bounded_and_identifies_nothing_false() {
         tasks.push(serve_udp(&format!("{ip}:47808"), peer, count).await);
     }
     // A chain of 30 self-signed certificates (the scanner records at most 8 of them).
-    let (leaf, leaf_key) = cert(vec!["chain.lab.test".into()], "chain.lab.test");
-    let mut chain = vec![leaf];
-    chain.extend((1..30).map(|i| cert(vec![format!("ca{i}.lab.test")], &format!("CA {i}")).0));
-    let count = acted.entry("127.130.77.12".into()).or_default().clone();
-    tasks.push(tls_server("127.130.77.12:443", chain, leaf_key, count).await);
+    let mut chain = cert(vec!["chain.lab.test".into()], "chain.lab.test");
+    chain.chain.extend((1..30).map(|i| cert(vec![format!("ca{i}.lab.test")], &format!("CA {i}")).chain.remove(0)));
     // One certificate with 1500 subject alternative names (about 40 KiB of DER).
     let names: Vec<String> = (0..1500).map(|i| format!("host-{i:05}.plant.lab.test")).collect();
-    let (big, big_key) = cert(names, "san.lab.test");
-    let count = acted.entry("127.130.77.13".into()).or_default().clone();
-    tasks.push(tls_server("127.130.77.13:443", vec![big], big_key, count).await);
+    let tls_peers = [
+        ("127.130.77.12", tls_server("127.130.77.12:443", chain).await),
+        ("127.130.77.13", tls_server("127.130.77.13:443", cert(names, "san.lab.test")).await),
+    ];
 
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger.csv");
@@ -614,9 +555,12 @@ async fn a_scan_of_hostile_peers_stays_bounded_and_identifies_nothing_false() {
     first.assert_bounded();
     let log = &first.log;
 
-    // Every peer's misbehaviour really reached the scanner.
+    // Every peer's misbehaviour really reached the scanner (TLS: a handshake completed).
     for (ip, count) in &acted {
         assert!(count.load(Ordering::SeqCst) > 0, "{ip}'s misbehaviour never reached the scanner");
+    }
+    for (ip, server) in &tls_peers {
+        assert!(server.handshakes() > 0, "{ip}'s certificate never reached the scanner");
     }
     // Every target finished on its own, none was cut off by the deadline: no probe hung on a peer.
     assert!(!log.contains("cut off at the deadline"), "{log}");

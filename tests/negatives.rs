@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{tcp_device, Handler, Responder};
+use common::{always, banner_device, tcp_device, Handler};
 use std::sync::{Arc, Mutex};
 
 fn http_server(seen: Arc<Mutex<Vec<u8>>>) -> impl Fn() -> Handler + Send + Sync + 'static {
@@ -21,23 +21,20 @@ async fn non_industrial_services_are_never_reported_as_ics() {
     let web_seen = Arc::new(Mutex::new(Vec::new()));
     let on_502_seen = Arc::new(Mutex::new(Vec::new()));
     let _web = tcp_device("127.116.0.1:8080", http_server(web_seen.clone())).await;
-    let _ssh = Responder::start("127.116.0.2:22", Some(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")).await;
-    let _redis =
-        tcp_device("127.116.0.3:6379", || Box::new(|_: &[u8]| Some(b"-NOAUTH Authentication required.\r\n".to_vec())))
-            .await;
+    let _ssh = banner_device("127.116.0.2:22", Some(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")).await;
+    let _redis = tcp_device("127.116.0.3:6379", || always(b"-NOAUTH Authentication required.\r\n")).await;
     let _garbage = tcp_device("127.116.0.4:502", || {
         Box::new(|req: &[u8]| {
             Some(req.iter().rev().map(|b| b.wrapping_mul(31) ^ 0x5a).chain(*b"\xde\xad\xbe\xef").collect())
         })
     })
     .await;
-    let _silent = Responder::start("127.116.0.5:102", None).await;
+    let _silent = banner_device("127.116.0.5:102", None).await;
     let _http_on_502 = tcp_device("127.116.0.6:502", http_server(on_502_seen.clone())).await;
-    let _garbage_banner =
-        Responder::start("127.116.0.7:20000", Some(b"\x00\xff\x13\x37 not a protocol \x00\x00")).await;
+    let _garbage_banner = banner_device("127.116.0.7:20000", Some(b"\x00\xff\x13\x37 not a protocol \x00\x00")).await;
 
     let (_dir, ledger) = common::ledger("N-1,negatives,d,s,important,127.116.0.1-127.116.0.7,c\n");
-    let findings = common::scan(&ledger, "22,102,502,6379,8080,20000", &Default::default(), &[]).await;
+    let findings = common::scan(&ledger, "22,102,502,6379,8080,20000", &Default::default(), common::options()).await;
     for f in &findings {
         assert!(!f.ics, "false ICS finding: {f:#?}");
     }

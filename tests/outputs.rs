@@ -10,7 +10,7 @@
 mod common;
 
 use common::dns::dns_responder;
-use common::{ledger, Responder};
+use common::{banner_device, ledger};
 use otscope::findings::{cell_text, neutralise, Finding, COLUMNS};
 use serde_json::Value;
 use std::net::Ipv4Addr;
@@ -102,7 +102,7 @@ fn assert_csv_matches(path: &Path, header: &[String], findings: &[Value]) -> Vec
         let expected = expected_cells(f);
         let row = rows[1..]
             .iter()
-            .find(|r| r[0] == f["ip"].as_str().unwrap() && r[1] == f["port"])
+            .find(|r| r[0] == f["ip"].as_str().unwrap() && r[1] == cell_text(&f["port"]))
             .unwrap_or_else(|| panic!("{}: no row for {f}", path.display()));
         assert_eq!(row, &expected, "{}: the row is the JSONL line, column by column", path.display());
     }
@@ -123,9 +123,9 @@ async fn the_main_command_writes_every_finding_to_jsonl_and_csv_column_by_column
     let lib = library(dir.path());
     // 1: every optional field null (an open port whose bytes no rule knows);
     // 2: every field set, through a hostname; 3: device text with quotes, commas, a newline and `=`.
-    let bare = Responder::start("127.141.0.1:2222", Some(b"\x00\x01\x02zz")).await;
-    let full = Responder::start("127.141.0.2:2222", Some(b"LAB 1.0 Gadget 100\r\n")).await;
-    let tricky = Responder::start("127.141.0.3:2222", Some(TRICKY)).await;
+    let bare = banner_device("127.141.0.1:2222", Some(b"\x00\x01\x02zz")).await;
+    let full = banner_device("127.141.0.2:2222", Some(b"LAB 1.0 Gadget 100\r\n")).await;
+    let tricky = banner_device("127.141.0.3:2222", Some(TRICKY)).await;
     let (_l, ledger) = ledger(
         "E-1,\"上海化工, \"\"一厂\"\"\",浦东新区,化工,important,127.141.0.1;plc.lab.test,张三\n\
          E-2,=cmd|' /C calc'!A0,\"闵行区\n莘庄\",water,general,127.141.0.3,c\n",
@@ -191,7 +191,7 @@ async fn the_main_command_writes_every_finding_to_jsonl_and_csv_column_by_column
 
     // A second scan: the full device's version changed, so `change` and `changed` are set too.
     full.stop().await;
-    let full = Responder::start("127.141.0.2:2222", Some(b"LAB 1.1 Gadget 100\r\n")).await;
+    let full = banner_device("127.141.0.2:2222", Some(b"LAB 1.1 Gadget 100\r\n")).await;
     let second = scan(&[]);
     assert!(second.status.success(), "{}", text(&second));
     let findings = jsonl(&out);
@@ -315,7 +315,7 @@ async fn the_main_command_writes_every_finding_to_jsonl_and_csv_column_by_column
     for r in [bare, full, tricky] {
         r.stop().await;
     }
-    dns.abort();
+    dns.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,7 +324,7 @@ async fn an_output_that_cannot_be_written_stops_the_scan_which_is_recorded_as_pa
     let lib = library(dir.path());
     let mut devices = Vec::new();
     for i in 1..=4 {
-        devices.push(Responder::start(&format!("127.141.1.{i}:2222"), Some(b"LAB 1.0 Gadget\r\n")).await);
+        devices.push(banner_device(&format!("127.141.1.{i}:2222"), Some(b"LAB 1.0 Gadget\r\n")).await);
     }
     // Many silent addresses after them, so the scan is still running when the CSV fails.
     let (_l, ledger) = ledger("E-1,a,浦东新区,s,important,127.141.1.0/24,c\n");

@@ -78,14 +78,12 @@ async fn check(per_host: usize, first_host: u8, first_port: u16) {
         first_host + HOSTS - 1
     ));
     let ports = format!("{first_port}-{}/tcp", first_port + PORTS - 1);
-    let per = per_host.to_string();
-    let findings = scan(
-        &path,
-        &ports,
-        &Selection::default(),
-        &["--per-host", &per, "--host-interval", "200ms", "--concurrency", "64", "--banner-wait", "2s"],
-    )
-    .await;
+    let mut options = common::options();
+    options.engine.per_host = per_host;
+    options.engine.host_interval = Duration::from_millis(200);
+    options.engine.concurrency = 64;
+    options.probe.banner_wait = Duration::from_secs(2);
+    let findings = scan(&path, &ports, &Selection::default(), options).await;
     assert_eq!(findings.len(), usize::from(HOSTS) * usize::from(PORTS), "every responder is found");
     // The last closes are recorded just after the scan ends.
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -41,7 +41,7 @@ async fn tank_gauge_inventory_is_read() {
     let r = received.clone();
     let _dev = tcp_device("127.126.2.1:10001", move || recording(&r, console)).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.2.1,c\n");
-    let findings = scan(&path, "10001", &Default::default(), &[]).await;
+    let findings = scan(&path, "10001", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("atg", true));
@@ -64,7 +64,7 @@ async fn a_console_with_a_security_code_rejects_but_is_still_a_tank_gauge() {
     let r = received.clone();
     let _dev = tcp_device("127.126.2.2:10001", move || recording(&r, |_| Some(b"\x019999\x03".to_vec()))).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.2.2,c\n");
-    let findings = scan(&path, "10001", &Default::default(), &[]).await;
+    let findings = scan(&path, "10001", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].protocol, "atg");
     assert_eq!(serde_json::Value::Object(findings[0].attributes.clone()), json!({"exception_code": 9999}));
@@ -85,7 +85,7 @@ async fn echo_and_garbage_are_not_tank_gauges() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.2.3-127.126.2.5,c\n");
-    let findings = scan(&path, "10001", &Default::default(), &[]).await;
+    let findings = scan(&path, "10001", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {
         // Every reply is evidence: the telnet negotiation names a telnet server, not a tank gauge.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
+use common::{always, echo, ledger, scan, scan_range, tcp_device, Handler};
 use otscope::findings::Finding;
 use serde_json::{json, Value};
 
@@ -30,8 +30,7 @@ fn runtime(query: [u8; 7], answer: Vec<u8>) -> impl Fn() -> Handler + Send + Syn
 }
 
 async fn scan_one(ip: &str, port: u16) -> Finding {
-    let (_dir, path) = ledger(&format!("E1,ent,district,s,general,{ip},c\n"));
-    let mut findings = scan(&path, &port.to_string(), &Default::default(), &[]).await;
+    let mut findings = scan_range(ip, &port.to_string(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     findings.remove(0)
 }
@@ -56,7 +55,7 @@ async fn a_little_endian_runtime_is_identified() {
             "tags": ["plc", "codesys"],
         }))
     );
-    assert!(device.count() >= 1);
+    assert!(device.connections() >= 1);
     let classified = (f.vendor.as_deref(), f.product.as_deref(), f.rule.as_deref());
     assert_eq!(classified, (Some("CODESYS"), Some("3S-Smart Software Solutions"), Some("codesys.runtime")));
 }
@@ -93,9 +92,8 @@ async fn an_older_runtime_on_port_1200_is_identified() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_garbage_and_truncated_devices_are_not_runtimes() {
-    let _echo = tcp_device("127.125.1.10:2455", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
-    let _garbage =
-        tcp_device("127.125.1.11:2455", || Box::new(|_: &[u8]| Some(b"\x00\x17garbage \xff\xfe".to_vec()))).await;
+    let _echo = tcp_device("127.125.1.10:2455", echo).await;
+    let _garbage = tcp_device("127.125.1.11:2455", || always(b"\x00\x17garbage \xff\xfe")).await;
     let _truncated = tcp_device("127.125.1.12:2455", || {
         let mut sent = false;
         Box::new(move |_: &[u8]| {
@@ -115,7 +113,7 @@ async fn echo_garbage_and_truncated_devices_are_not_runtimes() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.125.1.10-127.125.1.13,c\n");
-    let findings = scan(&path, "2455", &Default::default(), &[]).await;
+    let findings = scan(&path, "2455", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 4, "{findings:#?}");
     for f in &findings {
         assert_eq!((f.protocol.as_str(), f.ics), ("unknown", false), "{f:#?}");

@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
-use otscope::findings::Finding;
+use common::{echo, scan_range, tcp_device, Handler};
 use serde_json::json;
 
 const MANUFACTURER_READ: [u8; 6] = [0x00, 0x04, 0x01, 0x2b, 0x1b, 0x00];
@@ -34,26 +33,22 @@ fn panel(manufacturer: &'static str, model: &'static str) -> impl Fn() -> Handle
 
 /// The port to test on: Crimson's own (789) when this process may bind it; otherwise a high port
 /// scanned with `--deep`, so that the probe is still tried.
-fn test_port() -> (u16, &'static [&'static str]) {
+fn test_port() -> (u16, otscope::pipeline::ScanOptions) {
     // Decided once per test binary: the tests run in parallel and would race for the trial bind.
-    static PORT: std::sync::OnceLock<(u16, &'static [&'static str])> = std::sync::OnceLock::new();
-    *PORT.get_or_init(|| match std::net::TcpListener::bind("127.125.5.250:789") {
-        Ok(_) => (789, &[]),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => (7890, &["--deep"]),
+    static PORT: std::sync::OnceLock<(u16, bool)> = std::sync::OnceLock::new();
+    let (port, deep) = *PORT.get_or_init(|| match std::net::TcpListener::bind("127.125.5.250:789") {
+        Ok(_) => (789, false),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => (7890, true),
         Err(e) => panic!("bind 127.125.5.250:789: {e}"),
-    })
-}
-
-async fn scan_range(range: &str, port: u16, extra: &[&str]) -> Vec<Finding> {
-    let (_dir, path) = ledger(&format!("E1,ent,district,s,general,{range},c\n"));
-    scan(&path, &port.to_string(), &Default::default(), extra).await
+    });
+    (port, if deep { common::deep() } else { common::options() })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panel_reports_its_manufacturer_and_model() {
     let (port, extra) = test_port();
     let _device = tcp_device(&format!("127.125.5.1:{port}"), panel("Red Lion Controls", "G310C2")).await;
-    let findings = scan_range("127.125.5.1", port, extra).await;
+    let findings = scan_range("127.125.5.1", &port.to_string(), extra).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("crimson", true));
@@ -70,7 +65,7 @@ async fn a_panel_reports_its_manufacturer_and_model() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_garbage_and_wrong_register_devices_are_not_panels() {
     let (port, extra) = test_port();
-    let _echo = tcp_device(&format!("127.125.5.10:{port}"), || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    let _echo = tcp_device(&format!("127.125.5.10:{port}"), echo).await;
     let _garbage = tcp_device(&format!("127.125.5.11:{port}"), || {
         Box::new(|_: &[u8]| Some(b"\x00\x09\xff\xfe\xfd\xfc\xfb\xfa\x00\x00\x00".to_vec()))
     })
@@ -80,7 +75,7 @@ async fn echo_garbage_and_wrong_register_devices_are_not_panels() {
         Box::new(|_: &[u8]| Some(string_reply(&[0x01, 0x00], "Red Lion Controls")))
     })
     .await;
-    let findings = scan_range("127.125.5.10-127.125.5.12", port, extra).await;
+    let findings = scan_range("127.125.5.10-127.125.5.12", &port.to_string(), extra).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {
         assert_ne!(f.protocol, "crimson", "{f:#?}");

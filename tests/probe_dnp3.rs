@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
+use common::{always, assert_unidentified, echo, ledger, scan, tcp_device, Handler};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 
@@ -84,7 +84,7 @@ async fn an_outstation_at_address_10_answers_its_own_address_only() {
     let d = o.clone();
     let _r = tcp_device("127.120.2.1:20000", move || d.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.120.2.1,c\n");
-    let findings = scan(&path, "20000", &Default::default(), &[]).await;
+    let findings = scan(&path, "20000", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics, f.port), ("dnp3", true, 20000));
@@ -104,7 +104,7 @@ async fn an_outstation_that_only_accepts_master_3_is_found_by_the_second_batch()
     let d = o.clone();
     let _r = tcp_device("127.120.2.2:20000", move || d.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.120.2.2,c\n");
-    let findings = scan(&path, "20000", &Default::default(), &[]).await;
+    let findings = scan(&path, "20000", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].protocol, "dnp3");
     assert_eq!(
@@ -132,7 +132,7 @@ async fn an_outstation_that_answers_with_an_ack_is_dnp3() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.120.2.3,c\n");
-    let findings = scan(&path, "20000", &Default::default(), &[]).await;
+    let findings = scan(&path, "20000", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(
         common::attributes_with_rules(&findings[0]),
@@ -142,23 +142,17 @@ async fn an_outstation_that_answers_with_an_ack_is_dnp3() {
 }
 
 async fn not_dnp3(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'static) {
-    let _r = tcp_device(&format!("{addr}:20000"), make).await;
-    let (_dir, path) = ledger(&format!("E1,ent,district,s,general,{addr},c\n"));
-    let findings = scan(&path, "20000", &Default::default(), &[]).await;
-    assert_eq!(findings.len(), 1, "{findings:#?}");
-    let f = &findings[0];
-    assert_eq!((f.protocol.as_str(), f.ics), ("unknown", false), "{f:#?}");
-    assert!(!f.attributes.contains_key("source_address"), "{f:#?}");
+    assert_unidentified(addr, 20000, make, "source_address").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_echo_server_is_not_dnp3() {
-    not_dnp3("127.120.2.10", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    not_dnp3("127.120.2.10", echo).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_server_is_not_dnp3() {
-    not_dnp3("127.120.2.11", || Box::new(|_: &[u8]| Some(b"\x00\x01garbage\xff\xfe".to_vec()))).await;
+    not_dnp3("127.120.2.11", || always(b"\x00\x01garbage\xff\xfe")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

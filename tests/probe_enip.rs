@@ -2,49 +2,15 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, udp_device, Handler};
+use common::{echo, ledger, scan, tcp_device, udp_device, Handler};
 use otscope::findings::Finding;
 use otscope::scope::Transport;
+use otscope_lab::enip::Identity;
 use serde_json::json;
 
-/// A device answering ListIdentity: validates the 24-byte header (command 0x0063, no data), echoes
-/// the sender context, and answers other commands with status 0x0001 (invalid or unsupported
-/// command), as the encapsulation spec requires.
-fn device(name: &'static str, vendor: u16, device_type: u16, code: u16, rev: [u8; 2], serial: u32) -> Handler {
-    Box::new(move |req: &[u8]| {
-        if req.len() < 24 {
-            return None; // not a whole encapsulation header: a real stack waits for more
-        }
-        let command = u16::from_le_bytes([req[0], req[1]]);
-        let length = u16::from_le_bytes([req[2], req[3]]);
-        let mut header = req[..24].to_vec();
-        if command != 0x0063 || length != 0 {
-            header[2..4].copy_from_slice(&0u16.to_le_bytes());
-            header[8..12].copy_from_slice(&1u32.to_le_bytes());
-            return Some(header);
-        }
-        let mut item = Vec::new();
-        item.extend_from_slice(&1u16.to_le_bytes()); // encapsulation protocol version
-        item.extend_from_slice(&[0x00, 0x02, 0xAF, 0x12, 10, 20, 30, 40]); // AF_INET, 44818, 10.20.30.40
-        item.extend_from_slice(&[0; 8]);
-        item.extend_from_slice(&vendor.to_le_bytes());
-        item.extend_from_slice(&device_type.to_le_bytes());
-        item.extend_from_slice(&code.to_le_bytes());
-        item.extend_from_slice(&rev);
-        item.extend_from_slice(&0x3060u16.to_le_bytes()); // status: owned, configured, run mode
-        item.extend_from_slice(&serial.to_le_bytes());
-        item.push(name.len() as u8);
-        item.extend_from_slice(name.as_bytes());
-        item.push(0x03); // state: operational
-        let mut data = Vec::new();
-        data.extend_from_slice(&1u16.to_le_bytes());
-        data.extend_from_slice(&0x000Cu16.to_le_bytes());
-        data.extend_from_slice(&(item.len() as u16).to_le_bytes());
-        data.extend_from_slice(&item);
-        header[2..4].copy_from_slice(&(data.len() as u16).to_le_bytes());
-        header.extend_from_slice(&data);
-        Some(header)
-    })
+/// A device answering ListIdentity with this identity.
+fn device(name: &str, vendor: u16, device_type: u16, product_code: u16, revision: [u8; 2], serial: u32) -> Handler {
+    Identity { product_name: name.into(), vendor, device_type, product_code, revision, serial }.handler()
 }
 
 fn find(findings: &[Finding], ip: &str, port: u16, transport: Transport) -> Finding {
@@ -57,14 +23,12 @@ fn find(findings: &[Finding], ip: &str, port: u16, transport: Transport) -> Find
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_identity_over_tcp_and_udp() {
-    let _tcp =
-        tcp_device("127.122.0.1:44818", || device("1756-L61/B LOGIX5561", 1, 0x0E, 54, [20, 11], 0x00C0_FFEE)).await;
-    let _udp =
-        udp_device("127.122.0.1:44818", || device("1756-L61/B LOGIX5561", 1, 0x0E, 54, [20, 11], 0x00C0_FFEE)).await;
+    let _tcp = tcp_device("127.122.0.1:44818", || Identity::controllogix(0x00C0_FFEE).handler()).await;
+    let _udp = udp_device("127.122.0.1:44818", || Identity::controllogix(0x00C0_FFEE).handler()).await;
     let _io = udp_device("127.122.0.2:2222", || device("NJ501-1300", 47, 0x0C, 1618, [1, 10], 0x1234_ABCD)).await;
     let _gw = tcp_device("127.122.0.3:44818", || device("NT 100-RE-EN", 283, 0x0C, 259, [5, 1], 0x0000_4D2A)).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.122.0.1-127.122.0.3,c\n");
-    let findings = scan(&path, "44818,44818/udp,2222/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "44818,44818/udp,2222/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 4, "{findings:#?}");
 
     let expected = json!({
@@ -113,8 +77,8 @@ async fn list_identity_over_tcp_and_udp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echoes_garbage_and_lying_lengths_are_not_enip() {
     // Echoes every request back.
-    let _echo = tcp_device("127.122.0.11:44818", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
-    let _echo_udp = udp_device("127.122.0.11:44818", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    let _echo = tcp_device("127.122.0.11:44818", echo).await;
+    let _echo_udp = udp_device("127.122.0.11:44818", echo).await;
     // Answers with an HTTP error page.
     let _http = tcp_device("127.122.0.12:44818", || {
         Box::new(|_: &[u8]| Some(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".to_vec()))
@@ -157,7 +121,7 @@ async fn echoes_garbage_and_lying_lengths_are_not_enip() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.122.0.11-127.122.0.14,c\n");
-    let findings = scan(&path, "44818,44818/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "44818,44818/udp", &Default::default(), common::options()).await;
     // UDP: no valid reply, no finding. TCP: open but unidentified, except the web server, which its
     // 400 page names (every reply is evidence).
     assert!(findings.iter().all(|f| f.transport == Transport::Tcp), "{findings:#?}");

@@ -3,85 +3,14 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, udp_device, Handler};
+use common::{echo, ledger, scan, tcp_device, udp_device};
 use otscope::findings::Finding;
 use otscope::scope::Transport;
+use otscope_lab::fins::Controller;
 use serde_json::json;
 
-const OWN_NODE: u8 = 10;
-
-fn padded(s: &str, len: usize) -> Vec<u8> {
-    let mut v = s.as_bytes().to_vec();
-    v.resize(len, b' ');
-    v
-}
-
-/// Answers one FINS command frame as a CPU unit would: Controller Data Read gets the model and
-/// version (or `end_code` when it is not 0); commands that are not FINS commands get nothing.
-fn respond(frame: &[u8], model: &str, version: &str, end_code: u16) -> Option<Vec<u8>> {
-    if frame.len() < 12 || frame[0] & 0x40 != 0 || frame[0] & 0x80 == 0 {
-        return None; // not a command (or a response): dropped
-    }
-    let (dna, da1, da2, sna, sa1, sa2, sid) = (frame[3], frame[4], frame[5], frame[6], frame[7], frame[8], frame[9]);
-    if dna != 0 || (da1 != 0 && da1 != OWN_NODE) || da2 != 0 {
-        return None; // addressed to another node or unit
-    }
-    let mut r = vec![0xC0, 0x00, 0x02, sna, sa1, sa2, 0x00, OWN_NODE, 0x00, sid, frame[10], frame[11]];
-    if frame[10..12] != [0x05, 0x01] {
-        r.extend_from_slice(&0x0401u16.to_be_bytes()); // undefined command
-        return Some(r);
-    }
-    r.extend_from_slice(&end_code.to_be_bytes());
-    if end_code == 0 {
-        r.extend_from_slice(&padded(model, 20));
-        r.extend_from_slice(&padded(version, 20));
-        r.extend_from_slice(&[0; 40]); // for system use
-    }
-    Some(r)
-}
-
-fn udp_plc(model: &'static str, version: &'static str, end_code: u16) -> Handler {
-    Box::new(move |req: &[u8]| respond(req, model, version, end_code))
-}
-
-/// A FINS/TCP server: the node address handshake (assigning client node 239), then FINS frames in
-/// command 2 addressed from the assigned node to its own.
-fn tcp_plc(model: &'static str, version: &'static str) -> Handler {
-    let mut client: Option<u8> = None;
-    Box::new(move |req: &[u8]| {
-        if req.len() < 16 || &req[..4] != b"FINS" {
-            return None;
-        }
-        let len = u32::from_be_bytes(req[4..8].try_into().unwrap()) as usize;
-        let command = u32::from_be_bytes(req[8..12].try_into().unwrap());
-        let header = |command: u32, error: u32, data: &[u8]| {
-            let mut r = b"FINS".to_vec();
-            r.extend_from_slice(&(8 + data.len() as u32).to_be_bytes());
-            r.extend_from_slice(&command.to_be_bytes());
-            r.extend_from_slice(&error.to_be_bytes());
-            r.extend_from_slice(data);
-            r
-        };
-        if len + 8 != req.len() {
-            return Some(header(3, 0x02, &[])); // data length error
-        }
-        match (command, client) {
-            (0, None) => {
-                let asked = u32::from_be_bytes(req[16..20].try_into().ok()?);
-                let node = if asked == 0 { 239 } else { asked as u8 };
-                client = Some(node);
-                Some(header(1, 0, &[0, 0, 0, node, 0, 0, 0, OWN_NODE]))
-            }
-            (2, Some(node)) => {
-                let frame = &req[16..];
-                if frame.get(4) != Some(&OWN_NODE) || frame.get(7) != Some(&node) {
-                    return None; // not addressed from the assigned node to this one
-                }
-                Some(header(2, 0, &respond(frame, model, version, 0)?))
-            }
-            _ => Some(header(3, 0x03, &[])), // command not supported in this state
-        }
-    })
+fn plc(model: &str, version: &str, end_code: u16) -> Controller {
+    Controller { model: model.into(), version: version.into(), end_code }
 }
 
 fn find(findings: &[Finding], ip: &str, transport: Transport) -> Finding {
@@ -94,12 +23,12 @@ fn find(findings: &[Finding], ip: &str, transport: Transport) -> Finding {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_data_read_over_udp_and_tcp() {
-    let _u = udp_device("127.122.2.1:9600", || udp_plc("CJ2M-CPU32", "02.01", 0)).await;
-    let _t = tcp_device("127.122.2.1:9600", || tcp_plc("CJ2M-CPU32", "02.01")).await;
+    let _u = udp_device("127.122.2.1:9600", || Controller::cj2m().udp_handler()).await;
+    let _t = tcp_device("127.122.2.1:9600", || Controller::cj2m().tcp_handler()).await;
     // A controller refusing the command in its current mode (end code 2201): FINS all the same.
-    let _e = udp_device("127.122.2.2:9600", || udp_plc("", "", 0x2201)).await;
+    let _e = udp_device("127.122.2.2:9600", || plc("", "", 0x2201).udp_handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.122.2.1-127.122.2.2,c\n");
-    let findings = scan(&path, "9600,9600/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "9600,9600/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");
 
     let udp = find(&findings, "127.122.2.1", Transport::Udp);
@@ -128,12 +57,12 @@ async fn controller_data_read_over_udp_and_tcp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echoes_garbage_and_lying_lengths_are_not_fins() {
-    let _echo_udp = udp_device("127.122.2.11:9600", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
-    let _echo_tcp = tcp_device("127.122.2.11:9600", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    let _echo_udp = udp_device("127.122.2.11:9600", echo).await;
+    let _echo_tcp = tcp_device("127.122.2.11:9600", echo).await;
     // A response with another service id.
     let _sid = udp_device("127.122.2.12:9600", || {
         Box::new(|req: &[u8]| {
-            let mut r = respond(req, "CJ1M-CPU12", "04.10", 0)?;
+            let mut r = plc("CJ1M-CPU12", "04.10", 0).respond(req)?;
             r[9] ^= 0xFF;
             Some(r)
         })
@@ -151,7 +80,7 @@ async fn echoes_garbage_and_lying_lengths_are_not_fins() {
     .await;
     let _junk = udp_device("127.122.2.13:9600", || Box::new(|_: &[u8]| Some(vec![0xC0; 9]))).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.122.2.11-127.122.2.13,c\n");
-    let findings = scan(&path, "9600,9600/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "9600,9600/udp", &Default::default(), common::options()).await;
     assert!(findings.iter().all(|f| f.transport == Transport::Tcp), "{findings:#?}");
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {

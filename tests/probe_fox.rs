@@ -2,42 +2,21 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
+use common::{device, echo, ledger, scan, tcp_device, Handler, Session};
+use otscope_lab::fox;
+use otscope_lab::tls::Identity;
 use serde_json::json;
 
-/// A Niagara AX station on a QNX JACE, as public captures show its hello.
-const STATION_HELLO: &[u8] = b"fox a 0 -1 fox hello\n{\nfox.version=s:1.0.1\nid=i:122\nhostName=s:192.168.1.140\n\
-hostAddress=s:192.168.1.140\napp.name=s:Station\napp.version=s:3.8.213\nvm.name=s:Java HotSpot(TM) Client VM\n\
-vm.version=s:1.5.0_81-b06\nos.name=s:QNX\nos.version=s:6.4.1\nstation.name=s:AHU_Building7\nlang=s:en\n\
-timeZone=s:Asia/Shanghai;28800000;0;null;null\nhostId=s:Qnx-NPM6-0000-16A3-8210\n\
-vmUuid=s:11e8e9a6-0b40-571a-0000-00000000a096\nbrandId=s:vykon\n\
-sysInfo=o:bog 61[<bog version=\"1.0\">\n<p m=\"b=baja\" t=\"b:Facets\" v=\"\"/>\n</bog>\n]\n\
-authAgentTypeSpecs=s:fox:FoxUsernamePasswordAuthAgent\n};;\n";
-
-/// A station: it answers a client hello (envelope, body, terminator) with its own, in two segments
-/// as a busy JACE does, and ignores anything else.
+/// A Niagara AX station on a QNX JACE, named as the assertions expect.
 fn station() -> Handler {
-    let mut got = Vec::new();
-    Box::new(move |req: &[u8]| {
-        got.extend_from_slice(req);
-        if !(got.starts_with(b"fox a ") && got.ends_with(b"};;\n")) {
-            return None;
-        }
-        let text = String::from_utf8_lossy(&got).to_string();
-        got.clear();
-        let first = text.lines().next().unwrap_or_default();
-        if !first.ends_with(" fox hello") || !text.contains("\nfox.version=s:") {
-            return None;
-        }
-        Some(STATION_HELLO.to_vec())
-    })
+    fox::station("AHU_Building7")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_station_hello_is_fox_with_its_fields() {
     let _dev = tcp_device("127.124.0.1:1911", station).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.0.1,c\n");
-    let findings = scan(&path, "1911", &Default::default(), &[]).await;
+    let findings = scan(&path, "1911", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics, f.port), ("fox", true, 1911));
@@ -64,13 +43,14 @@ async fn a_station_hello_is_fox_with_its_fields() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_garbage_and_truncated_replies_are_not_fox() {
-    let echo = tcp_device("127.124.0.2:1911", || Box::new(|req: &[u8]| Some(req.to_vec())) as Handler).await;
+    let echo = tcp_device("127.124.0.2:1911", echo).await;
     let garbage = tcp_device("127.124.0.3:1911", || {
         Box::new(|_: &[u8]| Some(b"HTTP/1.0 400 Bad Request\r\nServer: fox\r\n\r\n".to_vec())) as Handler
     })
     .await;
     let truncated = tcp_device("127.124.0.4:1911", || {
-        Box::new(|_: &[u8]| Some(STATION_HELLO[..STATION_HELLO.len() - 4].to_vec())) as Handler
+        let hello = fox::hello("AHU_Building7");
+        Box::new(move |_: &[u8]| Some(hello[..hello.len() - 4].to_vec())) as Handler
     })
     .await;
     // A reply whose object claims more bytes than follow before the terminator.
@@ -79,7 +59,7 @@ async fn echo_garbage_and_truncated_replies_are_not_fox() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.0.2-127.124.0.5,c\n");
-    let findings = scan(&path, "1911", &Default::default(), &[]).await;
+    let findings = scan(&path, "1911", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 4, "{findings:#?}");
     for f in &findings {
         // Every reply is evidence: the 400 page names a web server, the rest stay unknown.
@@ -88,59 +68,25 @@ async fn echo_garbage_and_truncated_replies_are_not_fox() {
         assert!(!f.ics);
         assert!(f.attributes.get("fox_version").is_none());
     }
-    assert!(echo.count() >= 1 && garbage.count() >= 1 && truncated.count() >= 1 && lying.count() >= 1);
-}
-
-/// A TLS listener with a fresh self-signed certificate; each connection's bytes go to a handler
-/// made for it, whose replies are written back (Fox over TLS: "foxs", port 4911).
-async fn tls_device(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'static) -> tokio::task::JoinHandle<()> {
-    use std::sync::Arc;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let params = rcgen::CertificateParams::new(vec!["jace.lab.test".to_string()]).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let make = Arc::new(make);
-    tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            let (acceptor, make) = (acceptor.clone(), make.clone());
-            tokio::spawn(async move {
-                let timeout = std::time::Duration::from_secs(3);
-                let Ok(Ok(mut tls)) = tokio::time::timeout(timeout, acceptor.accept(sock)).await else { return };
-                let mut handler = make();
-                let mut buf = [0u8; 4096];
-                for _ in 0..16 {
-                    let n = match tokio::time::timeout(timeout, tls.read(&mut buf)).await {
-                        Ok(Ok(n)) if n > 0 => n,
-                        _ => return,
-                    };
-                    if let Some(reply) = handler(&buf[..n]) {
-                        let _ = tls.write_all(&reply).await;
-                    }
-                }
-            });
-        }
-    })
+    assert!(
+        echo.connections() >= 1
+            && garbage.connections() >= 1
+            && truncated.connections() >= 1
+            && lying.connections() >= 1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_station_behind_tls_on_4911_is_fox_with_its_certificate() {
-    let server = tls_device("127.124.0.10:4911", station).await;
+    // Fox over TLS ("foxs"), behind a fresh self-signed certificate.
+    let identity = Identity::self_signed(&["jace.lab.test"]).unwrap();
+    let _server = device("127.124.0.10:4911", Session::tls(identity), station).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.0.10,c\n");
-    let findings = scan(&path, "4911", &Default::default(), &[]).await;
+    let findings = scan(&path, "4911", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("fox", true));
     assert_eq!(f.attributes.get("station_name"), Some(&json!("AHU_Building7")));
     let tls = f.attributes.get("tls").and_then(|v| v.as_object()).expect("the certificate is recorded");
     assert_eq!(tls["self_signed"], true);
-    server.abort();
 }

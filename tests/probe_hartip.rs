@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
+use common::{always, echo, ledger, scan, tcp_device, Handler};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 
@@ -90,7 +90,12 @@ async fn hartip_gateway_is_identified_and_the_session_closed() {
     let l = log.clone();
     let _dev = tcp_device("127.126.1.1:5094", move || hartip_server(l.clone())).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.1.1,c\n");
-    let findings = scan(&path, "5094", &Default::default(), &["--enable-probe", "hartip"]).await;
+    let findings = scan(&path, "5094", &Default::default(), {
+        let mut o = common::options();
+        o.probe.enabled = vec!["hartip".into()];
+        o
+    })
+    .await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("hartip", true));
@@ -119,7 +124,12 @@ async fn a_busy_server_is_still_hartip() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.1.2,c\n");
-    let findings = scan(&path, "5094", &Default::default(), &["--enable-probe", "hartip"]).await;
+    let findings = scan(&path, "5094", &Default::default(), {
+        let mut o = common::options();
+        o.probe.enabled = vec!["hartip".into()];
+        o
+    })
+    .await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].protocol, "hartip");
     assert_eq!(
@@ -130,10 +140,8 @@ async fn a_busy_server_is_still_hartip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_and_garbage_are_not_hartip() {
-    let _echo = tcp_device("127.126.1.3:5094", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
-    let _http =
-        tcp_device("127.126.1.4:5094", || Box::new(|_: &[u8]| Some(b"HTTP/1.0 400 Bad Request\r\n\r\n".to_vec())))
-            .await;
+    let _echo = tcp_device("127.126.1.3:5094", echo).await;
+    let _http = tcp_device("127.126.1.4:5094", || always(b"HTTP/1.0 400 Bad Request\r\n\r\n")).await;
     // A response header whose sequence number is not ours.
     let _stranger = tcp_device("127.126.1.5:5094", || {
         Box::new(|req: &[u8]| {
@@ -144,7 +152,12 @@ async fn echo_and_garbage_are_not_hartip() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.1.3-127.126.1.5,c\n");
-    let findings = scan(&path, "5094", &Default::default(), &["--enable-probe", "hartip"]).await;
+    let findings = scan(&path, "5094", &Default::default(), {
+        let mut o = common::options();
+        o.probe.enabled = vec!["hartip".into()];
+        o
+    })
+    .await;
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {
         // Every reply is evidence: the 400 page names a web server, the rest stay unknown.
@@ -160,8 +173,8 @@ async fn hartip_is_opt_in_even_with_deep() {
     let l = log.clone();
     let _dev = tcp_device("127.126.1.9:5094", move || hartip_server(l.clone())).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.1.9,c\n");
-    for extra in [&[][..], &["--deep"][..]] {
-        let findings = scan(&path, "5094", &Default::default(), extra).await;
+    for options in [common::options(), common::deep()] {
+        let findings = scan(&path, "5094", &Default::default(), options).await;
         assert!(findings.iter().all(|f| f.protocol != "hartip"), "{findings:#?}");
     }
     assert!(log.lock().unwrap().is_empty(), "no HART-IP session initiate may be sent unless enabled");

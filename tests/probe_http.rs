@@ -3,13 +3,13 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler, Responder};
+use common::{banner_device, device, echo, ledger, scan, tcp_device, Handler, Responder, Session};
 use otscope::scope::Transport;
+use otscope_lab::serve::Close;
+use otscope_lab::tls::Identity;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A WAGO PFC200's start page: the page as the controller's lighttpd serves it.
 const WAGO_PAGE: &str = "<!DOCTYPE html>\n<html>\n<head>\n<title>WAGO Ethernet Web-based Management</title>\n\
@@ -53,28 +53,18 @@ fn page_with_length(server: &str, body: &str) -> &'static str {
     Box::leak(reply.into_boxed_str())
 }
 
-/// A server that writes its reply and closes, the end of the body marked only by the close.
-async fn closing_server(addr: &str, reply: &'static [u8]) -> tokio::task::JoinHandle<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut got = Vec::new();
-                for _ in 0..16 {
-                    match tokio::time::timeout(Duration::from_secs(2), sock.read(&mut buf)).await {
-                        Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
-                        _ => return,
-                    }
-                    if is_get_root(&got) {
-                        let _ = sock.write_all(reply).await;
-                        let _ = sock.shutdown().await;
-                        return;
-                    }
-                }
-            });
-        }
+/// A server that answers a GET of the root with `reply` (once the whole request is in), then closes
+/// as `close` says: the end of the body is marked only by the close.
+async fn closing_server(addr: &str, reply: &'static [u8], close: Close, tls: Option<Identity>) -> Responder {
+    let session = Session { close_after_reply: Some(close), tls, ..Session::default() };
+    device(addr, session, move || {
+        let mut got = Vec::new();
+        Box::new(move |req: &[u8]| {
+            got.extend_from_slice(req);
+            is_get_root(&got).then(|| reply.to_vec())
+        })
     })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,6 +80,8 @@ Content-Type: text/html; charset=UTF-8\r\nX-Powered-By: Niagara\r\n\r\n\
         "127.124.2.3:8000",
         b"HTTP/1.0 200 OK\r\nServer: Schneider-WEB/V2.1.4\r\nContent-Type: text/html\r\n\r\n\
 <html><head><title>Schneider Electric &#8211; BMX P34 2020</title></head></html>",
+        Close::Clean,
+        None,
     )
     .await;
     // Keeps the connection open after a body without length: the read deadline ends it.
@@ -116,7 +108,7 @@ Content-Length: 0\r\n\r\n",
     )
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.2.1-127.124.2.6,c\n");
-    let findings = scan(&path, "80,8080,8000,8081,8888", &Default::default(), &[]).await;
+    let findings = scan(&path, "80,8080,8000,8081,8888", &Default::default(), common::options()).await;
     let found: Vec<_> = findings.iter().filter(|f| f.protocol != "unknown" || f.evidence.is_empty()).collect();
     let by = |ip: &str, port: u16| {
         findings
@@ -192,9 +184,9 @@ async fn a_bogus_status_line_is_not_http() {
     )
     .await;
     let _icy = tcp_device("127.124.2.11:80", web_server("ICY 200 OK\r\nicy-name: radio\r\n\r\n", flag.clone())).await;
-    let _echo = tcp_device("127.124.2.12:80", || Box::new(|req: &[u8]| Some(req.to_vec())) as Handler).await;
+    let _echo = tcp_device("127.124.2.12:80", echo).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.2.10-127.124.2.12,c\n");
-    let findings = scan(&path, "80", &Default::default(), &[]).await;
+    let findings = scan(&path, "80", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {
         assert_eq!(f.protocol, "unknown", "{f:#?}");
@@ -214,7 +206,7 @@ async fn http_servers_on_ics_ports_get_no_get_without_deep() {
     let on_1911 = Arc::new(AtomicBool::new(false));
     let _s1911 = tcp_device("127.124.3.2:1911", web_server(page, on_1911.clone())).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.3.1-127.124.3.2,c\n");
-    let findings = scan(&path, "502,1911", &Default::default(), &[]).await;
+    let findings = scan(&path, "502,1911", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 2, "{findings:#?}");
     for f in &findings {
         assert!(!f.ics, "an HTTP server must not pass for an ICS protocol: {f:#?}");
@@ -236,7 +228,7 @@ async fn deep_scans_do_send_the_get_to_an_ics_port() {
     let got = Arc::new(AtomicBool::new(false));
     let _s = tcp_device("127.124.3.3:1911", web_server(page, got.clone())).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.3.3,c\n");
-    let findings = scan(&path, "1911", &Default::default(), &["--deep"]).await;
+    let findings = scan(&path, "1911", &Default::default(), common::deep()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("http", false));
@@ -247,74 +239,37 @@ async fn deep_scans_do_send_the_get_to_an_ics_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_port_gets_nothing_but_a_connect_and_a_hello() {
     // A port that accepts and never speaks: http is tried (not an ICS port), nothing is invented.
-    let silent = Responder::start("127.124.2.20:8080", None).await;
+    let silent = banner_device("127.124.2.20:8080", None).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.2.20,c\n");
-    let findings = scan(&path, "8080", &Default::default(), &[]).await;
+    let findings = scan(&path, "8080", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!((findings[0].protocol.as_str(), findings[0].evidence.as_str()), ("unknown", ""));
-    assert!(silent.count() >= 1);
+    assert!(silent.connections() >= 1);
 }
 
 /// A TLS web server with a fresh self-signed certificate: it answers a GET of the root with `reply`,
 /// then closes cleanly (close_notify) or just drops the connection, as many embedded servers do.
-async fn https_server(addr: &str, reply: &'static [u8], clean_close: bool) -> tokio::task::JoinHandle<()> {
-    let params = rcgen::CertificateParams::new(vec!["hmi.lab.test".to_string()]).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(Ok(mut tls)) = tokio::time::timeout(Duration::from_secs(3), acceptor.accept(sock)).await else {
-                    return;
-                };
-                let mut buf = vec![0u8; 4096];
-                let mut got = Vec::new();
-                for _ in 0..16 {
-                    match tokio::time::timeout(Duration::from_secs(3), tls.read(&mut buf)).await {
-                        Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
-                        _ => return,
-                    }
-                    if is_get_root(&got) {
-                        let _ = tls.write_all(reply).await;
-                        let _ = tls.flush().await;
-                        if clean_close {
-                            let _ = tls.shutdown().await;
-                        }
-                        return; // dropped: the TCP connection closes without close_notify
-                    }
-                }
-            });
-        }
-    })
+async fn https_server(addr: &str, reply: &'static [u8], close: Close) -> Responder {
+    closing_server(addr, reply, close, Some(Identity::self_signed(&["hmi.lab.test"]).unwrap())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_pages_are_read_through_tls_even_without_a_clean_close() {
-    let clean = https_server(
+    let _clean = https_server(
         "127.124.2.30:443",
         b"HTTP/1.1 200 OK\r\nServer: Niagara Web Server/3.8.111\r\nContent-Length: 26\r\n\r\n<title>Niagara AX</title>\n",
-        true,
+        Close::Clean,
     )
     .await;
     // A body delimited by the close of an abruptly closed TLS connection.
-    let abrupt = https_server(
+    let _abrupt = https_server(
         "127.124.2.31:8443",
         b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<html><title>SIMATIC&nbsp;1200&nbsp;station_1</title>",
-        false,
+        Close::Abrupt,
     )
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.2.30-127.124.2.31,c\n");
-    let findings = scan(&path, "443,8443", &Default::default(), &[]).await;
+    let findings = scan(&path, "443,8443", &Default::default(), common::options()).await;
     let found: Vec<_> = findings.iter().filter(|f| f.protocol != "unknown").collect();
     assert_eq!(found.len(), 2, "{findings:#?}");
 
@@ -329,6 +284,4 @@ async fn https_pages_are_read_through_tls_even_without_a_clean_close() {
     assert_eq!(f.attributes.get("title"), Some(&json!("SIMATIC 1200 station_1")));
     assert_eq!((f.vendor.as_deref(), f.product.as_deref()), (Some("Siemens"), Some("SIMATIC S7-1200")));
     assert_eq!(f.severity.as_str(), "high");
-    clean.abort();
-    abrupt.abort();
 }

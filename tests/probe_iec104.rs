@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
+use common::{always, assert_unidentified, echo, ledger, scan, tcp_device, Handler};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 
@@ -40,7 +40,7 @@ async fn a_station_answers_testfr_act_with_testfr_con() {
     let s = seen.clone();
     let _r = tcp_device("127.120.3.1:2404", move || station(s.clone(), &[])).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.120.3.1,c\n");
-    let findings = scan(&path, "2404", &Default::default(), &[]).await;
+    let findings = scan(&path, "2404", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics, f.port), ("iec104", true, 2404));
@@ -66,7 +66,7 @@ async fn frames_before_the_confirmation_are_skipped() {
     ];
     let _r = tcp_device("127.120.3.2:2404", || station(Default::default(), NOISE)).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.120.3.2,c\n");
-    let findings = scan(&path, "2404", &Default::default(), &[]).await;
+    let findings = scan(&path, "2404", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].protocol, "iec104");
     assert_eq!(
@@ -79,29 +79,22 @@ async fn frames_before_the_confirmation_are_skipped() {
 }
 
 async fn not_iec104(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'static) {
-    named_not_iec104(addr, "unknown", make).await;
-}
-
-/// The port is found, as `protocol` (what its reply names, or `unknown`), never as IEC 104.
-async fn named_not_iec104(addr: &str, protocol: &str, make: impl Fn() -> Handler + Send + Sync + 'static) {
-    let _r = tcp_device(&format!("{addr}:2404"), make).await;
-    let (_dir, path) = ledger(&format!("E1,ent,district,s,general,{addr},c\n"));
-    let findings = scan(&path, "2404", &Default::default(), &[]).await;
-    assert_eq!(findings.len(), 1, "{findings:#?}");
-    let f = &findings[0];
-    assert_eq!((f.protocol.as_str(), f.ics), (protocol, false), "{f:#?}");
-    assert!(!f.attributes.contains_key("testfr"), "{f:#?}");
+    assert_unidentified(addr, 2404, make, "testfr").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_echo_of_testfr_act_is_not_a_confirmation() {
-    not_iec104("127.120.3.10", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    not_iec104("127.120.3.10", echo).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_server_is_not_iec104() {
-    // Every reply is evidence: the greeting names an SSH server.
-    named_not_iec104("127.120.3.11", "ssh", || Box::new(|_: &[u8]| Some(b"SSH-2.0-dropbear\r\n".to_vec()))).await;
+    // Every reply is evidence: the greeting names an SSH server, never IEC 104.
+    let _r = tcp_device("127.120.3.11:2404", || always(b"SSH-2.0-dropbear\r\n")).await;
+    let findings = common::scan_range("127.120.3.11", "2404", common::options()).await;
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!((findings[0].protocol.as_str(), findings[0].ics), ("ssh", false), "{findings:#?}");
+    assert!(!findings[0].attributes.contains_key("testfr"), "{findings:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, udp_device, Handler};
+use common::{always, echo, ledger, scan, tcp_device, udp_device, Handler};
 use serde_json::json;
 
 fn hex(s: &str) -> Vec<u8> {
@@ -55,7 +55,7 @@ fn mc3e_cpu() -> Handler {
 async fn melsoft_cpu_on_tcp_is_identified() {
     let dev = tcp_device("127.126.0.1:5007", melsoft_cpu).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.0.1,c\n");
-    let findings = scan(&path, "5007", &Default::default(), &[]).await;
+    let findings = scan(&path, "5007", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("melsec", true));
@@ -63,14 +63,14 @@ async fn melsoft_cpu_on_tcp_is_identified() {
         serde_json::Value::Object(f.attributes.clone()),
         json!({"frame": "melsoft", "cpu_model": "Q03UDECPU", "cpu_model_code": 0x0268})
     );
-    assert!(dev.count() >= 1);
+    assert!(dev.connections() >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mc3e_port_is_identified_after_melsoft_gets_no_answer() {
     let _dev = tcp_device("127.126.0.2:5007", mc3e_cpu).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.0.2,c\n");
-    let findings = scan(&path, "5007", &Default::default(), &[]).await;
+    let findings = scan(&path, "5007", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("melsec", true));
@@ -84,7 +84,7 @@ async fn mc3e_port_is_identified_after_melsoft_gets_no_answer() {
 async fn melsoft_cpu_on_udp_is_identified() {
     let _dev = udp_device("127.126.0.3:5006", melsoft_cpu).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.0.3,c\n");
-    let findings = scan(&path, "5006/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "5006/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.transport.as_str()), ("melsec", "udp"));
@@ -94,16 +94,16 @@ async fn melsoft_cpu_on_udp_is_identified() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_and_garbage_are_not_melsec() {
-    let _echo = tcp_device("127.126.0.4:5007", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    let _echo = tcp_device("127.126.0.4:5007", echo).await;
     // Starts like a MELSOFT reply, but the length lies and no model follows.
     let _liar = tcp_device("127.126.0.5:5007", || {
         Box::new(|_: &[u8]| Some(hex("d700 0000 0000000000000000000000000000 1000 00000000")))
     })
     .await;
-    let _noise = tcp_device("127.126.0.6:5007", || Box::new(|_: &[u8]| Some(b"\xd0\x00garbage!".to_vec()))).await;
-    let _udp_echo = udp_device("127.126.0.7:5006", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    let _noise = tcp_device("127.126.0.6:5007", || always(b"\xd0\x00garbage!")).await;
+    let _udp_echo = udp_device("127.126.0.7:5006", echo).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.0.4-127.126.0.7,c\n");
-    let findings = scan(&path, "5007,5006/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "5007,5006/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {
         assert_eq!(f.protocol, "unknown", "{f:#?}");

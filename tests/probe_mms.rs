@@ -3,43 +3,23 @@
 
 mod common;
 
-use common::iso::{cotp, tpkt, tsaps};
 use common::{ledger, scan, tcp_device, Handler};
+use otscope_lab::iso::{self, cotp, tsaps};
 use serde_json::json;
 
 const MMS_CONTEXT: [u8; 7] = [0x06, 0x05, 0x28, 0xCA, 0x22, 0x02, 0x03];
 
+/// The IED's COTP references.
+const DST_REF: u16 = 0x0003;
+const SRC_REF: u16 = 0x0001;
+
+/// A Connection Confirm with the called TSAP first, as this stack writes it.
 fn cc(calling: &[u8], called: &[u8]) -> Vec<u8> {
-    let mut body = vec![0xD0, 0x00, 0x03, 0x00, 0x01, 0x00, 0xC0, 0x01, 0x0A];
-    body.extend_from_slice(&[0xC2, called.len() as u8]);
-    body.extend_from_slice(called);
-    body.extend_from_slice(&[0xC1, calling.len() as u8]);
-    body.extend_from_slice(calling);
-    let mut tpdu = vec![body.len() as u8];
-    tpdu.extend_from_slice(&body);
-    tpkt(&tpdu)
+    iso::connection_confirm(DST_REF, SRC_REF, &[iso::TPDU_SIZE_1024, (0xC2, called), (0xC1, calling)])
 }
 
 fn dr() -> Vec<u8> {
-    tpkt(&[0x06, 0x80, 0x00, 0x03, 0x00, 0x01, 0x80])
-}
-
-/// The reply split into DT TPDUs of at most `segment` bytes each, the last with end-of-TSDU.
-fn dts(payload: &[u8], segment: usize) -> Vec<u8> {
-    let chunks: Vec<&[u8]> = payload.chunks(segment).collect();
-    let mut out = Vec::new();
-    for (i, chunk) in chunks.iter().enumerate() {
-        let eot = if i + 1 == chunks.len() { 0x80 } else { 0x00 };
-        let mut tpdu = vec![0x02, 0xF0, eot];
-        tpdu.extend_from_slice(chunk);
-        out.extend(tpkt(&tpdu));
-    }
-    out
-}
-
-fn dt_payload(req: &[u8]) -> Option<&[u8]> {
-    let tpdu = cotp(req)?;
-    (tpdu.len() > 3 && tpdu[..3] == [0x02, 0xF0, 0x80]).then(|| &tpdu[3..])
+    iso::disconnect_request(DST_REF, SRC_REF, 0x80)
 }
 
 fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
@@ -148,12 +128,12 @@ fn ied(vendor: &'static str, model: &'static str, revision: &'static str) -> imp
             if let Some((calling, called)) = cotp(req).and_then(tsaps) {
                 return Some(if called.len() < 5 { cc(&calling, &called) } else { dr() });
             }
-            let p = dt_payload(req)?;
+            let p = iso::data_payload(req)?;
             if is_associate_request(p) {
-                return Some(dts(&associate_response(0, Some(initiate_response())), 64));
+                return Some(iso::data_segments(&associate_response(0, Some(initiate_response())), 64));
             }
             if let Some(id) = identify_invoke_id(p) {
-                return Some(dts(&identify_response(id, vendor, model, revision), 64));
+                return Some(iso::data_segments(&identify_response(id, vendor, model, revision), 64));
             }
             Some(dr())
         })
@@ -164,7 +144,7 @@ fn ied(vendor: &'static str, model: &'static str, revision: &'static str) -> imp
 async fn an_ied_is_identified_by_mms_identify() {
     let _ied = tcp_device("127.121.2.1:102", ied("MZ Automation", "libiec61850", "1.5.2")).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.121.2.1,c\n");
-    let findings = scan(&path, "102", &Default::default(), &[]).await;
+    let findings = scan(&path, "102", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("mms", true), "{f:#?}");
@@ -191,8 +171,8 @@ async fn rejections_still_prove_mms() {
             if let Some((calling, called)) = cotp(req).and_then(tsaps) {
                 return Some(cc(&calling, &called));
             }
-            let p = dt_payload(req)?;
-            Some(if is_associate_request(p) { dts(&associate_response(1, None), 1024) } else { dr() })
+            let p = iso::data_payload(req)?;
+            Some(if is_associate_request(p) { iso::data_segments(&associate_response(1, None), 1024) } else { dr() })
         })
     })
     .await;
@@ -201,18 +181,18 @@ async fn rejections_still_prove_mms() {
             if let Some((calling, called)) = cotp(req).and_then(tsaps) {
                 return Some(cc(&calling, &called));
             }
-            let p = dt_payload(req)?;
+            let p = iso::data_payload(req)?;
             if is_associate_request(p) {
-                return Some(dts(&associate_response(0, Some(initiate_response())), 1024));
+                return Some(iso::data_segments(&associate_response(0, Some(initiate_response())), 1024));
             }
             let id = identify_invoke_id(p)?;
             // confirmed-ErrorPDU: invokeID, serviceError { errorClass service: other }.
-            Some(dts(&mms_data(&[0xA2, 0x08, 0x80, 0x01, id, 0xA1, 0x03, 0x83, 0x01, 0x00]), 1024))
+            Some(iso::data_segments(&mms_data(&[0xA2, 0x08, 0x80, 0x01, id, 0xA1, 0x03, 0x83, 0x01, 0x00]), 1024))
         })
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.121.2.2-127.121.2.3,c\n");
-    let findings = scan(&path, "102", &Default::default(), &[]).await;
+    let findings = scan(&path, "102", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 2, "{findings:#?}");
     assert_eq!(findings[0].protocol, "mms", "{:#?}", findings[0]);
     assert_eq!(findings[0].attributes["association_result"], json!(1));
@@ -232,8 +212,8 @@ async fn look_alikes_are_not_mms() {
                 if let Some((calling, called)) = cotp(req).and_then(tsaps) {
                     return Some(cc(&calling, &called));
                 }
-                let p = dt_payload(req)?;
-                Some(if is_associate_request(p) { dts(&answer(), 1024) } else { dr() })
+                let p = iso::data_payload(req)?;
+                Some(if is_associate_request(p) { iso::data_segments(&answer(), 1024) } else { dr() })
             })
         }
     }
@@ -251,7 +231,7 @@ async fn look_alikes_are_not_mms() {
     let _garbage =
         tcp_device("127.121.2.12:102", device(|| [&[0x0E, 0x08, 0xC1, 0x06][..], b"\x31\x10ABCD"].concat())).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.121.2.10-127.121.2.12,c\n");
-    let findings = scan(&path, "102", &Default::default(), &[]).await;
+    let findings = scan(&path, "102", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {
         assert_eq!(f.protocol, "unknown", "{f:#?}");

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{ledger, scan, udp_device, Handler};
+use common::{always, echo, ledger, scan, udp_device, Handler};
 use serde_json::json;
 
 /// Device id of the simulated NPort: product line, model 0x5110 (LE), MAC 00:90:e8:2c:a8:59.
@@ -44,7 +44,7 @@ fn nport() -> Handler {
 async fn nport_is_identified() {
     let _dev = udp_device("127.126.3.1:4800", nport).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.3.1,c\n");
-    let findings = scan(&path, "4800/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "4800/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics, f.transport.as_str()), ("moxa_nport", true, "udp"));
@@ -61,9 +61,8 @@ async fn nport_is_identified() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_and_garbage_are_not_moxa() {
-    let _echo = udp_device("127.126.3.2:4800", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
-    let _noise =
-        udp_device("127.126.3.3:4800", || Box::new(|_: &[u8]| Some(b"\x81\x00\x00\x40short and lying".to_vec()))).await;
+    let _echo = udp_device("127.126.3.2:4800", echo).await;
+    let _noise = udp_device("127.126.3.3:4800", || always(b"\x81\x00\x00\x40short and lying")).await;
     let _bad_status = udp_device("127.126.3.4:4800", || {
         Box::new(|_: &[u8]| {
             let mut r = vec![0x81, 0x04, 0x00, 0x18, 0, 0, 0, 0];
@@ -74,6 +73,6 @@ async fn echo_and_garbage_are_not_moxa() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.3.2-127.126.3.4,c\n");
-    let findings = scan(&path, "4800/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "4800/udp", &Default::default(), common::options()).await;
     assert!(findings.is_empty(), "{findings:#?}");
 }

@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
+use common::{always, echo, ledger, scan, tcp_device, Handler};
+use otscope_lab::tls::{open62541_certificate, OPEN62541_NOT_AFTER_UNIX};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 
@@ -13,34 +14,6 @@ const B256: &str = "http://opcfoundation.org/UA/SecurityPolicy#Basic256Sha256";
 const UATCP: &str = "http://opcfoundation.org/UA-Profile/Transport/uatcp-uasc-uabinary";
 const CHANNEL: u32 = 6;
 const TOKEN: u32 = 1;
-
-/// The server certificate of open62541's test suite (tests/encryption/certificates.h): self-signed,
-/// C=DE, L=Here, O=open62541, CN=open62541Server@localhost, valid until 2026-02-14 21:06:37 UTC.
-const OPEN62541_CERT_HEX: &str = concat!(
-    "30820408308202f0a00302010202145f696e13d7bd8049a79354b0416f0cefdd02ddd1300d06092a864886f70d01010b",
-    "05003054310b3009060355040613024445310d300b06035504070c044865726531123010060355040a0c096f70656e36",
-    "323534313122302006035504030c196f70656e3632353431536572766572406c6f63616c686f7374301e170d32353032",
-    "31343231303633375a170d3236303231343231303633375a3054310b3009060355040613024445310d300b0603550407",
-    "0c044865726531123010060355040a0c096f70656e36323534313122302006035504030c196f70656e36323534315365",
-    "72766572406c6f63616c686f737430820122300d06092a864886f70d01010105000382010f003082010a0282010100db",
-    "70001b173c17215dad7134a82343f595e24db6746f9043a896adc7513189c9ee710c7ea1fd429740bd823cf6f58eaef5",
-    "949002e3a82ac570c482b7d56717af88a297c0cba1d659e01d66f7c89b7908173c23990418f097c1a2a321ceaca3edab",
-    "424d8736c56ec8eba8fc694d41da22fc3130654c0f2c1e799e0a7cbeb1d752ee9381c416e1627a8cffd85aa12969aa2e",
-    "dfed72d3ea9694c63e54d8994b5eb05a8a9465c6da0fca845f8a47057bb2da85fe927b518ff47fc76b6e39e1e578e5ee",
-    "e2b201eb53451e60ead756be78debad8a02355034e8e007d575d64f36e88cfb86a8699d1d5379b5697bcb857a87de97c",
-    "782d338da68b70a47194c64f1013e50203010001a381d13081ce301d0603551d0e0416041402267347a5e34c39cc83f2",
-    "29cec1482ac7df54a5301f0603551d2304183016801402267347a5e34c39cc83f229cec1482ac7df54a530090603551d",
-    "1304023000300b0603551d0f0404030202f4301d0603551d250416301406082b0601050507030106082b060105050703",
-    "0230550603551d11044e304c820a7669727475616c626f78820a7669727475616c626f7887040a00020f8704c0a83865",
-    "862675726e3a6f70656e36323534312e756e636f6e666967757265642e6170706c69636174696f6e300d06092a864886",
-    "f70d01010b05000382010100a322cd58813e5b93567d5e61e640b9a3bd913036e86cf1534fbd27f2581e94a6060a1975",
-    "07c3f5e0bce05af6bcd6365f104d06adaee0cd5214816f9e9700af137c0c699e14a41c3be2ffc800105887c97659727d",
-    "5ba87c3b71237dfa383da0b1c111a85cabb79114471025c3bad24be36b8961ae9a95ba01a058099974484d5ff7edce29",
-    "f6fac4c4d24ae778b61dee3fc3231936de5bcb638c1dfa2233ac6dbb7a741747b96e036ddd4c989a2921e4b843ee13c3",
-    "4277db889784400e6855c95920ecdd77b61e896bbaae8612dde5da80b3b469097a40640c8ec71387472cdb71a8b1fdab",
-    "573b53ad09866e476c5f717d2af9b323a8214172d8ea1c6626f19996",
-);
-const CERT_NOT_AFTER_UNIX: i64 = 1_771_103_197;
 
 // --- encoding (little-endian, OPC 10000-6 5.2) ---------------------------------------------
 
@@ -321,7 +294,8 @@ impl Server {
 }
 
 fn open62541_server() -> Server {
-    let cert = hex::decode(OPEN62541_CERT_HEX).unwrap();
+    // The server certificate of open62541's test suite.
+    let cert = open62541_certificate();
     Server {
         app: Arc::new(AppDescription {
             uri: "urn:open62541.server.application",
@@ -402,7 +376,7 @@ async fn open62541_server_with_a_none_endpoint_and_anonymous_tokens() {
     let s = server.clone();
     let _dev = tcp_device("127.123.0.1:4840", move || s.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.123.0.1,c\n");
-    let findings = scan(&path, "4840", &Default::default(), &[]).await;
+    let findings = scan(&path, "4840", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("opcua", true));
@@ -437,7 +411,7 @@ async fn open62541_server_with_a_none_endpoint_and_anonymous_tokens() {
             "certificate_subject": "C=DE, L=Here, O=open62541, CN=open62541Server@localhost",
             "certificate_issuer": "C=DE, L=Here, O=open62541, CN=open62541Server@localhost",
             "certificate_not_after": "Sat, 14 Feb 2026 21:06:37 +0000",
-            "certificate_expired": now > CERT_NOT_AFTER_UNIX,
+            "certificate_expired": now > OPEN62541_NOT_AFTER_UNIX,
             "certificate_self_signed": true,
             // Outputs of the fingerprint rule opcua.open62541:
             "cpe": "cpe:2.3:a:open62541:open62541:*:*:*:*:*:*:*:*",
@@ -468,7 +442,7 @@ async fn a_server_offering_only_secure_policies_is_reported_as_it_is() {
     let s = server.clone();
     let _dev = tcp_device("127.123.0.2:4840", move || s.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.123.0.2,c\n");
-    let findings = scan(&path, "4840", &Default::default(), &[]).await;
+    let findings = scan(&path, "4840", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("opcua", true));
@@ -498,7 +472,7 @@ async fn an_error_reply_to_hello_still_proves_opcua() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.123.0.3,c\n");
-    let findings = scan(&path, "4840", &Default::default(), &[]).await;
+    let findings = scan(&path, "4840", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("opcua", true));
@@ -525,7 +499,7 @@ async fn a_refused_none_channel_keeps_the_identification() {
     let s = server.clone();
     let _dev = tcp_device("127.123.0.4:4840", move || s.handler()).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.123.0.4,c\n");
-    let findings = scan(&path, "4840", &Default::default(), &[]).await;
+    let findings = scan(&path, "4840", &Default::default(), common::options()).await;
     let f = &findings[0];
     assert_eq!(f.protocol, "opcua");
     let a = &f.attributes;
@@ -542,11 +516,11 @@ async fn garbage_echo_and_truncation_are_not_opcua() {
         Box::new(|_: &[u8]| Some(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".to_vec()))
     })
     .await;
-    let _echo = tcp_device("127.123.0.6:4840", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    let _echo = tcp_device("127.123.0.6:4840", echo).await;
     // An Acknowledge header that promises 28 bytes and delivers 12.
-    let _short = tcp_device("127.123.0.7:4840", || Box::new(|_: &[u8]| Some(b"ACKF\x1c\0\0\0\0\0\0\0".to_vec()))).await;
+    let _short = tcp_device("127.123.0.7:4840", || always(b"ACKF\x1c\0\0\0\0\0\0\0")).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.123.0.5-127.123.0.7,c\n");
-    let findings = scan(&path, "4840", &Default::default(), &[]).await;
+    let findings = scan(&path, "4840", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {
         // Every reply is evidence: the 400 page names a web server, the rest stay unknown.

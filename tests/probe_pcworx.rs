@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
-use otscope::findings::Finding;
+use common::{always, echo, scan_range, tcp_device, Handler};
 use serde_json::json;
 
 /// The session id this simulated controller assigns.
@@ -63,16 +62,11 @@ fn controller(info: Vec<u8>, answer_info: bool) -> impl Fn() -> Handler + Send +
     }
 }
 
-async fn scan_range(range: &str) -> Vec<Finding> {
-    let (_dir, path) = ledger(&format!("E1,ent,district,s,general,{range},c\n"));
-    scan(&path, "1962", &Default::default(), &[]).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_reports_its_type_model_and_firmware() {
     let info = info_body("ILC 151 ETH", "4.41", "09/28/15", "14:35:01", "2700974");
     let device = tcp_device("127.125.2.1:1962", controller(info, true)).await;
-    let findings = scan_range("127.125.2.1").await;
+    let findings = scan_range("127.125.2.1", "1962", common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("pcworx", true));
@@ -87,7 +81,7 @@ async fn a_controller_reports_its_type_model_and_firmware() {
         "tags": ["plc", "pcworx"],
     });
     assert_eq!(common::attributes_with_rules(f), *expected.as_object().unwrap());
-    assert_eq!(device.count(), 1, "the whole exchange runs on one connection");
+    assert_eq!(device.connections(), 1, "the whole exchange runs on one connection");
     let classified = (f.vendor.as_deref(), f.product.as_deref(), f.version.as_deref(), f.rule.as_deref());
     assert_eq!(
         classified,
@@ -99,7 +93,7 @@ async fn a_controller_reports_its_type_model_and_firmware() {
 async fn a_controller_that_withholds_its_information_is_still_pcworx() {
     let info = info_body("ILC 330 ETH", "3.95T", "Mar  2 2012", "09:39:02", "2737193");
     let _device = tcp_device("127.125.2.2:1962", controller(info, false)).await;
-    let findings = scan_range("127.125.2.2").await;
+    let findings = scan_range("127.125.2.2", "1962", common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!((findings[0].protocol.as_str(), findings[0].ics), ("pcworx", true));
     let expected = json!({"device_type": "PLC", "tags": ["plc", "pcworx"]});
@@ -109,9 +103,8 @@ async fn a_controller_that_withholds_its_information_is_still_pcworx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_garbage_and_lying_devices_are_not_controllers() {
-    let _echo = tcp_device("127.125.2.10:1962", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
-    let _garbage =
-        tcp_device("127.125.2.11:1962", || Box::new(|_: &[u8]| Some(b"\xde\xad\xbe\xef junk".to_vec()))).await;
+    let _echo = tcp_device("127.125.2.10:1962", echo).await;
+    let _garbage = tcp_device("127.125.2.11:1962", || always(b"\xde\xad\xbe\xef junk")).await;
     // The right first byte, but a length that disagrees with the message.
     let _liar = tcp_device("127.125.2.12:1962", || {
         Box::new(|_: &[u8]| Some(unhex("81010030000000010000000000020000004c0000")))
@@ -122,7 +115,7 @@ async fn echo_garbage_and_lying_devices_are_not_controllers() {
         Box::new(|_: &[u8]| Some(unhex("81060014000000010000000000020000004c0000")))
     })
     .await;
-    let findings = scan_range("127.125.2.10-127.125.2.13").await;
+    let findings = scan_range("127.125.2.10-127.125.2.13", "1962", common::options()).await;
     assert_eq!(findings.len(), 4, "{findings:#?}");
     for f in &findings {
         assert_eq!((f.protocol.as_str(), f.ics), ("unknown", false), "{f:#?}");

@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
-use otscope::findings::Finding;
+use common::{always, echo, scan_range, tcp_device, Handler};
 use serde_json::json;
 
 const INFO_REQUEST: [u8; 10] = [0xcc, 0x01, 0x00, 0x0b, 0x40, 0x02, 0x00, 0x00, 0x47, 0xee];
@@ -32,17 +31,12 @@ fn runtime(answer: Vec<u8>) -> impl Fn() -> Handler + Send + Sync + 'static {
     }
 }
 
-async fn scan_range(range: &str) -> Vec<Finding> {
-    let (_dir, path) = ledger(&format!("E1,ent,district,s,general,{range},c\n"));
-    scan(&path, "20547", &Default::default(), &[]).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runtime_reports_its_runtime_plc_and_project() {
     let answer =
         reply("ProConOS V3.0.1040 Oct 29 2002", "ADAM5510KW 1.24 Build 005", &["510-projec", "510-projec", "Exist"]);
     let _device = tcp_device("127.125.3.1:20547", runtime(answer)).await;
-    let findings = scan_range("127.125.3.1").await;
+    let findings = scan_range("127.125.3.1", "20547", common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("proconos", true));
@@ -65,7 +59,7 @@ async fn a_runtime_reports_its_runtime_plc_and_project() {
 async fn a_reply_without_project_strings_still_identifies_the_runtime() {
     let answer = reply("ProConOS V4.2.0214 Oct 28 2011", "V 3.95A.6       Mar  9 2012", &[]);
     let _device = tcp_device("127.125.3.2:20547", runtime(answer)).await;
-    let findings = scan_range("127.125.3.2").await;
+    let findings = scan_range("127.125.3.2", "20547", common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!(f.protocol, "proconos");
@@ -82,15 +76,15 @@ async fn a_reply_without_project_strings_still_identifies_the_runtime() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_garbage_and_truncated_devices_are_not_runtimes() {
-    let _echo = tcp_device("127.125.3.10:20547", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
-    let _garbage = tcp_device("127.125.3.11:20547", || Box::new(|_: &[u8]| Some(b"220 FTP ready\r\n".to_vec()))).await;
+    let _echo = tcp_device("127.125.3.10:20547", echo).await;
+    let _garbage = tcp_device("127.125.3.11:20547", || always(b"220 FTP ready\r\n")).await;
     let truncated = reply("ProConOS V3.0.1040 Oct 29 2002", "ADAM5510KW", &["p"])[..30].to_vec();
     let _truncated = tcp_device("127.125.3.12:20547", runtime(truncated)).await;
     // The reply byte, then binary where the runtime string belongs.
     let mut binary = reply("x", "y", &["a", "b", "c"]);
     binary[12..44].fill(0x07);
     let _binary = tcp_device("127.125.3.13:20547", runtime(binary)).await;
-    let findings = scan_range("127.125.3.10-127.125.3.13").await;
+    let findings = scan_range("127.125.3.10-127.125.3.13", "20547", common::options()).await;
     assert_eq!(findings.len(), 4, "{findings:#?}");
     for f in &findings {
         // Every reply is evidence: the FTP greeting names an FTP server, the rest stay unknown.

@@ -3,35 +3,20 @@
 
 mod common;
 
-use common::iso::{cotp, tpkt, tsaps};
 use common::{ledger, scan, tcp_device, Handler};
+use otscope_lab::iso::{self, cotp, tsaps};
 use serde_json::json;
 
+/// The CPU's COTP references.
+const DST_REF: u16 = 0x0002;
+const SRC_REF: u16 = 0x0007;
+
 fn cc(calling: &[u8], called: &[u8]) -> Vec<u8> {
-    let mut body = vec![0xD0, 0x00, 0x02, 0x00, 0x07, 0x00, 0xC0, 0x01, 0x0A];
-    body.extend_from_slice(&[0xC1, calling.len() as u8]);
-    body.extend_from_slice(calling);
-    body.extend_from_slice(&[0xC2, called.len() as u8]);
-    body.extend_from_slice(called);
-    let mut tpdu = vec![body.len() as u8];
-    tpdu.extend_from_slice(&body);
-    tpkt(&tpdu)
+    iso::connection_confirm(DST_REF, SRC_REF, &[iso::TPDU_SIZE_1024, (0xC1, calling), (0xC2, called)])
 }
 
 fn dr() -> Vec<u8> {
-    tpkt(&[0x06, 0x80, 0x00, 0x02, 0x00, 0x07, 0x80])
-}
-
-fn dt(payload: &[u8]) -> Vec<u8> {
-    let mut tpdu = vec![0x02, 0xF0, 0x80];
-    tpdu.extend_from_slice(payload);
-    tpkt(&tpdu)
-}
-
-/// The payload of a DT request.
-fn dt_payload(req: &[u8]) -> Option<&[u8]> {
-    let tpdu = cotp(req)?;
-    (tpdu.len() > 3 && tpdu[..3] == [0x02, 0xF0, 0x80]).then(|| &tpdu[3..])
+    iso::disconnect_request(DST_REF, SRC_REF, 0x80)
 }
 
 /// (function, sequence number) of a 0x72 V1 request.
@@ -73,13 +58,13 @@ fn create_object_response(seq: u16, paom: &str) -> Vec<u8> {
     d.extend_from_slice(&[0x82, 0x40, 0x00, 0x15, 0x08]);
     d.extend_from_slice(b"2;811810");
     d.extend_from_slice(&[0x00, 0xA2, 0x00, 0x00, 0x00, 0x00]);
-    dt(&frame(&d))
+    iso::data(&frame(&d))
 }
 
 fn init_ssl_response(seq: u16) -> Vec<u8> {
     let mut d = response_head(0x05B3, seq);
     d.extend_from_slice(&[0x00, 0x00, 0x00, 0x00]);
-    dt(&frame(&d))
+    iso::data(&frame(&d))
 }
 
 /// An S7-1500 CPU 1516-3 PN/DP: confirms any COTP connection, hangs up (DR) on classic S7 and
@@ -89,7 +74,7 @@ fn s7_1500() -> Handler {
         if let Some((calling, called)) = cotp(req).and_then(tsaps) {
             return Some(cc(&calling, &called));
         }
-        let payload = dt_payload(req)?;
+        let payload = iso::data_payload(req)?;
         if payload.first() == Some(&0x32) {
             return Some(dr());
         }
@@ -104,7 +89,7 @@ fn s7_1500() -> Handler {
 async fn a_cpu_refusing_classic_s7_is_identified_as_s7commplus() {
     let cpu = tcp_device("127.121.1.1:102", s7_1500).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.121.1.1,c\n");
-    let findings = scan(&path, "102", &Default::default(), &[]).await;
+    let findings = scan(&path, "102", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("s7commplus", true), "{f:#?}");
@@ -116,7 +101,7 @@ async fn a_cpu_refusing_classic_s7_is_identified_as_s7commplus() {
     assert_eq!(a["version_string"], json!("1;6ES7 516-3AN01-0AB0 ;V2.6"));
     assert_eq!(a["order_number"], json!("6ES7 516-3AN01-0AB0"));
     assert_eq!(a["firmware_version"], json!("V2.6"));
-    assert!(cpu.count() >= 2, "s7comm tried first, then s7commplus");
+    assert!(cpu.connections() >= 2, "s7comm tried first, then s7commplus");
     assert_eq!(f.vendor.as_deref(), Some("Siemens"));
     assert_eq!(f.product.as_deref(), Some("SIMATIC S7-1500 CPU 1516"));
     assert_eq!(f.version.as_deref(), Some("V2.6"));
@@ -130,7 +115,7 @@ async fn init_ssl_proves_the_protocol_when_create_object_is_refused() {
             if let Some((calling, called)) = cotp(req).and_then(tsaps) {
                 return Some(if called == b"SIMATIC-ROOT-HMI" { cc(&calling, &called) } else { dr() });
             }
-            match plus_request(dt_payload(req)?)? {
+            match plus_request(iso::data_payload(req)?)? {
                 (0x05B3, seq) => Some(init_ssl_response(seq)),
                 _ => Some(dr()),
             }
@@ -138,7 +123,7 @@ async fn init_ssl_proves_the_protocol_when_create_object_is_refused() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.121.1.2,c\n");
-    let findings = scan(&path, "102", &Default::default(), &[]).await;
+    let findings = scan(&path, "102", &Default::default(), common::options()).await;
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("s7commplus", true), "{f:#?}");
     assert_eq!(f.attributes["protocol_version"], json!(1));
@@ -161,14 +146,14 @@ async fn echoes_and_classic_answers_are_not_s7commplus() {
             if let Some((calling, called)) = cotp(req).and_then(tsaps) {
                 return Some(cc(&calling, &called));
             }
-            dt_payload(req)?;
+            iso::data_payload(req)?;
             // ACK with error class 0x85 (not the answer to any S7 job we sent: wrong PDU reference).
-            Some(dt(&[0x32, 0x02, 0x00, 0x00, 0x7F, 0x7F, 0x00, 0x00, 0x00, 0x00, 0x85, 0x00]))
+            Some(iso::data(&[0x32, 0x02, 0x00, 0x00, 0x7F, 0x7F, 0x00, 0x00, 0x00, 0x00, 0x85, 0x00]))
         })
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.121.1.10-127.121.1.11,c\n");
-    let findings = scan(&path, "102", &Default::default(), &[]).await;
+    let findings = scan(&path, "102", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 2, "{findings:#?}");
     for f in &findings {
         assert_eq!(f.protocol, "unknown", "{f:#?}");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, udp_device, Handler};
+use common::{always, echo, ledger, scan, udp_device, Handler};
 use serde_json::json;
 
 fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
@@ -108,7 +108,7 @@ fn failing_agent() -> Handler {
 async fn an_agent_answering_public_reveals_its_system_group() {
     let agent = udp_device("127.124.1.1:161", s7_agent).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.1.1,c\n");
-    let findings = scan(&path, "161/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "161/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics, f.port, f.transport.as_str()), ("snmp", false, 161, "udp"));
@@ -124,14 +124,14 @@ async fn an_agent_answering_public_reveals_its_system_group() {
         (Some("Siemens"), Some("SIMATIC S7 CPU315-2 PN/DP (6ES7 315-2EH14-0AB0)"), Some("3.2.11"))
     );
     assert_eq!(f.device_type.as_deref(), Some("PLC"));
-    assert_eq!(agent.count(), 1, "one request, answered at once");
+    assert_eq!(agent.requests(), 1, "one request, answered at once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_status_reply_still_proves_snmp() {
     let _agent = udp_device("127.124.1.2:161", failing_agent).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.1.2,c\n");
-    let findings = scan(&path, "161/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "161/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!(f.protocol, "snmp");
@@ -152,9 +152,8 @@ async fn silent_echoing_and_lying_peers_give_no_finding() {
         }) as Handler
     })
     .await;
-    let echo = udp_device("127.124.1.4:161", || Box::new(|d: &[u8]| Some(d.to_vec())) as Handler).await;
-    let garbage =
-        udp_device("127.124.1.5:161", || Box::new(|_: &[u8]| Some(b"\x30\x03\x02\x01".to_vec())) as Handler).await;
+    let echo = udp_device("127.124.1.4:161", echo).await;
+    let garbage = udp_device("127.124.1.5:161", || always(b"\x30\x03\x02\x01")).await;
     // A Response with another request-id (a stale or spoofed answer).
     let wrong_id = udp_device("127.124.1.6:161", || {
         Box::new(|d: &[u8]| {
@@ -164,11 +163,11 @@ async fn silent_echoing_and_lying_peers_give_no_finding() {
     })
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.1.3-127.124.1.6,c\n");
-    let findings = scan(&path, "161/udp", &Default::default(), &[]).await;
+    let findings = scan(&path, "161/udp", &Default::default(), common::options()).await;
     assert!(findings.is_empty(), "{findings:#?}");
     // Silence is asked again in v1; a reply that is no answer of ours ends the probe.
-    assert_eq!(private.count(), 4, "v2c and v1, each with one retry");
+    assert_eq!(private.requests(), 4, "v2c and v1, each with one retry");
     for dev in [&echo, &garbage, &wrong_id] {
-        assert!(dev.count() >= 1 && dev.count() <= 2, "one request and at most one retry");
+        assert!(dev.requests() >= 1 && dev.requests() <= 2, "one request and at most one retry");
     }
 }

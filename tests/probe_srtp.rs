@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{ledger, scan, tcp_device, Handler};
-use otscope::findings::Finding;
+use common::{echo, scan_range, tcp_device, Handler};
 use serde_json::json;
 
 /// The controller's answer to the initialisation; `signature` sets byte 8 to 0F.
@@ -84,15 +83,10 @@ fn controller(signature: bool, status: Status) -> impl Fn() -> Handler + Send + 
     }
 }
 
-async fn scan_range(range: &str) -> Vec<Finding> {
-    let (_dir, path) = ledger(&format!("E1,ent,district,s,general,{range},c\n"));
-    scan(&path, "18245", &Default::default(), &[]).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_reports_its_state_and_program() {
     let _device = tcp_device("127.125.4.1:18245", controller(true, Status::Ack)).await;
-    let findings = scan_range("127.125.4.1").await;
+    let findings = scan_range("127.125.4.1", "18245", common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("srtp", true));
@@ -111,7 +105,7 @@ async fn a_controller_reports_its_state_and_program() {
 async fn an_error_reply_and_a_silent_service_still_prove_srtp() {
     let _nack = tcp_device("127.125.4.2:18245", controller(false, Status::Nack)).await;
     let _silent = tcp_device("127.125.4.3:18245", controller(true, Status::Silent)).await;
-    let findings = scan_range("127.125.4.2-127.125.4.3").await;
+    let findings = scan_range("127.125.4.2-127.125.4.3", "18245", common::options()).await;
     assert_eq!(findings.len(), 2, "{findings:#?}");
     assert_eq!((findings[0].protocol.as_str(), findings[0].ics), ("srtp", true));
     let expected = json!({
@@ -128,7 +122,7 @@ async fn an_error_reply_and_a_silent_service_still_prove_srtp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_garbage_and_lookalike_devices_are_not_controllers() {
-    let _echo = tcp_device("127.125.4.10:18245", || Box::new(|req: &[u8]| Some(req.to_vec()))).await;
+    let _echo = tcp_device("127.125.4.10:18245", echo).await;
     let _garbage = tcp_device("127.125.4.11:18245", || Box::new(|_: &[u8]| Some(vec![0x55; 80]))).await;
     // Answers the initialisation with a first byte of 01 but neither the signature nor a service reply.
     let _lookalike = tcp_device("127.125.4.12:18245", controller(false, Status::Silent)).await;
@@ -141,7 +135,7 @@ async fn echo_garbage_and_lookalike_devices_are_not_controllers() {
         })
     })
     .await;
-    let findings = scan_range("127.125.4.10-127.125.4.13").await;
+    let findings = scan_range("127.125.4.10-127.125.4.13", "18245", common::options()).await;
     assert_eq!(findings.len(), 4, "{findings:#?}");
     for f in &findings {
         assert_eq!((f.protocol.as_str(), f.ics), ("unknown", false), "{f:#?}");

@@ -117,7 +117,7 @@ async fn an_snmp_v1_agent_is_asked_again_in_v1_and_each_variable_alone() {
     let versions = Arc::new(Mutex::new(Vec::new()));
     let _agent = udp_device("127.127.0.1:161", v1_agent(versions.clone())).await;
     let (_dir, ledger) = common::ledger("G-1,gaps,d,s,important,127.127.0.1,c\n");
-    let findings = common::scan(&ledger, "161/udp", &Default::default(), &[]).await;
+    let findings = common::scan(&ledger, "161/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!(f.protocol, "snmp");
@@ -141,7 +141,7 @@ async fn an_snmp_v1_agent_is_asked_again_in_v1_and_each_variable_alone() {
 async fn an_agent_answering_only_the_first_variable_is_asked_for_the_others() {
     let _agent = udp_device("127.127.0.2:161", first_variable_agent).await;
     let (_dir, ledger) = common::ledger("G-2,gaps,d,s,important,127.127.0.2,c\n");
-    let findings = common::scan(&ledger, "161/udp", &Default::default(), &[]).await;
+    let findings = common::scan(&ledger, "161/udp", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(
         Value::Object(findings[0].attributes.clone()),
@@ -188,7 +188,7 @@ async fn an_mqtt_5_only_broker_is_asked_again_at_level_5() {
     let levels = Arc::new(Mutex::new(Vec::new()));
     let _broker = tcp_device("127.127.0.3:1883", mqtt5_only_broker(levels.clone())).await;
     let (_dir, ledger) = common::ledger("G-3,gaps,d,s,important,127.127.0.3,c\n");
-    let findings = common::scan(&ledger, "1883", &Default::default(), &[]).await;
+    let findings = common::scan(&ledger, "1883", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("mqtt", false));
@@ -251,7 +251,7 @@ async fn a_dnp3_outstation_over_udp_answering_from_another_port_is_found() {
         }
     });
     let (_dir, ledger) = common::ledger("G-4,gaps,d,s,important,127.127.0.4,c\n");
-    let findings = common::scan(&ledger, "20000/udp", &Default::default(), &[]).await;
+    let findings = common::scan(&ledger, "20000/udp", &Default::default(), common::options()).await;
     task.abort();
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
@@ -299,11 +299,13 @@ fn hartip_server() -> Handler {
 async fn hartip_over_udp_is_read_when_enabled_and_left_alone_otherwise() {
     let server = udp_device("127.127.0.5:5094", hartip_server).await;
     let (_dir, ledger) = common::ledger("G-5,gaps,d,s,important,127.127.0.5,c\n");
-    let findings = common::scan(&ledger, "5094/udp", &Default::default(), &[]).await;
+    let findings = common::scan(&ledger, "5094/udp", &Default::default(), common::options()).await;
     assert!(findings.is_empty(), "hartip is opt-in: {findings:#?}");
-    assert_eq!(server.count(), 0, "nothing was sent without --enable-probe hartip");
+    assert_eq!(server.requests(), 0, "nothing was sent without --enable-probe hartip");
 
-    let findings = common::scan(&ledger, "5094/udp", &Default::default(), &["--enable-probe", "hartip"]).await;
+    let mut enabled = common::options();
+    enabled.probe.enabled = vec!["hartip".into()];
+    let findings = common::scan(&ledger, "5094/udp", &Default::default(), enabled).await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.transport.as_str()), ("hartip", "udp"));
@@ -316,5 +318,5 @@ async fn hartip_over_udp_is_read_when_enabled_and_left_alone_otherwise() {
     ] {
         assert_eq!(f.attributes.get(key), Some(&want), "{key}: {f:#?}");
     }
-    assert_eq!(server.count(), 3, "session initiate, command 0, session close");
+    assert_eq!(server.requests(), 3, "session initiate, command 0, session close");
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{firmware_library, ledger, Responder};
+use common::{banner_device, firmware_library, ledger};
 use otscope::store::{SqliteStore, Store};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -60,7 +60,7 @@ async fn a_killed_scan_resumes_to_exactly_the_uninterrupted_findings() {
     for i in 0..48u32 {
         let addr = format!("127.119.{}.{}:2222", i % 16, 1 + i * 5);
         let banner: &'static [u8] = Box::leak(format!("FW {}.0\r\n", i).into_bytes().into_boxed_slice());
-        devices.push(Responder::start(&addr, Some(banner)).await);
+        devices.push(banner_device(&addr, Some(banner)).await);
     }
 
     let whole_db = dir.path().join("whole.db");

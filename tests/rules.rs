@@ -21,7 +21,7 @@ fn the_shipped_library_is_valid_and_its_examples_pass() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_library_stops_the_scan_before_anything_is_sent() {
-    let device = common::Responder::start("127.114.0.1:2222", None).await;
+    let device = common::banner_device("127.114.0.1:2222", None).await;
     let (dir, ledger) = common::ledger("A-1,a,d,s,general,127.114.0.1,c\n");
     let lib = dir.path().join("fp");
     std::fs::create_dir(&lib).unwrap();
@@ -36,7 +36,7 @@ async fn a_broken_library_stops_the_scan_before_anything_is_sent() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml:1: x: condition 1 on banner: bad regex"), "{err}");
     assert!(err.contains("bad.toml:1: x: no example"), "{err}");
-    assert_eq!(device.count(), 0);
+    assert_eq!(device.connections(), 0);
 
     let out = bin().args(["rules", "check", "--fingerprints"]).arg(&lib).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

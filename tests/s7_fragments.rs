@@ -72,7 +72,12 @@ async fn tpkt_and_dt_fragments_are_reassembled() {
         let _ = tokio::time::timeout(Duration::from_secs(2), sock.read(&mut buf)).await;
     });
     let (_dir, path) = ledger("E1,ent,district,s,general,127.113.1.1,c\n");
-    let findings = scan(&path, "102", &Default::default(), &["--read-timeout", "2s"]).await;
+    let findings = scan(&path, "102", &Default::default(), {
+        let mut o = common::options();
+        o.probe.limits.read_timeout = std::time::Duration::from_secs(2);
+        o
+    })
+    .await;
     device.abort();
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];

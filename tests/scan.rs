@@ -2,10 +2,11 @@
 
 mod common;
 
-use common::{ledger, scan, Responder};
+use common::{banner_device, ledger, scan, Responder};
 use otscope::ledger::Level;
+use otscope::scope::parse_ports;
 use otscope::scope::{Resolved, Scope, Selection, TargetSpace};
-use otscope::targets::{parse_ports, Shard, TargetStream};
+use otscope::targets::{Shard, TargetStream};
 use std::collections::HashSet;
 use std::process::Command;
 use std::sync::Arc;
@@ -16,12 +17,12 @@ fn bin() -> Command {
 
 #[tokio::test]
 async fn scan_reports_each_open_service_with_its_enterprise() {
-    let ssh = Responder::start("127.110.0.1:2222", Some(b"SSH-2.0-OpenSSH_9.2p1\r\n")).await;
-    let silent = Responder::start("127.110.0.2:2222", None).await;
+    let ssh = banner_device("127.110.0.1:2222", Some(b"SSH-2.0-OpenSSH_9.2p1\r\n")).await;
+    let silent = banner_device("127.110.0.2:2222", None).await;
     let (_dir, path) = ledger(
         "A-1,甲水厂,浦东新区,water,important,127.110.0.1,c\nB-2,乙制造,闵行区,manufacturing,general,127.110.0.2-127.110.0.4,c\n",
     );
-    let findings = scan(&path, "2222,2223", &Selection::default(), &[]).await;
+    let findings = scan(&path, "2222,2223", &Selection::default(), common::options()).await;
     assert_eq!(findings.len(), 2, "{findings:#?}");
 
     let f = &findings[0];
@@ -36,7 +37,7 @@ async fn scan_reports_each_open_service_with_its_enterprise() {
     assert_eq!((g.ip.to_string().as_str(), g.port), ("127.110.0.2", 2222));
     assert_eq!((g.protocol.as_str(), g.evidence.as_str()), ("unknown", ""));
     assert_eq!(g.enterprise, "乙制造");
-    assert!(ssh.count() >= 1 && silent.count() >= 1);
+    assert!(ssh.connections() >= 1 && silent.connections() >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,9 +60,9 @@ async fn excluded_addresses_are_never_connected_to() {
     assert!(status.success());
     for (i, r) in responders.iter().enumerate() {
         if [3, 5, 6].contains(&i) {
-            assert_eq!(r.count(), 0, "excluded 127.111.0.{i} was connected to");
+            assert_eq!(r.connections(), 0, "excluded 127.111.0.{i} was connected to");
         } else {
-            assert!(r.count() >= 1, "127.111.0.{i} should be probed");
+            assert!(r.connections() >= 1, "127.111.0.{i} should be probed");
         }
     }
     let lines = std::fs::read_to_string(dir.path().join("f.jsonl")).unwrap();
@@ -71,40 +72,40 @@ async fn excluded_addresses_are_never_connected_to() {
 async fn futures_join(addrs: impl Iterator<Item = String>) -> Vec<Responder> {
     let mut v = Vec::new();
     for a in addrs {
-        v.push(Responder::start(&a, None).await);
+        v.push(banner_device(&a, None).await);
     }
     v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_ledger_stops_the_scan_before_anything_is_sent() {
-    let r = Responder::start("127.111.1.1:2222", None).await;
+    let r = banner_device("127.111.1.1:2222", None).await;
     let (_dir, path) = ledger("A-1,a,d,s,important,127.111.1.1,c\nB-2,b,d,s,urgent,127.111.1.2,c\n");
     let out = bin().args(["scan", "--ports", "2222", "--targets"]).arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(":3: level: unknown level \"urgent\""), "{err}");
     assert!(err.contains("nothing was probed"), "{err}");
-    assert_eq!(r.count(), 0);
+    assert_eq!(r.connections(), 0);
 }
 
 #[tokio::test]
 async fn selection_limits_what_is_probed() {
-    let a = Responder::start("127.111.2.1:2222", None).await;
-    let b = Responder::start("127.111.2.2:2222", None).await;
+    let a = banner_device("127.111.2.1:2222", None).await;
+    let b = banner_device("127.111.2.2:2222", None).await;
     let (_dir, path) = ledger("A-1,a,东区,s,important,127.111.2.1,c\nB-2,b,西区,s,general,127.111.2.2,c\n");
     let sel = Selection { levels: vec![Level::Important], ..Default::default() };
-    let findings = scan(&path, "2222", &sel, &[]).await;
+    let findings = scan(&path, "2222", &sel, common::options()).await;
     assert_eq!(findings.len(), 1);
     assert_eq!(findings[0].district, "东区");
-    assert!(a.count() >= 1);
-    assert_eq!(b.count(), 0);
+    assert!(a.connections() >= 1);
+    assert_eq!(b.connections(), 0);
 }
 
 #[test]
 fn shards_are_disjoint_and_together_complete() {
     let (_dir, path) = ledger("A-1,a,d,s,important,127.0.0.0/26;127.0.1.5-127.0.1.9,c\nX,,,,exclude,127.0.0.7,\n");
-    let l = otscope::ledger::Ledger::load(&path).unwrap();
+    let l = otscope::ledger::Ledger::load(&path.as_path().into()).unwrap();
     let scope = Scope::build(&l, &Resolved::new(), &Selection::default()).unwrap();
     let space = Arc::new(TargetSpace::new(scope, parse_ports("502,102,47808/udp").unwrap()));
     let key = |t: otscope::scope::Target| (t.addr(), t.port(), t.transport());
@@ -141,7 +142,7 @@ fn shards_are_disjoint_and_together_complete() {
 #[test]
 fn dry_run_describes_the_scan_and_probes_nothing() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let r = rt.block_on(Responder::start("127.111.3.1:2222", None));
+    let r = rt.block_on(banner_device("127.111.3.1:2222", None));
     let (_dir, path) = ledger(
         "A-1,a,d1,s,important,127.111.3.0/30,c\nB-2,b,d2,s,general,127.111.4.0/31,c\nX,,,,exclude,127.111.3.3,\n",
     );
@@ -163,7 +164,7 @@ fn dry_run_describes_the_scan_and_probes_nothing() {
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
-    assert_eq!(r.count(), 0);
+    assert_eq!(r.connections(), 0);
     drop(r);
 }
 
@@ -198,7 +199,7 @@ fn ledger_check_reports_every_problem_and_a_summary() {
 fn sigterm_stops_cleanly_and_keeps_what_was_found() {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let r = rt.block_on(Responder::start("127.112.0.1:2222", Some(b"hello\r\n")));
+    let r = rt.block_on(banner_device("127.112.0.1:2222", Some(b"hello\r\n")));
     let path = dir.path().join("l.csv");
     std::fs::write(&path, format!("{}A-1,a,d,s,general,127.112.0.0/24,c\n", common::HEADER)).unwrap();
     let out_file = dir.path().join("f.jsonl");
@@ -254,7 +255,7 @@ fn sigterm_stops_cleanly_and_keeps_what_was_found() {
         .unwrap();
     assert!(probed > 10 && probed < 256, "probed {probed}");
     let text = std::fs::read_to_string(&out_file).unwrap();
-    assert_eq!(text.lines().count(), r.count().min(1), "every finding made so far is written");
+    assert_eq!(text.lines().count() as u64, r.connections().min(1), "every finding made so far is written");
     for line in text.lines() {
         serde_json::from_str::<serde_json::Value>(line).unwrap();
     }

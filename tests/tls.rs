@@ -3,18 +3,12 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use common::{Responder, Session};
+use otscope_lab::tls::Identity;
 
-/// A TLS server with a self-signed certificate for `names`, valid in the past (expired) when `expired`.
-async fn tls_server(
-    addr: &str,
-    names: &[&str],
-    expired: bool,
-    reply: Option<&'static [u8]>,
-) -> tokio::task::JoinHandle<()> {
+/// A TLS server with a self-signed certificate for `names`, valid in the past (expired) when
+/// `expired`; after the handshake it only listens.
+async fn tls_server(addr: &str, names: &[&str], expired: bool) -> Responder {
     let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     params.distinguished_name.push(rcgen::DnType::CommonName, "plc-gateway.lab.test");
     params.distinguished_name.push(rcgen::DnType::OrganizationName, "otscope lab");
@@ -22,41 +16,20 @@ async fn tls_server(
         params.not_before = rcgen::date_time_ymd(2015, 1, 1);
         params.not_after = rcgen::date_time_ymd(2016, 1, 1);
     }
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind(addr).await.unwrap();
-    tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(Ok(mut tls)) = tokio::time::timeout(Duration::from_secs(3), acceptor.accept(sock)).await else {
-                    return;
-                };
-                let mut buf = [0u8; 4096];
-                if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(3), tls.read(&mut buf)).await {
-                    if let (Some(r), true) = (reply, n > 0) {
-                        let _ = tls.write_all(r).await;
-                        let _ = tls.shutdown().await;
-                    }
-                }
-            });
-        }
-    })
+    let identity = Identity::from_params(params).unwrap();
+    common::device(addr, Session::tls(identity), common::silent).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_service_is_reported_with_its_certificate() {
-    let server = tls_server("127.115.0.1:9443", &["plc-gateway.lab.test", "127.115.0.1"], true, None).await;
+    let _server = tls_server("127.115.0.1:9443", &["plc-gateway.lab.test", "127.115.0.1"], true).await;
     let (_dir, ledger) = common::ledger("A-1,a,d,s,general,127.115.0.1,c\n");
-    let findings = common::scan(&ledger, "9443", &Default::default(), &["--banner-wait", "200ms"]).await;
+    let findings = common::scan(&ledger, "9443", &Default::default(), {
+        let mut o = common::options();
+        o.probe.banner_wait = std::time::Duration::from_millis(200);
+        o
+    })
+    .await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
     assert_eq!(f.protocol, "tls");
@@ -70,17 +43,25 @@ async fn a_tls_service_is_reported_with_its_certificate() {
     assert!(sans.iter().any(|s| s.contains("plc-gateway.lab.test")), "{sans:?}");
     assert!(tls["version"].as_str().unwrap().starts_with("TLS 1."), "{tls:?}");
     assert_eq!(tls["chain_length"], 1);
-    server.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_tls_hello_goes_to_a_known_ics_port_without_deep() {
     // A TLS server on the Modbus port: without --deep the scanner must not send it a ClientHello.
-    let server = tls_server("127.115.0.2:502", &["x.lab.test"], false, None).await;
+    let _server = tls_server("127.115.0.2:502", &["x.lab.test"], false).await;
     let (_dir, ledger) = common::ledger("A-1,a,d,s,general,127.115.0.2,c\n");
-    let findings = common::scan(&ledger, "502", &Default::default(), &["--banner-wait", "200ms"]).await;
+    let findings = common::scan(&ledger, "502", &Default::default(), {
+        let mut o = common::options();
+        o.probe.banner_wait = std::time::Duration::from_millis(200);
+        o
+    })
+    .await;
     assert!(findings.iter().all(|f| !f.attributes.contains_key("tls") && !f.ics), "{findings:#?}");
-    let deep = common::scan(&ledger, "502", &Default::default(), &["--banner-wait", "200ms", "--deep"]).await;
+    let deep = common::scan(&ledger, "502", &Default::default(), {
+        let mut o = common::deep();
+        o.probe.banner_wait = std::time::Duration::from_millis(200);
+        o
+    })
+    .await;
     assert!(deep.iter().any(|f| f.attributes.contains_key("tls")), "{deep:#?}");
-    server.abort();
 }

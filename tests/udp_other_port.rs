@@ -101,7 +101,7 @@ async fn answering_from(
 async fn a_bacnet_reply_from_another_port_of_the_device_is_read() {
     let (asked, task) = answering_from("127.119.0.1:47808", "127.119.0.1:47809", bacnet_reply).await;
     let (_dir, ledger) = common::ledger("U-1,udp,d,s,important,127.119.0.1,c\n");
-    let findings = common::scan(&ledger, "47808/udp", &Default::default(), &[]).await;
+    let findings = common::scan(&ledger, "47808/udp", &Default::default(), common::options()).await;
     task.abort();
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
@@ -122,7 +122,7 @@ async fn a_bacnet_reply_from_another_port_of_the_device_is_read() {
 async fn a_fins_reply_from_another_port_of_the_controller_is_read() {
     let (_, task) = answering_from("127.119.0.4:9600", "127.119.0.4:9601", fins_reply).await;
     let (_dir, ledger) = common::ledger("U-2,udp,d,s,important,127.119.0.4,c\n");
-    let findings = common::scan(&ledger, "9600/udp", &Default::default(), &[]).await;
+    let findings = common::scan(&ledger, "9600/udp", &Default::default(), common::options()).await;
     task.abort();
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
@@ -137,7 +137,7 @@ async fn a_valid_reply_from_another_address_is_dropped() {
     let (asked, bacnet) = answering_from("127.119.0.2:47808", "127.119.0.3:47808", bacnet_reply).await;
     let (_, fins) = answering_from("127.119.0.2:9600", "127.119.0.3:9600", fins_reply).await;
     let (_dir, ledger) = common::ledger("U-3,udp,d,s,important,127.119.0.2,c\n");
-    let findings = common::scan(&ledger, "47808/udp,9600/udp", &Default::default(), &[]).await;
+    let findings = common::scan(&ledger, "47808/udp,9600/udp", &Default::default(), common::options()).await;
     bacnet.abort();
     fins.abort();
     assert!(findings.is_empty(), "replies from 127.119.0.3 were taken for 127.119.0.2: {findings:#?}");

@@ -4,15 +4,14 @@
 //! Every narrowing (`--ip`, `--vendor`) goes through the [`Selection`] and the port list, so the
 //! targets still come only from the scope: nothing outside the ledger can be probed.
 
-use super::history::{open_existing, EXIT_CHANGES};
-use super::scan::{plan_scan, run_scan, spawn_signal_handler, Recording, ScanPlan};
-use super::{BadInput, EXIT_INTERRUPTED};
+use super::history::open_existing;
 use crate::cli::CheckArgs;
-use crate::engine::ProgressStyle;
-use crate::findings::{compare, identity_key, Change, Finding};
+use crate::error::{BadInput, EXIT_CHANGES, EXIT_INTERRUPTED};
+use crate::findings::{identity_key, Change, Finding};
+use crate::pipeline::{self, Recording, RunOptions, ScanPlan};
+use crate::scope::PortSpec;
 use crate::scope::{Selection, Transport};
 use crate::store::{ScanId, ServiceRecord, SqliteStore, Store, StoreError};
-use crate::targets::PortSpec;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -26,16 +25,18 @@ fn user(e: StoreError) -> BadInput {
     BadInput(e.to_string())
 }
 
-pub async fn command(args: CheckArgs) -> anyhow::Result<ExitCode> {
+pub async fn command(args: CheckArgs, stop: CancellationToken) -> anyhow::Result<ExitCode> {
     let scope = &args.scope;
     let mut selection = scope.selection();
     selection.ips = args.ip.clone();
     let protocols = protocol_set(&args.protocol, &args.engine.enable_probe)?;
     let ports = port_filter(scope.ports.as_ref().map(|p| p.0.clone()), &protocols)?;
-    let engine = &args.engine;
-    let ledger = scope.ledger()?;
-    let plan = |selection: Selection, ports: Option<Vec<PortSpec>>| async move {
-        plan_scan(ledger, scope.exclude.as_deref(), &scope.fingerprints, ports, &selection, engine).await
+    let base = scope.options(args.engine.resolver)?;
+    let options = args.engine.options();
+    let plan = |selection: Selection, ports: Option<Vec<PortSpec>>| {
+        let narrowed = pipeline::ScopeOptions { selection, ports, ..base.clone() };
+        let options = &options;
+        async move { pipeline::plan(&narrowed, options).await }
     };
 
     // Every plan is made (and every input checked) before anything is sent.
@@ -47,7 +48,7 @@ pub async fn command(args: CheckArgs) -> anyhow::Result<ExitCode> {
             let selected = plan(selection.clone(), ports.clone()).await?;
             let mut by_ip: BTreeMap<IpAddr, BTreeSet<PortSpec>> = BTreeMap::new();
             for (ip, port) in services {
-                let wanted = ports.as_ref().map_or(true, |p| p.contains(&port));
+                let wanted = ports.as_ref().is_none_or(|p| p.contains(&port));
                 if wanted && selected.space.scope().contains(ip) {
                     by_ip.entry(ip).or_default().insert(port);
                 } else {
@@ -72,14 +73,12 @@ pub async fn command(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let stop = CancellationToken::new();
-    spawn_signal_handler(stop.clone());
-    let style = if args.engine.quiet { ProgressStyle::Quiet } else { ProgressStyle::Auto };
+    let run_options = RunOptions { keep_findings: true, ..args.engine.run_options(stop) };
     let mut rows = Vec::new();
     let mut scans = Vec::new();
     let mut interrupted = false;
     for plan in &plans {
-        let (scan, mut found, completed) = check_one(plan, &args.db.db, style, stop.clone()).await?;
+        let (scan, mut found, completed) = check_one(plan, &args.db.db, run_options.clone()).await?;
         scans.push(scan);
         rows.append(&mut found);
         if !completed {
@@ -133,7 +132,7 @@ fn port_filter(ports: Option<Vec<PortSpec>>, protocols: &BTreeSet<String>) -> Re
         expected.extend(p.ports());
     }
     let chosen: Vec<PortSpec> =
-        expected.into_iter().filter(|p| ports.as_ref().map_or(true, |given| given.contains(p))).collect();
+        expected.into_iter().filter(|p| ports.as_ref().is_none_or(|given| given.contains(p))).collect();
     if chosen.is_empty() {
         return Err(BadInput("--protocol and --ports have no port in common: nothing to probe".into()));
     }
@@ -206,16 +205,11 @@ struct Row {
 }
 
 /// Runs one planned check scan, recorded in the history; returns its id, its rows and whether it completed.
-async fn check_one(
-    plan: &ScanPlan,
-    db: &Path,
-    style: ProgressStyle,
-    stop: CancellationToken,
-) -> anyhow::Result<(ScanId, Vec<Row>, bool)> {
+async fn check_one(plan: &ScanPlan, db: &Path, options: RunOptions) -> anyhow::Result<(ScanId, Vec<Row>, bool)> {
     let store = SqliteStore::open(db).map_err(user)?;
     let before = known_services(&store, plan).map_err(user)?;
     let history = Some(Recording::New(Box::new(store), Box::new(plan.scan_start("check"))));
-    let report = run_scan(plan, history, Vec::new(), style, stop).await?;
+    let report = pipeline::run(plan, history, Vec::new(), options).await?;
     if let Some(e) = report.history_error {
         anyhow::bail!("the history was not updated: {e}");
     }
@@ -231,13 +225,10 @@ async fn check_one(
     for f in report.findings {
         let previous = before.get(&(f.ip, f.port, f.transport)).map(|s| &s.last);
         let change = f.change.unwrap_or(Change::New);
-        let mut detail = Vec::new();
-        if let (Change::Changed, Some(old)) = (change, previous) {
-            let (a, b) = (identity_key(old), identity_key(&f));
-            for name in compare(&a, &b) {
-                detail.push(format!("{name} {} -> {}", short(a.get(&name)), short(b.get(&name))));
-            }
-        }
+        // The store classified the change; the values before and now are shown beside its keys.
+        let (a, b) = (previous.map(identity_key).unwrap_or_default(), identity_key(&f));
+        let detail =
+            f.changed.iter().map(|name| format!("{name} {} -> {}", short(a.get(name)), short(b.get(name)))).collect();
         let mut protocols = vec![f.protocol.clone()];
         protocols.extend(previous.map(|p| p.protocol.clone()));
         rows.push(Row { finding: f, change, detail, protocols });

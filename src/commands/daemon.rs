@@ -1,20 +1,22 @@
 //! `daemon`, `status`, and `scan --config`: the profiles of a configuration file.
 
 use super::history::open_existing;
-use super::{scan, BadInput};
+use super::scan;
 use crate::cli::ScanArgs;
 use crate::config::{self, kind_of, Profile};
 use crate::daemon::{self, show_time};
+use crate::error::BadInput;
 use crate::store::{SqliteStore, Store};
 use std::path::Path;
 use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
 
 /// `otscope daemon --config FILE`: refuses an invalid file or an unusable history before anything runs.
-pub async fn daemon(path: &Path) -> anyhow::Result<ExitCode> {
+pub async fn daemon(path: &Path, stop: CancellationToken) -> anyhow::Result<ExitCode> {
     let config = config::load(path).map_err(BadInput::from)?;
     config.check_for_daemon().map_err(BadInput::from)?;
     SqliteStore::open(&config.db).map_err(|e| BadInput(e.to_string()))?;
-    daemon::serve(config).await?;
+    daemon::serve(config, stop).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -67,12 +69,12 @@ pub fn status(path: &Path, db: Option<&Path>) -> anyhow::Result<ExitCode> {
 
 /// `otscope scan --config FILE [--profile NAME]`: the scan with the profile's options (already put on
 /// the command line), recorded as the profile's, then the profile's exports.
-pub async fn scan_profile(args: ScanArgs) -> anyhow::Result<ExitCode> {
+pub async fn scan_profile(args: ScanArgs, stop: CancellationToken) -> anyhow::Result<ExitCode> {
     let path = args.config.clone().expect("scan_profile is called with --config");
     let config = config::load(&path).map_err(BadInput::from)?;
     let profile = config.profile(args.profile.as_deref()).map_err(BadInput::from)?.clone();
     let (dry_run, db) = (args.dry_run, args.db.clone().filter(|_| !args.no_db));
-    let code = match scan::command(args).await {
+    let code = match scan::command(args, stop).await {
         Ok(code) => code,
         Err(e) => return Err(locate(e, &profile)),
     };

@@ -1,13 +1,12 @@
 //! `otscope event start|check|report|close|list`.
 
-use super::history::{open_existing, EXIT_CHANGES};
-use super::scan::{now_rfc3339, plan_scan, run_scan, spawn_signal_handler, summary_text, Recording};
-use super::BadInput;
+use super::history::open_existing;
 use crate::cli::{DbArgs, EngineArgs, EventCommand, ScopeArgs};
-use crate::engine::ProgressStyle;
+use crate::error::{BadInput, EXIT_CHANGES};
 use crate::event::{self, Verdict};
 use crate::findings::{Change, FindingSink, JsonlWriter};
 use crate::history::diff;
+use crate::pipeline::{self, now_rfc3339, summary_text, Recording, ScopeOptions};
 use crate::store::{EventPlan, EventRecord, EventStore, SqliteStore, Store, StoreError};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,10 +16,10 @@ fn user(e: StoreError) -> BadInput {
     BadInput(e.to_string())
 }
 
-pub async fn run(command: EventCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(command: EventCommand, stop: CancellationToken) -> anyhow::Result<ExitCode> {
     match command {
-        EventCommand::Start { name, scope, engine, db } => start(&name, &scope, &engine, &db).await,
-        EventCommand::Check { name, out, engine, db } => check(&name, out.as_deref(), &engine, &db).await,
+        EventCommand::Start { name, scope, engine, db } => start(&name, &scope, &engine, &db, stop).await,
+        EventCommand::Check { name, out, engine, db } => check(&name, out.as_deref(), &engine, &db, stop).await,
         EventCommand::Report { name, out, lang, window, db } => {
             let store = open_existing(&db.db)?;
             let record = store.event(&name).map_err(user)?;
@@ -63,22 +62,24 @@ async fn scan_for_event(
     plan_of: &EventPlan,
     engine: &EngineArgs,
     db: &Path,
+    stop: CancellationToken,
 ) -> anyhow::Result<(i64, bool)> {
-    let plan = plan_scan(
-        Path::new(&plan_of.ledger),
-        plan_of.exclude.as_deref().map(Path::new),
-        Path::new(&plan_of.fingerprints),
-        Some(plan_of.ports.clone()),
-        &plan_of.selection,
-        engine,
-    )
-    .await?;
+    let ledger = crate::ledger::LedgerOptions {
+        path: PathBuf::from(&plan_of.ledger),
+        sheet: plan_of.sheet.clone(),
+        encoding: plan_of.encoding,
+    };
+    let scope = ScopeOptions {
+        exclude: plan_of.exclude.as_ref().map(PathBuf::from),
+        ports: Some(plan_of.ports.clone()),
+        selection: plan_of.selection.clone(),
+        resolver: engine.resolver,
+        ..ScopeOptions::new(ledger, &plan_of.fingerprints)
+    };
+    let plan = pipeline::plan(&scope, &engine.options()).await?;
     let store = SqliteStore::open(db).map_err(user)?;
-    let stop = CancellationToken::new();
-    spawn_signal_handler(stop.clone());
-    let style = if engine.quiet { ProgressStyle::Quiet } else { ProgressStyle::Auto };
     let history = Some(Recording::New(Box::new(store), Box::new(plan.scan_start(&event::kind_of(name)))));
-    let report = run_scan(&plan, history, Vec::new(), style, stop).await?;
+    let report = pipeline::run(&plan, history, Vec::new(), engine.run_options(stop)).await?;
     eprint!("{}", summary_text(&plan, &report));
     if let Some(e) = report.history_error {
         anyhow::bail!("the history was not updated: {e}");
@@ -90,21 +91,30 @@ fn absolute(p: &Path) -> String {
     std::path::absolute(p).unwrap_or_else(|_| PathBuf::from(p)).display().to_string()
 }
 
-async fn start(name: &str, scope: &ScopeArgs, engine: &EngineArgs, db: &DbArgs) -> anyhow::Result<ExitCode> {
+async fn start(
+    name: &str,
+    scope: &ScopeArgs,
+    engine: &EngineArgs,
+    db: &DbArgs,
+    stop: CancellationToken,
+) -> anyhow::Result<ExitCode> {
     if let Ok(store) = SqliteStore::open(&db.db) {
         if store.event(name).is_ok() {
             return Err(BadInput(format!("event {name:?} already exists (see `otscope event list`)")).into());
         }
     }
     let library = crate::fingerprints::Library::load(&scope.fingerprints).map_err(|e| BadInput(e.to_string()))?;
+    let ledger = scope.ledger()?;
     let plan = EventPlan {
-        ledger: absolute(scope.ledger()?),
+        ledger: absolute(&ledger.path),
+        sheet: ledger.sheet,
+        encoding: ledger.encoding,
         exclude: scope.exclude.as_deref().map(absolute),
         fingerprints: absolute(&scope.fingerprints),
         ports: scope.ports.clone().map(|p| p.0).unwrap_or(library.default_ports),
         selection: scope.selection(),
     };
-    let (baseline, completed) = scan_for_event(name, &plan, engine, &db.db).await?;
+    let (baseline, completed) = scan_for_event(name, &plan, engine, &db.db, stop).await?;
     if !completed {
         anyhow::bail!("the baseline scan {baseline} was interrupted: the event was not opened; start it again");
     }
@@ -123,12 +133,18 @@ async fn start(name: &str, scope: &ScopeArgs, engine: &EngineArgs, db: &DbArgs) 
     Ok(ExitCode::SUCCESS)
 }
 
-async fn check(name: &str, out: Option<&Path>, engine: &EngineArgs, db: &DbArgs) -> anyhow::Result<ExitCode> {
+async fn check(
+    name: &str,
+    out: Option<&Path>,
+    engine: &EngineArgs,
+    db: &DbArgs,
+    stop: CancellationToken,
+) -> anyhow::Result<ExitCode> {
     let record = open_existing(&db.db)?.event(name).map_err(user)?;
     if let Some(closed) = &record.closed_at {
         return Err(BadInput(format!("event {name:?} was closed at {closed}: no more checks")).into());
     }
-    let (scan, completed) = scan_for_event(name, &record.plan, engine, &db.db).await?;
+    let (scan, completed) = scan_for_event(name, &record.plan, engine, &db.db, stop).await?;
     let store = SqliteStore::open(&db.db).map_err(user)?;
     let d = diff(&store, record.baseline_scan, scan).map_err(user)?;
     let drift: Vec<_> = d.entries.iter().filter(|e| e.status != Change::Persisting).collect();
@@ -142,20 +158,7 @@ async fn check(name: &str, out: Option<&Path>, engine: &EngineArgs, db: &DbArgs)
         let mut f = e.finding.clone();
         f.change = Some(e.status);
         f.changed = e.before.keys().cloned().collect();
-        println!(
-            "{:<8} {}:{}/{}  {}  {} {} {}  {} {} ({})",
-            e.status.as_str(),
-            e.ip,
-            e.port,
-            e.transport.as_str(),
-            f.protocol,
-            f.vendor.as_deref().unwrap_or("-"),
-            f.product.as_deref().unwrap_or("-"),
-            f.version.as_deref().unwrap_or("-"),
-            f.enterprise_id,
-            f.enterprise,
-            f.district
-        );
+        println!("{}", e.line());
         if let Some(s) = sink.as_mut() {
             s.write(&f)?;
         }

@@ -1,7 +1,7 @@
 //! `history`, `show` and `diff`: reading the scan history.
 
-use super::BadInput;
 use crate::cli::{DiffFormat, ExportArgs};
+use crate::error::BadInput;
 use crate::export;
 use crate::findings::Change;
 use crate::history;
@@ -10,8 +10,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
-/// `diff` exits with this when something is new, changed or gone, so scripts can act on it.
-pub const EXIT_CHANGES: u8 = 3;
+pub use crate::error::EXIT_CHANGES;
 
 /// Opens an existing history; a missing file is a user error, not an empty history.
 pub fn open_existing(path: &Path) -> Result<SqliteStore, BadInput> {
@@ -143,27 +142,13 @@ pub fn diff(db: &Path, from: Option<i64>, to: Option<i64>, all: bool, format: Di
                 d.not_covered
             );
             for e in d.entries.iter().filter(|e| all || e.status != Change::Persisting) {
-                let f = &e.finding;
                 let was = if e.before.is_empty() {
                     String::new()
                 } else {
                     let parts: Vec<String> = e.before.iter().map(|(k, v)| format!("{k} was {v}")).collect();
                     format!("  ({})", parts.join(", "))
                 };
-                println!(
-                    "  {:<10} {}:{}/{}  {}  {} {} {}  {} {} ({}){was}",
-                    e.status.as_str(),
-                    e.ip,
-                    e.port,
-                    e.transport.as_str(),
-                    f.protocol,
-                    f.vendor.as_deref().unwrap_or("-"),
-                    f.product.as_deref().unwrap_or("-"),
-                    f.version.as_deref().unwrap_or("-"),
-                    f.enterprise_id,
-                    f.enterprise,
-                    f.district,
-                );
+                println!("  {}{was}", e.line());
             }
         }
     }

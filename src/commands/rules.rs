@@ -1,4 +1,4 @@
-use super::EXIT_BAD_INPUT;
+use crate::error::EXIT_BAD_INPUT;
 use crate::fingerprints::Library;
 use std::path::Path;
 use std::process::ExitCode;

@@ -9,7 +9,7 @@
 //! that are not `scan` options (`schedule`, `exports`, and at the top `timezone`, `db`) are read here.
 
 use crate::cli::{Cli, Command as CliCommand, ScanArgs};
-use crate::commands::BadInput;
+use crate::error::BadInput;
 use crate::export::Lang;
 use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 use std::collections::{BTreeMap, BTreeSet};
@@ -609,17 +609,19 @@ fn long_of(arg: &OsString) -> &str {
     s.trim_start_matches("--").split('=').next().unwrap_or("")
 }
 
-/// The process's command line parsed, a `scan --config`'s profile put in; a broken configuration file
-/// is reported and the process exits with status 2, nothing probed.
-pub fn parse_command_line() -> Cli {
-    match expand_command_line(std::env::args_os().collect()) {
-        Ok(argv) => Cli::parse_from(argv),
-        Err(e) => {
-            eprintln!("{e}");
-            eprintln!("nothing was probed");
-            std::process::exit(crate::commands::EXIT_BAD_INPUT as i32);
-        }
-    }
+/// Why a command line could not be used.
+#[derive(Debug)]
+pub enum CommandLineError {
+    /// Clap's own error, or a request for help or the version: clap prints it and knows its status.
+    Clap(clap::Error),
+    /// The configuration file that `scan --config` names is broken.
+    Config(ConfigError),
+}
+
+/// A command line parsed, a `scan --config`'s profile put in.
+pub fn parse_command_line(argv: Vec<OsString>) -> Result<Cli, CommandLineError> {
+    let argv = expand_command_line(argv).map_err(CommandLineError::Config)?;
+    Cli::try_parse_from(argv).map_err(CommandLineError::Clap)
 }
 
 #[cfg(test)]

@@ -8,11 +8,12 @@
 //! previous one stays in force. SIGTERM or SIGINT stops starting scans and stops the running ones
 //! cleanly: they end as partial scans, recorded as such.
 
-use crate::commands::{file_sinks, plan_scan, run_scan, BadInput, Recording};
 use crate::config::{self, Config, Exports, Profile};
 use crate::engine::ProgressStyle;
+use crate::error::BadInput;
 use crate::export::{self, Format};
 use crate::findings::Change;
+use crate::pipeline::{self, file_sinks, Recording, RunOptions};
 use crate::store::{ScanId, SqliteStore, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
@@ -52,23 +53,15 @@ pub struct Job {
 pub async fn run_profile(job: &Job, stop: CancellationToken) -> anyhow::Result<RunOutcome> {
     let p = &job.profile;
     let args = p.scan_args(&job.config, &job.db, &[]).map_err(|e| BadInput(config::clap_message(&e)))?;
-    let scope = &args.scope;
-    let plan = plan_scan(
-        scope.ledger().map_err(|e| BadInput(p.locate(&e.0)))?,
-        scope.exclude.as_deref(),
-        &scope.fingerprints,
-        scope.ports.clone().map(|p| p.0),
-        &scope.selection(),
-        &args.engine,
-    )
-    .await
-    .map_err(|e| BadInput(p.locate(&e.0)))?;
+    let scope = args.scope.options(args.engine.resolver).map_err(|e| BadInput(p.locate(&e.0)))?;
+    let plan = pipeline::plan(&scope, &args.engine.options()).await.map_err(|e| BadInput(p.locate(&e.0)))?;
     let sinks = file_sinks(args.out.as_deref(), args.csv.as_deref())?;
     let store = SqliteStore::open(&job.db)?;
     let history = Some(Recording::New(Box::new(store), Box::new(plan.scan_start(&config::kind_of(&p.name)))));
     let style =
         if args.engine.quiet || std::io::stderr().is_terminal() { ProgressStyle::Quiet } else { ProgressStyle::Auto };
-    let report = run_scan(&plan, history, sinks, style, stop).await?;
+    let report =
+        pipeline::run(&plan, history, sinks, RunOptions { progress: style, stop, keep_findings: false }).await?;
     if let Some(e) = &report.history_error {
         anyhow::bail!("the history was not updated: {e}");
     }
@@ -76,11 +69,11 @@ pub async fn run_profile(job: &Job, stop: CancellationToken) -> anyhow::Result<R
         anyhow::bail!("cannot write {e}: the scan stopped and is recorded as partial");
     }
     let scan = report.scan_id.expect("a scan with a history is recorded");
-    let count = |c: Change| report.findings.iter().filter(|f| f.change == Some(c)).count();
+    let count = |c: Change| report.counts.of(c) as usize;
     let completed = report.complete();
     let outcome = RunOutcome {
         scan,
-        found: report.findings.len(),
+        found: report.counts.open as usize,
         new: count(Change::New),
         changed: count(Change::Changed),
         completed,
@@ -190,11 +183,9 @@ struct Running {
     started: jiff::Timestamp,
 }
 
-/// Runs the scheduled profiles of `config` until SIGTERM or SIGINT, then stops the running scans
-/// cleanly (they end as partial scans) and returns.
-pub async fn serve(mut config: Config) -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+/// Runs the scheduled profiles of `config` until `stop` is cancelled (SIGTERM or SIGINT), then stops
+/// the running scans cleanly (they end as partial scans) and returns.
+pub async fn serve(mut config: Config, stop: CancellationToken) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut seen = stamp(&config.path);
     let mut next = next_runs(&config, jiff::Timestamp::now());
@@ -210,7 +201,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let mut names: HashMap<tokio::task::Id, String> = HashMap::new();
     let mut tasks: JoinSet<anyhow::Result<RunOutcome>> = JoinSet::new();
     let mut last_poll = tokio::time::Instant::now();
-    let signal_name = loop {
+    loop {
         let now = jiff::Timestamp::now();
         let until_due = next
             .values()
@@ -221,8 +212,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         let mut reloaded = false;
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = term.recv() => break "SIGTERM",
-            _ = int.recv() => break "SIGINT",
+            _ = stop.cancelled() => break,
             _ = hup.recv() => {
                 reloaded = reload(&mut config, "SIGHUP");
                 seen = stamp(&config.path);
@@ -261,33 +251,25 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
                 continue;
             }
             tracing::info!(profile = %name, due = %show_time(due_at, &config.timezone), "scan starting");
-            let stop = CancellationToken::new();
+            let scan_stop = stop.child_token();
             let job = Job { config: config.path.clone(), db: config.db.clone(), profile };
-            let token = stop.clone();
+            let token = scan_stop.clone();
             let handle = tasks.spawn(async move { run_profile(&job, token).await });
             names.insert(handle.id(), name.clone());
-            running.insert(name, Running { stop, started: now });
+            running.insert(name, Running { stop: scan_stop, started: now });
         }
-    };
-    tracing::info!("{signal_name}: stopping; no new scans, {} running scan(s) stop as partial scans", running.len());
+    }
+    tracing::info!("stopping: no new scans, {} running scan(s) stop as partial scans", running.len());
     for r in running.values() {
         r.stop.cancel();
     }
     // Bounded: each running scan stops dispatching at once and its probes in flight end at their deadline.
-    while !tasks.is_empty() {
-        tokio::select! {
-            Some(done) = tasks.join_next_with_id() => finished(done, &mut running, &mut names),
-            _ = term.recv() => quit_now(),
-            _ = int.recv() => quit_now(),
-        }
+    // (A second signal makes `main` quit at once.)
+    while let Some(done) = tasks.join_next_with_id().await {
+        finished(done, &mut running, &mut names);
     }
     tracing::info!("daemon stopped");
     Ok(())
-}
-
-fn quit_now() -> ! {
-    tracing::warn!("second signal: quitting at once");
-    std::process::exit(crate::commands::EXIT_INTERRUPTED as i32)
 }
 
 fn finished(

@@ -1,5 +1,7 @@
-//! Exports of one scan's findings: per district (one file per district and a summary), as CSV for
-//! people (UTF-8 with BOM, English or Chinese headers) or JSONL for the monitoring platform.
+//! Exports of one scan's findings: per district (one file per district and a summary), as CSV or
+//! Excel workbooks for people (English or Chinese headers) or JSONL for the monitoring platform.
+
+pub mod xlsx;
 
 use crate::findings::{
     cell_text, values, Change, Column, CsvTable, Finding, FindingSink, JsonlWriter, Severity, COLUMNS,
@@ -20,6 +22,17 @@ pub enum Lang {
 pub enum Format {
     Csv,
     Jsonl,
+    Xlsx,
+}
+
+impl Format {
+    fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+            Format::Xlsx => "xlsx",
+        }
+    }
 }
 
 /// The district files hold every column of the finding (see [`crate::findings::COLUMNS`]), the owner's
@@ -75,6 +88,7 @@ pub fn change_text(c: Option<Change>, lang: Lang) -> &'static str {
         (Some(Change::Changed), Lang::Zh) => "变化",
         (Some(Change::Persisting), Lang::Zh) => "持续",
         (Some(Change::Gone), Lang::Zh) => "消失",
+        (Some(Change::NotCovered), Lang::Zh) => "未覆盖",
     }
 }
 
@@ -109,7 +123,10 @@ pub struct Written {
     pub findings: usize,
 }
 
-fn sightings_map(sightings: &[Sighting]) -> HashMap<(std::net::IpAddr, u16, String), (String, String)> {
+/// When each service was first and last seen, by (address, port, transport).
+type Seen = HashMap<(std::net::IpAddr, u16, String), (String, String)>;
+
+fn sightings_map(sightings: &[Sighting]) -> Seen {
     sightings
         .iter()
         .map(|s| ((s.ip, s.port, s.transport.clone()), (s.first_seen.clone(), s.last_seen.clone())))
@@ -130,10 +147,7 @@ pub fn by_district(
         groups.entry(f.district.as_str()).or_default().push(f);
     }
     let seen = sightings_map(sightings);
-    let extension = match format {
-        Format::Csv => "csv",
-        Format::Jsonl => "jsonl",
-    };
+    let extension = format.extension();
     let mut used: HashMap<String, usize> = HashMap::new();
     let mut written = Written::default();
     let mut summary_rows = Vec::new();
@@ -147,21 +161,19 @@ pub fn by_district(
         let file = io::BufWriter::new(std::fs::File::create(&path)?);
         match format {
             Format::Csv => write_csv(file, rows, &seen, lang)?,
-            Format::Jsonl => {
-                let mut w = JsonlWriter::new(file);
-                for f in rows {
-                    w.write(f)?;
-                }
-                w.finish()?;
-            }
+            Format::Jsonl => write_jsonl(file, rows)?,
+            Format::Xlsx => xlsx::district_workbook(file, district, rows, &seen, lang)?,
         }
         written.findings += rows.len();
         written.files.push(path);
         summary_rows.push((district.to_string(), rows.clone(), name));
     }
-    let summary = dir.join(format!("summary.{}", if format == Format::Csv { "csv" } else { "json" }));
+    let summary = dir.join(format!("summary.{}", if format == Format::Jsonl { "json" } else { extension }));
     match format {
         Format::Csv => write_summary_csv(io::BufWriter::new(std::fs::File::create(&summary)?), &summary_rows, lang)?,
+        Format::Xlsx => {
+            xlsx::summary_workbook(io::BufWriter::new(std::fs::File::create(&summary)?), &summary_rows, lang)?
+        }
         Format::Jsonl => {
             let doc: Vec<serde_json::Value> =
                 summary_rows.iter().map(|(d, rows, file)| summary_json(d, rows, file)).collect();
@@ -172,7 +184,8 @@ pub fn by_district(
     Ok(written)
 }
 
-/// Writes every finding into one file (`findings.csv` or `findings.jsonl`).
+/// Writes every finding into one file: `findings.csv`, `findings.jsonl`, or `findings.xlsx` (a sheet
+/// per district and a summary sheet).
 pub fn single(
     findings: &[Finding],
     sightings: &[Sighting],
@@ -182,20 +195,12 @@ pub fn single(
 ) -> io::Result<Written> {
     std::fs::create_dir_all(dir)?;
     let rows: Vec<&Finding> = findings.iter().collect();
-    let path = dir.join(match format {
-        Format::Csv => "findings.csv",
-        Format::Jsonl => "findings.jsonl",
-    });
+    let path = dir.join(format!("findings.{}", format.extension()));
     let file = io::BufWriter::new(std::fs::File::create(&path)?);
     match format {
         Format::Csv => write_csv(file, &rows, &sightings_map(sightings), lang)?,
-        Format::Jsonl => {
-            let mut w = JsonlWriter::new(file);
-            for f in &rows {
-                w.write(f)?;
-            }
-            w.finish()?;
-        }
+        Format::Jsonl => write_jsonl(file, &rows)?,
+        Format::Xlsx => xlsx::center_workbook(file, &rows, &sightings_map(sightings), lang)?,
     }
     Ok(Written { files: vec![path], findings: rows.len() })
 }
@@ -220,56 +225,74 @@ fn localised_cells(f: &Finding, columns: &[Column], lang: Lang) -> Vec<String> {
         .collect()
 }
 
-fn write_csv(
-    out: impl Write,
-    rows: &[&Finding],
-    seen: &HashMap<(std::net::IpAddr, u16, String), (String, String)>,
-    lang: Lang,
-) -> io::Result<()> {
-    let columns = district_columns();
-    let names: Vec<(&str, &str)> = columns.iter().map(|c| (c.key, c.zh)).chain(SIGHTING_COLUMNS).collect();
-    let mut table = CsvTable::new(out, header(&names, lang))?;
+fn write_jsonl(out: impl Write + Send, rows: &[&Finding]) -> io::Result<()> {
+    let mut w = JsonlWriter::new(out);
     for f in rows {
-        let (first, last) = seen.get(&(f.ip, f.port, f.transport.as_str().to_string())).cloned().unwrap_or_default();
-        let mut cells = localised_cells(f, &columns, lang);
-        cells.extend([first, last]);
-        table.row(cells)?;
+        w.write(f)?;
+    }
+    w.finish()
+}
+
+/// The header of the district files: the finding's columns in district order, then the sightings.
+fn district_header(lang: Lang) -> Vec<String> {
+    let names: Vec<(&str, &str)> = district_columns().iter().map(|c| (c.key, c.zh)).chain(SIGHTING_COLUMNS).collect();
+    header(&names, lang)
+}
+
+/// A finding's row of the district files, in [`district_header`] order.
+fn district_row(f: &Finding, columns: &[Column], seen: &Seen, lang: Lang) -> Vec<String> {
+    let (first, last) = seen.get(&(f.ip, f.port, f.transport.as_str().to_string())).cloned().unwrap_or_default();
+    let mut cells = localised_cells(f, columns, lang);
+    cells.extend([first, last]);
+    cells
+}
+
+fn write_csv(out: impl Write, rows: &[&Finding], seen: &Seen, lang: Lang) -> io::Result<()> {
+    let columns = district_columns();
+    let mut table = CsvTable::new(out, district_header(lang))?;
+    for f in rows {
+        table.row(district_row(f, &columns, seen, lang))?;
     }
     table.flush()
 }
 
-fn counts(rows: &[&Finding]) -> (usize, usize, [usize; 5], usize, usize) {
+/// The counts of a district's findings, in the order of [`SUMMARY_COLUMNS`] between the district and
+/// the file: enterprises, findings, ICS findings, each severity from critical to info, new, changed.
+fn summary_counts(rows: &[&Finding]) -> [usize; 10] {
     let mut enterprises: Vec<&str> = rows.iter().map(|f| f.enterprise_id.as_str()).collect();
     enterprises.sort();
     enterprises.dedup();
-    let mut sev = [0usize; 5];
+    let mut counts = [0usize; 10];
+    counts[0] = enterprises.len();
+    counts[1] = rows.len();
+    counts[2] = rows.iter().filter(|f| f.ics).count();
     for f in rows {
-        sev[4 - f.severity as usize] += 1;
+        counts[3 + 4 - f.severity as usize] += 1;
     }
-    let new = rows.iter().filter(|f| f.change == Some(Change::New)).count();
-    let changed = rows.iter().filter(|f| f.change == Some(Change::Changed)).count();
-    (enterprises.len(), rows.iter().filter(|f| f.ics).count(), sev, new, changed)
+    counts[8] = rows.iter().filter(|f| f.change == Some(Change::New)).count();
+    counts[9] = rows.iter().filter(|f| f.change == Some(Change::Changed)).count();
+    counts
 }
 
 fn write_summary_csv(out: impl Write, rows: &[(String, Vec<&Finding>, String)], lang: Lang) -> io::Result<()> {
     let mut table = CsvTable::new(out, header(&SUMMARY_COLUMNS, lang))?;
     for (district, findings, file) in rows {
-        let (enterprises, ics, sev, new, changed) = counts(findings);
-        let mut record = vec![district.clone(), enterprises.to_string(), findings.len().to_string(), ics.to_string()];
-        record.extend(sev.iter().map(|n| n.to_string()));
-        record.extend([new.to_string(), changed.to_string(), file.clone()]);
+        let mut record = vec![district.clone()];
+        record.extend(summary_counts(findings).iter().map(|n| n.to_string()));
+        record.push(file.clone());
         table.row(record)?;
     }
     table.flush()
 }
 
 fn summary_json(district: &str, rows: &[&Finding], file: &str) -> serde_json::Value {
-    let (enterprises, ics, sev, new, changed) = counts(rows);
-    serde_json::json!({
-        "district": district, "enterprises": enterprises, "findings": rows.len(), "ics": ics,
-        "critical": sev[0], "high": sev[1], "medium": sev[2], "low": sev[3], "info": sev[4],
-        "new": new, "changed": changed, "file": file,
-    })
+    let mut doc = serde_json::Map::new();
+    doc.insert("district".into(), district.into());
+    for ((key, _), n) in SUMMARY_COLUMNS[1..11].iter().zip(summary_counts(rows)) {
+        doc.insert(key.to_string(), n.into());
+    }
+    doc.insert("file".into(), file.into());
+    serde_json::Value::Object(doc)
 }
 
 #[cfg(test)]

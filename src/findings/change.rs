@@ -7,12 +7,15 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Change {
     New,
     Changed,
     Persisting,
     Gone,
+    /// Known before, and the later look did not cover it (outside its coverage, or it did not complete):
+    /// neither gone nor persisting.
+    NotCovered,
 }
 
 impl Change {
@@ -22,6 +25,7 @@ impl Change {
             Change::Changed => "changed",
             Change::Persisting => "persisting",
             Change::Gone => "gone",
+            Change::NotCovered => "not_covered",
         }
     }
 }
@@ -43,7 +47,7 @@ const WATCHED_ATTRIBUTES: [&str; 12] = [
 ];
 
 /// What is compared between two observations of one service.
-pub fn identity_key(f: &Finding) -> BTreeMap<String, Value> {
+pub fn identity_key(f: &Finding) -> IdentityKey {
     let mut key = BTreeMap::new();
     key.insert("protocol".to_string(), Value::String(f.protocol.clone()));
     key.insert("ics".to_string(), Value::Bool(f.ics));
@@ -65,10 +69,54 @@ pub fn identity_key(f: &Finding) -> BTreeMap<String, Value> {
     key
 }
 
+/// What is compared between two observations of one service (see [`identity_key`]).
+pub type IdentityKey = BTreeMap<String, Value>;
+
+/// The one classification of a service between an earlier look and a later one: `before` is its
+/// identity when it was last known open (`None`: never seen, or seen gone), `after` its identity now
+/// (`None`: not found now), `covered` whether the later look covered it and completed. Changed services
+/// come with the keys that changed. `None` when the service is in neither.
+pub fn classify(
+    before: Option<&IdentityKey>,
+    after: Option<&IdentityKey>,
+    covered: bool,
+) -> Option<(Change, Vec<String>)> {
+    match (before, after) {
+        (None, None) => None,
+        (None, Some(_)) => Some((Change::New, Vec::new())),
+        (Some(b), Some(a)) => {
+            let changed = compare(b, a);
+            Some((if changed.is_empty() { Change::Persisting } else { Change::Changed }, changed))
+        }
+        (Some(_), None) if covered => Some((Change::Gone, Vec::new())),
+        (Some(_), None) => Some((Change::NotCovered, Vec::new())),
+    }
+}
+
 /// The keys whose values differ between two identity keys (present in one only counts).
-pub fn compare(before: &BTreeMap<String, Value>, after: &BTreeMap<String, Value>) -> Vec<String> {
+pub fn compare(before: &IdentityKey, after: &IdentityKey) -> Vec<String> {
     let mut names: Vec<&String> = before.keys().chain(after.keys()).collect();
     names.sort();
     names.dedup();
     names.into_iter().filter(|k| before.get(*k) != after.get(*k)).cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(version: &str) -> IdentityKey {
+        [("protocol".to_string(), Value::from("modbus")), ("version".to_string(), Value::from(version))].into()
+    }
+
+    #[test]
+    fn every_case_of_the_classification() {
+        let (a, b) = (key("1.0"), key("1.1"));
+        assert_eq!(classify(None, None, true), None);
+        assert_eq!(classify(None, Some(&a), false), Some((Change::New, vec![])));
+        assert_eq!(classify(Some(&a), Some(&a), false), Some((Change::Persisting, vec![])));
+        assert_eq!(classify(Some(&a), Some(&b), true), Some((Change::Changed, vec!["version".to_string()])));
+        assert_eq!(classify(Some(&a), None, true), Some((Change::Gone, vec![])));
+        assert_eq!(classify(Some(&a), None, false), Some((Change::NotCovered, vec![])));
+    }
 }

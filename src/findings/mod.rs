@@ -6,7 +6,7 @@ mod columns;
 mod severity;
 mod writers;
 
-pub use change::{compare, identity_key, Change};
+pub use change::{classify, compare, identity_key, Change, IdentityKey};
 
 pub use columns::{cell_text, values, Column, COLUMNS};
 pub use severity::{default_severity, Severity};

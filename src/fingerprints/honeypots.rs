@@ -12,11 +12,13 @@
 
 use super::matcher::Conditions;
 use super::schema::HoneypotDef;
+use super::Library;
 use crate::findings::Finding;
 use crate::scope::Transport;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// The attribute that carries the mark.
 pub const ATTRIBUTE: &str = "honeypot";
@@ -113,22 +115,23 @@ pub enum Pass {
 /// record it, then write it, or [`hold`](Self::hold) it when told; then [`released`](Self::released)
 /// gives the held findings it corroborated, marked (record them again, then write them). At the end
 /// of the scan, [`finish`](Self::finish) gives the held findings nothing corroborated, unmarked.
-pub struct HoneypotStage<'l> {
-    personas: &'l Personas,
+pub struct HoneypotStage {
+    library: Arc<Library>,
     seen: HashMap<IpAddr, Vec<Sighting>>,
     held: Vec<(Finding, usize)>,
     released: Vec<Finding>,
 }
 
-impl<'l> HoneypotStage<'l> {
-    pub fn new(personas: &'l Personas) -> HoneypotStage<'l> {
-        HoneypotStage { personas, seen: HashMap::new(), held: Vec::new(), released: Vec::new() }
+impl HoneypotStage {
+    /// A stage for one scan, with the library's personas.
+    pub fn new(library: Arc<Library>) -> HoneypotStage {
+        HoneypotStage { library, seen: HashMap::new(), held: Vec::new(), released: Vec::new() }
     }
 
     /// Marks `finding` when its persona evidence names a honeypot by itself or another protocol of its
     /// address shows the same persona, and releases the held findings of that persona on the address.
     pub fn admit(&mut self, finding: &mut Finding) -> Pass {
-        let personas = self.personas;
+        let personas = &self.library.honeypots;
         let shown: Vec<usize> =
             (0..personas.0.len()).filter(|&i| personas.0[i].matches(&finding.protocol, &finding.attributes)).collect();
         if shown.is_empty() {
@@ -188,7 +191,7 @@ impl<'l> HoneypotStage<'l> {
 
     /// Keeps a finding that [`admit`](Self::admit) said to hold.
     pub fn hold(&mut self, finding: Finding) {
-        let personas = self.personas;
+        let personas = &self.library.honeypots;
         let persona = (0..personas.0.len())
             .find(|&i| personas.0[i].matches(&finding.protocol, &finding.attributes))
             .expect("only findings that show a persona are held");
@@ -201,8 +204,8 @@ impl<'l> HoneypotStage<'l> {
     }
 
     /// The end of the scan: the held findings that nothing corroborated, unmarked.
-    pub fn finish(self) -> Vec<Finding> {
-        self.held.into_iter().map(|(f, _)| f).collect()
+    pub fn finish(&mut self) -> Vec<Finding> {
+        std::mem::take(&mut self.held).into_iter().map(|(f, _)| f).collect()
     }
 }
 
@@ -213,7 +216,6 @@ fn corroborated(persona: &Persona, ports: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fingerprints::Library;
 
     const PERSONAS: &str = r#"
 [[honeypot]]
@@ -265,12 +267,12 @@ when = [{ field = "sys_descr", equals = "GasPot" }]
 fields = { sys_descr = "GasPot" }
 "#;
 
-    fn library() -> Library {
+    fn library() -> Arc<Library> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("honeypots.toml"), PERSONAS).unwrap();
         let library = Library::load(dir.path()).unwrap();
         assert_eq!(library.test_examples(), Vec::<String>::new());
-        library
+        Arc::new(library)
     }
 
     fn finding(ip: &str, port: u16, protocol: &str, attributes: Value) -> Finding {
@@ -291,7 +293,7 @@ fields = { sys_descr = "GasPot" }
     #[test]
     fn strong_evidence_is_marked_at_once_and_keeps_protocol_and_severity() {
         let library = library();
-        let mut stage = HoneypotStage::new(&library.honeypots);
+        let mut stage = HoneypotStage::new(library.clone());
         let mut f = finding("127.0.0.1", 102, "s7comm", json!({ "serial_number": "88111222" }));
         assert_eq!(stage.admit(&mut f), Pass::Now);
         assert_eq!(mark(&f), Some("strong"));
@@ -306,7 +308,7 @@ fields = { sys_descr = "GasPot" }
     #[test]
     fn weak_evidence_alone_is_held_and_left_unmarked() {
         let library = library();
-        let mut stage = HoneypotStage::new(&library.honeypots);
+        let mut stage = HoneypotStage::new(library.clone());
         let mut cpppo = finding("127.0.0.3", 44818, "enip", json!({ "product_name": "1756-L61/B LOGIX5561" }));
         assert_eq!(stage.admit(&mut cpppo), Pass::Hold);
         stage.hold(cpppo);
@@ -330,7 +332,7 @@ fields = { sys_descr = "GasPot" }
     fn weak_evidence_is_marked_when_another_port_of_its_address_shows_the_persona() {
         let library = library();
         // The weak finding first, the strong one later: the held one is released, marked.
-        let mut stage = HoneypotStage::new(&library.honeypots);
+        let mut stage = HoneypotStage::new(library.clone());
         let mut enip = finding("127.0.0.5", 44818, "enip", json!({ "product_name": "1756-L61/B LOGIX5561" }));
         assert_eq!(stage.admit(&mut enip), Pass::Hold);
         stage.hold(enip);
@@ -344,7 +346,7 @@ fields = { sys_descr = "GasPot" }
         assert!(stage.finish().is_empty());
 
         // The strong one first: the weak one is marked on arrival.
-        let mut stage = HoneypotStage::new(&library.honeypots);
+        let mut stage = HoneypotStage::new(library.clone());
         let mut s7 = finding("127.0.0.6", 102, "s7comm", json!({ "serial_number": "88111222" }));
         stage.admit(&mut s7);
         let mut enip = finding("127.0.0.6", 44818, "enip", json!({ "product_name": "1756-L61/B LOGIX5561" }));
@@ -352,7 +354,7 @@ fields = { sys_descr = "GasPot" }
         assert_eq!(mark(&enip), Some("weak"));
 
         // Two weak findings of one persona corroborate each other.
-        let mut stage = HoneypotStage::new(&library.honeypots);
+        let mut stage = HoneypotStage::new(library.clone());
         let mut enip = finding("127.0.0.7", 44818, "enip", json!({ "product_name": "1756-L61/B LOGIX5561" }));
         assert_eq!(stage.admit(&mut enip), Pass::Hold);
         stage.hold(enip);

@@ -12,7 +12,7 @@ pub use schema::BannerProbeDef;
 pub use template::Template;
 
 use crate::findings::{Classification, Severity};
-use crate::targets::{parse_ports, PortSpec};
+use crate::scope::{parse_ports, PortSpec};
 use schema::{FileDef, HoneypotDef, RuleDef};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};

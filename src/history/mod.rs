@@ -2,7 +2,7 @@
 //! claimed only for services the later scan covered and only when it completed, so a partial scan,
 //! a shard or a one-district scan never makes the rest look resolved.
 
-use crate::findings::{compare, identity_key, Change, Finding};
+use crate::findings::{classify, identity_key, Change, Finding};
 use crate::scope::Transport;
 use crate::store::{ScanId, ScanRecord, Store, StoreError};
 use serde::Serialize;
@@ -33,6 +33,27 @@ pub struct Diff {
     pub not_covered: usize,
 }
 
+impl DiffEntry {
+    /// The entry as one line for a person: status, service, identity, owner.
+    pub fn line(&self) -> String {
+        let f = &self.finding;
+        format!(
+            "{:<10} {}:{}/{}  {}  {} {} {}  {} {} ({})",
+            self.status.as_str(),
+            self.ip,
+            self.port,
+            self.transport.as_str(),
+            f.protocol,
+            f.vendor.as_deref().unwrap_or("-"),
+            f.product.as_deref().unwrap_or("-"),
+            f.version.as_deref().unwrap_or("-"),
+            f.enterprise_id,
+            f.enterprise,
+            f.district,
+        )
+    }
+}
+
 impl Diff {
     pub fn count(&self, status: Change) -> usize {
         self.entries.iter().filter(|e| e.status == status).count()
@@ -48,51 +69,29 @@ pub fn diff(store: &dyn Store, from: ScanId, to: ScanId) -> Result<Diff, StoreEr
     let later = store.scan(to)?;
     let before: BTreeMap<ServiceKey, Finding> = store.findings(from)?.into_iter().map(|f| (key(&f), f)).collect();
     let after: BTreeMap<ServiceKey, Finding> = store.findings(to)?.into_iter().map(|f| (key(&f), f)).collect();
-    let mut entries = Vec::new();
-    for (k, f) in &after {
-        let (status, before_values) = match before.get(k) {
-            None => (Change::New, BTreeMap::new()),
-            Some(old) => {
-                let (a, b) = (identity_key(old), identity_key(f));
-                let changed = compare(&a, &b);
-                if changed.is_empty() {
-                    (Change::Persisting, BTreeMap::new())
-                } else {
-                    let values = changed
-                        .iter()
-                        .map(|name| (name.clone(), a.get(name).cloned().unwrap_or(serde_json::Value::Null)))
-                        .collect();
-                    (Change::Changed, values)
-                }
-            }
-        };
-        entries.push(DiffEntry {
-            status,
-            ip: k.0,
-            port: k.1,
-            transport: k.2,
-            finding: f.clone(),
-            before: before_values,
-        });
-    }
     let index = later.start.coverage.index();
+    let mut keys: Vec<&ServiceKey> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut entries = Vec::new();
     let mut not_covered = 0;
-    for (k, f) in &before {
-        if after.contains_key(k) {
+    for k in keys {
+        let (old, new) = (before.get(k), after.get(k));
+        let (a, b) = (old.map(identity_key), new.map(identity_key));
+        let covered = later.completed() && index.contains(k.0, k.1, k.2);
+        let Some((status, changed)) = classify(a.as_ref(), b.as_ref(), covered) else { continue };
+        if status == Change::NotCovered {
+            not_covered += 1;
             continue;
         }
-        if later.completed() && index.contains(k.0, k.1, k.2) {
-            entries.push(DiffEntry {
-                status: Change::Gone,
-                ip: k.0,
-                port: k.1,
-                transport: k.2,
-                finding: f.clone(),
-                before: BTreeMap::new(),
-            });
-        } else {
-            not_covered += 1;
-        }
+        let before_values = changed
+            .iter()
+            .map(|name| {
+                (name.clone(), a.as_ref().and_then(|a| a.get(name)).cloned().unwrap_or(serde_json::Value::Null))
+            })
+            .collect();
+        let finding = new.or(old).expect("a classified service is in one of the scans").clone();
+        entries.push(DiffEntry { status, ip: k.0, port: k.1, transport: k.2, finding, before: before_values });
     }
     entries.sort_by_key(|e| (e.status, e.ip, e.port, e.transport));
     Ok(Diff { from, to, entries, not_covered })

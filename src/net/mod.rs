@@ -1,6 +1,8 @@
 //! Connections to targets with bounded reads: every read has a deadline and a byte budget, so a
 //! peer that stays silent, drips, or streams forever costs one bounded slot and nothing more.
 
+pub mod pacing;
+pub mod raw;
 mod session;
 mod tls;
 

@@ -38,8 +38,8 @@ pub use banner::BannerProbe;
 pub use identify::{banner_identity, printable, Identifier, ProbeSettings};
 
 use crate::net::{NetError, Session};
+use crate::scope::PortSpec;
 use crate::scope::Transport;
-use crate::targets::PortSpec;
 use serde_json::{Map, Value};
 use std::future::Future;
 use std::pin::Pin;

@@ -77,7 +77,7 @@ pub(super) struct Labels {
     pub minutes: &'static str,
     pub seconds: &'static str,
     pub severities: [&'static str; 5],
-    pub changes: [&'static str; 4],
+    pub changes: [&'static str; 5],
     pub important: &'static str,
     pub general: &'static str,
 }
@@ -93,6 +93,7 @@ impl Labels {
             Change::Changed => self.changes[1],
             Change::Persisting => self.changes[2],
             Change::Gone => self.changes[3],
+            Change::NotCovered => self.changes[4],
         }
     }
 
@@ -176,7 +177,7 @@ pub(super) const EN: Labels = Labels {
     minutes: "min",
     seconds: "s",
     severities: ["Critical", "High", "Medium", "Low", "Info"],
-    changes: ["New", "Changed", "Persisting", "Gone"],
+    changes: ["New", "Changed", "Persisting", "Gone", "Not covered"],
     important: "Important",
     general: "General",
 };
@@ -253,7 +254,7 @@ pub(super) const ZH: Labels = Labels {
     minutes: "分",
     seconds: "秒",
     severities: ["严重", "高危", "中危", "低危", "信息"],
-    changes: ["新增", "变化", "持续", "消失"],
+    changes: ["新增", "变化", "持续", "消失", "未覆盖"],
     important: "重点",
     general: "一般",
 };

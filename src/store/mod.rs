@@ -216,9 +216,14 @@ pub struct EventRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventPlan {
     pub ledger: String,
+    /// How to read the ledger (absent from events recorded before workbooks could be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sheet: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<crate::ledger::Encoding>,
     pub exclude: Option<String>,
     pub fingerprints: String,
-    pub ports: Vec<crate::targets::PortSpec>,
+    pub ports: Vec<crate::scope::PortSpec>,
     pub selection: crate::scope::Selection,
 }
 

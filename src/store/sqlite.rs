@@ -4,7 +4,7 @@
 use super::{
     EventRecord, EventStore, Runner, ScanEnd, ScanId, ScanRecord, ScanStart, ServiceRecord, Sighting, Store, StoreError,
 };
-use crate::findings::{compare, identity_key, Change, Finding};
+use crate::findings::{classify, identity_key, Change, Finding, IdentityKey};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -262,16 +262,12 @@ impl Store for SqliteStore {
         };
         let (change, changed) = match (previous, earlier) {
             (_, Some(f)) => (f.change.unwrap_or(Change::New), f.changed),
-            (None, None) => (Change::New, Vec::new()),
-            (Some((_, Some(_gone), _)), None) => (Change::New, Vec::new()),
-            (Some((identity, None, _)), None) => {
-                let before = serde_json::from_str(&identity).unwrap_or_default();
-                let changed = compare(&before, &key);
-                if changed.is_empty() {
-                    (Change::Persisting, changed)
-                } else {
-                    (Change::Changed, changed)
-                }
+            (previous, None) => {
+                // A service marked gone is known again only as new.
+                let before = previous
+                    .filter(|(_, gone, _)| gone.is_none())
+                    .map(|(identity, _, _)| serde_json::from_str::<IdentityKey>(&identity).unwrap_or_default());
+                classify(before.as_ref(), Some(&key), true).expect("the service is seen now")
             }
         };
         finding.change = Some(change);

@@ -2,8 +2,9 @@
 //! (no ledger needed) the history can tell whether a later scan probed a given service, so that a
 //! shard or a one-district scan never makes the rest look resolved.
 
-use super::{Permutation, PortSpec, Shard};
+use super::{Permutation, Shard};
 use crate::ledger::to_u128;
+use crate::scope::PortSpec;
 use crate::scope::Transport;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;

@@ -1,24 +1,16 @@
-//! Shared helpers of the integration tests: ledgers in temporary folders, loopback responders that
-//! count their connections, and scans run through the library.
+//! Shared helpers of the integration tests: ledgers in temporary folders, simulated devices on
+//! loopback (from the `otscope-lab` crate), and scans run through the library.
 #![allow(dead_code)]
 
 pub mod dns;
-pub mod iso;
 
-use otscope::cli::{Cli, Command, EngineArgs};
-use otscope::commands::{plan_scan, run_scan};
-use otscope::engine::ProgressStyle;
 use otscope::findings::Finding;
+use otscope::pipeline::{self, RunOptions, ScanOptions, ScopeOptions};
 use otscope::scope::Selection;
-use otscope::targets::PortSpec;
+pub use otscope_lab::serve::{Handler, Responder, Session};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 pub const HEADER: &str = "enterprise_id,enterprise,district,sector,level,targets,contact\n";
 
@@ -34,152 +26,123 @@ pub fn ledger(rows: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-/// Engine flags as the command line would give them, with short timeouts for tests.
-pub fn engine_args(extra: &[&str]) -> EngineArgs {
-    let mut argv = vec![
-        "otscope",
-        "scan",
-        "--targets",
-        "x",
-        "--rate",
-        "0",
-        "--seed",
-        "7",
-        "--host-interval",
-        "0ms",
-        "--connect-timeout",
-        "500ms",
-        "--read-timeout",
-        "500ms",
-        "--banner-wait",
-        "300ms",
-        "--quiet",
-    ];
-    argv.extend_from_slice(extra);
-    match Cli::try_parse_from_args(&argv).command {
-        Command::Scan(a) => a.engine,
-        _ => unreachable!(),
-    }
+/// The timeouts and pace of [`options`] as command-line flags, for tests that run the binary.
+pub const FAST: [&str; 11] = [
+    "--rate",
+    "0",
+    "--host-interval",
+    "0ms",
+    "--banner-wait",
+    "300ms",
+    "--connect-timeout",
+    "500ms",
+    "--read-timeout",
+    "500ms",
+    "--quiet",
+];
+
+/// The scan options of the tests: no rate limit, no pause between probes to a host, short timeouts,
+/// the permutation of seed 7.
+pub fn options() -> ScanOptions {
+    let mut o = ScanOptions { seed: Some(7), ..ScanOptions::default() };
+    o.engine.rate = None;
+    o.engine.host_interval = Duration::ZERO;
+    o.probe.limits.connect_timeout = Duration::from_millis(500);
+    o.probe.limits.read_timeout = Duration::from_millis(500);
+    o.probe.banner_wait = Duration::from_millis(300);
+    o
 }
 
-trait ParseArgs {
-    fn try_parse_from_args(argv: &[&str]) -> Cli;
+/// [`options`] with `--deep`.
+pub fn deep() -> ScanOptions {
+    let mut o = options();
+    o.probe.deep = true;
+    o
 }
 
-impl ParseArgs for Cli {
-    fn try_parse_from_args(argv: &[&str]) -> Cli {
-        <Cli as clap::Parser>::try_parse_from(argv).unwrap()
+/// The scope of `ledger` on `ports` with the repository's library.
+pub fn scope(ledger: &Path, ports: &str, selection: &Selection) -> ScopeOptions {
+    ScopeOptions {
+        ports: Some(otscope::scope::parse_ports(ports).unwrap()),
+        selection: selection.clone(),
+        ..ScopeOptions::new(ledger, fingerprints_dir())
     }
 }
 
 /// Scans `ledger` on `ports` through the whole pipeline and returns the findings sorted by address and port.
-pub async fn scan(ledger: &Path, ports: &str, selection: &Selection, extra: &[&str]) -> Vec<Finding> {
-    let ports: Vec<PortSpec> = otscope::targets::parse_ports(ports).unwrap();
-    let plan = plan_scan(ledger, None, &fingerprints_dir(), Some(ports), selection, &engine_args(extra)).await.unwrap();
-    let report = run_scan(&plan, None, Vec::new(), ProgressStyle::Quiet, CancellationToken::new()).await.unwrap();
+pub async fn scan(ledger: &Path, ports: &str, selection: &Selection, options: ScanOptions) -> Vec<Finding> {
+    scan_scope(&scope(ledger, ports, selection), options).await
+}
+
+/// Scans `scope` through the whole pipeline and returns the findings sorted by address and port.
+pub async fn scan_scope(scope: &ScopeOptions, options: ScanOptions) -> Vec<Finding> {
+    let plan = pipeline::plan(scope, &options).await.unwrap();
+    let run = RunOptions { keep_findings: true, ..RunOptions::default() };
+    let report = pipeline::run(&plan, None, Vec::new(), run).await.unwrap();
     let mut findings = report.findings;
     findings.sort_by_key(|f| (f.ip, f.port));
     findings
 }
 
-/// A TCP responder on its own loopback address that counts the connections it accepts.
-pub struct Responder {
-    pub addr: SocketAddr,
-    pub connections: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
+/// Scans `range` (one enterprise's addresses) on `ports` and returns the findings sorted by address and port.
+pub async fn scan_range(range: &str, ports: &str, options: ScanOptions) -> Vec<Finding> {
+    let (_dir, path) = ledger(&format!("E1,ent,district,s,general,{range},c\n"));
+    scan(&path, ports, &Selection::default(), options).await
 }
 
-impl Responder {
-    /// Accepts connections; on each, sends `banner` (if any) and keeps the connection open for a while.
-    pub async fn start(addr: &str, banner: Option<&'static [u8]>) -> Responder {
-        let addr: SocketAddr = addr.parse().unwrap();
-        let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counter = connections.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    if let Some(b) = banner {
-                        let _ = sock.write_all(b).await;
-                    }
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                });
-            }
-        });
-        Responder { addr, connections, task }
-    }
-
-    pub fn count(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-
-    /// Stops accepting and waits until the address is free again.
-    pub async fn stop(mut self) {
-        self.task.abort();
-        let _ = (&mut self.task).await;
-    }
+/// Scans one TCP peer at `ip:port` that answers with handlers from `make`, and asserts that it is
+/// found open but not identified (`unknown`, not ICS), without `attribute`.
+pub async fn assert_unidentified(
+    ip: &str,
+    port: u16,
+    make: impl Fn() -> Handler + Send + Sync + 'static,
+    attribute: &str,
+) {
+    let _peer = tcp_device(&format!("{ip}:{port}"), make).await;
+    let findings = scan_range(ip, &port.to_string(), options()).await;
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = &findings[0];
+    assert_eq!((f.protocol.as_str(), f.ics), ("unknown", false), "{f:#?}");
+    assert!(!f.attributes.contains_key(attribute), "{f:#?}");
 }
 
-impl Drop for Responder {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// A simulated device's conversation: given one request, the reply to send (or `None` to stay silent).
-/// A new handler is made for each connection (TCP) or each datagram exchange (UDP), so it may keep state.
-pub type Handler = Box<dyn FnMut(&[u8]) -> Option<Vec<u8>> + Send>;
-
-/// A simulated TCP device on its own loopback address: each request read is answered by the handler.
+/// A simulated TCP device on its own loopback address: each request read is answered by a handler
+/// made for its connection.
 pub async fn tcp_device(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'static) -> Responder {
-    use tokio::io::AsyncReadExt;
-    let addr: SocketAddr = addr.parse().unwrap();
-    let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counter = connections.clone();
-    let make = Arc::new(make);
-    let task = tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            let mut handler = make();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                // Bounded: a test device answers at most 64 requests per connection.
-                for _ in 0..64 {
-                    let n = match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await {
-                        Ok(Ok(n)) if n > 0 => n,
-                        _ => return,
-                    };
-                    if let Some(reply) = handler(&buf[..n]) {
-                        if sock.write_all(&reply).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    Responder { addr, connections, task }
+    device(addr, Session::default(), make).await
 }
 
-/// A simulated UDP device on its own loopback address; `connections` counts datagrams received.
-pub async fn udp_device(addr: &str, make: impl Fn() -> Handler + Send + Sync + 'static) -> Responder {
-    let addr: SocketAddr = addr.parse().unwrap();
-    let sock = tokio::net::UdpSocket::bind(addr).await.unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counter = connections.clone();
-    let task = tokio::spawn(async move {
-        let mut handler = make();
-        let mut buf = vec![0u8; 65536];
-        while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            if let Some(reply) = handler(&buf[..n]) {
-                let _ = sock.send_to(&reply, peer).await;
-            }
-        }
-    });
-    Responder { addr, connections, task }
+/// A simulated TCP device whose connections follow `session` (a greeting, TLS, closing after a reply).
+pub async fn device(addr: &str, session: Session, make: impl Fn() -> Handler + Send + Sync + 'static) -> Responder {
+    let at: SocketAddr = addr.parse().unwrap();
+    Responder::tcp(at, session, make).await.unwrap_or_else(|e| panic!("{addr}: {e:#}"))
+}
+
+/// A TCP service that sends `banner` (if any) on each connection and then only listens.
+pub async fn banner_device(addr: &str, banner: Option<&[u8]>) -> Responder {
+    let session = banner.map(Session::greeting).unwrap_or_default();
+    device(addr, session, silent).await
+}
+
+/// A simulated UDP device on its own loopback address; its `requests` count the datagrams received.
+pub async fn udp_device(addr: &str, make: impl Fn() -> Handler) -> Responder {
+    let at: SocketAddr = addr.parse().unwrap();
+    Responder::udp(at, make()).await.unwrap_or_else(|e| panic!("{addr}: {e:#}"))
+}
+
+/// A peer that never answers.
+pub fn silent() -> Handler {
+    Box::new(|_: &[u8]| None)
+}
+
+/// A peer that sends back every request as it came: the first look-alike every probe must refuse.
+pub fn echo() -> Handler {
+    Box::new(|req: &[u8]| Some(req.to_vec()))
+}
+
+/// A peer that answers every request with the same `bytes`, whatever was asked.
+pub fn always(bytes: &'static [u8]) -> Handler {
+    Box::new(move |_: &[u8]| Some(bytes.to_vec()))
 }
 
 /// A finding's parser attributes with its rule outputs (`device_type`, `cpe`, `tags`) added, so a test

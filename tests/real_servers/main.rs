@@ -10,31 +10,22 @@
 mod common;
 mod server;
 
-use otscope::cli::{Cli, Command};
-use otscope::commands::{plan_scan, run_scan};
-use otscope::engine::ProgressStyle;
 use otscope::findings::Finding;
+use otscope::pipeline::ScanOptions;
 use serde_json::{json, Value};
 use server::{start_or_skip, Env, RealServer};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 const READY_WITHIN: Duration = Duration::from_secs(60);
 /// conpot imports for half a minute (its STIX/TAXII loggers) and waits 5 s more before serving.
 const CONPOT_READY_WITHIN: Duration = Duration::from_secs(240);
 
-/// Scans `address` on `ports` with the defaults of `otscope scan` (quiet, fixed seed), returning
-/// the findings sorted by port.
+/// Scans `address` on `ports` with the defaults of `otscope scan` (fixed seed), returning the
+/// findings sorted by port.
 async fn scan(address: &str, ports: &str) -> Vec<Finding> {
     let (_dir, ledger) = common::ledger(&format!("E13,Real servers,Lab district,test,important,{address},lab\n"));
-    let argv = ["otscope", "scan", "--targets", "x", "--seed", "13", "--quiet"];
-    let Command::Scan(args) = <Cli as clap::Parser>::parse_from(argv).command else { unreachable!() };
-    let ports = otscope::targets::parse_ports(ports).unwrap();
-    let plan = plan_scan(&ledger, None, &common::fingerprints_dir(), Some(ports), &Default::default(), &args.engine)
-        .await
-        .unwrap();
-    let report = run_scan(&plan, None, Vec::new(), ProgressStyle::Quiet, CancellationToken::new()).await.unwrap();
-    let mut findings = report.findings;
+    let options = ScanOptions { seed: Some(13), ..ScanOptions::default() };
+    let mut findings = common::scan_scope(&common::scope(&ledger, ports, &Default::default()), options).await;
     findings.sort_by_key(|f| (f.port, f.transport));
     findings
 }

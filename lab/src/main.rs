@@ -5,12 +5,12 @@
 //! It binds only the addresses it is told, and refuses any address outside 127.0.0.0/8.
 //!
 //! ```sh
-//! otscope-lab --first 127.130.0.1 --count 30 --ledger lab.csv --duration 10m
+//! cargo run -p otscope-lab -- --first 127.130.0.1 --count 30 --ledger lab.csv --duration 10m
 //! ```
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use otscope::lab::{self, Kind, Lab};
+use otscope_lab::{Kind, Lab};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,10 +46,10 @@ async fn main() -> Result<()> {
         .iter()
         .map(|m| Kind::parse(m.trim()).with_context(|| format!("unknown device kind {m:?}")))
         .collect::<Result<_>>()?;
-    let devices = lab::plan(args.first, args.count, &mix)?;
+    let devices = otscope_lab::plan(args.first, args.count, &mix)?;
     let lab = Lab::start(devices).await?;
     if let Some(path) = &args.ledger {
-        lab::write_ledger(path, &lab.devices)?;
+        otscope_lab::write_ledger(path, &lab.devices)?;
     }
     let last = lab.devices.last().map(|d| d.ip).unwrap_or(args.first);
     println!(
@@ -57,7 +57,7 @@ async fn main() -> Result<()> {
         lab.devices.len(),
         args.first,
         last,
-        lab::port_list(&mix)
+        otscope_lab::port_list(&mix)
     );
     let stop = async {
         match args.duration {
