@@ -382,9 +382,11 @@ pub const PROBE: Probe = Probe::service(PROTOCOL, |session| Box::pin(run(session
 async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
     let conn = session.conn();
     // v2c first; an agent that speaks only v1 drops it without a word, so silence asks again in v1.
+    // Only the v2c request is re-sent on silence: the v1 one and the single-variable ones are sent once,
+    // so a silent port costs one more read timeout, not two.
     let mut first = None;
-    for version in [VERSION_2C, VERSION_1] {
-        match get(conn, version, &SYSTEM).await {
+    for (version, resend) in [(VERSION_2C, true), (VERSION_1, false)] {
+        match get(conn, version, &SYSTEM, resend).await {
             Ok(m) => {
                 first = Some(m);
                 break;
@@ -396,7 +398,7 @@ async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
     let first = first.ok_or_else(|| ProbeError::not(PROTOCOL, "no answer in v2c or v1"))?;
     let mut answers = Answers::of(&first);
     for name in answers.missing() {
-        match get(conn, first.version, &[name]).await {
+        match get(conn, first.version, &[name], false).await {
             Ok(m) => answers.add(&m),
             // The agent answered once: a variable it keeps to itself does not undo that.
             Err(_) => break,
@@ -405,10 +407,18 @@ async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
     Ok(identity(&answers))
 }
 
-/// One GetRequest of `version` for `names`, and the agent's validated Response.
-async fn get(conn: &mut Conn, version: i64, names: &[&[u64]]) -> Result<Message, ProbeError> {
+/// One GetRequest of `version` for `names` (re-sent on silence when `resend`), and the agent's
+/// validated Response.
+async fn get(conn: &mut Conn, version: i64, names: &[&[u64]], resend: bool) -> Result<Message, ProbeError> {
     let request_id = new_request_id();
-    let reply = conn.exchange(&get_request(version, request_id, names), |d| frame(d, version, request_id)).await?;
+    let request = get_request(version, request_id, names);
+    let framing = |d: &[u8]| frame(d, version, request_id);
+    let reply = if resend {
+        conn.exchange(&request, framing).await?
+    } else {
+        conn.send(&request).await?;
+        conn.recv_frame(framing).await?
+    };
     let (message, _) = parse_message(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
     check_reply(&message, version, request_id).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
     Ok(message)
