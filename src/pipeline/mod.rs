@@ -7,7 +7,7 @@ use crate::discovery::syn::SynConfig;
 use crate::engine::{self, Discovery, EngineConfig, EngineEvent, Prober, Progress, ProgressStyle, RunStats};
 use crate::error::BadInput;
 use crate::findings::{Change, CsvWriter, Finding, JsonlWriter, Sink};
-use crate::fingerprints::Library;
+use crate::fingerprints::{HoneypotStage, Library, Pass};
 use crate::ledger::{Ledger, LedgerOptions, TargetSpec};
 use crate::net::raw::raw_sockets_available;
 use crate::probes::{Identifier, ProbeSettings};
@@ -371,9 +371,13 @@ pub enum Recording {
     Resume(Box<dyn Store + Send>, ScanId, u64),
 }
 
-/// The stage after identification: each observation becomes a finding (classified by the library),
-/// gets its change status from the history, and reaches every output. It runs on a thread of its own
-/// (the store and the writers block).
+/// The stage after identification: each observation becomes a finding (classified by the library,
+/// marked when it shows a honeypot persona), gets its change status from the history, and reaches
+/// every output. It runs on a thread of its own (the store and the writers block).
+///
+/// A finding whose persona evidence needs another protocol of its address to corroborate it is
+/// recorded at once but written when that protocol is seen, marked, or when the scan ends (the
+/// targets come in a permuted order); see [`HoneypotStage`].
 ///
 /// An output that cannot be written is dropped and `failed` is cancelled, which stops dispatch; the
 /// findings still in flight reach the history and the other outputs. After a history error nothing
@@ -381,6 +385,7 @@ pub enum Recording {
 /// still get every finding.
 pub struct Recorder {
     library: Arc<Library>,
+    honeypots: HoneypotStage,
     history: Option<History>,
     sinks: Vec<Sink>,
     failed: CancellationToken,
@@ -400,6 +405,7 @@ impl Recorder {
         keep_findings: bool,
     ) -> Recorder {
         Recorder {
+            honeypots: HoneypotStage::new(library.clone()),
             library,
             history,
             sinks,
@@ -447,31 +453,54 @@ impl Recorder {
             EngineEvent::Found(obs) => {
                 let classification = self.library.classify(obs.identity.protocol, &obs.identity.fields);
                 let mut finding = Finding::new(&obs, classification);
-                if let Some((store, id)) = self.live_history() {
-                    if let Err(e) = store.record(*id, &mut finding) {
-                        self.history_failed(e);
-                    }
+                let pass = self.honeypots.admit(&mut finding);
+                self.record(&mut finding);
+                match pass {
+                    Pass::Now => self.write(finding),
+                    Pass::Hold => self.honeypots.hold(finding),
                 }
-                let (errors, failed) = (&mut self.output_errors, &self.failed);
-                self.sinks.retain_mut(|sink| match sink.writer.write(&finding) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::error!("{}: cannot write: {e}; the scan stops", sink.name);
-                        errors.push(format!("{}: {e}", sink.name));
-                        failed.cancel();
-                        false
-                    }
-                });
-                self.counts.add(&finding);
-                if self.keep_findings {
-                    self.findings.push(finding);
+                // Held findings that this one corroborated: recorded again with their mark, then written.
+                for mut corroborated in self.honeypots.released() {
+                    self.record(&mut corroborated);
+                    self.write(corroborated);
                 }
             }
         }
     }
 
+    /// Records a finding in the history (again, for one marked later: the scan's row is replaced).
+    fn record(&mut self, finding: &mut Finding) {
+        if let Some((store, id)) = self.live_history() {
+            if let Err(e) = store.record(*id, finding) {
+                self.history_failed(e);
+            }
+        }
+    }
+
+    /// Writes a finding to every output, counts it, and keeps it when asked.
+    fn write(&mut self, finding: Finding) {
+        let (errors, failed) = (&mut self.output_errors, &self.failed);
+        self.sinks.retain_mut(|sink| match sink.writer.write(&finding) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("{}: cannot write: {e}; the scan stops", sink.name);
+                errors.push(format!("{}: {e}", sink.name));
+                failed.cancel();
+                false
+            }
+        });
+        self.counts.add(&finding);
+        if self.keep_findings {
+            self.findings.push(finding);
+        }
+    }
+
     /// Flushes the outputs and hands back what was counted, kept and recorded.
     fn finish(mut self) -> (ScanReport, Option<History>) {
+        // What nothing corroborated is written as it is.
+        for held in self.honeypots.finish() {
+            self.write(held);
+        }
         for sink in self.sinks.iter_mut() {
             if let Err(e) = sink.writer.finish() {
                 self.output_errors.push(format!("{}: {e}", sink.name));
