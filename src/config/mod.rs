@@ -212,7 +212,8 @@ impl Config {
 
 /// Reads and checks a configuration file: every problem is reported, as `file:line: key: message`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
+    let text = crate::input::read_bounded_text(path, crate::input::CONFIG_LIMIT)
+        .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
     parse(path, &text)
 }
 

@@ -256,7 +256,7 @@ impl Ledger {
 
     /// Adds the exclusions of a `--exclude FILE`: one or more `;`-separated targets per line, `#` comments.
     pub fn add_exclusion_file(&mut self, path: &Path) -> Result<(), InputErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = crate::input::read_bounded_text(path, crate::input::EXCLUSIONS_LIMIT).map_err(|e| {
             InputErrors(vec![InputError {
                 file: path.to_path_buf(),
                 line: 0,
