@@ -22,6 +22,24 @@ pub const RULE_FILE_LIMIT: u64 = 16 * MIB;
 /// when it is anything else or holds more than `limit` bytes. Opening never blocks (a FIFO without a
 /// writer is refused, not waited on) and at most `limit` bytes are ever read.
 pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let (file, len) = open_bounded(path, limit)?;
+    // The file may grow while it is read (or report no size, as /proc files do): read one byte past the
+    // limit at most, to tell.
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big(limit));
+    }
+    Ok(bytes)
+}
+
+/// Whether [`read_bounded`] would accept the file at `path`, found without reading it.
+pub fn check_bounded(path: &Path, limit: u64) -> io::Result<()> {
+    open_bounded(path, limit).map(|_| ())
+}
+
+/// The file at `path` opened for reading, with its size, when it is a regular file within `limit`.
+fn open_bounded(path: &Path, limit: u64) -> io::Result<(File, u64)> {
     // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer. It changes nothing for
     // the regular files that are read.
     let file = File::options().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path)?;
@@ -41,23 +59,17 @@ pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     } else if !kind.is_file() {
         return other("not a file");
     }
-    let too_big = || {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("larger than {}, the limit for this kind of file", show_size(limit)),
-        )
-    };
     if meta.len() > limit {
-        return Err(too_big());
+        return Err(too_big(limit));
     }
-    // The file may grow while it is read (or report no size, as /proc files do): read one byte past the
-    // limit at most, to tell.
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(limit + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Err(too_big());
-    }
-    Ok(bytes)
+    Ok((file, meta.len()))
+}
+
+fn too_big(limit: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("larger than {}, the limit for this kind of file", show_size(limit)),
+    )
 }
 
 /// [`read_bounded`] for a text file: the bytes must be UTF-8.

@@ -105,7 +105,7 @@ async fn a_profile_reaches_the_plan_and_the_command_line_wins() {
     let o = otscope(&["scan", "--config", c, "--dry-run"]);
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
-    for want in ["enterprises: 1", "ports: 2 (2222/tcp,2223/tcp)", "seed: 42", "rate 500/s", "8 in flight"] {
+    for want in ["enterprises: 1", "ports: 2 (2222-2223/tcp)", "seed: 42", "rate 500/s", "8 in flight"] {
         assert!(out.contains(want), "{want:?} in {out}");
     }
     let o = otscope(&[

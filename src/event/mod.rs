@@ -4,6 +4,7 @@
 use crate::export::{change_text, level_text, Lang};
 use crate::findings::Change;
 use crate::history::{diff, DiffEntry};
+use crate::scope::show_ports;
 use crate::store::{EventRecord, ScanRecord, Store, StoreError};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -93,7 +94,6 @@ pub fn report(
     let fmt = |d: OffsetDateTime| short(&d.format(&Rfc3339).unwrap_or_default());
     let params = &baseline.start.parameters;
     let coverage = &baseline.start.coverage;
-    let ports: Vec<String> = coverage.ports.iter().map(|p| p.to_string()).collect();
     let probed: u64 = checks.iter().filter_map(|c| c.end.as_ref().map(|e| e.probed)).sum();
     let selection = &event.plan.selection;
 
@@ -133,7 +133,7 @@ pub fn report(
         params.get("enterprises").and_then(|v| v.as_u64()).unwrap_or(0)
     );
     let _ = writeln!(out, "- {}{}", t("Addresses: ", "地址数："), coverage.addresses());
-    let _ = writeln!(out, "- {}{} ({})", t("Ports: ", "端口数："), ports.len(), ports.join(","));
+    let _ = writeln!(out, "- {}{} ({})", t("Ports: ", "端口数："), coverage.ports.len(), show_ports(&coverage.ports));
     let _ = writeln!(out, "- {}{}", t("Checks in the window: ", "窗口内检查次数："), checks.len());
     for c in &checks {
         let _ = writeln!(
