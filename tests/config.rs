@@ -208,6 +208,16 @@ async fn unknown_keys_and_bad_values_are_reported_and_nothing_is_probed() {
             "bad schedule",
         ),
         (
+            LAB.replace("schedule = \"0 0 * * * *\"\n", "schedule = \"0 0 2 * * * 2030\"\n"),
+            "otscope.toml:10: profile.lab.schedule: not a cron schedule: 7 field(s); a schedule has 5 (minute hour day month weekday) or 6 (seconds first)",
+            "seven fields",
+        ),
+        (
+            LAB.replace("schedule = \"0 0 * * * *\"\n", "schedule = \"0 0 30 2 *\"\n"),
+            "otscope.toml:10: profile.lab.schedule: never fires: no date matches every field",
+            "February 30",
+        ),
+        (
             format!("timezone = \"Mars/Olympus\"\n{LAB}"),
             "otscope.toml:1: timezone: unknown time zone \"Mars/Olympus\"",
             "bad zone",
@@ -229,6 +239,38 @@ async fn unknown_keys_and_bad_values_are_reported_and_nothing_is_probed() {
         "{out}"
     );
     assert_eq!(count, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_file_that_cannot_be_used_is_told_at_its_line() {
+    for (from, to, told) in [
+        ("targets = \"ledger.csv\"", "targets = \"nope/missing.csv\"", "otscope.toml:2: profile.lab.targets: {dir}/nope/missing.csv: No such file or directory"),
+        ("fingerprints = \"fp\"", "fingerprints = \"nope\"", "otscope.toml:3: profile.lab.fingerprints: {dir}/nope: cannot read the fingerprint library: No such file or directory"),
+        ("quiet = true\n", "quiet = true\nexclude = \"/dev/zero\"\n", "otscope.toml:10: profile.lab.exclude: /dev/zero: not a regular file: a character device"),
+        ("quiet = true\n", "quiet = true\ncsv = \"ledger.csv/x.csv\"\n", "otscope.toml:10: profile.lab.csv: {dir}/ledger.csv/x.csv: cannot create: {dir}/ledger.csv is not a folder"),
+    ] {
+        let broken = LAB.replace(from, to);
+        for command in [&["scan"][..], &["scan", "--dry-run"][..], &["daemon"][..]] {
+            let (dir, path) = setup(&broken);
+            lab_ledger_with_device(dir.path());
+            let mut argv: Vec<String> = command.iter().map(|a| a.to_string()).collect();
+            argv.extend(["--config".to_string(), path.display().to_string()]);
+            let o = tokio::task::spawn_blocking(move || otscope(&argv.iter().map(String::as_str).collect::<Vec<_>>()))
+                .await
+                .unwrap();
+            let out = text(&o).replace(&path.display().to_string(), "otscope.toml");
+            let told = told.replace("{dir}", &dir.path().display().to_string());
+            assert_eq!(o.status.code(), Some(2), "{to}, {command:?}: {out}");
+            assert!(out.contains(&told), "{to}, {command:?}: {told:?} in {out}");
+            assert!(out.contains("nothing was probed"), "{out}");
+        }
+    }
+    // The command line's own file wins over the profile's, and is checked where it is used.
+    let (dir, path) = setup(&LAB.replace("targets = \"ledger.csv\"", "targets = \"nope/missing.csv\""));
+    lab_ledger_with_device(dir.path());
+    let ledger = dir.path().join("ledger.csv");
+    let o = otscope(&["scan", "--config", path.to_str().unwrap(), "--targets", ledger.to_str().unwrap(), "--dry-run"]);
+    assert!(o.status.success(), "{}", text(&o));
 }
 
 /// Runs `args --config FILE` against a lab whose one device counts connections.

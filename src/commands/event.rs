@@ -136,16 +136,15 @@ async fn check(
     if let Some(closed) = &record.closed_at {
         return Err(BadInput(format!("event {name:?} was closed at {closed}: no more checks")).into());
     }
+    // Created before the check probes anything: a path that cannot be written is bad input.
+    let mut sink: Option<Box<dyn FindingSink>> = match out {
+        Some(path) => Some(Box::new(JsonlWriter::new(pipeline::create(path)?))),
+        None => None,
+    };
     let (scan, completed) = scan_for_event(name, &record.plan, engine, &db.db, stop).await?;
     let store = SqliteStore::open(&db.db).map_err(user)?;
     let d = diff(&store, record.baseline_scan, scan).map_err(user)?;
     let drift: Vec<_> = d.entries.iter().filter(|e| e.status != Change::Persisting).collect();
-    let mut sink: Option<Box<dyn FindingSink>> = match out {
-        Some(path) => Some(Box::new(JsonlWriter::new(std::io::BufWriter::new(
-            std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-        )))),
-        None => None,
-    };
     for e in &drift {
         let mut f = e.finding.clone();
         f.change = Some(e.status);

@@ -528,7 +528,9 @@ pub fn check_output(path: &Path, kind: Output) -> Result<(), String> {
             let mode = if kind == Output::Folder { libc::W_OK | libc::X_OK } else { libc::W_OK };
             writable(path, mode).map_err(|e| format!("cannot write: {e}"))
         }
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("cannot write: {e}")),
+        Err(e) if !matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+            Err(format!("cannot write: {e}"))
+        }
         Err(_) => {
             let ancestor = path
                 .ancestors()

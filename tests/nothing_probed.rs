@@ -1,0 +1,170 @@
+//! Exit status 2 whenever nothing was probed: an output path that cannot be created (which `--dry-run`
+//! checks, leaving no file behind), a history that cannot be written; and "nothing was probed" said
+//! only by the commands that probe.
+
+mod common;
+
+use common::{banner_device, firmware_library, ledger, FAST};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn otscope(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_otscope")).args(args).current_dir(cwd).env_remove("RUST_LOG").output().unwrap()
+}
+
+/// [`otscope`] off the runtime's threads, so the devices of the test keep answering.
+async fn otscope_blocking(cwd: &Path, args: &[&str]) -> Output {
+    let (cwd, args): (_, Vec<String>) = (cwd.to_path_buf(), args.iter().map(|a| a.to_string()).collect());
+    tokio::task::spawn_blocking(move || otscope(&cwd, &args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Every file below `dir`, to see that a dry run leaves none behind.
+fn files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        }
+        out.push(p.display().to_string());
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_dry_run_checks_every_output_path_and_leaves_nothing_behind() {
+    let (dir, ledger) = ledger("E1,工厂,浦东新区,water,important,127.127.80.1,c\n");
+    let lib = firmware_library(dir.path());
+    let (l, f) = (ledger.to_str().unwrap(), lib.to_str().unwrap());
+    let scan = ["scan", "--targets", l, "--fingerprints", f, "--ports", "2222", "--no-db", "--dry-run"];
+    let before = files(dir.path());
+    for (outputs, told) in [
+        (&["--out", "ledger.csv/x.jsonl"][..], "ledger.csv/x.jsonl: cannot create: ledger.csv is not a folder"),
+        (&["--out", "ok.jsonl", "--csv", "fp"][..], "fp: is a folder, not a file"),
+        (
+            &["--csv", "ledger.csv/deeper/x.csv"][..],
+            "ledger.csv/deeper/x.csv: cannot create: ledger.csv is not a folder",
+        ),
+    ] {
+        let args: Vec<&str> = scan.iter().chain(outputs).copied().collect();
+        let o = otscope(dir.path(), &args);
+        assert_eq!(o.status.code(), Some(2), "{outputs:?}: {}", text(&o));
+        assert!(text(&o).contains(told), "{told:?} in {}", text(&o));
+        assert!(text(&o).contains("nothing was probed"), "{}", text(&o));
+    }
+    // Paths that can be created pass, missing folders included, and nothing is created.
+    let args: Vec<&str> = scan.iter().chain(&["--out", "new/sub/x.jsonl", "--csv", "x.csv"]).copied().collect();
+    let o = otscope(dir.path(), &args);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(files(dir.path()), before, "a dry run leaves no file behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_creates_the_missing_folders_of_its_outputs() {
+    let (dir, ledger) = ledger("E1,工厂,浦东新区,water,important,127.127.80.2,c\n");
+    let lib = firmware_library(dir.path());
+    let _device = banner_device("127.127.80.2:2222", Some(b"FW 1.0\r\n")).await;
+    let (l, f) = (ledger.to_str().unwrap(), lib.to_str().unwrap());
+    let mut args = vec!["scan", "--targets", l, "--fingerprints", f, "--ports", "2222", "--no-db"];
+    args.extend(["--out", "runs/today/x.jsonl", "--csv", "tables/x.csv"]);
+    args.extend(FAST);
+    let o = otscope_blocking(dir.path(), &args).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(dir.path().join("runs/today/x.jsonl")).unwrap().lines().count(), 1);
+    assert_eq!(std::fs::read_to_string(dir.path().join("tables/x.csv")).unwrap().lines().count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_that_cannot_be_written_stops_every_probing_command_before_it_probes() {
+    let (dir, ledger) = ledger("E1,工厂,浦东新区,water,important,127.127.80.3,c\n");
+    let lib = firmware_library(dir.path());
+    let device = banner_device("127.127.80.3:2222", Some(b"FW 1.0\r\n")).await;
+    let (l, f) = (ledger.to_str().unwrap().to_string(), lib.to_str().unwrap().to_string());
+    let mut start = vec!["event", "start", "expo", "--targets", &l, "--fingerprints", &f, "--ports", "2222"];
+    start.extend(["--db", "h.db"]);
+    start.extend(FAST);
+    let o = otscope_blocking(dir.path(), &start).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let probes_before = device.connections();
+
+    // A database file that cannot be written, in a folder that can (so it opens, read-only). Root
+    // writes anything: the commands then run as nobody.
+    let db = dir.path().join("h.db");
+    for p in [dir.path(), &lib] {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    }
+    std::fs::set_permissions(&db, std::os::unix::fs::PermissionsExt::from_mode(0o444)).unwrap();
+    let scan = ["scan", "--targets", &l, "--fingerprints", &f, "--ports", "2222", "--db", "h.db"];
+    let check = ["check", "--targets", &l, "--fingerprints", &f, "--ports", "2222", "--db", "h.db"];
+    let event = ["event", "check", "expo", "--db", "h.db"];
+    for args in [&scan[..], &check[..], &event[..]] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_otscope"));
+        command.args(args).args(FAST).current_dir(dir.path()).env_remove("RUST_LOG");
+        // SAFETY: geteuid only reads the process's credentials.
+        if unsafe { libc::geteuid() } == 0 {
+            command.uid(65534).gid(65534);
+        }
+        let o = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("the history cannot record the scan: "), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("readonly database"), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("nothing was probed"), "{args:?}: {}", text(&o));
+    }
+    assert_eq!(device.connections(), probes_before, "nothing was probed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_check_out_that_cannot_be_created_is_refused_before_probing() {
+    let (dir, ledger) = ledger("E1,工厂,浦东新区,water,important,127.127.80.4,c\n");
+    let lib = firmware_library(dir.path());
+    let device = banner_device("127.127.80.4:2222", Some(b"FW 1.0\r\n")).await;
+    let (l, f) = (ledger.to_str().unwrap().to_string(), lib.to_str().unwrap().to_string());
+    let mut start = vec!["event", "start", "expo", "--targets", &l, "--fingerprints", &f, "--ports", "2222"];
+    start.extend(["--db", "h.db"]);
+    start.extend(FAST);
+    let o = otscope_blocking(dir.path(), &start).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let probes_before = device.connections();
+    let mut check = vec!["event", "check", "expo", "--db", "h.db", "--out", "ledger.csv/drift.jsonl"];
+    check.extend(FAST);
+    let o = otscope_blocking(dir.path(), &check).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("ledger.csv/drift.jsonl: cannot create: "), "{}", text(&o));
+    assert_eq!(device.connections(), probes_before, "nothing was probed");
+}
+
+#[test]
+fn only_the_commands_that_probe_say_nothing_was_probed() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["history", "--db", "missing.db"][..],
+        &["show", "127.0.0.1", "--db", "missing.db"][..],
+        &["diff", "--db", "missing.db"][..],
+        &["event", "list", "--db", "missing.db"][..],
+        &["event", "report", "expo", "--out", "r.md", "--db", "missing.db"][..],
+        &["ledger", "check", "missing.csv"][..],
+        &["rules", "check", "--fingerprints", "missing"][..],
+    ] {
+        let o = otscope(dir.path(), args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(!text(&o).contains("nothing was probed"), "{args:?} probes nothing anyway: {}", text(&o));
+    }
+    for args in [
+        &["scan", "--targets", "missing.csv"][..],
+        &["check", "--targets", "missing.csv"][..],
+        &["event", "start", "expo", "--targets", "missing.csv", "--db", "h.db"][..],
+        &["event", "check", "expo", "--db", "missing.db"][..],
+    ] {
+        let o = otscope(dir.path(), args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("nothing was probed"), "{args:?}: {}", text(&o));
+    }
+}
