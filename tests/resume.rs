@@ -204,3 +204,22 @@ async fn a_resume_refuses_other_options_and_continues_the_original_outputs() {
     assert!(table.starts_with("\u{feff}ip,port,"), "one header, at the top");
     assert_eq!(table.lines().count(), 1 + whole.len(), "{table}");
 }
+
+#[tokio::test]
+async fn a_checkpoint_is_committed_when_it_is_made_about_every_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = firmware_library(dir.path());
+    let (_l, ledger) = ledger("E1,实验工厂,浦东新区,lab,important,127.119.64.0/30,c\n");
+    let scope = otscope::pipeline::ScopeOptions::new(&ledger, &lib);
+    let plan = otscope::pipeline::plan(&scope, &common::options()).await.unwrap();
+    // The README: "A recorded scan checkpoints its progress about every second".
+    assert_eq!(plan.engine.checkpoint_every, Some(Duration::from_secs(1)));
+    let db = dir.path().join("h.db");
+    let mut store = SqliteStore::open(&db).unwrap();
+    let id = store.begin_scan(&plan.scan_start("scan")).unwrap();
+    store.checkpoint(id, 3).unwrap();
+    // Another connection (another process after a crash) sees it at once, not a batch later.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let seen: Option<i64> = conn.query_row("SELECT checkpoint FROM scans WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+    assert_eq!(seen, Some(3));
+}

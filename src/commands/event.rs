@@ -26,7 +26,13 @@ pub async fn run(command: EventCommand, stop: CancellationToken) -> anyhow::Resu
             let window = time::Duration::try_from(window).map_err(|e| BadInput(format!("--window: {e}")))?;
             let report = event::report(&store, &record, time::OffsetDateTime::now_utc(), window, lang).map_err(user)?;
             std::fs::write(&out, &report.text).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
-            eprint!("{}", report.text);
+            // The report is in its file; the terminal gets one line saying where, and its conclusion.
+            let conclusion = match report.verdict {
+                Verdict::Zero => "no new exposure and no change",
+                Verdict::Drift => "drift from the baseline",
+                Verdict::NoCoverage => "no complete check in the window: nothing can be vouched for",
+            };
+            println!("event {name}: report written to {}: {conclusion}", out.display());
             Ok(match report.verdict {
                 Verdict::Zero => ExitCode::SUCCESS,
                 Verdict::Drift => ExitCode::from(EXIT_CHANGES),
@@ -41,7 +47,11 @@ pub async fn run(command: EventCommand, stop: CancellationToken) -> anyhow::Resu
         }
         EventCommand::List(db) => {
             let store = open_existing(&db.db)?;
-            for e in store.events().map_err(user)? {
+            let events = store.events().map_err(user)?;
+            if events.is_empty() {
+                println!("(no events yet: `otscope event start NAME` opens one)");
+            }
+            for e in events {
                 let state = e.closed_at.as_deref().map(|c| format!("closed {c}")).unwrap_or_else(|| "open".into());
                 println!(
                     "{}  started {}  baseline scan {}  {state}  selection {}",
