@@ -361,10 +361,12 @@ fn the_daemon_refuses_a_profile_whose_files_cannot_be_used_and_creates_its_outpu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_run_is_recorded_with_its_reason_and_status_shows_it() {
+    // Profile `full` writes its findings where every write fails: its runs stop, recorded as partial.
     let config = format!(
-        "timezone = \"UTC\"\n[profile.lab]\ntargets = \"ledger.csv\"\nfingerprints = \"fp\"\nports = \"2222\"\n{FAST}schedule = \"* * * * * *\"\n"
+        "timezone = \"UTC\"\n[profile.lab]\ntargets = \"ledger.csv\"\nfingerprints = \"fp\"\nports = \"2222\"\n{FAST}schedule = \"* * * * * *\"\n[profile.full]\ntargets = \"full.csv\"\nfingerprints = \"fp\"\nports = \"2222\"\n{FAST}out = \"/dev/full\"\nschedule = \"* * * * * *\"\n"
     );
     let (dir, path) = lab("F-1,失败工厂,浦东新区,water,important,127.127.42.1,c\n", &config);
+    std::fs::copy(dir.path().join("ledger.csv"), dir.path().join("full.csv")).unwrap();
     let _device = banner_device("127.127.42.1:2222", Some(b"FW 1.0\r\n")).await;
     let o = otscope_in(dir.path(), &["status", "--config", path.to_str().unwrap()]);
     assert!(text(&o).contains("profile lab\n  last run: never\n"), "{}", text(&o));
@@ -376,14 +378,20 @@ async fn a_failed_run_is_recorded_with_its_reason_and_status_shows_it() {
         "enterprise_id,enterprise,district,sector,level,targets,contact\nF-1,失败工厂,浦东新区,water,important,999.1.1.1,c\n",
     )
     .unwrap();
-    daemon.wait_for(Duration::from_secs(10), "a failed run", |log| log.iter().any(|l| l.contains("run failed"))).await;
+    daemon
+        .wait_for(Duration::from_secs(10), "a failed run of each profile", |log| {
+            ["profile=lab", "profile=full"]
+                .iter()
+                .all(|p| log.iter().any(|l| l.contains("run failed") && l.contains(p)))
+        })
+        .await;
     assert_eq!(daemon.terminate(Duration::from_secs(10)).await, Some(0), "{}", daemon.log());
     let log = daemon.log();
     let reason = format!("{}:2: targets: ", dir.path().join("ledger.csv").display());
     assert!(log.contains(&reason) && log.contains("(recorded as failed scan "), "{log}");
 
     let scans = profile_scans(&dir.path().join("otscope.db"), "lab");
-    let failed = scans.iter().find(|s| !s.completed()).expect("a failed scan");
+    let failed = scans.iter().find(|s| s.end.as_ref().is_some_and(|e| e.probed == 0)).expect("a failed scan");
     let why = failed.end.as_ref().and_then(|e| e.reason.clone()).unwrap_or_default();
     assert!(why.starts_with("failed: ") && why.contains(&reason), "{why}");
     let last = scans.last().unwrap();
@@ -394,6 +402,8 @@ async fn a_failed_run_is_recorded_with_its_reason_and_status_shows_it() {
     assert!(out.contains(&format!("; scan {}, ", last.id)), "{out}");
     let o = otscope_in(dir.path(), &["history"]);
     assert!(text(&o).contains(&format!("failed: {reason}")), "{}", text(&o));
+    let stopped = "profile full\n  last run: failed: stopped: cannot write /dev/full: No space left on device";
+    assert!(out.contains(stopped), "{stopped:?} in {out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

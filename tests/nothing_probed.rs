@@ -25,6 +25,22 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// Runs `command` to its end, killing it (and failing) if it runs longer than `limit`: a daemon that
+/// does not refuse would run forever.
+fn output_within(mut command: Command, limit: std::time::Duration) -> Output {
+    let mut child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            let o = child.wait_with_output().unwrap();
+            panic!("still running after {limit:?}: {}", text(&o));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// Every file below `dir`, to see that a dry run leaves none behind.
 fn files(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -102,20 +118,37 @@ async fn a_history_that_cannot_be_written_stops_every_probing_command_before_it_
         std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     }
     std::fs::set_permissions(&db, std::os::unix::fs::PermissionsExt::from_mode(0o444)).unwrap();
+    let config = dir.path().join("otscope.toml");
+    std::fs::write(
+        &config,
+        format!("db = \"h.db\"\n[profile.lab]\ntargets = \"{l}\"\nfingerprints = \"{f}\"\nports = \"2222\"\nschedule = \"@daily\"\n"),
+    )
+    .unwrap();
     let scan = ["scan", "--targets", &l, "--fingerprints", &f, "--ports", "2222", "--db", "h.db"];
     let check = ["check", "--targets", &l, "--fingerprints", &f, "--ports", "2222", "--db", "h.db"];
     let event = ["event", "check", "expo", "--db", "h.db"];
-    for args in [&scan[..], &check[..], &event[..]] {
+    let daemon = ["daemon", "--config", "otscope.toml"];
+    for args in [&scan[..], &check[..], &event[..], &daemon[..]] {
         let mut command = Command::new(env!("CARGO_BIN_EXE_otscope"));
-        command.args(args).args(FAST).current_dir(dir.path()).env_remove("RUST_LOG");
+        command.args(args).current_dir(dir.path()).env_remove("RUST_LOG");
+        if args[0] != "daemon" {
+            command.args(FAST);
+        }
         // SAFETY: geteuid only reads the process's credentials.
         if unsafe { libc::geteuid() } == 0 {
             command.uid(65534).gid(65534);
         }
-        let o = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+        let o = tokio::task::spawn_blocking(move || output_within(command, std::time::Duration::from_secs(30)))
+            .await
+            .unwrap();
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
-        assert!(text(&o).contains("the history cannot record the scan: "), "{args:?}: {}", text(&o));
-        assert!(text(&o).contains("readonly database"), "{args:?}: {}", text(&o));
+        let told = if args[0] == "daemon" {
+            "h.db: the history cannot be written (it opens read-only)"
+        } else {
+            "the history cannot record the scan: "
+        };
+        assert!(text(&o).contains(told), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("read-only") || text(&o).contains("readonly"), "{args:?}: {}", text(&o));
         assert!(text(&o).contains("nothing was probed"), "{args:?}: {}", text(&o));
     }
     assert_eq!(device.connections(), probes_before, "nothing was probed");

@@ -19,11 +19,12 @@ pub async fn daemon(path: &Path, stop: CancellationToken) -> anyhow::Result<Exit
     let _lock = daemon::DaemonLock::take(&config)?;
     daemon::ready(&config).map_err(BadInput::from)?;
     let store = SqliteStore::open(&config.db).map_err(|e| BadInput(e.to_string()))?;
-    // A write that is undone at once: a history that opens but cannot be written fails every run.
-    store
-        .connection()
-        .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
-        .map_err(|e| BadInput(format!("{}: the history cannot be written: {e}", config.db.display())))?;
+    // A history that opens but only for reading would fail every run.
+    if store.connection().is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+        return Err(
+            BadInput(format!("{}: the history cannot be written (it opens read-only)", config.db.display())).into()
+        );
+    }
     drop(store);
     daemon::serve(config, stop).await?;
     Ok(ExitCode::SUCCESS)
