@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::banner_device;
+use common::{banner_device, otscope_in, output_text};
 use otscope::store::{ScanRecord, SqliteStore, Store};
 use std::collections::BTreeSet;
 use std::io::BufRead;
@@ -276,15 +276,6 @@ async fn a_broken_reload_is_refused_and_the_schedule_goes_on() {
     assert!(!profile_scans(&dir.path().join("otscope.db"), "extra").is_empty());
 }
 
-/// Runs otscope to the end with `args`, in `cwd`.
-fn otscope_in(cwd: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_otscope")).args(args).current_dir(cwd).env_remove("RUST_LOG").output().unwrap()
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_daemon_on_the_same_history_is_refused() {
     // Scheduled once a year: the daemons only hold their history here.
@@ -298,21 +289,25 @@ async fn a_second_daemon_on_the_same_history_is_refused() {
         .await;
 
     let second = otscope_in(dir.path(), &["daemon", "--config", path.to_str().unwrap()]);
-    assert_eq!(second.status.code(), Some(2), "{}", text(&second));
+    assert_eq!(second.status.code(), Some(2), "{}", output_text(&second));
     let refusal = format!(
         "another otscope daemon already runs on the history {} (pid {}, configuration {})",
         dir.path().join("otscope.db").display(),
         first.child.id(),
         path.display()
     );
-    assert!(text(&second).contains(&refusal), "{refusal:?} in {}", text(&second));
+    assert!(output_text(&second).contains(&refusal), "{refusal:?} in {}", output_text(&second));
 
     // Another configuration naming the same history is refused too.
     let other = dir.path().join("other.toml");
     std::fs::write(&other, format!("db = \"otscope.db\"\n{config}")).unwrap();
     let third = otscope_in(dir.path(), &["daemon", "--config", other.to_str().unwrap()]);
-    assert_eq!(third.status.code(), Some(2), "{}", text(&third));
-    assert!(text(&third).contains("another otscope daemon already runs on the history"), "{}", text(&third));
+    assert_eq!(third.status.code(), Some(2), "{}", output_text(&third));
+    assert!(
+        output_text(&third).contains("another otscope daemon already runs on the history"),
+        "{}",
+        output_text(&third)
+    );
 
     // Once the first has stopped, the history is free again.
     assert_eq!(first.terminate(Duration::from_secs(10)).await, Some(0), "{}", first.log());
@@ -338,7 +333,7 @@ fn the_daemon_refuses_a_profile_whose_files_cannot_be_used_and_creates_its_outpu
     for (from, to, message) in cases {
         let (dir, path) = lab("L-2,缺文件,浦东新区,water,important,127.127.41.1,c\n", &base.replace(from, to));
         let o = otscope_in(dir.path(), &["daemon", "--config", path.to_str().unwrap()]);
-        let out = text(&o).replace(&path.display().to_string(), "otscope.toml");
+        let out = output_text(&o).replace(&path.display().to_string(), "otscope.toml");
         let message = message.replace("{dir}", &dir.path().display().to_string());
         assert_eq!(o.status.code(), Some(2), "{to}: {out}");
         assert!(out.contains(&message), "{to}: {message:?} in {out}");
@@ -369,7 +364,7 @@ async fn a_failed_run_is_recorded_with_its_reason_and_status_shows_it() {
     std::fs::copy(dir.path().join("ledger.csv"), dir.path().join("full.csv")).unwrap();
     let _device = banner_device("127.127.42.1:2222", Some(b"FW 1.0\r\n")).await;
     let o = otscope_in(dir.path(), &["status", "--config", path.to_str().unwrap()]);
-    assert!(text(&o).contains("profile lab\n  last run: never\n"), "{}", text(&o));
+    assert!(output_text(&o).contains("profile lab\n  last run: never\n"), "{}", output_text(&o));
     // The ledger goes bad after the daemon started: each run fails before it probes.
     let mut daemon = Daemon::start(&path);
     daemon.wait_for(Duration::from_secs(10), "the daemon", |log| log.iter().any(|l| l.contains("scheduled"))).await;
@@ -396,12 +391,12 @@ async fn a_failed_run_is_recorded_with_its_reason_and_status_shows_it() {
     assert!(why.starts_with("failed: ") && why.contains(&reason), "{why}");
     let last = scans.last().unwrap();
     let o = otscope_in(dir.path(), &["status", "--config", path.to_str().unwrap()]);
-    let out = text(&o);
+    let out = output_text(&o);
     assert!(o.status.success(), "{out}");
     assert!(out.contains(&format!("profile lab\n  last run: failed: {reason}")), "{out}");
     assert!(out.contains(&format!("; scan {}, ", last.id)), "{out}");
     let o = otscope_in(dir.path(), &["history"]);
-    assert!(text(&o).contains(&format!("failed: {reason}")), "{}", text(&o));
+    assert!(output_text(&o).contains(&format!("failed: {reason}")), "{}", output_text(&o));
     let stopped = "profile full\n  last run: failed: stopped: cannot write /dev/full: No space left on device";
     assert!(out.contains(stopped), "{stopped:?} in {out}");
 }
@@ -430,13 +425,13 @@ async fn a_killed_daemon_run_shows_interrupted_and_resumes_with_its_profile() {
 
     let p = path.to_str().unwrap();
     let o = otscope_in(dir.path(), &["status", "--config", p]);
-    assert!(text(&o).contains("profile lab\n  last run: scan 1, started "), "{}", text(&o));
-    assert!(text(&o).contains(", interrupted\n"), "{}", text(&o));
+    assert!(output_text(&o).contains("profile lab\n  last run: scan 1, started "), "{}", output_text(&o));
+    assert!(output_text(&o).contains(", interrupted\n"), "{}", output_text(&o));
 
     // Resumed from anywhere, with the history named: the profile's options, outputs and exports.
     let o = otscope_in(Path::new("/"), &["scan", "--resume", "--db", db.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("resuming scan 1 from position "), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(output_text(&o).contains("resuming scan 1 from position "), "{}", output_text(&o));
     let scans = profile_scans(&db, "lab");
     assert_eq!(scans.len(), 1);
     assert!(scans[0].completed(), "{:#?}", scans[0]);
@@ -451,8 +446,9 @@ async fn a_killed_daemon_run_shows_interrupted_and_resumes_with_its_profile() {
     assert!(std::fs::read_to_string(dir.path().join("exports/浦东新区.csv")).unwrap().contains("127.127.43.7,2222"));
     let o = otscope_in(dir.path(), &["status", "--config", p]);
     assert!(
-        text(&o).contains("profile lab\n  last run: scan 1, ") && text(&o).contains(", complete, 64 of 64"),
+        output_text(&o).contains("profile lab\n  last run: scan 1, ")
+            && output_text(&o).contains(", complete, 64 of 64"),
         "{}",
-        text(&o)
+        output_text(&o)
     );
 }

@@ -3,25 +3,9 @@
 
 mod common;
 
-use common::{banner_device, firmware_library, ledger, udp_device, Handler, FAST};
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn otscope(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_otscope")).args(args).current_dir(cwd).env_remove("RUST_LOG").output().unwrap()
-}
-
-/// [`otscope`] off the runtime's threads, so the devices of the test keep answering.
-async fn otscope_blocking(cwd: &Path, args: &[&str]) -> Output {
-    let (cwd, args): (_, Vec<String>) = (cwd.to_path_buf(), args.iter().map(|a| a.to_string()).collect());
-    tokio::task::spawn_blocking(move || otscope(&cwd, &args.iter().map(String::as_str).collect::<Vec<_>>()))
-        .await
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use common::{
+    banner_device, firmware_library, ledger, otscope_in, otscope_in_blocking, output_text, udp_device, Handler, FAST,
+};
 
 /// A DNS server that answers every query with no record and the response code `rcode`.
 fn dns_answering(rcode: u8) -> Handler {
@@ -49,8 +33,8 @@ async fn dns_failures_are_told_in_plain_words() {
         let server = format!("127.127.85.{i}:5300");
         let _dns = udp_device(&server, || dns_answering(rcode)).await;
         let args = ["scan", "--targets", l, "--fingerprints", f, "--ports", "2222", "--dry-run", "--resolver", &server];
-        let o = otscope_blocking(dir.path(), &args).await;
-        let out = text(&o);
+        let o = otscope_in_blocking(dir.path(), &args).await;
+        let out = output_text(&o);
         assert!(o.status.success(), "{out}");
         let told = format!("unresolved (not scanned): {l}:2: plc.factory.lan: {why}");
         assert!(out.contains(&told), "{told:?} in {out}");
@@ -64,26 +48,26 @@ async fn the_event_report_is_quiet_on_the_terminal_and_chinese_is_punctuated_as_
     let lib = firmware_library(dir.path());
     let (l, f) = (ledger.to_str().unwrap().to_string(), lib.to_str().unwrap().to_string());
     let plc = banner_device("127.127.86.1:2222", Some(b"FW 1.0\r\n")).await;
-    let o = otscope(dir.path(), &["event", "list", "--db", "h.db"]);
-    assert_eq!(o.status.code(), Some(2), "no history yet: {}", text(&o));
+    let o = otscope_in(dir.path(), &["event", "list", "--db", "h.db"]);
+    assert_eq!(o.status.code(), Some(2), "no history yet: {}", output_text(&o));
     let mut start = vec!["event", "start", "expo", "--targets", &l, "--fingerprints", &f, "--ports", "2222"];
     start.extend(["--level", "important", "--db", "h.db"]);
     start.extend(FAST);
     // A history without events says so (a scan creates the history, not an event).
     let mut scan = vec!["scan", "--targets", &l, "--fingerprints", &f, "--ports", "2222", "--db", "h.db"];
     scan.extend(FAST);
-    assert!(otscope_blocking(dir.path(), &scan).await.status.success());
-    let o = otscope(dir.path(), &["event", "list", "--db", "h.db"]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(otscope_in_blocking(dir.path(), &scan).await.status.success());
+    let o = otscope_in(dir.path(), &["event", "list", "--db", "h.db"]);
+    assert!(o.status.success(), "{}", output_text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "(no events yet: `otscope event start NAME` opens one)\n");
 
-    assert!(otscope_blocking(dir.path(), &start).await.status.success());
+    assert!(otscope_in_blocking(dir.path(), &start).await.status.success());
     let mut check = vec!["event", "check", "expo", "--db", "h.db"];
     check.extend(FAST);
-    assert_eq!(otscope_blocking(dir.path(), &check).await.status.code(), Some(0));
+    assert_eq!(otscope_in_blocking(dir.path(), &check).await.status.code(), Some(0));
 
-    let o = otscope(dir.path(), &["event", "report", "expo", "--out", "r.md", "--lang", "zh", "--db", "h.db"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = otscope_in(dir.path(), &["event", "report", "expo", "--out", "r.md", "--lang", "zh", "--db", "h.db"]);
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stderr), "", "nothing on standard error: the report is in its file");
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
@@ -104,9 +88,9 @@ async fn the_event_report_is_quiet_on_the_terminal_and_chinese_is_punctuated_as_
     // Drift, in Chinese: counts and the change told with Chinese punctuation too.
     plc.stop().await;
     let _plc = banner_device("127.127.86.1:2222", Some(b"FW 1.1\r\n")).await;
-    assert_eq!(otscope_blocking(dir.path(), &check).await.status.code(), Some(3));
-    let o = otscope(dir.path(), &["event", "report", "expo", "--out", "r.md", "--lang", "zh", "--db", "h.db"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(otscope_in_blocking(dir.path(), &check).await.status.code(), Some(3));
+    let o = otscope_in(dir.path(), &["event", "report", "expo", "--out", "r.md", "--lang", "zh", "--db", "h.db"]);
+    assert_eq!(o.status.code(), Some(3), "{}", output_text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stderr), "");
     let drift = std::fs::read_to_string(dir.path().join("r.md")).unwrap();
     assert!(drift.contains("相对基线的变化：新增 0，变化 1，消失 0。\n"), "{drift}");
@@ -115,7 +99,7 @@ async fn the_event_report_is_quiet_on_the_terminal_and_chinese_is_punctuated_as_
     assert_ascii_punctuation_free(&drift);
 
     // English keeps English punctuation.
-    let o = otscope(dir.path(), &["event", "report", "expo", "--out", "r.md", "--db", "h.db"]);
+    let o = otscope_in(dir.path(), &["event", "report", "expo", "--out", "r.md", "--db", "h.db"]);
     assert_eq!(o.status.code(), Some(3));
     let en = std::fs::read_to_string(dir.path().join("r.md")).unwrap();
     assert!(en.contains("Drift from the baseline: 0 new, 1 changed, 0 gone.\n"), "{en}");

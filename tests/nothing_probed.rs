@@ -4,26 +4,10 @@
 
 mod common;
 
-use common::{banner_device, firmware_library, ledger, FAST};
+use common::{banner_device, firmware_library, ledger, otscope_in, otscope_in_blocking, output_text, Responder, FAST};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn otscope(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_otscope")).args(args).current_dir(cwd).env_remove("RUST_LOG").output().unwrap()
-}
-
-/// [`otscope`] off the runtime's threads, so the devices of the test keep answering.
-async fn otscope_blocking(cwd: &Path, args: &[&str]) -> Output {
-    let (cwd, args): (_, Vec<String>) = (cwd.to_path_buf(), args.iter().map(|a| a.to_string()).collect());
-    tokio::task::spawn_blocking(move || otscope(&cwd, &args.iter().map(String::as_str).collect::<Vec<_>>()))
-        .await
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 /// Runs `command` to its end, killing it (and failing) if it runs longer than `limit`: a daemon that
 /// does not refuse would run forever.
@@ -34,7 +18,7 @@ fn output_within(mut command: Command, limit: std::time::Duration) -> Output {
         if started.elapsed() > limit {
             child.kill().unwrap();
             let o = child.wait_with_output().unwrap();
-            panic!("still running after {limit:?}: {}", text(&o));
+            panic!("still running after {limit:?}: {}", output_text(&o));
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -71,15 +55,15 @@ fn a_dry_run_checks_every_output_path_and_leaves_nothing_behind() {
         ),
     ] {
         let args: Vec<&str> = scan.iter().chain(outputs).copied().collect();
-        let o = otscope(dir.path(), &args);
-        assert_eq!(o.status.code(), Some(2), "{outputs:?}: {}", text(&o));
-        assert!(text(&o).contains(told), "{told:?} in {}", text(&o));
-        assert!(text(&o).contains("nothing was probed"), "{}", text(&o));
+        let o = otscope_in(dir.path(), &args);
+        assert_eq!(o.status.code(), Some(2), "{outputs:?}: {}", output_text(&o));
+        assert!(output_text(&o).contains(told), "{told:?} in {}", output_text(&o));
+        assert!(output_text(&o).contains("nothing was probed"), "{}", output_text(&o));
     }
     // Paths that can be created pass, missing folders included, and nothing is created.
     let args: Vec<&str> = scan.iter().chain(&["--out", "new/sub/x.jsonl", "--csv", "x.csv"]).copied().collect();
-    let o = otscope(dir.path(), &args);
-    assert!(o.status.success(), "{}", text(&o));
+    let o = otscope_in(dir.path(), &args);
+    assert!(o.status.success(), "{}", output_text(&o));
     assert_eq!(files(dir.path()), before, "a dry run leaves no file behind");
 }
 
@@ -92,23 +76,31 @@ async fn a_scan_creates_the_missing_folders_of_its_outputs() {
     let mut args = vec!["scan", "--targets", l, "--fingerprints", f, "--ports", "2222", "--no-db"];
     args.extend(["--out", "runs/today/x.jsonl", "--csv", "tables/x.csv"]);
     args.extend(FAST);
-    let o = otscope_blocking(dir.path(), &args).await;
-    assert!(o.status.success(), "{}", text(&o));
+    let o = otscope_in_blocking(dir.path(), &args).await;
+    assert!(o.status.success(), "{}", output_text(&o));
     assert_eq!(std::fs::read_to_string(dir.path().join("runs/today/x.jsonl")).unwrap().lines().count(), 1);
     assert_eq!(std::fs::read_to_string(dir.path().join("tables/x.csv")).unwrap().lines().count(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_history_that_cannot_be_written_stops_every_probing_command_before_it_probes() {
-    let (dir, ledger) = ledger("E1,工厂,浦东新区,water,important,127.127.80.3,c\n");
+/// A folder with a ledger of one object at `ip`, its device (port 2222) and the history `h.db` holding
+/// the event `expo` started on it; the ledger's and the library's paths.
+async fn event_lab(ip: &str) -> (tempfile::TempDir, String, String, Responder) {
+    let (dir, ledger) = ledger(&format!("E1,工厂,浦东新区,water,important,{ip},c\n"));
     let lib = firmware_library(dir.path());
-    let device = banner_device("127.127.80.3:2222", Some(b"FW 1.0\r\n")).await;
+    let device = banner_device(&format!("{ip}:2222"), Some(b"FW 1.0\r\n")).await;
     let (l, f) = (ledger.to_str().unwrap().to_string(), lib.to_str().unwrap().to_string());
     let mut start = vec!["event", "start", "expo", "--targets", &l, "--fingerprints", &f, "--ports", "2222"];
     start.extend(["--db", "h.db"]);
     start.extend(FAST);
-    let o = otscope_blocking(dir.path(), &start).await;
-    assert!(o.status.success(), "{}", text(&o));
+    let o = otscope_in_blocking(dir.path(), &start).await;
+    assert!(o.status.success(), "{}", output_text(&o));
+    (dir, l, f, device)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_that_cannot_be_written_stops_every_probing_command_before_it_probes() {
+    let (dir, l, f, device) = event_lab("127.127.80.3").await;
+    let lib = dir.path().join("fp");
     let probes_before = device.connections();
 
     // A database file that cannot be written, in a folder that can (so it opens, read-only). Root
@@ -141,36 +133,32 @@ async fn a_history_that_cannot_be_written_stops_every_probing_command_before_it_
         let o = tokio::task::spawn_blocking(move || output_within(command, std::time::Duration::from_secs(30)))
             .await
             .unwrap();
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", output_text(&o));
         let told = if args[0] == "daemon" {
             "h.db: the history cannot be written (it opens read-only)"
         } else {
             "the history cannot record the scan: "
         };
-        assert!(text(&o).contains(told), "{args:?}: {}", text(&o));
-        assert!(text(&o).contains("read-only") || text(&o).contains("readonly"), "{args:?}: {}", text(&o));
-        assert!(text(&o).contains("nothing was probed"), "{args:?}: {}", text(&o));
+        assert!(output_text(&o).contains(told), "{args:?}: {}", output_text(&o));
+        assert!(
+            output_text(&o).contains("read-only") || output_text(&o).contains("readonly"),
+            "{args:?}: {}",
+            output_text(&o)
+        );
+        assert!(output_text(&o).contains("nothing was probed"), "{args:?}: {}", output_text(&o));
     }
     assert_eq!(device.connections(), probes_before, "nothing was probed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_check_out_that_cannot_be_created_is_refused_before_probing() {
-    let (dir, ledger) = ledger("E1,工厂,浦东新区,water,important,127.127.80.4,c\n");
-    let lib = firmware_library(dir.path());
-    let device = banner_device("127.127.80.4:2222", Some(b"FW 1.0\r\n")).await;
-    let (l, f) = (ledger.to_str().unwrap().to_string(), lib.to_str().unwrap().to_string());
-    let mut start = vec!["event", "start", "expo", "--targets", &l, "--fingerprints", &f, "--ports", "2222"];
-    start.extend(["--db", "h.db"]);
-    start.extend(FAST);
-    let o = otscope_blocking(dir.path(), &start).await;
-    assert!(o.status.success(), "{}", text(&o));
+    let (dir, _, _, device) = event_lab("127.127.80.4").await;
     let probes_before = device.connections();
     let mut check = vec!["event", "check", "expo", "--db", "h.db", "--out", "ledger.csv/drift.jsonl"];
     check.extend(FAST);
-    let o = otscope_blocking(dir.path(), &check).await;
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("ledger.csv/drift.jsonl: cannot create: "), "{}", text(&o));
+    let o = otscope_in_blocking(dir.path(), &check).await;
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(output_text(&o).contains("ledger.csv/drift.jsonl: cannot create: "), "{}", output_text(&o));
     assert_eq!(device.connections(), probes_before, "nothing was probed");
 }
 
@@ -186,9 +174,9 @@ fn only_the_commands_that_probe_say_nothing_was_probed() {
         &["ledger", "check", "missing.csv"][..],
         &["rules", "check", "--fingerprints", "missing"][..],
     ] {
-        let o = otscope(dir.path(), args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
-        assert!(!text(&o).contains("nothing was probed"), "{args:?} probes nothing anyway: {}", text(&o));
+        let o = otscope_in(dir.path(), args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", output_text(&o));
+        assert!(!output_text(&o).contains("nothing was probed"), "{args:?} probes nothing anyway: {}", output_text(&o));
     }
     for args in [
         &["scan", "--targets", "missing.csv"][..],
@@ -196,8 +184,8 @@ fn only_the_commands_that_probe_say_nothing_was_probed() {
         &["event", "start", "expo", "--targets", "missing.csv", "--db", "h.db"][..],
         &["event", "check", "expo", "--db", "missing.db"][..],
     ] {
-        let o = otscope(dir.path(), args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
-        assert!(text(&o).contains("nothing was probed"), "{args:?}: {}", text(&o));
+        let o = otscope_in(dir.path(), args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", output_text(&o));
+        assert!(output_text(&o).contains("nothing was probed"), "{args:?}: {}", output_text(&o));
     }
 }

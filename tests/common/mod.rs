@@ -182,3 +182,26 @@ expect = { protocol = "labfw", version = "1.0" }
     .unwrap();
     lib
 }
+
+/// Runs the otscope binary to its end with `args`, in `cwd`.
+pub fn otscope_in(cwd: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_otscope"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+/// [`otscope_in`] off the runtime's threads, so the devices of the test keep answering meanwhile.
+pub async fn otscope_in_blocking(cwd: &Path, args: &[&str]) -> std::process::Output {
+    let (cwd, args): (_, Vec<String>) = (cwd.to_path_buf(), args.iter().map(|a| a.to_string()).collect());
+    tokio::task::spawn_blocking(move || otscope_in(&cwd, &args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap()
+}
+
+/// A finished command's standard output and standard error, together.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
