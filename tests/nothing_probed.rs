@@ -4,26 +4,13 @@
 
 mod common;
 
-use common::{banner_device, firmware_library, ledger, otscope_in, otscope_in_blocking, output_text, Responder, FAST};
+use common::{
+    banner_device, firmware_library, ledger, otscope_in, otscope_in_blocking, output_text, output_within, Responder,
+    FAST,
+};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Output};
-
-/// Runs `command` to its end, killing it (and failing) if it runs longer than `limit`: a daemon that
-/// does not refuse would run forever.
-fn output_within(mut command: Command, limit: std::time::Duration) -> Output {
-    let mut child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let started = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > limit {
-            child.kill().unwrap();
-            let o = child.wait_with_output().unwrap();
-            panic!("still running after {limit:?}: {}", output_text(&o));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
+use std::process::Command;
 
 /// Every file below `dir`, to see that a dry run leaves none behind.
 fn files(dir: &Path) -> Vec<String> {
