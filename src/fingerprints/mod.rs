@@ -118,7 +118,7 @@ impl Library {
         let mut probe_ports = false;
         let mut banner_probes = Vec::new();
         for path in &paths {
-            let text = match std::fs::read_to_string(path) {
+            let text = match crate::input::read_bounded_text(path, crate::input::RULE_FILE_LIMIT) {
                 Ok(t) => t,
                 Err(e) => {
                     errors.push(LibraryError {

@@ -11,7 +11,7 @@ use crate::fingerprints::{HoneypotStage, Library, Pass};
 use crate::ledger::{Ledger, LedgerOptions, TargetSpec};
 use crate::net::raw::raw_sockets_available;
 use crate::probes::{Identifier, ProbeSettings};
-use crate::scope::{resolve_hostnames, PortSpec, ResolverSettings, Scope, Selection, TargetSpace};
+use crate::scope::{resolve_hostnames, show_ports, PortSpec, ResolverSettings, Scope, Selection, TargetSpace};
 use crate::store::{NotCoveredTarget, Runner, ScanEnd, ScanId, ScanStart, Store};
 use crate::targets::{content_seed, Shard, TargetStream};
 use std::collections::BTreeMap;
@@ -543,13 +543,17 @@ pub async fn run_with(
     let fresh = plan.stream();
     let total = fresh.total();
     let (stream, history) = match recording {
+        // A history that cannot record the scan stops it before anything is probed.
         Some(Recording::New(mut store, start)) => {
-            let id = store.begin_scan(&start)?;
+            let id =
+                store.begin_scan(&start).map_err(|e| BadInput(format!("the history cannot record the scan: {e}")))?;
             (fresh, Some((store, id)))
         }
         Some(Recording::Resume(mut store, id, position)) => {
             let stream = fresh.resume_at(position).map_err(|e| BadInput(format!("scan {id}: {e}")))?;
-            store.reopen_scan(id, &Runner::current())?;
+            store
+                .reopen_scan(id, &Runner::current())
+                .map_err(|e| BadInput(format!("scan {id} cannot be reopened: {e}")))?;
             (stream, Some((store, id)))
         }
         None => (fresh, None),
@@ -602,8 +606,8 @@ pub async fn run_with(
     Ok(report)
 }
 
-/// The outputs named by paths: `out` as JSONL, `csv` as CSV. A file that cannot be created is bad input:
-/// nothing has been probed yet.
+/// The outputs named by paths: `out` as JSONL, `csv` as CSV, their missing folders created. A file that
+/// cannot be created is bad input: nothing has been probed yet.
 pub fn file_sinks(out: Option<&Path>, csv: Option<&Path>) -> Result<Vec<Sink>, BadInput> {
     let mut sinks = Vec::new();
     if let Some(path) = out {
@@ -616,10 +620,61 @@ pub fn file_sinks(out: Option<&Path>, csv: Option<&Path>) -> Result<Vec<Sink>, B
     Ok(sinks)
 }
 
-fn create(path: &Path) -> Result<std::io::BufWriter<std::fs::File>, BadInput> {
-    std::fs::File::create(path)
-        .map(std::io::BufWriter::new)
-        .map_err(|e| BadInput(format!("{}: cannot create: {e}", path.display())))
+/// Creates (or truncates) an output file, and the folders above it that are missing.
+pub fn create(path: &Path) -> Result<std::io::BufWriter<std::fs::File>, BadInput> {
+    let fail = |e: std::io::Error| BadInput(format!("{}: cannot create: {e}", path.display()));
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(fail)?;
+    }
+    std::fs::File::create(path).map(std::io::BufWriter::new).map_err(fail)
+}
+
+/// What an output path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    File,
+    Folder,
+}
+
+/// Whether an output could be written at `path`, found without creating or changing anything (for
+/// `--dry-run` and for the daemon's checks at start): an existing path must be of the right kind and
+/// writable; a missing one needs its nearest existing ancestor to be a writable folder, since the
+/// folders missing in between are created.
+pub fn check_output(path: &Path, kind: Output) -> Result<(), String> {
+    let writable = |p: &Path, mode: libc::c_int| -> Result<(), std::io::Error> {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL byte in the path"))?;
+        // SAFETY: a valid NUL-terminated path; access(2) only reads it.
+        if unsafe { libc::access(c.as_ptr(), mode) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() && kind == Output::File => Err("is a folder, not a file".into()),
+        Ok(m) if !m.is_dir() && kind == Output::Folder => Err("is a file, not a folder".into()),
+        Ok(_) => {
+            let mode = if kind == Output::Folder { libc::W_OK | libc::X_OK } else { libc::W_OK };
+            writable(path, mode).map_err(|e| format!("cannot write: {e}"))
+        }
+        Err(e) if !matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+            Err(format!("cannot write: {e}"))
+        }
+        Err(_) => {
+            let ancestor = path
+                .ancestors()
+                .skip(1)
+                .map(|a| if a.as_os_str().is_empty() { Path::new(".") } else { a })
+                .find(|a| std::fs::symlink_metadata(a).is_ok())
+                .unwrap_or(Path::new("."));
+            if !ancestor.is_dir() {
+                return Err(format!("cannot create: {} is not a folder", ancestor.display()));
+            }
+            writable(ancestor, libc::W_OK | libc::X_OK)
+                .map_err(|e| format!("cannot create: cannot write in {}: {e}", ancestor.display()))
+        }
+    }
 }
 
 /// What a scan would cover and how long it would take, for `--dry-run`.
@@ -628,7 +683,7 @@ pub fn dry_run_text(plan: &ScanPlan) -> String {
     let s = scope.summary();
     let stream = plan.stream();
     let pairs = stream.total();
-    let ports: Vec<String> = plan.space.ports().iter().map(|p| p.to_string()).collect();
+    let ports = plan.space.ports();
     let mut out = String::new();
     let _ = writeln!(out, "dry run: nothing will be probed");
     let _ = writeln!(out, "ledger: {}", plan.ledger.path.display());
@@ -654,7 +709,7 @@ pub fn dry_run_text(plan: &ScanPlan) -> String {
     for u in &s.unresolved_hostnames {
         let _ = writeln!(out, "unresolved (not scanned): {u}");
     }
-    let _ = writeln!(out, "ports: {} ({})", ports.len(), ports.join(","));
+    let _ = writeln!(out, "ports: {} ({})", ports.len(), show_ports(ports));
     let _ = writeln!(out, "shard: {}, seed: {}", plan.shard, plan.seed);
     let _ = writeln!(out, "(address, port) pairs: {pairs}");
     let e = &plan.engine;

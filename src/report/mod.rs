@@ -470,11 +470,7 @@ fn header(h: &mut String, r: &Report, l: &Labels) {
     item(l.library, Esc(&s.start.library_version).to_string(), "");
     item(l.selection, Esc(&selection_text(&s.start.selection, l)).to_string(), "");
     let c = &s.start.coverage;
-    let ports = if c.ports.len() <= 10 {
-        format!(" ({})", c.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "))
-    } else {
-        String::new()
-    };
+    let ports = format!(" ({})", Esc(&crate::scope::show_ports(&c.ports)));
     let mut coverage = format!(
         "{}: {} · {}: {}{ports} · {}: {}",
         l.addresses,
