@@ -116,6 +116,81 @@ pub enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Serve the JSON API (/api/v1) and the web console (/console/) over the history, to tokens.
+    ///
+    /// Example: otscope serve --db otscope.db --listen 127.0.0.1:8080
+    ///
+    /// SIGTERM or SIGINT stops it cleanly: requests in flight finish, the audit log is written.
+    #[command(verbatim_doc_comment)]
+    Serve(ServeArgs),
+    /// Make, list and revoke the API and console tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Show the audit log of the server: every authenticated request (who, what, when, result).
+    Audit {
+        /// Only entries at or after this time (RFC 3339, or a date: 2026-05-01).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only the requests of the token with this name.
+        #[arg(long, value_name = "NAME")]
+        token: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address and port to listen on.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// A PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token and print it once (only its hash is stored).
+    ///
+    /// Examples:
+    ///   otscope token create --role center --name ops
+    ///   otscope token create --role district --district 浦东新区 --name pudong
+    ///   otscope token create --role enterprise --enterprise E-17 --name e17 --expires 2027-01-01
+    #[command(verbatim_doc_comment)]
+    Create {
+        /// center sees everything; district its district's enterprises; enterprise its own services.
+        #[arg(long, value_parser = ["center", "district", "enterprise"])]
+        role: String,
+        /// The district of a district token (as the ledger names it).
+        #[arg(long, value_name = "D")]
+        district: Option<String>,
+        /// The enterprise id of an enterprise token (as the ledger gives it).
+        #[arg(long, value_name = "ID")]
+        enterprise: Option<String>,
+        /// A name for the token, unique; the audit log shows it.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// The token stops working at the start of this day (UTC), or at this RFC 3339 time.
+        #[arg(long, value_name = "DATE")]
+        expires: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List the tokens: name, role, reach, created, expires, revoked.
+    List(DbArgs),
+    /// Revoke a token: it and its console sessions stop working at once.
+    Revoke {
+        /// The token's name.
+        name: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod probes;
 pub mod report;
 pub mod scope;
+pub mod serve;
 pub mod signals;
 pub mod store;
 pub mod targets;

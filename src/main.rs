@@ -30,11 +30,11 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    // Commands that probe stop cleanly on the first signal and quit at once on the second; the others
-    // quit at once on the first.
+    // Commands that probe, and the server, stop cleanly on the first signal and quit at once on the
+    // second; the others quit at once on the first.
     let probes = otscope::commands::probes(&cli.command);
     let signals = otscope::signals::listen();
-    let quit = if probes { signals.second } else { signals.first.clone() };
+    let quit = if otscope::commands::stops_cleanly(&cli.command) { signals.second } else { signals.first.clone() };
     let outcome = tokio::select! {
         outcome = otscope::commands::run(cli, signals.first) => outcome,
         _ = quit.cancelled() => {

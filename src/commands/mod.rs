@@ -7,8 +7,9 @@ mod history;
 mod ledger;
 mod rules;
 mod scan;
+mod serve;
 
-use crate::cli::{Cli, Command, EventCommand, LedgerCommand, RulesCommand};
+use crate::cli::{Cli, Command, EventCommand, LedgerCommand, RulesCommand, TokenCommand};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
@@ -36,7 +37,20 @@ pub async fn run(cli: Cli, stop: CancellationToken) -> anyhow::Result<ExitCode> 
         Command::Event(command) => event::run(*command, stop).await,
         Command::Show { ip, db } => history::show(&db.db, ip),
         Command::Diff { from, to, all, format, db } => history::diff(&db.db, from, to, all, format),
+        Command::Serve(args) => serve::serve(args, stop).await,
+        Command::Token(TokenCommand::Create { role, district, enterprise, name, expires, db }) => {
+            serve::create_token(&db.db, role, district, enterprise, name, expires.as_deref())
+        }
+        Command::Token(TokenCommand::List(db)) => serve::list_tokens(&db.db),
+        Command::Token(TokenCommand::Revoke { name, db }) => serve::revoke_token(&db.db, &name),
+        Command::Audit { since, token, db } => serve::audit(&db.db, since.as_deref(), token.as_deref()),
     }
+}
+
+/// Whether a command stops cleanly on the first signal (the second quits at once): those that probe,
+/// and the server, which lets requests in flight finish and writes its audit log.
+pub fn stops_cleanly(command: &Command) -> bool {
+    probes(command) || matches!(command, Command::Serve(_))
 }
 
 /// Whether a command probes: such a command stops cleanly on the first signal (it is let finish what

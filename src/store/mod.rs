@@ -2,8 +2,10 @@
 //! scans, findings and services. The embedded SQLite store needs no server; a shared store for
 //! several scanning machines implements the same trait.
 
+mod access;
 mod sqlite;
 
+pub use access::{AuditEntry, FindingQuery, OwnerCount, SessionRecord, TokenRecord};
 pub use sqlite::SqliteStore;
 
 use crate::findings::Finding;

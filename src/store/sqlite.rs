@@ -83,6 +83,8 @@ CREATE TABLE not_covered (
     PRIMARY KEY (scan_id, ip, port, transport)
 );
 "#,
+    // API tokens, console sessions, the audit log; the finding fields the API filters on, indexed.
+    super::access::MIGRATION,
 ];
 
 /// Findings per write transaction, and the longest a transaction stays open.
@@ -199,7 +201,7 @@ impl SqliteStore {
 const SCAN_COLUMNS: &str = "id, started_at, ended_at, ledger_path, ledger_sha256, library_version, selection, \
                             parameters, coverage, targets_total, kind, probed, open, completed, end_reason, runner";
 
-fn db_error(path: &Path, e: rusqlite::Error) -> StoreError {
+pub(super) fn db_error(path: &Path, e: rusqlite::Error) -> StoreError {
     let hint = match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DiskFull) => {
             " (the disk is full: free space and run again; committed scans are intact)"
@@ -215,7 +217,7 @@ fn db_error(path: &Path, e: rusqlite::Error) -> StoreError {
     StoreError::Database { path: path.display().to_string(), message: format!("{e}{hint}") }
 }
 
-fn finding_from(text: &str) -> Result<Finding, StoreError> {
+pub(super) fn finding_from(text: &str) -> Result<Finding, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Invalid(format!("a stored finding does not parse: {e}")))
 }
 

@@ -1,0 +1,263 @@
+//! What a caller may read: the store seen through a reach. Every API endpoint and every console
+//! page reads through a [`View`] and nothing else, so reach is enforced here, once: lists are
+//! narrowed to the reach (asking for another district or enterprise is forbidden), and a single
+//! object outside it is not found, exactly as one that does not exist.
+
+use super::auth::Reach;
+use crate::event::{self, Verdict};
+use crate::export::Lang;
+use crate::findings::Finding;
+use crate::history;
+use crate::scope::{Selection, Transport};
+use crate::store::{
+    EventRecord, EventStore, FindingQuery, OwnerCount, ScanId, ScanRecord, SqliteStore, Store, StoreError,
+};
+use serde_json::{json, Value};
+use std::net::IpAddr;
+
+/// Why a read was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Denied {
+    /// The request names something outside the reach (the parameter is given).
+    #[error("outside this token's reach: {0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct View<'a> {
+    store: &'a SqliteStore,
+    reach: &'a Reach,
+}
+
+impl<'a> View<'a> {
+    pub fn new(store: &'a SqliteStore, reach: &'a Reach) -> View<'a> {
+        View { store, reach }
+    }
+
+    pub fn reach(&self) -> &Reach {
+        self.reach
+    }
+
+    fn admits(&self, f: &Finding) -> bool {
+        self.reach.admits(&f.district, &f.enterprise_id)
+    }
+
+    /// A page of findings: the query narrowed to the reach.
+    pub fn findings(&self, mut query: FindingQuery) -> Result<Vec<Finding>, Denied> {
+        match self.reach {
+            Reach::Center => {}
+            Reach::District(d) => {
+                if query.district.as_ref().is_some_and(|asked| asked != d) {
+                    return Err(Denied::Forbidden("district"));
+                }
+                query.district = Some(d.clone());
+            }
+            Reach::Enterprise(e) => {
+                if query.enterprise_id.as_ref().is_some_and(|asked| asked != e) {
+                    return Err(Denied::Forbidden("enterprise"));
+                }
+                query.enterprise_id = Some(e.clone());
+            }
+        }
+        if let Some(scan) = query.scan {
+            self.scan(scan)?;
+        }
+        let page = self.store.finding_page(&query)?;
+        // The query already holds only what is in reach; a finding outside it would be a bug here,
+        // and is dropped rather than shown.
+        Ok(page.into_iter().filter(|f| self.admits(f)).collect())
+    }
+
+    /// How many findings of `scan` are within reach.
+    fn count_in_reach(&self, scan: ScanId) -> Result<u64, StoreError> {
+        match self.reach {
+            Reach::Center => self.store.observation_count(scan, None, None),
+            Reach::District(d) => self.store.observation_count(scan, Some(d), None),
+            Reach::Enterprise(e) => self.store.observation_count(scan, None, Some(e)),
+        }
+    }
+
+    /// Whether a scan concerns the reach: it observed something in it, or its selection took it in.
+    fn sees_scan(&self, scan: &ScanRecord) -> Result<bool, StoreError> {
+        let selection: Selection = serde_json::from_value(scan.start.selection.clone()).unwrap_or_default();
+        let everyone = selection.districts.is_empty() && selection.enterprises.is_empty() && selection.ips.is_empty();
+        let named = match self.reach {
+            Reach::Center => true,
+            Reach::District(d) => selection.enterprises.is_empty() && selection.districts.contains(d),
+            Reach::Enterprise(e) => selection.enterprises.contains(e),
+        };
+        Ok(everyone || named || self.count_in_reach(scan.id)? > 0)
+    }
+
+    /// A scan as the caller may see it: the center sees the whole record; the others its times,
+    /// state and their own count, never the ledger, parameters or totals of everyone.
+    fn scan_json(&self, scan: &ScanRecord) -> Result<Value, StoreError> {
+        let state = scan.state();
+        let reason = match &state {
+            crate::store::ScanState::Partial(reason) => reason.clone(),
+            _ => None,
+        };
+        let findings = self.count_in_reach(scan.id)?;
+        Ok(match self.reach {
+            Reach::Center => json!({
+                "id": scan.id,
+                "kind": scan.start.kind,
+                "started_at": scan.start.started_at,
+                "ended_at": scan.ended_at,
+                "state": state.label(),
+                "reason": reason,
+                "findings": findings,
+                "targets_total": scan.start.targets_total,
+                "probed": scan.end.as_ref().map(|e| e.probed),
+                "ledger_path": scan.start.ledger_path,
+                "ledger_sha256": scan.start.ledger_sha256,
+                "library_version": scan.start.library_version,
+                "selection": scan.start.selection,
+                "parameters": scan.start.parameters,
+            }),
+            _ => json!({
+                "id": scan.id,
+                "kind": scan.start.kind.split(':').next().unwrap_or_default(),
+                "started_at": scan.start.started_at,
+                "ended_at": scan.ended_at,
+                "state": state.label(),
+                "findings": findings,
+            }),
+        })
+    }
+
+    pub fn scans(&self) -> Result<Vec<Value>, Denied> {
+        let mut out = Vec::new();
+        for scan in self.store.scans()? {
+            if self.sees_scan(&scan)? {
+                out.push(self.scan_json(&scan)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn visible_scan(&self, id: ScanId) -> Result<ScanRecord, Denied> {
+        let unknown = || Denied::NotFound(format!("no scan {id}"));
+        let scan = match self.store.scan(id) {
+            Ok(scan) => scan,
+            Err(StoreError::UnknownScan(_)) => return Err(unknown()),
+            Err(e) => return Err(e.into()),
+        };
+        if self.sees_scan(&scan)? {
+            Ok(scan)
+        } else {
+            Err(unknown())
+        }
+    }
+
+    pub fn scan(&self, id: ScanId) -> Result<Value, Denied> {
+        let scan = self.visible_scan(id)?;
+        Ok(self.scan_json(&scan)?)
+    }
+
+    /// The diff between two scans (default: the last two completed scans of the same objects), its
+    /// entries narrowed to the reach. Only the center gets the count of services not covered, which
+    /// spans every owner.
+    pub fn diff(&self, from: Option<ScanId>, to: Option<ScanId>) -> Result<Value, Denied> {
+        let (from, to) = match (from, to) {
+            (Some(from), Some(to)) => (from, to),
+            (None, None) => history::default_pair(self.store)
+                .map_err(|e| Denied::NotFound(format!("no default pair of scans to compare: {e}")))?,
+            _ => return Err(Denied::NotFound("give both from and to, or neither".into())),
+        };
+        self.visible_scan(from)?;
+        self.visible_scan(to)?;
+        let diff = history::diff(self.store, from, to)?;
+        let entries: Vec<_> = diff.entries.into_iter().filter(|e| self.admits(&e.finding)).collect();
+        let mut out = json!({ "from": from, "to": to, "entries": entries });
+        if *self.reach == Reach::Center {
+            out["not_covered"] = json!(diff.not_covered);
+        }
+        Ok(out)
+    }
+
+    /// One service over time: its observations within reach; not found unless its last one is.
+    pub fn service(&self, ip: IpAddr, port: u16, transport: Transport) -> Result<Value, Denied> {
+        let unknown = || Denied::NotFound(format!("no service {ip}:{port}/{}", transport.as_str()));
+        let record = self
+            .store
+            .services_of(ip)?
+            .into_iter()
+            .find(|s| s.port == port && s.transport == transport.as_str())
+            .filter(|s| self.admits(&s.last))
+            .ok_or_else(unknown)?;
+        let observations: Vec<Value> = self
+            .store
+            .observations_of(ip)?
+            .into_iter()
+            .filter(|(_, f)| f.port == port && f.transport == transport && self.admits(f))
+            .map(|(scan, finding)| json!({ "scan": scan, "finding": finding }))
+            .collect();
+        Ok(json!({
+            "ip": ip,
+            "port": port,
+            "transport": transport,
+            "first_seen": record.first_seen,
+            "last_seen": record.last_seen,
+            "gone_scan": record.gone_scan,
+            "observations": observations,
+        }))
+    }
+
+    /// Major events watch objects of many owners: they are the center's.
+    fn center_only(&self, what: &'static str) -> Result<(), Denied> {
+        match self.reach {
+            Reach::Center => Ok(()),
+            _ => Err(Denied::Forbidden(what)),
+        }
+    }
+
+    pub fn events(&self) -> Result<Vec<EventRecord>, Denied> {
+        self.center_only("events")?;
+        Ok(self.store.events()?)
+    }
+
+    fn event_record(&self, name: &str) -> Result<EventRecord, Denied> {
+        self.center_only("events")?;
+        self.store
+            .events()?
+            .into_iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| Denied::NotFound(format!("no event {name:?}")))
+    }
+
+    pub fn event(&self, name: &str) -> Result<EventRecord, Denied> {
+        self.event_record(name)
+    }
+
+    /// The 24-hour report of an event ending now, and its verdict (`zero`, `drift`, `no_coverage`).
+    pub fn event_report(&self, name: &str, lang: Lang) -> Result<Value, Denied> {
+        let record = self.event_record(name)?;
+        let now = time::OffsetDateTime::now_utc();
+        let report = event::report(self.store, &record, now, time::Duration::hours(24), lang)?;
+        let verdict = match report.verdict {
+            Verdict::Zero => "zero",
+            Verdict::Drift => "drift",
+            Verdict::NoCoverage => "no_coverage",
+        };
+        Ok(json!({ "event": name, "verdict": verdict, "text": report.text }))
+    }
+
+    /// The current services counted by owner and severity, within reach, of `district` when given.
+    pub fn summary(&self, district: Option<&str>) -> Result<Vec<OwnerCount>, Denied> {
+        let rows = match self.reach {
+            Reach::Center => self.store.current_summary(district, None)?,
+            Reach::District(d) => {
+                if district.is_some_and(|asked| asked != d) {
+                    return Err(Denied::Forbidden("district"));
+                }
+                self.store.current_summary(Some(d), None)?
+            }
+            Reach::Enterprise(e) => self.store.current_summary(district, Some(e))?,
+        };
+        Ok(rows.into_iter().filter(|r| self.reach.admits(&r.district, &r.enterprise_id)).collect())
+    }
+}
