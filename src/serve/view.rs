@@ -53,11 +53,23 @@ impl<'a> View<'a> {
                 if query.district.as_ref().is_some_and(|asked| asked != d) {
                     return Err(Denied::Forbidden("district"));
                 }
+                // An enterprise never seen in the district is not found, whether it exists elsewhere or
+                // not: the answer must not tell which.
+                if let Some(e) = &query.enterprise_id {
+                    if !self.store.ever_observed(d, e)? {
+                        return Err(Denied::NotFound(format!("no enterprise {e:?} in district {d:?}")));
+                    }
+                }
                 query.district = Some(d.clone());
             }
             Reach::Enterprise(e) => {
                 if query.enterprise_id.as_ref().is_some_and(|asked| asked != e) {
                     return Err(Denied::Forbidden("enterprise"));
+                }
+                if let Some(d) = &query.district {
+                    if !self.store.ever_observed(d, e)? {
+                        return Err(Denied::NotFound(format!("no service of enterprise {e:?} in district {d:?}")));
+                    }
                 }
                 query.enterprise_id = Some(e.clone());
             }
@@ -164,8 +176,7 @@ impl<'a> View<'a> {
     pub fn diff(&self, from: Option<ScanId>, to: Option<ScanId>) -> Result<Value, Denied> {
         let (from, to) = match (from, to) {
             (Some(from), Some(to)) => (from, to),
-            (None, None) => history::default_pair(self.store)
-                .map_err(|e| Denied::NotFound(format!("no default pair of scans to compare: {e}")))?,
+            (None, None) => self.default_pair()?,
             _ => return Err(Denied::NotFound("give both from and to, or neither".into())),
         };
         self.visible_scan(from)?;
@@ -177,6 +188,21 @@ impl<'a> View<'a> {
             out["not_covered"] = json!(diff.not_covered);
         }
         Ok(out)
+    }
+
+    /// The last two completed scans of the same objects among those the caller sees.
+    fn default_pair(&self) -> Result<(ScanId, ScanId), Denied> {
+        let mut completed = Vec::new();
+        for scan in self.store.scans()? {
+            if scan.completed() && self.sees_scan(&scan)? {
+                completed.push(scan);
+            }
+        }
+        let none =
+            || Denied::NotFound("no two completed scans of the same objects to compare: give from and to".into());
+        let (latest, earlier) = completed.split_last().ok_or_else(none)?;
+        let previous = earlier.iter().rev().find(|s| history::same_objects(s, latest)).ok_or_else(none)?;
+        Ok((previous.id, latest.id))
     }
 
     /// One service over time: its observations within reach; not found unless its last one is.

@@ -47,6 +47,7 @@ ALTER TABLE observations ADD COLUMN change TEXT GENERATED ALWAYS AS (json_extrac
 ALTER TABLE observations ADD COLUMN observed_at TEXT GENERATED ALWAYS AS (json_extract(finding, '$.observed_at')) VIRTUAL;
 CREATE INDEX observations_by_district ON observations(scan_id, district, ip, port, transport);
 CREATE INDEX observations_by_enterprise ON observations(scan_id, enterprise_id, ip, port, transport);
+CREATE INDEX observations_by_owner ON observations(enterprise_id, district);
 "#;
 
 /// A token as stored: everything but its secret, of which only the SHA-256 is kept.
@@ -373,5 +374,13 @@ impl SqliteStore {
             })
             .map_err(|e| self.access_error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.access_error(e))
+    }
+
+    /// Whether any scan observed a service of `enterprise_id` in `district`.
+    pub fn ever_observed(&self, district: &str, enterprise_id: &str) -> Result<bool, StoreError> {
+        self.connection()
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM observations WHERE enterprise_id = ?1 AND district = ?2)")
+            .and_then(|mut st| st.query_row(params![enterprise_id, district], |r| r.get::<_, bool>(0)))
+            .map_err(|e| self.access_error(e))
     }
 }
