@@ -201,7 +201,9 @@ impl Tally {
     fn cells(&self) -> String {
         let mut out = format!("<td class=\"n\">{}</td>", self.total);
         for s in SEVERITIES {
-            let _ = write!(out, "<td class=\"n sev-{}\">{}</td>", s.as_str(), self.by.get(&s).copied().unwrap_or(0));
+            let count = self.by.get(&s).copied().unwrap_or(0);
+            let class = if count == 0 { "zero".to_string() } else { format!("sev-{}", s.as_str()) };
+            let _ = write!(out, "<td class=\"n {class}\">{count}</td>");
         }
         out
     }
