@@ -637,3 +637,15 @@ fn the_binary_names_its_address_when_ready_and_stops_cleanly_on_sigterm() {
     let rest: Vec<String> = lines.try_iter().collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 }
+
+#[test]
+fn the_systemd_unit_runs_a_command_line_that_parses() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/otscope-serve.service")).unwrap();
+    let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("an ExecStart line");
+    let args: Vec<std::ffi::OsString> = exec.split_whitespace().map(Into::into).collect();
+    assert!(args[0].to_str().unwrap().ends_with("/otscope"));
+    let cli = otscope::config::parse_command_line(args).unwrap_or_else(|_| panic!("{exec} does not parse"));
+    let otscope::cli::Command::Serve(serve) = cli.command else { panic!("{exec} is not otscope serve") };
+    assert!(serve.listen.ip().is_loopback(), "the unit listens on loopback unless told otherwise");
+    assert!(unit.contains("\nCapabilityBoundingSet=\n"), "the server needs no capability");
+}

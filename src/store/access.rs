@@ -45,9 +45,10 @@ ALTER TABLE observations ADD COLUMN protocol TEXT GENERATED ALWAYS AS (json_extr
 ALTER TABLE observations ADD COLUMN severity TEXT GENERATED ALWAYS AS (json_extract(finding, '$.severity')) VIRTUAL;
 ALTER TABLE observations ADD COLUMN change TEXT GENERATED ALWAYS AS (json_extract(finding, '$.change')) VIRTUAL;
 ALTER TABLE observations ADD COLUMN observed_at TEXT GENERATED ALWAYS AS (json_extract(finding, '$.observed_at')) VIRTUAL;
-CREATE INDEX observations_by_district ON observations(scan_id, district, ip, port, transport);
-CREATE INDEX observations_by_enterprise ON observations(scan_id, enterprise_id, ip, port, transport);
-CREATE INDEX observations_by_owner ON observations(enterprise_id, district);
+CREATE INDEX observations_by_scan_district ON observations(scan_id, district, ip, port, transport);
+CREATE INDEX observations_by_scan_enterprise ON observations(scan_id, enterprise_id, ip, port, transport);
+CREATE INDEX observations_by_district ON observations(district, ip, port, transport);
+CREATE INDEX observations_by_enterprise ON observations(enterprise_id, ip, port, transport);
 "#;
 
 /// A token as stored: everything but its secret, of which only the SHA-256 is kept.
@@ -312,11 +313,15 @@ impl SqliteStore {
             sql.push_str(" AND o.observed_at >= ?");
             args.push(since);
         }
+        // The order of the index that serves the query: a scan's or an owner's observations, else
+        // the services themselves (one row each, in key order).
+        let by =
+            if query.scan.is_some() || query.district.is_some() || query.enterprise_id.is_some() { "o" } else { "s" };
         if let Some((ip, port, transport)) = &query.after {
-            sql.push_str(" AND (o.ip, o.port, o.transport) > (?, ?, ?)");
+            sql.push_str(&format!(" AND ({by}.ip, {by}.port, {by}.transport) > (?, ?, ?)"));
             args.extend([ip as &dyn ToSql, port, transport]);
         }
-        sql.push_str(" ORDER BY o.ip, o.port, o.transport LIMIT ?");
+        sql.push_str(&format!(" ORDER BY {by}.ip, {by}.port, {by}.transport LIMIT ?"));
         let limit = query.limit as i64;
         args.push(&limit);
         let mut st = self.connection().prepare_cached(&sql).map_err(|e| self.access_error(e))?;
