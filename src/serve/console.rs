@@ -12,7 +12,7 @@ use crate::export::{change_text, severity_text, Lang};
 use crate::findings::{Finding, Severity};
 use crate::report::escape;
 use crate::store::{AuditEntry, FindingQuery, OwnerCount, SessionRecord};
-use axum::extract::{ConnectInfo, Extension, Form, Path, Query, State};
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -108,16 +108,33 @@ fn cookie_header(app: &App, name: &str, value: &str, max_age: Option<i64>) -> He
         .expect("cookie values are hex")
 }
 
-/// What every page of a signed-in caller shows around its content.
-struct Frame<'a> {
+/// What every page of a signed-in caller shows around its content: who, the language, the path (for
+/// the language links) and the session's form token; taken from the request the gate let through.
+struct Frame {
     lang: Lang,
-    caller: &'a Caller,
-    session: &'a Session,
-    /// This page's path, for the language links.
-    here: &'a str,
+    caller: Caller,
+    session: Session,
+    here: String,
 }
 
-impl Frame<'_> {
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Frame {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Frame, Response> {
+        let signed = parts.extensions.get::<Caller>().cloned().zip(parts.extensions.get::<Session>().cloned());
+        let Some((caller, session)) = signed else { return Err(Redirect::to("/console/login").into_response()) };
+        let asked = Query::<LangQuery>::try_from_uri(&parts.uri).ok().and_then(|Query(q)| q.lang);
+        let lang = language(&parts.headers, asked.as_deref());
+        Ok(Frame { lang, caller, session, here: parts.uri.path().to_string() })
+    }
+}
+
+impl Frame {
+    /// Whether a form's CSRF token is the session's: every form this console serves carries it.
+    fn sent_by_own_form(&self, csrf: &str) -> bool {
+        auth::same_secret(csrf.as_bytes(), self.session.csrf.as_bytes())
+    }
+
     fn page(&self, status: StatusCode, title: &str, body: &str) -> Response {
         let lang = self.lang;
         let who = match &self.caller.reach {
@@ -133,7 +150,7 @@ impl Frame<'_> {
         if self.caller.reach == Reach::Center {
             let _ = write!(nav, " <a href=\"/console/events\">{}</a>", t(lang, "Major events", "重大活动"));
         }
-        let here = escape(self.here);
+        let here = escape(&self.here);
         let body = format!(
             "<!DOCTYPE html><html lang=\"{code}\"><head><meta charset=\"utf-8\"><title>{title} · otscope</title>\
              <link rel=\"stylesheet\" href=\"/console/style.css\"></head><body>\
@@ -277,16 +294,8 @@ fn urlencode(text: &str) -> String {
     out
 }
 
-type Signed = (Extension<Caller>, Extension<Session>);
-
-async fn overview(
-    State(app): State<App>,
-    (Extension(caller), Extension(session)): Signed,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
-) -> Response {
-    let frame =
-        Frame { lang: language(&headers, q.lang.as_deref()), caller: &caller, session: &session, here: "/console/" };
+async fn overview(State(app): State<App>, frame: Frame) -> Response {
+    let caller = frame.caller.clone();
     let lang = frame.lang;
     let rows = match app.read(&caller, |view| view.summary(None)).await {
         Ok(rows) => rows,
@@ -322,15 +331,8 @@ async fn overview(
     frame.page(StatusCode::OK, t(lang, "Overview by district", "区县概览"), &body)
 }
 
-async fn district(
-    State(app): State<App>,
-    (Extension(caller), Extension(session)): Signed,
-    Path(name): Path<String>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
-) -> Response {
-    let here = format!("/console/districts/{}", urlencode(&name));
-    let frame = Frame { lang: language(&headers, q.lang.as_deref()), caller: &caller, session: &session, here: &here };
+async fn district(State(app): State<App>, frame: Frame, Path(name): Path<String>) -> Response {
+    let caller = frame.caller.clone();
     let lang = frame.lang;
     let asked = name.clone();
     let read = app
@@ -378,15 +380,8 @@ async fn district(
     frame.page(StatusCode::OK, &title, &body)
 }
 
-async fn enterprise(
-    State(app): State<App>,
-    (Extension(caller), Extension(session)): Signed,
-    Path(id): Path<String>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
-) -> Response {
-    let here = format!("/console/enterprises/{}", urlencode(&id));
-    let frame = Frame { lang: language(&headers, q.lang.as_deref()), caller: &caller, session: &session, here: &here };
+async fn enterprise(State(app): State<App>, frame: Frame, Path(id): Path<String>) -> Response {
+    let caller = frame.caller.clone();
     let lang = frame.lang;
     let asked = id.clone();
     let read = app
@@ -413,18 +408,8 @@ async fn enterprise(
     frame.page(StatusCode::OK, &title, &body)
 }
 
-async fn scans(
-    State(app): State<App>,
-    (Extension(caller), Extension(session)): Signed,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
-) -> Response {
-    let frame = Frame {
-        lang: language(&headers, q.lang.as_deref()),
-        caller: &caller,
-        session: &session,
-        here: "/console/scans",
-    };
+async fn scans(State(app): State<App>, frame: Frame) -> Response {
+    let caller = frame.caller.clone();
     let lang = frame.lang;
     let scans = match app.read(&caller, |view| view.scans()).await {
         Ok(scans) => scans,
@@ -468,21 +453,10 @@ async fn scans(
 struct DiffQuery {
     from: Option<i64>,
     to: Option<i64>,
-    lang: Option<String>,
 }
 
-async fn diff(
-    State(app): State<App>,
-    (Extension(caller), Extension(session)): Signed,
-    Query(q): Query<DiffQuery>,
-    headers: HeaderMap,
-) -> Response {
-    let frame = Frame {
-        lang: language(&headers, q.lang.as_deref()),
-        caller: &caller,
-        session: &session,
-        here: "/console/diff",
-    };
+async fn diff(State(app): State<App>, frame: Frame, Query(q): Query<DiffQuery>) -> Response {
+    let caller = frame.caller.clone();
     let lang = frame.lang;
     let (from, to) = (q.from, q.to);
     let diff = match app.read(&caller, move |view| view.diff(from, to)).await {
@@ -528,18 +502,8 @@ async fn diff(
     frame.page(StatusCode::OK, &title, &body)
 }
 
-async fn events(
-    State(app): State<App>,
-    (Extension(caller), Extension(session)): Signed,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
-) -> Response {
-    let frame = Frame {
-        lang: language(&headers, q.lang.as_deref()),
-        caller: &caller,
-        session: &session,
-        here: "/console/events",
-    };
+async fn events(State(app): State<App>, frame: Frame) -> Response {
+    let caller = frame.caller.clone();
     let lang = frame.lang;
     let read = app
         .read(&caller, move |view| {
@@ -584,15 +548,8 @@ async fn events(
     frame.page(StatusCode::OK, t(lang, "Major events", "重大活动"), &body)
 }
 
-async fn event(
-    State(app): State<App>,
-    (Extension(caller), Extension(session)): Signed,
-    Path(name): Path<String>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
-) -> Response {
-    let here = format!("/console/events/{}", urlencode(&name));
-    let frame = Frame { lang: language(&headers, q.lang.as_deref()), caller: &caller, session: &session, here: &here };
+async fn event(State(app): State<App>, frame: Frame, Path(name): Path<String>) -> Response {
+    let caller = frame.caller.clone();
     let lang = frame.lang;
     let asked = name.clone();
     let report = match app.read(&caller, move |view| view.event_report(&asked, lang)).await {
@@ -707,14 +664,18 @@ async fn login(
 
 async fn logout(
     State(app): State<App>,
-    (Extension(_caller), Extension(session)): Signed,
+    frame: Frame,
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let given = form.ok().and_then(|Form(f)| f.get("csrf").cloned()).unwrap_or_default();
-    if !auth::same_secret(given.as_bytes(), session.csrf.as_bytes()) {
-        return html(StatusCode::FORBIDDEN, "<p>The form token is missing or wrong.</p>".into());
+    if !frame.sent_by_own_form(&given) {
+        return frame.page(
+            StatusCode::FORBIDDEN,
+            t(frame.lang, "The form expired: try again.", "表单已过期，请重试。"),
+            "",
+        );
     }
-    let id = session.id_sha256.clone();
+    let id = frame.session.id_sha256.clone();
     if let Ok(Err(e)) | Err(e) = app.pool.run(move |store| store.end_session(&id, &now())).await {
         tracing::error!("console logout: {e}");
     }
