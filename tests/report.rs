@@ -9,7 +9,7 @@ use otscope::ledger::Level;
 use otscope::report::{escape, render, Lang};
 use otscope::scope::PortSpec;
 use otscope::scope::Transport;
-use otscope::store::{ScanEnd, ScanStart, SqliteStore, Store};
+use otscope::store::{ScanClose, ScanStart, SqliteStore, Store};
 use otscope::targets::{Coverage, Shard};
 use serde_json::{json, Map, Value};
 use std::net::IpAddr;
@@ -129,7 +129,7 @@ fn record(store: &mut SqliteStore, s: ScanStart, services: &[Svc], ended: &str, 
         store.record(id, &mut finding(*svc, &at)).unwrap();
     }
     let probed = if completed { s.targets_total } else { s.targets_total / 2 };
-    store.finish_scan(id, ScanEnd { probed, open: services.len() as u64, completed, reason: None }, ended).unwrap();
+    store.finish_scan(id, ScanClose { probed, completed, reason: None }, ended).unwrap();
     id
 }
 

@@ -167,15 +167,15 @@ pub fn chosen_scan(store: &dyn Store, scan: Option<i64>) -> Result<i64, BadInput
 pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let store = open_existing(&args.db.db)?;
     let scan = chosen_scan(&store, args.scan)?;
-    let findings = store.findings(scan).map_err(user)?;
-    let sightings = store.sightings().map_err(user)?;
+    let data = export::ScanExport::load(&store, scan).map_err(user)?;
     let written = match args.by {
-        Some(crate::cli::Grouping::District) => {
-            export::by_district(&findings, &sightings, &args.out, args.format, args.lang)
-        }
-        None => export::single(&findings, &sightings, &args.out, args.format, args.lang),
+        Some(crate::cli::Grouping::District) => export::by_district(&data, &args.out, args.format, args.lang),
+        None => export::single(&data, &args.out, args.format, args.lang),
     }
-    .map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
+    .map_err(|e| match e {
+        export::ExportError::Manifest { .. } => anyhow::Error::from(BadInput(e.to_string())),
+        export::ExportError::Io { .. } => e.into(),
+    })?;
     eprintln!(
         "scan {scan}: {} findings written to {} file(s) in {}",
         written.findings,

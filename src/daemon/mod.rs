@@ -14,7 +14,7 @@ use crate::error::BadInput;
 use crate::export::{self, Format};
 use crate::findings::Change;
 use crate::pipeline::{self, file_sinks, Recording, RunOptions};
-use crate::store::{ScanId, SqliteStore, Store};
+use crate::store::{ScanId, SqliteStore};
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -108,10 +108,7 @@ pub fn write_exports(db: &Path, scan: ScanId, exports: &Exports) -> anyhow::Resu
     let store = SqliteStore::open(db)?;
     let mut files = Vec::new();
     if let Some(dir) = &exports.by_district {
-        let findings = store.findings(scan)?;
-        let sightings = store.sightings()?;
-        let written = export::by_district(&findings, &sightings, dir, Format::Csv, exports.lang)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        let written = export::by_district(&export::ScanExport::load(&store, scan)?, dir, Format::Csv, exports.lang)?;
         files.extend(written.files);
     }
     if let Some(path) = &exports.report {

@@ -10,7 +10,7 @@ use crate::fingerprints::Library;
 use crate::ledger::{Ledger, TargetSpec};
 use crate::probes::{Identifier, ProbeSettings};
 use crate::scope::{resolve_hostnames, PortSpec, ResolverSettings, Scope, Selection, TargetSpace};
-use crate::store::{Runner, ScanEnd, ScanId, ScanStart, Store};
+use crate::store::{Runner, ScanClose, ScanId, ScanStart, Store};
 use crate::targets::{Shard, TargetStream};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -464,7 +464,7 @@ pub async fn run_with(
     if let Some((mut store, id)) = history {
         let completed = report.complete();
         let probed = if completed { total } else { already_done + report.stats.probed };
-        let end = ScanEnd { probed, open: report.counts.open, completed, reason: report.stop_reason() };
+        let end = ScanClose { probed, completed, reason: report.stop_reason() };
         if let Err(e) = tokio::task::spawn_blocking(move || store.finish_scan(id, end, &now_rfc3339())).await? {
             report.history_error.get_or_insert(e.to_string());
         }
