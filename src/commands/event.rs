@@ -1,6 +1,6 @@
 //! `otscope event start|check|report|close|list`.
 
-use super::history::open_existing;
+use super::history::{open_existing, open_for_reading};
 use crate::cli::{DbArgs, EngineArgs, EventCommand, ScopeArgs};
 use crate::error::{BadInput, EXIT_CHANGES};
 use crate::event::{self, Verdict};
@@ -21,7 +21,7 @@ pub async fn run(command: EventCommand, stop: CancellationToken) -> anyhow::Resu
         EventCommand::Start { name, scope, engine, db } => start(&name, &scope, &engine, &db, stop).await,
         EventCommand::Check { name, out, engine, db } => check(&name, out.as_deref(), &engine, &db, stop).await,
         EventCommand::Report { name, out, lang, window, db } => {
-            let store = open_existing(&db.db)?;
+            let store = open_for_reading(&db.db)?;
             let record = store.event(&name).map_err(user)?;
             let window = time::Duration::try_from(window).map_err(|e| BadInput(format!("--window: {e}")))?;
             let report = event::report(&store, &record, time::OffsetDateTime::now_utc(), window, lang).map_err(user)?;
@@ -40,7 +40,7 @@ pub async fn run(command: EventCommand, stop: CancellationToken) -> anyhow::Resu
             Ok(ExitCode::SUCCESS)
         }
         EventCommand::List(db) => {
-            let store = open_existing(&db.db)?;
+            let store = open_for_reading(&db.db)?;
             for e in store.events().map_err(user)? {
                 let state = e.closed_at.as_deref().map(|c| format!("closed {c}")).unwrap_or_else(|| "open".into());
                 println!(
@@ -132,7 +132,7 @@ async fn check(
     db: &DbArgs,
     stop: CancellationToken,
 ) -> anyhow::Result<ExitCode> {
-    let record = open_existing(&db.db)?.event(name).map_err(user)?;
+    let record = open_for_reading(&db.db)?.event(name).map_err(user)?;
     if let Some(closed) = &record.closed_at {
         return Err(BadInput(format!("event {name:?} was closed at {closed}: no more checks")).into());
     }

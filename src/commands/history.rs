@@ -12,16 +12,23 @@ use std::process::ExitCode;
 
 pub use crate::error::EXIT_CHANGES;
 
-/// Opens an existing history; a missing file is a user error, not an empty history.
+/// Opens an existing history to record in it; a missing file is a user error, not an empty history.
 pub fn open_existing(path: &Path) -> Result<SqliteStore, BadInput> {
-    if !path.exists() {
-        return Err(BadInput(format!(
-            "{}: no such history database (scan with --db {} first)",
-            path.display(),
-            path.display()
-        )));
+    must_exist(path)?;
+    SqliteStore::open(path).map_err(user)
+}
+
+/// Opens an existing history to read it only (nothing is written, so a read-only place will do).
+pub fn open_for_reading(path: &Path) -> Result<SqliteStore, BadInput> {
+    must_exist(path)?;
+    SqliteStore::open_read_only(path).map_err(user)
+}
+
+fn must_exist(path: &Path) -> Result<(), BadInput> {
+    if path.exists() {
+        return Ok(());
     }
-    SqliteStore::open(path).map_err(|e| BadInput(e.to_string()))
+    Err(BadInput(format!("{}: no such history database (scan with --db {} first)", path.display(), path.display())))
 }
 
 fn user(e: StoreError) -> BadInput {
@@ -29,7 +36,7 @@ fn user(e: StoreError) -> BadInput {
 }
 
 pub fn list(db: &Path) -> anyhow::Result<ExitCode> {
-    let store = open_existing(db)?;
+    let store = open_for_reading(db)?;
     let scans = store.scans().map_err(user)?;
     println!(
         "{:>5}  {:<20}  {:<20}  {:<10}  {:>10}  {:>10}  {:>6}  {:<10}  selection",
@@ -65,7 +72,7 @@ fn short_time(t: &str) -> String {
 }
 
 pub fn show(db: &Path, ip: IpAddr) -> anyhow::Result<ExitCode> {
-    let store = open_existing(db)?;
+    let store = open_for_reading(db)?;
     let services = store.services_of(ip).map_err(user)?;
     if services.is_empty() {
         println!("{ip}: never seen open in the history");
@@ -115,7 +122,7 @@ pub fn show(db: &Path, ip: IpAddr) -> anyhow::Result<ExitCode> {
 }
 
 pub fn diff(db: &Path, from: Option<i64>, to: Option<i64>, all: bool, format: DiffFormat) -> anyhow::Result<ExitCode> {
-    let store = open_existing(db)?;
+    let store = open_for_reading(db)?;
     let (from, to) = match (from, to) {
         (Some(f), Some(t)) => (f, t),
         (None, None) => history::default_pair(&store).map_err(user)?,
@@ -165,7 +172,7 @@ pub fn chosen_scan(store: &dyn Store, scan: Option<i64>) -> Result<i64, BadInput
 }
 
 pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
-    let store = open_existing(&args.db.db)?;
+    let store = open_for_reading(&args.db.db)?;
     let scan = chosen_scan(&store, args.scan)?;
     let data = export::ScanExport::load(&store, scan).map_err(user)?;
     let written = match args.by {
@@ -189,7 +196,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn report(scan: Option<i64>, out: &Path, lang: export::Lang, db: &Path) -> anyhow::Result<ExitCode> {
-    let store = open_existing(db)?;
+    let store = open_for_reading(db)?;
     let scan = chosen_scan(&store, scan)?;
     let html = crate::report::render(&store, scan, lang).map_err(user)?;
     std::fs::write(out, html).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;

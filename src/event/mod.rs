@@ -4,7 +4,7 @@
 use crate::export::{change_text, level_text, Lang};
 use crate::findings::Change;
 use crate::history::{diff, DiffEntry};
-use crate::store::{EventRecord, ScanRecord, Store, StoreError};
+use crate::store::{EventRecord, ScanRecord, ScanStart, Store, StoreError};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use time::format_description::well_known::Rfc3339;
@@ -16,6 +16,63 @@ pub const ZERO_ZH: &str = "无新增暴露，无变化。";
 
 pub fn kind_of(name: &str) -> String {
     format!("event:{name}")
+}
+
+/// The key of a scan's parameters that holds the hash of the event's exclusion file.
+pub const EXCLUDE_SHA256: &str = "exclude_sha256";
+
+/// How a check's scope differs from its baseline's: an event watches fixed objects, so an edit of the
+/// ledger or the exclusions since the baseline is told wherever the check is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopeChange {
+    pub ledger_edited: bool,
+    pub exclusions_edited: bool,
+    /// Addresses and (address, port) targets of the check, then of the baseline.
+    pub addresses: (u64, u64),
+    pub targets: (u64, u64),
+}
+
+/// What changed in the scope of `check` since `baseline`, if anything.
+pub fn scope_change(baseline: &ScanStart, check: &ScanStart) -> Option<ScopeChange> {
+    let exclusions = |s: &ScanStart| s.parameters.get(EXCLUDE_SHA256).cloned();
+    let change = ScopeChange {
+        ledger_edited: baseline.ledger_sha256 != check.ledger_sha256,
+        exclusions_edited: exclusions(baseline) != exclusions(check),
+        addresses: (check.coverage.addresses(), baseline.coverage.addresses()),
+        targets: (check.targets_total, baseline.targets_total),
+    };
+    let same_targets =
+        baseline.coverage.spans == check.coverage.spans && baseline.coverage.ports == check.coverage.ports;
+    (change.ledger_edited || change.exclusions_edited || !same_targets).then_some(change)
+}
+
+impl ScopeChange {
+    pub fn describe(&self, lang: Lang) -> String {
+        let zh = lang == Lang::Zh;
+        let mut edits = Vec::new();
+        if self.ledger_edited {
+            edits.push(if zh { "台账已修改" } else { "the ledger was edited" });
+        }
+        if self.exclusions_edited {
+            edits.push(if zh { "排除清单已修改" } else { "the exclusions were edited" });
+        }
+        let counts = if zh {
+            format!(
+                "本次检查 {} 个地址、{} 个目标，基线 {} 个地址、{} 个目标",
+                self.addresses.0, self.targets.0, self.addresses.1, self.targets.1
+            )
+        } else {
+            format!(
+                "this check covers {} addresses and {} targets, the baseline {} and {}",
+                self.addresses.0, self.targets.0, self.addresses.1, self.targets.1
+            )
+        };
+        if edits.is_empty() {
+            counts
+        } else {
+            format!("{}{}{counts}", edits.join(if zh { "，" } else { ", " }), if zh { "；" } else { "; " })
+        }
+    }
 }
 
 /// What the 24-hour report concluded.
@@ -91,11 +148,25 @@ pub fn report(
     let drift = drift(store, event, &checks)?;
     let start = end - window;
     let fmt = |d: OffsetDateTime| short(&d.format(&Rfc3339).unwrap_or_default());
-    let params = &baseline.start.parameters;
     let coverage = &baseline.start.coverage;
     let ports: Vec<String> = coverage.ports.iter().map(|p| p.to_string()).collect();
     let probed: u64 = checks.iter().filter_map(|c| c.end.as_ref().map(|e| e.probed)).sum();
     let selection = &event.plan.selection;
+    let objects = |s: &ScanRecord| s.start.parameters.get("enterprises").and_then(|v| v.as_u64()).unwrap_or(0);
+    // What the checks covered, or without a check what the baseline did, beside the baseline's when it differs.
+    let counted = |of: &dyn Fn(&ScanRecord) -> u64| {
+        let base = of(&baseline);
+        let (low, high) = match (checks.iter().map(of).min(), checks.iter().map(of).max()) {
+            (Some(low), Some(high)) => (low, high),
+            _ => (base, base),
+        };
+        let range = if low == high { low.to_string() } else { format!("{low}–{high}") };
+        if (low, high) == (base, base) {
+            range
+        } else {
+            format!("{range} ({}{base})", t("baseline: ", "基线："))
+        }
+    };
 
     let mut out = String::new();
     let _ = writeln!(out, "# {}{}", t("Major-event report: ", "重大活动保障报告："), event.name);
@@ -126,26 +197,27 @@ pub fn report(
     );
     let _ = writeln!(out);
     let _ = writeln!(out, "## {}", t("Coverage", "覆盖范围"));
-    let _ = writeln!(
-        out,
-        "- {}{}",
-        t("Protected objects: ", "保护对象数："),
-        params.get("enterprises").and_then(|v| v.as_u64()).unwrap_or(0)
-    );
-    let _ = writeln!(out, "- {}{}", t("Addresses: ", "地址数："), coverage.addresses());
+    let _ = writeln!(out, "- {}{}", t("Protected objects: ", "保护对象数："), counted(&objects));
+    let _ = writeln!(out, "- {}{}", t("Addresses: ", "地址数："), counted(&|s| s.start.coverage.addresses()));
     let _ = writeln!(out, "- {}{} ({})", t("Ports: ", "端口数："), ports.len(), ports.join(","));
     let _ = writeln!(out, "- {}{}", t("Checks in the window: ", "窗口内检查次数："), checks.len());
+    let mut changed_scope = Vec::new();
     for c in &checks {
         let _ = writeln!(
             out,
-            "  - {} {}: {} — {}, {} {}",
+            "  - {} {}: {} — {}, {} {}, {} {}",
             t("scan", "扫描"),
             c.id,
             short(&c.start.started_at),
             c.ended_at.as_deref().map(short).unwrap_or_default(),
             c.end.as_ref().map(|e| e.probed).unwrap_or(0),
             t("targets probed", "个目标已探测"),
+            c.start.coverage.addresses(),
+            t("addresses", "个地址"),
         );
+        if let Some(change) = scope_change(&baseline.start, &c.start) {
+            changed_scope.push((c.id, change));
+        }
     }
     let _ = writeln!(
         out,
@@ -153,6 +225,16 @@ pub fn report(
         t("(address, port) targets probed in the window: ", "窗口内探测的（地址，端口）目标数："),
         probed
     );
+    for (scan, change) in &changed_scope {
+        let _ = writeln!(
+            out,
+            "- {}{} {scan}{}{}",
+            t("Scope changed since the baseline in ", "保障范围自基线以来已变化："),
+            t("scan", "扫描"),
+            t(": ", "，"),
+            change.describe(lang)
+        );
+    }
     let _ = writeln!(out);
     let _ = writeln!(out, "## {}", t("Result", "结论"));
     let verdict = if checks.is_empty() {
