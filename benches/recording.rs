@@ -17,7 +17,7 @@ mod common;
 
 use async_trait::async_trait;
 use common::{env_or, runtime, ChildReport};
-use otscope::engine::{Observation, Prober};
+use otscope::engine::{Observation, Outcome, Prober};
 use otscope::pipeline::{self, Recording, RunOptions};
 use otscope::probes::Identity;
 use otscope::scope::Target;
@@ -32,13 +32,13 @@ struct EveryTargetOpen;
 
 #[async_trait]
 impl Prober for EveryTargetOpen {
-    async fn probe(&self, target: &Target) -> Option<Observation> {
+    async fn probe(&self, target: &Target) -> Outcome {
         let mut identity = Identity::new("modbus", true);
         identity.field("vendor_name", "Schneider Electric");
         identity.field("product_code", "BMX P34 2020");
         identity.field("revision", "v2.8");
         let evidence = b"\x00\x01\x00\x00\x00\x2a\x00\x2b\x0e\x01\x02\x00\x00\x03".to_vec();
-        Some(Observation::new(target.clone(), identity, evidence, time::OffsetDateTime::now_utc()))
+        Outcome::Found(Observation::new(target.clone(), identity, evidence, time::OffsetDateTime::now_utc()))
     }
 }
 

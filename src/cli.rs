@@ -1,10 +1,11 @@
 //! Every command and flag, defined once; the doc comments are the `--help`.
 
+use crate::discovery::syn::SynConfig;
 use crate::engine::{EngineConfig, ProgressStyle};
 use crate::error::BadInput;
 use crate::ledger::Level;
 use crate::net::Limits;
-use crate::pipeline::{RunOptions, ScanOptions, ScopeOptions};
+use crate::pipeline::{DiscoveryMode, RunOptions, ScanOptions, ScopeOptions, AUTO_CONCURRENCY};
 use crate::probes::ProbeSettings;
 use crate::targets::Shard;
 use clap::{Args, Parser, Subcommand};
@@ -179,7 +180,8 @@ pub struct ExportArgs {
     /// One file per district (with a summary file); without it, one file with every finding.
     #[arg(long, value_enum, value_name = "GROUPING")]
     pub by: Option<Grouping>,
-    /// csv (UTF-8 with BOM, opens in Excel) or jsonl (the scan output's schema, for the monitoring platform).
+    /// csv (UTF-8 with BOM, opens in Excel), xlsx (Excel workbooks: a sheet per district and a summary) or
+    /// jsonl (the scan output's schema, for the monitoring platform).
     #[arg(long, value_enum, default_value = "csv")]
     pub format: crate::export::Format,
     /// Column headers and values in English or Chinese (区县, 企业名称, 重要程度, ...).
@@ -232,16 +234,47 @@ pub enum RulesCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum LedgerCommand {
-    /// Validate a ledger: report every problem as file:line: field: message, then a summary.
+    /// Validate a ledger: report every problem as file:line: field: message (file:sheet!F12: in a workbook), then a summary.
     ///
     /// Exit status: 0 valid, 2 invalid.
     Check {
-        /// The ledger CSV (columns: enterprise_id,enterprise,district,sector,level,targets,contact).
+        /// The ledger: a CSV file or a workbook (.xlsx, .xls) whose columns are enterprise_id, enterprise,
+        /// district, sector, level, targets, contact (or 企业编号, 企业名称, 所属区县, 行业, 重要程度, IP地址/域名, 联系人).
         file: PathBuf,
         /// A file of addresses that must never be probed (same target syntax, one or more per line).
         #[arg(long)]
         exclude: Option<PathBuf>,
+        #[command(flatten)]
+        format: LedgerFormatArgs,
     },
+    /// Write an empty ledger workbook to fill in: the headers, a list to pick 重要程度 from, an example row.
+    ///
+    /// Example: otscope ledger template --lang zh --out 台账模板.xlsx
+    Template {
+        /// Headers and levels in English or Chinese.
+        #[arg(long, value_enum, default_value = "zh")]
+        lang: crate::export::Lang,
+        /// The workbook to write (.xlsx); an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// How to read the ledger file: which sheet of a workbook, which encoding of a CSV file.
+#[derive(Debug, Args, Clone, Default)]
+pub struct LedgerFormatArgs {
+    /// The sheet of a workbook ledger (.xlsx, .xls) to read (default: the first).
+    #[arg(long, value_name = "NAME")]
+    pub sheet: Option<String>,
+    /// The encoding of a CSV ledger (default: UTF-8 when the file is valid UTF-8, else GB18030).
+    #[arg(long, value_enum, value_name = "ENCODING")]
+    pub encoding: Option<crate::ledger::Encoding>,
+}
+
+impl LedgerFormatArgs {
+    pub fn options(&self, path: &std::path::Path) -> crate::ledger::LedgerOptions {
+        crate::ledger::LedgerOptions { path: path.to_path_buf(), sheet: self.sheet.clone(), encoding: self.encoding }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -307,9 +340,11 @@ fn parse_network(s: &str) -> Result<ipnetwork::IpNetwork, String> {
 /// What to scan: the ledger, exclusions, ports, the library and the selection of objects.
 #[derive(Debug, Args, Clone)]
 pub struct ScopeArgs {
-    /// The ledger CSV whose registered addresses are scanned; nothing outside it is ever probed.
+    /// The ledger (CSV or workbook) whose registered addresses are scanned; nothing outside it is ever probed.
     #[arg(long, short = 't', value_name = "FILE")]
     pub targets: Option<PathBuf>,
+    #[command(flatten)]
+    pub ledger_format: LedgerFormatArgs,
     /// A file of addresses that must never be probed, whatever the ledger says.
     #[arg(long, value_name = "FILE")]
     pub exclude: Option<PathBuf>,
@@ -331,11 +366,13 @@ pub struct ScopeArgs {
 }
 
 impl ScopeArgs {
-    /// The ledger, which every scanning command needs.
-    pub fn ledger(&self) -> Result<&std::path::Path, BadInput> {
-        self.targets
+    /// The ledger, which every scanning command needs, and how to read it.
+    pub fn ledger(&self) -> Result<crate::ledger::LedgerOptions, BadInput> {
+        let path = self
+            .targets
             .as_deref()
-            .ok_or_else(|| BadInput("--targets FILE is required: the ledger whose addresses are scanned".into()))
+            .ok_or_else(|| BadInput("--targets FILE is required: the ledger whose addresses are scanned".into()))?;
+        Ok(self.ledger_format.options(path))
     }
 
     pub fn selection(&self) -> crate::scope::Selection {
@@ -350,7 +387,7 @@ impl ScopeArgs {
     /// The pipeline's scope options (hostnames resolved through `resolver`).
     pub fn options(&self, resolver: Option<SocketAddr>) -> Result<ScopeOptions, BadInput> {
         Ok(ScopeOptions {
-            ledger: self.ledger()?.to_path_buf(),
+            ledger: self.ledger()?,
             exclude: self.exclude.clone(),
             fingerprints: self.fingerprints.clone(),
             ports: self.ports.clone().map(|p| p.0),
@@ -362,12 +399,28 @@ impl ScopeArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct EngineArgs {
-    /// Probes started per second across the whole scan (0 = unlimited).
+    /// How open ports are found before they are identified: `syn` sends one stateless SYN per target
+    /// through a raw socket (needs root or CAP_NET_RAW; IPv6 and UDP targets skip it), `connect` opens a
+    /// connection to each. Default: syn where the process may open raw sockets, else connect.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub discovery: Option<DiscoveryArg>,
+    /// Per second: SYN packets in syn discovery (retries included), connection attempts in connect
+    /// discovery (0 = unlimited).
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub rate: u32,
-    /// Probes in flight at once.
-    #[arg(long, short = 'c', default_value_t = 256, value_name = "N")]
+    /// Identifications in flight at once, or `auto`: in connect discovery enough connections for the
+    /// rate over the connect timeout, in syn discovery 1024; never more than the file descriptors allow.
+    #[arg(long, short = 'c', default_value = "auto", value_parser = parse_concurrency, value_name = "N|auto")]
     pub concurrency: usize,
+    /// SYN discovery: SYNs sent again to a target that did not answer.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub syn_retries: u8,
+    /// SYN discovery: how long each SYN is given to be answered.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub syn_wait: Duration,
+    /// SYN discovery: packets per second to any one address, at most.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub host_pps: u32,
     /// Probes in flight at once to one address.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub per_host: usize,
@@ -389,7 +442,8 @@ pub struct EngineArgs {
     /// Hard limit on all the probing of one (address, port), whatever the peer does.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub target_deadline: Duration,
-    /// Seed of the target permutation (default: random; the summary prints it so a scan can be repeated).
+    /// Seed of the target permutation (default: derived from the scope and the shard count, so the
+    /// shards of one scan, run anywhere, share one permutation; the summary prints it).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
     /// Scan only shard i of n (1 <= i <= n); the n shards are disjoint and together complete.
@@ -414,6 +468,17 @@ impl EngineArgs {
     /// The pipeline's scan options.
     pub fn options(&self) -> ScanOptions {
         ScanOptions {
+            discovery: match self.discovery {
+                None => DiscoveryMode::Auto,
+                Some(DiscoveryArg::Syn) => DiscoveryMode::Syn,
+                Some(DiscoveryArg::Connect) => DiscoveryMode::Connect,
+            },
+            syn: SynConfig {
+                retries: self.syn_retries,
+                wait: self.syn_wait,
+                host_pps: NonZeroU32::new(self.host_pps),
+                ..SynConfig::default()
+            },
             engine: EngineConfig {
                 concurrency: self.concurrency,
                 rate: NonZeroU32::new(self.rate),
@@ -442,6 +507,21 @@ impl EngineArgs {
     pub fn run_options(&self, stop: CancellationToken) -> RunOptions {
         let progress = if self.quiet { ProgressStyle::Quiet } else { ProgressStyle::Auto };
         RunOptions { progress, stop, keep_findings: false }
+    }
+}
+
+/// `--discovery`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiscoveryArg {
+    Syn,
+    Connect,
+}
+
+/// `--concurrency N` or `auto` (0).
+fn parse_concurrency(s: &str) -> Result<usize, String> {
+    match s {
+        "auto" | "0" => Ok(AUTO_CONCURRENCY),
+        n => n.parse::<usize>().map_err(|e| format!("{s:?}: {e} (a number, or auto)")),
     }
 }
 

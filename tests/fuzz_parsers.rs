@@ -307,7 +307,7 @@ fn stable_fuzz_driver() {
     let cases = env_number("FUZZ_CASES", 300);
     let seed = env_number("FUZZ_SEED", 0x0075_c09e);
     let only = std::env::var("FUZZ_ONLY").ok();
-    for (name, _) in TARGETS.iter().filter(|(n, _)| only.as_deref().map_or(true, |o| o == *n)) {
+    for (name, _) in TARGETS.iter().filter(|(n, _)| only.as_deref().is_none_or(|o| o == *n)) {
         let corpus = seeds(name);
         let mut rng = Rng(seed ^ name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))));
         let start = Instant::now();

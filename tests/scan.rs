@@ -105,7 +105,7 @@ async fn selection_limits_what_is_probed() {
 #[test]
 fn shards_are_disjoint_and_together_complete() {
     let (_dir, path) = ledger("A-1,a,d,s,important,127.0.0.0/26;127.0.1.5-127.0.1.9,c\nX,,,,exclude,127.0.0.7,\n");
-    let l = otscope::ledger::Ledger::load(&path).unwrap();
+    let l = otscope::ledger::Ledger::load(&path.as_path().into()).unwrap();
     let scope = Scope::build(&l, &Resolved::new(), &Selection::default()).unwrap();
     let space = Arc::new(TargetSpace::new(scope, parse_ports("502,102,47808/udp").unwrap()));
     let key = |t: otscope::scope::Target| (t.addr(), t.port(), t.transport());
@@ -195,6 +195,51 @@ fn ledger_check_reports_every_problem_and_a_summary() {
     }
 }
 
+/// Three processes, each scanning one shard of the same scope without `--seed`: they share one
+/// permutation (the seed comes from what the scope covers), so together they find every service once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_in_separate_processes_without_a_seed_are_disjoint_and_complete() {
+    let mut devices = Vec::new();
+    for i in 1..=12 {
+        devices.push(banner_device(&format!("127.110.5.{i}:2222"), Some(b"SSH-2.0-OpenSSH_9.2p1\r\n")).await);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.csv");
+    std::fs::write(&path, format!("{}A-1,a,d,s,general,127.110.5.0/27,c\n", common::HEADER)).unwrap();
+    let mut children = Vec::new();
+    for i in 1..=3 {
+        let child = bin()
+            .args(["scan", "--ports", "2222", "--no-db", "--shard", &format!("{i}/3"), "--targets"])
+            .arg(&path)
+            .args(common::FAST)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        children.push(child);
+    }
+    let mut seen = Vec::new();
+    let mut seeds = HashSet::new();
+    for child in children {
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        seeds.insert(
+            err.lines().find(|l| l.starts_with("scan complete: seed")).unwrap().split(',').next().unwrap().to_string(),
+        );
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let f: serde_json::Value = serde_json::from_str(line).unwrap();
+            seen.push(f["ip"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(seeds.len(), 1, "one seed for every shard: {seeds:?}");
+    let distinct: HashSet<_> = seen.iter().collect();
+    assert_eq!((seen.len(), distinct.len()), (12, 12), "{seen:?}");
+    for d in devices {
+        assert_eq!(d.connections(), 1, "each device probed by exactly one shard");
+    }
+}
+
 #[test]
 fn sigterm_stops_cleanly_and_keeps_what_was_found() {
     let dir = tempfile::tempdir().unwrap();
@@ -263,4 +308,24 @@ fn sigterm_stops_cleanly_and_keeps_what_was_found() {
 
 fn unsafe_kill(pid: u32, signal: i32) {
     Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+}
+
+/// Durations that would make a "complete" scan call every live service gone are refused, nothing probed.
+#[test]
+fn nonsense_durations_are_refused_before_anything_is_probed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.csv");
+    std::fs::write(&path, format!("{}A-1,a,d,s,general,127.110.6.1,c\n", common::HEADER)).unwrap();
+    for (flags, says) in [
+        (&["--target-deadline", "0s"][..], "--target-deadline 0s"),
+        (&["--connect-timeout", "0s"][..], "--connect-timeout 0s"),
+        (&["--read-timeout", "0ms"][..], "--read-timeout 0s"),
+        (&["--target-deadline", "2s", "--connect-timeout", "3s"][..], "is not longer than --connect-timeout"),
+    ] {
+        let out =
+            bin().args(["scan", "--no-db", "--ports", "2222", "--targets"]).arg(&path).args(flags).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains(says) && err.contains("nothing was probed"), "{flags:?}: {err}");
+    }
 }

@@ -2,7 +2,7 @@
 //! and run, and child processes (this same bench executable) that report their peak memory.
 #![allow(dead_code)]
 
-use otscope::pipeline::{self, Recording, RunOptions, ScanOptions, ScanPlan, ScanReport, ScopeOptions};
+use otscope::pipeline::{self, DiscoveryMode, Recording, RunOptions, ScanOptions, ScanPlan, ScanReport, ScopeOptions};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -30,10 +30,10 @@ pub fn device_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("tokio runtime")
 }
 
-/// The options every bench starts from: no rate limit, no pause between probes to a host, `concurrency`
+/// The options every bench starts from: connect discovery, no rate limit, no pause between probes to a host, `concurrency`
 /// probes in flight, the permutation of `seed`.
 pub fn options(concurrency: usize, seed: u64) -> ScanOptions {
-    let mut o = ScanOptions { seed: Some(seed), ..ScanOptions::default() };
+    let mut o = ScanOptions { discovery: DiscoveryMode::Connect, seed: Some(seed), ..ScanOptions::default() };
     o.engine.rate = None;
     o.engine.concurrency = concurrency;
     o.engine.host_interval = Duration::ZERO;
@@ -88,12 +88,20 @@ pub struct ChildReport {
     pub probed: u64,
     pub secs: f64,
     pub peak_kib: u64,
+    /// Whatever else the child reported, by name.
+    pub extra: std::collections::BTreeMap<String, String>,
 }
 
 impl ChildReport {
     /// Prints the report the parent reads (child side), with this process's peak memory.
     pub fn print(param: u64, probed: u64, secs: f64) {
-        println!("{CHILD_REPORT} param={param} probed={probed} secs={secs:.3} peak_kib={}", peak_rss_kib());
+        Self::print_with(param, probed, secs, &[]);
+    }
+
+    /// [`ChildReport::print`] with more named values (no spaces in them).
+    pub fn print_with(param: u64, probed: u64, secs: f64, extra: &[(&str, String)]) {
+        let extra: String = extra.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+        println!("{CHILD_REPORT} param={param} probed={probed} secs={secs:.3} peak_kib={}{extra}", peak_rss_kib());
     }
 }
 
@@ -122,5 +130,6 @@ pub fn run_child(param: u64, env: &[(&str, String)]) -> ChildReport {
         probed: field("probed").parse().expect("probed"),
         secs: field("secs").parse().expect("secs"),
         peak_kib: field("peak_kib").parse().expect("peak_kib"),
+        extra: line.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect(),
     }
 }

@@ -288,7 +288,7 @@ mod tests {
         let mut checked = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.extension().map_or(true, |x| x != "toml") {
+            if path.extension().is_none_or(|x| x != "toml") {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();

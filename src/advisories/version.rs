@@ -173,7 +173,7 @@ impl Version {
                 [word] | [word, _] => {
                     let word = word.to_ascii_lowercase();
                     (Qualifier::from_word(&word).is_some() || prerelease_rank(&word).is_some())
-                        && parts.get(1).map_or(true, |n| n.as_bytes()[0].is_ascii_digit())
+                        && parts.get(1).is_none_or(|n| n.as_bytes()[0].is_ascii_digit())
                 }
                 _ => false,
             };

@@ -48,7 +48,7 @@ pub async fn command(args: CheckArgs, stop: CancellationToken) -> anyhow::Result
             let selected = plan(selection.clone(), ports.clone()).await?;
             let mut by_ip: BTreeMap<IpAddr, BTreeSet<PortSpec>> = BTreeMap::new();
             for (ip, port) in services {
-                let wanted = ports.as_ref().map_or(true, |p| p.contains(&port));
+                let wanted = ports.as_ref().is_none_or(|p| p.contains(&port));
                 if wanted && selected.space.scope().contains(ip) {
                     by_ip.entry(ip).or_default().insert(port);
                 } else {
@@ -132,7 +132,7 @@ fn port_filter(ports: Option<Vec<PortSpec>>, protocols: &BTreeSet<String>) -> Re
         expected.extend(p.ports());
     }
     let chosen: Vec<PortSpec> =
-        expected.into_iter().filter(|p| ports.as_ref().map_or(true, |given| given.contains(p))).collect();
+        expected.into_iter().filter(|p| ports.as_ref().is_none_or(|given| given.contains(p))).collect();
     if chosen.is_empty() {
         return Err(BadInput("--protocol and --ports have no port in common: nothing to probe".into()));
     }
@@ -281,9 +281,14 @@ fn table(rows: &[Row], scans: &[ScanId]) -> String {
             } else {
                 format!("{}: {}", r.change.as_str(), r.detail.join(", "))
             };
+            // A finding that shows a honeypot persona says so beside its protocol.
+            let protocol = match f.attributes.get(crate::fingerprints::HONEYPOT_ATTRIBUTE) {
+                Some(mark) => format!("{} [honeypot: {}]", f.protocol, mark["name"].as_str().unwrap_or("?")),
+                None => f.protocol.clone(),
+            };
             [
                 format!("{}:{}/{}", f.ip, f.port, f.transport.as_str()),
-                f.protocol.clone(),
+                protocol,
                 dash(&f.vendor),
                 dash(&f.product),
                 dash(&f.version),

@@ -9,11 +9,15 @@ mod progress;
 pub use politeness::HostGate;
 pub use progress::{Progress, ProgressStyle};
 
+use crate::discovery::syn::{self, SynConfig, SynError, SynStats};
+use crate::discovery::{DiscoveryEvent, PortState, SynTarget, Verdict, Watermark};
+use crate::net::pacing::Pacer;
 use crate::probes::Identity;
-use crate::scope::Target;
+use crate::scope::{Target, Transport};
 use crate::targets::TargetStream;
 use async_trait::async_trait;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -36,19 +40,55 @@ impl Observation {
     }
 }
 
-/// What the engine hands downstream, in order: observations, and checkpoints that vouch for every
-/// observation of an earlier position having been handed over before them.
+/// What the engine hands downstream, in order: observations, targets it could not cover, and
+/// checkpoints that vouch for every event of an earlier position having been handed over before them.
 #[derive(Debug)]
 pub enum EngineEvent {
     Found(Observation),
-    /// Every target before this permutation position has been probed (and its finding, if any, sent).
+    /// A target the scanner itself failed to probe (a local failure, after retries): it says nothing
+    /// about the target, which leaves the scan's coverage.
+    NotCovered {
+        target: Target,
+        reason: String,
+    },
+    /// Every target before this permutation position has been probed (and its events sent).
     Checkpoint(u64),
 }
 
-/// What the engine asks of each target: `None` when nothing answers.
+/// What a prober found of one target.
+#[derive(Debug)]
+pub enum Outcome {
+    Found(Observation),
+    /// Nothing answers: closed, filtered, or silent.
+    Nothing,
+    /// The scanner could not probe it (no file descriptor, no buffer, no local address, ...): never
+    /// an answer about the target. The engine retries it a few times, then reports it not covered.
+    LocalFailure(String),
+}
+
+/// What the engine asks of each target.
 #[async_trait]
 pub trait Prober: Send + Sync {
-    async fn probe(&self, target: &Target) -> Option<Observation>;
+    async fn probe(&self, target: &Target) -> Outcome;
+}
+
+/// How the open (address, port) pairs are found before they are identified.
+#[derive(Debug, Clone)]
+pub enum Discovery {
+    /// A connection attempt to each target, paced by the rate; an open one is identified at once.
+    Connect,
+    /// A stateless SYN to each IPv4 TCP target, paced by the SYN stage's own rate; only the ones that
+    /// answer SYN-ACK are identified. UDP and IPv6 targets go straight to identification.
+    Syn(SynConfig),
+}
+
+impl Discovery {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Discovery::Connect => "connect",
+            Discovery::Syn(_) => "syn",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -80,13 +120,20 @@ impl Default for EngineConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunStats {
     pub probed: u64,
     pub open: u64,
     pub deadline_hits: u64,
+    /// Targets the scanner could not probe (local failures): outside the scan's coverage.
+    pub not_covered: u64,
     pub elapsed: Duration,
     pub interrupted: bool,
+    /// Which discovery ran, and the SYN stage's own counts when it did.
+    pub discovery: &'static str,
+    pub syn: Option<SynStats>,
+    /// Why discovery failed, when it did (the scan then stops as partial).
+    pub failure: Option<String>,
 }
 
 impl RunStats {
@@ -95,11 +142,19 @@ impl RunStats {
     }
 }
 
-/// Probes every target of `targets`, sending each observation to `events`, until the targets run out
-/// or `stop` is cancelled; then waits for the probes in flight to finish or hit their deadline.
-/// With checkpoints on, it also sends the position before which every target is done.
+/// Attempts at a target that fails locally before it is reported not covered, and the pause before
+/// each retry (doubling).
+const LOCAL_ATTEMPTS: u32 = 3;
+const LOCAL_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Probes every target of `targets` (after `discovery` found it open), sending each observation to
+/// `events`, until the targets run out or `stop` is cancelled; then waits for the probes in flight
+/// to finish or hit their deadline. With checkpoints on, it also sends the position before which
+/// every target is done, through both stages.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
-    mut targets: TargetStream,
+    targets: TargetStream,
+    discovery: &Discovery,
     prober: Arc<dyn Prober>,
     config: &EngineConfig,
     events: mpsc::Sender<EngineEvent>,
@@ -110,26 +165,41 @@ pub async fn run(
     let concurrency = config.concurrency.max(1);
     let slots = Arc::new(Semaphore::new(concurrency));
     let gate = Arc::new(HostGate::new(config.per_host.max(1), config.host_interval, concurrency));
-    let mut pacer = config.rate.map(Pacer::new);
-    let deadline = config.target_deadline;
-    let frontier = config.checkpoint_every.map(|_| Arc::new(Frontier::new(targets.position())));
-    let ticker = match (&frontier, config.checkpoint_every) {
-        (Some(f), Some(every)) => {
-            let (f, events) = (f.clone(), events.clone());
-            Some(tokio::spawn(async move {
-                let mut last = None;
-                loop {
-                    tokio::time::sleep(every).await;
-                    let mark = f.watermark();
-                    if last != Some(mark) && events.send(EngineEvent::Checkpoint(mark)).await.is_err() {
-                        return;
-                    }
-                    last = Some(mark);
+    let frontier = Arc::new(Frontier::new(targets.position()));
+    let ticker = config.checkpoint_every.map(|every| {
+        let (f, events) = (frontier.clone(), events.clone());
+        tokio::spawn(async move {
+            let mut last = None;
+            loop {
+                tokio::time::sleep(every).await;
+                let mark = f.watermark();
+                if last != Some(mark) && events.send(EngineEvent::Checkpoint(mark)).await.is_err() {
+                    return;
                 }
-            }))
+                last = Some(mark);
+            }
+        })
+    });
+    let not_covered = Arc::new(AtomicU64::new(0));
+    let (mut feed, discovering) = match discovery {
+        Discovery::Connect => (Feed::Stream(targets), None),
+        Discovery::Syn(syn) => {
+            let (tx, rx) = mpsc::channel(concurrency.max(64));
+            let stage = SynFeed {
+                targets,
+                config: syn.clone(),
+                frontier: frontier.clone(),
+                progress: progress.clone(),
+                events: events.clone(),
+                not_covered: not_covered.clone(),
+                stop: stop.clone(),
+            };
+            (Feed::Discovered(rx), Some(tokio::task::spawn_blocking(move || stage.run(tx))))
         }
-        _ => None,
     };
+    // In connect mode the rate paces connection attempts; in SYN mode it paces the SYN stage, and
+    // here only the targets that skip it (UDP, IPv6).
+    let pacer = config.rate.map(Pacer::on_tokio);
 
     let mut interrupted = false;
     loop {
@@ -138,97 +208,186 @@ pub async fn run(
             _ = stop.cancelled() => { interrupted = true; break; }
             s = slots.clone().acquire_owned() => s.expect("semaphore never closed"),
         };
+        let Some((position, target, paced)) = feed.next(&frontier).await else { break };
         // The rate is paced here, in dispatch order: waiting inside the probes would let a limiter with
         // many waiters starve some of them for seconds, holding back the checkpoint behind them.
-        if let Some(p) = &mut pacer {
+        if let (Some(p), true) = (&pacer, paced) {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => { interrupted = true; break; }
                 _ = p.ready() => {}
             }
         }
-        let position = targets.position();
-        let Some(target) = targets.next() else { break };
-        if let Some(f) = &frontier {
-            f.dispatched(position, targets.position());
-        }
-        let (prober, gate, events, progress, stop, frontier) =
-            (prober.clone(), gate.clone(), events.clone(), progress.clone(), stop.clone(), frontier.clone());
+        let (prober, gate, events, progress, stop, frontier, not_covered) = (
+            prober.clone(),
+            gate.clone(),
+            events.clone(),
+            progress.clone(),
+            stop.clone(),
+            frontier.clone(),
+            not_covered.clone(),
+        );
+        let deadline = config.target_deadline;
         tokio::spawn(async move {
             let _slot = slot;
-            // A probe abandoned on stop stays in flight for the frontier: a resume probes it again.
-            let pass = tokio::select! {
-                _ = stop.cancelled() => return,
-                pass = gate.enter(target.addr()) => pass,
-            };
-            let outcome = tokio::time::timeout(deadline, prober.probe(&target)).await;
-            drop(pass);
-            match outcome {
-                Ok(Some(observation)) => {
-                    progress.record(true, false);
-                    let _ = events.send(EngineEvent::Found(observation)).await;
+            let mut pause = LOCAL_RETRY_PAUSE;
+            for attempt in 1..=LOCAL_ATTEMPTS {
+                // A probe abandoned on stop stays in flight for the frontier: a resume probes it again.
+                let pass = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    pass = gate.enter(target.addr()) => pass,
+                };
+                let outcome = tokio::time::timeout(deadline, prober.probe(&target)).await;
+                drop(pass);
+                match outcome {
+                    Ok(Outcome::Found(observation)) => {
+                        progress.record(true, false);
+                        let _ = events.send(EngineEvent::Found(observation)).await;
+                    }
+                    Ok(Outcome::Nothing) => progress.record(false, false),
+                    Err(_) => progress.record(false, true),
+                    Ok(Outcome::LocalFailure(reason)) if attempt == LOCAL_ATTEMPTS => {
+                        progress.record(false, false);
+                        not_covered.fetch_add(1, Ordering::Relaxed);
+                        let _ = events.send(EngineEvent::NotCovered { target, reason }).await;
+                    }
+                    Ok(Outcome::LocalFailure(reason)) => {
+                        tracing::debug!(target = %target.socket_addr(), "local failure, retrying: {reason}");
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tokio::time::sleep(pause) => {}
+                        }
+                        pause *= 2;
+                        continue;
+                    }
                 }
-                Ok(None) => progress.record(false, false),
-                Err(_) => progress.record(false, true),
+                break;
             }
             // Only after the finding is queued may the frontier move past this position.
-            if let Some(f) = &frontier {
-                f.done(position);
-            }
+            frontier.done(position);
         });
+    }
+    let mut failure = None;
+    let mut syn = None;
+    if let Some(stage) = discovering {
+        // On a stop the stage ends at once; its pending targets stay behind the watermark.
+        drop(feed);
+        match stage.await.expect("the discovery stage does not panic") {
+            Ok(stats) => syn = Some(stats),
+            Err(e) => {
+                tracing::error!("SYN discovery failed, the scan stops: {e}");
+                failure = Some(format!("SYN discovery failed: {e}"));
+            }
+        }
     }
     // Every slot back means every spawned probe has finished.
     let _all = slots.acquire_many(concurrency as u32).await.expect("semaphore never closed");
     if let Some(t) = ticker {
         t.abort();
     }
-    if let Some(f) = &frontier {
-        let _ = events.send(EngineEvent::Checkpoint(f.watermark())).await;
+    if config.checkpoint_every.is_some() {
+        let _ = events.send(EngineEvent::Checkpoint(frontier.watermark())).await;
     }
     let (probed, open, deadline_hits) = progress.counts();
     RunStats {
         probed,
         open,
         deadline_hits,
+        not_covered: not_covered.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
-        interrupted: interrupted || stop.is_cancelled(),
+        interrupted: interrupted || stop.is_cancelled() || failure.is_some(),
+        discovery: discovery.name(),
+        syn,
+        failure,
     }
 }
 
-/// How far the pacer may fall behind its schedule and then catch up at once: after a stall (no free
-/// slot, a busy machine) at most this much time's worth of probes goes out back to back.
-const PACER_SLACK: Duration = Duration::from_millis(20);
-
-/// Paces dispatches on an absolute schedule: the k-th probe is due at `start + k / rate`. A timer that
-/// wakes late (tokio's has millisecond granularity) is caught up by the probes that fell due meanwhile,
-/// so lateness does not accumulate as it does when each wait starts from the previous dispatch.
-struct Pacer {
-    interval: Duration,
-    next: Option<tokio::time::Instant>,
+/// Where the identification loop takes its next target from.
+enum Feed {
+    /// Every target, in permutation order (connect discovery).
+    Stream(TargetStream),
+    /// The targets the SYN stage found open, and those it does not handle.
+    Discovered(mpsc::Receiver<(u64, Target, bool)>),
 }
 
-impl Pacer {
-    fn new(rate: NonZeroU32) -> Pacer {
-        Pacer { interval: Duration::from_secs_f64(1.0 / f64::from(rate.get())), next: None }
-    }
-
-    /// Waits until the next probe is due, and books the one after it.
-    async fn ready(&mut self) {
-        let now = tokio::time::Instant::now();
-        let due = match self.next {
-            None => now,
-            // Bounded catch-up: time lost beyond the slack is given up, not made good by a burst.
-            Some(due) => due.max(now.checked_sub(PACER_SLACK).unwrap_or(now)),
-        };
-        self.next = Some(due + self.interval);
-        if due > now {
-            tokio::time::sleep_until(due).await;
+impl Feed {
+    /// The next target, its position, and whether the engine's pacer applies to it.
+    async fn next(&mut self, frontier: &Frontier) -> Option<(u64, Target, bool)> {
+        match self {
+            Feed::Stream(targets) => {
+                let position = TargetStream::position(targets);
+                let target = targets.next()?;
+                frontier.dispatched(position);
+                frontier.advance(TargetStream::position(targets));
+                Some((position, target, true))
+            }
+            Feed::Discovered(rx) => rx.recv().await,
         }
     }
 }
 
-/// The positions in flight and the next one to dispatch: the watermark is the lowest position not
-/// yet done, so every target before it is done.
+/// The SYN stage, run on a blocking thread: it walks the targets, hands IPv4 TCP ones to
+/// [`syn::run`], and feeds identification with the ones found open and the ones it does not handle.
+struct SynFeed {
+    targets: TargetStream,
+    config: SynConfig,
+    frontier: Arc<Frontier>,
+    progress: Arc<Progress>,
+    events: mpsc::Sender<EngineEvent>,
+    not_covered: Arc<AtomicU64>,
+    stop: CancellationToken,
+}
+
+impl SynFeed {
+    fn run(self, feed: mpsc::Sender<(u64, Target, bool)>) -> Result<SynStats, SynError> {
+        let SynFeed { targets, config, frontier, progress, events, not_covered, stop } = self;
+        let lookup = targets.clone();
+        let end = targets.end_position();
+        let space_scope = lookup.clone();
+        let in_scope = move |a: std::net::Ipv4Addr| space_scope.in_scope(std::net::IpAddr::V4(a));
+        let mut walk = targets.clone();
+        let diverted = feed.clone();
+        let divert_frontier = frontier.clone();
+        let syn_targets = std::iter::from_fn(move || loop {
+            let position = walk.position();
+            let target = walk.next()?;
+            match (target.addr(), target.transport()) {
+                (std::net::IpAddr::V4(addr), Transport::Tcp) => {
+                    return Some(SynTarget { position, addr, port: target.port() })
+                }
+                // UDP and IPv6 targets skip discovery: identification probes them as it would.
+                _ => {
+                    divert_frontier.dispatched(position);
+                    if diverted.blocking_send((position, target, true)).is_err() {
+                        return None;
+                    }
+                }
+            }
+        });
+        let mut on_event = |event: DiscoveryEvent| match event {
+            DiscoveryEvent::Verdict(Verdict { target, state }) => match state {
+                PortState::Open => {
+                    frontier.dispatched(target.position);
+                    let _ = feed.blocking_send((target.position, lookup.target_at(target.position), false));
+                }
+                PortState::Closed | PortState::Filtered => progress.record(false, false),
+                PortState::NotCovered(why) => {
+                    progress.record(false, false);
+                    not_covered.fetch_add(1, Ordering::Relaxed);
+                    let target = lookup.target_at(target.position);
+                    let reason = PortState::NotCovered(why).to_string();
+                    let _ = events.blocking_send(EngineEvent::NotCovered { target, reason });
+                }
+            },
+            DiscoveryEvent::Checkpoint(Watermark::Before(position)) => frontier.advance(position),
+            DiscoveryEvent::Checkpoint(Watermark::Complete) => frontier.advance(end),
+        };
+        syn::run(syn_targets, &config, &in_scope, &stop, &mut on_event)
+    }
+}
+
+/// The positions handed to identification and not yet done, and how far the feed has got: the
+/// watermark is the lowest position not yet done, so every target before it is done in both stages.
 struct Frontier {
     state: std::sync::Mutex<(std::collections::BTreeSet<u64>, u64)>,
 }
@@ -238,10 +397,15 @@ impl Frontier {
         Frontier { state: std::sync::Mutex::new((std::collections::BTreeSet::new(), first)) }
     }
 
-    fn dispatched(&self, position: u64, next: u64) {
+    /// A target handed to identification.
+    fn dispatched(&self, position: u64) {
+        self.state.lock().expect("not poisoned").0.insert(position);
+    }
+
+    /// Every target before `position` has been handed over or decided by discovery.
+    fn advance(&self, position: u64) {
         let mut s = self.state.lock().expect("not poisoned");
-        s.0.insert(position);
-        s.1 = next;
+        s.1 = s.1.max(position);
     }
 
     fn done(&self, position: u64) {
@@ -250,41 +414,6 @@ impl Frontier {
 
     fn watermark(&self) -> u64 {
         let s = self.state.lock().expect("not poisoned");
-        s.0.first().copied().unwrap_or(s.1)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::time::Instant;
-
-    #[tokio::test(start_paused = true)]
-    async fn pacer_keeps_an_absolute_schedule() {
-        let mut p = Pacer::new(NonZeroU32::new(5000).unwrap());
-        let t0 = Instant::now();
-        for _ in 0..5001 {
-            p.ready().await;
-        }
-        // 5001 dispatches at 5000/s: the last is due at 1s, not later.
-        let elapsed = Instant::now() - t0;
-        assert!(elapsed >= Duration::from_millis(999) && elapsed <= Duration::from_millis(1001), "{elapsed:?}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn pacer_catches_up_a_stall_only_within_the_slack() {
-        let mut p = Pacer::new(NonZeroU32::new(1000).unwrap());
-        p.ready().await;
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let t0 = Instant::now();
-        let mut at_once = 0;
-        for _ in 0..100 {
-            p.ready().await;
-            if Instant::now() == t0 {
-                at_once += 1;
-            }
-        }
-        // 20ms of slack at 1ms per probe: about 21 go out at once, not the 1000 the stall missed.
-        assert!((20..=22).contains(&at_once), "{at_once}");
+        s.0.first().copied().map_or(s.1, |p| p.min(s.1))
     }
 }

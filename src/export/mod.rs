@@ -1,5 +1,7 @@
-//! Exports of one scan's findings: per district (one file per district and a summary), as CSV for
-//! people (UTF-8 with BOM, English or Chinese headers) or JSONL for the monitoring platform.
+//! Exports of one scan's findings: per district (one file per district and a summary), as CSV or
+//! Excel workbooks for people (English or Chinese headers) or JSONL for the monitoring platform.
+
+pub mod xlsx;
 
 use crate::findings::{
     cell_text, values, Change, Column, CsvTable, Finding, FindingSink, JsonlWriter, Severity, COLUMNS,
@@ -21,6 +23,17 @@ pub enum Lang {
 pub enum Format {
     Csv,
     Jsonl,
+    Xlsx,
+}
+
+impl Format {
+    fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+            Format::Xlsx => "xlsx",
+        }
+    }
 }
 
 /// The district files hold every column of the finding (see [`crate::findings::COLUMNS`]), the owner's
@@ -163,7 +176,10 @@ pub struct Written {
     pub findings: usize,
 }
 
-fn sightings_map(sightings: &[Sighting]) -> HashMap<(std::net::IpAddr, u16, String), (String, String)> {
+/// When each service was first and last seen, by (address, port, transport).
+type Seen = HashMap<(std::net::IpAddr, u16, String), (String, String)>;
+
+fn sightings_map(sightings: &[Sighting]) -> Seen {
     sightings
         .iter()
         .map(|s| ((s.ip, s.port, s.transport.clone()), (s.first_seen.clone(), s.last_seen.clone())))
@@ -268,10 +284,7 @@ pub fn by_district(data: &ScanExport, dir: &Path, format: Format, lang: Lang) ->
         groups.entry(district.as_str()).or_default();
     }
     let seen = sightings_map(&data.sightings);
-    let extension = match format {
-        Format::Csv => "csv",
-        Format::Jsonl => "jsonl",
-    };
+    let extension = format.extension();
     let mut used: HashMap<String, usize> = HashMap::new();
     let names: Vec<String> = groups
         .keys()
@@ -287,7 +300,7 @@ pub fn by_district(data: &ScanExport, dir: &Path, format: Format, lang: Lang) ->
             }
         })
         .collect();
-    let summary = format!("summary.{}", if format == Format::Csv { "csv" } else { "json" });
+    let summary = format!("summary.{}", if format == Format::Jsonl { "json" } else { extension });
     let mut files = names.clone();
     files.push(summary.clone());
     folder.announce(&files)?;
@@ -297,6 +310,7 @@ pub fn by_district(data: &ScanExport, dir: &Path, format: Format, lang: Lang) ->
         let path = folder.write(name, |out| match format {
             Format::Csv => write_csv(out, rows, &seen, lang),
             Format::Jsonl => write_jsonl(out, rows),
+            Format::Xlsx => xlsx::district_workbook(out, district, rows, &seen, lang),
         })?;
         written.findings += rows.len();
         written.files.push(path);
@@ -304,6 +318,7 @@ pub fn by_district(data: &ScanExport, dir: &Path, format: Format, lang: Lang) ->
     }
     let path = folder.write(&summary, |out| match format {
         Format::Csv => write_summary_csv(out, &summary_rows, lang),
+        Format::Xlsx => xlsx::summary_workbook(out, &summary_rows, lang),
         Format::Jsonl => {
             let doc: Vec<serde_json::Value> =
                 summary_rows.iter().map(|(d, rows, file)| summary_json(d, rows, file)).collect();
@@ -316,31 +331,22 @@ pub fn by_district(data: &ScanExport, dir: &Path, format: Format, lang: Lang) ->
     Ok(written)
 }
 
-/// Writes every finding into one file (`findings.csv` or `findings.jsonl`), in place of the previous
-/// export's files in `dir`.
+/// Writes every finding into one file, in place of the previous export's files in `dir`:
+/// `findings.csv`, `findings.jsonl`, or `findings.xlsx` (a sheet per district and a summary sheet).
 pub fn single(data: &ScanExport, dir: &Path, format: Format, lang: Lang) -> Result<Written, ExportError> {
     let folder = Folder::open(dir)?;
     let rows: Vec<&Finding> = data.findings.iter().collect();
-    let name = match format {
-        Format::Csv => "findings.csv",
-        Format::Jsonl => "findings.jsonl",
-    };
-    let files = vec![name.to_string()];
+    let name = format!("findings.{}", format.extension());
+    let files = vec![name.clone()];
     folder.announce(&files)?;
-    let path = folder.write(name, |out| match format {
-        Format::Csv => write_csv(out, &rows, &sightings_map(&data.sightings), lang),
+    let seen = sightings_map(&data.sightings);
+    let path = folder.write(&name, |out| match format {
+        Format::Csv => write_csv(out, &rows, &seen, lang),
         Format::Jsonl => write_jsonl(out, &rows),
+        Format::Xlsx => xlsx::center_workbook(out, &rows, &seen, lang),
     })?;
     folder.finish(Manifest { otscope_export: 1, scan: Some(data.scan), files, districts: BTreeMap::new() })?;
     Ok(Written { files: vec![path], findings: rows.len() })
-}
-
-fn write_jsonl(out: &mut (impl Write + Send), rows: &[&Finding]) -> io::Result<()> {
-    let mut w = JsonlWriter::new(out);
-    for f in rows {
-        w.write(f)?;
-    }
-    w.finish()
 }
 
 fn header(columns: &[(&str, &str)], lang: Lang) -> Vec<String> {
@@ -363,56 +369,74 @@ fn localised_cells(f: &Finding, columns: &[Column], lang: Lang) -> Vec<String> {
         .collect()
 }
 
-fn write_csv(
-    out: impl Write,
-    rows: &[&Finding],
-    seen: &HashMap<(std::net::IpAddr, u16, String), (String, String)>,
-    lang: Lang,
-) -> io::Result<()> {
-    let columns = district_columns();
-    let names: Vec<(&str, &str)> = columns.iter().map(|c| (c.key, c.zh)).chain(SIGHTING_COLUMNS).collect();
-    let mut table = CsvTable::new(out, header(&names, lang))?;
+fn write_jsonl(out: impl Write + Send, rows: &[&Finding]) -> io::Result<()> {
+    let mut w = JsonlWriter::new(out);
     for f in rows {
-        let (first, last) = seen.get(&(f.ip, f.port, f.transport.as_str().to_string())).cloned().unwrap_or_default();
-        let mut cells = localised_cells(f, &columns, lang);
-        cells.extend([first, last]);
-        table.row(cells)?;
+        w.write(f)?;
+    }
+    w.finish()
+}
+
+/// The header of the district files: the finding's columns in district order, then the sightings.
+fn district_header(lang: Lang) -> Vec<String> {
+    let names: Vec<(&str, &str)> = district_columns().iter().map(|c| (c.key, c.zh)).chain(SIGHTING_COLUMNS).collect();
+    header(&names, lang)
+}
+
+/// A finding's row of the district files, in [`district_header`] order.
+fn district_row(f: &Finding, columns: &[Column], seen: &Seen, lang: Lang) -> Vec<String> {
+    let (first, last) = seen.get(&(f.ip, f.port, f.transport.as_str().to_string())).cloned().unwrap_or_default();
+    let mut cells = localised_cells(f, columns, lang);
+    cells.extend([first, last]);
+    cells
+}
+
+fn write_csv(out: impl Write, rows: &[&Finding], seen: &Seen, lang: Lang) -> io::Result<()> {
+    let columns = district_columns();
+    let mut table = CsvTable::new(out, district_header(lang))?;
+    for f in rows {
+        table.row(district_row(f, &columns, seen, lang))?;
     }
     table.flush()
 }
 
-fn counts(rows: &[&Finding]) -> (usize, usize, [usize; 5], usize, usize) {
+/// The counts of a district's findings, in the order of [`SUMMARY_COLUMNS`] between the district and
+/// the file: enterprises, findings, ICS findings, each severity from critical to info, new, changed.
+fn summary_counts(rows: &[&Finding]) -> [usize; 10] {
     let mut enterprises: Vec<&str> = rows.iter().map(|f| f.enterprise_id.as_str()).collect();
     enterprises.sort();
     enterprises.dedup();
-    let mut sev = [0usize; 5];
+    let mut counts = [0usize; 10];
+    counts[0] = enterprises.len();
+    counts[1] = rows.len();
+    counts[2] = rows.iter().filter(|f| f.ics).count();
     for f in rows {
-        sev[4 - f.severity as usize] += 1;
+        counts[3 + 4 - f.severity as usize] += 1;
     }
-    let new = rows.iter().filter(|f| f.change == Some(Change::New)).count();
-    let changed = rows.iter().filter(|f| f.change == Some(Change::Changed)).count();
-    (enterprises.len(), rows.iter().filter(|f| f.ics).count(), sev, new, changed)
+    counts[8] = rows.iter().filter(|f| f.change == Some(Change::New)).count();
+    counts[9] = rows.iter().filter(|f| f.change == Some(Change::Changed)).count();
+    counts
 }
 
 fn write_summary_csv(out: impl Write, rows: &[(String, Vec<&Finding>, String)], lang: Lang) -> io::Result<()> {
     let mut table = CsvTable::new(out, header(&SUMMARY_COLUMNS, lang))?;
     for (district, findings, file) in rows {
-        let (enterprises, ics, sev, new, changed) = counts(findings);
-        let mut record = vec![district.clone(), enterprises.to_string(), findings.len().to_string(), ics.to_string()];
-        record.extend(sev.iter().map(|n| n.to_string()));
-        record.extend([new.to_string(), changed.to_string(), file.clone()]);
+        let mut record = vec![district.clone()];
+        record.extend(summary_counts(findings).iter().map(|n| n.to_string()));
+        record.push(file.clone());
         table.row(record)?;
     }
     table.flush()
 }
 
 fn summary_json(district: &str, rows: &[&Finding], file: &str) -> serde_json::Value {
-    let (enterprises, ics, sev, new, changed) = counts(rows);
-    serde_json::json!({
-        "district": district, "enterprises": enterprises, "findings": rows.len(), "ics": ics,
-        "critical": sev[0], "high": sev[1], "medium": sev[2], "low": sev[3], "info": sev[4],
-        "new": new, "changed": changed, "file": file,
-    })
+    let mut doc = serde_json::Map::new();
+    doc.insert("district".into(), district.into());
+    for ((key, _), n) in SUMMARY_COLUMNS[1..11].iter().zip(summary_counts(rows)) {
+        doc.insert(key.to_string(), n.into());
+    }
+    doc.insert("file".into(), file.into());
+    serde_json::Value::Object(doc)
 }
 
 #[cfg(test)]

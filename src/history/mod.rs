@@ -70,6 +70,9 @@ pub fn diff(store: &dyn Store, from: ScanId, to: ScanId) -> Result<Diff, StoreEr
     let before: BTreeMap<ServiceKey, Finding> = store.findings(from)?.into_iter().map(|f| (key(&f), f)).collect();
     let after: BTreeMap<ServiceKey, Finding> = store.findings(to)?.into_iter().map(|f| (key(&f), f)).collect();
     let index = later.start.coverage.index();
+    // What the later scan could not probe (local failures) is not covered, whatever its coverage says.
+    let uncovered: std::collections::HashSet<ServiceKey> =
+        store.not_covered(to)?.into_iter().map(|t| (t.ip, t.port, t.transport)).collect();
     let mut keys: Vec<&ServiceKey> = before.keys().chain(after.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -78,7 +81,7 @@ pub fn diff(store: &dyn Store, from: ScanId, to: ScanId) -> Result<Diff, StoreEr
     for k in keys {
         let (old, new) = (before.get(k), after.get(k));
         let (a, b) = (old.map(identity_key), new.map(identity_key));
-        let covered = later.completed() && index.contains(k.0, k.1, k.2);
+        let covered = later.completed() && index.contains(k.0, k.1, k.2) && !uncovered.contains(k);
         let Some((status, changed)) = classify(a.as_ref(), b.as_ref(), covered) else { continue };
         if status == Change::NotCovered {
             not_covered += 1;

@@ -3,15 +3,17 @@
 //! history and the outputs. `scan`, `check`, `event`, the daemon, the tests and the benches all enter
 //! here; the command line and the configuration file are converted to these options at the edge.
 
-use crate::engine::{self, EngineConfig, EngineEvent, Prober, Progress, ProgressStyle, RunStats};
+use crate::discovery::syn::SynConfig;
+use crate::engine::{self, Discovery, EngineConfig, EngineEvent, Prober, Progress, ProgressStyle, RunStats};
 use crate::error::BadInput;
 use crate::findings::{Change, CsvWriter, Finding, JsonlWriter, Sink};
-use crate::fingerprints::Library;
-use crate::ledger::{Ledger, TargetSpec};
+use crate::fingerprints::{HoneypotStage, Library, Pass};
+use crate::ledger::{Ledger, LedgerOptions, TargetSpec};
+use crate::net::raw::raw_sockets_available;
 use crate::probes::{Identifier, ProbeSettings};
-use crate::scope::{resolve_hostnames, PortSpec, ResolverSettings, Scope, Selection, TargetSpace};
-use crate::store::{Runner, ScanClose, ScanId, ScanStart, Store};
-use crate::targets::{Shard, TargetStream};
+use crate::scope::{resolve_hostnames, show_ports, PortSpec, ResolverSettings, Scope, Selection, TargetSpace};
+use crate::store::{NotCoveredTarget, Runner, ScanClose, ScanId, ScanStart, Store};
+use crate::targets::{content_seed, Shard, TargetStream};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -24,8 +26,9 @@ use tokio_util::sync::CancellationToken;
 /// What to scan: the ledger and its exclusions, the library, the ports and the selection of objects.
 #[derive(Debug, Clone)]
 pub struct ScopeOptions {
-    /// The ledger whose registered addresses are scanned; nothing outside it is ever probed.
-    pub ledger: PathBuf,
+    /// The ledger whose registered addresses are scanned, and how to read it; nothing outside it is
+    /// ever probed.
+    pub ledger: LedgerOptions,
     /// Addresses that must never be probed, whatever the ledger says.
     pub exclude: Option<PathBuf>,
     /// The fingerprint library folder.
@@ -39,7 +42,7 @@ pub struct ScopeOptions {
 
 impl ScopeOptions {
     /// A scope of `ledger` with the library at `fingerprints`, every object and the default ports.
-    pub fn new(ledger: impl Into<PathBuf>, fingerprints: impl Into<PathBuf>) -> ScopeOptions {
+    pub fn new(ledger: impl Into<LedgerOptions>, fingerprints: impl Into<PathBuf>) -> ScopeOptions {
         ScopeOptions {
             ledger: ledger.into(),
             exclude: None,
@@ -51,15 +54,46 @@ impl ScopeOptions {
     }
 }
 
-/// How to scan: pace and politeness, the probes' limits, the target order.
-#[derive(Debug, Clone, Default)]
+/// How to scan: how open ports are discovered, pace and politeness, the probes' limits, the target
+/// order.
+#[derive(Debug, Clone)]
 pub struct ScanOptions {
+    pub discovery: DiscoveryMode,
+    /// The SYN stage's settings (its rate is the engine's).
+    pub syn: SynConfig,
     pub engine: EngineConfig,
     pub probe: ProbeSettings,
-    /// Seed of the target permutation (`None`: random, printed in the summary).
+    /// Seed of the target permutation (`None`: derived from what the scan covers, so every shard of a
+    /// scan walks the same permutation; printed in the summary).
     pub seed: Option<u64>,
     pub shard: Shard,
 }
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            discovery: DiscoveryMode::Auto,
+            syn: SynConfig::default(),
+            engine: EngineConfig { concurrency: AUTO_CONCURRENCY, ..EngineConfig::default() },
+            probe: ProbeSettings::default(),
+            seed: None,
+            shard: Shard::default(),
+        }
+    }
+}
+
+/// How open ports are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscoveryMode {
+    /// SYN where the process may open raw sockets, else connect.
+    Auto,
+    Connect,
+    /// Refused when the process may not open raw sockets.
+    Syn,
+}
+
+/// `EngineConfig::concurrency` in options: the plan chooses it (see [`plan`]).
+pub const AUTO_CONCURRENCY: usize = 0;
 
 /// How a run behaves while it runs.
 #[derive(Debug, Clone)]
@@ -81,12 +115,12 @@ impl Default for RunOptions {
 /// Everything a scan needs, validated, before anything is sent.
 pub struct ScanPlan {
     pub ledger: Ledger,
-    pub ledger_sha256: String,
     pub selection: Selection,
     pub library: Arc<Library>,
     pub space: Arc<TargetSpace>,
     pub seed: u64,
     pub shard: Shard,
+    pub discovery: Discovery,
     pub engine: EngineConfig,
     pub probe: ProbeSettings,
 }
@@ -102,7 +136,7 @@ impl ScanPlan {
         ScanStart {
             started_at: now_rfc3339(),
             ledger_path: self.ledger.path.display().to_string(),
-            ledger_sha256: self.ledger_sha256.clone(),
+            ledger_sha256: self.ledger.sha256.clone(),
             library_version: self.library.version.clone(),
             selection: serde_json::to_value(&self.selection).expect("selections serialise"),
             parameters: serde_json::json!({
@@ -136,9 +170,6 @@ pub fn now_rfc3339() -> String {
 pub async fn plan(scope: &ScopeOptions, options: &ScanOptions) -> Result<ScanPlan, BadInput> {
     let lines = |e: crate::ledger::InputErrors| BadInput(e.to_string());
     let mut ledger = Ledger::load(&scope.ledger).map_err(lines)?;
-    let ledger_sha256 = std::fs::read(&scope.ledger)
-        .map(|b| hex::encode(ring::digest::digest(&ring::digest::SHA256, &b)))
-        .map_err(|e| BadInput(format!("{}: {e}", scope.ledger.display())))?;
     if let Some(x) = &scope.exclude {
         ledger.add_exclusion_file(x).map_err(lines)?;
     }
@@ -159,9 +190,12 @@ pub async fn plan(scope: &ScopeOptions, options: &ScanOptions) -> Result<ScanPla
             opt_in.join(", ")
         )));
     }
-    if options.engine.concurrency == 0 || options.engine.per_host == 0 {
-        return Err(BadInput("--concurrency and --per-host must be at least 1".into()));
+    if options.engine.per_host == 0 {
+        return Err(BadInput("--per-host must be at least 1".into()));
     }
+    check_durations(options)?;
+    let discovery = discovery_of(options)?;
+    let concurrency = concurrency_of(options, &discovery);
 
     let mut names: Vec<String> = ledger
         .enterprises
@@ -180,28 +214,78 @@ pub async fn plan(scope: &ScopeOptions, options: &ScanOptions) -> Result<ScanPla
     for u in &built.summary().unresolved_hostnames {
         tracing::warn!("hostname not resolved, not scanned: {u}");
     }
+    let space = Arc::new(TargetSpace::new(built, ports));
     Ok(ScanPlan {
+        seed: options.seed.unwrap_or_else(|| content_seed(&space, options.shard.count)),
         ledger,
-        ledger_sha256,
         selection: selection.clone(),
         library,
-        space: Arc::new(TargetSpace::new(built, ports)),
-        seed: options.seed.unwrap_or_else(rand_seed),
+        space,
         shard: options.shard,
-        engine: EngineConfig { checkpoint_every: Some(CHECKPOINT_EVERY), ..options.engine.clone() },
+        discovery,
+        engine: EngineConfig { concurrency, checkpoint_every: Some(CHECKPOINT_EVERY), ..options.engine.clone() },
         probe: options.probe.clone(),
     })
 }
 
+/// Durations that would make a scan vouch for nothing are refused: a zero timeout or deadline, or a
+/// target deadline shorter than the connect timeout (every open port would be cut off, unidentified).
+fn check_durations(options: &ScanOptions) -> Result<(), BadInput> {
+    let limits = &options.probe.limits;
+    let named = [
+        ("--connect-timeout", limits.connect_timeout),
+        ("--read-timeout", limits.read_timeout),
+        ("--banner-wait", options.probe.banner_wait),
+        ("--target-deadline", options.engine.target_deadline),
+        ("--syn-wait", options.syn.wait),
+    ];
+    if let Some((name, _)) = named.iter().find(|(_, d)| d.is_zero()) {
+        return Err(BadInput(format!("{name} 0s: a scan with no time to wait would call every live service gone")));
+    }
+    if options.engine.target_deadline <= limits.connect_timeout {
+        return Err(BadInput(format!(
+            "--target-deadline {:?} is not longer than --connect-timeout {:?}: every open port would be cut off",
+            options.engine.target_deadline, limits.connect_timeout
+        )));
+    }
+    Ok(())
+}
+
+/// The discovery the options ask for, on this machine: SYN needs raw sockets (root or CAP_NET_RAW).
+fn discovery_of(options: &ScanOptions) -> Result<Discovery, BadInput> {
+    let syn = || Discovery::Syn(SynConfig { rate: options.engine.rate, ..options.syn.clone() });
+    match (options.discovery, raw_sockets_available()) {
+        (DiscoveryMode::Connect, _) | (DiscoveryMode::Auto, Err(_)) => Ok(Discovery::Connect),
+        (DiscoveryMode::Auto | DiscoveryMode::Syn, Ok(())) => Ok(syn()),
+        (DiscoveryMode::Syn, Err(e)) => Err(BadInput(format!(
+            "--discovery syn: {e}; run as root, grant CAP_NET_RAW (setcap cap_net_raw+ep), or use --discovery connect"
+        ))),
+    }
+}
+
+/// Identifications in flight: as asked, or for `auto` enough connections to keep the rate over the
+/// connect timeout (connect discovery; every file descriptor the process may have when the rate is
+/// unlimited), or 1024 (SYN discovery, where only open ports take a slot); never more than the file
+/// descriptors allow, each identification holding up to two.
+fn concurrency_of(options: &ScanOptions, discovery: &Discovery) -> usize {
+    let budget = crate::net::fd_budget() / 2;
+    let wanted = match (options.engine.concurrency, discovery, options.engine.rate) {
+        (AUTO_CONCURRENCY, Discovery::Syn(_), _) => 1024,
+        (AUTO_CONCURRENCY, Discovery::Connect, Some(rate)) => {
+            let held = options.probe.limits.connect_timeout.as_secs_f64() * 1.1;
+            ((f64::from(rate.get()) * held).ceil() as usize).max(16)
+        }
+        (AUTO_CONCURRENCY, Discovery::Connect, None) => budget,
+        (n, _, _) => n,
+    };
+    if wanted > budget {
+        tracing::warn!("concurrency capped to {budget}: the file-descriptor limit allows no more");
+    }
+    wanted.min(budget).max(1)
+}
+
 /// How often a recorded scan commits its position in the target order.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-
-fn rand_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    h.finish()
-}
 
 fn check_selection(ledger: &Ledger, selection: &Selection) -> Result<(), BadInput> {
     for d in &selection.districts {
@@ -268,6 +352,8 @@ impl ScanReport {
     fn stop_reason(&self) -> Option<String> {
         if let Some(e) = self.output_errors.first() {
             Some(format!("stopped: cannot write {e}"))
+        } else if let Some(e) = &self.stats.failure {
+            Some(format!("stopped: {e}"))
         } else if let Some(e) = &self.history_error {
             Some(format!("stopped: the history could not be written: {e}"))
         } else {
@@ -285,9 +371,13 @@ pub enum Recording {
     Resume(Box<dyn Store + Send>, ScanId, u64),
 }
 
-/// The stage after identification: each observation becomes a finding (classified by the library),
-/// gets its change status from the history, and reaches every output. It runs on a thread of its own
-/// (the store and the writers block).
+/// The stage after identification: each observation becomes a finding (classified by the library,
+/// marked when it shows a honeypot persona), gets its change status from the history, and reaches
+/// every output. It runs on a thread of its own (the store and the writers block).
+///
+/// A finding whose persona evidence needs another protocol of its address to corroborate it is
+/// recorded at once but written when that protocol is seen, marked, or when the scan ends (the
+/// targets come in a permuted order); see [`HoneypotStage`].
 ///
 /// An output that cannot be written is dropped and `failed` is cancelled, which stops dispatch; the
 /// findings still in flight reach the history and the other outputs. After a history error nothing
@@ -295,6 +385,7 @@ pub enum Recording {
 /// still get every finding.
 pub struct Recorder {
     library: Arc<Library>,
+    honeypots: HoneypotStage,
     history: Option<History>,
     sinks: Vec<Sink>,
     failed: CancellationToken,
@@ -314,6 +405,7 @@ impl Recorder {
         keep_findings: bool,
     ) -> Recorder {
         Recorder {
+            honeypots: HoneypotStage::new(library.clone()),
             library,
             history,
             sinks,
@@ -326,9 +418,12 @@ impl Recorder {
         }
     }
 
+    /// A history that cannot be written stops the scan (it could vouch for nothing more); the outputs
+    /// still get every finding in flight.
     fn history_failed(&mut self, e: crate::store::StoreError) {
-        tracing::error!("history not updated, findings still written: {e}");
+        tracing::error!("the history could not be written, the scan stops (findings still written): {e}");
         self.history_error.get_or_insert(e.to_string());
+        self.failed.cancel();
     }
 
     fn live_history(&mut self) -> Option<&mut History> {
@@ -345,34 +440,67 @@ impl Recorder {
                     }
                 }
             }
-            EngineEvent::Found(obs) => {
-                let classification = self.library.classify(obs.identity.protocol, &obs.identity.fields);
-                let mut finding = Finding::new(&obs, classification);
+            EngineEvent::NotCovered { target, reason } => {
+                tracing::warn!(target = %target.socket_addr(), "not covered (a local failure, not an answer): {reason}");
+                let t =
+                    NotCoveredTarget { ip: target.addr(), port: target.port(), transport: target.transport(), reason };
                 if let Some((store, id)) = self.live_history() {
-                    if let Err(e) = store.record(*id, &mut finding) {
+                    if let Err(e) = store.record_not_covered(*id, &t) {
                         self.history_failed(e);
                     }
                 }
-                let (errors, failed) = (&mut self.output_errors, &self.failed);
-                self.sinks.retain_mut(|sink| match sink.writer.write(&finding) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::error!("{}: cannot write: {e}; the scan stops", sink.name);
-                        errors.push(format!("{}: {e}", sink.name));
-                        failed.cancel();
-                        false
-                    }
-                });
-                self.counts.add(&finding);
-                if self.keep_findings {
-                    self.findings.push(finding);
+            }
+            EngineEvent::Found(obs) => {
+                let classification = self.library.classify(obs.identity.protocol, &obs.identity.fields);
+                let mut finding = Finding::new(&obs, classification);
+                let pass = self.honeypots.admit(&mut finding);
+                self.record(&mut finding);
+                match pass {
+                    Pass::Now => self.write(finding),
+                    Pass::Hold => self.honeypots.hold(finding),
+                }
+                // Held findings that this one corroborated: recorded again with their mark, then written.
+                for mut corroborated in self.honeypots.released() {
+                    self.record(&mut corroborated);
+                    self.write(corroborated);
                 }
             }
         }
     }
 
+    /// Records a finding in the history (again, for one marked later: the scan's row is replaced).
+    fn record(&mut self, finding: &mut Finding) {
+        if let Some((store, id)) = self.live_history() {
+            if let Err(e) = store.record(*id, finding) {
+                self.history_failed(e);
+            }
+        }
+    }
+
+    /// Writes a finding to every output, counts it, and keeps it when asked.
+    fn write(&mut self, finding: Finding) {
+        let (errors, failed) = (&mut self.output_errors, &self.failed);
+        self.sinks.retain_mut(|sink| match sink.writer.write(&finding) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("{}: cannot write: {e}; the scan stops", sink.name);
+                errors.push(format!("{}: {e}", sink.name));
+                failed.cancel();
+                false
+            }
+        });
+        self.counts.add(&finding);
+        if self.keep_findings {
+            self.findings.push(finding);
+        }
+    }
+
     /// Flushes the outputs and hands back what was counted, kept and recorded.
     fn finish(mut self) -> (ScanReport, Option<History>) {
+        // What nothing corroborated is written as it is.
+        for held in self.honeypots.finish() {
+            self.write(held);
+        }
         for sink in self.sinks.iter_mut() {
             if let Err(e) = sink.writer.finish() {
                 self.output_errors.push(format!("{}: {e}", sink.name));
@@ -415,13 +543,17 @@ pub async fn run_with(
     let fresh = plan.stream();
     let total = fresh.total();
     let (stream, history) = match recording {
+        // A history that cannot record the scan stops it before anything is probed.
         Some(Recording::New(mut store, start)) => {
-            let id = store.begin_scan(&start)?;
+            let id =
+                store.begin_scan(&start).map_err(|e| BadInput(format!("the history cannot record the scan: {e}")))?;
             (fresh, Some((store, id)))
         }
         Some(Recording::Resume(mut store, id, position)) => {
             let stream = fresh.resume_at(position).map_err(|e| BadInput(format!("scan {id}: {e}")))?;
-            store.reopen_scan(id, &Runner::current())?;
+            store
+                .reopen_scan(id, &Runner::current())
+                .map_err(|e| BadInput(format!("scan {id} cannot be reopened: {e}")))?;
             (stream, Some((store, id)))
         }
         None => (fresh, None),
@@ -452,9 +584,11 @@ pub async fn run_with(
         engine_config.checkpoint_every = None;
     }
     let engine_progress = progress.clone();
-    let stats =
-        tokio::spawn(async move { engine::run(stream, prober, &engine_config, tx, engine_progress, stop).await })
-            .await?;
+    let discovery = plan.discovery.clone();
+    let stats = tokio::spawn(async move {
+        engine::run(stream, &discovery, prober, &engine_config, tx, engine_progress, stop).await
+    })
+    .await?;
     if let Some(l) = logger {
         l.abort();
     }
@@ -472,8 +606,8 @@ pub async fn run_with(
     Ok(report)
 }
 
-/// The outputs named by paths: `out` as JSONL, `csv` as CSV. A file that cannot be created is bad input:
-/// nothing has been probed yet.
+/// The outputs named by paths: `out` as JSONL, `csv` as CSV, their missing folders created. A file that
+/// cannot be created is bad input: nothing has been probed yet.
 pub fn file_sinks(out: Option<&Path>, csv: Option<&Path>) -> Result<Vec<Sink>, BadInput> {
     let mut sinks = Vec::new();
     if let Some(path) = out {
@@ -486,10 +620,61 @@ pub fn file_sinks(out: Option<&Path>, csv: Option<&Path>) -> Result<Vec<Sink>, B
     Ok(sinks)
 }
 
-fn create(path: &Path) -> Result<std::io::BufWriter<std::fs::File>, BadInput> {
-    std::fs::File::create(path)
-        .map(std::io::BufWriter::new)
-        .map_err(|e| BadInput(format!("{}: cannot create: {e}", path.display())))
+/// Creates (or truncates) an output file, and the folders above it that are missing.
+pub fn create(path: &Path) -> Result<std::io::BufWriter<std::fs::File>, BadInput> {
+    let fail = |e: std::io::Error| BadInput(format!("{}: cannot create: {e}", path.display()));
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(fail)?;
+    }
+    std::fs::File::create(path).map(std::io::BufWriter::new).map_err(fail)
+}
+
+/// What an output path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    File,
+    Folder,
+}
+
+/// Whether an output could be written at `path`, found without creating or changing anything (for
+/// `--dry-run` and for the daemon's checks at start): an existing path must be of the right kind and
+/// writable; a missing one needs its nearest existing ancestor to be a writable folder, since the
+/// folders missing in between are created.
+pub fn check_output(path: &Path, kind: Output) -> Result<(), String> {
+    let writable = |p: &Path, mode: libc::c_int| -> Result<(), std::io::Error> {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL byte in the path"))?;
+        // SAFETY: a valid NUL-terminated path; access(2) only reads it.
+        if unsafe { libc::access(c.as_ptr(), mode) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() && kind == Output::File => Err("is a folder, not a file".into()),
+        Ok(m) if !m.is_dir() && kind == Output::Folder => Err("is a file, not a folder".into()),
+        Ok(_) => {
+            let mode = if kind == Output::Folder { libc::W_OK | libc::X_OK } else { libc::W_OK };
+            writable(path, mode).map_err(|e| format!("cannot write: {e}"))
+        }
+        Err(e) if !matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+            Err(format!("cannot write: {e}"))
+        }
+        Err(_) => {
+            let ancestor = path
+                .ancestors()
+                .skip(1)
+                .map(|a| if a.as_os_str().is_empty() { Path::new(".") } else { a })
+                .find(|a| std::fs::symlink_metadata(a).is_ok())
+                .unwrap_or(Path::new("."));
+            if !ancestor.is_dir() {
+                return Err(format!("cannot create: {} is not a folder", ancestor.display()));
+            }
+            writable(ancestor, libc::W_OK | libc::X_OK)
+                .map_err(|e| format!("cannot create: cannot write in {}: {e}", ancestor.display()))
+        }
+    }
 }
 
 /// What a scan would cover and how long it would take, for `--dry-run`.
@@ -498,7 +683,7 @@ pub fn dry_run_text(plan: &ScanPlan) -> String {
     let s = scope.summary();
     let stream = plan.stream();
     let pairs = stream.total();
-    let ports: Vec<String> = plan.space.ports().iter().map(|p| p.to_string()).collect();
+    let ports = plan.space.ports();
     let mut out = String::new();
     let _ = writeln!(out, "dry run: nothing will be probed");
     let _ = writeln!(out, "ledger: {}", plan.ledger.path.display());
@@ -524,7 +709,7 @@ pub fn dry_run_text(plan: &ScanPlan) -> String {
     for u in &s.unresolved_hostnames {
         let _ = writeln!(out, "unresolved (not scanned): {u}");
     }
-    let _ = writeln!(out, "ports: {} ({})", ports.len(), ports.join(","));
+    let _ = writeln!(out, "ports: {} ({})", ports.len(), show_ports(ports));
     let _ = writeln!(out, "shard: {}, seed: {}", plan.shard, plan.seed);
     let _ = writeln!(out, "(address, port) pairs: {pairs}");
     let e = &plan.engine;
@@ -571,6 +756,19 @@ pub fn summary_text(plan: &ScanPlan, report: &ScanReport) -> String {
         plan.seed,
         plan.shard
     );
+    let _ = writeln!(out, "discovery: {}", st.discovery);
+    if let Some(syn) = &st.syn {
+        let _ = writeln!(
+            out,
+            "SYN discovery: {} open, {} closed, {} filtered, {} packets ({} retries), {} stray replies ignored",
+            syn.open,
+            syn.closed,
+            syn.filtered,
+            syn.packets,
+            syn.retries,
+            syn.invalid + syn.out_of_scope + syn.other_port
+        );
+    }
     let _ = writeln!(out, "targets probed: {} of {}", st.probed, plan.stream().total());
     let _ = writeln!(out, "open services: {}", counts.open);
     if let Some(id) = report.scan_id {
@@ -587,6 +785,16 @@ pub fn summary_text(plan: &ScanPlan, report: &ScanReport) -> String {
     let _ = writeln!(out, "findings by district: {}", none_or(&counts.by_district));
     if st.deadline_hits > 0 {
         let _ = writeln!(out, "targets cut off at the deadline: {}", st.deadline_hits);
+    }
+    if st.not_covered > 0 {
+        let _ = writeln!(
+            out,
+            "targets not covered (local failures, retried; never counted as closed or gone): {}",
+            st.not_covered
+        );
+    }
+    if let Some(e) = &st.failure {
+        let _ = writeln!(out, "stopped: {e}");
     }
     let _ = writeln!(out, "elapsed: {:.1}s, achieved rate: {:.1} probes/s", st.elapsed.as_secs_f64(), st.rate());
     out

@@ -6,10 +6,10 @@
 mod ports;
 mod resolve;
 
-pub use ports::{parse_ports, PortSpec};
+pub use ports::{parse_ports, show_ports, PortSpec};
 pub use resolve::{resolve_hostnames, ResolverSettings};
 
-use crate::ledger::{to_u128, InputError, InputErrors, Ledger, Level, TargetSpec};
+use crate::ledger::{to_u128, InputError, InputErrors, Ledger, Level, Place, TargetSpec, TARGETS};
 use ipnetwork::IpNetwork;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -169,13 +169,11 @@ impl Scope {
                             Some(Ok(addrs)) => {
                                 let name: Arc<str> = Arc::from(h.as_str());
                                 for &a in addrs {
-                                    named.push((Span::of(a, a), index, name.clone(), e.line));
+                                    named.push((Span::of(a, a), index, name.clone(), e.row));
                                 }
                             }
-                            Some(Err(why)) => {
-                                unresolved.push(format!("{}:{}: {h}: {why}", ledger.path.display(), e.line))
-                            }
-                            None => unresolved.push(format!("{}:{}: {h}: not resolved", ledger.path.display(), e.line)),
+                            Some(Err(why)) => unresolved.push(format!("{}: {h}: {why}", ledger_place(ledger, e.row))),
+                            None => unresolved.push(format!("{}: {h}: not resolved", ledger_place(ledger, e.row))),
                         }
                     }
                 }
@@ -190,17 +188,16 @@ impl Scope {
             for (reg, row) in all_registered[..probe].iter().rev().take_while(|(s, _)| s.family == span.family) {
                 if reg.last >= span.first && ledger.enterprises[*row].id != owners[*owner as usize].enterprise_id {
                     let other = &ledger.enterprises[*row];
-                    errors.push(InputError {
-                        file: ledger.path.clone(),
-                        line: *line,
-                        field: "targets".into(),
-                        message: format!(
-                            "hostname {name} resolves to {}, which enterprise {:?} registers on line {}",
+                    errors.push(ledger.error(
+                        *line,
+                        &TARGETS,
+                        format!(
+                            "hostname {name} resolves to {}, which enterprise {:?} registers on {}",
                             to_addr(span.family, span.first),
                             other.id,
-                            other.line
+                            ledger.row_name(other.row)
                         ),
-                    });
+                    ));
                     break;
                 }
             }
@@ -209,18 +206,17 @@ impl Scope {
         named.dedup_by(|b, a| a.0 == b.0 && a.1 == b.1);
         for w in named.windows(2) {
             if w[0].0 == w[1].0 && w[0].1 != w[1].1 {
-                errors.push(InputError {
-                    file: ledger.path.clone(),
-                    line: w[1].3,
-                    field: "targets".into(),
-                    message: format!(
-                        "hostname {} resolves to {}, as does hostname {} of another enterprise (line {})",
+                errors.push(ledger.error(
+                    w[1].3,
+                    &TARGETS,
+                    format!(
+                        "hostname {} resolves to {}, as does hostname {} of another enterprise ({})",
                         w[1].2,
                         to_addr(w[1].0.family, w[1].0.first),
                         w[0].2,
-                        w[0].3
+                        ledger.row_name(w[0].3)
                     ),
-                });
+                ));
             }
         }
         if !errors.is_empty() {
@@ -455,6 +451,11 @@ impl TargetSpace {
     }
 }
 
+/// Where the targets of the ledger row numbered `row` are, as messages name it (`file:12`).
+fn ledger_place(ledger: &Ledger, row: u64) -> String {
+    format!("{}{}", ledger.path.display(), ledger.place(row, &TARGETS))
+}
+
 /// Why `addr`, named by `--ip given`, is not in the scope: excluded (by which line), registered by an
 /// object the selection leaves out (which line), or not registered at all.
 fn outside_scope(
@@ -477,11 +478,12 @@ fn outside_scope(
     };
     let field = format!("--ip {given}");
     if let Some(x) = ledger.exclusions.iter().find(|x| has(&x.spec)) {
+        let here = if matches!(x.origin.place, Place::Cell { .. }) { "cell" } else { "line" };
         return InputError {
             file: x.origin.file.clone(),
-            line: x.origin.line,
+            place: x.origin.place.clone(),
             field,
-            message: format!("{addr} is excluded by this line: it is never probed"),
+            message: format!("{addr} is excluded by this {here}: it is never probed"),
         };
     }
     let admitted = |e: &crate::ledger::Enterprise| {
@@ -502,7 +504,7 @@ fn outside_scope(
         }
         return InputError {
             file: ledger.path.clone(),
-            line: e.line,
+            place: ledger.place(e.row, &TARGETS),
             field,
             message: format!(
                 "{addr} belongs to enterprise {:?} ({}, {}), which the selection ({}) leaves out",
@@ -515,7 +517,7 @@ fn outside_scope(
     }
     InputError {
         file: ledger.path.clone(),
-        line: 0,
+        place: Place::File,
         field,
         message: format!("{addr} is not registered in the ledger: nothing outside the ledger's scope is probed"),
     }
@@ -576,7 +578,7 @@ mod tests {
     const HEADER: &str = "enterprise_id,enterprise,district,sector,level,targets,contact\n";
 
     fn ledger(rows: &str) -> Ledger {
-        Ledger::parse(Path::new("t.csv"), format!("{HEADER}{rows}").as_bytes()).unwrap()
+        Ledger::parse(&Path::new("t.csv").into(), format!("{HEADER}{rows}").as_bytes()).unwrap()
     }
 
     fn all_addrs(scope: &Scope) -> Vec<String> {
@@ -648,7 +650,7 @@ mod tests {
         assert_eq!(
             refused(Selection { ips: ips(&["127.0.0.0/28", "127.0.2.0/32"]), ..Default::default() }),
             "t.csv:4: --ip 127.0.0.0/28: 127.0.0.6 is excluded by this line: it is never probed\n\
-             t.csv:0: --ip 127.0.2.0: 127.0.2.0 is not registered in the ledger: nothing outside the ledger's scope is probed"
+             t.csv: --ip 127.0.2.0: 127.0.2.0 is not registered in the ledger: nothing outside the ledger's scope is probed"
         );
         assert_eq!(
             refused(Selection { levels: vec![Level::Important], ips: ips(&["127.0.1.1/32"]), ..Default::default() }),

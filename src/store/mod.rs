@@ -28,6 +28,15 @@ pub enum StoreError {
     Invalid(String),
 }
 
+/// A target a scan could not probe, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotCoveredTarget {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub transport: crate::scope::Transport,
+    pub reason: String,
+}
+
 /// What is known of a scan when it starts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScanStart {
@@ -201,6 +210,11 @@ pub trait Store {
     /// Records that every target before `position` of the scan's permutation is done, atomically with
     /// the findings recorded so far.
     fn checkpoint(&mut self, scan: ScanId, position: u64) -> Result<(), StoreError>;
+    /// Records a target the scan could not probe (a local failure): it leaves the scan's coverage, so
+    /// nothing there is called gone.
+    fn record_not_covered(&mut self, scan: ScanId, target: &NotCoveredTarget) -> Result<(), StoreError>;
+    /// The targets a scan could not probe.
+    fn not_covered(&self, scan: ScanId) -> Result<Vec<NotCoveredTarget>, StoreError>;
     /// The checkpoint of an unfinished scan, from which it resumes.
     fn resume_point(&self, scan: ScanId) -> Result<u64, StoreError>;
     /// Reopens an unfinished scan for `runner`, which continues it from its checkpoint.
@@ -234,6 +248,11 @@ pub struct EventRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventPlan {
     pub ledger: String,
+    /// How to read the ledger (absent from events recorded before workbooks could be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sheet: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<crate::ledger::Encoding>,
     pub exclude: Option<String>,
     pub fingerprints: String,
     pub ports: Vec<crate::scope::PortSpec>,

@@ -2,13 +2,14 @@
 //! in transactions of a bounded size, so a crash loses at most the open batch and never corrupts the file.
 
 use super::{
-    EventRecord, EventStore, Runner, ScanClose, ScanEnd, ScanId, ScanRecord, ScanStart, ServiceRecord, Sighting, Store,
-    StoreError, APPLICATION_ID,
+    EventRecord, EventStore, NotCoveredTarget, Runner, ScanClose, ScanEnd, ScanId, ScanRecord, ScanStart,
+    ServiceRecord, Sighting, Store, StoreError, APPLICATION_ID,
 };
 use crate::findings::{classify, identity_key, Change, Finding, IdentityKey};
 use crate::scope::Transport;
 use crate::targets::CoverageIndex;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -74,6 +75,17 @@ CREATE TABLE events (
 ALTER TABLE scans ADD COLUMN end_reason TEXT;
 ALTER TABLE scans ADD COLUMN runner TEXT;
 "#,
+    // Targets a scan could not probe (local failures): outside its coverage.
+    r#"
+CREATE TABLE not_covered (
+    scan_id INTEGER NOT NULL REFERENCES scans(id),
+    ip TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    transport TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (scan_id, ip, port, transport)
+);
+"#,
 ];
 
 /// Findings per write transaction, and the longest a transaction stays open.
@@ -95,13 +107,18 @@ struct ServiceKey {
     transport: String,
 }
 
+/// The targets of a scan that it could not probe (local failures), as the store keys services.
+type Uncovered = HashSet<(String, u16, String)>;
+
 impl ServiceKey {
-    fn covered_by(&self, index: &CoverageIndex<'_>) -> bool {
+    /// Whether a scan with this coverage, which could not probe `uncovered`, probed the service.
+    fn probed_by(&self, index: &CoverageIndex<'_>, uncovered: &Uncovered) -> bool {
         let transport = serde_json::from_value::<Transport>(serde_json::Value::String(self.transport.clone()));
-        match (self.ip.parse::<IpAddr>(), transport) {
+        let covered = match (self.ip.parse::<IpAddr>(), transport) {
             (Ok(ip), Ok(transport)) => index.contains(ip, self.port, transport),
             _ => false,
-        }
+        };
+        covered && !uncovered.contains(&(self.ip.clone(), self.port, self.transport.clone()))
     }
 }
 
@@ -291,6 +308,15 @@ impl SqliteStore {
             .query_map([scan], |r| Ok((ServiceKey { ip: r.get(0)?, port: r.get(1)?, transport: r.get(2)? }, r.get(3)?)))
             .map_err(|e| self.fail(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.fail(e))
+    }
+
+    /// What `scan` could not probe: outside its coverage, whatever the coverage says.
+    fn uncovered(&self, scan: ScanId) -> Result<Uncovered, StoreError> {
+        Ok(self
+            .not_covered(scan)?
+            .into_iter()
+            .map(|t| (t.ip.to_string(), t.port, t.transport.as_str().to_string()))
+            .collect())
     }
 
     /// Marks a service gone since `scan`, in place of a later mark of the same miss.
@@ -595,7 +621,9 @@ impl Store for SqliteStore {
             .prepare_cached("UPDATE scans SET checkpoint = ?1 WHERE id = ?2")
             .and_then(|mut st| st.execute(params![position as i64, scan]))
             .map_err(|e| db_error(&self.path, e))?;
-        self.flush_if_due()
+        // Committed at once, with the findings before it: the pipeline decides the cadence (about every
+        // second, as the README states), not the batching of records.
+        self.flush()
     }
 
     fn resume_point(&self, scan: ScanId) -> Result<u64, StoreError> {
@@ -623,6 +651,39 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn record_not_covered(&mut self, scan: ScanId, t: &NotCoveredTarget) -> Result<(), StoreError> {
+        self.in_batch()?;
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO not_covered (scan_id, ip, port, transport, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut st| st.execute(params![scan, t.ip.to_string(), t.port, t.transport.as_str(), t.reason]))
+            .map_err(|e| db_error(&self.path, e))?;
+        self.flush_if_due()
+    }
+
+    fn not_covered(&self, scan: ScanId) -> Result<Vec<NotCoveredTarget>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT ip, port, transport, reason FROM not_covered WHERE scan_id = ?1 ORDER BY ip, port")
+            .map_err(|e| self.fail(e))?;
+        let rows = st
+            .query_map([scan], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, u16>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+            })
+            .map_err(|e| self.fail(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (ip, port, transport, reason) = row.map_err(|e| self.fail(e))?;
+            let (Ok(ip), Ok(transport)) = (ip.parse(), serde_json::from_value(serde_json::Value::String(transport)))
+            else {
+                continue;
+            };
+            out.push(NotCoveredTarget { ip, port, transport, reason });
+        }
+        Ok(out)
+    }
+
     fn finish_scan(&mut self, scan: ScanId, close: ScanClose, ended_at: &str) -> Result<(), StoreError> {
         self.in_batch()?;
         let fail = |e| db_error(&self.path, e);
@@ -636,9 +697,10 @@ impl Store for SqliteStore {
         if close.completed {
             let record = self.scan(scan)?;
             let index = record.start.coverage.index();
+            let uncovered = self.uncovered(scan)?;
             let older = self.services_where("last_scan < ?1 AND (gone_scan IS NULL OR gone_scan > ?1)", scan)?;
             for (service, gone) in older {
-                if service.covered_by(&index) {
+                if service.probed_by(&index, &uncovered) {
                     self.mark_gone(&service, gone, scan)?;
                 }
             }
@@ -647,9 +709,14 @@ impl Store for SqliteStore {
         // this scan recorded it: the first such miss is its gone mark.
         let later: Vec<ScanRecord> = self.scans()?.into_iter().filter(|s| s.id > scan && s.completed()).collect();
         if !later.is_empty() {
-            let indexes: Vec<_> = later.iter().map(|s| (s.id, s.start.coverage.index())).collect();
+            let mut probes = Vec::new();
+            for s in &later {
+                probes.push((s.id, s.start.coverage.index(), self.uncovered(s.id)?));
+            }
             for (service, gone) in self.services_where("last_scan = ?1", scan)? {
-                if let Some((miss, _)) = indexes.iter().find(|(_, index)| service.covered_by(index)) {
+                if let Some((miss, ..)) =
+                    probes.iter().find(|(_, index, uncovered)| service.probed_by(index, uncovered))
+                {
                     if gone.map_or(true, |g| g > *miss) {
                         self.mark_gone(&service, gone, *miss)?;
                     }

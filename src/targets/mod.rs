@@ -10,6 +10,23 @@ use crate::scope::{Target, TargetSpace};
 use std::fmt;
 use std::sync::Arc;
 
+/// The permutation seed of a scan given none: a digest of what the scan covers (its address spans and
+/// ports, not the ledger file's bytes, so re-saving the ledger changes nothing) and of the shard count.
+/// Every shard of one scan, run in separate processes or on separate machines, walks the same
+/// permutation, so the shards are disjoint and together complete.
+pub fn content_seed(space: &TargetSpace, shards: u64) -> u64 {
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    for (first, last) in space.scope().spans() {
+        digest.update(format!("{first}-{last};").as_bytes());
+    }
+    for port in space.ports() {
+        digest.update(format!("{port};").as_bytes());
+    }
+    digest.update(format!("shards {shards}").as_bytes());
+    let bytes = digest.finish();
+    u64::from_be_bytes(bytes.as_ref()[..8].try_into().expect("a SHA-256 digest has 8 bytes"))
+}
+
 /// `--shard i/n`: shard `index` (1-based) of `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
@@ -79,11 +96,26 @@ impl TargetStream {
 
     /// Continues from a checkpointed position of this shard (earlier positions are skipped).
     pub fn resume_at(mut self, position: u64) -> Result<TargetStream, String> {
-        if position < self.next_position || (position - self.next_position) % self.step != 0 {
+        if position < self.next_position || !(position - self.next_position).is_multiple_of(self.step) {
             return Err(format!("checkpoint {position} is not a position of this shard"));
         }
         self.next_position = position;
         Ok(self)
+    }
+
+    /// The target at a position of the permutation (a position this stream yields or yielded).
+    pub fn target_at(&self, position: u64) -> Target {
+        self.space.target(self.permutation.get(position))
+    }
+
+    /// Whether an address is in the scan's scope.
+    pub fn in_scope(&self, addr: std::net::IpAddr) -> bool {
+        self.space.scope().contains(addr)
+    }
+
+    /// The position after this shard's last target: the checkpoint of a stream walked to its end.
+    pub fn end_position(&self) -> u64 {
+        self.next_position + self.total() * self.step
     }
 
     /// How many targets this stream yields in all.

@@ -5,7 +5,7 @@
 pub mod dns;
 
 use otscope::findings::Finding;
-use otscope::pipeline::{self, RunOptions, ScanOptions, ScopeOptions};
+use otscope::pipeline::{self, DiscoveryMode, RunOptions, ScanOptions, ScopeOptions};
 use otscope::scope::Selection;
 pub use otscope_lab::serve::{Handler, Responder, Session};
 use std::net::SocketAddr;
@@ -27,7 +27,9 @@ pub fn ledger(rows: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 /// The timeouts and pace of [`options`] as command-line flags, for tests that run the binary.
-pub const FAST: [&str; 11] = [
+pub const FAST: [&str; 13] = [
+    "--discovery",
+    "connect",
     "--rate",
     "0",
     "--host-interval",
@@ -41,10 +43,11 @@ pub const FAST: [&str; 11] = [
     "--quiet",
 ];
 
-/// The scan options of the tests: no rate limit, no pause between probes to a host, short timeouts,
+/// The scan options of the tests: connect discovery, no rate limit, no pause between probes to a host, short timeouts,
 /// the permutation of seed 7.
 pub fn options() -> ScanOptions {
-    let mut o = ScanOptions { seed: Some(7), ..ScanOptions::default() };
+    let mut o = ScanOptions { discovery: DiscoveryMode::Connect, seed: Some(7), ..ScanOptions::default() };
+    o.engine.concurrency = 256;
     o.engine.rate = None;
     o.engine.host_interval = Duration::ZERO;
     o.probe.limits.connect_timeout = Duration::from_millis(500);
@@ -181,4 +184,41 @@ expect = { protocol = "labfw", version = "1.0" }
     )
     .unwrap();
     lib
+}
+
+/// Runs the otscope binary to its end with `args`, in `cwd`; a command that has not ended within a
+/// minute is killed and fails the test (a daemon that should have refused would run forever).
+pub fn otscope_in(cwd: &Path, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_otscope"));
+    command.args(args).current_dir(cwd).env_remove("RUST_LOG");
+    output_within(command, Duration::from_secs(60))
+}
+
+/// [`otscope_in`] off the runtime's threads, so the devices of the test keep answering meanwhile.
+pub async fn otscope_in_blocking(cwd: &Path, args: &[&str]) -> std::process::Output {
+    let (cwd, args): (_, Vec<String>) = (cwd.to_path_buf(), args.iter().map(|a| a.to_string()).collect());
+    tokio::task::spawn_blocking(move || otscope_in(&cwd, &args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap()
+}
+
+/// A finished command's standard output and standard error, together.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Runs `command` to its end, killing it (and failing) if it runs longer than `limit`: a daemon that
+/// does not refuse would run forever.
+pub fn output_within(mut command: std::process::Command, limit: Duration) -> std::process::Output {
+    let mut child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            let o = child.wait_with_output().unwrap();
+            panic!("still running after {limit:?}: {}", output_text(&o));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
 }
