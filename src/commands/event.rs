@@ -2,8 +2,9 @@
 
 use super::history::{open_existing, open_for_reading};
 use crate::cli::{DbArgs, EngineArgs, EventCommand, ScopeArgs};
-use crate::error::{BadInput, EXIT_CHANGES};
+use crate::error::{BadInput, EXIT_CHANGES, EXIT_INTERRUPTED};
 use crate::event::{self, Verdict};
+use crate::export::Lang;
 use crate::findings::{Change, FindingSink, JsonlWriter};
 use crate::history::diff;
 use crate::pipeline::{self, now_rfc3339, summary_text, Recording, ScopeOptions};
@@ -175,9 +176,23 @@ async fn check(
     if let Some(s) = sink.as_mut() {
         s.finish()?;
     }
-    if !completed {
-        eprintln!("check scan {scan} was interrupted: gone services cannot be claimed; run the check again");
+    // An event watches the objects of its baseline: a check of another scope says so.
+    let scope = event::scope_change(
+        &store.scan(record.baseline_scan).map_err(user)?.start,
+        &store.scan(scan).map_err(user)?.start,
+    );
+    if let Some(change) = &scope {
+        println!("event {name}: the scope changed since the baseline: {}", change.describe(Lang::En));
     }
-    println!("event {name}: check scan {scan} against baseline scan {}: {} drift", record.baseline_scan, drift.len());
+    let baseline = record.baseline_scan;
+    if !completed {
+        println!("event {name}: check scan {scan} against baseline scan {baseline}: interrupted, {} drift in the part probed", drift.len());
+        eprintln!(
+            "check scan {scan} was interrupted: it is not a complete check (the event report does not count it) and \
+             gone services cannot be claimed; run the check again"
+        );
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
+    println!("event {name}: check scan {scan} against baseline scan {baseline}: {} drift", drift.len());
     Ok(if drift.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CHANGES) })
 }

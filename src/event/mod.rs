@@ -4,6 +4,7 @@
 use crate::export::{change_text, level_text, Lang};
 use crate::findings::Change;
 use crate::history::{diff, DiffEntry};
+use crate::pipeline::EXCLUDE_SHA256;
 use crate::scope::show_ports;
 use crate::store::{EventRecord, ScanRecord, ScanStart, Store, StoreError};
 use std::collections::BTreeMap;
@@ -19,9 +20,6 @@ pub fn kind_of(name: &str) -> String {
     format!("event:{name}")
 }
 
-/// The key of a scan's parameters that holds the hash of the event's exclusion file.
-pub const EXCLUDE_SHA256: &str = "exclude_sha256";
-
 /// How a check's scope differs from its baseline's: an event watches fixed objects, so an edit of the
 /// ledger or the exclusions since the baseline is told wherever the check is.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,10 +33,14 @@ pub struct ScopeChange {
 
 /// What changed in the scope of `check` since `baseline`, if anything.
 pub fn scope_change(baseline: &ScanStart, check: &ScanStart) -> Option<ScopeChange> {
-    let exclusions = |s: &ScanStart| s.parameters.get(EXCLUDE_SHA256).cloned();
+    // A baseline recorded before scans kept the exclusions' hash cannot tell: its coverage still does.
+    let exclusions_edited = match (baseline.parameters.get(EXCLUDE_SHA256), check.parameters.get(EXCLUDE_SHA256)) {
+        (Some(before), Some(now)) => before != now,
+        _ => false,
+    };
     let change = ScopeChange {
         ledger_edited: baseline.ledger_sha256 != check.ledger_sha256,
-        exclusions_edited: exclusions(baseline) != exclusions(check),
+        exclusions_edited,
         addresses: (check.coverage.addresses(), baseline.coverage.addresses()),
         targets: (check.targets_total, baseline.targets_total),
     };

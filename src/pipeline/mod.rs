@@ -151,6 +151,7 @@ impl ScanPlan {
                 "enterprises": self.space.scope().summary().enterprises,
                 "districts": self.space.scope().summary().districts.keys().collect::<Vec<_>>(),
                 "addresses": self.space.scope().address_count(),
+                EXCLUDE_SHA256: self.ledger.exclusions_sha256,
             }),
             coverage: self.stream().coverage(self.seed, self.shard),
             targets_total: self.stream().total(),
@@ -159,6 +160,9 @@ impl ScanPlan {
         }
     }
 }
+
+/// The key of a scan's parameters that holds the hash of its exclusion file (null without one).
+pub const EXCLUDE_SHA256: &str = "exclude_sha256";
 
 /// Now, as the history records times.
 pub fn now_rfc3339() -> String {
