@@ -120,7 +120,7 @@ fn assert_no_false_gone(db: &Path) {
         let before = before.unwrap_or_else(|| panic!("{ip}:{port}: gone in scan {gone}, never seen before it"));
         let previous_mark = i.checked_sub(1).map(|j| &marks[j]).filter(|(_, a, p)| a == ip && p == port);
         assert!(
-            previous_mark.map_or(true, |(g, _, _)| g < before),
+            previous_mark.is_none_or(|(g, _, _)| g < before),
             "{ip}:{port}: two gone marks ({previous_mark:?} and {gone}) with no observation between"
         );
     }

@@ -246,7 +246,7 @@ impl SqliteStore {
                 None
             }
             Some(p) if p.last_scan < scan => {
-                p.gone_scan.map_or(true, |g| g > scan).then(|| serde_json::from_str(&p.identity).unwrap_or_default())
+                p.gone_scan.is_none_or(|g| g > scan).then(|| serde_json::from_str(&p.identity).unwrap_or_default())
             }
             // A later scan recorded it first: the observation to compare with is the latest before this scan.
             Some(_) => match self.latest_before(scan, service)? {
@@ -717,7 +717,7 @@ impl Store for SqliteStore {
                 if let Some((miss, ..)) =
                     probes.iter().find(|(_, index, uncovered)| service.probed_by(index, uncovered))
                 {
-                    if gone.map_or(true, |g| g > *miss) {
+                    if gone.is_none_or(|g| g > *miss) {
                         self.mark_gone(&service, gone, *miss)?;
                     }
                 }
