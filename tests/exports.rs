@@ -1,7 +1,7 @@
 //! Exports into a folder replace the previous export's files: each export leaves a manifest of what it
 //! wrote (`.otscope-export.json`), the next one removes the files of that list it does not write again
-//! (and no other file), a district whose findings all went away gets a file that says zero, and the
-//! daemon's profile exports go the same way.
+//! (and no other file), in every format (CSV, JSONL, workbooks), a district whose findings all went
+//! away gets a file that says zero, and the daemon's profile exports go the same way.
 
 mod common;
 
@@ -34,6 +34,16 @@ fn names(list: &[&str]) -> BTreeSet<String> {
 fn rows(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap();
     text.trim_start_matches('\u{feff}').lines().skip(1).map(String::from).collect()
+}
+
+/// Every sheet of a workbook, in order, as rows of cell texts.
+fn workbook(path: &Path) -> Vec<Vec<Vec<String>>> {
+    use calamine::Reader;
+    let mut book = calamine::open_workbook_auto(path).unwrap();
+    book.worksheets()
+        .into_iter()
+        .map(|(_, range)| range.rows().map(|r| r.iter().map(|c| c.to_string()).collect()).collect())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,6 +104,24 @@ async fn each_export_replaces_the_files_of_the_previous_one_and_no_other() {
     let jd = summary.as_array().unwrap().iter().find(|d| d["district"] == "嘉定区").unwrap();
     assert_eq!(jd["findings"], 0);
 
+    // Workbooks replace the JSONL files; 嘉定区's says zero (a header only, a summary row of zeros).
+    let o = export(&["--by", "district", "--format", "xlsx"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let xlsx = ["浦东新区.xlsx", "闵行区.xlsx", "嘉定区.xlsx", "summary.xlsx"];
+    assert_eq!(files(&out), names(&[&xlsx[..], &["notes.txt", manifest]].concat()));
+    let jiading_book = workbook(&out.join("嘉定区.xlsx"));
+    assert_eq!(jiading_book[0].len(), 1, "header only: {jiading_book:?}");
+    assert_eq!(jiading_book[1][1][..4], ["嘉定区", "0", "0", "0"], "{jiading_book:?}");
+    assert_eq!(workbook(&out.join("浦东新区.xlsx"))[0].len(), 2);
+    let summary = workbook(&out.join("summary.xlsx"));
+    let jd = summary[0].iter().find(|r| r[0] == "嘉定区").expect("嘉定区 in the summary");
+    assert_eq!(jd[1..4], ["0", "0", "0"], "{jd:?}");
+
+    // Back to JSONL: the workbooks go.
+    let o = export(&["--by", "district", "--format", "jsonl"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(files(&out), names(&[&jsonl[..], &["notes.txt", manifest]].concat()));
+
     // A scan of one district: the files of the districts it did not cover go (they are not zero: nobody
     // looked), the one it covered stays.
     scan(&["--district", "浦东新区"]);
@@ -105,6 +133,12 @@ async fn each_export_replaces_the_files_of_the_previous_one_and_no_other() {
     let o = export(&["--format", "jsonl"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(files(&out), names(&["findings.jsonl", "notes.txt", manifest]));
+    let o = export(&["--format", "xlsx"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(files(&out), names(&["findings.xlsx", "notes.txt", manifest]));
+    let o = export(&["--format", "csv"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(files(&out), names(&["findings.csv", "notes.txt", manifest]));
     assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "the district officers' own file");
 }
 
