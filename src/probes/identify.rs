@@ -220,11 +220,13 @@ impl Identifier {
         if self.settings.deep {
             probes.extend(self.rest_of_registry(Transport::Udp, &expected).map(Candidate::Registry));
         }
-        // A UDP port is only known to be open when a request gets a valid reply, or one the library names.
+        // A UDP port is only known to be open when a request gets a reply: a valid one, one the library
+        // names, or one that validates as nothing (`unknown`, with its evidence).
         if let Some(found) = self.first_match(probes, target, None, false, &mut seen).await {
             return Some(found);
         }
         self.name_replies(&seen)
+            .or_else(|| (!seen.0.is_empty()).then(|| (Identity::new("unknown", false), seen.evidence())))
     }
 
     async fn probe_tcp(&self, target: &Target, conn: Conn) -> Option<(Identity, Vec<u8>)> {
