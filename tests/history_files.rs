@@ -1,7 +1,7 @@
 //! The history recognises its own files: new ones are stamped with otscope's application id, another
 //! program's SQLite file is refused and left byte for byte as it was, an empty file is a new history.
 //! The commands that only read (history, show, diff, export, report, status, event report and list)
-//! open it read-only and work where it cannot be written.
+//! open it read-only and work where it cannot be written (a read-only folder, or a read-only file).
 
 mod common;
 
@@ -114,16 +114,19 @@ fn another_programs_database_is_refused_untouched_and_an_empty_file_is_a_new_his
     assert_eq!(application_id(&old), APPLICATION_ID);
 }
 
-/// Runs otscope with `args` while `dir` cannot be written: tests run as root, whom file permissions do
-/// not stop, so as root `dir` is bind-mounted read-only in a mount namespace of its own (and a write
-/// into it is first checked to fail); otherwise the folder and its files are made read-only.
-fn in_read_only_place(dir: &Path, args: &[&OsStr]) -> Output {
+/// Runs otscope with `args` while `place` (a folder, or one file) cannot be written: tests run as root,
+/// whom file permissions do not stop, so as root `place` is bind-mounted read-only in a mount namespace
+/// of its own (and a write into it is first checked to fail); otherwise it (and a folder's files) is
+/// made read-only.
+fn in_read_only_place(place: &Path, args: &[&OsStr]) -> Output {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
-        let script = r#"mount --bind -o ro "$0" "$0" || exit 97; touch "$0/probe" 2>/dev/null && exit 98; exec "$@""#;
+        let script = r#"mount --bind -o ro "$0" "$0" || exit 97
+if [ -d "$0" ]; then touch "$0/probe"; else : >> "$0"; fi 2>/dev/null && exit 98
+exec "$@""#;
         let o = Command::new("unshare")
             .args(["--user", "--map-root-user", "--mount", "sh", "-c", script])
-            .arg(dir)
+            .arg(place)
             .arg(bin())
             .args(args)
             .output()
@@ -132,12 +135,17 @@ fn in_read_only_place(dir: &Path, args: &[&OsStr]) -> Output {
         o
     } else {
         use std::os::unix::fs::PermissionsExt;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            std::fs::set_permissions(entry.unwrap().path(), std::fs::Permissions::from_mode(0o444)).unwrap();
+        let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        if place.is_dir() {
+            for entry in std::fs::read_dir(place).unwrap() {
+                mode(&entry.unwrap().path(), 0o444);
+            }
+            mode(place, 0o555);
+        } else {
+            mode(place, 0o444);
         }
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
         let o = Command::new(bin()).args(args).output().unwrap();
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        mode(place, if place.is_dir() { 0o755 } else { 0o644 });
         o
     }
 }
@@ -193,6 +201,10 @@ async fn read_only_commands_work_on_a_history_in_a_read_only_place() {
         let output = in_read_only_place(&place, &args);
         assert!(output.status.success(), "{command:?}: {}", text(&output));
         assert_eq!(snapshot(&place), before, "{command:?} left the read-only place as it was");
+        // The database file alone read-only, in a folder that can be written.
+        let output = in_read_only_place(&db, &args);
+        assert!(output.status.success(), "{command:?} on a read-only file: {}", text(&output));
+        assert_eq!(std::fs::read(&db).unwrap(), before[&db], "{command:?} left the read-only file as it was");
     }
     assert!(std::fs::read_to_string(out.join("e.md")).unwrap().contains("No new exposure and no change."));
     assert!(out.join("x/浦东新区.csv").exists());
