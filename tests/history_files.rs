@@ -122,7 +122,7 @@ fn in_read_only_place(place: &Path, args: &[&OsStr]) -> Output {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         let script = r#"mount --bind -o ro "$0" "$0" || exit 97
-if [ -d "$0" ]; then touch "$0/probe"; else : >> "$0"; fi 2>/dev/null && exit 98
+if [ -d "$0" ]; then touch "$0/probe"; else (: >> "$0"); fi 2>/dev/null && exit 98
 exec "$@""#;
         let o = Command::new("unshare")
             .args(["--user", "--map-root-user", "--mount", "sh", "-c", script])
@@ -200,11 +200,15 @@ async fn read_only_commands_work_on_a_history_in_a_read_only_place() {
         args.extend([o("--db"), db_arg]);
         let output = in_read_only_place(&place, &args);
         assert!(output.status.success(), "{command:?}: {}", text(&output));
-        assert_eq!(snapshot(&place), before, "{command:?} left the read-only place as it was");
-        // The database file alone read-only, in a folder that can be written.
+        assert!(snapshot(&place) == before, "{command:?} left the read-only place as it was");
+    }
+    // The database file alone read-only, in a folder that can be written.
+    for command in &commands {
+        let mut args: Vec<&OsStr> = command.iter().map(|a| a.as_os_str()).collect();
+        args.extend([o("--db"), db_arg]);
         let output = in_read_only_place(&db, &args);
         assert!(output.status.success(), "{command:?} on a read-only file: {}", text(&output));
-        assert_eq!(std::fs::read(&db).unwrap(), before[&db], "{command:?} left the read-only file as it was");
+        assert!(std::fs::read(&db).unwrap() == before[&db], "{command:?} left the read-only file as it was");
     }
     assert!(std::fs::read_to_string(out.join("e.md")).unwrap().contains("No new exposure and no change."));
     assert!(out.join("x/浦东新区.csv").exists());
