@@ -212,6 +212,17 @@ pub struct Conn {
     reply: Vec<u8>,
 }
 
+/// The largest TLS handshake message the client reads (rustls's limit: 64 KiB).
+pub const TLS_HANDSHAKE_MESSAGE_BYTES: usize = 0xffff;
+
+/// The name a TLS client hello gives: the target's hostname, else its address.
+fn tls_server_name(target: &Target) -> rustls::pki_types::ServerName<'static> {
+    target
+        .hostname()
+        .and_then(|h| rustls::pki_types::ServerName::try_from(h.to_string()).ok())
+        .unwrap_or_else(|| rustls::pki_types::ServerName::IpAddress(target.addr().into()))
+}
+
 impl Conn {
     /// Opens a TCP connection or a connected UDP socket to the target.
     pub async fn open(target: &Target, limits: Limits) -> Result<Conn, NetError> {
@@ -255,19 +266,38 @@ impl Conn {
         };
         let verifier = Arc::new(tls::RecordingVerifier::default());
         let connector = tokio_rustls::TlsConnector::from(tls::client_config(verifier.clone()));
-        let name = target
-            .hostname()
-            .and_then(|h| rustls::pki_types::ServerName::try_from(h.to_string()).ok())
-            .unwrap_or_else(|| rustls::pki_types::ServerName::IpAddress(target.addr().into()));
+        let name = tls_server_name(target);
         let stream = tokio::time::timeout(limits.read_timeout, connector.connect(name, tcp))
             .await
             .map_err(|_| NetError::Timeout(limits.read_timeout))?
-            .map_err(|e| NetError::Invalid(format!("TLS handshake failed: {e}")))?;
+            .map_err(|e| {
+                let too_large = rustls::Error::InvalidMessage(rustls::InvalidMessage::HandshakePayloadTooLarge);
+                match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+                    // A handshake message beyond what a TLS client reads: the server did speak TLS.
+                    Some(error) if *error == too_large => NetError::TooLarge(TLS_HANDSHAKE_MESSAGE_BYTES),
+                    _ => NetError::Invalid(format!("TLS handshake failed: {e}")),
+                }
+            })?;
         let (_, session) = stream.get_ref();
         let info = tls::describe(session.protocol_version(), session.negotiated_cipher_suite(), &verifier.take_chain());
         let conn =
             Conn { stream: Stream::Tls(Box::new(stream)), limits, pending: Vec::new(), received: 0, reply: Vec::new() };
         Ok((conn, info))
+    }
+
+    /// Sends the client hello of [`Conn::open_tls`] on a plain connection and reads what comes back:
+    /// when it is a TLS server hello, the version and cipher the server chose and the size of the
+    /// certificate message that follows, with the reply's first bytes. For a server whose handshake
+    /// cannot be completed (a certificate message larger than the 64 KiB a TLS client reads).
+    pub async fn tls_server_hello(target: &Target, limits: Limits) -> Option<(Map<String, Value>, Vec<u8>)> {
+        let config = tls::client_config(Arc::new(tls::RecordingVerifier::default()));
+        let mut client = rustls::ClientConnection::new(config, tls_server_name(target)).ok()?;
+        let mut hello = Vec::new();
+        client.write_tls(&mut hello).ok()?;
+        let mut conn = Conn::open(target, limits).await.ok()?;
+        conn.send(&hello).await.ok()?;
+        let reply = conn.recv_passive(limits.read_timeout, REPLY_BYTES).await.ok()?;
+        Some((tls::server_hello(&reply)?, reply))
     }
 
     /// Whether this connection runs over TLS.

@@ -16,7 +16,7 @@
 use super::{expected_in_tls_on, expected_on, is_ics_port, registry, BannerProbe, Identity, Probe, ProbeError};
 use crate::engine::{Observation, Outcome, Prober};
 use crate::fingerprints::Library;
-use crate::net::{Conn, Limits, Session, EVIDENCE_BYTES, REPLY_BYTES};
+use crate::net::{Conn, Limits, NetError, Session, EVIDENCE_BYTES, REPLY_BYTES};
 use crate::scope::{Target, Transport};
 use async_trait::async_trait;
 use serde_json::Value;
@@ -299,7 +299,19 @@ impl Identifier {
         seen: &mut Replies,
     ) -> Option<(Identity, Vec<u8>)> {
         let limits = self.settings.limits;
-        let (session, info) = Session::open(target, limits, true).await.ok()?;
+        let (session, info) = match Session::open(target, limits, true).await {
+            Ok(opened) => opened,
+            // A server whose handshake cannot be completed because a message of it is beyond what a
+            // TLS client reads (a huge certificate chain) is still TLS: named from its server hello.
+            Err(NetError::TooLarge(_)) => {
+                let (mut info, reply) = Conn::tls_server_hello(target, limits).await?;
+                info.insert("handshake".into(), Value::String("not completed".into()));
+                let mut identity = Identity::new("tls", false);
+                identity.fields.insert("tls".into(), Value::Object(info));
+                return Some((identity, evidence_of(&reply)));
+            }
+            Err(_) => return None,
+        };
         let info = info.unwrap_or_default();
         drop(session);
         let candidates: Vec<Candidate> = if inner.is_empty() {
