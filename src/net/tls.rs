@@ -174,3 +174,42 @@ pub fn server_hello(reply: &[u8]) -> Option<Map<String, Value>> {
     }
     Some(tls)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TLS 1.3 server hello (legacy version 1.2, TLS_AES_128_GCM_SHA256), then the start of a
+    /// certificate message of 300,000 bytes, in one record.
+    fn hello_then_certificate() -> Vec<u8> {
+        let mut hello = vec![0x02, 0x00, 0x00, 0x28, 0x03, 0x03];
+        hello.extend([0x5a; 32]);
+        hello.extend([0x00, 0x13, 0x01, 0x00, 0x00, 0x00]);
+        hello.extend([0x0b, 0x04, 0x93, 0xe0]);
+        let mut record = vec![0x16, 0x03, 0x03];
+        record.extend((hello.len() as u16).to_be_bytes());
+        record.extend(hello);
+        record
+    }
+
+    #[test]
+    fn a_server_hello_names_version_cipher_and_certificate_size() {
+        let tls = server_hello(&hello_then_certificate()).unwrap();
+        assert_eq!(
+            Value::Object(tls),
+            json!({ "version": "TLS 1.2", "cipher": "TLS13_AES_128_GCM_SHA256", "certificate_bytes": 300_000 })
+        );
+    }
+
+    #[test]
+    fn anything_else_is_no_server_hello() {
+        let hello = hello_then_certificate();
+        let mut client_hello = hello.clone();
+        client_hello[5] = 0x01;
+        let mut alert = hello.clone();
+        alert[0] = 0x15;
+        for reply in [&b"HTTP/1.1 400 Bad Request\r\n\r\n"[..], &client_hello, &alert, &hello[..20], b""] {
+            assert_eq!(server_hello(reply), None, "{reply:02x?}");
+        }
+    }
+}
