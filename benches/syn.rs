@@ -35,19 +35,16 @@
 
 mod common;
 
+use common::netns::{private_network_with_raw_sockets, FullQueue, SynClock};
 use common::{env_or, ChildReport};
 use otscope::discovery::syn::{self, SynConfig, SynStats};
 use otscope::discovery::validation::Validator;
 use otscope::discovery::{DiscoveryEvent, SynTarget};
-use otscope::net::raw::{raw_sockets_available, RawSender, Syn, SynWriter, SEND_BATCH, SYN_LEN};
+use otscope::net::raw::{RawSender, Syn, SynWriter, SEND_BATCH, SYN_LEN};
 use otscope::targets::Permutation;
-use socket2::{Domain, Protocol, Socket, Type};
-use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::net::Ipv4Addr;
 use std::num::NonZeroU32;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -56,35 +53,6 @@ const CLOSED_PORT: u16 = 9;
 /// The wildcard listener with the full accept queue: every SYN is dropped.
 const FILTERED_PORT: u16 = 4502;
 const SEED: u64 = 0x5eed_0005;
-
-/// Moves this process into a new network namespace and brings its `lo` up.
-fn enter_private_network() -> io::Result<()> {
-    // SAFETY: plain syscalls; called before this process starts any thread.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWNET) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut request: libc::ifreq = std::mem::zeroed();
-        for (dst, src) in request.ifr_name.iter_mut().zip(b"lo\0") {
-            *dst = *src as libc::c_char;
-        }
-        let mut rc = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut request);
-        if rc == 0 {
-            request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            rc = libc::ioctl(fd, libc::SIOCSIFFLAGS, &request);
-        }
-        let err = io::Error::last_os_error();
-        libc::close(fd);
-        if rc != 0 {
-            return Err(err);
-        }
-    }
-    Ok(())
-}
 
 /// The targets of 127.0.0.0/prefix (or another /prefix at `first`) on one port, in permuted order,
 /// computed lazily.
@@ -265,70 +233,11 @@ fn rss(widest: u8) {
     }
 }
 
-/// A wildcard listener whose accept queue is full: SYNs to its port on any 127/8 address are dropped.
-/// Only ever opened inside the private namespace, where `lo` is the only interface.
-fn filtered_everywhere(port: u16) -> (Socket, TcpStream) {
-    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    listener.bind(&SocketAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).into()).expect("bind");
-    listener.listen(0).expect("listen");
-    let queued =
-        TcpStream::connect_timeout(&SocketAddrV4::new(Ipv4Addr::LOCALHOST, port).into(), Duration::from_secs(2))
-            .expect("the one queued connection");
-    (listener, queued)
-}
-
-/// Timestamps every SYN to `port` seen on loopback, from its own raw socket and thread.
-struct SynClock {
-    times: Arc<std::sync::Mutex<Vec<Instant>>>,
-    done: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl SynClock {
-    fn start(port: u16) -> SynClock {
-        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP)).expect("raw socket");
-        socket.set_recv_buffer_size(32 << 20).expect("receive buffer");
-        socket.set_read_timeout(Some(Duration::from_millis(20))).expect("timeout");
-        let (times, done) = (Arc::new(std::sync::Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
-        let thread = {
-            let (times, done) = (times.clone(), done.clone());
-            std::thread::spawn(move || {
-                let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 256];
-                while !done.load(Ordering::Relaxed) {
-                    let Ok(n) = socket.recv(&mut buf) else { continue };
-                    let at = Instant::now();
-                    // SAFETY: recv initialised the first n bytes.
-                    let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
-                    let is_syn_to_port =
-                        otscope::net::raw::parse_segment(bytes).is_some_and(|s| s.dst_port == port && s.syn && !s.ack);
-                    if is_syn_to_port {
-                        times.lock().expect("not poisoned").push(at);
-                    }
-                }
-            })
-        };
-        SynClock { times, done, thread: Some(thread) }
-    }
-
-    fn take(&self) -> Vec<Instant> {
-        std::mem::take(&mut *self.times.lock().expect("not poisoned"))
-    }
-}
-
-impl Drop for SynClock {
-    fn drop(&mut self) {
-        self.done.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 fn rate(rates: &[u32]) {
     const PREFIX: u8 = 16;
     let first = Ipv4Addr::new(127, 1, 0, 0);
     let n = 1u64 << (32 - PREFIX);
-    let _filtered = filtered_everywhere(FILTERED_PORT);
+    let _filtered = FullQueue::everywhere(FILTERED_PORT);
     let clock = SynClock::start(FILTERED_PORT);
     println!(
         "rate: {first}/{PREFIX} ({n} targets), 100% filtered (port {FILTERED_PORT}), retries 1, wait 1 s, host_pps 10"
@@ -342,7 +251,7 @@ fn rate(rates: &[u32]) {
         assert_eq!(stats.filtered, n, "every target filtered: {stats:?}");
         assert_eq!(stats.packets, 2 * n, "one retry each: {stats:?}");
         std::thread::sleep(Duration::from_millis(100));
-        let mut times = clock.take();
+        let mut times: Vec<Instant> = clock.take().iter().map(|s| s.at).collect();
         assert_eq!(times.len() as u64, stats.packets, "every SYN seen on the wire");
         times.sort();
         let (lo, hi) = (times.len() / 10, times.len() - 1 - times.len() / 10);
@@ -363,13 +272,8 @@ fn main() -> ExitCode {
         rss_child(u8::try_from(prefix).expect("a prefix"));
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = raw_sockets_available() {
-        eprintln!("syn bench: skipped: {e}");
-        return if std::env::var_os("CI").is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
-    }
-    if let Err(e) = enter_private_network() {
-        eprintln!("syn bench: cannot make a private network namespace (needs CAP_SYS_ADMIN): {e}");
-        return ExitCode::FAILURE;
+    if let Err(status) = private_network_with_raw_sockets("syn") {
+        return status;
     }
     let parts: String = env_or("SYN_BENCH_PARTS", "ceiling,rss,rate".to_string());
     for part in parts.split(',').map(str::trim) {

@@ -2,6 +2,8 @@
 //! and run, and child processes (this same bench executable) that report their peak memory.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use otscope::pipeline::{self, DiscoveryMode, Recording, RunOptions, ScanOptions, ScanPlan, ScanReport, ScopeOptions};
 use std::path::Path;
 use std::process::Stdio;
