@@ -311,7 +311,7 @@ impl Stage<'_> {
         answers: Receiver<Answer>,
         stop: &CancellationToken,
     ) -> Result<(), SynError> {
-        let mut writer = SynWriter::default();
+        let writer = SynWriter::default();
         // Targets whose SYNs go out together, and the packets.
         let (mut targets_out, mut batch) = (Vec::with_capacity(SEND_BATCH), Vec::with_capacity(SEND_BATCH));
         // The drop counter as last read: the baseline of targets taken until it is read again.
