@@ -266,15 +266,7 @@ fn main() -> ExitCode {
     let rates: String = env_or("FILTERED_RATES", "1000,5000,20000".to_string());
     let rates: Vec<u32> = rates.split(',').map(|r| r.trim().parse().expect("FILTERED_RATES: numbers")).collect();
     assert!(rates.iter().all(|r| *r > 0), "FILTERED_RATES: rates must be positive");
-    let modes: String = env_or("FILTERED_MODES", "syn,connect".to_string());
-    let modes: Vec<DiscoveryMode> = modes
-        .split(',')
-        .map(|m| match m.trim() {
-            "syn" => DiscoveryMode::Syn,
-            "connect" => DiscoveryMode::Connect,
-            other => panic!("FILTERED_MODES: unknown mode {other:?} (syn, connect)"),
-        })
-        .collect();
+    let modes = common::discovery_modes("FILTERED_MODES");
 
     let dir = tempfile::tempdir().expect("temporary dir");
     let _filtered = FullQueue::everywhere(PORT);

@@ -69,15 +69,7 @@ fn main() -> ExitCode {
     assert!((20..=65_536).contains(&n), "MIX_TARGETS must be 20 to 65536");
     let rate: u32 = env_or("MIX_RATE", 1000);
     assert!(rate > 0, "MIX_RATE must be positive");
-    let modes: String = env_or("MIX_MODES", "syn,connect".to_string());
-    let modes: Vec<DiscoveryMode> = modes
-        .split(',')
-        .map(|m| match m.trim() {
-            "syn" => DiscoveryMode::Syn,
-            "connect" => DiscoveryMode::Connect,
-            other => panic!("MIX_MODES: unknown mode {other:?} (syn, connect)"),
-        })
-        .collect();
+    let modes = common::discovery_modes("MIX_MODES");
 
     let count = |r: Role| (0..n).filter(|&i| role(i) == r).count() as u64;
     let (open, closed, filtered) = (count(Role::Open), count(Role::Closed), count(Role::Filtered));

@@ -17,6 +17,18 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     }
 }
 
+/// The discovery modes named in the environment variable `knob` (`syn,connect` by default), in order.
+pub fn discovery_modes(knob: &str) -> Vec<DiscoveryMode> {
+    env_or(knob, "syn,connect".to_string())
+        .split(',')
+        .map(|m| match m.trim() {
+            "syn" => DiscoveryMode::Syn,
+            "connect" => DiscoveryMode::Connect,
+            other => panic!("{knob}: unknown mode {other:?} (syn, connect)"),
+        })
+        .collect()
+}
+
 /// The repository's fingerprint library.
 pub fn fingerprints() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fingerprints"))
