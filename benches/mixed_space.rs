@@ -24,7 +24,9 @@
 //! Run: `cargo bench --bench mixed_space` (root: raw sockets and a network namespace).
 //!
 //! Knobs (environment): `MIX_TARGETS` (default 4096, 20 to 65536), `MIX_RATE` (default 1000),
-//! `MIX_MODES` (default `syn,connect`).
+//! `MIX_MODES` (default `syn,connect`). Each filtered address holds two file descriptors of the bench
+//! (its listener and the queued connection) besides the scan's own: `MIX_TARGETS` larger than about
+//! a quarter of the descriptor limit (`ulimit -n`) fails at the start, naming the address.
 
 mod common;
 
