@@ -186,3 +186,214 @@ async fn stix_bundles_validate_and_version_objects_by_their_history() {
     let every: Vec<PathBuf> = [first, first_by_district, second, second_by_district].concat();
     validate(&python, &every);
 }
+
+const WRITABLE: &str = "365fed99-08fa-fdcd-a1b3-fb247eb41d01";
+const READ_ONLY: &str = "472c94ae-3113-4e3e-a4dd-a9f4ac7471d4";
+/// A collection that already holds a version of one object without listing it in its manifest (as
+/// after a concurrent push): the server refuses that object when it is sent again.
+const HOLDING: &str = "52892447-4d7e-4f70-b94d-d7f22742ff63";
+
+/// The OASIS TAXII 2.1 server medallion on loopback, with its memory backend.
+struct Medallion {
+    child: std::process::Child,
+    root: String,
+}
+
+impl Drop for Medallion {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn medallion(python: &Path, dir: &Path, held: &Value) -> Medallion {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let root = format!("http://127.0.0.1:{port}/api1/");
+    let collection = |id: &str, title: &str, can_write: bool, objects: Value| {
+        serde_json::json!({"id": id, "title": title, "can_read": true, "can_write": can_write,
+            "media_types": ["application/stix+json;version=2.1"], "objects": objects, "manifest": []})
+    };
+    let data = serde_json::json!({
+        "/discovery": {"title": "otscope test", "default": root, "api_roots": [root]},
+        "api1": {
+            "information": {"title": "api1", "versions": ["application/taxii+json;version=2.1"], "max_content_length": 10485760},
+            "status": [],
+            "collections": [
+                collection(WRITABLE, "exposures", true, serde_json::json!([])),
+                collection(READ_ONLY, "read only", false, serde_json::json!([])),
+                collection(HOLDING, "holding", true, serde_json::json!([held])),
+            ],
+        },
+    });
+    std::fs::write(dir.join("data.json"), data.to_string()).unwrap();
+    let config = serde_json::json!({
+        "backend": {"module": "medallion.backends.memory_backend", "module_class": "MemoryBackend", "filename": dir.join("data.json")},
+        "users": {"otscope": "s3cret"},
+        // A small page size, so the manifest is read over several pages.
+        "taxii": {"max_page_size": 7},
+    });
+    std::fs::write(dir.join("medallion.json"), config.to_string()).unwrap();
+    let child = std::process::Command::new(python)
+        .args(["-m", "medallion.scripts.run", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg(dir.join("medallion.json"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("medallion.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let server = Medallion { child, root };
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("medallion did not listen: {}", std::fs::read_to_string(dir.join("medallion.log")).unwrap_or_default());
+}
+
+/// Every (id, version) the collection's manifest lists, page by page.
+fn manifest(root: &str, collection: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut next: Option<String> = None;
+    for _ in 0..100 {
+        let mut url = format!("{root}collections/{collection}/manifest/?match[version]=all&limit=1000");
+        if let Some(n) = &next {
+            url.push_str(&format!("&next={n}"));
+        }
+        let body = ureq::get(&url)
+            .header("Accept", "application/taxii+json;version=2.1")
+            .header("Authorization", "Basic b3RzY29wZTpzM2NyZXQ=")
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_vec()
+            .unwrap();
+        let page: Value = serde_json::from_slice(&body).unwrap();
+        for r in page["objects"].as_array().into_iter().flatten() {
+            out.push((r["id"].as_str().unwrap().to_string(), r["version"].as_str().unwrap().to_string()));
+        }
+        match page["next"].as_str() {
+            Some(n) if page["more"] == true => next = Some(n.to_string()),
+            _ => return out,
+        }
+    }
+    panic!("more than 100 manifest pages");
+}
+
+async fn push(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_otscope"));
+    command.args(["exchange", "push"]).args(args).current_dir(dir).env_remove("OTSCOPE_TAXII_USER");
+    command.env_remove("OTSCOPE_TAXII_PASSWORD").env_remove("OTSCOPE_TAXII_TOKEN");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    tokio::task::spawn_blocking(move || common::output_within(command, std::time::Duration::from_secs(60)))
+        .await
+        .unwrap()
+}
+
+/// (id, version) of a bundle's objects; an observable's version is None.
+fn versions(bundle: &Value) -> std::collections::BTreeSet<(String, Option<String>)> {
+    let instant = |t: &str| t.parse::<jiff::Timestamp>().unwrap().to_string();
+    objects(bundle)
+        .into_values()
+        .map(|o| {
+            let v = o.get("modified").or(o.get("created")).map(|t| instant(t.as_str().unwrap()));
+            (o["id"].as_str().unwrap().to_string(), v)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taxii_push_sends_only_what_the_collection_lacks_and_names_refused_objects() {
+    let Some(python) = common::servers_python("medallion") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::firmware_library(d);
+    let (_l, ledger_file) =
+        ledger("P1,浦东一厂,浦东新区,water,important,127.141.2.1-127.141.2.2,c\nM1,闵行化工,闵行区,chemical,general,127.141.3.1,c\n");
+    std::fs::copy(&ledger_file, d.join("ledger.csv")).unwrap();
+    let _a = banner_device("127.141.2.1:2222", Some(b"FW 1.0\r\n")).await;
+    let b = banner_device("127.141.2.2:2222", Some(b"FW 2.0\r\n")).await;
+    let _m = banner_device("127.141.3.1:2222", Some(b"FW 3.0\r\n")).await;
+    scan(d).await;
+    let first = export(d, "1", true, "one").await;
+    let first_objects: std::collections::BTreeSet<_> = first.iter().flat_map(|f| versions(&read(f))).collect();
+    let center = objects(&read(&first[0]))
+        .into_values()
+        .find(|o| o["type"] == "identity" && o["name"].as_str().unwrap().contains("center"))
+        .unwrap();
+    let server = medallion(&python, d, &center);
+    std::fs::write(d.join("taxii.cred"), "otscope:s3cret\n").unwrap();
+    let writable = ["--taxii", &server.root, "--collection", WRITABLE, "--credentials", "taxii.cred"];
+
+    // The first push sends everything, over several manifest pages; the same export again sends nothing.
+    let o = push(d, &[&writable[..], &["one"]].concat(), &[]).await;
+    assert!(o.status.success(), "{}", output_text(&o));
+    let n = first_objects.len();
+    assert!(
+        output_text(&o).contains(&format!("{n} object(s): {n} added, 0 already in the collection, 0 rejected")),
+        "{}",
+        output_text(&o)
+    );
+    let env = [("OTSCOPE_TAXII_USER", "otscope"), ("OTSCOPE_TAXII_PASSWORD", "s3cret")];
+    let o = push(d, &["--taxii", &server.root, "--collection", WRITABLE, "one"], &env).await;
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains(&format!("{n} object(s): 0 added, {n} already in the collection")),
+        "{}",
+        output_text(&o)
+    );
+    let held = manifest(&server.root, WRITABLE);
+    assert_eq!(held.len(), n, "one version of each object, no duplicate");
+
+    // After a change, a push adds exactly the new versions and the new objects.
+    b.stop().await;
+    let _b = banner_device("127.141.2.2:2222", Some(b"FW 2.1\r\n")).await;
+    scan(d).await;
+    let second = export(d, "2", true, "two").await;
+    let second_objects: std::collections::BTreeSet<_> = second.iter().flat_map(|f| versions(&read(f))).collect();
+    let new = second_objects.difference(&first_objects).count();
+    assert!(new > 0 && new < second_objects.len(), "{new}");
+    let o = push(d, &[&writable[..], &["two"]].concat(), &[]).await;
+    assert!(o.status.success(), "{}", output_text(&o));
+    let expected = format!(
+        "{} object(s): {new} added, {} already in the collection",
+        second_objects.len(),
+        second_objects.len() - new
+    );
+    assert!(output_text(&o).contains(&expected), "{expected}\n{}", output_text(&o));
+    assert_eq!(manifest(&server.root, WRITABLE).len(), n + new);
+
+    // A refused object is named by id, and the push fails; the others are added.
+    let o =
+        push(d, &["--taxii", &server.root, "--collection", HOLDING, "--credentials", "taxii.cred", "one"], &[]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
+    let center_id = center["id"].as_str().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().collect::<Vec<_>>(),
+        [format!("rejected {center_id} {}: Unable to process object", center["modified"].as_str().unwrap())]
+    );
+    assert!(
+        output_text(&o).contains(&format!("{n} object(s): {} added, 0 already in the collection, 1 rejected", n - 1)),
+        "{}",
+        output_text(&o)
+    );
+
+    // Refusals that name their cause: a read-only collection, a wrong password, no server (bounded retries).
+    let o =
+        push(d, &["--taxii", &server.root, "--collection", READ_ONLY, "--credentials", "taxii.cred", "one"], &[]).await;
+    assert!(output_text(&o).contains("does not accept writes"), "{}", output_text(&o));
+    let wrong = [("OTSCOPE_TAXII_USER", "otscope"), ("OTSCOPE_TAXII_PASSWORD", "wrong")];
+    let o = push(d, &["--taxii", &server.root, "--collection", WRITABLE, "one"], &wrong).await;
+    assert!(!o.status.success() && output_text(&o).contains("HTTP 401"), "{}", output_text(&o));
+    drop(server);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = std::time::Instant::now();
+    let url = format!("http://127.0.0.1:{closed}/api1/");
+    let o = push(d, &["--taxii", &url, "--collection", WRITABLE, "--attempts", "2", "one"], &[]).await;
+    assert!(!o.status.success() && output_text(&o).contains(&url), "{}", output_text(&o));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let o = push(d, &["--taxii", "http://taxii.invalid/api1/", "--collection", WRITABLE, "one"], &[]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(output_text(&o).contains("plain HTTP is refused except to loopback"), "{}", output_text(&o));
+}

@@ -15,6 +15,9 @@ use std::time::Duration;
 const TAXII: &str = "application/taxii+json;version=2.1";
 /// Objects per envelope: small enough for servers' default request size limits.
 const ENVELOPE_OBJECTS: usize = 200;
+/// The manifest page size asked for (servers cap it at their own). Always sent: some servers (medallion
+/// 3.0) fail on a `next` request without it.
+const MANIFEST_PAGE: usize = 1000;
 /// Manifest pages read at most (each up to the server's page size): a bound on a hostile server.
 const MANIFEST_PAGES: usize = 10_000;
 /// How often a pending status is read again, and how long apart.
@@ -159,7 +162,7 @@ pub fn push(options: &PushOptions, objects: &[Value]) -> Result<PushReport, Push
         if page == MANIFEST_PAGES {
             return Err(PushError::Refused(format!("{collection}manifest/: more than {MANIFEST_PAGES} pages")));
         }
-        let mut url = format!("{collection}manifest/?match[version]=all");
+        let mut url = format!("{collection}manifest/?match[version]=all&limit={MANIFEST_PAGE}");
         if let Some(n) = &next {
             url.push_str(&format!("&next={n}"));
         }
