@@ -182,9 +182,56 @@ async fn stix_bundles_validate_and_version_objects_by_their_history() {
     let services: usize = second_by_district.iter().map(|f| of_type(&objects(&read(f)), "infrastructure").len()).sum();
     assert_eq!(services, 3);
 
+    // With advisory matches (as `advisories match` gives them): a vulnerability per CVE, linked by `has`
+    // from the affected service's infrastructure and marked with the advisory's TLP; TLP:RED never leaves.
+    let with_matches = matched_bundles(d);
+
     let Some(python) = common::servers_python("stix2validator") else { return };
-    let every: Vec<PathBuf> = [first, first_by_district, second, second_by_district].concat();
+    let every: Vec<PathBuf> = [first, first_by_district, second, second_by_district, with_matches].concat();
     validate(&python, &every);
+}
+
+fn matched_bundles(d: &Path) -> Vec<PathBuf> {
+    use otscope::advisories::Tlp;
+    use otscope::export::stix::{AdvisoryMatch, FromStore};
+    let store = otscope::store::SqliteStore::open(&d.join("h.db")).unwrap();
+    let from_store = FromStore::read(&store, 2).unwrap();
+    let affected = |advisory: &str, ip: &str, cves: &[&str], tlp: Tlp| AdvisoryMatch {
+        ip: ip.parse().unwrap(),
+        port: 2222,
+        transport: "tcp".into(),
+        advisory: advisory.into(),
+        cves: cves.iter().map(|c| c.to_string()).collect(),
+        tlp,
+        released: "2026-10-01T00:00:00Z".into(),
+        since: "2026-11-01T08:00:00Z".into(),
+    };
+    let matches = [
+        affected("ICSA-26-001-01", "127.141.0.1", &["CVE-2026-0001", "CVE-2026-0002"], Tlp::White),
+        affected("ICSA-26-002-01", "127.141.0.2", &["CVE-2026-0001"], Tlp::Amber),
+        affected("PRIVATE-1", "127.141.1.1", &["CVE-2026-0099"], Tlp::Red),
+        // A service the scan did not see is left out.
+        affected("ICSA-26-003-01", "127.141.9.9", &["CVE-2026-0003"], Tlp::White),
+    ];
+    let out = d.join("matched");
+    let written = otscope::export::stix::write(&from_store.input(&matches), &out, false).unwrap();
+    let all = objects(&read(&written.files[0]));
+    let names: Vec<&str> = of_type(&all, "vulnerability").iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.contains(&"CVE-2026-0001") && names.contains(&"CVE-2026-0002"), "{names:?}");
+    let has: Vec<&Value> =
+        of_type(&all, "relationship").into_iter().filter(|r| r["relationship_type"] == "has").collect();
+    assert_eq!(has.len(), 3);
+    for r in &has {
+        assert_eq!(all[r["source_ref"].as_str().unwrap()]["type"], "infrastructure");
+        assert_eq!(all[r["target_ref"].as_str().unwrap()]["type"], "vulnerability");
+    }
+    let amber = has.iter().find(|r| r["description"].as_str().unwrap().contains("ICSA-26-002-01")).unwrap();
+    let marking = &all[amber["object_marking_refs"][0].as_str().unwrap()];
+    assert_eq!(marking["definition"]["tlp"], "amber");
+    let text = std::fs::read_to_string(&written.files[0]).unwrap();
+    assert!(!text.contains("PRIVATE-1") && !text.contains("CVE-2026-0099") && !text.contains("CVE-2026-0003"));
+    written.files
 }
 
 const WRITABLE: &str = "365fed99-08fa-fdcd-a1b3-fb247eb41d01";

@@ -194,18 +194,9 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
 
 /// Writes the scan's STIX 2.1 bundles from the history of every known service.
 fn export_stix(store: &dyn Store, scan: i64, out: &Path, by_district: bool) -> anyhow::Result<ExitCode> {
-    let record = store.scan(scan).map_err(user)?;
-    let center_since = store.scans().map_err(user)?.first().map(|s| s.start.started_at.clone());
-    let center_since = center_since.unwrap_or_else(|| record.start.started_at.clone());
-    let mut addresses: Vec<std::net::IpAddr> = store.sightings().map_err(user)?.iter().map(|s| s.ip).collect();
-    addresses.sort();
-    addresses.dedup();
-    let mut history = Vec::new();
-    for ip in addresses {
-        history.extend(store.observations_of(ip).map_err(user)?);
-    }
+    let from_store = export::stix::FromStore::read(store, scan).map_err(user)?;
     // Advisory matches join the bundles once the store records them (`advisories match`).
-    let input = export::stix::Input { scan: &record, history: &history, matches: &[], center_since: &center_since };
+    let input = from_store.input(&[]);
     let written =
         export::stix::write(&input, out, by_district).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
     eprintln!(

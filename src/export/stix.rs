@@ -15,7 +15,7 @@
 use super::{district_file_name, Written};
 use crate::advisories::Tlp;
 use crate::findings::Finding;
-use crate::store::{ScanId, ScanRecord};
+use crate::store::{ScanId, ScanRecord, Store, StoreError};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -54,6 +54,35 @@ pub struct Input<'a> {
     pub matches: &'a [AdvisoryMatch],
     /// When the center started observing: the first scan's start (RFC 3339).
     pub center_since: &'a str,
+}
+
+/// What an export reads from the store: the scan, the history of every known service, and when the
+/// center started observing (its first scan).
+pub struct FromStore {
+    pub scan: ScanRecord,
+    pub history: Vec<(ScanId, Finding)>,
+    pub center_since: String,
+}
+
+impl FromStore {
+    pub fn read(store: &dyn Store, scan: ScanId) -> Result<FromStore, StoreError> {
+        let scan = store.scan(scan)?;
+        let first = store.scans()?.first().map(|s| s.start.started_at.clone());
+        let center_since = first.unwrap_or_else(|| scan.start.started_at.clone());
+        let mut addresses: Vec<std::net::IpAddr> = store.sightings()?.iter().map(|s| s.ip).collect();
+        addresses.sort();
+        addresses.dedup();
+        let mut history = Vec::new();
+        for ip in addresses {
+            history.extend(store.observations_of(ip)?);
+        }
+        Ok(FromStore { scan, history, center_since })
+    }
+
+    /// The export's input, with the advisory matches to report.
+    pub fn input<'a>(&'a self, matches: &'a [AdvisoryMatch]) -> Input<'a> {
+        Input { scan: &self.scan, history: &self.history, matches, center_since: &self.center_since }
+    }
 }
 
 /// STIX timestamps: UTC, to the millisecond.
