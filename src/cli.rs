@@ -209,7 +209,7 @@ pub enum ExchangeCommand {
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// The TAXII 2.1 API root, e.g. https://taxii.invalid/api1/ (plain http:// only to loopback).
+    /// The TAXII 2.1 API root, e.g. https://127.0.0.1:8443/api1/ (plain http:// only to loopback).
     #[arg(long, value_name = "URL")]
     pub taxii: String,
     /// The collection's id.

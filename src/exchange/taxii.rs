@@ -27,7 +27,7 @@ const STATUS_POLL_PAUSE: Duration = Duration::from_secs(1);
 /// What `exchange push` does.
 #[derive(Debug, Clone)]
 pub struct PushOptions {
-    /// The API root, e.g. `https://taxii.invalid/api1/`.
+    /// The API root, e.g. `https://127.0.0.1:8443/api1/`.
     pub api_root: String,
     pub collection: String,
     pub auth: Auth,
