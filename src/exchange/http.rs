@@ -145,7 +145,8 @@ impl Client {
         self.send(url, accept, Some((content_type, body)))
     }
 
-    /// Sends a request up to `attempts` times while it fails for a reason a retry can help.
+    /// Sends a request up to `attempts` times while it fails for a reason a retry can help. POSTs are
+    /// retried too: the one POST here, a TAXII add, is idempotent by object id and version.
     fn send(&self, url: &str, accept: &str, body: Option<(&str, &[u8])>) -> Result<Response, HttpError> {
         check_url(url)?;
         let mut pause = self.options.backoff;
