@@ -237,7 +237,7 @@ fn the_report_shows_totals_charts_changes_and_every_finding() {
         "1 h 02 min",
         "ledger/上海-2024.csv",
         "9f86d081884c",
-        "addresses: 12 · ports: 9 (502/tcp, 102/tcp, 4840/tcp, 161/udp",
+        "addresses: 12 · ports: 9 (22/tcp,102/tcp,502/tcp,1883/tcp,4840/tcp,8080/tcp,44818/tcp,161/udp,47808/udp)",
         "targets: 108 · probed: 108 ✓",
         "Compared with",
         "Scan #2 (2024-05-08 08:00:00 UTC)",

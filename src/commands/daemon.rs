@@ -109,13 +109,6 @@ pub async fn scan_profile(args: ScanArgs, stop: CancellationToken) -> anyhow::Re
     Ok(scanned.code)
 }
 
-/// After `scan --resume` completes a profile's scan: the profile's exports, as after its first run.
-pub fn write_profile_exports(config: &Path, profile: Option<&str>, db: &Path, scan: ScanId) -> anyhow::Result<()> {
-    let config = config::load(config).map_err(BadInput::from)?;
-    let profile = config.profile(profile).map_err(BadInput::from)?;
-    print_exports(db, scan, &profile.exports)
-}
-
 fn print_exports(db: &Path, scan: ScanId, exports: &config::Exports) -> anyhow::Result<()> {
     for f in daemon::write_exports(db, scan, exports)? {
         eprintln!("export written: {}", f.display());

@@ -199,6 +199,19 @@ pub fn write_exports(db: &Path, scan: ScanId, exports: &Exports) -> anyhow::Resu
     Ok(files)
 }
 
+/// The exports of a configuration's profile, written for a recorded scan: after `scan --resume`
+/// completes a profile's scan, as after its first run.
+pub fn write_profile_exports(
+    config: &Path,
+    profile: Option<&str>,
+    db: &Path,
+    scan: ScanId,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let config = config::load(config).map_err(BadInput::from)?;
+    let profile = config.profile(profile).map_err(BadInput::from)?;
+    write_exports(db, scan, &profile.exports)
+}
+
 /// What the daemon checks before it runs a configuration (at start and at each reload): a valid file
 /// with something scheduled, and every scheduled profile's files usable (see
 /// [`Profile::file_problems`]); then the folders its outputs and exports go to are created.

@@ -1,6 +1,7 @@
 //! Exports of one scan's findings: per district (one file per district and a summary), as CSV or
 //! Excel workbooks for people (English or Chinese headers) or JSONL for the monitoring platform.
 
+pub mod stix;
 pub mod xlsx;
 
 use crate::findings::{
@@ -23,6 +24,8 @@ pub enum Format {
     Csv,
     Jsonl,
     Xlsx,
+    /// STIX 2.1 bundles, written by [`stix::write`] from the store's history.
+    Stix,
 }
 
 impl Format {
@@ -31,6 +34,7 @@ impl Format {
             Format::Csv => "csv",
             Format::Jsonl => "jsonl",
             Format::Xlsx => "xlsx",
+            Format::Stix => "json",
         }
     }
 }
@@ -116,6 +120,19 @@ pub fn safe_file_stem(name: &str) -> String {
     s
 }
 
+/// A district's file name in a folder where `used` counts the stems already taken: two districts whose
+/// names differ only in characters [`safe_file_stem`] replaces must not share a file.
+pub fn district_file_name(used: &mut HashMap<String, usize>, district: &str, extension: &str) -> String {
+    let stem = safe_file_stem(district);
+    let n = used.entry(stem.to_lowercase()).or_default();
+    *n += 1;
+    if *n == 1 {
+        format!("{stem}.{extension}")
+    } else {
+        format!("{stem}-{n}.{extension}")
+    }
+}
+
 /// What an export wrote.
 #[derive(Debug, Default)]
 pub struct Written {
@@ -152,17 +169,14 @@ pub fn by_district(
     let mut written = Written::default();
     let mut summary_rows = Vec::new();
     for (district, rows) in &groups {
-        let stem = safe_file_stem(district);
-        // Two districts whose names differ only in characters replaced above must not share a file.
-        let n = used.entry(stem.to_lowercase()).or_default();
-        *n += 1;
-        let name = if *n == 1 { format!("{stem}.{extension}") } else { format!("{stem}-{n}.{extension}") };
+        let name = district_file_name(&mut used, district, extension);
         let path = dir.join(&name);
         let file = io::BufWriter::new(std::fs::File::create(&path)?);
         match format {
             Format::Csv => write_csv(file, rows, &seen, lang)?,
             Format::Jsonl => write_jsonl(file, rows)?,
             Format::Xlsx => xlsx::district_workbook(file, district, rows, &seen, lang)?,
+            Format::Stix => unreachable!("STIX bundles are written by export::stix::write"),
         }
         written.findings += rows.len();
         written.files.push(path);
@@ -179,6 +193,7 @@ pub fn by_district(
                 summary_rows.iter().map(|(d, rows, file)| summary_json(d, rows, file)).collect();
             std::fs::write(&summary, serde_json::to_string_pretty(&doc)? + "\n")?;
         }
+        Format::Stix => unreachable!("STIX bundles are written by export::stix::write"),
     }
     written.files.push(summary);
     Ok(written)
@@ -201,6 +216,7 @@ pub fn single(
         Format::Csv => write_csv(file, &rows, &sightings_map(sightings), lang)?,
         Format::Jsonl => write_jsonl(file, &rows)?,
         Format::Xlsx => xlsx::center_workbook(file, &rows, &sightings_map(sightings), lang)?,
+        Format::Stix => unreachable!("STIX bundles are written by export::stix::write"),
     }
     Ok(Written { files: vec![path], findings: rows.len() })
 }
