@@ -81,6 +81,9 @@ pub enum Command {
     },
     /// Export a scan's findings: per district for the districts, or JSONL for the monitoring platform.
     Export(ExportArgs),
+    /// Exchange data with the reporting center: push STIX 2.1 bundles into a TAXII 2.1 collection.
+    #[command(subcommand)]
+    Exchange(ExchangeCommand),
     /// Run the scheduled profiles of a configuration file, unattended (SIGHUP reloads, SIGTERM stops).
     Daemon {
         /// The configuration file (TOML, see otscope.example.toml).
@@ -180,8 +183,9 @@ pub struct ExportArgs {
     /// One file per district (with a summary file); without it, one file with every finding.
     #[arg(long, value_enum, value_name = "GROUPING")]
     pub by: Option<Grouping>,
-    /// csv (UTF-8 with BOM, opens in Excel), xlsx (Excel workbooks: a sheet per district and a summary) or
-    /// jsonl (the scan output's schema, for the monitoring platform).
+    /// csv (UTF-8 with BOM, opens in Excel), xlsx (Excel workbooks: a sheet per district and a summary),
+    /// jsonl (the scan output's schema, for the monitoring platform) or stix (STIX 2.1 bundles: `bundle.json`,
+    /// or one per district; --lang does not apply).
     #[arg(long, value_enum, default_value = "csv")]
     pub format: crate::export::Format,
     /// Column headers and values in English or Chinese (区县, 企业名称, 重要程度, ...).
@@ -192,6 +196,40 @@ pub struct ExportArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExchangeCommand {
+    /// Push bundles (files, or folders written by `export --format stix`) into a TAXII 2.1 collection.
+    /// Only what the collection lacks is sent (by id and version); refused objects are named.
+    /// Credentials come from --credentials or from OTSCOPE_TAXII_USER and OTSCOPE_TAXII_PASSWORD (HTTP
+    /// Basic) or OTSCOPE_TAXII_TOKEN (bearer), never from the command line.
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The TAXII 2.1 API root, e.g. https://127.0.0.1:8443/api1/ (plain http:// only to loopback).
+    #[arg(long, value_name = "URL")]
+    pub taxii: String,
+    /// The collection's id.
+    #[arg(long, value_name = "ID")]
+    pub collection: String,
+    /// A file whose first line is `user:password` (HTTP Basic) or a bearer token.
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
+    /// Trust the CA certificate(s) of this PEM file instead of the public roots.
+    #[arg(long, value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+    /// How many times a request is sent when the connection fails or the server answers 429 or 5xx.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10), value_name = "N")]
+    pub attempts: u32,
+    /// The longest one request may take.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub timeout: std::time::Duration,
+    /// The bundles: JSON files, or folders of them.
+    #[arg(required = true, value_name = "BUNDLE")]
+    pub bundles: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod exchange;
 pub mod export;
 pub mod findings;
 pub mod fingerprints;

@@ -174,6 +174,10 @@ pub fn chosen_scan(store: &dyn Store, scan: Option<i64>) -> Result<i64, BadInput
 pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let store = open_for_reading(&args.db.db)?;
     let scan = chosen_scan(&store, args.scan)?;
+    let by_district = matches!(args.by, Some(crate::cli::Grouping::District));
+    if args.format == export::Format::Stix {
+        return export_stix(&store, scan, &args.out, by_district);
+    }
     let data = export::ScanExport::load(&store, scan).map_err(user)?;
     let written = match args.by {
         Some(crate::cli::Grouping::District) => export::by_district(&data, &args.out, args.format, args.lang),
@@ -188,6 +192,25 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
         written.findings,
         written.files.len(),
         args.out.display()
+    );
+    for f in &written.files {
+        println!("{}", f.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the scan's STIX 2.1 bundles from the history of every known service.
+fn export_stix(store: &dyn Store, scan: i64, out: &Path, by_district: bool) -> anyhow::Result<ExitCode> {
+    let from_store = export::stix::FromStore::read(store, scan).map_err(user)?;
+    // Advisory matches join the bundles once the store records them (`advisories match`).
+    let input = from_store.input(&[]);
+    let written =
+        export::stix::write(&input, out, by_district).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+    eprintln!(
+        "scan {scan}: {} exposed services written to {} STIX bundle(s) in {}",
+        written.findings,
+        written.files.len(),
+        out.display()
     );
     for f in &written.files {
         println!("{}", f.display());

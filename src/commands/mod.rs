@@ -3,12 +3,13 @@
 mod check;
 mod daemon;
 mod event;
+mod exchange;
 mod history;
 mod ledger;
 mod rules;
 mod scan;
 
-use crate::cli::{Cli, Command, EventCommand, LedgerCommand, RulesCommand};
+use crate::cli::{Cli, Command, EventCommand, ExchangeCommand, LedgerCommand, RulesCommand};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli, stop: CancellationToken) -> anyhow::Result<ExitCode> 
         Command::Rules(RulesCommand::Test { fingerprints }) => rules::test(&fingerprints),
         Command::History(db) => history::list(&db.db),
         Command::Export(args) => history::export(&args),
+        Command::Exchange(ExchangeCommand::Push(args)) => exchange::push(args).await,
         Command::Report { scan, out, lang, db } => history::report(scan, &out, lang, &db.db),
         Command::Event(command) => event::run(*command, stop).await,
         Command::Show { ip, db } => history::show(&db.db, ip),

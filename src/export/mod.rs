@@ -1,6 +1,7 @@
 //! Exports of one scan's findings: per district (one file per district and a summary), as CSV or
 //! Excel workbooks for people (English or Chinese headers) or JSONL for the monitoring platform.
 
+pub mod stix;
 pub mod xlsx;
 
 use crate::findings::{
@@ -24,6 +25,8 @@ pub enum Format {
     Csv,
     Jsonl,
     Xlsx,
+    /// STIX 2.1 bundles, written by [`stix::write`] from the store's history.
+    Stix,
 }
 
 impl Format {
@@ -32,6 +35,7 @@ impl Format {
             Format::Csv => "csv",
             Format::Jsonl => "jsonl",
             Format::Xlsx => "xlsx",
+            Format::Stix => "json",
         }
     }
 }
@@ -169,6 +173,19 @@ impl ScanExport {
     }
 }
 
+/// A district's file name in a folder where `used` counts the stems already taken: two districts whose
+/// names differ only in characters [`safe_file_stem`] replaces must not share a file.
+pub fn district_file_name(used: &mut HashMap<String, usize>, district: &str, extension: &str) -> String {
+    let stem = safe_file_stem(district);
+    let n = used.entry(stem.to_lowercase()).or_default();
+    *n += 1;
+    if *n == 1 {
+        format!("{stem}.{extension}")
+    } else {
+        format!("{stem}-{n}.{extension}")
+    }
+}
+
 /// What an export wrote.
 #[derive(Debug, Default)]
 pub struct Written {
@@ -286,20 +303,7 @@ pub fn by_district(data: &ScanExport, dir: &Path, format: Format, lang: Lang) ->
     let seen = sightings_map(&data.sightings);
     let extension = format.extension();
     let mut used: HashMap<String, usize> = HashMap::new();
-    let names: Vec<String> = groups
-        .keys()
-        .map(|district| {
-            let stem = safe_file_stem(district);
-            // Two districts whose names differ only in characters replaced above must not share a file.
-            let n = used.entry(stem.to_lowercase()).or_default();
-            *n += 1;
-            if *n == 1 {
-                format!("{stem}.{extension}")
-            } else {
-                format!("{stem}-{n}.{extension}")
-            }
-        })
-        .collect();
+    let names: Vec<String> = groups.keys().map(|district| district_file_name(&mut used, district, extension)).collect();
     let summary = format!("summary.{}", if format == Format::Jsonl { "json" } else { extension });
     let mut files = names.clone();
     files.push(summary.clone());
@@ -311,6 +315,7 @@ pub fn by_district(data: &ScanExport, dir: &Path, format: Format, lang: Lang) ->
             Format::Csv => write_csv(out, rows, &seen, lang),
             Format::Jsonl => write_jsonl(out, rows),
             Format::Xlsx => xlsx::district_workbook(out, district, rows, &seen, lang),
+            Format::Stix => unreachable!("STIX bundles are written by export::stix::write"),
         })?;
         written.findings += rows.len();
         written.files.push(path);
@@ -324,6 +329,7 @@ pub fn by_district(data: &ScanExport, dir: &Path, format: Format, lang: Lang) ->
                 summary_rows.iter().map(|(d, rows, file)| summary_json(d, rows, file)).collect();
             write_json(out, &doc)
         }
+        Format::Stix => unreachable!("STIX bundles are written by export::stix::write"),
     })?;
     written.files.push(path);
     let districts = summary_rows.iter().map(|(d, rows, _)| (d.clone(), rows.len())).collect();
@@ -344,6 +350,7 @@ pub fn single(data: &ScanExport, dir: &Path, format: Format, lang: Lang) -> Resu
         Format::Csv => write_csv(out, &rows, &seen, lang),
         Format::Jsonl => write_jsonl(out, &rows),
         Format::Xlsx => xlsx::center_workbook(out, &rows, &seen, lang),
+        Format::Stix => unreachable!("STIX bundles are written by export::stix::write"),
     })?;
     folder.finish(Manifest { otscope_export: 1, scan: Some(data.scan), files, districts: BTreeMap::new() })?;
     Ok(Written { files: vec![path], findings: rows.len() })
