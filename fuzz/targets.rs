@@ -211,6 +211,7 @@ pub fn moxa_target(data: &[u8]) {
 pub fn mqtt_target(data: &[u8]) {
     framed("mqtt::frame", mqtt::frame(data), data.len());
     bounded("mqtt::parse_connack", &mqtt::parse_connack(data), data.len());
+    bounded("mqtt::parse_connack_v5", &mqtt::parse_connack_v5(data), data.len());
 }
 
 pub fn opcua_target(data: &[u8]) {
@@ -257,12 +258,13 @@ pub fn s7commplus_target(data: &[u8]) {
 
 pub fn snmp_target(data: &[u8]) {
     let request_id = i32::from_be_bytes([byte(data, 0), byte(data, 1), byte(data, 2), byte(data, 3)]);
-    framed("snmp::frame", snmp::frame(data, request_id), data.len());
+    let version = i64::from(byte(data, 4) & 1);
+    framed("snmp::frame", snmp::frame(data, version, request_id), data.len());
     let r = snmp::parse_message(data);
     bounded("snmp::parse_message", &r, data.len());
     if let Ok((message, used)) = r {
         assert!(used <= data.len(), "parse_message used {used} of {} bytes", data.len());
-        let _ = snmp::check_reply(&message, request_id);
+        let _ = snmp::check_reply(&message, version, request_id);
     }
 }
 

@@ -16,6 +16,7 @@ pub mod export;
 pub mod findings;
 pub mod fingerprints;
 pub mod history;
+pub mod input;
 pub mod ledger;
 pub mod net;
 pub mod pipeline;

@@ -32,8 +32,9 @@ async fn main() -> ExitCode {
         .init();
     // Commands that probe stop cleanly on the first signal and quit at once on the second; the others
     // quit at once on the first.
+    let probes = otscope::commands::probes(&cli.command);
     let signals = otscope::signals::listen();
-    let quit = if otscope::commands::stops_cleanly(&cli.command) { signals.second } else { signals.first.clone() };
+    let quit = if probes { signals.second } else { signals.first.clone() };
     let outcome = tokio::select! {
         outcome = otscope::commands::run(cli, signals.first) => outcome,
         _ = quit.cancelled() => {
@@ -45,7 +46,9 @@ async fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if e.is::<BadInput>() => {
             eprintln!("{e}");
-            eprintln!("nothing was probed");
+            if probes {
+                eprintln!("nothing was probed");
+            }
             ExitCode::from(EXIT_BAD_INPUT)
         }
         Err(e) => {

@@ -105,7 +105,7 @@ async fn a_profile_reaches_the_plan_and_the_command_line_wins() {
     let o = otscope(&["scan", "--config", c, "--dry-run"]);
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
-    for want in ["enterprises: 1", "ports: 2 (2222/tcp,2223/tcp)", "seed: 42", "rate 500/s", "8 in flight"] {
+    for want in ["enterprises: 1", "ports: 2 (2222-2223/tcp)", "seed: 42", "rate 500/s", "8 in flight"] {
         assert!(out.contains(want), "{want:?} in {out}");
     }
     let o = otscope(&[
@@ -166,10 +166,10 @@ async fn a_profile_scan_is_recorded_as_the_profile_and_exported() {
 
 const LAB: &str = "[profile.lab]\ntargets = \"ledger.csv\"\nfingerprints = \"fp\"\nports = \"2222\"\nenterprise = [\"PD-2\"]\nrate = 0\nhost-interval = \"0ms\"\nbanner-wait = \"300ms\"\nquiet = true\nschedule = \"0 0 * * * *\"\n";
 
-fn lab_ledger_with_device(dir: &Path) {
+fn lab_ledger_with_device(dir: &Path, ip: &str) {
     std::fs::write(
         dir.join("ledger.csv"),
-        "enterprise_id,enterprise,district,sector,level,targets,contact\nPD-2,浦东电厂,浦东新区,energy,important,127.127.2.1,c\n",
+        format!("enterprise_id,enterprise,district,sector,level,targets,contact\nPD-2,浦东电厂,浦东新区,energy,important,{ip},c\n"),
     )
     .unwrap();
 }
@@ -178,7 +178,7 @@ fn lab_ledger_with_device(dir: &Path) {
 async fn unknown_keys_and_bad_values_are_reported_and_nothing_is_probed() {
     // The valid profile does probe the device: the counts below mean something.
     let (dir, path) = setup(LAB);
-    lab_ledger_with_device(dir.path());
+    lab_ledger_with_device(dir.path(), "127.127.2.1");
     let device = banner_device("127.127.2.1:2222", Some(b"FW 1.0\r\n")).await;
     let c = path.display().to_string();
     let o = tokio::task::spawn_blocking(move || otscope(&["scan", "--config", &c])).await.unwrap();
@@ -208,13 +208,23 @@ async fn unknown_keys_and_bad_values_are_reported_and_nothing_is_probed() {
             "bad schedule",
         ),
         (
+            LAB.replace("schedule = \"0 0 * * * *\"\n", "schedule = \"0 0 2 * * * 2030\"\n"),
+            "otscope.toml:10: profile.lab.schedule: not a cron schedule: 7 field(s); a schedule has 5 (minute hour day month weekday) or 6 (seconds first)",
+            "seven fields",
+        ),
+        (
+            LAB.replace("schedule = \"0 0 * * * *\"\n", "schedule = \"0 0 30 2 *\"\n"),
+            "otscope.toml:10: profile.lab.schedule: never fires: no date matches every field",
+            "February 30",
+        ),
+        (
             format!("timezone = \"Mars/Olympus\"\n{LAB}"),
             "otscope.toml:1: timezone: unknown time zone \"Mars/Olympus\"",
             "bad zone",
         ),
     ] {
         for command in [&["scan"][..], &["daemon"][..]] {
-            let (out, count) = refused_in_lab(&broken, command).await;
+            let (out, count) = refused_in_lab(&broken, command, "127.127.2.1").await;
             assert!(out.contains(line), "{message}, {command:?}: {line:?} in\n{out}");
             assert!(out.contains("nothing was probed"), "{out}");
             assert_eq!(count, 0, "{message}, {command:?}: nothing is probed");
@@ -223,7 +233,8 @@ async fn unknown_keys_and_bad_values_are_reported_and_nothing_is_probed() {
 
     // A value clap accepts but the ledger refutes is still told at its line, for the profile's key.
     let (out, count) =
-        refused_in_lab(&LAB.replace("enterprise = [\"PD-2\"]", "enterprise = [\"XX-9\"]"), &["scan"]).await;
+        refused_in_lab(&LAB.replace("enterprise = [\"PD-2\"]", "enterprise = [\"XX-9\"]"), &["scan"], "127.127.2.1")
+            .await;
     assert!(
         out.contains("otscope.toml:5: profile.lab.enterprise: \"XX-9\": no such enterprise_id in the ledger"),
         "{out}"
@@ -231,11 +242,55 @@ async fn unknown_keys_and_bad_values_are_reported_and_nothing_is_probed() {
     assert_eq!(count, 0);
 }
 
-/// Runs `args --config FILE` against a lab whose one device counts connections.
-async fn refused_in_lab(config: &str, args: &[&str]) -> (String, u64) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_file_that_cannot_be_used_is_told_at_its_line() {
+    for (from, to, key, why) in [
+        (
+            "targets = \"ledger.csv\"",
+            "targets = \"nope/missing.csv\"",
+            "2: profile.lab.targets",
+            "/nope/missing.csv: No such file or directory",
+        ),
+        (
+            "fingerprints = \"fp\"",
+            "fingerprints = \"nope\"",
+            "3: profile.lab.fingerprints",
+            "/nope: cannot read the fingerprint library: No such file or directory",
+        ),
+        (
+            "quiet = true\n",
+            "quiet = true\nexclude = \"/dev/zero\"\n",
+            "10: profile.lab.exclude",
+            "/dev/zero: not a regular file: a character device",
+        ),
+        (
+            "quiet = true\n",
+            "quiet = true\ncsv = \"ledger.csv/x.csv\"\n",
+            "10: profile.lab.csv",
+            "/ledger.csv/x.csv: cannot create: ",
+        ),
+    ] {
+        for command in [&["scan"][..], &["scan", "--dry-run"][..], &["daemon"][..]] {
+            let (out, count) = refused_in_lab(&LAB.replace(from, to), command, "127.127.2.2").await;
+            for told in [format!("otscope.toml:{key}: "), why.to_string(), "nothing was probed".to_string()] {
+                assert!(out.contains(&told), "{to}, {command:?}: {told:?} in {out}");
+            }
+            assert_eq!(count, 0);
+        }
+    }
+    // The command line's own file wins over the profile's, and is checked where it is used.
+    let (dir, path) = setup(&LAB.replace("targets = \"ledger.csv\"", "targets = \"nope/missing.csv\""));
+    lab_ledger_with_device(dir.path(), "127.127.2.2");
+    let ledger = dir.path().join("ledger.csv");
+    let o = otscope(&["scan", "--config", path.to_str().unwrap(), "--targets", ledger.to_str().unwrap(), "--dry-run"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// Runs `args --config FILE` against a lab whose one device, at `ip`, counts connections.
+async fn refused_in_lab(config: &str, args: &[&str], ip: &str) -> (String, u64) {
     let (dir, path) = setup(config);
-    lab_ledger_with_device(dir.path());
-    let device = banner_device("127.127.2.1:2222", Some(b"FW 1.0\r\n")).await;
+    lab_ledger_with_device(dir.path(), ip);
+    let device = banner_device(&format!("{ip}:2222"), Some(b"FW 1.0\r\n")).await;
     let mut argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     argv.extend(["--config".to_string(), path.display().to_string()]);
     let o = tokio::task::spawn_blocking(move || otscope(&argv.iter().map(String::as_str).collect::<Vec<_>>()))

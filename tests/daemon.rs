@@ -3,8 +3,9 @@
 
 mod common;
 
-use common::banner_device;
+use common::{banner_device, otscope_in, output_text};
 use otscope::store::{ScanRecord, SqliteStore, Store};
+use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -273,4 +274,181 @@ async fn a_broken_reload_is_refused_and_the_schedule_goes_on() {
         .await;
     assert_eq!(daemon.terminate(Duration::from_secs(10)).await, Some(0), "{}", daemon.log());
     assert!(!profile_scans(&dir.path().join("otscope.db"), "extra").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_history_is_refused() {
+    // Scheduled once a year: the daemons only hold their history here.
+    let config = format!(
+        "timezone = \"UTC\"\n[profile.lab]\ntargets = \"ledger.csv\"\nfingerprints = \"fp\"\nports = \"2222\"\n{FAST}schedule = \"0 0 1 1 *\"\n"
+    );
+    let (dir, path) = lab("L-1,锁工厂,浦东新区,water,important,127.127.40.1,c\n", &config);
+    let mut first = Daemon::start(&path);
+    first
+        .wait_for(Duration::from_secs(10), "the first daemon", |log| log.iter().any(|l| l.contains("scheduled")))
+        .await;
+
+    let second = otscope_in(dir.path(), &["daemon", "--config", path.to_str().unwrap()]);
+    assert_eq!(second.status.code(), Some(2), "{}", output_text(&second));
+    let refusal = format!(
+        "another otscope daemon already runs on the history {} (pid {}, configuration {})",
+        dir.path().join("otscope.db").display(),
+        first.child.id(),
+        path.display()
+    );
+    assert!(output_text(&second).contains(&refusal), "{refusal:?} in {}", output_text(&second));
+
+    // Another configuration naming the same history is refused too.
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, format!("db = \"otscope.db\"\n{config}")).unwrap();
+    let third = otscope_in(dir.path(), &["daemon", "--config", other.to_str().unwrap()]);
+    assert_eq!(third.status.code(), Some(2), "{}", output_text(&third));
+    assert!(
+        output_text(&third).contains("another otscope daemon already runs on the history"),
+        "{}",
+        output_text(&third)
+    );
+
+    // Once the first has stopped, the history is free again.
+    assert_eq!(first.terminate(Duration::from_secs(10)).await, Some(0), "{}", first.log());
+    let mut again = Daemon::start(&path);
+    again
+        .wait_for(Duration::from_secs(10), "a daemon after the first", |log| {
+            log.iter().any(|l| l.contains("scheduled"))
+        })
+        .await;
+    assert_eq!(again.terminate(Duration::from_secs(10)).await, Some(0), "{}", again.log());
+}
+
+#[test]
+fn the_daemon_refuses_a_profile_whose_files_cannot_be_used_and_creates_its_output_folders() {
+    let base = "timezone = \"UTC\"\n\n[profile.lab]\ntargets = \"ledger.csv\"\nfingerprints = \"fp\"\nports = \"2222\"\nquiet = true\nout = \"runs/lab/lab.jsonl\"\nschedule = \"0 0 1 1 *\"\n[profile.lab.exports]\nby-district = \"exports/lab\"\nreport = \"reports/lab.html\"\n";
+    let cases = [
+        ("targets = \"ledger.csv\"", "targets = \"nope/missing.csv\"", "otscope.toml:4: profile.lab.targets: {dir}/nope/missing.csv: No such file or directory"),
+        ("fingerprints = \"fp\"", "fingerprints = \"no-library\"", "otscope.toml:5: profile.lab.fingerprints: {dir}/no-library: cannot read the fingerprint library: No such file or directory"),
+        ("out = \"runs/lab/lab.jsonl\"", "out = \"ledger.csv/lab.jsonl\"", "otscope.toml:8: profile.lab.out: {dir}/ledger.csv/lab.jsonl: cannot create: {dir}/ledger.csv is not a folder"),
+        ("by-district = \"exports/lab\"", "by-district = \"ledger.csv\"", "otscope.toml:11: profile.lab.exports.by-district: {dir}/ledger.csv: is a file, not a folder"),
+        ("report = \"reports/lab.html\"", "report = \"fp\"", "otscope.toml:12: profile.lab.exports.report: {dir}/fp: is a folder, not a file"),
+    ];
+    for (from, to, message) in cases {
+        let (dir, path) = lab("L-2,缺文件,浦东新区,water,important,127.127.41.1,c\n", &base.replace(from, to));
+        let o = otscope_in(dir.path(), &["daemon", "--config", path.to_str().unwrap()]);
+        let out = output_text(&o).replace(&path.display().to_string(), "otscope.toml");
+        let message = message.replace("{dir}", &dir.path().display().to_string());
+        assert_eq!(o.status.code(), Some(2), "{to}: {out}");
+        assert!(out.contains(&message), "{to}: {message:?} in {out}");
+        assert!(out.contains("nothing was probed"), "{out}");
+        assert!(!dir.path().join("runs").exists() && !dir.path().join("exports").exists(), "nothing is created");
+    }
+
+    // With every file usable, the folders of the outputs and exports are created at start.
+    let (dir, path) = lab("L-2,缺文件,浦东新区,water,important,127.127.41.1,c\n", base);
+    let mut daemon = Daemon::start(&path);
+    let start = Instant::now();
+    while !dir.path().join("reports").exists() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(dir.path().join("runs/lab").is_dir(), "{}", daemon.log());
+    assert!(dir.path().join("exports/lab").is_dir() && dir.path().join("reports").is_dir(), "{}", daemon.log());
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.child.wait().unwrap().success(), "{}", daemon.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_is_recorded_with_its_reason_and_status_shows_it() {
+    // Profile `full` writes its findings where every write fails: its runs stop, recorded as partial.
+    let config = format!(
+        "timezone = \"UTC\"\n[profile.lab]\ntargets = \"ledger.csv\"\nfingerprints = \"fp\"\nports = \"2222\"\n{FAST}schedule = \"* * * * * *\"\n[profile.full]\ntargets = \"full.csv\"\nfingerprints = \"fp\"\nports = \"2222\"\n{FAST}out = \"/dev/full\"\nschedule = \"* * * * * *\"\n"
+    );
+    let (dir, path) = lab("F-1,失败工厂,浦东新区,water,important,127.127.42.1,c\n", &config);
+    std::fs::copy(dir.path().join("ledger.csv"), dir.path().join("full.csv")).unwrap();
+    let _device = banner_device("127.127.42.1:2222", Some(b"FW 1.0\r\n")).await;
+    let o = otscope_in(dir.path(), &["status", "--config", path.to_str().unwrap()]);
+    assert!(output_text(&o).contains("profile lab\n  last run: never\n"), "{}", output_text(&o));
+    // The ledger goes bad after the daemon started: each run fails before it probes.
+    let mut daemon = Daemon::start(&path);
+    daemon.wait_for(Duration::from_secs(10), "the daemon", |log| log.iter().any(|l| l.contains("scheduled"))).await;
+    std::fs::write(
+        dir.path().join("ledger.csv"),
+        "enterprise_id,enterprise,district,sector,level,targets,contact\nF-1,失败工厂,浦东新区,water,important,999.1.1.1,c\n",
+    )
+    .unwrap();
+    daemon
+        .wait_for(Duration::from_secs(10), "a failed run of each profile", |log| {
+            ["profile=lab", "profile=full"]
+                .iter()
+                .all(|p| log.iter().any(|l| l.contains("run failed") && l.contains(p)))
+        })
+        .await;
+    assert_eq!(daemon.terminate(Duration::from_secs(10)).await, Some(0), "{}", daemon.log());
+    let log = daemon.log();
+    let reason = format!("{}:2: targets: ", dir.path().join("ledger.csv").display());
+    assert!(log.contains(&reason) && log.contains("(recorded as failed scan "), "{log}");
+
+    let scans = profile_scans(&dir.path().join("otscope.db"), "lab");
+    let failed = scans.iter().find(|s| s.end.as_ref().is_some_and(|e| e.probed == 0)).expect("a failed scan");
+    let why = failed.end.as_ref().and_then(|e| e.reason.clone()).unwrap_or_default();
+    assert!(why.starts_with("failed: ") && why.contains(&reason), "{why}");
+    let last = scans.last().unwrap();
+    let o = otscope_in(dir.path(), &["status", "--config", path.to_str().unwrap()]);
+    let out = output_text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains(&format!("profile lab\n  last run: failed: {reason}")), "{out}");
+    assert!(out.contains(&format!("; scan {}, ", last.id)), "{out}");
+    let o = otscope_in(dir.path(), &["history"]);
+    assert!(output_text(&o).contains(&format!("failed: {reason}")), "{}", output_text(&o));
+    let stopped = "profile full\n  last run: failed: stopped: cannot write /dev/full: No space left on device";
+    assert!(out.contains(stopped), "{stopped:?} in {out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemon_run_shows_interrupted_and_resumes_with_its_profile() {
+    // 64 addresses, one of them answering: each silent address holds its probe for a while, so the run
+    // is still going when the daemon is killed.
+    let config = "timezone = \"UTC\"\ndb = \"state/h.db\"\n[profile.lab]\ntargets = \"ledger.csv\"\nfingerprints = \"fp\"\nports = \"2222\"\nrate = 0\nhost-interval = \"0ms\"\nconnect-timeout = \"500ms\"\nread-timeout = \"500ms\"\nbanner-wait = \"1s\"\nconcurrency = 4\nquiet = true\nout = \"lab.jsonl\"\nschedule = \"* * * * * *\"\n[profile.lab.exports]\nby-district = \"exports\"\n";
+    let (dir, path) = lab("K-1,杀进程,浦东新区,water,important,127.127.43.0/26,c\n", config);
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    let _device = banner_device("127.127.43.7:2222", Some(b"FW 4.0\r\n")).await;
+    let mut silent = Vec::new();
+    for i in [1u8, 2, 3, 9, 10, 11, 20, 21] {
+        silent.push(banner_device(&format!("127.127.43.{i}:2222"), None).await);
+    }
+    let mut daemon = Daemon::start(&path);
+    daemon.wait_for(Duration::from_secs(10), "a run", |log| log.iter().any(|l| l.contains("scan starting"))).await;
+    std::thread::sleep(Duration::from_millis(300));
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    let db = dir.path().join("state/h.db");
+    let scans = profile_scans(&db, "lab");
+    assert_eq!(scans.len(), 1, "{}", daemon.log());
+    assert!(scans[0].end.is_none(), "killed mid-run: {:#?}", scans[0]);
+
+    let p = path.to_str().unwrap();
+    let o = otscope_in(dir.path(), &["status", "--config", p]);
+    assert!(output_text(&o).contains("profile lab\n  last run: scan 1, started "), "{}", output_text(&o));
+    assert!(output_text(&o).contains(", interrupted\n"), "{}", output_text(&o));
+
+    // Resumed from anywhere, with the history named: the profile's options, outputs and exports.
+    let o = otscope_in(Path::new("/"), &["scan", "--resume", "--db", db.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(output_text(&o).contains("resuming scan 1 from position "), "{}", output_text(&o));
+    let scans = profile_scans(&db, "lab");
+    assert_eq!(scans.len(), 1);
+    assert!(scans[0].completed(), "{:#?}", scans[0]);
+    let store = SqliteStore::open(&db).unwrap();
+    let found = store.findings(1).unwrap();
+    assert_eq!(found.len(), 1 + silent.len(), "the device and the silent open ports: {found:#?}");
+    assert!(found.iter().any(|f| f.version.as_deref() == Some("4.0")), "{found:#?}");
+    let lines = std::fs::read_to_string(dir.path().join("lab.jsonl")).unwrap();
+    let services: BTreeSet<&str> = lines.lines().map(|l| &l[..l.find(",\"transport\"").unwrap()]).collect();
+    assert_eq!(lines.lines().count(), found.len(), "the profile's out is continued: {lines}");
+    assert_eq!(services.len(), found.len(), "each service once: {lines}");
+    assert!(std::fs::read_to_string(dir.path().join("exports/浦东新区.csv")).unwrap().contains("127.127.43.7,2222"));
+    let o = otscope_in(dir.path(), &["status", "--config", p]);
+    assert!(
+        output_text(&o).contains("profile lab\n  last run: scan 1, ")
+            && output_text(&o).contains(", complete, 64 of 64"),
+        "{}",
+        output_text(&o)
+    );
 }

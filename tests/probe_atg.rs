@@ -51,6 +51,7 @@ async fn tank_gauge_inventory_is_read() {
             "station_name": "QUICK STOP 1147, 1200 MAIN ST, SPRINGFIELD IL 62701",
             "report": "IN-TANK INVENTORY",
             "tanks": 4,
+            "products": ["UNLEADED", "PREMIUM", "DIESEL", "E85"],
         })
     );
     assert_eq!(*received.lock().unwrap(), vec![b"\x01I20100\n".to_vec()]);
@@ -87,7 +88,9 @@ async fn echo_and_garbage_are_not_tank_gauges() {
     let findings = scan(&path, "10001", &Default::default(), common::options()).await;
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {
-        assert_eq!(f.protocol, "unknown", "{f:#?}");
+        // Every reply is evidence: the telnet negotiation names a telnet server, not a tank gauge.
+        let expected = if f.ip.to_string() == "127.126.2.4" { "telnet" } else { "unknown" };
+        assert_eq!((f.protocol.as_str(), f.ics), (expected, false), "{f:#?}");
         assert!(f.attributes.get("station_name").is_none());
     }
     assert_no_setting_command(&received);

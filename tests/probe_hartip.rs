@@ -160,7 +160,9 @@ async fn echo_and_garbage_are_not_hartip() {
     .await;
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {
-        assert_eq!(f.protocol, "unknown", "{f:#?}");
+        // Every reply is evidence: the 400 page names a web server, the rest stay unknown.
+        let expected = if f.ip.to_string() == "127.126.1.4" { "http" } else { "unknown" };
+        assert_eq!((f.protocol.as_str(), f.ics), (expected, false), "{f:#?}");
         assert!(f.attributes.get("manufacturer_id").is_none());
     }
 }

@@ -197,7 +197,7 @@ async fn a_bogus_status_line_is_not_http() {
 
 /// An HTTP server listening on a known ICS port: no `ics: true` finding, and no GET without `--deep`.
 /// 502 gets a Modbus request (which this server answers with 400 Bad Request, not Modbus) and 1911
-/// a Fox hello (the same); no text probe follows on either.
+/// a Fox hello (the same); no text probe follows on either, and that 400 reply names the web server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_servers_on_ics_ports_get_no_get_without_deep() {
     let page = page_with_length("Apache", "<title>It works</title>");
@@ -212,11 +212,13 @@ async fn http_servers_on_ics_ports_get_no_get_without_deep() {
         assert!(!f.ics, "an HTTP server must not pass for an ICS protocol: {f:#?}");
     }
     let fox_port = findings.iter().find(|f| f.port == 1911).unwrap();
-    assert_eq!(fox_port.protocol, "unknown", "{fox_port:#?}");
+    assert_eq!(fox_port.protocol, "http", "{fox_port:#?}");
+    assert_eq!(fox_port.attributes.get("status"), Some(&json!(400)), "{fox_port:#?}");
     assert!(!on_1911.load(Ordering::SeqCst), "a GET was sent to the Fox port 1911 without --deep");
     let modbus_port = findings.iter().find(|f| f.port == 502).unwrap();
     assert!(otscope::probes::is_ics_port(502, Transport::Tcp), "the registry knows Modbus on 502");
-    assert_eq!(modbus_port.protocol, "unknown", "{modbus_port:#?}");
+    assert_eq!(modbus_port.protocol, "http", "{modbus_port:#?}");
+    assert_eq!(modbus_port.attributes.get("status"), Some(&json!(400)), "{modbus_port:#?}");
     assert!(!on_502.load(Ordering::SeqCst), "a GET was sent to the Modbus port 502 without --deep");
 }
 

@@ -89,7 +89,12 @@ async fn an_echo_of_testfr_act_is_not_a_confirmation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_server_is_not_iec104() {
-    not_iec104("127.120.3.11", || always(b"SSH-2.0-dropbear\r\n")).await;
+    // Every reply is evidence: the greeting names an SSH server, never IEC 104.
+    let _r = tcp_device("127.120.3.11:2404", || always(b"SSH-2.0-dropbear\r\n")).await;
+    let findings = common::scan_range("127.120.3.11", "2404", common::options()).await;
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!((findings[0].protocol.as_str(), findings[0].ics), ("ssh", false), "{findings:#?}");
+    assert!(!findings[0].attributes.contains_key("testfr"), "{findings:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

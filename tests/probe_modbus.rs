@@ -230,7 +230,12 @@ async fn an_echo_server_is_not_modbus() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_server_is_not_modbus() {
-    not_modbus("127.120.1.11", || always(b"HTTP/1.1 400 Bad Request\r\n\r\n")).await;
+    // Every reply is evidence: the 400 page names a web server, never Modbus.
+    let _r = tcp_device("127.120.1.11:502", || always(b"HTTP/1.1 400 Bad Request\r\n\r\n")).await;
+    let findings = common::scan_range("127.120.1.11", "502", common::options()).await;
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!((findings[0].protocol.as_str(), findings[0].ics), ("http", false), "{findings:#?}");
+    assert!(!findings[0].attributes.contains_key("vendor_name"), "{findings:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

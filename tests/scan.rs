@@ -309,3 +309,23 @@ fn sigterm_stops_cleanly_and_keeps_what_was_found() {
 fn unsafe_kill(pid: u32, signal: i32) {
     Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
 }
+
+/// Durations that would make a "complete" scan call every live service gone are refused, nothing probed.
+#[test]
+fn nonsense_durations_are_refused_before_anything_is_probed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.csv");
+    std::fs::write(&path, format!("{}A-1,a,d,s,general,127.110.6.1,c\n", common::HEADER)).unwrap();
+    for (flags, says) in [
+        (&["--target-deadline", "0s"][..], "--target-deadline 0s"),
+        (&["--connect-timeout", "0s"][..], "--connect-timeout 0s"),
+        (&["--read-timeout", "0ms"][..], "--read-timeout 0s"),
+        (&["--target-deadline", "2s", "--connect-timeout", "3s"][..], "is not longer than --connect-timeout"),
+    ] {
+        let out =
+            bin().args(["scan", "--no-db", "--ports", "2222", "--targets"]).arg(&path).args(flags).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains(says) && err.contains("nothing was probed"), "{flags:?}: {err}");
+    }
+}

@@ -281,9 +281,14 @@ fn table(rows: &[Row], scans: &[ScanId]) -> String {
             } else {
                 format!("{}: {}", r.change.as_str(), r.detail.join(", "))
             };
+            // A finding that shows a honeypot persona says so beside its protocol.
+            let protocol = match f.attributes.get(crate::fingerprints::HONEYPOT_ATTRIBUTE) {
+                Some(mark) => format!("{} [honeypot: {}]", f.protocol, mark["name"].as_str().unwrap_or("?")),
+                None => f.protocol.clone(),
+            };
             [
                 format!("{}:{}/{}", f.ip, f.port, f.transport.as_str()),
-                f.protocol.clone(),
+                protocol,
                 dash(&f.vendor),
                 dash(&f.product),
                 dash(&f.version),

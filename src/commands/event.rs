@@ -26,7 +26,13 @@ pub async fn run(command: EventCommand, stop: CancellationToken) -> anyhow::Resu
             let window = time::Duration::try_from(window).map_err(|e| BadInput(format!("--window: {e}")))?;
             let report = event::report(&store, &record, time::OffsetDateTime::now_utc(), window, lang).map_err(user)?;
             std::fs::write(&out, &report.text).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
-            eprint!("{}", report.text);
+            // The report is in its file; the terminal gets one line saying where, and its conclusion.
+            let conclusion = match report.verdict {
+                Verdict::Zero => "no new exposure and no change",
+                Verdict::Drift => "drift from the baseline",
+                Verdict::NoCoverage => "no complete check in the window: nothing can be vouched for",
+            };
+            println!("event {name}: report written to {}: {conclusion}", out.display());
             Ok(match report.verdict {
                 Verdict::Zero => ExitCode::SUCCESS,
                 Verdict::Drift => ExitCode::from(EXIT_CHANGES),
@@ -41,7 +47,11 @@ pub async fn run(command: EventCommand, stop: CancellationToken) -> anyhow::Resu
         }
         EventCommand::List(db) => {
             let store = open_existing(&db.db)?;
-            for e in store.events().map_err(user)? {
+            let events = store.events().map_err(user)?;
+            if events.is_empty() {
+                println!("(no events yet: `otscope event start NAME` opens one)");
+            }
+            for e in events {
                 let state = e.closed_at.as_deref().map(|c| format!("closed {c}")).unwrap_or_else(|| "open".into());
                 println!(
                     "{}  started {}  baseline scan {}  {state}  selection {}",
@@ -144,16 +154,15 @@ async fn check(
     if let Some(closed) = &record.closed_at {
         return Err(BadInput(format!("event {name:?} was closed at {closed}: no more checks")).into());
     }
+    // Created before the check probes anything: a path that cannot be written is bad input.
+    let mut sink: Option<Box<dyn FindingSink>> = match out {
+        Some(path) => Some(Box::new(JsonlWriter::new(pipeline::create(path)?))),
+        None => None,
+    };
     let (scan, completed) = scan_for_event(name, &record.plan, engine, &db.db, stop).await?;
     let store = SqliteStore::open(&db.db).map_err(user)?;
     let d = diff(&store, record.baseline_scan, scan).map_err(user)?;
     let drift: Vec<_> = d.entries.iter().filter(|e| e.status != Change::Persisting).collect();
-    let mut sink: Option<Box<dyn FindingSink>> = match out {
-        Some(path) => Some(Box::new(JsonlWriter::new(std::io::BufWriter::new(
-            std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-        )))),
-        None => None,
-    };
     for e in &drift {
         let mut f = e.finding.clone();
         f.change = Some(e.status);

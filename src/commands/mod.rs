@@ -8,7 +8,7 @@ mod ledger;
 mod rules;
 mod scan;
 
-use crate::cli::{Cli, Command, LedgerCommand, RulesCommand};
+use crate::cli::{Cli, Command, EventCommand, LedgerCommand, RulesCommand};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +16,10 @@ use tokio_util::sync::CancellationToken;
 /// dispatching and record what they found; the others are not long enough to care.
 pub async fn run(cli: Cli, stop: CancellationToken) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Scan(args) if args.config.is_some() => daemon::scan_profile(*args, stop).await,
+        // A resumed scan takes its profile from what the scan recorded.
+        Command::Scan(args) if args.config.is_some() && args.resume.is_none() => {
+            daemon::scan_profile(*args, stop).await
+        }
         Command::Scan(args) => scan::command(*args, stop).await,
         Command::Check(args) => check::command(*args, stop).await,
         Command::Daemon { config } => daemon::daemon(&config, stop).await,
@@ -36,7 +39,12 @@ pub async fn run(cli: Cli, stop: CancellationToken) -> anyhow::Result<ExitCode> 
     }
 }
 
-/// Whether a command stops cleanly on the first signal (and should be let finish): the ones that probe.
-pub fn stops_cleanly(command: &Command) -> bool {
-    matches!(command, Command::Scan(_) | Command::Check(_) | Command::Daemon { .. } | Command::Event(_))
+/// Whether a command probes: such a command stops cleanly on the first signal (it is let finish what
+/// is in flight and record it), and when it refuses its input it says that nothing was probed.
+pub fn probes(command: &Command) -> bool {
+    match command {
+        Command::Scan(_) | Command::Check(_) | Command::Daemon { .. } => true,
+        Command::Event(event) => matches!(**event, EventCommand::Start { .. } | EventCommand::Check { .. }),
+        _ => false,
+    }
 }

@@ -11,6 +11,7 @@
 use crate::cli::{Cli, Command as CliCommand, ScanArgs};
 use crate::error::BadInput;
 use crate::export::Lang;
+use crate::pipeline::{check_output, Output};
 use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -71,7 +72,8 @@ pub struct Profile {
     pub line: usize,
     /// The profile as `scan` options (`--rate=500`, `--deep`, ...), paths made relative to the file's folder.
     pub args: Vec<OsString>,
-    /// Each `scan` option the profile sets (its long name), with the line it is set on.
+    /// Each `scan` option the profile sets (its long name), and each path of its exports
+    /// (`exports.by-district`, `exports.report`), with the line it is set on.
     pub keys: BTreeMap<String, usize>,
     pub schedule: Option<Schedule>,
     pub exports: Exports,
@@ -87,13 +89,26 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// A schedule that names a time ahead: a wrong field count, or fields that no date matches
+    /// (`0 0 30 2 *`), are refused rather than left to never run.
     pub fn parse(expression: &str) -> Result<Schedule, String> {
-        croner::parser::CronParser::builder()
+        let fields = expression.split_whitespace().count();
+        if !expression.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
+            return Err(format!(
+                "not a cron schedule: {fields} field(s); a schedule has 5 (minute hour day month weekday) or 6 (seconds first)"
+            ));
+        }
+        let cron = croner::parser::CronParser::builder()
             .seconds(croner::parser::Seconds::Optional)
+            .year(croner::parser::Year::Disallowed)
             .build()
             .parse(expression)
-            .map(|cron| Schedule { expression: expression.to_string(), cron })
-            .map_err(|e| format!("not a cron schedule ({e})"))
+            .map_err(|e| format!("not a cron schedule ({e})"))?;
+        let schedule = Schedule { expression: expression.to_string(), cron };
+        if schedule.next_after(&jiff::Zoned::now()).is_none() {
+            return Err("never fires: no date matches every field".to_string());
+        }
+        Ok(schedule)
     }
 
     /// The first time strictly after `t` that the schedule names (in `t`'s time zone).
@@ -144,6 +159,41 @@ impl Profile {
             CliCommand::Scan(a) => Ok(*a),
             _ => unreachable!("the command line is a scan"),
         }
+    }
+
+    /// The files the profile names that cannot be used, each told at its line: a ledger or exclusion file
+    /// that is not a readable regular file within its size limit, a library folder that cannot be read,
+    /// an output or export that cannot be written (a missing folder is fine: it is created). The options
+    /// for which `given` holds come from the command line instead, and are left out.
+    pub fn file_problems(&self, config: &Path, db: &Path, given: impl Fn(&str) -> bool) -> Vec<String> {
+        // Values clap refuses are reported by the configuration's own checks.
+        let Ok(args) = self.scan_args(config, db, &[]) else { return Vec::new() };
+        let readable = |limit: u64| move |p: &Path| crate::input::check_bounded(p, limit).map_err(|e| e.to_string());
+        let library = |p: &Path| match std::fs::read_dir(p) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("cannot read the fingerprint library: {e}")),
+        };
+        let output = |kind: Output| move |p: &Path| check_output(p, kind);
+        let checks: [(&str, Option<&Path>, &PathCheck); 7] = [
+            ("targets", args.scope.targets.as_deref(), &readable(crate::input::LEDGER_LIMIT)),
+            ("exclude", args.scope.exclude.as_deref(), &readable(crate::input::EXCLUSIONS_LIMIT)),
+            ("fingerprints", Some(&args.scope.fingerprints), &library),
+            ("out", args.out.as_deref(), &output(Output::File)),
+            ("csv", args.csv.as_deref(), &output(Output::File)),
+            ("exports.by-district", self.exports.by_district.as_deref(), &output(Output::Folder)),
+            ("exports.report", self.exports.report.as_deref(), &output(Output::File)),
+        ];
+        let mut problems = Vec::new();
+        for (key, path, check) in checks {
+            let (Some(line), Some(path)) = (self.keys.get(key), path) else { continue };
+            if given(key) {
+                continue;
+            }
+            if let Err(why) = check(path) {
+                problems.push(format!("{}:{line}: profile.{}.{key}: {}: {why}", self.file, self.name, path.display()));
+            }
+        }
+        problems
     }
 
     /// A message about an option (`--district "X": ...`) told at the profile line that set it, when the
@@ -212,9 +262,13 @@ impl Config {
 
 /// Reads and checks a configuration file: every problem is reported, as `file:line: key: message`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
+    let text = crate::input::read_bounded_text(path, crate::input::CONFIG_LIMIT)
+        .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
     parse(path, &text)
 }
+
+/// A check of one path a profile names: why it cannot be used.
+type PathCheck<'a> = dyn Fn(&Path) -> Result<(), String> + 'a;
 
 /// A `scan` option as a profile key.
 #[derive(Debug, Clone)]
@@ -432,7 +486,7 @@ fn parse_profile(
                 v => problems.push(line, &dotted, format!("expects a cron expression string, not {}", type_name(v))),
             },
             "exports" => match value.get_ref() {
-                DeValue::Table(t) => profile.exports = parse_exports(&dotted, t, base, problems),
+                DeValue::Table(t) => profile.exports = parse_exports(&dotted, t, base, &mut profile.keys, problems),
                 v => problems.push(line, &dotted, format!("expects a table, not {}", type_name(v))),
             },
             _ => {
@@ -520,12 +574,22 @@ fn check_option(arg: &OsString, line: usize, dotted: &str, problems: &mut Proble
     }
 }
 
-fn parse_exports(dotted: &str, table: &DeTable<'_>, base: &Path, problems: &mut Problems<'_>) -> Exports {
+/// The `exports` table; the line of each path it names goes into `keys` (as `exports.by-district`, ...).
+fn parse_exports(
+    dotted: &str,
+    table: &DeTable<'_>,
+    base: &Path,
+    keys: &mut BTreeMap<String, usize>,
+    problems: &mut Problems<'_>,
+) -> Exports {
     let mut exports = Exports::default();
     for (key, value) in table.iter() {
         let line = problems.at(key);
         let k: &str = key.get_ref();
         let here = format!("{dotted}.{k}");
+        if k != "lang" {
+            keys.insert(format!("exports.{k}"), line);
+        }
         match (k, value.get_ref()) {
             ("by-district", DeValue::String(p)) if !p.is_empty() => exports.by_district = Some(resolve(base, p)),
             ("report", DeValue::String(p)) if !p.is_empty() => exports.report = Some(resolve(base, p)),
@@ -584,12 +648,7 @@ pub fn expand_command_line(argv: Vec<OsString>) -> Result<Vec<OsString>, ConfigE
     let Some(path) = sm.get_one::<PathBuf>("config").cloned() else { return Ok(argv) };
     let config = load(&path)?;
     let profile = config.profile(sm.get_one::<String>("profile").map(String::as_str))?;
-    let ids = ids_by_long();
-    let given: BTreeSet<&str> = ids
-        .iter()
-        .filter(|(_, id)| sm.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
-        .map(|(long, _)| long.as_str())
-        .collect();
+    let given = given_in(sm);
     let mut inserted: Vec<OsString> = vec![format!("--db={}", config.db.display()).into()];
     if !given.contains("profile") {
         inserted.push(format!("--profile={}", profile.name).into());
@@ -602,6 +661,25 @@ pub fn expand_command_line(argv: Vec<OsString>) -> Result<Vec<OsString>, ConfigE
     out.extend(inserted);
     out.extend_from_slice(&argv[at..]);
     Ok(out)
+}
+
+/// The long names of the `scan` options a command line gives itself (before any profile is put in).
+pub fn scan_options_given(argv: &[OsString]) -> BTreeSet<String> {
+    match Cli::command().ignore_errors(true).try_get_matches_from(argv.iter()) {
+        Ok(matches) => match matches.subcommand() {
+            Some(("scan", sm)) => given_in(sm),
+            _ => BTreeSet::new(),
+        },
+        Err(_) => BTreeSet::new(),
+    }
+}
+
+fn given_in(sm: &clap::ArgMatches) -> BTreeSet<String> {
+    ids_by_long()
+        .into_iter()
+        .filter(|(_, id)| sm.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|(long, _)| long)
+        .collect()
 }
 
 fn long_of(arg: &OsString) -> &str {
@@ -622,6 +700,106 @@ pub enum CommandLineError {
 pub fn parse_command_line(argv: Vec<OsString>) -> Result<Cli, CommandLineError> {
     let argv = expand_command_line(argv).map_err(CommandLineError::Config)?;
     Cli::try_parse_from(argv).map_err(CommandLineError::Clap)
+}
+
+/// Keeps in a scan's parameters how to start it again (for `scan --resume`): its command line and the
+/// folder it ran in.
+pub fn set_command_line(parameters: &mut serde_json::Value, argv: &[OsString], cwd: &Path) {
+    let argv: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    parameters["argv"] = serde_json::json!(argv);
+    parameters["cwd"] = serde_json::json!(cwd.display().to_string());
+}
+
+/// The command line and folder [`set_command_line`] kept, if the scan has them.
+pub fn command_line_of(parameters: &serde_json::Value) -> Option<(Vec<OsString>, PathBuf)> {
+    let argv: Vec<String> = serde_json::from_value(parameters.get("argv")?.clone()).ok()?;
+    let cwd = parameters.get("cwd")?.as_str()?;
+    Some((argv.into_iter().map(OsString::from).collect(), PathBuf::from(cwd)))
+}
+
+/// The `scan` options that `argv` (run in `cwd`) gives itself with another value than `original` (run in
+/// `original_cwd`) has, its own or the default, each as `--name value (was ...)`; a profile is put in
+/// both first, and paths are compared made absolute. The options in `may_differ` are left out.
+pub fn options_changed(
+    argv: &[OsString],
+    cwd: &Path,
+    original: &[OsString],
+    original_cwd: &Path,
+    may_differ: &[&str],
+) -> Result<Vec<String>, ConfigError> {
+    let options = scan_options();
+    let ids = ids_by_long();
+    let now = given_scan_options(argv, cwd, &options, &ids)?;
+    let then = given_scan_options(original, original_cwd, &options, &ids)?;
+    let shown = |values: Option<&Vec<OsString>>| match values {
+        Some(v) if !v.is_empty() => v.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+        Some(_) => "set".to_string(),
+        None => "not given".to_string(),
+    };
+    Ok(now
+        .iter()
+        .filter(|(long, _)| !may_differ.contains(&long.as_str()))
+        .filter(|(long, values)| {
+            normal_form(long, Some(values), &options) != normal_form(long, then.get(*long), &options)
+        })
+        .map(|(long, values)| format!("--{long} {} (was {})", shown(Some(values)), shown(then.get(long))))
+        .collect())
+}
+
+/// The `scan` options a command line gives itself (a profile put in), each with its values as written
+/// (none for a flag), paths made absolute against `cwd`.
+fn given_scan_options(
+    argv: &[OsString],
+    cwd: &Path,
+    options: &BTreeMap<String, OptionSpec>,
+    ids: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, Vec<OsString>>, ConfigError> {
+    let argv = expand_command_line(argv.to_vec())?;
+    let matches = Cli::command().try_get_matches_from(argv).map_err(|e| ConfigError(vec![clap_message(&e)]))?;
+    let Some(("scan", sm)) = matches.subcommand() else {
+        return Err(ConfigError(vec!["not a `scan` command line".into()]));
+    };
+    let mut given = BTreeMap::new();
+    for (long, id) in ids {
+        if sm.value_source(id) != Some(clap::parser::ValueSource::CommandLine) {
+            continue;
+        }
+        let spec = options.get(long);
+        let values: Vec<OsString> = match spec.map(|s| s.kind) {
+            Some(Kind::Flag) | None => Vec::new(),
+            Some(_) => sm
+                .get_raw(id)
+                .into_iter()
+                .flatten()
+                .map(|v| match spec {
+                    Some(s) if s.path && !v.is_empty() => cwd.join(v).into_os_string(),
+                    _ => v.to_os_string(),
+                })
+                .collect(),
+        };
+        given.insert(long.clone(), values);
+    }
+    Ok(given)
+}
+
+/// What one option's values mean, to compare two spellings: the `scan` arguments clap makes of them
+/// alone (the defaults when the option is not given), or the values themselves when they do not parse
+/// alone.
+fn normal_form(long: &str, values: Option<&Vec<OsString>>, options: &BTreeMap<String, OptionSpec>) -> String {
+    let mut argv: Vec<OsString> = vec!["otscope".into(), "scan".into()];
+    match (values, options.get(long).map(|s| s.kind)) {
+        (None, _) => {}
+        (Some(_), Some(Kind::Flag)) => argv.push(format!("--{long}").into()),
+        (Some(values), _) => argv.extend(values.iter().map(|v| {
+            let mut a = OsString::from(format!("--{long}="));
+            a.push(v);
+            a
+        })),
+    }
+    match Cli::try_parse_from(&argv) {
+        Ok(cli) => format!("{:?}", cli.command),
+        Err(_) => format!("{values:?}"),
+    }
 }
 
 #[cfg(test)]
@@ -735,6 +913,21 @@ mod tests {
         assert_eq!(next("30 0 3 * * *"), "2026-05-09T03:00:30+08:00[Asia/Shanghai]");
         assert_eq!(next("@daily"), "2026-05-10T00:00:00+08:00[Asia/Shanghai]");
         assert!(Schedule::parse("61 * * * *").is_err());
+    }
+
+    #[test]
+    fn schedules_with_a_wrong_field_count_or_that_never_fire_are_refused() {
+        let started = std::time::Instant::now();
+        assert_eq!(
+            Schedule::parse("0 0 2 * * * 2030").unwrap_err(),
+            "not a cron schedule: 7 field(s); a schedule has 5 (minute hour day month weekday) or 6 (seconds first)"
+        );
+        assert!(Schedule::parse("0 2 * *").unwrap_err().starts_with("not a cron schedule: 4 field(s)"));
+        assert_eq!(Schedule::parse("0 0 30 2 *").unwrap_err(), "never fires: no date matches every field");
+        assert_eq!(Schedule::parse("0 0 31 4,6,9,11 *").unwrap_err(), "never fires: no date matches every field");
+        assert!(Schedule::parse("0 0 29 2 *").is_ok(), "every leap year");
+        assert!(Schedule::parse("@weekly").is_ok());
+        eprintln!("schedules checked in {:?}", started.elapsed());
     }
 
     #[test]

@@ -8,13 +8,15 @@
 //! previous one stays in force. SIGTERM or SIGINT stops starting scans and stops the running ones
 //! cleanly: they end as partial scans, recorded as such.
 
-use crate::config::{self, Config, Exports, Profile};
+use crate::config::{self, Config, ConfigError, Exports, Profile};
 use crate::engine::ProgressStyle;
 use crate::error::BadInput;
 use crate::export::{self, Format};
 use crate::findings::Change;
-use crate::pipeline::{self, file_sinks, Recording, RunOptions};
-use crate::store::{ScanId, SqliteStore, Store};
+use crate::findings::Sink;
+use crate::pipeline::{self, file_sinks, Recording, RunOptions, ScanPlan};
+use crate::store::{Runner, ScanEnd, ScanId, ScanStart, SqliteStore, Store};
+use crate::targets::{Coverage, Shard};
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -47,21 +49,40 @@ pub struct Job {
     pub profile: Profile,
 }
 
+impl Job {
+    /// The command line that runs this profile by hand, as `scan --resume` starts it again.
+    fn command_line(&self) -> std::io::Result<Vec<std::ffi::OsString>> {
+        let config = std::path::absolute(&self.config)?;
+        Ok(vec![
+            "otscope".into(),
+            "scan".into(),
+            "--config".into(),
+            config.into_os_string(),
+            "--profile".into(),
+            self.profile.name.clone().into(),
+        ])
+    }
+}
+
 /// Scans a profile once, as `otscope scan --config --profile` would, recording the scan as
 /// `profile:<name>`; writes the profile's outputs, then its exports if the scan completed. Logs one
-/// status line.
+/// status line. A run that fails before its scan is recorded (its files cannot be used, the plan is
+/// refused, an output cannot be created) is recorded as a failed scan with the reason, so that
+/// `status` and `history` show it.
 pub async fn run_profile(job: &Job, stop: CancellationToken) -> anyhow::Result<RunOutcome> {
     let p = &job.profile;
-    let args = p.scan_args(&job.config, &job.db, &[]).map_err(|e| BadInput(config::clap_message(&e)))?;
-    let scope = args.scope.options(args.engine.resolver).map_err(|e| BadInput(p.locate(&e.0)))?;
-    let plan = pipeline::plan(&scope, &args.engine.options()).await.map_err(|e| BadInput(p.locate(&e.0)))?;
-    let sinks = file_sinks(args.out.as_deref(), args.csv.as_deref())?;
-    let store = SqliteStore::open(&job.db)?;
-    let history = Some(Recording::New(Box::new(store), Box::new(plan.scan_start(&config::kind_of(&p.name)))));
+    let (args, plan, sinks, history) = match prepare(job).await {
+        Ok(prepared) => prepared,
+        Err(e) => return Err(failed(job, e)),
+    };
     let style =
         if args.engine.quiet || std::io::stderr().is_terminal() { ProgressStyle::Quiet } else { ProgressStyle::Auto };
-    let report =
-        pipeline::run(&plan, history, sinks, RunOptions { progress: style, stop, keep_findings: false }).await?;
+    let options = RunOptions { progress: style, stop, keep_findings: false };
+    let report = match pipeline::run(&plan, Some(history), sinks, options).await {
+        Ok(report) => report,
+        // Nothing was recorded: the scan could not begin.
+        Err(e) => return Err(failed(job, e)),
+    };
     if let Some(e) = &report.history_error {
         anyhow::bail!("the history was not updated: {e}");
     }
@@ -103,6 +124,55 @@ pub async fn run_profile(job: &Job, stop: CancellationToken) -> anyhow::Result<R
     Ok(outcome)
 }
 
+/// Everything a run needs before it probes: the profile's files checked, the plan, the outputs, the
+/// scan as the history will record it (with how to resume it).
+async fn prepare(job: &Job) -> anyhow::Result<(crate::cli::ScanArgs, ScanPlan, Vec<Sink>, Recording)> {
+    let p = &job.profile;
+    let problems = p.file_problems(&job.config, &job.db, |_| false);
+    if !problems.is_empty() {
+        return Err(BadInput(problems.join("\n")).into());
+    }
+    let args = p.scan_args(&job.config, &job.db, &[]).map_err(|e| BadInput(config::clap_message(&e)))?;
+    let scope = args.scope.options(args.engine.resolver).map_err(|e| BadInput(p.locate(&e.0)))?;
+    let plan = pipeline::plan(&scope, &args.engine.options()).await.map_err(|e| BadInput(p.locate(&e.0)))?;
+    let sinks = file_sinks(args.out.as_deref(), args.csv.as_deref())?;
+    let store = SqliteStore::open(&job.db)?;
+    let mut start = plan.scan_start(&config::kind_of(&p.name));
+    config::set_command_line(&mut start.parameters, &job.command_line()?, &std::env::current_dir()?);
+    Ok((args, plan, sinks, Recording::New(Box::new(store), Box::new(start))))
+}
+
+/// Records a run that failed before its scan was recorded, as a scan that ended at once, failed, with
+/// the reason; hands back the error, told with the scan it was recorded as.
+fn failed(job: &Job, e: anyhow::Error) -> anyhow::Error {
+    let why = format!("{e:#}").replace('\n', "; ");
+    let now = pipeline::now_rfc3339();
+    let start = ScanStart {
+        started_at: now.clone(),
+        ledger_path: String::new(),
+        ledger_sha256: String::new(),
+        library_version: String::new(),
+        selection: serde_json::json!({}),
+        parameters: serde_json::json!({ "config": job.config.display().to_string(), "profile": job.profile.name }),
+        coverage: Coverage { spans: Vec::new(), ports: Vec::new(), shard: Shard::default(), seed: 0 },
+        targets_total: 0,
+        kind: config::kind_of(&job.profile.name),
+        runner: Some(Runner::current()),
+    };
+    let end = ScanEnd { probed: 0, open: 0, completed: false, reason: Some(format!("{FAILED}{why}")) };
+    let recorded = SqliteStore::open(&job.db).and_then(|mut store| {
+        let id = store.begin_scan(&start)?;
+        store.finish_scan(id, end, &now).map(|()| id)
+    });
+    match recorded {
+        Ok(id) => anyhow::anyhow!("{why} (recorded as failed scan {id})"),
+        Err(store) => anyhow::anyhow!("{why} (and the failure could not be recorded: {store})"),
+    }
+}
+
+/// How the reason of a run that failed before probing begins, in the history.
+pub const FAILED: &str = "failed: ";
+
 /// Writes a recorded scan's exports, as `otscope export --by district` and `otscope report` write them.
 pub fn write_exports(db: &Path, scan: ScanId, exports: &Exports) -> anyhow::Result<Vec<PathBuf>> {
     let store = SqliteStore::open(db)?;
@@ -127,6 +197,80 @@ pub fn write_exports(db: &Path, scan: ScanId, exports: &Exports) -> anyhow::Resu
         files.push(path.clone());
     }
     Ok(files)
+}
+
+/// What the daemon checks before it runs a configuration (at start and at each reload): a valid file
+/// with something scheduled, and every scheduled profile's files usable (see
+/// [`Profile::file_problems`]); then the folders its outputs and exports go to are created.
+pub fn ready(config: &Config) -> Result<(), ConfigError> {
+    config.check_for_daemon()?;
+    let scheduled: Vec<&Profile> = config.profiles.values().filter(|p| p.schedule.is_some()).collect();
+    let problems: Vec<String> =
+        scheduled.iter().flat_map(|p| p.file_problems(&config.path, &config.db, |_| false)).collect();
+    if !problems.is_empty() {
+        return Err(ConfigError(problems));
+    }
+    let mut problems = Vec::new();
+    for p in scheduled {
+        let Ok(args) = p.scan_args(&config.path, &config.db, &[]) else { continue };
+        let files = [args.out, args.csv, p.exports.report.clone()];
+        let folders = files.iter().flatten().filter_map(|f| f.parent()).chain(p.exports.by_district.as_deref());
+        for folder in folders.filter(|f| !f.as_os_str().is_empty()) {
+            if let Err(e) = std::fs::create_dir_all(folder) {
+                problems.push(format!(
+                    "{}:{}: profile.{}: {}: cannot create the folder: {e}",
+                    p.file,
+                    p.line,
+                    p.name,
+                    folder.display()
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError(problems))
+    }
+}
+
+/// The daemon's hold on its history: an exclusive lock (`flock`) on a file beside the database, held
+/// for the daemon's life and released by the kernel when it ends, however it ends. A second daemon on
+/// the same history (the same configuration, or another naming the same database) is refused, so no
+/// profile is run twice over.
+#[derive(Debug)]
+pub struct DaemonLock {
+    _file: std::fs::File,
+}
+
+impl DaemonLock {
+    pub fn take(config: &Config) -> Result<DaemonLock, BadInput> {
+        use std::io::{Read, Seek, Write};
+        use std::os::fd::AsRawFd;
+        let mut name = config.db.file_name().unwrap_or_default().to_os_string();
+        name.push(".daemon.lock");
+        let path = config.db.with_file_name(name);
+        let fail = |e: std::io::Error| BadInput(format!("{}: cannot take the daemon's lock: {e}", path.display()));
+        let mut file =
+            std::fs::File::options().read(true).write(true).create(true).truncate(false).open(&path).map_err(fail)?;
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(fail(e));
+            }
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(BadInput(format!(
+                "another otscope daemon already runs on the history {} ({}): one daemon per configuration and history; stop it first",
+                config.db.display(),
+                holder.trim()
+            )));
+        }
+        let holder = format!("pid {}, configuration {}", std::process::id(), config.path.display());
+        file.set_len(0).and_then(|()| file.rewind()).and_then(|()| file.write_all(holder.as_bytes())).map_err(fail)?;
+        Ok(DaemonLock { _file: file })
+    }
 }
 
 /// A time in the configuration's time zone, to the second, with its offset.
@@ -164,7 +308,19 @@ fn stamp(path: &Path) -> Option<(Option<SystemTime>, u64)> {
 
 /// Loads the configuration again; an invalid one is refused and `current` stays.
 fn reload(current: &mut Config, why: &str) -> bool {
-    match config::load(&current.path).and_then(|c| c.check_for_daemon().map(|()| c)) {
+    let same_history = |c: Config| {
+        if c.db == current.db {
+            Ok(c)
+        } else {
+            Err(ConfigError(vec![format!(
+                "{}: db changed from {} to {}: the daemon holds its history for its life; restart it",
+                c.path.display(),
+                current.db.display(),
+                c.db.display()
+            )]))
+        }
+    };
+    match config::load(&current.path).and_then(same_history).and_then(|c| ready(&c).map(|()| c)) {
         Ok(new) => {
             let scheduled = new.profiles.values().filter(|p| p.schedule.is_some()).count();
             tracing::info!("configuration reloaded ({why}): {} profile(s), {scheduled} scheduled", new.profiles.len());

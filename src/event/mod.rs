@@ -4,6 +4,7 @@
 use crate::export::{change_text, level_text, Lang};
 use crate::findings::Change;
 use crate::history::{diff, DiffEntry};
+use crate::scope::show_ports;
 use crate::store::{EventRecord, ScanRecord, Store, StoreError};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -93,36 +94,40 @@ pub fn report(
     let fmt = |d: OffsetDateTime| short(&d.format(&Rfc3339).unwrap_or_default());
     let params = &baseline.start.parameters;
     let coverage = &baseline.start.coverage;
-    let ports: Vec<String> = coverage.ports.iter().map(|p| p.to_string()).collect();
     let probed: u64 = checks.iter().filter_map(|c| c.end.as_ref().map(|e| e.probed)).sum();
     let selection = &event.plan.selection;
 
     let mut out = String::new();
     let _ = writeln!(out, "# {}{}", t("Major-event report: ", "重大活动保障报告："), event.name);
     let _ = writeln!(out);
-    let _ = writeln!(out, "{}{} — {}", t("Time window: ", "时间窗口："), fmt(start), fmt(end));
+    // Chinese text takes Chinese punctuation: full-width colons, commas, parentheses, a full stop.
+    let (open, close, comma, semicolon, to, dash) =
+        if zh { ("（", "）", "，", "；", " 至 ", "——") } else { (" (", ")", ", ", "; ", " — ", " — ") };
+    let list = |items: &[String]| items.join(if zh { "、" } else { ", " });
+    let _ = writeln!(out, "{}{}{to}{}", t("Time window: ", "时间窗口："), fmt(start), fmt(end));
     let _ = writeln!(
         out,
-        "{}{} ({})",
+        "{}{}{open}{}{}{close}",
         t("Event started: ", "保障开始："),
         short(&event.started_at),
-        t("baseline scan ", "基线扫描 ").to_string() + &event.baseline_scan.to_string()
+        t("baseline scan ", "基线扫描 "),
+        event.baseline_scan
     );
     if let Some(closed) = &event.closed_at {
         let _ = writeln!(out, "{}{}", t("Event closed: ", "保障结束："), short(closed));
     }
-    let levels: Vec<&str> = selection.levels.iter().map(|l| level_text(*l, lang)).collect();
-    let all = t("all", "全部");
+    let levels: Vec<String> = selection.levels.iter().map(|l| level_text(*l, lang).to_string()).collect();
+    let all = || t("all", "全部").to_string();
+    let chosen = |items: &[String]| if items.is_empty() { all() } else { list(items) };
     let _ = writeln!(
         out,
-        "{}{}: {}; {}: {}; {}: {}",
-        t("Selection — ", "保障范围 — "),
-        t("level", "重要程度"),
-        if levels.is_empty() { all.to_string() } else { levels.join(", ") },
-        t("districts", "区县"),
-        if selection.districts.is_empty() { all.to_string() } else { selection.districts.join(", ") },
-        t("enterprises", "企业"),
-        if selection.enterprises.is_empty() { all.to_string() } else { selection.enterprises.join(", ") },
+        "{}{}{semicolon}{}{}{semicolon}{}{}",
+        t("Selection — level: ", "保障范围——重要程度："),
+        chosen(&levels),
+        t("districts: ", "区县："),
+        chosen(&selection.districts),
+        t("enterprises: ", "企业："),
+        chosen(&selection.enterprises),
     );
     let _ = writeln!(out);
     let _ = writeln!(out, "## {}", t("Coverage", "覆盖范围"));
@@ -133,14 +138,21 @@ pub fn report(
         params.get("enterprises").and_then(|v| v.as_u64()).unwrap_or(0)
     );
     let _ = writeln!(out, "- {}{}", t("Addresses: ", "地址数："), coverage.addresses());
-    let _ = writeln!(out, "- {}{} ({})", t("Ports: ", "端口数："), ports.len(), ports.join(","));
+    let _ = writeln!(
+        out,
+        "- {}{}{open}{}{close}",
+        t("Ports: ", "端口数："),
+        coverage.ports.len(),
+        show_ports(&coverage.ports)
+    );
     let _ = writeln!(out, "- {}{}", t("Checks in the window: ", "窗口内检查次数："), checks.len());
     for c in &checks {
         let _ = writeln!(
             out,
-            "  - {} {}: {} — {}, {} {}",
-            t("scan", "扫描"),
+            "  - {}{}{}{}{to}{}{comma}{} {}",
+            t("scan ", "扫描 "),
             c.id,
+            t(": ", "："),
             short(&c.start.started_at),
             c.ended_at.as_deref().map(short).unwrap_or_default(),
             c.end.as_ref().map(|e| e.probed).unwrap_or(0),
@@ -170,16 +182,19 @@ pub fn report(
         Verdict::Zero
     } else {
         let count = |s: Change| drift.iter().filter(|(e, _)| e.status == s).count();
+        let counted: Vec<String> = [Change::New, Change::Changed, Change::Gone]
+            .into_iter()
+            .map(|c| match zh {
+                true => format!("{} {}", change_text(Some(c), lang), count(c)),
+                false => format!("{} {}", count(c), change_text(Some(c), lang)),
+            })
+            .collect();
         let _ = writeln!(
             out,
-            "{} {} {}, {} {}, {} {}.",
-            t("Drift from the baseline:", "相对基线的变化："),
-            count(Change::New),
-            change_text(Some(Change::New), lang),
-            count(Change::Changed),
-            change_text(Some(Change::Changed), lang),
-            count(Change::Gone),
-            change_text(Some(Change::Gone), lang),
+            "{}{}{}",
+            t("Drift from the baseline: ", "相对基线的变化："),
+            counted.join(comma),
+            t(".", "。")
         );
         let _ = writeln!(out);
         for (e, scan) in &drift {
@@ -187,12 +202,12 @@ pub fn report(
             let was = if e.before.is_empty() {
                 String::new()
             } else {
-                let parts: Vec<String> = e.before.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-                format!(" [{}{}]", t("before: ", "变化前："), parts.join("; "))
+                let parts: Vec<String> = e.before.iter().map(|(k, v)| format!("{k}{}{v}", t(": ", "："))).collect();
+                format!("{open}{}{}{close}", t("before: ", "变化前："), parts.join(semicolon))
             };
             let _ = writeln!(
                 out,
-                "- {} {}:{}/{} {} {} {} {} — {} {} ({}, {}) — {} {}{was}",
+                "- {} {}:{}/{} {} {} {} {}{dash}{} {}{open}{}{comma}{}{close}{dash}{} {}{was}",
                 change_text(Some(e.status), lang),
                 e.ip,
                 e.port,

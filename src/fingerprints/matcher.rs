@@ -1,7 +1,7 @@
 //! The compiled rule matcher: rules grouped by protocol, every regex compiled once, and per protocol
 //! one `RegexSet` per field, so a reply is scanned once per field whatever the number of rules.
 
-use super::schema::{RuleDef, Test};
+use super::schema::{ConditionDef, RuleDef, Test};
 use super::template::Template;
 use crate::findings::{Classification, Severity};
 use regex::{Regex, RegexSet};
@@ -18,10 +18,11 @@ enum Condition {
     Contains(String, String),
     Prefix(String, String),
     Present(String, bool),
-    /// `slot` indexes the protocol's per-field RegexSet: (which field set, which pattern in it).
+    /// `slot` indexes the protocol's per-field RegexSet: (which field set, which pattern in it);
+    /// `None` for a condition evaluated on its own ([`Conditions`]).
     Regex {
         field: String,
-        slot: (usize, usize),
+        slot: Option<(usize, usize)>,
         regex: Regex,
         captures: bool,
     },
@@ -51,6 +52,36 @@ pub struct Matcher {
     rule_count: usize,
 }
 
+/// A list of conditions compiled on their own, all of which must hold (the honeypot personas' `when`).
+#[derive(Debug)]
+pub struct Conditions(Vec<Condition>);
+
+impl Conditions {
+    /// Compiles checked conditions (the loader has validated every test and regex).
+    pub(super) fn compile(defs: &[ConditionDef]) -> Conditions {
+        Conditions(defs.iter().map(|c| condition(c, |_| None)).collect())
+    }
+
+    pub fn hold(&self, fields: &Map<String, Value>) -> bool {
+        self.0.iter().all(|c| holds(c, fields, &[], &mut Vec::new()))
+    }
+}
+
+/// Compiles one checked condition; `slot` places a regex in its protocol's RegexSet (or `None`).
+fn condition(c: &ConditionDef, slot: impl FnOnce(&str) -> Option<(usize, usize)>) -> Condition {
+    match c.test().expect("checked at load") {
+        Test::Equals(v) => Condition::Equals(c.field.clone(), v),
+        Test::Contains(v) => Condition::Contains(c.field.clone(), v),
+        Test::Prefix(v) => Condition::Prefix(c.field.clone(), v),
+        Test::Present(v) => Condition::Present(c.field.clone(), v),
+        Test::Regex(r) => {
+            let regex = Regex::new(&r).expect("checked at load");
+            let captures = regex.capture_names().flatten().next().is_some();
+            Condition::Regex { field: c.field.clone(), slot: slot(&r), regex, captures }
+        }
+    }
+}
+
 fn text_of<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<Cow<'a, str>> {
     match fields.get(name)? {
         Value::String(s) => Some(Cow::Borrowed(s)),
@@ -70,12 +101,8 @@ impl Matcher {
             let conditions = rule
                 .when
                 .iter()
-                .map(|c| match c.test().expect("checked at load") {
-                    Test::Equals(v) => Condition::Equals(c.field.clone(), v),
-                    Test::Contains(v) => Condition::Contains(c.field.clone(), v),
-                    Test::Prefix(v) => Condition::Prefix(c.field.clone(), v),
-                    Test::Present(v) => Condition::Present(c.field.clone(), v),
-                    Test::Regex(r) => {
+                .map(|c| {
+                    condition(c, |r| {
                         let set = match field_patterns.iter().position(|(f, _)| *f == c.field) {
                             Some(i) => i,
                             None => {
@@ -83,16 +110,9 @@ impl Matcher {
                                 field_patterns.len() - 1
                             }
                         };
-                        field_patterns[set].1.push(r.clone());
-                        let regex = Regex::new(&r).expect("checked at load");
-                        let captures = regex.capture_names().flatten().next().is_some();
-                        Condition::Regex {
-                            field: c.field.clone(),
-                            slot: (set, field_patterns[set].1.len() - 1),
-                            regex,
-                            captures,
-                        }
-                    }
+                        field_patterns[set].1.push(r.to_string());
+                        Some((set, field_patterns[set].1.len() - 1))
+                    })
                 })
                 .collect();
             let templates = rule
@@ -220,7 +240,10 @@ fn holds(
         Condition::Prefix(f, v) => text_of(fields, f).is_some_and(|t| t.starts_with(v.as_str())),
         Condition::Present(f, want) => fields.get(f).is_some_and(|v| !v.is_null()) == *want,
         Condition::Regex { field, slot, regex, captures: named } => {
-            let matched = hits.get(slot.0).and_then(Option::as_ref).is_some_and(|m| m.matched(slot.1));
+            let matched = match slot {
+                Some((set, pattern)) => hits.get(*set).and_then(Option::as_ref).is_some_and(|m| m.matched(*pattern)),
+                None => text_of(fields, field).is_some_and(|t| regex.is_match(&t)),
+            };
             if matched && *named {
                 if let Some(text) = text_of(fields, field) {
                     if let Some(caps) = regex.captures(&text) {

@@ -1,17 +1,19 @@
 //! The fingerprint library (`fingerprints/`): data, not code. Every `*.toml` file is loaded at
 //! start-up, checked, and compiled once into a matcher; see `fingerprints/README.md` for the schema.
 
+mod honeypots;
 mod matcher;
 mod schema;
 mod template;
 
+pub use honeypots::{HoneypotStage, Pass, Persona, Personas, ATTRIBUTE as HONEYPOT_ATTRIBUTE};
 pub use matcher::Matcher;
 pub use schema::BannerProbeDef;
 pub use template::Template;
 
 use crate::findings::{Classification, Severity};
 use crate::scope::{parse_ports, PortSpec};
-use schema::{FileDef, RuleDef};
+use schema::{FileDef, HoneypotDef, RuleDef};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -51,14 +53,24 @@ pub struct RuleOrigin {
     pub line: usize,
 }
 
-/// One example of a rule: an observation and the outputs the library must give for it.
+/// One example of a rule or a honeypot persona: an observation and what the library must say of it.
 #[derive(Debug, Clone)]
 pub struct Example {
     pub rule_id: String,
     pub origin: RuleOrigin,
     pub protocol: String,
     pub fields: Map<String, Value>,
-    pub expect: BTreeMap<String, Value>,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone)]
+pub enum Expect {
+    /// A rule's example: this rule is reported, with these outputs.
+    Outputs(BTreeMap<String, Value>),
+    /// A persona's example: its evidence is shown.
+    Persona,
+    /// A persona's counterexample (a real stack's fields): no persona of the protocol is shown.
+    NoPersona,
 }
 
 #[derive(Debug)]
@@ -70,6 +82,8 @@ pub struct Library {
     pub default_ports: Vec<PortSpec>,
     pub banner_probes: Vec<BannerProbeDef>,
     pub matcher: Matcher,
+    /// The honeypot personas (`[[honeypot]]` entries).
+    pub honeypots: Personas,
     pub examples: Vec<Example>,
     pub files: usize,
     /// A digest of every file's name and content: which library identified a scan's findings.
@@ -98,12 +112,13 @@ impl Library {
         paths.sort();
 
         let mut rules: Vec<(RuleDef, RuleOrigin)> = Vec::new();
+        let mut honeypots: Vec<(HoneypotDef, RuleOrigin)> = Vec::new();
         let mut tables: HashMap<String, HashMap<String, String>> = HashMap::new();
         let mut default_ports = Vec::new();
         let mut probe_ports = false;
         let mut banner_probes = Vec::new();
         for path in &paths {
-            let text = match std::fs::read_to_string(path) {
+            let text = match crate::input::read_bounded_text(path, crate::input::RULE_FILE_LIMIT) {
                 Ok(t) => t,
                 Err(e) => {
                     errors.push(LibraryError {
@@ -163,6 +178,10 @@ impl Library {
                 let origin = RuleOrigin { file: path.clone(), line: line_of(&text, rule.span().start) };
                 rules.push((rule.into_inner(), origin));
             }
+            for persona in file.honeypot {
+                let origin = RuleOrigin { file: path.clone(), line: line_of(&text, persona.span().start) };
+                honeypots.push((persona.into_inner(), origin));
+            }
         }
 
         let mut ids = HashMap::new();
@@ -199,6 +218,28 @@ impl Library {
                 errors.push(err(message));
             }
         }
+        let mut persona_ids = HashMap::new();
+        for (persona, origin) in &honeypots {
+            let err = |message: String| LibraryError {
+                file: origin.file.clone(),
+                line: origin.line,
+                item: format!("honeypot {}", persona.id),
+                message,
+            };
+            if let Some(first) = persona_ids.insert(persona.id.clone(), origin.clone()) {
+                errors.push(err(format!(
+                    "duplicate honeypot id: first defined at {}:{}",
+                    first.file.display(),
+                    first.line
+                )));
+            }
+            if !known_protocols.contains(&persona.protocol) {
+                errors.push(err(format!("unknown protocol {:?}", persona.protocol)));
+            }
+            for message in persona.problems() {
+                errors.push(err(message));
+            }
+        }
         if !errors.is_empty() {
             return Err(LibraryErrors(errors));
         }
@@ -213,18 +254,28 @@ impl Library {
         }
         default_ports.sort();
         default_ports.dedup();
-        let examples = rules
-            .iter()
-            .flat_map(|(rule, origin)| {
-                rule.example.iter().map(move |ex| Example {
-                    rule_id: rule.id.clone(),
-                    origin: origin.clone(),
-                    protocol: rule.protocol.clone(),
-                    fields: ex.observation_fields(),
-                    expect: ex.expect.clone(),
-                })
+        let rule_examples = rules.iter().flat_map(|(rule, origin)| {
+            rule.example.iter().map(move |ex| Example {
+                rule_id: rule.id.clone(),
+                origin: origin.clone(),
+                protocol: rule.protocol.clone(),
+                fields: ex.observation_fields(),
+                expect: Expect::Outputs(ex.expect.clone()),
             })
-            .collect();
+        });
+        let persona_examples = honeypots.iter().flat_map(|(persona, origin)| {
+            let shown = persona.example.iter().map(|ex| (ex, Expect::Persona));
+            let not = persona.counterexample.iter().map(|ex| (ex, Expect::NoPersona));
+            shown.chain(not).map(move |(ex, expect)| Example {
+                rule_id: persona.id.clone(),
+                origin: origin.clone(),
+                protocol: persona.protocol.clone(),
+                fields: ex.fields(),
+                expect,
+            })
+        });
+        let examples = rule_examples.chain(persona_examples).collect();
+        let honeypots = Personas(honeypots.iter().map(|(def, _)| honeypots::Persona::compile(def)).collect());
         let matcher = Matcher::compile(rules.into_iter().map(|(r, _)| r).collect(), tables);
         let version = hex::encode(&digest.finish().as_ref()[..8]);
         Ok(Library {
@@ -232,6 +283,7 @@ impl Library {
             default_ports,
             banner_probes,
             matcher,
+            honeypots,
             examples,
             files: paths.len(),
             version,
@@ -243,13 +295,28 @@ impl Library {
         self.matcher.classify(protocol, fields)
     }
 
-    /// Runs every rule's examples against the whole library; each failure is one line.
+    /// Runs every rule's and persona's examples against the whole library; each failure is one line.
     pub fn test_examples(&self) -> Vec<String> {
         let mut failures = Vec::new();
         for (n, ex) in self.examples.iter().enumerate() {
-            let got = self.classify(&ex.protocol, &ex.fields);
             let place = format!("{}:{}: {}", ex.origin.file.display(), ex.origin.line, ex.rule_id);
             let number = 1 + self.examples[..n].iter().filter(|e| e.rule_id == ex.rule_id).count();
+            let expect = match &ex.expect {
+                Expect::Outputs(expect) => expect,
+                Expect::Persona => {
+                    if !self.honeypots.matching(&ex.protocol, &ex.fields).any(|p| p.id == ex.rule_id) {
+                        failures.push(format!("{place}: example {number}: the persona's evidence does not match"));
+                    }
+                    continue;
+                }
+                Expect::NoPersona => {
+                    if let Some(p) = self.honeypots.matching(&ex.protocol, &ex.fields).next() {
+                        failures.push(format!("{place}: counterexample {number}: shows persona {:?}", p.id));
+                    }
+                    continue;
+                }
+            };
+            let got = self.classify(&ex.protocol, &ex.fields);
             if got.rule.as_deref() != Some(ex.rule_id.as_str()) {
                 failures.push(format!(
                     "{place}: example {number}: matched by {} instead of this rule",
@@ -257,7 +324,7 @@ impl Library {
                 ));
                 continue;
             }
-            for (key, want) in &ex.expect {
+            for (key, want) in expect {
                 let have = got.output(key);
                 if have.as_ref() != Some(want) {
                     failures.push(format!(

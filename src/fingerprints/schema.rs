@@ -22,6 +22,97 @@ pub struct FileDef {
     pub probe: Vec<toml::Spanned<BannerProbeDef>>,
     #[serde(default)]
     pub rule: Vec<toml::Spanned<RuleDef>>,
+    #[serde(default)]
+    pub honeypot: Vec<toml::Spanned<HoneypotDef>>,
+}
+
+/// A honeypot persona's evidence on one protocol: the values a known honeypot serves by default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoneypotDef {
+    pub id: String,
+    /// The honeypot (`conpot`, `GasPot`, ...).
+    pub honeypot: String,
+    /// Which of its personas (a template's name): the findings of one persona on one address
+    /// corroborate each other.
+    pub persona: String,
+    /// The protocol of the findings it reads (after the rules named it).
+    pub protocol: String,
+    /// Why these values name the honeypot, as the finding will say it.
+    pub reason: String,
+    /// Where the values are published (the honeypot's template or configuration file).
+    pub source: String,
+    /// Whether this evidence names the honeypot by itself. `false` when plain simulators or real
+    /// devices may serve the same values: the finding is then marked only when another protocol of the
+    /// same address shows the same persona.
+    pub alone: bool,
+    #[serde(default)]
+    pub when: Vec<ConditionDef>,
+    /// Fields this evidence must match.
+    #[serde(default)]
+    pub example: Vec<FieldsDef>,
+    /// Fields of real stacks or devices that no persona of the protocol may match.
+    #[serde(default)]
+    pub counterexample: Vec<FieldsDef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldsDef {
+    pub fields: toml::Table,
+    /// Where the fields come from (a real server's reply, a template).
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub source: Option<String>,
+}
+
+impl FieldsDef {
+    pub fn fields(&self) -> Map<String, Value> {
+        match serde_json::to_value(&self.fields) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        }
+    }
+}
+
+/// Problems of a `when` list that serde cannot see: each condition's test and regex.
+pub fn condition_problems(when: &[ConditionDef]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, c) in when.iter().enumerate() {
+        match c.test() {
+            Ok(Test::Regex(r)) => {
+                if let Err(e) = regex::Regex::new(&r) {
+                    let first = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+                    out.push(format!("condition {} on {}: bad regex {r:?}: {first}", i + 1, c.field));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => out.push(format!("condition {} on {}: {e}", i + 1, c.field)),
+        }
+    }
+    out
+}
+
+impl HoneypotDef {
+    /// What serde could not check: conditions, and that there are some, and examples.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = condition_problems(&self.when);
+        if self.when.is_empty() {
+            out.push("when is empty: a persona is named by the values it serves".into());
+        }
+        if self.example.is_empty() {
+            out.push("no example: every honeypot persona needs at least one [[honeypot.example]]".into());
+        }
+        for (what, text) in [("honeypot", &self.honeypot), ("persona", &self.persona), ("reason", &self.reason)] {
+            if text.trim().is_empty() {
+                out.push(format!("{what} is empty"));
+            }
+        }
+        if self.source.trim().is_empty() {
+            out.push("source is empty: say where the persona's values are published".into());
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,19 +237,7 @@ impl ExampleDef {
 impl RuleDef {
     /// What serde could not check: conditions, regexes, templates, severities, examples.
     pub fn problems(&self, tables: &HashMap<String, HashMap<String, String>>) -> Vec<String> {
-        let mut out = Vec::new();
-        for (i, c) in self.when.iter().enumerate() {
-            match c.test() {
-                Ok(Test::Regex(r)) => {
-                    if let Err(e) = regex::Regex::new(&r) {
-                        let first = e.to_string().lines().last().unwrap_or_default().trim().to_string();
-                        out.push(format!("condition {} on {}: bad regex {r:?}: {first}", i + 1, c.field));
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => out.push(format!("condition {} on {}: {e}", i + 1, c.field)),
-            }
-        }
+        let mut out = condition_problems(&self.when);
         for (name, text) in self.set.templates() {
             match Template::parse(text) {
                 Ok(t) => {

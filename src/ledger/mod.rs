@@ -13,7 +13,7 @@ mod target_spec;
 pub use fields::{
     Field, RowLevel, CONTACT, DISTRICT, ENTERPRISE, ENTERPRISE_ID, FIELDS, LEVEL, LEVEL_WORDS, SECTOR, TARGETS,
 };
-pub use table::{read_bounded, Encoding, LedgerOptions, MAX_LEDGER_BYTES};
+pub use table::{read_bounded, Encoding, LedgerOptions};
 pub(crate) use target_spec::to_u128;
 pub use target_spec::TargetSpec;
 
@@ -216,7 +216,7 @@ struct Claim {
 impl Ledger {
     /// Reads and validates a ledger file; every problem is reported, none is skipped silently.
     pub fn load(options: &LedgerOptions) -> Result<Ledger, InputErrors> {
-        let bytes = read_bounded(&options.path, MAX_LEDGER_BYTES).map_err(|e| InputErrors(vec![e]))?;
+        let bytes = read_bounded(&options.path, crate::input::LEDGER_LIMIT).map_err(|e| InputErrors(vec![e]))?;
         Self::parse(options, &bytes)
     }
 
@@ -374,7 +374,7 @@ impl Ledger {
 
     /// Adds the exclusions of a `--exclude FILE`: one or more `;`-separated targets per line, `#` comments.
     pub fn add_exclusion_file(&mut self, path: &Path) -> Result<(), InputErrors> {
-        let bytes = read_bounded(path, MAX_LEDGER_BYTES).map_err(|e| InputErrors(vec![e]))?;
+        let bytes = read_bounded(path, crate::input::EXCLUSIONS_LIMIT).map_err(|e| InputErrors(vec![e]))?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|&&b| b == b'\n').count();
             InputErrors(vec![InputError {

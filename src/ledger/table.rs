@@ -1,16 +1,12 @@
 //! The ledger file as rows of text cells, each row knowing where it was written: a CSV file (UTF-8 with
 //! or without a BOM, or GB18030/GBK as Chinese Excel saves "CSV (逗号分隔)") by line, a workbook
 //! (.xlsx, .xls, ...) by sheet and row. The file is read whole, after checking that it is a regular
-//! file no larger than [`MAX_LEDGER_BYTES`].
+//! file within [`crate::input::LEDGER_LIMIT`].
 
 use super::{InputError, Place};
-use std::io::{Cursor, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::io::Cursor;
 
-/// The largest ledger (or exclusion file) read: a municipality's ledger is a few MB at most, and a
-/// bound keeps a wrong path (a device, a log file) from filling the memory.
-pub const MAX_LEDGER_BYTES: u64 = 32 * 1024 * 1024;
+use std::path::{Path, PathBuf};
 
 /// The text encoding of a CSV ledger. Without one, a file that is valid UTF-8 is read as UTF-8 and any
 /// other as GB18030 (of which GBK is a subset, so both read the same).
@@ -112,52 +108,9 @@ fn file_error(path: &Path, field: &str, message: String) -> InputError {
     InputError { file: path.to_path_buf(), place: Place::File, field: field.into(), message }
 }
 
-/// Reads a whole input file, refusing anything but a regular file of at most `limit` bytes before
-/// reading it (a FIFO is not even waited on).
+/// [`crate::input::read_bounded`], its refusal told as a problem with the file.
 pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, InputError> {
-    let refuse = |message: String| file_error(path, "file", message);
-    let kind = |t: std::fs::FileType| {
-        if t.is_dir() {
-            "a folder"
-        } else if t.is_char_device() {
-            "a character device"
-        } else if t.is_block_device() {
-            "a block device"
-        } else if t.is_fifo() {
-            "a FIFO"
-        } else if t.is_socket() {
-            "a socket"
-        } else {
-            "an unknown kind of file"
-        }
-    };
-    let check = |meta: std::fs::Metadata| {
-        if !meta.is_file() {
-            return Err(refuse(format!("{}, not a regular file: give the file itself", kind(meta.file_type()))));
-        }
-        if meta.len() > limit {
-            return Err(refuse(format!(
-                "{} bytes: larger than the {} MiB an input file may have",
-                meta.len(),
-                limit >> 20
-            )));
-        }
-        Ok(())
-    };
-    check(std::fs::metadata(path).map_err(|e| refuse(format!("cannot read: {e}")))?)?;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| refuse(format!("cannot read: {e}")))?;
-    // The path may have been replaced since it was looked at: check what was opened.
-    check(file.metadata().map_err(|e| refuse(format!("cannot read: {e}")))?)?;
-    let mut bytes = Vec::new();
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| refuse(format!("cannot read: {e}")))?;
-    if bytes.len() as u64 > limit {
-        return Err(refuse(format!("grew past the {} MiB an input file may have while it was read", limit >> 20)));
-    }
-    Ok(bytes)
+    crate::input::read_bounded(path, limit).map_err(|e| file_error(path, "file", e.to_string()))
 }
 
 /// Whether the file's first bytes are those of a workbook: a zip archive (.xlsx, .xlsm, .xlsb, .ods)
@@ -455,21 +408,8 @@ mod tests {
     }
 
     #[test]
-    fn only_regular_files_within_the_limit_are_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let small = dir.path().join("l.csv");
-        std::fs::write(&small, "abc").unwrap();
-        assert_eq!(read_bounded(&small, 3).unwrap(), b"abc");
-        let e = read_bounded(&small, 2).unwrap_err().to_string();
-        assert!(e.ends_with("l.csv: file: 3 bytes: larger than the 0 MiB an input file may have"), "{e}");
-        let e = read_bounded(Path::new("/dev/zero"), MAX_LEDGER_BYTES).unwrap_err().to_string();
-        assert_eq!(e, "/dev/zero: file: a character device, not a regular file: give the file itself");
-        let e = read_bounded(dir.path(), MAX_LEDGER_BYTES).unwrap_err().to_string();
-        assert!(e.ends_with(": file: a folder, not a regular file: give the file itself"), "{e}");
-        let fifo = dir.path().join("fifo");
-        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
-        let e = read_bounded(&fifo, MAX_LEDGER_BYTES).unwrap_err().to_string();
-        assert!(e.ends_with("fifo: file: a FIFO, not a regular file: give the file itself"), "{e}");
+    fn a_refused_file_is_named() {
+        let e = read_bounded(Path::new("/dev/zero"), crate::input::LEDGER_LIMIT).unwrap_err().to_string();
+        assert_eq!(e, "/dev/zero: file: not a regular file: a character device");
     }
 }

@@ -11,6 +11,7 @@ pub use session::{Session, MAX_RECONNECTS};
 use crate::scope::{Target, Transport};
 use serde_json::{Map, Value};
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,6 +41,10 @@ pub fn fd_budget() -> usize {
 
 /// How much of the peer's replies is kept as evidence.
 pub const EVIDENCE_BYTES: usize = 256;
+/// How much of what the peer sent on one connection is kept to be named afterwards: a reply that
+/// no probe validated still goes through the banner and rule library (an HTTP 400 page answering a
+/// Modbus request names a web server), and an unprompted banner is named from as much.
+pub const REPLY_BYTES: usize = 4096;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -116,7 +121,84 @@ impl NetError {
 enum Stream {
     Tcp(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-    Udp(UdpSocket),
+    Udp(Datagrams),
+}
+
+/// A UDP socket talking to one target. Connected, the kernel drops datagrams from any other source
+/// address or port. Unconnected (`any_port`), datagrams from any source port of the target's address
+/// are read, for stacks that answer from another port than the one asked (some BACnet and FINS
+/// stacks); those of any other address are dropped unread.
+struct Datagrams {
+    socket: UdpSocket,
+    peer: SocketAddr,
+    any_port: bool,
+}
+
+impl Datagrams {
+    async fn bind(peer: SocketAddr, any_port: bool) -> io::Result<Datagrams> {
+        let local: SocketAddr =
+            if peer.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+        let socket = UdpSocket::bind(local).await?;
+        if any_port {
+            report_icmp_errors(&socket, peer.is_ipv4())?;
+        } else {
+            socket.connect(peer).await?;
+        }
+        Ok(Datagrams { socket, peer, any_port })
+    }
+
+    async fn send(&self, bytes: &[u8]) -> io::Result<()> {
+        if self.any_port {
+            self.socket.send_to(bytes, self.peer).await.map(|_| ())
+        } else {
+            self.socket.send(bytes).await.map(|_| ())
+        }
+    }
+
+    /// The next datagram from the target, by `deadline` (`None` when it passes).
+    async fn recv(&self, buf: &mut [u8], deadline: Instant) -> io::Result<Option<usize>> {
+        loop {
+            let received = if self.any_port {
+                timeout_at(deadline, self.socket.recv_from(buf)).await.map(|r| r.map(|(n, from)| (n, Some(from))))
+            } else {
+                timeout_at(deadline, self.socket.recv(buf)).await.map(|r| r.map(|n| (n, None)))
+            };
+            match received {
+                Err(_) => return Ok(None),
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok((n, None))) => return Ok(Some(n)),
+                Ok(Ok((n, Some(from)))) if from.ip() == self.peer.ip() => return Ok(Some(n)),
+                Ok(Ok((_, Some(from)))) => {
+                    tracing::debug!(target = %self.peer, %from, "datagram from another address dropped")
+                }
+            }
+        }
+    }
+}
+
+/// Asks the kernel to report ICMP errors (port unreachable) on an unconnected UDP socket as it does
+/// on a connected one, so that a closed port still fails at once instead of at the read deadline.
+fn report_icmp_errors(socket: &UdpSocket, ipv4: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (level, name) =
+        if ipv4 { (libc::IPPROTO_IP, libc::IP_RECVERR) } else { (libc::IPPROTO_IPV6, libc::IPV6_RECVERR) };
+    let on: libc::c_int = 1;
+    // SAFETY: the descriptor is the open socket borrowed for the call, and the option value is a
+    // c_int that lives across it, with its exact size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// One connection to one target, with the bytes received so far kept as evidence.
@@ -126,7 +208,8 @@ pub struct Conn {
     /// Bytes received but not yet consumed by a frame.
     pending: Vec<u8>,
     received: usize,
-    evidence: Vec<u8>,
+    /// The first [`REPLY_BYTES`] the peer sent on this connection.
+    reply: Vec<u8>,
 }
 
 impl Conn {
@@ -140,19 +223,27 @@ impl Conn {
                 s.set_nodelay(true)?;
                 Stream::Tcp(s)
             }
-            Transport::Udp => {
-                let local: std::net::SocketAddr = if target.addr().is_ipv4() {
-                    ([0, 0, 0, 0], 0).into()
-                } else {
-                    (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-                };
-                let s = UdpSocket::bind(local).await?;
-                // connect() makes the kernel drop datagrams from any other source address or port.
-                s.connect(target.socket_addr()).await?;
-                Stream::Udp(s)
-            }
+            Transport::Udp => Stream::Udp(Datagrams::bind(target.socket_addr(), false).await?),
         };
-        Ok(Conn { stream, limits, pending: Vec::new(), received: 0, evidence: Vec::new() })
+        Ok(Conn::over(stream, limits))
+    }
+
+    /// Opens an unconnected UDP socket to the target that reads datagrams from any source port of the
+    /// target's address (and from no other address).
+    pub async fn open_udp_any_port(target: &Target, limits: Limits) -> Result<Conn, NetError> {
+        if target.transport() != Transport::Udp {
+            return Err(NetError::Invalid("a UDP socket for a TCP target".into()));
+        }
+        Ok(Conn::over(Stream::Udp(Datagrams::bind(target.socket_addr(), true).await?), limits))
+    }
+
+    fn over(stream: Stream, limits: Limits) -> Conn {
+        Conn { stream, limits, pending: Vec::new(), received: 0, reply: Vec::new() }
+    }
+
+    /// Whether this is a UDP socket that reads any source port of the target's address.
+    pub fn reads_any_port(&self) -> bool {
+        matches!(&self.stream, Stream::Udp(d) if d.any_port)
     }
 
     /// Opens a TCP connection and completes a TLS handshake over it, recording (never trusting) the
@@ -174,13 +265,8 @@ impl Conn {
             .map_err(|e| NetError::Invalid(format!("TLS handshake failed: {e}")))?;
         let (_, session) = stream.get_ref();
         let info = tls::describe(session.protocol_version(), session.negotiated_cipher_suite(), &verifier.take_chain());
-        let conn = Conn {
-            stream: Stream::Tls(Box::new(stream)),
-            limits,
-            pending: Vec::new(),
-            received: 0,
-            evidence: Vec::new(),
-        };
+        let conn =
+            Conn { stream: Stream::Tls(Box::new(stream)), limits, pending: Vec::new(), received: 0, reply: Vec::new() };
         Ok((conn, info))
     }
 
@@ -193,9 +279,10 @@ impl Conn {
         &self.limits
     }
 
-    /// The first bytes the peer sent on this connection.
-    pub fn evidence(&self) -> &[u8] {
-        &self.evidence
+    /// The first bytes the peer sent on this connection, up to [`REPLY_BYTES`] (datagrams one after
+    /// the other).
+    pub fn reply(&self) -> &[u8] {
+        &self.reply
     }
 
     pub fn transport(&self) -> Transport {
@@ -216,7 +303,7 @@ impl Conn {
                 })
                 .await
             }
-            Stream::Udp(s) => timeout_at(deadline, s.send(bytes)).await.map(|r| r.map(|_| ())),
+            Stream::Udp(d) => timeout_at(deadline, d.send(bytes)).await,
         };
         result.map_err(|_| NetError::Timeout(self.limits.read_timeout))?.map_err(NetError::Io)
     }
@@ -250,10 +337,9 @@ impl Conn {
                     if self.received >= self.limits.max_total {
                         return Err(last_invalid.unwrap_or(NetError::TooLarge(self.limits.max_total)));
                     }
-                    let Stream::Udp(s) = &mut self.stream else { unreachable!() };
-                    let n = match timeout_at(deadline, s.recv(&mut buf)).await {
-                        Ok(r) => r?,
-                        Err(_) => return Err(last_invalid.unwrap_or(timeout)),
+                    let Stream::Udp(d) = &mut self.stream else { unreachable!() };
+                    let Some(n) = d.recv(&mut buf, deadline).await? else {
+                        return Err(last_invalid.unwrap_or(timeout));
                     };
                     self.record(&buf[..n]);
                     match frame(&buf[..n]) {
@@ -312,12 +398,12 @@ impl Conn {
         }
         let mut chunk = [0u8; 4096];
         let want = chunk.len().min(self.limits.max_total - self.received);
+        let timeout = NetError::Timeout(self.limits.read_timeout);
         let n = match &mut self.stream {
-            Stream::Tcp(s) => timeout_at(deadline, s.read(&mut chunk[..want])).await,
-            Stream::Tls(s) => timeout_at(deadline, s.read(&mut chunk[..want])).await,
-            Stream::Udp(s) => timeout_at(deadline, s.recv(&mut chunk[..want])).await,
-        }
-        .map_err(|_| NetError::Timeout(self.limits.read_timeout))??;
+            Stream::Tcp(s) => timeout_at(deadline, s.read(&mut chunk[..want])).await.map_err(|_| timeout)??,
+            Stream::Tls(s) => timeout_at(deadline, s.read(&mut chunk[..want])).await.map_err(|_| timeout)??,
+            Stream::Udp(d) => d.recv(&mut chunk[..want], deadline).await?.ok_or(timeout)?,
+        };
         self.pending.extend_from_slice(&chunk[..n]);
         self.record(&chunk[..n]);
         Ok(n)
@@ -325,7 +411,48 @@ impl Conn {
 
     fn record(&mut self, bytes: &[u8]) {
         self.received += bytes.len();
-        let room = EVIDENCE_BYTES.saturating_sub(self.evidence.len());
-        self.evidence.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        let room = REPLY_BYTES.saturating_sub(self.reply.len());
+        self.reply.extend_from_slice(&bytes[..room.min(bytes.len())]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unconnected_socket_still_hears_that_a_port_is_closed() {
+        // Nothing listens there: the kernel's port unreachable arrives as on a connected socket.
+        let closed: SocketAddr = "127.119.1.1:47808".parse().unwrap();
+        let d = Datagrams::bind(closed, true).await.unwrap();
+        d.send(b"Who-Is").await.unwrap();
+        let err = d.recv(&mut [0u8; 64], Instant::now() + Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    #[tokio::test]
+    async fn another_port_of_the_target_is_read_and_another_address_dropped() {
+        let target: SocketAddr = "127.119.1.2:47808".parse().unwrap();
+        let device = UdpSocket::bind(target).await.unwrap();
+        let other_port = UdpSocket::bind("127.119.1.2:47809").await.unwrap();
+        let other_address = UdpSocket::bind("127.119.1.3:47808").await.unwrap();
+        for any_port in [true, false] {
+            let d = Datagrams::bind(target, any_port).await.unwrap();
+            d.send(b"request").await.unwrap();
+            let mut buf = [0u8; 64];
+            let (_, ours) = device.recv_from(&mut buf).await.unwrap();
+            other_address.send_to(b"spoofed", ours).await.unwrap();
+            other_port.send_to(b"answer", ours).await.unwrap();
+            let got = d.recv(&mut buf, Instant::now() + Duration::from_millis(500)).await.unwrap();
+            if any_port {
+                assert_eq!(
+                    got.map(|n| &buf[..n]),
+                    Some(&b"answer"[..]),
+                    "the spoofed datagram came first and was dropped"
+                );
+            } else {
+                assert_eq!(got, None, "a connected socket reads only the port it asked");
+            }
+        }
     }
 }

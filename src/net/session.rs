@@ -14,7 +14,8 @@ pub struct Session<'t> {
     tls: bool,
     conn: Option<Conn>,
     reconnects_left: u32,
-    evidence: Vec<u8>,
+    /// What the peer sent on each earlier connection of the session that got anything.
+    replies: Vec<Vec<u8>>,
 }
 
 impl<'t> Session<'t> {
@@ -30,7 +31,7 @@ impl<'t> Session<'t> {
 
     /// A session around an already open connection.
     pub fn with(target: &'t Target, limits: Limits, tls: bool, conn: Conn) -> Self {
-        Session { target, limits, tls, conn: Some(conn), reconnects_left: MAX_RECONNECTS, evidence: Vec::new() }
+        Session { target, limits, tls, conn: Some(conn), reconnects_left: MAX_RECONNECTS, replies: Vec::new() }
     }
 
     async fn connect(
@@ -67,24 +68,28 @@ impl<'t> Session<'t> {
         }
         self.reconnects_left -= 1;
         // Connect first: when that fails the session keeps its old connection, so `conn()` stays valid.
-        let (conn, _) = Self::connect(self.target, self.limits, self.tls).await?;
+        let conn = match &self.conn {
+            Some(old) if old.reads_any_port() => Conn::open_udp_any_port(self.target, self.limits).await?,
+            _ => Self::connect(self.target, self.limits, self.tls).await?.0,
+        };
         if let Some(old) = self.conn.replace(conn) {
-            self.keep_evidence(&old);
+            self.keep_reply(&old);
         }
         Ok(self.conn.as_mut().expect("just replaced"))
     }
 
-    fn keep_evidence(&mut self, conn: &Conn) {
-        if self.evidence.is_empty() {
-            self.evidence = conn.evidence().to_vec();
+    fn keep_reply(&mut self, conn: &Conn) {
+        if !conn.reply().is_empty() {
+            self.replies.push(conn.reply().to_vec());
         }
     }
 
-    /// The first bytes the peer sent in this session (from the first connection that got any).
-    pub fn into_evidence(mut self) -> Vec<u8> {
+    /// What the peer sent on each connection of this session that got anything, in order (the first
+    /// [`super::REPLY_BYTES`] of each): at most `1 + MAX_RECONNECTS` replies.
+    pub fn into_replies(mut self) -> Vec<Vec<u8>> {
         if let Some(c) = self.conn.take() {
-            self.keep_evidence(&c);
+            self.keep_reply(&c);
         }
-        self.evidence
+        self.replies
     }
 }

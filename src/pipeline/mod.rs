@@ -7,11 +7,11 @@ use crate::discovery::syn::SynConfig;
 use crate::engine::{self, Discovery, EngineConfig, EngineEvent, Prober, Progress, ProgressStyle, RunStats};
 use crate::error::BadInput;
 use crate::findings::{Change, CsvWriter, Finding, JsonlWriter, Sink};
-use crate::fingerprints::Library;
+use crate::fingerprints::{HoneypotStage, Library, Pass};
 use crate::ledger::{Ledger, LedgerOptions, TargetSpec};
 use crate::net::raw::raw_sockets_available;
 use crate::probes::{Identifier, ProbeSettings};
-use crate::scope::{resolve_hostnames, PortSpec, ResolverSettings, Scope, Selection, TargetSpace};
+use crate::scope::{resolve_hostnames, show_ports, PortSpec, ResolverSettings, Scope, Selection, TargetSpace};
 use crate::store::{NotCoveredTarget, Runner, ScanEnd, ScanId, ScanStart, Store};
 use crate::targets::{content_seed, Shard, TargetStream};
 use std::collections::BTreeMap;
@@ -193,6 +193,7 @@ pub async fn plan(scope: &ScopeOptions, options: &ScanOptions) -> Result<ScanPla
     if options.engine.per_host == 0 {
         return Err(BadInput("--per-host must be at least 1".into()));
     }
+    check_durations(options)?;
     let discovery = discovery_of(options)?;
     let concurrency = concurrency_of(options, &discovery);
 
@@ -225,6 +226,29 @@ pub async fn plan(scope: &ScopeOptions, options: &ScanOptions) -> Result<ScanPla
         engine: EngineConfig { concurrency, checkpoint_every: Some(CHECKPOINT_EVERY), ..options.engine.clone() },
         probe: options.probe.clone(),
     })
+}
+
+/// Durations that would make a scan vouch for nothing are refused: a zero timeout or deadline, or a
+/// target deadline shorter than the connect timeout (every open port would be cut off, unidentified).
+fn check_durations(options: &ScanOptions) -> Result<(), BadInput> {
+    let limits = &options.probe.limits;
+    let named = [
+        ("--connect-timeout", limits.connect_timeout),
+        ("--read-timeout", limits.read_timeout),
+        ("--banner-wait", options.probe.banner_wait),
+        ("--target-deadline", options.engine.target_deadline),
+        ("--syn-wait", options.syn.wait),
+    ];
+    if let Some((name, _)) = named.iter().find(|(_, d)| d.is_zero()) {
+        return Err(BadInput(format!("{name} 0s: a scan with no time to wait would call every live service gone")));
+    }
+    if options.engine.target_deadline <= limits.connect_timeout {
+        return Err(BadInput(format!(
+            "--target-deadline {:?} is not longer than --connect-timeout {:?}: every open port would be cut off",
+            options.engine.target_deadline, limits.connect_timeout
+        )));
+    }
+    Ok(())
 }
 
 /// The discovery the options ask for, on this machine: SYN needs raw sockets (root or CAP_NET_RAW).
@@ -347,9 +371,13 @@ pub enum Recording {
     Resume(Box<dyn Store + Send>, ScanId, u64),
 }
 
-/// The stage after identification: each observation becomes a finding (classified by the library),
-/// gets its change status from the history, and reaches every output. It runs on a thread of its own
-/// (the store and the writers block).
+/// The stage after identification: each observation becomes a finding (classified by the library,
+/// marked when it shows a honeypot persona), gets its change status from the history, and reaches
+/// every output. It runs on a thread of its own (the store and the writers block).
+///
+/// A finding whose persona evidence needs another protocol of its address to corroborate it is
+/// recorded at once but written when that protocol is seen, marked, or when the scan ends (the
+/// targets come in a permuted order); see [`HoneypotStage`].
 ///
 /// An output that cannot be written is dropped and `failed` is cancelled, which stops dispatch; the
 /// findings still in flight reach the history and the other outputs. After a history error nothing
@@ -357,6 +385,7 @@ pub enum Recording {
 /// still get every finding.
 pub struct Recorder {
     library: Arc<Library>,
+    honeypots: HoneypotStage,
     history: Option<History>,
     sinks: Vec<Sink>,
     failed: CancellationToken,
@@ -376,6 +405,7 @@ impl Recorder {
         keep_findings: bool,
     ) -> Recorder {
         Recorder {
+            honeypots: HoneypotStage::new(library.clone()),
             library,
             history,
             sinks,
@@ -423,31 +453,54 @@ impl Recorder {
             EngineEvent::Found(obs) => {
                 let classification = self.library.classify(obs.identity.protocol, &obs.identity.fields);
                 let mut finding = Finding::new(&obs, classification);
-                if let Some((store, id)) = self.live_history() {
-                    if let Err(e) = store.record(*id, &mut finding) {
-                        self.history_failed(e);
-                    }
+                let pass = self.honeypots.admit(&mut finding);
+                self.record(&mut finding);
+                match pass {
+                    Pass::Now => self.write(finding),
+                    Pass::Hold => self.honeypots.hold(finding),
                 }
-                let (errors, failed) = (&mut self.output_errors, &self.failed);
-                self.sinks.retain_mut(|sink| match sink.writer.write(&finding) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::error!("{}: cannot write: {e}; the scan stops", sink.name);
-                        errors.push(format!("{}: {e}", sink.name));
-                        failed.cancel();
-                        false
-                    }
-                });
-                self.counts.add(&finding);
-                if self.keep_findings {
-                    self.findings.push(finding);
+                // Held findings that this one corroborated: recorded again with their mark, then written.
+                for mut corroborated in self.honeypots.released() {
+                    self.record(&mut corroborated);
+                    self.write(corroborated);
                 }
             }
         }
     }
 
+    /// Records a finding in the history (again, for one marked later: the scan's row is replaced).
+    fn record(&mut self, finding: &mut Finding) {
+        if let Some((store, id)) = self.live_history() {
+            if let Err(e) = store.record(*id, finding) {
+                self.history_failed(e);
+            }
+        }
+    }
+
+    /// Writes a finding to every output, counts it, and keeps it when asked.
+    fn write(&mut self, finding: Finding) {
+        let (errors, failed) = (&mut self.output_errors, &self.failed);
+        self.sinks.retain_mut(|sink| match sink.writer.write(&finding) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("{}: cannot write: {e}; the scan stops", sink.name);
+                errors.push(format!("{}: {e}", sink.name));
+                failed.cancel();
+                false
+            }
+        });
+        self.counts.add(&finding);
+        if self.keep_findings {
+            self.findings.push(finding);
+        }
+    }
+
     /// Flushes the outputs and hands back what was counted, kept and recorded.
     fn finish(mut self) -> (ScanReport, Option<History>) {
+        // What nothing corroborated is written as it is.
+        for held in self.honeypots.finish() {
+            self.write(held);
+        }
         for sink in self.sinks.iter_mut() {
             if let Err(e) = sink.writer.finish() {
                 self.output_errors.push(format!("{}: {e}", sink.name));
@@ -490,13 +543,17 @@ pub async fn run_with(
     let fresh = plan.stream();
     let total = fresh.total();
     let (stream, history) = match recording {
+        // A history that cannot record the scan stops it before anything is probed.
         Some(Recording::New(mut store, start)) => {
-            let id = store.begin_scan(&start)?;
+            let id =
+                store.begin_scan(&start).map_err(|e| BadInput(format!("the history cannot record the scan: {e}")))?;
             (fresh, Some((store, id)))
         }
         Some(Recording::Resume(mut store, id, position)) => {
             let stream = fresh.resume_at(position).map_err(|e| BadInput(format!("scan {id}: {e}")))?;
-            store.reopen_scan(id, &Runner::current())?;
+            store
+                .reopen_scan(id, &Runner::current())
+                .map_err(|e| BadInput(format!("scan {id} cannot be reopened: {e}")))?;
             (stream, Some((store, id)))
         }
         None => (fresh, None),
@@ -549,8 +606,8 @@ pub async fn run_with(
     Ok(report)
 }
 
-/// The outputs named by paths: `out` as JSONL, `csv` as CSV. A file that cannot be created is bad input:
-/// nothing has been probed yet.
+/// The outputs named by paths: `out` as JSONL, `csv` as CSV, their missing folders created. A file that
+/// cannot be created is bad input: nothing has been probed yet.
 pub fn file_sinks(out: Option<&Path>, csv: Option<&Path>) -> Result<Vec<Sink>, BadInput> {
     let mut sinks = Vec::new();
     if let Some(path) = out {
@@ -563,10 +620,61 @@ pub fn file_sinks(out: Option<&Path>, csv: Option<&Path>) -> Result<Vec<Sink>, B
     Ok(sinks)
 }
 
-fn create(path: &Path) -> Result<std::io::BufWriter<std::fs::File>, BadInput> {
-    std::fs::File::create(path)
-        .map(std::io::BufWriter::new)
-        .map_err(|e| BadInput(format!("{}: cannot create: {e}", path.display())))
+/// Creates (or truncates) an output file, and the folders above it that are missing.
+pub fn create(path: &Path) -> Result<std::io::BufWriter<std::fs::File>, BadInput> {
+    let fail = |e: std::io::Error| BadInput(format!("{}: cannot create: {e}", path.display()));
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(fail)?;
+    }
+    std::fs::File::create(path).map(std::io::BufWriter::new).map_err(fail)
+}
+
+/// What an output path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    File,
+    Folder,
+}
+
+/// Whether an output could be written at `path`, found without creating or changing anything (for
+/// `--dry-run` and for the daemon's checks at start): an existing path must be of the right kind and
+/// writable; a missing one needs its nearest existing ancestor to be a writable folder, since the
+/// folders missing in between are created.
+pub fn check_output(path: &Path, kind: Output) -> Result<(), String> {
+    let writable = |p: &Path, mode: libc::c_int| -> Result<(), std::io::Error> {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL byte in the path"))?;
+        // SAFETY: a valid NUL-terminated path; access(2) only reads it.
+        if unsafe { libc::access(c.as_ptr(), mode) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() && kind == Output::File => Err("is a folder, not a file".into()),
+        Ok(m) if !m.is_dir() && kind == Output::Folder => Err("is a file, not a folder".into()),
+        Ok(_) => {
+            let mode = if kind == Output::Folder { libc::W_OK | libc::X_OK } else { libc::W_OK };
+            writable(path, mode).map_err(|e| format!("cannot write: {e}"))
+        }
+        Err(e) if !matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+            Err(format!("cannot write: {e}"))
+        }
+        Err(_) => {
+            let ancestor = path
+                .ancestors()
+                .skip(1)
+                .map(|a| if a.as_os_str().is_empty() { Path::new(".") } else { a })
+                .find(|a| std::fs::symlink_metadata(a).is_ok())
+                .unwrap_or(Path::new("."));
+            if !ancestor.is_dir() {
+                return Err(format!("cannot create: {} is not a folder", ancestor.display()));
+            }
+            writable(ancestor, libc::W_OK | libc::X_OK)
+                .map_err(|e| format!("cannot create: cannot write in {}: {e}", ancestor.display()))
+        }
+    }
 }
 
 /// What a scan would cover and how long it would take, for `--dry-run`.
@@ -575,7 +683,7 @@ pub fn dry_run_text(plan: &ScanPlan) -> String {
     let s = scope.summary();
     let stream = plan.stream();
     let pairs = stream.total();
-    let ports: Vec<String> = plan.space.ports().iter().map(|p| p.to_string()).collect();
+    let ports = plan.space.ports();
     let mut out = String::new();
     let _ = writeln!(out, "dry run: nothing will be probed");
     let _ = writeln!(out, "ledger: {}", plan.ledger.path.display());
@@ -601,7 +709,7 @@ pub fn dry_run_text(plan: &ScanPlan) -> String {
     for u in &s.unresolved_hostnames {
         let _ = writeln!(out, "unresolved (not scanned): {u}");
     }
-    let _ = writeln!(out, "ports: {} ({})", ports.len(), ports.join(","));
+    let _ = writeln!(out, "ports: {} ({})", ports.len(), show_ports(ports));
     let _ = writeln!(out, "shard: {}, seed: {}", plan.shard, plan.seed);
     let _ = writeln!(out, "(address, port) pairs: {pairs}");
     let e = &plan.engine;

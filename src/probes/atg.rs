@@ -5,7 +5,7 @@
 //! a 3-digit function code and a 2-digit tank selector (00 = all tanks). A display-format reply is
 //! `<SOH>`, CR LF, the echoed command (`I20100`), CR LF, the date and time, the station header
 //! (name and address lines), `IN-TANK INVENTORY`, a column header line, one line per tank
-//! (`  1  UNLEADED   ...`), and `<ETX>` (0x03). A command the console does not understand is
+//! (`  1  UNLEADED   ...`: number, product label, volumes), and `<ETX>` (0x03). A command the console does not understand is
 //! answered `<SOH>9999<ETX>`.
 //!
 //! Emulators differ: conpot's Guardian AST answers without SOH and ETX and with LF line ends
@@ -77,8 +77,8 @@ pub use super::ParseError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// The in-tank inventory report.
-    Inventory { station_lines: Vec<String>, tanks: usize },
+    /// The in-tank inventory report: the station header lines and each tank line's product label.
+    Inventory { station_lines: Vec<String>, products: Vec<String> },
     /// `<SOH>9999<ETX>`: the console did not accept the command (unknown, or a security code is set).
     Rejected,
 }
@@ -117,14 +117,26 @@ pub fn parse_reply(buf: &[u8]) -> Result<Reply, ParseError> {
         station_lines.push(line.to_string());
     }
     // After the column header ("TANK PRODUCT VOLUME ..."), each tank line starts with its number.
-    let tanks = lines.filter(|l| is_tank_line(l)).count();
-    Ok(Reply::Inventory { station_lines, tanks })
+    let products = lines.filter_map(tank_product).take(MAX_TANKS).collect();
+    Ok(Reply::Inventory { station_lines, products })
 }
 
-fn is_tank_line(line: &str) -> bool {
+/// Tank lines read from one report (consoles have up to 12 or 16 tanks).
+const MAX_TANKS: usize = 99;
+/// Characters kept of a product label.
+const MAX_PRODUCT_CHARS: usize = 40;
+
+/// The product label of a tank line (`  1  REGULAR UNLEADED   6344  6288 ...`): the words between the
+/// tank number and the first number; `None` for a line that is not a tank line.
+fn tank_product(line: &str) -> Option<String> {
     let mut words = line.split_whitespace();
-    let number = words.next().and_then(|w| w.parse::<u32>().ok());
-    matches!(number, Some(1..=99)) && words.next().is_some()
+    words.next()?.parse::<u32>().ok().filter(|n| (1..=99).contains(n))?;
+    let rest: Vec<&str> = words.collect();
+    if rest.is_empty() {
+        return None;
+    }
+    let label: Vec<&str> = rest.into_iter().take_while(|w| !w.starts_with(|c: char| c.is_ascii_digit())).collect();
+    Some(label.join(" ").chars().take(MAX_PRODUCT_CHARS).collect())
 }
 
 pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[10001]);
@@ -141,10 +153,11 @@ async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
     }
     let mut id = Identity::new(PROTOCOL, true);
     match parse_reply(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))? {
-        Reply::Inventory { station_lines, tanks } => {
+        Reply::Inventory { station_lines, products } => {
             id.field("station_name", station_lines.join(", "));
             id.field("report", REPORT);
-            id.field("tanks", tanks);
+            id.field("tanks", products.len());
+            id.field("products", products);
         }
         Reply::Rejected => {
             id.field("exception_code", 9999);
@@ -175,7 +188,7 @@ mod tests {
             r,
             Reply::Inventory {
                 station_lines: vec!["QUICK STOP 1147".into(), "1200 MAIN ST".into(), "SPRINGFIELD IL".into()],
-                tanks: 3
+                products: vec!["UNLEADED".into(), "PREMIUM".into(), "DIESEL".into()],
             }
         );
     }
@@ -183,7 +196,7 @@ mod tests {
     #[test]
     fn lf_only_reports_and_no_station_lines() {
         let b = b"\x01\nI20100\n05/30/2018 19:15\n\nIN-TANK INVENTORY\n\nTANK PRODUCT VOLUME\n  1  SUPER  2428\n\x03";
-        assert_eq!(parse_reply(b).unwrap(), Reply::Inventory { station_lines: vec![], tanks: 1 });
+        assert_eq!(parse_reply(b).unwrap(), Reply::Inventory { station_lines: vec![], products: vec!["SUPER".into()] });
     }
 
     /// conpot 0.6.0's Guardian AST template, as it answered `<SOH>I20100<LF>` on loopback: no SOH,
@@ -207,7 +220,10 @@ mod tests {
         assert_eq!(frame(&b), Frame::Complete(b.len()));
         assert_eq!(
             parse_reply(&b).unwrap(),
-            Reply::Inventory { station_lines: vec!["STATOIL STATION".into()], tanks: 4 }
+            Reply::Inventory {
+                station_lines: vec!["STATOIL STATION".into()],
+                products: ["SUPER", "UNLEAD", "DIESEL", "PREMIUM"].map(String::from).to_vec(),
+            }
         );
         // Split inside the second tank line: complete at the last whole line, the rest straggles.
         let cut = b.windows(4).position(|w| w == b"  2 ").unwrap() + 4;
@@ -216,7 +232,7 @@ mod tests {
         assert_eq!(frame(&b[..line_end]), Frame::Complete(line_end));
         assert_eq!(
             parse_reply(&b[..line_end]).unwrap(),
-            Reply::Inventory { station_lines: vec!["STATOIL STATION".into()], tanks: 1 }
+            Reply::Inventory { station_lines: vec!["STATOIL STATION".into()], products: vec!["SUPER".into()] }
         );
     }
 
@@ -224,7 +240,10 @@ mod tests {
     fn unframed_reports_with_crlf_and_heading_cut() {
         let crlf = b"\r\nI20100\r\n01/01/2024 1:00\r\n\r\nSTATION\r\n\r\nIN-TANK INVENTORY\r\n\r\nTANK PRODUCT\r\n  1  SUPER 10\r\n";
         assert_eq!(frame(crlf), Frame::Complete(crlf.len()));
-        assert_eq!(parse_reply(crlf).unwrap(), Reply::Inventory { station_lines: vec!["STATION".into()], tanks: 1 });
+        assert_eq!(
+            parse_reply(crlf).unwrap(),
+            Reply::Inventory { station_lines: vec!["STATION".into()], products: vec!["SUPER".into()] }
+        );
         // Before the heading is whole, the reply is not complete, whatever the line ends say.
         let cut = b"\nI20100\n01/01/2024 1:00\n\nSTATION\n\nIN-TANK INVENT";
         assert_eq!(frame(cut), Frame::Incomplete);

@@ -546,7 +546,9 @@ fn identity_of(device: &Device) -> Identity {
 }
 
 /// BACnet/IP over UDP.
-pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).udp(&[47808]);
+/// Some stacks answer from another port than 47808: the reply is matched by content and address.
+pub const PROBE: Probe =
+    Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).udp(&[47808]).udp_replies_from_any_port();
 
 async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
     let device = identify(session).await?;

@@ -1,5 +1,9 @@
-//! DNP3 over TCP (20000/tcp): data-link Request Link Status frames to a bounded set of outstation
-//! addresses; the outstation's link-layer answer reveals its own address.
+//! DNP3 over TCP and UDP (20000/tcp, 20000/udp): data-link Request Link Status frames to a bounded
+//! set of outstation addresses; the outstation's link-layer answer reveals its own address.
+//!
+//! Over UDP each request is a datagram of its own, and the answer is matched by content on a socket
+//! that reads any source port of the outstation's address (an outstation may answer from another
+//! port than 20000).
 //!
 //! Written from IEEE 1815-2012 (DNP3), clause 9 (data link layer: FT3 frame, CRC-16/DNP, control
 //! octet, reserved addresses). Request Link Status is a link-layer keep-alive: it carries no user
@@ -7,6 +11,7 @@
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
+use crate::scope::Transport;
 use tokio::time::{timeout_at, Instant};
 
 pub const PROTOCOL: &str = "dnp3";
@@ -212,7 +217,10 @@ fn identity(frame: &LinkFrame) -> Identity {
     identity
 }
 
-pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[20000]);
+pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session)))
+    .tcp(&[20000])
+    .udp(&[20000])
+    .udp_replies_from_any_port();
 
 async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
     let mut sent: Vec<Vec<u8>> = Vec::new();
@@ -225,25 +233,36 @@ async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
             }
             closed = false;
         }
-        // Several frames back to back: an outstation answers only the one addressed to it.
-        let mut wire = Vec::new();
+        // Several frames back to back (over UDP, one datagram each): an outstation answers only the
+        // one addressed to it.
+        let first = sent.len();
         for &(master, destinations) in batch.iter().filter_map(|&i| SWEEP.get(i)) {
             masters.push(master);
-            for &destination in destinations {
-                let request = request_link_status(destination, master);
-                wire.extend_from_slice(&request);
-                sent.push(request);
-            }
+            sent.extend(destinations.iter().map(|&destination| request_link_status(destination, master)));
         }
         let conn = session.conn();
+        let udp = conn.transport() == Transport::Udp;
         let read_timeout = conn.limits().read_timeout;
-        if let Err(e) = conn.send(&wire).await {
-            match e {
-                NetError::Timeout(_) => continue,
-                _ => {
-                    closed = true;
-                    continue;
+        let sending = if udp {
+            let mut result = Ok(());
+            for request in &sent[first..] {
+                result = conn.send(request).await;
+                if result.is_err() {
+                    break;
                 }
+            }
+            result
+        } else {
+            conn.send(&sent[first..].concat()).await
+        };
+        match sending {
+            Ok(()) => {}
+            Err(NetError::Timeout(_)) => continue,
+            // A UDP port that refuses (port unreachable) is closed: no other batch will do better.
+            Err(e) if udp => return Err(e.into()),
+            Err(_) => {
+                closed = true;
+                continue;
             }
         }
         let deadline = Instant::now() + read_timeout;
@@ -251,6 +270,9 @@ async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
             let bytes = match timeout_at(deadline, conn.recv_frame(frame)).await {
                 Ok(Ok(bytes)) => bytes,
                 Ok(Err(NetError::Timeout(_))) | Err(_) => break,
+                Ok(Err(e @ NetError::Io(_))) if udp => return Err(e.into()),
+                // Over UDP, datagrams that are no frame of ours are skipped until the deadline.
+                Ok(Err(NetError::Invalid(_))) if udp => break,
                 Ok(Err(NetError::Closed(_) | NetError::Io(_))) => {
                     closed = true;
                     break;

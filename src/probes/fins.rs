@@ -252,7 +252,9 @@ fn not_fins(e: ParseError) -> ProbeError {
 }
 
 /// FINS over UDP and over TCP, both on 9600.
-pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[9600]).udp(&[9600]);
+/// Some stacks answer a UDP request from another port than 9600: matched by content and address.
+pub const PROBE: Probe =
+    Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[9600]).udp(&[9600]).udp_replies_from_any_port();
 
 async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
     match session.conn().transport() {

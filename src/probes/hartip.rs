@@ -1,5 +1,5 @@
-//! HART-IP (5094/tcp): a session initiate, HART command 0 (Read Unique Identifier) in a
-//! token-passing PDU, and a session close.
+//! HART-IP (5094/tcp and 5094/udp): a session initiate, HART command 0 (Read Unique Identifier) in
+//! a token-passing PDU, and a session close. Over UDP each message is one datagram, the same bytes.
 //!
 //! HART-IP header, 8 bytes, big-endian: version (1), message type (0 request, 1 response,
 //! 2 publish, 3 error, 15 NAK), message id (0 session initiate, 1 session close, 2 keep alive,
@@ -299,7 +299,8 @@ async fn next_reply(conn: &mut Conn) -> Result<Vec<u8>, ProbeError> {
     Err(ProbeError::not(PROTOCOL, "only publish messages"))
 }
 
-pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[5094]).opt_in();
+pub const PROBE: Probe =
+    Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[5094]).udp(&[5094]).opt_in();
 
 async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
     let conn = session.conn();

@@ -466,7 +466,14 @@ pub fn identity(r: &Response) -> Identity {
 pub const PROBE: Probe = Probe::service(PROTOCOL, |session| Box::pin(run(session)))
     .tcp(&[80, 8080, 8000, 8081, 8888])
     .tls(&[443, 8443])
-    .text();
+    .text()
+    .recognises(recognise);
+
+/// A web server's answer to a request that was not HTTP (the `400 Bad Request` page a web server
+/// on port 502 sends back to a Modbus request): an HTTP response whose head is whole.
+fn recognise(reply: &[u8]) -> Option<Identity> {
+    parse_response(reply).ok().map(|r| identity(&r))
+}
 
 async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
     let request = request(&host_header(session.target(), session.is_tls()));

@@ -77,7 +77,7 @@ pub mod parsers {
         mms: parse_associate_reply, parse_identify_reply;
         modbus: frame, parse_adu, parse_device_id, parse_read_holding_registers;
         moxa: frame_for, parse_search, parse_server_name, DEVICE_ID_LEN;
-        mqtt: frame, parse_connack;
+        mqtt: frame, parse_connack, parse_connack_v5;
         opcua: frame, parse_handshake, parse_open_response, parse_message_chunk, parse_get_endpoints, Channel;
         pcworx: frame, check_reply, parse_connect_reply, parse_info_reply;
         proconos: frame, parse_reply;
@@ -167,13 +167,36 @@ pub struct Probe {
     /// (HART-IP's session initiate can lock a fresh HART-IP v2 device into v1 mode): they run only
     /// when the user names them with `--enable-probe`, never by default and not with `--deep`.
     pub opt_in: bool,
+    /// True for protocols whose stacks may answer a UDP request from another source port than the
+    /// one asked (some BACnet and FINS stacks): their UDP socket stays unconnected and reads any
+    /// source port of the target's address, matching replies by content.
+    pub udp_any_port: bool,
     pub run: Driver,
+    /// Names a reply that this protocol's servers send to another protocol's request, from its bytes
+    /// alone (a web server answers a Modbus request with an HTTP 400 page). Every reply that no probe
+    /// validated is offered to it, so that nothing more is sent to find out.
+    pub recognise: Option<Recogniser>,
 }
+
+/// A protocol module's recogniser of replies: an identity when the bytes are a valid message of the
+/// protocol, whatever request they answer.
+pub type Recogniser = fn(&[u8]) -> Option<Identity>;
 
 impl Probe {
     /// An industrial control protocol's probe, expected on no port until told.
     pub const fn industrial(protocol: &'static str, run: Driver) -> Probe {
-        Probe { protocol, ics: true, tcp: &[], udp: &[], tls: &[], sends_text: false, opt_in: false, run }
+        Probe {
+            protocol,
+            ics: true,
+            tcp: &[],
+            udp: &[],
+            tls: &[],
+            sends_text: false,
+            opt_in: false,
+            udp_any_port: false,
+            run,
+            recognise: None,
+        }
     }
 
     /// The probe of a service that is not industrial (web, MQTT, SNMP).
@@ -204,6 +227,16 @@ impl Probe {
     /// Runs only when enabled by name.
     pub const fn opt_in(self) -> Probe {
         Probe { opt_in: true, ..self }
+    }
+
+    /// Over UDP, reads the replies from any source port of the target's address.
+    pub const fn udp_replies_from_any_port(self) -> Probe {
+        Probe { udp_any_port: true, ..self }
+    }
+
+    /// Names replies of this protocol to other protocols' requests.
+    pub const fn recognises(self, recognise: Recogniser) -> Probe {
+        Probe { recognise: Some(recognise), ..self }
     }
 
     /// Whether the probe speaks this transport at all.

@@ -1,7 +1,10 @@
-//! SNMP v2c (RFC 3416 PDUs in the RFC 1901 community message, BER-encoded per X.690).
+//! SNMP v2c (RFC 3416 PDUs in the RFC 1901 community message, BER-encoded per X.690), and SNMPv1
+//! (RFC 1157) when v2c gets no answer: agents that speak only v1 drop v2c messages silently.
 //!
 //! One GetRequest with community `public` for sysDescr.0, sysObjectID.0 and sysName.0 (RFC 3418).
-//! A Get reads three scalars of the system group: it changes nothing on the agent.
+//! A Get reads three scalars of the system group: it changes nothing on the agent. An agent that
+//! answers without some of them (emulators that answer only the first variable, or a v1 agent's
+//! noSuchName, which voids the whole response) is asked for each missing one alone, once.
 //!
 //! ```text
 //! Message     ::= SEQUENCE { version INTEGER (1 = v2c), community OCTET STRING, data PDUs }
@@ -11,12 +14,14 @@
 //! ```
 
 use super::{printable, Identity, Probe, ProbeError};
-use crate::net::{Frame, Session};
+use crate::net::{Conn, Frame, NetError, Session};
 
 pub const PROTOCOL: &str = "snmp";
 pub const COMMUNITY: &[u8] = b"public";
 /// msgVersion of SNMPv2c.
 pub const VERSION_2C: i64 = 1;
+/// msgVersion of SNMPv1.
+pub const VERSION_1: i64 = 0;
 
 pub const SYS_DESCR: &[u64] = &[1, 3, 6, 1, 2, 1, 1, 1, 0];
 pub const SYS_OBJECT_ID: &[u64] = &[1, 3, 6, 1, 2, 1, 1, 2, 0];
@@ -96,14 +101,15 @@ fn oid(arcs: &[u64]) -> Vec<u8> {
     tlv(TAG_OID, &content)
 }
 
-/// The GetRequest for sysDescr.0, sysObjectID.0 and sysName.0 with community `public`.
-pub fn get_request(request_id: i32) -> Vec<u8> {
-    let varbinds: Vec<u8> = [SYS_DESCR, SYS_OBJECT_ID, SYS_NAME]
-        .iter()
-        .flat_map(|name| tlv(TAG_SEQUENCE, &[oid(name), tlv(TAG_NULL, &[])].concat()))
-        .collect();
+/// The variables read: the system group's description, object id and name.
+pub const SYSTEM: [&[u64]; 3] = [SYS_DESCR, SYS_OBJECT_ID, SYS_NAME];
+
+/// The GetRequest of message `version` for `names` with community `public`.
+pub fn get_request(version: i64, request_id: i32, names: &[&[u64]]) -> Vec<u8> {
+    let varbinds: Vec<u8> =
+        names.iter().flat_map(|name| tlv(TAG_SEQUENCE, &[oid(name), tlv(TAG_NULL, &[])].concat())).collect();
     let pdu = [integer(request_id.into()), integer(0), integer(0), tlv(TAG_SEQUENCE, &varbinds)].concat();
-    let message = [integer(VERSION_2C), tlv(TAG_OCTET_STRING, COMMUNITY), tlv(PDU_GET_REQUEST, &pdu)].concat();
+    let message = [integer(version), tlv(TAG_OCTET_STRING, COMMUNITY), tlv(PDU_GET_REQUEST, &pdu)].concat();
     tlv(TAG_SEQUENCE, &message)
 }
 
@@ -268,13 +274,13 @@ pub fn parse_message(buf: &[u8]) -> Result<(Message, usize), ParseError> {
     ))
 }
 
-/// Whether `m` is the agent's answer to our request `request_id`.
-pub fn check_reply(m: &Message, request_id: i32) -> Result<(), ParseError> {
+/// Whether `m` is the agent's answer to our request `request_id` of message `version`.
+pub fn check_reply(m: &Message, version: i64, request_id: i32) -> Result<(), ParseError> {
     if m.pdu_type != PDU_RESPONSE {
         return Err(ParseError::new(format!("PDU type {:#04x} is not a Response", m.pdu_type)));
     }
-    if m.version != VERSION_2C {
-        return Err(ParseError::new(format!("version {} is not v2c", m.version)));
+    if m.version != version {
+        return Err(ParseError::new(format!("message version {} is not the {version} sent", m.version)));
     }
     if m.community != COMMUNITY {
         return Err(ParseError::new("the community is not the one sent"));
@@ -286,9 +292,9 @@ pub fn check_reply(m: &Message, request_id: i32) -> Result<(), ParseError> {
 }
 
 /// The framing function for one datagram: our Response, or not a frame at all.
-pub fn frame(datagram: &[u8], request_id: i32) -> Frame {
+pub fn frame(datagram: &[u8], version: i64, request_id: i32) -> Frame {
     match parse_message(datagram) {
-        Ok((m, used)) => match check_reply(&m, request_id) {
+        Ok((m, used)) => match check_reply(&m, version, request_id) {
             Ok(()) => Frame::Complete(used),
             Err(e) => Frame::Invalid(e.0),
         },
@@ -305,22 +311,57 @@ fn text(bytes: &[u8]) -> String {
     s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).chars().take(MAX_TEXT_CHARS).collect()
 }
 
-/// The identity a validated Response establishes.
-pub fn identity(m: &Message) -> Identity {
+/// What the agent answered: the system group's values, and the error of its first response.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answers {
+    pub version: i64,
+    pub values: Vec<(Vec<u64>, VarValue)>,
+    pub error: Option<(i64, i64)>,
+}
+
+impl Answers {
+    /// The first response's values (none when a v1 agent voided it with an error) and its error.
+    pub fn of(m: &Message) -> Answers {
+        let voided = m.version == VERSION_1 && m.error_status != 0;
+        let values = if voided { Vec::new() } else { m.varbinds.clone() };
+        let error = (m.error_status != 0).then_some((m.error_status, m.error_index));
+        Answers { version: m.version, values, error }
+    }
+
+    fn value(&self, name: &[u64]) -> Option<&VarValue> {
+        self.values.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// The variables of the system group the agent has not answered (an exception is an answer).
+    pub fn missing(&self) -> Vec<&'static [u64]> {
+        SYSTEM.into_iter().filter(|name| self.value(name).is_none()).collect()
+    }
+
+    /// Adds a single-variable response: its value, unless the agent said there is none.
+    pub fn add(&mut self, m: &Message) {
+        if m.error_status == 0 {
+            self.values.extend(m.varbinds.iter().cloned());
+        }
+    }
+}
+
+/// The identity the agent's answers establish.
+pub fn identity(a: &Answers) -> Identity {
     let mut id = Identity::new(PROTOCOL, false);
     id.field("community_public", true);
-    if let Some(VarValue::OctetString(s)) = m.value(SYS_DESCR) {
+    id.field("snmp_version", if a.version == VERSION_1 { "v1" } else { "v2c" });
+    if let Some(VarValue::OctetString(s)) = a.value(SYS_DESCR) {
         id.field("sys_descr", text(s));
     }
-    if let Some(VarValue::Oid(o)) = m.value(SYS_OBJECT_ID) {
+    if let Some(VarValue::Oid(o)) = a.value(SYS_OBJECT_ID) {
         id.field("sys_object_id", dotted(o));
     }
-    if let Some(VarValue::OctetString(s)) = m.value(SYS_NAME) {
+    if let Some(VarValue::OctetString(s)) = a.value(SYS_NAME) {
         id.field("sys_name", text(s));
     }
-    if m.error_status != 0 {
-        id.field("error_status", m.error_status);
-        id.field("error_index", m.error_index);
+    if let Some((status, index)) = a.error {
+        id.field("error_status", status);
+        id.field("error_index", index);
     }
     id
 }
@@ -339,12 +380,48 @@ fn new_request_id() -> i32 {
 pub const PROBE: Probe = Probe::service(PROTOCOL, |session| Box::pin(run(session))).udp(&[161]);
 
 async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let conn = session.conn();
+    // v2c first; an agent that speaks only v1 drops it without a word, so silence asks again in v1.
+    // Only the v2c request is re-sent on silence: the v1 one and the single-variable ones are sent once,
+    // so a silent port costs one more read timeout, not two.
+    let mut first = None;
+    for (version, resend) in [(VERSION_2C, true), (VERSION_1, false)] {
+        match get(conn, version, &SYSTEM, resend).await {
+            Ok(m) => {
+                first = Some(m);
+                break;
+            }
+            Err(ProbeError::Net(NetError::Timeout(_))) if version == VERSION_2C => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let first = first.ok_or_else(|| ProbeError::not(PROTOCOL, "no answer in v2c or v1"))?;
+    let mut answers = Answers::of(&first);
+    for name in answers.missing() {
+        match get(conn, first.version, &[name], false).await {
+            Ok(m) => answers.add(&m),
+            // The agent answered once: a variable it keeps to itself does not undo that.
+            Err(_) => break,
+        }
+    }
+    Ok(identity(&answers))
+}
+
+/// One GetRequest of `version` for `names` (re-sent on silence when `resend`), and the agent's
+/// validated Response.
+async fn get(conn: &mut Conn, version: i64, names: &[&[u64]], resend: bool) -> Result<Message, ProbeError> {
     let request_id = new_request_id();
-    let request = get_request(request_id);
-    let reply = session.conn().exchange(&request, |d| frame(d, request_id)).await?;
+    let request = get_request(version, request_id, names);
+    let framing = |d: &[u8]| frame(d, version, request_id);
+    let reply = if resend {
+        conn.exchange(&request, framing).await?
+    } else {
+        conn.send(&request).await?;
+        conn.recv_frame(framing).await?
+    };
     let (message, _) = parse_message(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
-    check_reply(&message, request_id).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
-    Ok(identity(&message))
+    check_reply(&message, version, request_id).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
+    Ok(message)
 }
 
 #[cfg(test)]
@@ -394,7 +471,7 @@ mod tests {
 
     #[test]
     fn request_bytes_are_exact() {
-        assert_eq!(get_request(0x1234_5678), REQUEST);
+        assert_eq!(get_request(VERSION_2C, 0x1234_5678, &SYSTEM), REQUEST);
         let (m, used) = parse_message(REQUEST).unwrap();
         assert_eq!((m.pdu_type, m.request_id, used), (PDU_GET_REQUEST, 0x1234_5678, REQUEST.len()));
         assert!(m.varbinds.iter().all(|(_, v)| *v == VarValue::Null));
@@ -421,15 +498,16 @@ mod tests {
     #[test]
     fn a_response_yields_the_system_group() {
         let reply = scalance_reply(0x0123_4567);
-        assert_eq!(frame(&reply, 0x0123_4567), Frame::Complete(reply.len()));
+        assert_eq!(frame(&reply, VERSION_2C, 0x0123_4567), Frame::Complete(reply.len()));
         let (m, _) = parse_message(&reply).unwrap();
-        check_reply(&m, 0x0123_4567).unwrap();
-        let id = identity(&m);
+        check_reply(&m, VERSION_2C, 0x0123_4567).unwrap();
+        let id = identity(&Answers::of(&m));
         assert_eq!((id.protocol, id.ics), ("snmp", false));
         assert_eq!(
             serde_json::Value::Object(id.fields),
             json!({
                 "community_public": true,
+                "snmp_version": "v2c",
                 "sys_descr": SCALANCE,
                 "sys_object_id": "1.3.6.1.4.1.4196.1.1.5.2.22",
                 "sys_name": "sw-line3"
@@ -446,31 +524,37 @@ mod tests {
             [tlv(NO_SUCH_OBJECT, &[]), tlv(END_OF_MIB_VIEW, &[]), tlv(NO_SUCH_INSTANCE, &[])],
         );
         let (m, _) = parse_message(&reply).unwrap();
-        assert_eq!(serde_json::Value::Object(identity(&m).fields), json!({ "community_public": true }));
+        assert_eq!(
+            serde_json::Value::Object(identity(&Answers::of(&m)).fields),
+            json!({ "community_public": true, "snmp_version": "v2c" })
+        );
 
         let reply = response(0x0100_0001, b"public", 5, [tlv(TAG_NULL, &[]), tlv(TAG_NULL, &[]), tlv(TAG_NULL, &[])]);
-        assert_eq!(frame(&reply, 0x0100_0001), Frame::Complete(reply.len()));
+        assert_eq!(frame(&reply, VERSION_2C, 0x0100_0001), Frame::Complete(reply.len()));
         let (m, _) = parse_message(&reply).unwrap();
-        let fields = serde_json::Value::Object(identity(&m).fields);
-        assert_eq!(fields, json!({ "community_public": true, "error_status": 5, "error_index": 0 }));
+        let fields = serde_json::Value::Object(identity(&Answers::of(&m)).fields);
+        assert_eq!(
+            fields,
+            json!({ "community_public": true, "snmp_version": "v2c", "error_status": 5, "error_index": 0 })
+        );
     }
 
     #[test]
     fn foreign_echoed_and_mismatched_datagrams_are_refused() {
         let id = 0x0123_4567;
         // Our own request echoed back.
-        assert!(matches!(frame(&get_request(id), id), Frame::Invalid(_)));
+        assert!(matches!(frame(&get_request(VERSION_2C, id, &SYSTEM), VERSION_2C, id), Frame::Invalid(_)));
         // Another request id, another community, another version.
-        assert!(matches!(frame(&scalance_reply(id as i64 + 1), id), Frame::Invalid(_)));
+        assert!(matches!(frame(&scalance_reply(id as i64 + 1), VERSION_2C, id), Frame::Invalid(_)));
         let other = response(id as i64, b"private", 0, [tlv(TAG_NULL, &[]), tlv(TAG_NULL, &[]), tlv(TAG_NULL, &[])]);
-        assert!(matches!(frame(&other, id), Frame::Invalid(_)));
+        assert!(matches!(frame(&other, VERSION_2C, id), Frame::Invalid(_)));
         let mut v1 = scalance_reply(id as i64);
         v1[4] = 0x00;
-        assert!(matches!(frame(&v1, id), Frame::Invalid(_)));
+        assert!(matches!(frame(&v1, VERSION_2C, id), Frame::Invalid(_)));
         for junk in
             [&b""[..], b"\x30", b"\x30\x80\x00\x00", b"\x30\x84\xff\xff\xff\xff", b"hello world", b"\x1f\x01\x00"]
         {
-            assert!(matches!(frame(junk, id), Frame::Invalid(_)), "{junk:?}");
+            assert!(matches!(frame(junk, VERSION_2C, id), Frame::Invalid(_)), "{junk:?}");
         }
         // Every truncation of a valid reply is refused without a panic.
         let reply = scalance_reply(id as i64);

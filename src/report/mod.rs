@@ -371,6 +371,8 @@ td.ent { min-width: 9em; }
 .sev-medium { background: #f0a202; color: #2b1d00; }
 .sev-low { background: #2f6fd0; color: #fff; }
 .sev-info { background: #d5d9de; color: #33404d; }
+.hp { display: inline-block; padding: 0 6px; border-radius: 4px; font-size: 11px; font-weight: 600; white-space: nowrap;
+  background: #efe7fb; color: #4c1d95; border: 1px dashed #7c3aed; }
 .chg { display: inline-block; padding: 1px 8px; border-radius: 4px; font-size: 11.5px; font-weight: 600; white-space: nowrap; }
 .chg-new { background: #fde2e1; color: #9b1c1c; }
 .chg-changed { background: #fdf0d5; color: #8a4b00; }
@@ -468,11 +470,7 @@ fn header(h: &mut String, r: &Report, l: &Labels) {
     item(l.library, Esc(&s.start.library_version).to_string(), "");
     item(l.selection, Esc(&selection_text(&s.start.selection, l)).to_string(), "");
     let c = &s.start.coverage;
-    let ports = if c.ports.len() <= 10 {
-        format!(" ({})", c.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "))
-    } else {
-        String::new()
-    };
+    let ports = format!(" ({})", Esc(&crate::scope::show_ports(&c.ports)));
     let mut coverage = format!(
         "{}: {} · {}: {}{ports} · {}: {}",
         l.addresses,
@@ -596,6 +594,19 @@ fn severity_pill(s: Severity, l: &Labels) -> String {
     format!(r#"<span class="pill sev-{}">{}</span>"#, s.as_str(), Esc(l.severity(s)))
 }
 
+/// The protocol, with the honeypot marker (its reason as the tooltip) when the finding shows a persona.
+fn protocol_cell(f: &Finding, l: &Labels) -> String {
+    let protocol = Esc(&f.protocol).to_string();
+    match f.attributes.get(crate::fingerprints::HONEYPOT_ATTRIBUTE) {
+        Some(mark) => {
+            let name = mark.get("name").and_then(Value::as_str).unwrap_or_default();
+            let reason = mark.get("reason").and_then(Value::as_str).unwrap_or_default();
+            format!(r#"{protocol} <span class="hp" title="{}">{} {}</span>"#, Esc(reason), Esc(l.honeypot), Esc(name))
+        }
+        None => protocol,
+    }
+}
+
 fn change_tag(c: Change, l: &Labels) -> String {
     format!(r#"<span class="chg chg-{}">{}</span>"#, c.as_str(), Esc(l.change(c)))
 }
@@ -682,7 +693,7 @@ fn changes_section(h: &mut String, r: &Report, l: &Labels) {
             Esc(&f.district),
             Esc(&f.enterprise),
             Esc(&service(f)),
-            Esc(&f.protocol),
+            protocol_cell(f, l),
             Esc(&identity)
         );
     }
@@ -731,7 +742,7 @@ fn findings_section(h: &mut String, r: &Report, l: &Labels) {
             Esc(&f.enterprise),
             Esc(l.level(f.level)),
             Esc(&service(f)),
-            Esc(&f.protocol),
+            protocol_cell(f, l),
             Esc(opt(&f.vendor)),
             Esc(opt(&f.product)),
             Esc(opt(&f.version)),

@@ -6,7 +6,7 @@
 mod ports;
 mod resolve;
 
-pub use ports::{parse_ports, PortSpec};
+pub use ports::{parse_ports, show_ports, PortSpec};
 pub use resolve::{resolve_hostnames, ResolverSettings};
 
 use crate::ledger::{to_u128, InputError, InputErrors, Ledger, Level, Place, TargetSpec, TARGETS};

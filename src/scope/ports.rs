@@ -89,6 +89,26 @@ pub fn parse_ports(text: &str) -> Result<Vec<PortSpec>, String> {
     Ok(out)
 }
 
+/// A port list as a person reads it and `--ports` takes it back: consecutive ports of one transport
+/// as a range, TCP before UDP (`1-1024/tcp,47808/udp`, not a thousand entries).
+pub fn show_ports(ports: &[PortSpec]) -> String {
+    let mut sorted = ports.to_vec();
+    sorted.sort_by_key(|p| (p.transport == Transport::Udp, p.port));
+    sorted.dedup();
+    let mut runs: Vec<(u16, u16, Transport)> = Vec::new();
+    for p in sorted {
+        match runs.last_mut() {
+            Some((_, last, t)) if *t == p.transport && u32::from(*last) + 1 == u32::from(p.port) => *last = p.port,
+            _ => runs.push((p.port, p.port, p.transport)),
+        }
+    }
+    let run = |(first, last, t): (u16, u16, Transport)| match first == last {
+        true => format!("{first}/{}", t.as_str()),
+        false => format!("{first}-{last}/{}", t.as_str()),
+    };
+    runs.into_iter().map(run).collect::<Vec<_>>().join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +157,15 @@ mod tests {
         assert!(parse_ports("502/sctp").unwrap_err().contains("unknown transport"));
         assert!(parse_ports("9-5").unwrap_err().contains("empty"));
         assert!(parse_ports("502,,102").is_err());
+    }
+
+    #[test]
+    fn port_lists_are_shown_as_ranges_that_parse_back() {
+        let ports = parse_ports("1-1024,2000,2002,47808/udp,47809/udp,161/udp").unwrap();
+        let shown = show_ports(&ports);
+        assert_eq!(shown, "1-1024/tcp,2000/tcp,2002/tcp,161/udp,47808-47809/udp");
+        assert_eq!(parse_ports(&shown).unwrap(), ports);
+        assert_eq!(show_ports(&[]), "");
+        assert_eq!(show_ports(&parse_ports("65535,65534/udp").unwrap()), "65535/tcp,65534/udp");
     }
 }

@@ -3,6 +3,8 @@
 use super::Resolved;
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::Resolver;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -54,9 +56,13 @@ pub async fn resolve_hostnames(names: &[String], settings: &ResolverSettings) ->
             return out;
         }
     };
+    let server: std::sync::Arc<str> = match settings.server {
+        Some(s) => format!("the DNS server {s}").into(),
+        None => "the system's DNS resolver".into(),
+    };
     let mut lookups = tokio::task::JoinSet::new();
     for name in names {
-        let (resolver, name) = (resolver.clone(), name.clone());
+        let (resolver, name, server) = (resolver.clone(), name.clone(), server.clone());
         let deadline = settings.timeout * 3;
         lookups.spawn(async move {
             let result =
@@ -68,13 +74,13 @@ pub async fn resolve_hostnames(names: &[String], settings: &ResolverSettings) ->
                         v.sort();
                         v.dedup();
                         if v.is_empty() {
-                            Err("no A or AAAA record".to_string())
+                            Err(format!("{server} has no address (A or AAAA record) for it"))
                         } else {
                             Ok(v)
                         }
                     }
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(format!("timed out after {deadline:?}")),
+                    Ok(Err(e)) => Err(plain_words(&e, &server)),
+                    Err(_) => Err(format!("{server} did not answer within {deadline:?}")),
                 };
             (name, result)
         });
@@ -85,4 +91,23 @@ pub async fn resolve_hostnames(names: &[String], settings: &ResolverSettings) ->
         }
     }
     out
+}
+
+/// Why a name was not resolved, in plain words: the resolver's own messages quote its query structures.
+fn plain_words(e: &NetError, server: &str) -> String {
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(n)) if n.response_code == ResponseCode::NXDomain => {
+            format!("no such name ({server} says it does not exist)")
+        }
+        NetError::Dns(DnsError::NoRecordsFound(_)) => format!("{server} has no address (A or AAAA record) for it"),
+        NetError::Dns(DnsError::ResponseCode(ResponseCode::Refused)) => format!("{server} refused to answer"),
+        NetError::Dns(DnsError::ResponseCode(ResponseCode::ServFail)) => {
+            format!("{server} could not answer (server failure)")
+        }
+        NetError::Dns(DnsError::ResponseCode(code)) => format!("{server} answered with an error ({code})"),
+        NetError::Timeout => format!("{server} did not answer in time"),
+        NetError::Io(io) => format!("{server} could not be reached ({io})"),
+        NetError::NoConnections => format!("{server} could not be reached"),
+        other => format!("{server}: {other}"),
+    }
 }

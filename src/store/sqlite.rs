@@ -316,7 +316,9 @@ impl Store for SqliteStore {
             .prepare_cached("UPDATE scans SET checkpoint = ?1 WHERE id = ?2")
             .and_then(|mut st| st.execute(params![position as i64, scan]))
             .map_err(|e| db_error(&self.path, e))?;
-        self.flush_if_due()
+        // Committed at once, with the findings before it: the pipeline decides the cadence (about every
+        // second, as the README states), not the batching of records.
+        self.flush()
     }
 
     fn resume_point(&self, scan: ScanId) -> Result<u64, StoreError> {

@@ -185,3 +185,40 @@ expect = { protocol = "labfw", version = "1.0" }
     .unwrap();
     lib
 }
+
+/// Runs the otscope binary to its end with `args`, in `cwd`; a command that has not ended within a
+/// minute is killed and fails the test (a daemon that should have refused would run forever).
+pub fn otscope_in(cwd: &Path, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_otscope"));
+    command.args(args).current_dir(cwd).env_remove("RUST_LOG");
+    output_within(command, Duration::from_secs(60))
+}
+
+/// [`otscope_in`] off the runtime's threads, so the devices of the test keep answering meanwhile.
+pub async fn otscope_in_blocking(cwd: &Path, args: &[&str]) -> std::process::Output {
+    let (cwd, args): (_, Vec<String>) = (cwd.to_path_buf(), args.iter().map(|a| a.to_string()).collect());
+    tokio::task::spawn_blocking(move || otscope_in(&cwd, &args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap()
+}
+
+/// A finished command's standard output and standard error, together.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Runs `command` to its end, killing it (and failing) if it runs longer than `limit`: a daemon that
+/// does not refuse would run forever.
+pub fn output_within(mut command: std::process::Command, limit: Duration) -> std::process::Output {
+    let mut child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            let o = child.wait_with_output().unwrap();
+            panic!("still running after {limit:?}: {}", output_text(&o));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}

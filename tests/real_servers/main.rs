@@ -52,6 +52,25 @@ fn assert_attributes(finding: &Finding, expected: &Value) {
     }
 }
 
+/// A real stack or a plain simulator is never called a decoy.
+fn assert_not_honeypot(f: &Finding) {
+    assert!(
+        !f.attributes.contains_key("honeypot"),
+        "{} on {}:{} flagged as a honeypot: {:#?}",
+        f.protocol,
+        f.ip,
+        f.port,
+        f.attributes
+    );
+}
+
+/// The honeypot mark of a finding: (honeypot, persona, rule).
+fn honeypot(f: &Finding) -> (&str, &str, &str) {
+    let mark = f.attributes.get("honeypot").unwrap_or_else(|| panic!("no honeypot mark: {f:#?}"));
+    let text = |key: &str| mark[key].as_str().unwrap_or_else(|| panic!("honeypot.{key} in {mark}"));
+    (text("name"), text("persona"), text("rule"))
+}
+
 fn identity(f: &Finding) -> (&str, bool, Option<&str>, Option<&str>, Option<&str>) {
     (f.protocol.as_str(), f.ics, f.vendor.as_deref(), f.product.as_deref(), f.version.as_deref())
 }
@@ -81,7 +100,7 @@ async fn python_snap7_server() {
         }),
     );
     assert!(!f.attributes.contains_key("plant_id"), "snap7 sends an empty plant id: {:#?}", f.attributes);
-    assert!(!f.attributes.contains_key("honeypot"), "snap7 is no decoy: {:#?}", f.attributes);
+    assert_not_honeypot(f);
 }
 
 #[tokio::test]
@@ -109,6 +128,7 @@ async fn c_snap7_server() {
             "pdu_length": 480,
         }),
     );
+    assert_not_honeypot(f);
 }
 
 #[tokio::test]
@@ -148,6 +168,7 @@ async fn pymodbus_server() {
             "user_application_name": "Pump station",
         }),
     );
+    assert_not_honeypot(f);
 }
 
 #[tokio::test]
@@ -186,6 +207,7 @@ async fn cpppo_enip_server_tcp_and_udp() {
             }),
         );
         assert_eq!(f.vendor.as_deref(), Some("Rockwell Automation/Allen-Bradley"), "{f:#?}");
+        assert_not_honeypot(f);
     }
 }
 
@@ -232,6 +254,7 @@ async fn bacpypes3_device() {
             "description": "test device",
         }),
     );
+    assert_not_honeypot(f);
 }
 
 #[tokio::test]
@@ -339,9 +362,9 @@ async fn amqtt_broker_with_and_without_anonymous_access() {
 #[tokio::test]
 async fn conpot_default_template() {
     let address = "127.113.0.12";
-    let args = [address, "default", "s7comm=102", "modbus=502", "enip=44818", "ftp=21"];
+    let args = [address, "default", "s7comm=102", "modbus=502", "enip=44818", "ftp=21", "snmp=161"];
     let Some(server) = start_or_skip(Env::Conpot, "conpot_server.py", &args, CONPOT_READY_WITHIN) else { return };
-    let findings = scan(address, "21,102,502,44818").await;
+    let findings = scan(address, "21,102,502,44818,161/udp").await;
 
     let s7 = on_port(&findings, 102, &server);
     assert_eq!(s7.protocol, "s7comm", "{s7:#?}");
@@ -357,6 +380,9 @@ async fn conpot_default_template() {
             "module_type": "IM151-8 PN/DP CPU",
         }),
     );
+    // A honeypot finding keeps its protocol and severity; the mark names the persona.
+    assert_eq!(honeypot(s7), ("conpot", "default", "honeypot.conpot.default.s7comm.identity"));
+    assert_eq!((s7.ics, s7.severity), (true, otscope::findings::Severity::Critical));
 
     let modbus = on_port(&findings, 502, &server);
     assert_eq!(modbus.protocol, "modbus", "{modbus:#?}");
@@ -364,16 +390,34 @@ async fn conpot_default_template() {
         modbus,
         &json!({ "vendor_name": "Siemens", "product_code": "SIMATIC", "revision": "S7-200", "unit_id": 1 }),
     );
+    assert_eq!(honeypot(modbus), ("conpot", "default", "honeypot.conpot.default.modbus"));
 
+    // cpppo's defaults, which conpot serves: a honeypot only beside conpot's persona on the other ports.
     let enip = on_port(&findings, 44818, &server);
     assert_eq!(enip.protocol, "enip", "{enip:#?}");
     assert_attributes(
         enip,
-        &json!({ "vendor_id": 1, "device_type": 14, "product_name": "1756-L61/B LOGIX5561", "serial_number": "0x006c061a" }),
+        &json!({ "vendor_id": 1, "device_type": 14, "product_code": 54, "revision": "20.11",
+                 "product_name": "1756-L61/B LOGIX5561", "serial_number": "0x006c061a" }),
     );
+    assert_eq!(honeypot(enip), ("conpot", "default", "honeypot.conpot.default.enip"));
+    let reason = enip.attributes["honeypot"]["reason"].as_str().unwrap();
+    assert!(reason.contains("102/tcp") && reason.contains("502/tcp"), "{reason}");
+
+    // conpot answers only the first variable of a GetRequest; the others are asked for one by one.
+    // Its sysObjectID is pysnmp's enterprise OID (20408), not the template's "0.0".
+    let snmp = on_port(&findings, 161, &server);
+    assert_eq!(snmp.protocol, "snmp", "{snmp:#?}");
+    assert_attributes(
+        snmp,
+        &json!({ "community_public": true, "snmp_version": "v2c", "sys_descr": "Siemens, SIMATIC, S7-200",
+                 "sys_object_id": "1.3.6.1.4.1.20408", "sys_name": "CP 443-1 EX40" }),
+    );
+    assert_eq!(honeypot(snmp), ("conpot", "default", "honeypot.conpot.default.snmp"));
 
     let ftp = on_port(&findings, 21, &server);
     assert_eq!(identity(ftp).0, "ftp", "conpot greets with `200 FTP server ready.`: {ftp:#?}");
+    assert_not_honeypot(ftp);
 }
 
 #[tokio::test]
@@ -384,5 +428,101 @@ async fn conpot_guardian_ast_template() {
     let findings = scan(address, "10001").await;
     let f = on_port(&findings, 10001, &server);
     assert_eq!(f.protocol, "atg", "{f:#?}");
-    assert_attributes(f, &json!({ "station_name": "STATOIL STATION", "tanks": 4 }));
+    assert_attributes(
+        f,
+        &json!({ "station_name": "STATOIL STATION", "tanks": 4, "products": ["SUPER", "UNLEAD", "DIESEL", "PREMIUM"] }),
+    );
+    assert_eq!(honeypot(f), ("conpot", "guardian_ast", "honeypot.conpot.guardian_ast.atg"));
+}
+
+#[tokio::test]
+async fn cpppo_defaults_beside_a_snap7_server_are_no_honeypot() {
+    // A plain cpppo simulator serves the same ListIdentity as conpot; with a real S7 stack beside it
+    // on the same address, nothing corroborates a honeypot persona.
+    let address = "127.113.0.15";
+    let Some(enip_server) = start_or_skip(Env::Main, "enip_server.py", &[address, "44818"], READY_WITHIN) else {
+        return;
+    };
+    let Some(s7_server) = start_or_skip(Env::Main, "snap7_server.py", &[address, "102"], READY_WITHIN) else { return };
+    let findings = scan(address, "102,44818,44818/udp").await;
+    assert_eq!(findings.len(), 3, "{findings:#?}\n{}\n{}", enip_server.output(), s7_server.output());
+    for f in &findings {
+        assert_not_honeypot(f);
+    }
+    let enip: Vec<_> = findings.iter().filter(|f| f.port == 44818).collect();
+    for f in enip {
+        assert_attributes(f, &json!({ "product_name": "1756-L61/B LOGIX5561", "serial_number": "0x006c061a" }));
+    }
+    assert_eq!(on_port(&findings, 102, &s7_server).protocol, "s7comm");
+}
+
+/// nginx's configuration for the test: one server listening on `ports` of `address`, nothing else on
+/// the machine touched (every path is in `dir`, a single process in the foreground).
+fn nginx_config(dir: &std::path::Path, address: &str, ports: &[u16]) -> std::path::PathBuf {
+    let listen: String = ports.iter().map(|p| format!("    listen {address}:{p};\n")).collect();
+    let d = dir.display();
+    let config = format!(
+        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+         server {{\n{listen}    location / {{ return 200 \"lab\\n\"; }}\n  }}\n}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn nginx_on_ics_ports_is_named_from_its_replies() {
+    let address = "127.113.0.14";
+    let dir = tempfile::tempdir().unwrap();
+    let config = nginx_config(dir.path(), address, &[502, 1911, 4840]);
+    let config = config.to_str().unwrap();
+    let args = ["nginx", address, "502", "--also", "1911", "--also", "4840", "--config", config];
+    let Some(server) = start_or_skip(Env::Main, "native_server.py", &args, READY_WITHIN) else { return };
+    // `nginx version: nginx/1.22.1`, as the launcher prints it.
+    let output = server.output();
+    let version = output.lines().find_map(|l| l.strip_prefix("nginx version: nginx/")).expect("nginx -v").trim();
+    let findings = scan(address, "502,1911,4840").await;
+    for port in [502, 1911, 4840] {
+        let f = on_port(&findings, port, &server);
+        // nginx answers the Modbus, Fox and OPC UA requests with `400 Bad Request`; nothing more was sent.
+        assert_eq!(identity(f), ("http", false, Some("F5"), Some("nginx"), Some(version)), "{f:#?}");
+        assert_attributes(f, &json!({ "status": 400, "server": format!("nginx/{version}") }));
+        assert!(!f.attributes.contains_key("honeypot"), "{f:#?}");
+    }
+}
+
+#[tokio::test]
+async fn net_snmp_agent_that_speaks_only_v1() {
+    // net-snmp's snmpd with a view-based access rule for the v1 security model only: v2c requests
+    // with community `public` are dropped unanswered, as a v1-only agent does.
+    let address = "127.113.0.16";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("snmpd.conf");
+    std::fs::write(
+        &config,
+        "com2sec v1only default public\ngroup v1group v1 v1only\nview all included .1\n\
+         access v1group \"\" v1 noauth exact all none none\n\
+         sysname rtu-north\nsysdescr Lab RTU 3000 on net-snmp\nsysobjectid .1.3.6.1.4.1.8072.3.2.10\n",
+    )
+    .unwrap();
+    let args = ["snmpd", address, "161", "--config", config.to_str().unwrap()];
+    let Some(server) = start_or_skip(Env::Main, "native_server.py", &args, READY_WITHIN) else { return };
+    let findings = scan(address, "161/udp").await;
+    let f = on_port(&findings, 161, &server);
+    assert_eq!((f.protocol.as_str(), f.ics), ("snmp", false), "{f:#?}");
+    assert_attributes(
+        f,
+        &json!({
+            "community_public": true,
+            "snmp_version": "v1",
+            "sys_descr": "Lab RTU 3000 on net-snmp",
+            "sys_object_id": "1.3.6.1.4.1.8072.3.2.10",
+            "sys_name": "rtu-north",
+        }),
+    );
+    assert!(!f.attributes.contains_key("error_status"), "{f:#?}");
+    assert_not_honeypot(f);
 }
