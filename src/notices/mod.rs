@@ -506,28 +506,34 @@ pub struct ServiceLine {
     pub again: bool,
 }
 
+/// The center's notice policy (the `[notices]` table of the configuration file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoticeSettings {
+    pub deadlines: Deadlines,
+    /// Notice numbers are `PREFIX-YEAR-NNNN`.
+    pub prefix: String,
+}
+
+impl Default for NoticeSettings {
+    fn default() -> NoticeSettings {
+        NoticeSettings { deadlines: Deadlines::default(), prefix: "OTS".into() }
+    }
+}
+
 /// How `notices issue` numbers and writes.
 #[derive(Clone, Debug)]
 pub struct IssueOptions {
-    pub deadlines: Deadlines,
+    pub settings: NoticeSettings,
     /// The folder the Markdown, HTML and CSV files are written to (none: only recorded).
     pub out: Option<PathBuf>,
     pub lang: Lang,
     /// Who issues (recorded with every transition).
     pub actor: String,
-    /// Notice numbers are `PREFIX-YEAR-NNNN`.
-    pub prefix: String,
 }
 
 impl Default for IssueOptions {
     fn default() -> IssueOptions {
-        IssueOptions {
-            deadlines: Deadlines::default(),
-            out: None,
-            lang: Lang::En,
-            actor: SYSTEM_ACTOR.into(),
-            prefix: "OTS".into(),
-        }
+        IssueOptions { settings: NoticeSettings::default(), out: None, lang: Lang::En, actor: SYSTEM_ACTOR.into() }
     }
 }
 
@@ -572,7 +578,7 @@ pub fn issue<S: Store + AdvisoryStore + ?Sized>(
     let mut sequence = store.last_notice_sequence(year)?;
     let mut next_number = || {
         sequence += 1;
-        (format!("{}-{year}-{sequence:04}", options.prefix), sequence)
+        (format!("{}-{year}-{sequence:04}", options.settings.prefix), sequence)
     };
     let mut records = Vec::new();
     let mut writes = Vec::new();
@@ -582,7 +588,7 @@ pub fn issue<S: Store + AdvisoryStore + ?Sized>(
         let first = &carried[0].detail;
         let deadline = |i: &ItemRecord| {
             let band = Band::of(i.detail.severity.as_deref(), i.detail.cvss);
-            add_days(at, options.deadlines.days(i.detail.level, band))
+            add_days(at, options.settings.deadlines.days(i.detail.level, band))
         };
         let content = NoticeContent {
             number: number.clone(),
@@ -882,15 +888,14 @@ pub fn status<S: AdvisoryStore + ?Sized>(store: &S, at: &str) -> Result<Vec<Item
 // ---------------------------------------------------------------------------------------------
 // Re-checks.
 
-/// Which claimed items `notices verify` re-checks, and how it scans.
+/// Which claimed items `notices verify` re-checks (those of the selection's enterprises and
+/// districts, or all), and how it scans.
 #[derive(Clone, Debug)]
 pub struct VerifyOptions {
     /// The ledger and library, as for `check`: nothing outside the ledger's scope is probed.
     pub scope: ScopeOptions,
     pub scan: ScanOptions,
     pub run: RunOptions,
-    pub enterprise: Option<String>,
-    pub district: Option<String>,
     pub actor: String,
 }
 
@@ -911,13 +916,14 @@ pub struct Verified {
 /// covered: `verified` when the service is gone or its version is now outside the range (or it
 /// is no longer the product), `reopened` when it is still affected or still undetermined.
 pub async fn verify(db: &Path, vendors: &Vendors, options: &VerifyOptions) -> anyhow::Result<Verified> {
+    let selection = &options.scope.selection;
     let store = SqliteStore::open(db)?;
     let claimed: Vec<ItemRecord> = store
         .items()?
         .into_iter()
         .filter(|i| i.state == ItemState::Claimed)
-        .filter(|i| options.enterprise.as_ref().is_none_or(|e| *e == i.detail.enterprise_id))
-        .filter(|i| options.district.as_ref().is_none_or(|d| *d == i.detail.district))
+        .filter(|i| selection.enterprises.is_empty() || selection.enterprises.contains(&i.detail.enterprise_id))
+        .filter(|i| selection.districts.is_empty() || selection.districts.contains(&i.detail.district))
         .collect();
     let matcher = Matcher::load(&store, vendors)?;
     drop(store);
