@@ -437,3 +437,67 @@ async fn advisories_notices_claims_and_rechecks_on_simulated_devices() {
     assert_eq!(state, "closed");
     assert_eq!(detail["transitions"].as_array().unwrap().last().unwrap()["reason"], "advisory revised");
 }
+
+/// A daemon profile with `notices` keys runs the loop after each complete scan: it issues the
+/// notices of what its scan found affected, and re-checks a claimed item within its own scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_daemon_profile_issues_notices_and_verifies_claims_after_its_scan() {
+    use otscope::daemon::{run_profile, Job};
+    use otscope::store::{AdvisoryStore, ItemState};
+    use tokio_util::sync::CancellationToken;
+
+    let order = "6ES7 516-3AN01-0AB0";
+    let cpu = s7_at("127.140.4.1", s7_cpu(order, [2, 9, 4], 9)).await;
+    let (dir, _ledger) = common::ledger("E9,North Grid,North,power,important,127.140.4.1,c\n");
+    let cwd = dir.path();
+    let path = cwd.join("otscope.toml");
+    let config = format!(
+        "[profile.p]\ntargets = \"ledger.csv\"\nfingerprints = {:?}\nports = \"102\"\ndiscovery = \"connect\"\nrate = 0\n\
+         host-interval = \"0ms\"\nconnect-timeout = \"500ms\"\nread-timeout = \"500ms\"\nbanner-wait = \"300ms\"\nquiet = true\n\
+         [profile.p.notices]\nverify = true\nissue = true\nout = \"notices-out\"\nlang = \"zh\"\n",
+        fingerprints_dir().display().to_string()
+    );
+    std::fs::write(&path, config).unwrap();
+    let config = otscope::config::load(&path).unwrap();
+    let job = Job {
+        config: path.clone(),
+        db: config.db.clone(),
+        profile: config.profiles["p"].clone(),
+        notices: config.notices.clone(),
+    };
+    let outcome = run_profile(&job, CancellationToken::new()).await.unwrap();
+    assert!(outcome.completed && outcome.found == 1, "{outcome:?}");
+    assert!(!cwd.join("notices-out").exists(), "no advisory yet: nothing to notify");
+
+    let docs = cwd.join("advisories");
+    write_documents(&docs);
+    let vendors = otscope::advisories::Vendors::load(&fingerprints_dir()).unwrap();
+    let mut store = SqliteStore::open(&job.db).unwrap();
+    let now = pipeline::now_rfc3339();
+    let imported = otscope::notices::import(&mut store, &[docs.join("siemens.json")], &vendors, &now).unwrap();
+    assert_eq!((imported.new.len(), imported.refresh.opened), (1, 1));
+    drop(store);
+
+    run_profile(&job, CancellationToken::new()).await.unwrap();
+    let files: Vec<String> = std::fs::read_dir(cwd.join("notices-out"))
+        .unwrap()
+        .map(|f| f.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(files.len(), 5, "two notices (Markdown and HTML) and the district's CSV: {files:?}");
+    let mut store = SqliteStore::open(&job.db).unwrap();
+    let item = store.items().unwrap().remove(0);
+    assert_eq!(item.state, ItemState::Notified);
+    let id = item.id.unwrap().to_string();
+    otscope::notices::claim(&mut store, &id, "Zhao", "updated to V2.9.8", &pipeline::now_rfc3339()).unwrap();
+    drop(store);
+
+    cpu.stop().await;
+    let _updated = s7_at("127.140.4.1", s7_cpu(order, [2, 9, 8], 9)).await;
+    run_profile(&job, CancellationToken::new()).await.unwrap();
+    let store = SqliteStore::open(&job.db).unwrap();
+    let status = otscope::notices::status(&store, &pipeline::now_rfc3339()).unwrap();
+    assert_eq!(status[0].item.state, ItemState::Verified, "{:?}", status[0].transitions);
+    let last = status[0].transitions.last().unwrap();
+    assert_eq!(last.actor, "otscope daemon (p)");
+    assert!(last.reason.contains("\"V2.9.8\" is outside the range"), "{}", last.reason);
+}
