@@ -332,6 +332,20 @@ async fn advisories_notices_claims_and_rechecks_on_simulated_devices() {
     let everything: String = std::fs::read_dir(&out1).unwrap().map(|f| read(&f.unwrap().path())).collect();
     assert!(!everything.contains("SCHNEIDER"), "TLP:RED never leaves the center");
 
+    // The scan report and an event's report list the open notices of their objects.
+    let (code, _, err) = otscope(cwd, &["report", "--out", "report.html"]).await;
+    assert_eq!(code, 0, "{err}");
+    let report = read(&cwd.join("report.html"));
+    assert!(report.contains("Open warning notices") && report.contains(e1) && report.contains(east), "{err}");
+    let mut start = vec!["event", "start", "expo", "--targets", ledger.to_str().unwrap(), "--enterprise", "E2"];
+    start.extend(["--fingerprints", fingerprints, "--ports", PORTS]);
+    start.extend(FAST);
+    let (code, out, err) = otscope(cwd, &start).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, _, err) = otscope(cwd, &["event", "report", "expo", "--out", "event.md"]).await;
+    let event = read(&cwd.join("event.md"));
+    assert!(event.contains("Open warning notices") && event.contains(e2) && !event.contains(e1), "{err}{event}");
+
     let items1 = items(cwd).await;
     let item = |ip: &str, adv: &str| items1[&(ip.to_string(), adv.to_string())].clone();
     let (siemens_item, state, detail) = item("127.140.1.1", "TEST-SIEMENS-0001");

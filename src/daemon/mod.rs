@@ -243,7 +243,8 @@ pub fn write_exports(db: &Path, scan: ScanId, exports: &Exports) -> anyhow::Resu
         files.extend(written.files);
     }
     if let Some(path) = &exports.report {
-        let html = crate::report::render(&store, scan, exports.lang)?;
+        let notices = crate::store::AdvisoryStore::open_notices(&store)?;
+        let html = crate::report::render(&store, &notices, scan, exports.lang)?;
         let fail = |e: std::io::Error| anyhow::anyhow!("{}: {e}", path.display());
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(fail)?;

@@ -23,8 +23,8 @@ use crate::ledger::Level;
 use crate::pipeline::{self, Recording, RunOptions, ScanOptions, ScopeOptions};
 use crate::scope::Transport;
 use crate::store::{
-    AdvisoryStore, Change, ItemId, ItemRecord, ItemState, ItemWrite, MatchRecord, NoticeKind, NoticeRecord, ScanId,
-    SqliteStore, Store, StoreError, Stored, StoredAdvisory,
+    AdvisoryStore, Change, ItemId, ItemRecord, ItemState, ItemWrite, MatchRecord, NoticeKind, NoticeRecord, OpenNotice,
+    ScanId, SqliteStore, Store, StoreError, Stored, StoredAdvisory,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -769,6 +769,24 @@ fn end_exceptions<S: AdvisoryStore + ?Sized>(store: &mut S, at: &str) -> Result<
         .collect();
     store.save_items(&writes, at)?;
     Ok(writes.len())
+}
+
+/// The open notices that concern these enterprises, each with only their items: what a report on
+/// those objects lists.
+pub fn open_notices_of(notices: &[OpenNotice], enterprises: &BTreeSet<&str>) -> Vec<OpenNotice> {
+    notices
+        .iter()
+        .filter_map(|n| {
+            let items: Vec<_> =
+                n.items.iter().filter(|i| enterprises.contains(i.enterprise_id.as_str())).cloned().collect();
+            (!items.is_empty()).then(|| OpenNotice { items, ..n.clone() })
+        })
+        .collect()
+}
+
+/// Whether an open notice's item is past its deadline at `at` (claimed and excepted items are not).
+pub fn item_overdue(item: &crate::store::OpenItem, at: &str) -> bool {
+    matches!(item.state, ItemState::Notified | ItemState::Reopened) && item.deadline.as_deref().is_some_and(|d| d < at)
 }
 
 // ---------------------------------------------------------------------------------------------
