@@ -170,7 +170,8 @@ pub struct ImportOutcome {
 }
 
 /// Reads files and folders of CSAF 2.0 documents, stores each valid one (a changed document
-/// replaces the stored one of its id), and matches the history's services again.
+/// replaces the stored one of its id), and, when any was new or changed, matches the history's
+/// services again.
 pub fn import<S: Store + AdvisoryStore + ?Sized>(
     store: &mut S,
     paths: &[PathBuf],
@@ -200,7 +201,10 @@ pub fn import<S: Store + AdvisoryStore + ?Sized>(
             Stored::Revised { .. } => outcome.revised.push(a.id.clone()),
         }
     }
-    outcome.refresh = refresh(store, vendors, at)?;
+    // Nothing recorded changed: the results are those of the last match.
+    if !(outcome.new.is_empty() && outcome.revised.is_empty()) {
+        outcome.refresh = refresh(store, vendors, at)?;
+    }
     Ok(outcome)
 }
 
