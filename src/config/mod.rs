@@ -1037,6 +1037,41 @@ mod tests {
     }
 
     #[test]
+    fn the_notices_table_sets_deadlines_and_a_profile_runs_the_loop() {
+        use crate::notices::Band;
+        let c = parsed(
+            "[notices]\nprefix = \"SH-ICS\"\n[notices.important]\ncritical = 3\n[notices.general]\nlow = 365\n\
+             [profile.p]\ntargets = \"l.csv\"\n[profile.p.notices]\nverify = true\nissue = true\nout = \"n\"\nlang = \"zh\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.notices.prefix, "SH-ICS");
+        assert_eq!(c.notices.deadlines.days(Level::Important, Band::Critical), 3);
+        assert_eq!(c.notices.deadlines.days(Level::General, Band::Low), 365);
+        assert_eq!(c.notices.deadlines.days(Level::Important, Band::High), 15, "the defaults fill the rest");
+        let n = &c.profiles["p"].notices;
+        assert!(n.verify && n.issue);
+        assert_eq!((n.out.as_deref(), n.lang), (Some(Path::new("/etc/otscope/n")), Some(Lang::Zh)));
+
+        let e = parsed(
+            "[notices]\nprefx = \"A\"\n[notices.important]\ncritcal = 3\nhigh = 0\nlow = \"x\"\n[notices.vip]\n\
+             [profile.p]\ntargets = \"l.csv\"\n[profile.p.notices]\nverify = \"yes\"\nissu = true\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.0,
+            [
+                "/etc/otscope/otscope.toml:2: notices.prefx: unknown key (did you mean \"prefix\"?) (notices has prefix, [notices.important] and [notices.general])",
+                "/etc/otscope/otscope.toml:4: notices.important.critcal: unknown severity (did you mean \"critical\"?) (critical, high, medium, low, unscored)",
+                "/etc/otscope/otscope.toml:5: notices.important.high: expects a number of days (1 or more), not 0",
+                "/etc/otscope/otscope.toml:6: notices.important.low: expects a number of days, not a string",
+                "/etc/otscope/otscope.toml:7: notices.vip: unknown key (notices has prefix, [notices.important] and [notices.general])",
+                "/etc/otscope/otscope.toml:11: profile.p.notices.verify: expects true or false, not a string",
+                "/etc/otscope/otscope.toml:12: profile.p.notices.issu: unknown key (did you mean \"issue\"?) (notices has verify, issue, out and lang)",
+            ]
+        );
+    }
+
+    #[test]
     fn schedules_with_a_wrong_field_count_or_that_never_fire_are_refused() {
         let started = std::time::Instant::now();
         assert_eq!(
