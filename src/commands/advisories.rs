@@ -25,10 +25,7 @@ pub fn user(e: impl std::fmt::Display) -> BadInput {
 
 /// The vendor table of the library folder.
 pub fn vendors(matching: &MatchingArgs) -> Result<Vendors, BadInput> {
-    Vendors::load(&matching.fingerprints).map_err(|problems| {
-        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        BadInput(lines.join("\n"))
-    })
+    notices::load_vendors(&matching.fingerprints)
 }
 
 fn import(paths: &[PathBuf], matching: &MatchingArgs) -> anyhow::Result<ExitCode> {

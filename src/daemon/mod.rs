@@ -139,9 +139,7 @@ pub async fn run_profile(job: &Job, stop: CancellationToken) -> anyhow::Result<R
 /// (`notices issue`).
 async fn remediation_loop(job: &Job, args: &crate::cli::ScanArgs, stop: CancellationToken) -> anyhow::Result<()> {
     let p = &job.profile;
-    let vendors = crate::advisories::Vendors::load(&args.scope.fingerprints).map_err(|problems| {
-        anyhow::anyhow!("{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
-    })?;
+    let vendors = crate::notices::load_vendors(&args.scope.fingerprints)?;
     if p.notices.verify {
         let options = crate::notices::VerifyOptions {
             scope: args.scope.options(args.engine.resolver)?,

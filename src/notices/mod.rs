@@ -66,6 +66,14 @@ fn key_of(m: &MatchRecord) -> Key {
     (m.ip, m.port, m.transport, m.advisory.clone())
 }
 
+/// The vendor table of a fingerprint library folder; its problems, one per line, as bad input.
+pub fn load_vendors(fingerprints: &Path) -> Result<Vendors, crate::error::BadInput> {
+    Vendors::load(fingerprints).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        crate::error::BadInput(lines.join("\n"))
+    })
+}
+
 /// The stored advisories, parsed and indexed for matching, with each one's content hash.
 pub struct Matcher {
     pub index: Index,
