@@ -407,7 +407,14 @@ async fn advisories_notices_claims_and_rechecks_on_simulated_devices() {
     assert_eq!(get("127.140.2.1", "TEST-MITSUBISHI-0003").1, "claimed", "not covered changes nothing");
 
     // A claimed service that no longer answers is verified (gone); the one still affected is reopened.
-    otscope(cwd, &["notices", "claim", &mitsubishi_unknown_item.to_string(), "--by", "Wang"]).await;
+    let (code, _, err) = otscope(cwd, &["notices", "claim", east, "--by", "Wang"]).await;
+    assert_eq!(code, 2, "a district notice is not claimed: {err}");
+    assert!(err.contains("is a district notice"), "{err}");
+    // By the enterprise's notice: of its items, those still to claim.
+    let (code, out, err) = otscope(cwd, &["notices", "claim", e2, "--by", "Wang"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "the other item of the notice is already claimed: {out}");
+    assert!(out.starts_with(&format!("item {mitsubishi_unknown_item} claimed by Wang")), "{out}");
     mitsubishi_unknown.stop().await;
     let mut verify =
         vec!["notices", "verify", "--targets", ledger_arg, "--fingerprints", fingerprints, "--enterprise", "E2"];

@@ -783,14 +783,19 @@ fn end_exceptions<S: AdvisoryStore + ?Sized>(store: &mut S, at: &str) -> Result<
     Ok(writes.len())
 }
 
-/// The open notices that concern these enterprises, each with only their items: what a report on
-/// those objects lists.
+/// The open notices that concern these enterprises, each with only their items still to fix (not
+/// excepted): what a report on those objects lists.
 pub fn open_notices_of(notices: &[OpenNotice], enterprises: &BTreeSet<&str>) -> Vec<OpenNotice> {
     notices
         .iter()
         .filter_map(|n| {
-            let items: Vec<_> =
-                n.items.iter().filter(|i| enterprises.contains(i.enterprise_id.as_str())).cloned().collect();
+            // An excepted item has left the notices until its exception ends.
+            let items: Vec<_> = n
+                .items
+                .iter()
+                .filter(|i| i.state != ItemState::Excepted && enterprises.contains(i.enterprise_id.as_str()))
+                .cloned()
+                .collect();
             (!items.is_empty()).then(|| OpenNotice { items, ..n.clone() })
         })
         .collect()
@@ -818,6 +823,11 @@ fn named_items<S: AdvisoryStore + ?Sized>(store: &S, id: &str) -> Result<Vec<Ite
             "{id:?} is neither an item id nor a notice number (see `otscope notices status`)"
         )));
     };
+    if notice.kind == NoticeKind::District {
+        return Err(LoopError::Refused(format!(
+            "{id} is a district notice: name the enterprise's notice or its items (see `otscope notices status`)"
+        )));
+    }
     Ok(items.into_iter().filter(|i| i.id.is_some_and(|x| notice.items.contains(&x))).collect())
 }
 
