@@ -868,3 +868,138 @@ impl AdvisoryStore for SqliteStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn advisory(hash: &str) -> StoredAdvisory {
+        StoredAdvisory {
+            id: "ICSA-00-000-01".into(),
+            version: "1".into(),
+            content_hash: hash.into(),
+            tlp: Some(Tlp::Green),
+            title: "t".into(),
+            publisher: "p".into(),
+            current_release_date: "2024-01-01T00:00:00Z".into(),
+            source: "a.json".into(),
+            imported_at: "2026-01-01T00:00:00Z".into(),
+            revised_at: None,
+            document: b"{}".to_vec(),
+        }
+    }
+
+    fn record() -> MatchRecord {
+        MatchRecord {
+            ip: "127.0.0.1".parse().unwrap(),
+            port: 502,
+            transport: Transport::Tcp,
+            protocol: "modbus".into(),
+            enterprise_id: "E1".into(),
+            enterprise: "e".into(),
+            district: "d".into(),
+            level: Level::Important,
+            device_vendor: None,
+            device_product: None,
+            version: Some("1.0".into()),
+            order_numbers: Vec::new(),
+            honeypot: false,
+            advisory: "ICSA-00-000-01".into(),
+            title: "t".into(),
+            tlp: Some(Tlp::Green),
+            advisory_hash: "h1".into(),
+            cves: vec!["CVE-2099-1".into()],
+            cvss: Some(9.8),
+            severity: Some("CRITICAL".into()),
+            product_id: "P1".into(),
+            product: "p".into(),
+            versions: Some("<2.0".into()),
+            status: Status::Affected,
+            reason: "r".into(),
+            evidence: Evidence { kind: crate::advisories::EvidenceKind::NameTokens, detail: "p".into() },
+            remediations: Vec::new(),
+            scan: 1,
+            observed_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn documents_items_transitions_and_notices_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
+        assert_eq!(store.store_advisory(&advisory("h1")).unwrap(), Stored::New);
+        assert_eq!(store.store_advisory(&advisory("h1")).unwrap(), Stored::Unchanged);
+        assert_eq!(
+            store.store_advisory(&advisory("h2")).unwrap(),
+            Stored::Revised { previous_version: "1".into(), previous_hash: "h1".into() }
+        );
+        let stored = store.advisory("ICSA-00-000-01").unwrap().unwrap();
+        assert_eq!(
+            (stored.content_hash.as_str(), stored.tlp, stored.document.as_slice()),
+            ("h2", Some(Tlp::Green), &b"{}"[..])
+        );
+        assert!(stored.revised_at.is_some());
+
+        store.replace_matches(&[record()]).unwrap();
+        assert_eq!(store.matches(Some("ICSA-00-000-01")).unwrap(), [record()]);
+        assert!(store.matches(Some("other")).unwrap().is_empty());
+
+        let item = ItemRecord {
+            id: None,
+            state: ItemState::Open,
+            detail: record(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            updated_at: "2026-01-01T00:00:00Z".into(),
+            deadline: None,
+            notice: None,
+            claim_scan: None,
+            except_until: None,
+        };
+        let change = |reason: &str| Some(Change { actor: "otscope".into(), reason: reason.into() });
+        let ids = store
+            .save_items(&[ItemWrite { item: item.clone(), transition: change("found") }], "2026-01-01T00:00:00Z")
+            .unwrap();
+        let notified = ItemRecord {
+            id: Some(ids[0]),
+            state: ItemState::Notified,
+            notice: Some("OTS-2026-0001".into()),
+            deadline: Some("2026-01-08T00:00:00Z".into()),
+            ..item
+        };
+        let notice = NoticeRecord {
+            number: "OTS-2026-0001".into(),
+            kind: NoticeKind::Enterprise,
+            subject: "E1".into(),
+            district: "d".into(),
+            issued_at: "2026-01-01T00:00:00Z".into(),
+            content: serde_json::json!({ "any": "content" }),
+            items: ids.clone(),
+        };
+        store
+            .record_notices(
+                &[(notice.clone(), 1)],
+                &[ItemWrite { item: notified, transition: change("issued") }],
+                "2026-01-01T01:00:00Z",
+            )
+            .unwrap();
+        assert_eq!(store.last_notice_sequence(2026).unwrap(), 1);
+        assert_eq!(store.last_notice_sequence(2027).unwrap(), 0);
+        assert_eq!(store.notices().unwrap(), [notice]);
+        let items = store.items().unwrap();
+        assert_eq!((items.len(), items[0].state), (1, ItemState::Notified));
+        let moves: Vec<(Option<ItemState>, ItemState)> =
+            store.transitions(ids[0]).unwrap().into_iter().map(|t| (t.from, t.to)).collect();
+        assert_eq!(moves, [(None, ItemState::Open), (Some(ItemState::Open), ItemState::Notified)]);
+        let open = store.open_notices().unwrap();
+        assert_eq!((open.len(), open[0].items[0].deadline.as_deref()), (1, Some("2026-01-08T00:00:00Z")));
+
+        // A notice number used twice fails the whole transaction: no item moves.
+        let again = NoticeRecord { items: Vec::new(), ..store.notices().unwrap().remove(0) };
+        let closed = ItemRecord { state: ItemState::Closed, ..store.items().unwrap().remove(0) };
+        assert!(store
+            .record_notices(&[(again, 2)], &[ItemWrite { item: closed, transition: change("x") }], "t")
+            .is_err());
+        assert_eq!(store.items().unwrap()[0].state, ItemState::Notified);
+        assert_eq!(store.transitions(ids[0]).unwrap().len(), 2);
+    }
+}
