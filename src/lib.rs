@@ -20,6 +20,7 @@ pub mod history;
 pub mod input;
 pub mod ledger;
 pub mod net;
+pub mod notices;
 pub mod pipeline;
 pub mod probes;
 pub mod report;

@@ -13,6 +13,6 @@ pub mod vendors;
 pub mod version;
 
 pub use csaf::{parse_document, read_documents, Advisory, Document, Documents, Problem, Tlp};
-pub use matching::{Evidence, EvidenceKind, Index, IndexStats, MatchResult, ServiceIdentity};
+pub use matching::{Evidence, EvidenceKind, Index, IndexStats, MatchResult, RemediationText, ServiceIdentity};
 pub use vendors::Vendors;
 pub use version::{Range, Status, Verdict, Version};

@@ -25,7 +25,9 @@ pub async fn run(command: EventCommand, stop: CancellationToken) -> anyhow::Resu
             let store = open_for_reading(&db.db)?;
             let record = store.event(&name).map_err(user)?;
             let window = time::Duration::try_from(window).map_err(|e| BadInput(format!("--window: {e}")))?;
-            let report = event::report(&store, &record, time::OffsetDateTime::now_utc(), window, lang).map_err(user)?;
+            let notices = crate::store::AdvisoryStore::open_notices(&store).map_err(user)?;
+            let report = event::report(&store, &notices, &record, time::OffsetDateTime::now_utc(), window, lang)
+                .map_err(user)?;
             std::fs::write(&out, &report.text).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
             // The report is in its file; the terminal gets one line saying where, and its conclusion.
             let conclusion = match report.verdict {

@@ -221,7 +221,8 @@ fn export_stix(store: &dyn Store, scan: i64, out: &Path, by_district: bool) -> a
 pub fn report(scan: Option<i64>, out: &Path, lang: export::Lang, db: &Path) -> anyhow::Result<ExitCode> {
     let store = open_for_reading(db)?;
     let scan = chosen_scan(&store, scan)?;
-    let html = crate::report::render(&store, scan, lang).map_err(user)?;
+    let notices = crate::store::AdvisoryStore::open_notices(&store).map_err(user)?;
+    let html = crate::report::render(&store, &notices, scan, lang).map_err(user)?;
     std::fs::write(out, html).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
     eprintln!("report of scan {scan} written to {}", out.display());
     Ok(ExitCode::SUCCESS)

@@ -1,15 +1,17 @@
 //! The commands behind the command line; `main` maps their outcome to an exit status.
 
+mod advisories;
 mod check;
 mod daemon;
 mod event;
 mod exchange;
 mod history;
 mod ledger;
+mod notices;
 mod rules;
 mod scan;
 
-use crate::cli::{Cli, Command, EventCommand, ExchangeCommand, LedgerCommand, RulesCommand};
+use crate::cli::{Cli, Command, EventCommand, ExchangeCommand, LedgerCommand, NoticesCommand, RulesCommand};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +39,8 @@ pub async fn run(cli: Cli, stop: CancellationToken) -> anyhow::Result<ExitCode> 
         Command::Report { scan, out, lang, db } => history::report(scan, &out, lang, &db.db),
         Command::Event(command) => event::run(*command, stop).await,
         Command::Show { ip, db } => history::show(&db.db, ip),
+        Command::Advisories(command) => advisories::run(command),
+        Command::Notices(command) => notices::run(*command, stop).await,
         Command::Diff { from, to, all, format, db } => history::diff(&db.db, from, to, all, format),
     }
 }
@@ -47,6 +51,7 @@ pub fn probes(command: &Command) -> bool {
     match command {
         Command::Scan(_) | Command::Check(_) | Command::Daemon { .. } => true,
         Command::Event(event) => matches!(**event, EventCommand::Start { .. } | EventCommand::Check { .. }),
+        Command::Notices(notices) => matches!(**notices, NoticesCommand::Verify { .. }),
         _ => false,
     }
 }

@@ -139,6 +139,7 @@ pub fn drift(
 
 pub fn report(
     store: &dyn Store,
+    notices: &[crate::store::OpenNotice],
     event: &EventRecord,
     end: OffsetDateTime,
     window: time::Duration,
@@ -309,5 +310,31 @@ pub fn report(
         }
         Verdict::Drift
     };
+    // The open warning notices about the event's objects (those its baseline found exposed).
+    let enterprises: std::collections::BTreeSet<String> =
+        store.findings(event.baseline_scan)?.into_iter().map(|f| f.enterprise_id).collect();
+    let notices = crate::notices::open_notices_of(notices, &enterprises.iter().map(String::as_str).collect());
+    if !notices.is_empty() {
+        let now = end.format(&Rfc3339).unwrap_or_default();
+        let _ = writeln!(out);
+        let _ = writeln!(out, "## {}", t("Open warning notices", "未闭环的预警通知"));
+        for n in &notices {
+            let enterprises: std::collections::BTreeSet<String> =
+                n.items.iter().map(|i| format!("{} {}", i.enterprise_id, i.enterprise)).collect();
+            let deadline = n.items.iter().filter_map(|i| i.deadline.as_deref()).min().map(short).unwrap_or_default();
+            let overdue = n.items.iter().filter(|i| crate::notices::item_overdue(i, &now)).count();
+            let _ = writeln!(
+                out,
+                "- {}{dash}{}{dash}{} {}{comma}{}{}{}",
+                n.number,
+                list(&enterprises.into_iter().collect::<Vec<_>>()),
+                n.items.len(),
+                t("open item(s)", "项未闭环"),
+                t("earliest deadline ", "最早整改期限 "),
+                deadline,
+                if overdue > 0 { format!("{comma}{overdue} {}", t("overdue", "项已逾期")) } else { String::new() },
+            );
+        }
+    }
     Ok(EventReport { text: out, verdict })
 }

@@ -169,6 +169,37 @@ pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("UTC formats")
 }
 
+/// Plans scans of exactly these services, within `scope`: the addresses with the same ports make one
+/// plan, so nothing else is probed. The services outside the scope (not in the ledger, excluded, or
+/// outside the selection) are returned apart and never probed. Nothing is sent.
+pub async fn plan_services(
+    scope: &ScopeOptions,
+    options: &ScanOptions,
+    services: impl IntoIterator<Item = (std::net::IpAddr, PortSpec)>,
+) -> Result<(Vec<ScanPlan>, Vec<(std::net::IpAddr, PortSpec)>), BadInput> {
+    let selected = plan(scope, options).await?;
+    let mut by_ip: BTreeMap<std::net::IpAddr, std::collections::BTreeSet<PortSpec>> = BTreeMap::new();
+    let mut outside = Vec::new();
+    for (ip, port) in services {
+        if selected.space.scope().contains(ip) {
+            by_ip.entry(ip).or_default().insert(port);
+        } else {
+            outside.push((ip, port));
+        }
+    }
+    let mut groups: BTreeMap<Vec<PortSpec>, Vec<std::net::IpAddr>> = BTreeMap::new();
+    for (ip, ports) in by_ip {
+        groups.entry(ports.into_iter().collect()).or_default().push(ip);
+    }
+    let mut plans = Vec::new();
+    for (ports, ips) in groups {
+        let selection = Selection { ips: ips.into_iter().map(Into::into).collect(), ..scope.selection.clone() };
+        let narrowed = ScopeOptions { selection, ports: Some(ports), ..scope.clone() };
+        plans.push(plan(&narrowed, options).await?);
+    }
+    Ok((plans, outside))
+}
+
 /// Loads and checks the ledger, the library and the options, resolves hostnames and builds the scope.
 /// Nothing is sent.
 pub async fn plan(scope: &ScopeOptions, options: &ScanOptions) -> Result<ScanPlan, BadInput> {

@@ -2,8 +2,13 @@
 //! scans, findings and services. The embedded SQLite store needs no server; a shared store for
 //! several scanning machines implements the same trait.
 
+mod advisories;
 mod sqlite;
 
+pub use advisories::{
+    AdvisoryStore, Change, ItemId, ItemRecord, ItemState, ItemWrite, KnownService, MatchRecord, NoticeKind,
+    NoticeRecord, OpenItem, OpenNotice, Stored, StoredAdvisory, SyncEntry, Transition,
+};
 pub use sqlite::SqliteStore;
 
 use crate::findings::Finding;

@@ -86,6 +86,8 @@ CREATE TABLE not_covered (
     PRIMARY KEY (scan_id, ip, port, transport)
 );
 "#,
+    // Advisories, their match results, the remediation items and their transitions, notices.
+    super::advisories::MIGRATION,
 ];
 
 /// Findings per write transaction, and the longest a transaction stays open.
@@ -387,7 +389,7 @@ impl SqliteStore {
 const SCAN_COLUMNS: &str = "id, started_at, ended_at, ledger_path, ledger_sha256, library_version, selection, \
                             parameters, coverage, targets_total, kind, probed, open, completed, end_reason, runner";
 
-fn db_error(path: &Path, e: rusqlite::Error) -> StoreError {
+pub(super) fn db_error(path: &Path, e: rusqlite::Error) -> StoreError {
     let hint = match e.sqlite_error_code() {
         Some(ErrorCode::DiskFull) => " (the disk is full: free space and run again; committed scans are intact)",
         Some(ErrorCode::ReadOnly) => " (the database or its folder is read-only)",
