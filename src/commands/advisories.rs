@@ -1,6 +1,6 @@
 //! `advisories import | list | show | match`.
 
-use super::history::open_existing;
+use super::history::{open_existing, open_for_reading};
 use crate::advisories::{Status, Vendors};
 use crate::cli::{AdvisoriesCommand, MatchFormat, MatchingArgs};
 use crate::error::{BadInput, EXIT_BAD_INPUT, EXIT_CHANGES};
@@ -13,8 +13,8 @@ use std::process::ExitCode;
 pub fn run(command: AdvisoriesCommand) -> anyhow::Result<ExitCode> {
     match command {
         AdvisoriesCommand::Import { paths, matching } => import(&paths, &matching),
-        AdvisoriesCommand::List(db) => list(&open_existing(&db.db)?),
-        AdvisoriesCommand::Show { id, json, db } => show(&open_existing(&db.db)?, &id, json),
+        AdvisoriesCommand::List(db) => list(&open_for_reading(&db.db)?),
+        AdvisoriesCommand::Show { id, json, db } => show(&open_for_reading(&db.db)?, &id, json),
         AdvisoriesCommand::Match { scan, format, matching } => matches(scan, format, &matching),
     }
 }
@@ -132,7 +132,7 @@ fn show(store: &SqliteStore, id: &str, json: bool) -> anyhow::Result<ExitCode> {
 
 fn matches(scan: Option<i64>, format: MatchFormat, matching: &MatchingArgs) -> anyhow::Result<ExitCode> {
     let vendors = vendors(matching)?;
-    let store = open_existing(&matching.db.db)?;
+    let store = open_for_reading(&matching.db.db)?;
     if let Some(id) = scan {
         store.scan(id).map_err(user)?;
     }

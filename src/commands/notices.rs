@@ -1,7 +1,7 @@
 //! `notices issue | claim | except | verify | status`.
 
 use super::advisories::{user, vendors};
-use super::history::open_existing;
+use super::history::{open_existing, open_for_reading};
 use crate::cli::{MatchFormat, MatchingArgs, NoticesCommand};
 use crate::config::{self, Config};
 use crate::error::{BadInput, EXIT_CHANGES, EXIT_INTERRUPTED};
@@ -127,7 +127,7 @@ fn print_verified(outcome: &notices::Verified) {
 }
 
 fn status(db: &Path, format: MatchFormat, all: bool, at: &str) -> anyhow::Result<ExitCode> {
-    let store = open_existing(db)?;
+    let store = open_for_reading(db)?;
     let lines = notices::status(&store, at).map_err(user)?;
     let shown = lines.iter().filter(|s| all || s.item.state.is_active());
     match format {
