@@ -330,6 +330,11 @@ impl Conn {
         &self.limits
     }
 
+    /// Holds the connection's later reads and writes to `limits`.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// The first bytes the peer sent on this connection, up to [`REPLY_BYTES`] (datagrams one after
     /// the other).
     pub fn reply(&self) -> &[u8] {

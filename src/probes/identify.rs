@@ -414,7 +414,7 @@ impl Prober for Identifier {
         // from an answer: the former says nothing about the target. A refused or silent TCP connect
         // is a closed or filtered port; a UDP port is only open when a request gets a valid reply.
         let limits = self.settings.limits;
-        let first = match timeout_at(visit.deadline, Conn::open(target, limits, &visit.turn)).await {
+        let mut first = match timeout_at(visit.deadline, Conn::open(target, limits, &visit.turn)).await {
             Err(_) => return Outcome::CutOff(None),
             Ok(Err(e)) => return e.local_failure().map_or(Outcome::Nothing, Outcome::LocalFailure),
             Ok(Ok(conn)) => conn,
@@ -422,6 +422,7 @@ impl Prober for Identifier {
         let round_trip = first.connected_in() * FOLLOW_UP_ROUND_TRIPS;
         let follow_up_timeout = round_trip.max(FOLLOW_UP_FLOOR).min(limits.read_timeout);
         let reach = Reach { target, turn: &visit.turn, limits: Limits { follow_up_timeout, ..limits } };
+        first.set_limits(reach.limits);
         let mut seen = Replies::default();
         let found = match target.transport() {
             Transport::Tcp => timeout_at(visit.deadline, self.probe_tcp(reach, first, &mut seen)).await,
@@ -446,5 +447,48 @@ impl Prober for Identifier {
                 }))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Ledger, LedgerOptions};
+    use crate::net::HostGate;
+    use crate::scope::{PortSpec, Scope, Selection, TargetSpace};
+
+    async fn panics(_session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+        panic!("a bug in a parser")
+    }
+
+    static PANICS: Probe = Probe::industrial("panics", |session| Box::pin(panics(session)));
+
+    #[tokio::test]
+    async fn a_panicking_probe_is_an_unknown_finding_with_the_error() {
+        let listener = tokio::net::TcpListener::bind("127.121.6.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepting = tokio::spawn(async move {
+            let mut held = Vec::new();
+            for _ in 0..4 {
+                let Ok((sock, _)) = listener.accept().await else { return };
+                held.push(sock);
+            }
+        });
+        let csv = "enterprise_id,enterprise,district,sector,level,targets,contact\nE1,e,d,s,general,127.121.6.1,c\n";
+        let ledger = Ledger::parse(&LedgerOptions::default(), csv.as_bytes()).unwrap();
+        let scope = Scope::build(&ledger, &Default::default(), &Selection::default()).unwrap();
+        let target = TargetSpace::new(scope, vec![PortSpec { port, transport: Transport::Tcp }]).target(0);
+        let empty = tempfile::tempdir().unwrap();
+        let library = Arc::new(Library::load(empty.path()).unwrap());
+        let identifier = Identifier::new(ProbeSettings::default(), &library);
+        let gate = HostGate::new(1, Duration::ZERO, 1);
+        let turn = gate.turn(target.addr()).await;
+        let reach = Reach { target: &target, turn: &turn, limits: Limits::default() };
+        let mut seen = Replies::default();
+        let found = identifier.first_match(vec![Candidate::Registry(&PANICS)], reach, None, false, false, &mut seen);
+        let (identity, _) = found.await.expect("the open port is reported");
+        accepting.abort();
+        assert_eq!(identity.protocol, "unknown");
+        assert_eq!(identity.fields["error"], "the panics probe panicked: a bug in a parser");
     }
 }
