@@ -1,5 +1,6 @@
-//! The scheduler: a bounded number of probes in flight, a global rate, per-host politeness,
-//! a deadline per target, and a clean stop that lets in-flight probes finish.
+//! The scheduler: a bounded number of probes in flight, a global rate, a turn per target at its
+//! host (the politeness itself holds every connection, in [`crate::net`]), a deadline per target
+//! from its turn, and a clean stop that lets in-flight probes finish.
 //!
 //! The engine knows nothing of protocols: it hands each [`Target`] to a [`Prober`].
 
@@ -111,9 +112,9 @@ pub struct EngineConfig {
     pub concurrency: usize,
     /// Probes started per second across the scan; `None` is unlimited.
     pub rate: Option<NonZeroU32>,
-    /// Probes in flight at once to one address.
+    /// Connections open at once to one address, and targets of it identified at once.
     pub per_host: usize,
-    /// Minimum pause between two probes to one address.
+    /// Minimum pause before each connection to one address, from the previous one's close and open.
     pub host_interval: Duration,
     /// Hard limit on everything one target may take, whatever the peer does.
     pub target_deadline: Duration,
