@@ -436,10 +436,11 @@ impl Prober for Identifier {
                 Outcome::Found(Observation::new(target.clone(), identity, evidence, observed_at))
             }
             Ok(None) => Outcome::Nothing,
-            // Cut off: a TCP port that accepted is open, and a UDP port that sent anything is; what
-            // it is stays unknown, with whatever it sent before the deadline.
+            // Cut off: a TCP port that accepted is open, what it is stays unknown, with what it sent
+            // to the probes that ended. A UDP port is open only once a reply validated, as without
+            // a deadline.
             Err(_) => {
-                let open = target.transport() == Transport::Tcp || !seen.replies.is_empty();
+                let open = target.transport() == Transport::Tcp;
                 Outcome::CutOff(open.then(|| {
                     let mut identity = Identity::new("unknown", false);
                     identity.field("cut_off", "the target deadline passed before identification ended");
