@@ -1,11 +1,13 @@
 //! The per-target strategy:
 //! 1. connect (TCP) — a refused or silent connect is a closed port, nothing is reported;
-//! 2. the probes the registry expects on the port, in the clear, then in TLS where it expects TLS;
+//! 2. the probes the registry expects on the port, in the clear, then in TLS where it expects TLS
+//!    (on an ICS port, those after one that got nothing at all wait the shorter follow-up timeout);
 //! 3. every reply is evidence: what the peer sent back to those probes goes through the protocols'
 //!    recognisers and the library's banner rules (as nmap matches its NULL and fallback probes), so
 //!    an HTTP 400 page answering a Modbus request names a web server without one more byte sent
 //!    (on an ICS port without `--deep` this ends the strategy);
-//! 4. a passive read: many services (SSH, FTP, SMTP, ...) speak first;
+//! 4. a passive read: many services (SSH, FTP, SMTP, ...) speak first (skipped when a probe's
+//!    connection already stayed silent for the banner wait: that wait was the passive read);
 //! 5. on ports that are not known ICS ports (or with `--deep`): a TLS handshake, then the text probes;
 //!    with `--deep`, every binary probe of the registry too;
 //! 6. the replies to those once more, else `unknown`, with whatever the peer sent as evidence.
