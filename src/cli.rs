@@ -614,10 +614,11 @@ pub struct EngineArgs {
     /// SYN discovery: packets per second to any one address, at most.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub host_pps: u32,
-    /// Probes in flight at once to one address.
+    /// Connections open at once to one address (and targets of it identified at once).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub per_host: usize,
-    /// Minimum pause between two probes to one address.
+    /// Minimum pause before each connection to one address (a probe's reconnects included), from the
+    /// previous connection's close and from its open.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub host_interval: Duration,
     /// TCP connect timeout.

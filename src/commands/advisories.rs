@@ -1,6 +1,6 @@
 //! `advisories import | list | show | match`.
 
-use super::history::{open_existing, open_for_reading};
+use super::history::open_for_reading;
 use crate::advisories::{Status, Vendors};
 use crate::cli::{AdvisoriesCommand, MatchFormat, MatchingArgs};
 use crate::error::{BadInput, EXIT_BAD_INPUT, EXIT_CHANGES};
