@@ -1,6 +1,7 @@
 //! Advisory benchmark on the real corpus (CISA's ICS advisories 2017-2024 as CSAF 2.0, from
 //! `../shared/advisories/`):
 //! - parse time for every document (from bytes already in memory, and from the folder);
+//! - `advisories import` of the whole corpus into a new history, and again (unchanged);
 //! - index build time;
 //! - match throughput for 100,000 synthetic services through the index, next to the naive nested
 //!   loop (every service against every product, `Index::matches_exhaustive`) in the same run, on a
@@ -140,7 +141,26 @@ fn main() {
     drop(from_folder);
     println!("peak RSS after parsing (documents in memory, parsed twice): {:.1} MiB", peak_rss_mib());
 
+    // `advisories import` of the whole folder into a new history (read, check, record, match), then
+    // again (every document unchanged).
     let vendors = Vendors::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fingerprints")).expect("the vendor table");
+    let history = tempfile::tempdir().expect("a temporary folder");
+    let mut store = otscope::store::SqliteStore::open(&history.path().join("otscope.db")).expect("a new history");
+    let now = otscope::pipeline::now_rfc3339();
+    for round in ["into a new history", "again (unchanged)"] {
+        let started = Instant::now();
+        let imported = otscope::notices::import(&mut store, &[dir.path().to_path_buf()], &vendors, &now)
+            .expect("the corpus is imported");
+        println!(
+            "advisories import {round}: {:.3} s, {} new, {} unchanged, {} refused",
+            started.elapsed().as_secs_f64(),
+            imported.new.len(),
+            imported.unchanged.len(),
+            imported.refused.len()
+        );
+    }
+    drop(store);
+
     let started = Instant::now();
     let index = Index::build(&advisories, &vendors);
     let stats = index.stats();

@@ -17,7 +17,7 @@ mod common;
 
 use async_trait::async_trait;
 use common::{env_or, runtime, ChildReport};
-use otscope::engine::{Observation, Outcome, Prober};
+use otscope::engine::{Observation, Outcome, Prober, Visit};
 use otscope::pipeline::{self, Recording, RunOptions};
 use otscope::probes::Identity;
 use otscope::scope::Target;
@@ -32,7 +32,7 @@ struct EveryTargetOpen;
 
 #[async_trait]
 impl Prober for EveryTargetOpen {
-    async fn probe(&self, target: &Target) -> Outcome {
+    async fn probe(&self, target: &Target, _visit: &Visit) -> Outcome {
         let mut identity = Identity::new("modbus", true);
         identity.field("vendor_name", "Schneider Electric");
         identity.field("product_code", "BMX P34 2020");

@@ -14,7 +14,7 @@ use otscope::ledger::Level;
 use otscope::scope::Transport;
 use otscope::serve::auth::{create_token, NewToken};
 use otscope::serve::{run, ServeOptions};
-use otscope::store::{ScanEnd, ScanStart, SqliteStore, Store};
+use otscope::store::{ScanClose, ScanStart, SqliteStore, Store};
 use otscope::targets::{Coverage, Shard};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -75,7 +75,7 @@ fn history(db: &std::path::Path, count: u32) {
     for i in 0..count {
         store.record(scan, &mut finding(i)).unwrap();
     }
-    let end = ScanEnd { probed: 131_072, open: count as u64, completed: true, reason: None };
+    let end = ScanClose { probed: 131_072, completed: true, reason: None };
     store.finish_scan(scan, end, "2026-11-28T07:00:00Z").unwrap();
 }
 

@@ -8,7 +8,7 @@
 use otscope::findings::{Finding, Severity};
 use otscope::ledger::Level;
 use otscope::scope::Transport;
-use otscope::store::{ScanEnd, ScanStart, SqliteStore, Store};
+use otscope::store::{ScanClose, ScanStart, SqliteStore, Store};
 use otscope::targets::{Coverage, Shard};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
@@ -99,11 +99,7 @@ fn main() {
             store.record(id, &mut f).unwrap();
         }
         store
-            .finish_scan(
-                id,
-                ScanEnd { probed: 131_072, open: OBSERVATIONS as u64, completed: true, reason: None },
-                "2026-11-28T07:00:00Z",
-            )
+            .finish_scan(id, ScanClose { probed: 131_072, completed: true, reason: None }, "2026-11-28T07:00:00Z")
             .unwrap();
         let secs = t0.elapsed().as_secs_f64();
         rates.push(OBSERVATIONS as f64 / secs);

@@ -1,98 +1,57 @@
-//! SYN discovery benchmarks, through real raw sockets on loopback, in a private network namespace.
+//! The SYN sender's ceiling: SYN discovery at an unlimited rate against a bare raw-socket send loop
+//! in the same process, and its peak memory from a /16 to a /8. Real raw sockets on loopback, in a
+//! private network namespace.
 //!
 //! The process first moves into a network namespace of its own (`unshare(CLONE_NEWNET)`) whose only
-//! interface is `lo`. Two reasons: raw sockets see every TCP segment of their namespace, so other
-//! programs' loopback traffic stays out of the figures; and a filtered /16 needs a wildcard
-//! listener (below), which is reachable from nowhere but `lo` only in such a namespace. Every
-//! packet goes to 127.0.0.0/8.
+//! interface is `lo`, so that raw sockets see only this bench's traffic. Every packet goes to
+//! 127.0.0.0/8. (The achieved rate at a set `--rate` over filtered space is `filtered_space`'s.)
 //!
-//! Three parts, each a ratio or a comparison within one run:
-//! - `ceiling`: at an unlimited rate, the discovery stage over 127.0.0.0/14 (262,144 targets) on a
-//!   closed port (the kernel answers RST, so each target is decided by its reply) against a bare loop
-//!   that sends the same SYNs, built in advance, through the same kind of raw socket. Reported: SYNs
-//!   per second of each and their ratio (goal at least 0.8).
+//! Two parts, each a ratio within one run:
+//! - `ceiling`: at an unlimited rate, the discovery stage (`discovery::syn::run`) over 127.0.0.0/14
+//!   (262,144 targets) on a closed port (the kernel answers RST, so each target is decided by its
+//!   reply) against two bare loops that send the very same SYNs, built in advance, through the same
+//!   kind of raw socket: one `send` per SYN, and `sendmmsg` in batches of `SEND_BATCH`. Each send loop
+//!   is bounded by its count of packets. Reported: SYNs per second of each and the stage's ratio to
+//!   each (goal at least 0.8), and the CPU time per SYN of the sending thread and of the process
+//!   (the stage also reads and validates the replies, on a thread of its own).
 //! - `rss`: the stage over 127.0.0.0/16, /12 and /8 on the closed port, at an unlimited rate, each in a
 //!   fresh child process; its peak resident memory (`VmHWM`) must not grow with the space, since the
 //!   targets are streamed from the permutation and only pending ones are held.
-//! - `rate`: a 100%-filtered /16 (127.1.0.0/16) at several `rate`s, default retries (1) and wait
-//!   (1 s). Filtered on loopback: a listener on 0.0.0.0 with a full accept queue (backlog 0, one
-//!   connection queued and never accepted); Linux drops every further SYN to that port on every
-//!   127/8 address without an answer, as a firewall's DROP does. The achieved rate is measured where
-//!   it matters, by an independent raw socket that timestamps every SYN the stage sent, between the
-//!   10th and 90th percentile of those times; reported divided by the rate (goal at least 0.95),
-//!   with the total time against (packets / rate + wait).
 //!
-//! Run: `cargo bench --bench syn` (as root or with CAP_NET_RAW and CAP_SYS_ADMIN; the /8 and the
-//! /16 at 1,000/s take minutes each).
+//! Run: `cargo bench --bench syn` (as root or with CAP_NET_RAW and CAP_SYS_ADMIN; the /8 takes about
+//! a minute: 16.7 million SYNs).
 //!
 //! Knobs (environment):
-//! - `SYN_BENCH_PARTS` (default `ceiling,rss,rate`).
-//! - `SYN_BENCH_ROUNDS` (default 3): rounds of the ceiling comparison.
+//! - `SYN_BENCH_PARTS` (default `ceiling,rss`).
+//! - `SYN_BENCH_ROUNDS` (default 5): rounds of the ceiling comparison; the medians are reported.
 //! - `SYN_BENCH_RSS_MAX_PREFIX` (default 8): the widest space of the memory part.
-//! - `SYN_BENCH_RATES` (default `1000,5000,20000`).
 //!
 //! Internal: `syn --child <prefix>` runs the stage once and prints `child-report ...` for the parent.
 
 mod common;
 
+use common::netns::private_network_with_raw_sockets;
 use common::{env_or, ChildReport};
 use otscope::discovery::syn::{self, SynConfig, SynStats};
 use otscope::discovery::validation::Validator;
 use otscope::discovery::{DiscoveryEvent, SynTarget};
-use otscope::net::raw::{raw_sockets_available, RawSender, Syn, SynWriter, SEND_BATCH, SYN_LEN};
+use otscope::net::raw::{RawSender, Syn, SynWriter, SEND_BATCH, SYN_LEN};
 use otscope::targets::Permutation;
-use socket2::{Domain, Protocol, Socket, Type};
-use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
-use std::num::NonZeroU32;
+use std::net::Ipv4Addr;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Nothing listens here: every SYN is answered by a RST from the kernel.
 const CLOSED_PORT: u16 = 9;
-/// The wildcard listener with the full accept queue: every SYN is dropped.
-const FILTERED_PORT: u16 = 4502;
 const SEED: u64 = 0x5eed_0005;
 
-/// Moves this process into a new network namespace and brings its `lo` up.
-fn enter_private_network() -> io::Result<()> {
-    // SAFETY: plain syscalls; called before this process starts any thread.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWNET) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut request: libc::ifreq = std::mem::zeroed();
-        for (dst, src) in request.ifr_name.iter_mut().zip(b"lo\0") {
-            *dst = *src as libc::c_char;
-        }
-        let mut rc = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut request);
-        if rc == 0 {
-            request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            rc = libc::ioctl(fd, libc::SIOCSIFFLAGS, &request);
-        }
-        let err = io::Error::last_os_error();
-        libc::close(fd);
-        if rc != 0 {
-            return Err(err);
-        }
-    }
-    Ok(())
-}
-
-/// The targets of 127.0.0.0/prefix (or another /prefix at `first`) on one port, in permuted order,
-/// computed lazily.
-fn space(first: Ipv4Addr, prefix: u8, port: u16) -> impl Iterator<Item = SynTarget> {
+/// The targets of 127.0.0.0/prefix on one port, in permuted order, computed lazily.
+fn space(prefix: u8, port: u16) -> impl Iterator<Item = SynTarget> {
     let permutation = Permutation::new(1u64 << (32 - prefix), SEED);
     (0..permutation.len()).map(move |position| SynTarget {
         position,
-        addr: Ipv4Addr::from(u32::from(first) + permutation.get(position) as u32),
+        addr: Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 0)) | permutation.get(position) as u32),
         port,
     })
 }
@@ -153,8 +112,8 @@ fn ceiling(rounds: usize) {
     println!("ceiling: 127.0.0.0/{PREFIX} ({n} targets) on closed port {CLOSED_PORT}, rate unlimited, {rounds} rounds");
     // The bare loops send the very SYNs the stage would: same order, keyed numbers, layout.
     let validator = Validator::random(SynConfig::default().source_ports);
-    let mut writer = SynWriter::default();
-    let packets: Vec<(Ipv4Addr, [u8; SYN_LEN])> = space(Ipv4Addr::new(127, 0, 0, 0), PREFIX, CLOSED_PORT)
+    let writer = SynWriter::default();
+    let packets: Vec<(Ipv4Addr, [u8; SYN_LEN])> = space(PREFIX, CLOSED_PORT)
         .map(|t| {
             let (src_port, seq) = validator.probe(t.addr, t.port);
             let mut p = [0u8; SYN_LEN];
@@ -186,7 +145,7 @@ fn ceiling(rounds: usize) {
         });
         std::thread::sleep(Duration::from_millis(200));
         let stage = measured(n, || {
-            let stats = discover(space(Ipv4Addr::new(127, 0, 0, 0), PREFIX, CLOSED_PORT), &unlimited());
+            let stats = discover(space(PREFIX, CLOSED_PORT), &unlimited());
             assert_eq!(stats.closed + stats.not_covered, n, "{stats:?}");
             assert_eq!((stats.packets, stats.local_failures.total()), (n, 0), "{stats:?}");
             stats.sending
@@ -204,30 +163,40 @@ fn ceiling(rounds: usize) {
             all.push(run);
         }
     }
-    let mean = |v: &[Run], f: fn(&Run) -> f64| v.iter().map(f).sum::<f64>() / v.len() as f64;
+    // Medians of the rounds: other load on the machine slows single rounds of either loop.
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     let [one_by_one, batched, stage] = &runs;
+    let of = |v: &[Run], f: fn(&Run) -> f64| v.iter().map(f).collect::<Vec<f64>>();
+    let ratios = |bare: &[Run]| stage.iter().zip(bare).map(|(s, b)| s.rate / b.rate).collect::<Vec<f64>>();
     println!(
-        "ceiling: stage / bare send() loop = {:.3}, stage / bare sendmmsg loop = {:.3} (mean SYN/s {:.0}, {:.0}, {:.0}; goal >= 0.8)",
-        mean(stage, |r| r.rate) / mean(one_by_one, |r| r.rate),
-        mean(stage, |r| r.rate) / mean(batched, |r| r.rate),
-        mean(stage, |r| r.rate),
-        mean(one_by_one, |r| r.rate),
-        mean(batched, |r| r.rate),
+        "ceiling: stage / bare send() loop = {:.3}, stage / bare sendmmsg loop = {:.3} (medians of the rounds' ratios; median SYN/s {:.0}, {:.0}, {:.0}; goal >= 0.8)",
+        median(&mut ratios(one_by_one)),
+        median(&mut ratios(batched)),
+        median(&mut of(stage, |r| r.rate)),
+        median(&mut of(one_by_one, |r| r.rate)),
+        median(&mut of(batched, |r| r.rate)),
+    );
+    let (bare_thread, stage_thread, stage_process) = (
+        median(&mut of(batched, |r| r.thread_us)),
+        median(&mut of(stage, |r| r.thread_us)),
+        median(&mut of(stage, |r| r.process_us)),
     );
     println!(
-        "ceiling: CPU per SYN, sending thread / whole process: bare send() {:.2} / {:.2} µs, bare sendmmsg {:.2} / {:.2} µs, stage {:.2} / {:.2} µs",
-        mean(one_by_one, |r| r.thread_us),
-        mean(one_by_one, |r| r.process_us),
-        mean(batched, |r| r.thread_us),
-        mean(batched, |r| r.process_us),
-        mean(stage, |r| r.thread_us),
-        mean(stage, |r| r.process_us),
+        "ceiling: CPU per SYN (median), sending thread / whole process: bare send() {:.2} / {:.2} µs, bare sendmmsg {bare_thread:.2} / {:.2} µs, stage {stage_thread:.2} / {stage_process:.2} µs; bare sendmmsg / stage: {:.3} sending thread, {:.3} whole process",
+        median(&mut of(one_by_one, |r| r.thread_us)),
+        median(&mut of(one_by_one, |r| r.process_us)),
+        median(&mut of(batched, |r| r.process_us)),
+        bare_thread / stage_thread,
+        bare_thread / stage_process,
     );
 }
 
 fn rss_child(prefix: u8) {
     let started = Instant::now();
-    let stats = discover(space(Ipv4Addr::new(127, 0, 0, 0), prefix, CLOSED_PORT), &unlimited());
+    let stats = discover(space(prefix, CLOSED_PORT), &unlimited());
     let n = 1u64 << (32 - prefix);
     assert_eq!(stats.targets, n);
     assert_eq!(stats.closed + stats.not_covered, n, "{stats:?}");
@@ -265,124 +234,20 @@ fn rss(widest: u8) {
     }
 }
 
-/// A wildcard listener whose accept queue is full: SYNs to its port on any 127/8 address are dropped.
-/// Only ever opened inside the private namespace, where `lo` is the only interface.
-fn filtered_everywhere(port: u16) -> (Socket, TcpStream) {
-    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    listener.bind(&SocketAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).into()).expect("bind");
-    listener.listen(0).expect("listen");
-    let queued =
-        TcpStream::connect_timeout(&SocketAddrV4::new(Ipv4Addr::LOCALHOST, port).into(), Duration::from_secs(2))
-            .expect("the one queued connection");
-    (listener, queued)
-}
-
-/// Timestamps every SYN to `port` seen on loopback, from its own raw socket and thread.
-struct SynClock {
-    times: Arc<std::sync::Mutex<Vec<Instant>>>,
-    done: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl SynClock {
-    fn start(port: u16) -> SynClock {
-        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP)).expect("raw socket");
-        socket.set_recv_buffer_size(32 << 20).expect("receive buffer");
-        socket.set_read_timeout(Some(Duration::from_millis(20))).expect("timeout");
-        let (times, done) = (Arc::new(std::sync::Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
-        let thread = {
-            let (times, done) = (times.clone(), done.clone());
-            std::thread::spawn(move || {
-                let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 256];
-                while !done.load(Ordering::Relaxed) {
-                    let Ok(n) = socket.recv(&mut buf) else { continue };
-                    let at = Instant::now();
-                    // SAFETY: recv initialised the first n bytes.
-                    let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
-                    let is_syn_to_port =
-                        otscope::net::raw::parse_segment(bytes).is_some_and(|s| s.dst_port == port && s.syn && !s.ack);
-                    if is_syn_to_port {
-                        times.lock().expect("not poisoned").push(at);
-                    }
-                }
-            })
-        };
-        SynClock { times, done, thread: Some(thread) }
-    }
-
-    fn take(&self) -> Vec<Instant> {
-        std::mem::take(&mut *self.times.lock().expect("not poisoned"))
-    }
-}
-
-impl Drop for SynClock {
-    fn drop(&mut self) {
-        self.done.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn rate(rates: &[u32]) {
-    const PREFIX: u8 = 16;
-    let first = Ipv4Addr::new(127, 1, 0, 0);
-    let n = 1u64 << (32 - PREFIX);
-    let _filtered = filtered_everywhere(FILTERED_PORT);
-    let clock = SynClock::start(FILTERED_PORT);
-    println!(
-        "rate: {first}/{PREFIX} ({n} targets), 100% filtered (port {FILTERED_PORT}), retries 1, wait 1 s, host_pps 10"
-    );
-    for &r in rates {
-        let config = SynConfig { rate: NonZeroU32::new(r), checkpoint_every: None, ..SynConfig::default() };
-        clock.take();
-        let started = Instant::now();
-        let stats = discover(space(first, PREFIX, FILTERED_PORT), &config);
-        let total = started.elapsed().as_secs_f64();
-        assert_eq!(stats.filtered, n, "every target filtered: {stats:?}");
-        assert_eq!(stats.packets, 2 * n, "one retry each: {stats:?}");
-        std::thread::sleep(Duration::from_millis(100));
-        let mut times = clock.take();
-        assert_eq!(times.len() as u64, stats.packets, "every SYN seen on the wire");
-        times.sort();
-        let (lo, hi) = (times.len() / 10, times.len() - 1 - times.len() / 10);
-        let steady = (hi - lo) as f64 / (times[hi] - times[lo]).as_secs_f64();
-        let ideal = stats.packets as f64 / f64::from(r) + config.wait.as_secs_f64();
-        println!(
-            "  --rate {r}: on the wire {steady:.0} SYN/s = {:.4} x rate; sender {:.0} SYN/s; {} packets in {total:.1} s (ideal {ideal:.1} s, {:.3}x)",
-            steady / f64::from(r),
-            stats.send_rate(),
-            stats.packets,
-            total / ideal
-        );
-    }
-}
-
 fn main() -> ExitCode {
     if let Some(prefix) = common::child_param() {
         rss_child(u8::try_from(prefix).expect("a prefix"));
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = raw_sockets_available() {
-        eprintln!("syn bench: skipped: {e}");
-        return if std::env::var_os("CI").is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+    if let Err(status) = private_network_with_raw_sockets("syn") {
+        return status;
     }
-    if let Err(e) = enter_private_network() {
-        eprintln!("syn bench: cannot make a private network namespace (needs CAP_SYS_ADMIN): {e}");
-        return ExitCode::FAILURE;
-    }
-    let parts: String = env_or("SYN_BENCH_PARTS", "ceiling,rss,rate".to_string());
+    let parts: String = env_or("SYN_BENCH_PARTS", "ceiling,rss".to_string());
     for part in parts.split(',').map(str::trim) {
         match part {
-            "ceiling" => ceiling(env_or("SYN_BENCH_ROUNDS", 3)),
+            "ceiling" => ceiling(env_or::<usize>("SYN_BENCH_ROUNDS", 5).clamp(1, 50)),
             "rss" => rss(env_or("SYN_BENCH_RSS_MAX_PREFIX", 8)),
-            "rate" => {
-                let rates: String = env_or("SYN_BENCH_RATES", "1000,5000,20000".to_string());
-                let rates: Vec<u32> =
-                    rates.split(',').map(|r| r.trim().parse().expect("SYN_BENCH_RATES: numbers")).collect();
-                rate(&rates)
-            }
-            other => panic!("SYN_BENCH_PARTS: unknown part {other:?} (ceiling, rss, rate)"),
+            other => panic!("SYN_BENCH_PARTS: unknown part {other:?} (ceiling, rss)"),
         }
     }
     ExitCode::SUCCESS

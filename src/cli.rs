@@ -81,6 +81,9 @@ pub enum Command {
     },
     /// Export a scan's findings: per district for the districts, or JSONL for the monitoring platform.
     Export(ExportArgs),
+    /// Exchange data with the reporting center: push STIX 2.1 bundles into a TAXII 2.1 collection.
+    #[command(subcommand)]
+    Exchange(ExchangeCommand),
     /// Run the scheduled profiles of a configuration file, unattended (SIGHUP reloads, SIGTERM stops).
     Daemon {
         /// The configuration file (TOML, see otscope.example.toml).
@@ -96,6 +99,12 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         db: Option<PathBuf>,
     },
+    /// ICS advisories (CSAF 2.0): import them, list and show them, match them against the services.
+    #[command(subcommand)]
+    Advisories(AdvisoriesCommand),
+    /// Warning notices and the remediation loop: issue, claim, except, verify, status.
+    #[command(subcommand)]
+    Notices(Box<NoticesCommand>),
     /// What changed between two scans: each service new, changed, persisting or gone.
     ///
     /// Default: the last two completed scans of the same objects. Gone is claimed only for services the
@@ -194,6 +203,155 @@ pub enum TokenCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AdvisoriesCommand {
+    /// Read CSAF 2.0 documents (files, or folders of *.json), check each, record it, and match the
+    /// history's services against every advisory again.
+    ///
+    /// A broken document is named with each problem as `file: /json/pointer: what is wrong` and skipped;
+    /// the others are imported. Importing the same document again changes nothing; a changed one (by
+    /// content, whatever its revision history says) replaces the one recorded, and the items it no longer
+    /// covers are closed ("advisory revised").
+    ///
+    /// Exit status: 0 every document imported; 2 some were refused (the others are imported).
+    #[command(verbatim_doc_comment)]
+    Import {
+        /// Files or folders of CSAF 2.0 JSON documents.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        matching: MatchingArgs,
+    },
+    /// List the recorded advisories: id, version, TLP, release date, title.
+    List(DbArgs),
+    /// Show one recorded advisory: what it says, and its match results.
+    Show {
+        /// The advisory's tracking id, e.g. ICSA-23-222-07.
+        id: String,
+        /// Print the document as it was imported (JSON).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Match services against the recorded advisories: one line per (service, advisory, product).
+    ///
+    /// Exit status: 0 nothing affected; 3 something is affected.
+    Match {
+        /// The scan whose findings are matched (default: the last finding of every service still open).
+        #[arg(long, value_name = "SCAN")]
+        scan: Option<i64>,
+        /// table, or jsonl (ip, port, transport, enterprise_id, enterprise, district, advisory, cves, cvss,
+        /// product, version, status, reason, remediation).
+        #[arg(long, value_enum, default_value = "table")]
+        format: MatchFormat,
+        #[command(flatten)]
+        matching: MatchingArgs,
+    },
+}
+
+/// The history and the vendor table matching reads.
+#[derive(Debug, Args, Clone)]
+pub struct MatchingArgs {
+    /// The fingerprint library folder (its vendor_aliases.toml canonicalises vendor names).
+    #[arg(long, value_name = "DIR", default_value = "fingerprints")]
+    pub fingerprints: PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum MatchFormat {
+    Table,
+    Jsonl,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NoticesCommand {
+    /// Issue numbered warning notices for every affected (or undetermined) item not yet notified: one per
+    /// enterprise, one per district listing its enterprises; record them and write them.
+    ///
+    /// Writes NUMBER.md and NUMBER.html for each notice and notices-DISTRICT.csv per district into --out.
+    /// Deadlines come from the [notices] table of the configuration (days by level and severity).
+    /// Issuing again adds nothing until new items appear. An advisory's TLP bounds who sees it: TLP:AMBER
+    /// (and unlabelled) only in the enterprise's own notice, TLP:RED in none (it stays in the center).
+    #[command(verbatim_doc_comment)]
+    Issue {
+        /// The folder the notices are written to (created if missing).
+        #[arg(long, value_name = "DIR", default_value = "notices")]
+        out: PathBuf,
+        /// Labels and CSV headers in English or Chinese.
+        #[arg(long, value_enum, default_value = "en")]
+        lang: crate::export::Lang,
+        /// The configuration file whose [notices] table sets deadlines (default: otscope.toml if present).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Who issues (recorded with each item's move to notified).
+        #[arg(long, value_name = "NAME", default_value = "otscope")]
+        by: String,
+        #[command(flatten)]
+        matching: MatchingArgs,
+    },
+    /// Record that an enterprise says an item (or every item of a notice) is fixed: it becomes claimed
+    /// until a re-check (`notices verify`) decides.
+    Claim {
+        /// An item id, or a notice number (its items).
+        id: String,
+        /// Who says it is fixed.
+        #[arg(long, value_name = "NAME")]
+        by: String,
+        /// What they said was done.
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        note: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Record an accepted risk or a false positive: the item leaves the notices until the date passes.
+    Except {
+        /// An item id, or a notice number (its items).
+        id: String,
+        /// Why.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        /// The last day of the exception (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE")]
+        until: String,
+        /// Who decided.
+        #[arg(long, value_name = "NAME", default_value = "center")]
+        by: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Re-check exactly the services of the claimed items, with the scope and politeness of `check`, and
+    /// verify or reopen each one the re-check covered (a service it did not reach keeps its state).
+    ///
+    /// --enterprise and --district choose the claimed items (and narrow the scope).
+    /// Exit status: 0 done; 3 some item was reopened; 130 interrupted.
+    #[command(verbatim_doc_comment)]
+    Verify {
+        #[command(flatten)]
+        scope: Box<ScopeArgs>,
+        #[command(flatten)]
+        engine: Box<EngineArgs>,
+        /// Who re-checks (recorded with each decision).
+        #[arg(long, value_name = "NAME", default_value = "otscope")]
+        by: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Every item with its state, age, deadline and notice; overdue ones flagged.
+    Status {
+        /// table, or jsonl (with every transition).
+        #[arg(long, value_enum, default_value = "table")]
+        format: MatchFormat,
+        /// Also list verified and closed items.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum EventCommand {
     /// Take a baseline scan of the selected objects and open the event.
     ///
@@ -255,8 +413,9 @@ pub struct ExportArgs {
     /// One file per district (with a summary file); without it, one file with every finding.
     #[arg(long, value_enum, value_name = "GROUPING")]
     pub by: Option<Grouping>,
-    /// csv (UTF-8 with BOM, opens in Excel), xlsx (Excel workbooks: a sheet per district and a summary) or
-    /// jsonl (the scan output's schema, for the monitoring platform).
+    /// csv (UTF-8 with BOM, opens in Excel), xlsx (Excel workbooks: a sheet per district and a summary),
+    /// jsonl (the scan output's schema, for the monitoring platform) or stix (STIX 2.1 bundles: `bundle.json`,
+    /// or one per district; --lang does not apply).
     #[arg(long, value_enum, default_value = "csv")]
     pub format: crate::export::Format,
     /// Column headers and values in English or Chinese (区县, 企业名称, 重要程度, ...).
@@ -267,6 +426,40 @@ pub struct ExportArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExchangeCommand {
+    /// Push bundles (files, or folders written by `export --format stix`) into a TAXII 2.1 collection.
+    /// Only what the collection lacks is sent (by id and version); refused objects are named.
+    /// Credentials come from --credentials or from OTSCOPE_TAXII_USER and OTSCOPE_TAXII_PASSWORD (HTTP
+    /// Basic) or OTSCOPE_TAXII_TOKEN (bearer), never from the command line.
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The TAXII 2.1 API root, e.g. https://127.0.0.1:8443/api1/ (plain http:// only to loopback).
+    #[arg(long, value_name = "URL")]
+    pub taxii: String,
+    /// The collection's id.
+    #[arg(long, value_name = "ID")]
+    pub collection: String,
+    /// A file whose first line is `user:password` (HTTP Basic) or a bearer token.
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
+    /// Trust the CA certificate(s) of this PEM file instead of the public roots.
+    #[arg(long, value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+    /// How many times a request is sent when the connection fails or the server answers 429 or 5xx.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10), value_name = "N")]
+    pub attempts: u32,
+    /// The longest one request may take.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub timeout: std::time::Duration,
+    /// The bundles: JSON files, or folders of them.
+    #[arg(required = true, value_name = "BUNDLE")]
+    pub bundles: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -496,10 +689,11 @@ pub struct EngineArgs {
     /// SYN discovery: packets per second to any one address, at most.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub host_pps: u32,
-    /// Probes in flight at once to one address.
+    /// Connections open at once to one address (and targets of it identified at once).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub per_host: usize,
-    /// Minimum pause between two probes to one address.
+    /// Minimum pause before each connection to one address (a probe's reconnects included), from the
+    /// previous connection's close and from its open.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub host_interval: Duration,
     /// TCP connect timeout.

@@ -170,3 +170,35 @@ fn every_corpus_document_is_read_without_a_crash() {
     }
     println!("index and exhaustive search agree on {compared} services made from corpus products");
 }
+
+/// The whole corpus goes into a history through `advisories import`'s library function: every
+/// document recorded, none refused; importing it again changes nothing.
+#[test]
+fn the_whole_corpus_is_imported_into_a_history_and_again_changes_nothing() {
+    let Some((dir, _)) = advisory_corpus::extract_or_skip("advisory corpus") else { return };
+    let vendors = Vendors::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fingerprints")).unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let mut store = otscope::store::SqliteStore::open(&db.path().join("otscope.db")).unwrap();
+    let paths = [dir.path().to_path_buf()];
+    let now = otscope::pipeline::now_rfc3339();
+    let started = Instant::now();
+    let first = otscope::notices::import(&mut store, &paths, &vendors, &now).unwrap();
+    let first_time = started.elapsed();
+    let started = Instant::now();
+    let again = otscope::notices::import(&mut store, &paths, &vendors, &now).unwrap();
+    let again_time = started.elapsed();
+    let files = json_files(dir.path()).unwrap().len();
+    println!(
+        "import: {files} files, {} new ({} ids recorded twice in the corpus replaced), {} refused in {first_time:.2?}; \
+         again: {} unchanged in {again_time:.2?} (debug build)",
+        first.new.len(),
+        first.revised.len(),
+        first.refused.len(),
+        again.unchanged.len()
+    );
+    assert!(first.refused.is_empty(), "{:?}", first.refused.first());
+    assert_eq!(first.new.len() + first.revised.len() + first.unchanged.len(), files);
+    assert_eq!((again.new.len(), again.revised.len()), (0, 0), "importing again is idempotent");
+    use otscope::store::AdvisoryStore;
+    assert_eq!(store.advisories().unwrap().len(), first.new.len());
+}

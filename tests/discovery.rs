@@ -11,7 +11,7 @@ mod common;
 
 use async_trait::async_trait;
 use common::{banner_device, ledger, Responder};
-use otscope::engine::{Observation, Outcome, Prober};
+use otscope::engine::{Observation, Outcome, Prober, Visit};
 use otscope::findings::Change;
 use otscope::net::raw::raw_sockets_available;
 use otscope::pipeline::{self, DiscoveryMode, Recording, RunOptions, ScanOptions};
@@ -114,7 +114,7 @@ struct FailsLocallyFor(std::net::IpAddr);
 
 #[async_trait]
 impl Prober for FailsLocallyFor {
-    async fn probe(&self, target: &Target) -> Outcome {
+    async fn probe(&self, target: &Target, _visit: &Visit) -> Outcome {
         if target.addr() == self.0 {
             return Outcome::LocalFailure("Too many open files (os error 24)".into());
         }

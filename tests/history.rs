@@ -141,7 +141,11 @@ fn bad_history_input_gets_clear_errors() {
     // A database written by a newer otscope is refused, not "migrated" backwards.
     let newer = dir.path().join("newer.db");
     let conn = rusqlite::Connection::open(&newer).unwrap();
-    conn.execute_batch("PRAGMA user_version = 99").unwrap();
+    conn.execute_batch(&format!(
+        "PRAGMA application_id = {}; PRAGMA user_version = 99",
+        otscope::store::APPLICATION_ID
+    ))
+    .unwrap();
     drop(conn);
     let err = SqliteStore::open(&newer).err().unwrap().to_string();
     assert!(err.contains("schema version 99, newer than this otscope knows"), "{err}");

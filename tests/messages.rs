@@ -79,7 +79,7 @@ async fn the_event_report_is_quiet_on_the_terminal_and_chinese_is_punctuated_as_
     {
         assert!(zero.contains(want), "{want:?} in {zero}");
     }
-    for want in ["- 端口数：1（2222/tcp）\n", "  - 扫描 3：", "，1 个目标已探测\n", "无新增暴露，无变化。\n"]
+    for want in ["- 端口数：1（2222/tcp）\n", "  - 扫描 3：", "，1 个目标已探测，1 个地址\n", "无新增暴露，无变化。\n"]
     {
         assert!(zero.contains(want), "{want:?} in {zero}");
     }

@@ -1,7 +1,8 @@
 //! Per-host politeness under a full scan: responders on several hosts and several ports each record
 //! every connection's open and close times; a scan with `--per-host N --host-interval 200ms` must never
 //! hold more than N connections to one host, must space the starts to one host by the interval, and with one
-//! slot per host must pause the interval after each probe to that host ends.
+//! slot per host must pause the interval after each probe to that host ends. Against a host that hangs up
+//! after every request, the probes' own reconnects are held to the same spacing, close to open.
 
 mod common;
 
@@ -122,4 +123,56 @@ async fn one_probe_per_host_spaced_by_the_interval() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_probes_per_host_spaced_by_the_interval() {
     check(2, 11, 46210).await;
+}
+
+/// Listens on `ports` of one address; each connection reads one request, then the responder closes it
+/// (as an S7 CPU drops a connection request for a TSAP it does not serve), recording the accept and
+/// the close. Probes that reconnect after a hang-up (S7 TSAP pairs, Modbus, DNP3) open several
+/// connections per target.
+async fn hanging_up(ip: [u8; 4], ports: &[u16]) -> (Arc<Mutex<Vec<Visit>>>, Vec<tokio::task::JoinHandle<()>>) {
+    let visits: Arc<Mutex<Vec<Visit>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for &port in ports {
+        let at = SocketAddr::from((ip, port));
+        let listener = TcpListener::bind(at).await.unwrap_or_else(|e| panic!("bind {at}: {e}"));
+        let visits = visits.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..64 {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let opened = Instant::now();
+                let visits = visits.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 512];
+                    let _ = tokio::time::timeout(Duration::from_secs(2), sock.read(&mut buf)).await;
+                    drop(sock);
+                    visits.lock().unwrap().push(Visit { opened, closed: Instant::now() });
+                });
+            }
+        }));
+    }
+    (visits, tasks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_to_a_host_is_spaced_reconnects_included() {
+    let ports = [102u16, 502, 20000];
+    let (visits, tasks) = hanging_up([127, 131, 2, 1], &ports).await;
+    let (_dir, path) = ledger("P1,Polite,Loopback,testing,general,127.131.2.1,nobody\n");
+    let mut options = common::options();
+    options.engine.per_host = 1;
+    options.engine.host_interval = INTERVAL;
+    scan(&path, "102,502,20000", &Selection::default(), options).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for t in tasks {
+        t.abort();
+    }
+    let mut v = visits.lock().unwrap().clone();
+    v.sort_by_key(|x| x.opened);
+    // The probes reconnected after each hang-up: more connections than targets.
+    assert!(v.len() > 2 * ports.len(), "only {} connections", v.len());
+    assert_eq!(max_concurrent(&v), 1, "connections overlapped with --per-host 1");
+    let gaps: Vec<Duration> = v.windows(2).map(|pair| pair[1].opened - pair[0].closed).collect();
+    let shortest = gaps.iter().min().unwrap();
+    eprintln!("{} connections, shortest close-to-open gap {shortest:?}", v.len());
+    assert!(*shortest + TOLERANCE >= INTERVAL, "a connection opened {shortest:?} after the previous one closed");
 }

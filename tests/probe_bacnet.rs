@@ -118,5 +118,9 @@ async fn echoes_and_garbage_are_not_bacnet() {
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.122.1.11-127.122.1.13,c\n");
     let findings = scan(&path, "47808/udp", &Default::default(), common::options()).await;
+    // UDP peers whose replies validate as nothing are open: `unknown`, with their evidence.
+    let (udp, findings): (Vec<_>, Vec<_>) = findings.into_iter().partition(|f| f.transport.as_str() == "udp");
+    assert!(udp.iter().all(|f| f.protocol == "unknown" && !f.ics && !f.evidence.is_empty()), "{udp:#?}");
+    assert_eq!(udp.len(), 3, "{udp:#?}");
     assert!(findings.is_empty(), "{findings:#?}");
 }

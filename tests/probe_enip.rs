@@ -122,9 +122,11 @@ async fn echoes_garbage_and_lying_lengths_are_not_enip() {
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.122.0.11-127.122.0.14,c\n");
     let findings = scan(&path, "44818,44818/udp", &Default::default(), common::options()).await;
-    // UDP: no valid reply, no finding. TCP: open but unidentified, except the web server, which its
-    // 400 page names (every reply is evidence).
-    assert!(findings.iter().all(|f| f.transport == Transport::Tcp), "{findings:#?}");
+    // UDP peers whose replies validate as nothing are open: `unknown`, with their evidence.
+    let (udp, findings): (Vec<_>, Vec<_>) = findings.into_iter().partition(|f| f.transport.as_str() == "udp");
+    assert!(udp.iter().all(|f| f.protocol == "unknown" && !f.ics && !f.evidence.is_empty()), "{udp:#?}");
+    assert_eq!(udp.len(), 3, "{udp:#?}");
+    // TCP: open but unidentified, except the web server, which its 400 page names (every reply is evidence).
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {
         let expected = if f.ip.to_string() == "127.122.0.12" { "http" } else { "unknown" };

@@ -104,6 +104,10 @@ async fn echo_and_garbage_are_not_melsec() {
     let _udp_echo = udp_device("127.126.0.7:5006", echo).await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.0.4-127.126.0.7,c\n");
     let findings = scan(&path, "5007,5006/udp", &Default::default(), common::options()).await;
+    // UDP peers whose replies validate as nothing are open: `unknown`, with their evidence.
+    let (udp, findings): (Vec<_>, Vec<_>) = findings.into_iter().partition(|f| f.transport.as_str() == "udp");
+    assert!(udp.iter().all(|f| f.protocol == "unknown" && !f.ics && !f.evidence.is_empty()), "{udp:#?}");
+    assert_eq!(udp.len(), 1, "{udp:#?}");
     assert_eq!(findings.len(), 3, "{findings:#?}");
     for f in &findings {
         assert_eq!(f.protocol, "unknown", "{f:#?}");

@@ -58,8 +58,9 @@ async fn a_device_that_answers_only_unit_1_is_identified_with_its_regular_object
         (f.vendor.as_deref(), f.product.as_deref(), f.version.as_deref(), f.rule.as_deref()),
         (Some("Schneider Electric"), Some("Modicon M340 BMX P34 2020"), Some("2.8"), Some("modbus.schneider.m340"))
     );
-    // Unit 0 (silent), unit 1 basic, unit 1 regular in two transactions ("more follows"); no register read.
-    assert_eq!(seen(&device), [(0, 0x2B), (1, 0x2B), (1, 0x2B), (1, 0x2B)]);
+    // Units 0 (silent), 1 and 255 basic at once, unit 1 regular in two transactions ("more follows");
+    // no register read.
+    assert_eq!(seen(&device), [(0, 0x2B), (1, 0x2B), (255, 0x2B), (1, 0x2B), (1, 0x2B)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,8 +138,8 @@ async fn an_illegal_function_exception_still_proves_modbus() {
         attributes(json!({"unit_id": 0, "function_code": 43, "exception_code": 1}))
     );
     assert_eq!((f.vendor.as_deref(), f.rule.as_deref()), (None, None));
-    // The exception is proof enough: nothing more is asked of the device.
-    assert_eq!(seen(&device), [(0, 0x2B)]);
+    // The unit ids go together; the exception is proof enough: nothing more is asked of the device.
+    assert_eq!(seen(&device), [(0, 0x2B), (1, 0x2B), (255, 0x2B)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +153,8 @@ async fn a_device_that_drops_identification_is_proven_by_one_register_read() {
     let f = &findings[0];
     assert_eq!((f.protocol.as_str(), f.ics), ("modbus", true));
     assert_eq!(common::attributes_with_rules(f), attributes(json!({"unit_id": 1, "function_code": 3})));
-    assert_eq!(seen(&device), [(0, 0x2B), (1, 0x2B), (255, 0x2B), (1, 0x03)]);
+    // The identification requests together, then the register reads together.
+    assert_eq!(seen(&device), [(0, 0x2B), (1, 0x2B), (255, 0x2B), (1, 0x03), (255, 0x03)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,5 +74,9 @@ async fn echo_and_garbage_are_not_moxa() {
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.126.3.2-127.126.3.4,c\n");
     let findings = scan(&path, "4800/udp", &Default::default(), common::options()).await;
+    // UDP peers whose replies validate as nothing are open: `unknown`, with their evidence.
+    let (udp, findings): (Vec<_>, Vec<_>) = findings.into_iter().partition(|f| f.transport.as_str() == "udp");
+    assert!(udp.iter().all(|f| f.protocol == "unknown" && !f.ics && !f.evidence.is_empty()), "{udp:#?}");
+    assert_eq!(udp.len(), 3, "{udp:#?}");
     assert!(findings.is_empty(), "{findings:#?}");
 }

@@ -143,7 +143,7 @@ async fn an_error_status_reply_still_proves_snmp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_echoing_and_lying_peers_give_no_finding() {
+async fn silent_echoing_and_lying_peers_give_no_snmp_finding() {
     // An agent configured with another community: silent, as real agents are.
     let private = udp_device("127.124.1.3:161", || {
         Box::new(|d: &[u8]| {
@@ -164,7 +164,11 @@ async fn silent_echoing_and_lying_peers_give_no_finding() {
     .await;
     let (_dir, path) = ledger("E1,ent,district,s,general,127.124.1.3-127.124.1.6,c\n");
     let findings = scan(&path, "161/udp", &Default::default(), common::options()).await;
-    assert!(findings.is_empty(), "{findings:#?}");
+    // UDP peers whose replies validate as nothing are open: `unknown`, with their evidence.
+    let (udp, findings): (Vec<_>, Vec<_>) = findings.into_iter().partition(|f| f.transport.as_str() == "udp");
+    assert!(udp.iter().all(|f| f.protocol == "unknown" && !f.ics && !f.evidence.is_empty()), "{udp:#?}");
+    assert_eq!(udp.len(), 3, "{udp:#?}");
+    assert!(findings.is_empty(), "the silent agent: {findings:#?}");
     // Silence is asked again in v1; a reply that is no answer of ours ends the probe.
     assert_eq!(private.requests(), 3, "v2c with one retry, then v1 once");
     for dev in [&echo, &garbage, &wrong_id] {

@@ -9,7 +9,7 @@ use otscope::ledger::Level;
 use otscope::report::{escape, render, Lang};
 use otscope::scope::PortSpec;
 use otscope::scope::Transport;
-use otscope::store::{ScanEnd, ScanStart, SqliteStore, Store};
+use otscope::store::{ScanClose, ScanStart, SqliteStore, Store};
 use otscope::targets::{Coverage, Shard};
 use serde_json::{json, Map, Value};
 use std::net::IpAddr;
@@ -129,7 +129,7 @@ fn record(store: &mut SqliteStore, s: ScanStart, services: &[Svc], ended: &str, 
         store.record(id, &mut finding(*svc, &at)).unwrap();
     }
     let probed = if completed { s.targets_total } else { s.targets_total / 2 };
-    store.finish_scan(id, ScanEnd { probed, open: services.len() as u64, completed, reason: None }, ended).unwrap();
+    store.finish_scan(id, ScanClose { probed, completed, reason: None }, ended).unwrap();
     id
 }
 
@@ -223,7 +223,7 @@ fn assert_self_contained(html: &str) {
 fn the_report_shows_totals_charts_changes_and_every_finding() {
     let dir = tempfile::tempdir().unwrap();
     let store = lab(&dir.path().join("h.db"));
-    let html = render(&store, 4, Lang::En).unwrap();
+    let html = render(&store, &[], 4, Lang::En).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(html.trim_end().ends_with("</html>"));
     assert_self_contained(&html);
@@ -237,7 +237,7 @@ fn the_report_shows_totals_charts_changes_and_every_finding() {
         "1 h 02 min",
         "ledger/上海-2024.csv",
         "9f86d081884c",
-        "addresses: 12 · ports: 9 (502/tcp, 102/tcp, 4840/tcp, 161/udp",
+        "addresses: 12 · ports: 9 (22/tcp,102/tcp,502/tcp,1883/tcp,4840/tcp,8080/tcp,44818/tcp,161/udp,47808/udp)",
         "targets: 108 · probed: 108 ✓",
         "Compared with",
         "Scan #2 (2024-05-08 08:00:00 UTC)",
@@ -328,8 +328,8 @@ fn the_report_shows_totals_charts_changes_and_every_finding() {
 fn the_chinese_report_has_every_label_in_chinese() {
     let dir = tempfile::tempdir().unwrap();
     let store = lab(&dir.path().join("h.db"));
-    let en = render(&store, 4, Lang::En).unwrap();
-    let zh = render(&store, 4, Lang::Zh).unwrap();
+    let en = render(&store, &[], 4, Lang::En).unwrap();
+    let zh = render(&store, &[], 4, Lang::Zh).unwrap();
     assert_self_contained(&zh);
     assert!(zh.contains(r#"<html lang="zh-CN">"#));
     for label in [
@@ -372,14 +372,14 @@ fn the_chinese_report_has_every_label_in_chinese() {
 fn a_partial_scan_and_an_empty_scan_render() {
     let dir = tempfile::tempdir().unwrap();
     let store = lab(&dir.path().join("h.db"));
-    let html = render(&store, 5, Lang::En).unwrap();
+    let html = render(&store, &[], 5, Lang::En).unwrap();
     assert!(html.contains(r#"<span class="state partial">Partial</span>"#));
     assert_eq!(bars(element(&html, "svg", "chart-district")).len(), 2);
     let trend = element(&html, "svg", "chart-trend");
     assert_eq!(count(trend, "<circle class=\"point\""), 8, "scans 1, 2, 4 and this one");
     // Partial: nothing is claimed gone.
     assert!(!html.contains("data-change=\"gone\""));
-    assert!(render(&store, 42, Lang::En).unwrap_err().to_string().contains("no scan with id 42"));
+    assert!(render(&store, &[], 42, Lang::En).unwrap_err().to_string().contains("no scan with id 42"));
 
     let mut empty = SqliteStore::open(&dir.path().join("empty.db")).unwrap();
     let id = record(
@@ -390,7 +390,7 @@ fn a_partial_scan_and_an_empty_scan_render() {
         true,
     );
     for (lang, text) in [(Lang::En, "No exposure found"), (Lang::Zh, "未发现暴露")] {
-        let html = render(&empty, id, lang).unwrap();
+        let html = render(&empty, &[], id, lang).unwrap();
         assert_self_contained(&html);
         assert!(element(&html, "div", "no-exposure").contains(text));
         for chart in ["chart-district", "chart-protocol"] {
@@ -468,7 +468,7 @@ fn chromium_renders_the_charts_and_a_screenshot_that_is_not_blank() {
     let dir = tempfile::tempdir().unwrap();
     let store = lab(&dir.path().join("h.db"));
     let page = dir.path().join("report.html");
-    std::fs::write(&page, render(&store, 4, Lang::Zh).unwrap()).unwrap();
+    std::fs::write(&page, render(&store, &[], 4, Lang::Zh).unwrap()).unwrap();
 
     // The DOM as Chromium parsed it: charts with their bars, texts, and the hostile name as text.
     let dom_file = dir.path().join("dom.html");
@@ -517,6 +517,6 @@ fn chromium_renders_the_charts_and_a_screenshot_that_is_not_blank() {
         std::fs::create_dir_all(&keep).unwrap();
         std::fs::copy(&page, keep.join("report-zh.html")).unwrap();
         std::fs::copy(&shot, keep.join("report-zh.png")).unwrap();
-        std::fs::write(keep.join("report-en.html"), render(&store, 4, Lang::En).unwrap()).unwrap();
+        std::fs::write(keep.join("report-en.html"), render(&store, &[], 4, Lang::En).unwrap()).unwrap();
     }
 }

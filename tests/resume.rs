@@ -137,6 +137,19 @@ async fn a_killed_scan_resumes_to_exactly_the_uninterrupted_findings() {
     assert!(rest.lines().count() <= whole_n, "the named --out gets the resumed part: {rest}");
     assert_eq!(std::fs::read_to_string(dir.path().join("part.jsonl")).unwrap(), part_before, "left as it was");
 
+    // The history counts the whole scan, not the resumed part: `history` shows the open count of the
+    // uninterrupted scan.
+    let open_column = |db: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_otscope")).args(["history", "--db"]).arg(db).output().unwrap();
+        let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+        // scan, started (date time), ended (date time), state, targets, probed, open, ...
+        let row = listing.lines().find(|l| l.trim_start().starts_with("1 ")).unwrap_or_else(|| panic!("{listing}"));
+        row.split_whitespace().nth(8).unwrap().to_string()
+    };
+    assert_eq!(open_column(&db), open_column(&whole_db));
+    assert_eq!(open_column(&db), whole_n.to_string());
+    assert_eq!(SqliteStore::open(&db).unwrap().scans().unwrap()[0].end.as_ref().unwrap().open, whole_n as u64);
+
     // Nothing left to resume.
     let out =
         Command::new(env!("CARGO_BIN_EXE_otscope")).args(["scan", "--resume", "1", "--db"]).arg(&db).output().unwrap();

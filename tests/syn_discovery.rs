@@ -118,7 +118,7 @@ fn a_raw_syn_gets_a_syn_ack_from_a_listener_and_a_rst_from_a_closed_port() {
     let _listener = open_port(open, 15020);
     let sender = RawSender::open().expect("raw sender");
     let mut rx = RawReceiver::open(LOCAL, 61000..=61001).expect("raw receiver");
-    let (mut packet, mut writer) = ([0u8; SYN_LEN], SynWriter::default());
+    let (mut packet, writer) = ([0u8; SYN_LEN], SynWriter::default());
 
     writer.write(&Syn { src: LOCAL, dst: open, src_port: 61000, dst_port: 15020, seq: 0x1234_5678 }, &mut packet);
     sender.send(&packet, open).expect("send");

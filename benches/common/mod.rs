@@ -2,6 +2,8 @@
 //! and run, and child processes (this same bench executable) that report their peak memory.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use otscope::pipeline::{self, DiscoveryMode, Recording, RunOptions, ScanOptions, ScanPlan, ScanReport, ScopeOptions};
 use std::path::Path;
 use std::process::Stdio;
@@ -13,6 +15,18 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not valid")),
         Err(_) => default,
     }
+}
+
+/// The discovery modes named in the environment variable `knob` (`syn,connect` by default), in order.
+pub fn discovery_modes(knob: &str) -> Vec<DiscoveryMode> {
+    env_or(knob, "syn,connect".to_string())
+        .split(',')
+        .map(|m| match m.trim() {
+            "syn" => DiscoveryMode::Syn,
+            "connect" => DiscoveryMode::Connect,
+            other => panic!("{knob}: unknown mode {other:?} (syn, connect)"),
+        })
+        .collect()
 }
 
 /// The repository's fingerprint library.

@@ -33,7 +33,7 @@ impl fmt::Display for Problem {
 }
 
 /// A document's Traffic Light Protocol label (CSAF 2.0 `document.distribution.tlp.label`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Tlp {
     White,
@@ -50,6 +50,17 @@ impl Tlp {
             Tlp::Amber => "AMBER",
             Tlp::Red => "RED",
         }
+    }
+
+    /// Reads a label as CSAF 2.0 writes it (`WHITE`, `GREEN`, `AMBER`, `RED`).
+    pub fn parse(label: &str) -> Option<Tlp> {
+        Some(match label {
+            "WHITE" => Tlp::White,
+            "GREEN" => Tlp::Green,
+            "AMBER" => Tlp::Amber,
+            "RED" => Tlp::Red,
+            _ => return None,
+        })
     }
 }
 
@@ -541,19 +552,14 @@ impl Reader<'_> {
         let tat = at.key("tlp");
         let tlp = self.required_object(distribution, at, "tlp")?;
         let label = self.required_string(tlp, &tat, "label")?;
-        Some(match label.as_str() {
-            "WHITE" => Tlp::White,
-            "GREEN" => Tlp::Green,
-            "AMBER" => Tlp::Amber,
-            "RED" => Tlp::Red,
-            other => {
-                self.problem(
-                    &tat.key("label"),
-                    format!("{other:?} is not a CSAF 2.0 TLP label (WHITE, GREEN, AMBER, RED)"),
-                );
-                return None;
-            }
-        })
+        let parsed = Tlp::parse(&label);
+        if parsed.is_none() {
+            self.problem(
+                &tat.key("label"),
+                format!("{label:?} is not a CSAF 2.0 TLP label (WHITE, GREEN, AMBER, RED)"),
+            );
+        }
+        parsed
     }
 
     fn product_tree(&mut self, tree: &Object, at: &At, definitions: &mut Definitions) -> Vec<Product> {

@@ -21,7 +21,7 @@
 use super::csaf::{Advisory, ProductVersion, Tlp};
 use super::vendors::{vendor_key, Vendors};
 use super::version::{Range, Status};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 
@@ -82,7 +82,7 @@ impl ServiceIdentity {
 }
 
 /// How a product was found, strongest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EvidenceKind {
     /// An order or model number in the product's name.
@@ -98,7 +98,7 @@ pub enum EvidenceKind {
 }
 
 /// Why a product was taken for the service.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
     pub kind: EvidenceKind,
     /// What matched: the number, the CPE, or the words.
@@ -106,7 +106,7 @@ pub struct Evidence {
 }
 
 /// A remediation of the advisory for the matched product.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemediationText {
     /// `vendor_fix`, `mitigation`, `workaround`, `no_fix_planned`, `none_available`.
     pub category: String,

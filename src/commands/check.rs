@@ -45,31 +45,20 @@ pub async fn command(args: CheckArgs, stop: CancellationToken) -> anyhow::Result
         None => plans.push(plan(selection, ports).await?),
         Some(text) => {
             let services = last_identified_as(&args.db.db, text)?;
-            let selected = plan(selection.clone(), ports.clone()).await?;
-            let mut by_ip: BTreeMap<IpAddr, BTreeSet<PortSpec>> = BTreeMap::new();
-            for (ip, port) in services {
-                let wanted = ports.as_ref().is_none_or(|p| p.contains(&port));
-                if wanted && selected.space.scope().contains(ip) {
-                    by_ip.entry(ip).or_default().insert(port);
-                } else {
-                    eprintln!("not re-checked (outside the ledger's scope or the selection): {ip}:{port}");
-                }
+            let (wanted, unwanted): (Vec<_>, Vec<_>) =
+                services.into_iter().partition(|(_, port)| ports.as_ref().is_none_or(|p| p.contains(port)));
+            let narrowed = pipeline::ScopeOptions { selection: selection.clone(), ..base.clone() };
+            let (vendor_plans, outside) = pipeline::plan_services(&narrowed, &options, wanted).await?;
+            for (ip, port) in unwanted.into_iter().chain(outside) {
+                eprintln!("not re-checked (outside the ledger's scope or the selection): {ip}:{port}");
             }
-            if by_ip.is_empty() {
+            if vendor_plans.is_empty() {
                 return Err(BadInput(format!(
                     "--vendor {text:?}: none of the services last identified as this vendor is in the selection"
                 ))
                 .into());
             }
-            // Addresses with the same ports make one scan, so exactly these services are probed.
-            let mut groups: BTreeMap<Vec<PortSpec>, Vec<IpAddr>> = BTreeMap::new();
-            for (ip, ports) in by_ip {
-                groups.entry(ports.into_iter().collect()).or_default().push(ip);
-            }
-            for (ports, ips) in groups {
-                let narrowed = Selection { ips: ips.into_iter().map(Into::into).collect(), ..selection.clone() };
-                plans.push(plan(narrowed, Some(ports)).await?);
-            }
+            plans.extend(vendor_plans);
         }
     }
 

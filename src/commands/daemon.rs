@@ -1,6 +1,6 @@
 //! `daemon`, `status`, and `scan --config`: the profiles of a configuration file.
 
-use super::history::open_existing;
+use super::history::open_for_reading;
 use super::scan;
 use crate::cli::ScanArgs;
 use crate::config::{self, kind_of, Profile};
@@ -34,7 +34,8 @@ pub async fn daemon(path: &Path, stop: CancellationToken) -> anyhow::Result<Exit
 pub fn status(path: &Path, db: Option<&Path>) -> anyhow::Result<ExitCode> {
     let config = config::load(path).map_err(BadInput::from)?;
     let db = db.unwrap_or(&config.db);
-    let scans = if db.exists() { open_existing(db)?.scans().map_err(|e| BadInput(e.to_string()))? } else { Vec::new() };
+    let scans =
+        if db.exists() { open_for_reading(db)?.scans().map_err(|e| BadInput(e.to_string()))? } else { Vec::new() };
     let tz = &config.timezone;
     let now = jiff::Zoned::now().with_time_zone(tz.clone());
     println!(
@@ -107,13 +108,6 @@ pub async fn scan_profile(args: ScanArgs, stop: CancellationToken) -> anyhow::Re
         _ => eprintln!("exports not written: the scan did not complete"),
     }
     Ok(scanned.code)
-}
-
-/// After `scan --resume` completes a profile's scan: the profile's exports, as after its first run.
-pub fn write_profile_exports(config: &Path, profile: Option<&str>, db: &Path, scan: ScanId) -> anyhow::Result<()> {
-    let config = config::load(config).map_err(BadInput::from)?;
-    let profile = config.profile(profile).map_err(BadInput::from)?;
-    print_exports(db, scan, &profile.exports)
 }
 
 fn print_exports(db: &Path, scan: ScanId, exports: &config::Exports) -> anyhow::Result<()> {

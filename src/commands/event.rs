@@ -1,9 +1,10 @@
 //! `otscope event start|check|report|close|list`.
 
-use super::history::open_existing;
+use super::history::{open_existing, open_for_reading};
 use crate::cli::{DbArgs, EngineArgs, EventCommand, ScopeArgs};
-use crate::error::{BadInput, EXIT_CHANGES};
+use crate::error::{BadInput, EXIT_CHANGES, EXIT_INTERRUPTED};
 use crate::event::{self, Verdict};
+use crate::export::Lang;
 use crate::findings::{Change, FindingSink, JsonlWriter};
 use crate::history::diff;
 use crate::pipeline::{self, now_rfc3339, summary_text, Recording, ScopeOptions};
@@ -21,10 +22,12 @@ pub async fn run(command: EventCommand, stop: CancellationToken) -> anyhow::Resu
         EventCommand::Start { name, scope, engine, db } => start(&name, &scope, &engine, &db, stop).await,
         EventCommand::Check { name, out, engine, db } => check(&name, out.as_deref(), &engine, &db, stop).await,
         EventCommand::Report { name, out, lang, window, db } => {
-            let store = open_existing(&db.db)?;
+            let store = open_for_reading(&db.db)?;
             let record = store.event(&name).map_err(user)?;
             let window = time::Duration::try_from(window).map_err(|e| BadInput(format!("--window: {e}")))?;
-            let report = event::report(&store, &record, time::OffsetDateTime::now_utc(), window, lang).map_err(user)?;
+            let notices = crate::store::AdvisoryStore::open_notices(&store).map_err(user)?;
+            let report = event::report(&store, &notices, &record, time::OffsetDateTime::now_utc(), window, lang)
+                .map_err(user)?;
             std::fs::write(&out, &report.text).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
             // The report is in its file; the terminal gets one line saying where, and its conclusion.
             let conclusion = match report.verdict {
@@ -46,7 +49,7 @@ pub async fn run(command: EventCommand, stop: CancellationToken) -> anyhow::Resu
             Ok(ExitCode::SUCCESS)
         }
         EventCommand::List(db) => {
-            let store = open_existing(&db.db)?;
+            let store = open_for_reading(&db.db)?;
             let events = store.events().map_err(user)?;
             if events.is_empty() {
                 println!("(no events yet: `otscope event start NAME` opens one)");
@@ -150,7 +153,7 @@ async fn check(
     db: &DbArgs,
     stop: CancellationToken,
 ) -> anyhow::Result<ExitCode> {
-    let record = open_existing(&db.db)?.event(name).map_err(user)?;
+    let record = open_for_reading(&db.db)?.event(name).map_err(user)?;
     if let Some(closed) = &record.closed_at {
         return Err(BadInput(format!("event {name:?} was closed at {closed}: no more checks")).into());
     }
@@ -175,9 +178,23 @@ async fn check(
     if let Some(s) = sink.as_mut() {
         s.finish()?;
     }
-    if !completed {
-        eprintln!("check scan {scan} was interrupted: gone services cannot be claimed; run the check again");
+    // An event watches the objects of its baseline: a check of another scope says so.
+    let scope = event::scope_change(
+        &store.scan(record.baseline_scan).map_err(user)?.start,
+        &store.scan(scan).map_err(user)?.start,
+    );
+    if let Some(change) = &scope {
+        println!("event {name}: the scope changed since the baseline: {}", change.describe(Lang::En));
     }
-    println!("event {name}: check scan {scan} against baseline scan {}: {} drift", record.baseline_scan, drift.len());
+    let baseline = record.baseline_scan;
+    if !completed {
+        println!("event {name}: check scan {scan} against baseline scan {baseline}: interrupted, {} drift in the part probed", drift.len());
+        eprintln!(
+            "check scan {scan} was interrupted: it is not a complete check (the event report does not count it) and \
+             gone services cannot be claimed; run the check again"
+        );
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
+    println!("event {name}: check scan {scan} against baseline scan {baseline}: {} drift", drift.len());
     Ok(if drift.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CHANGES) })
 }

@@ -12,16 +12,23 @@ use std::process::ExitCode;
 
 pub use crate::error::EXIT_CHANGES;
 
-/// Opens an existing history; a missing file is a user error, not an empty history.
+/// Opens an existing history to record in it; a missing file is a user error, not an empty history.
 pub fn open_existing(path: &Path) -> Result<SqliteStore, BadInput> {
-    if !path.exists() {
-        return Err(BadInput(format!(
-            "{}: no such history database (scan with --db {} first)",
-            path.display(),
-            path.display()
-        )));
+    must_exist(path)?;
+    SqliteStore::open(path).map_err(user)
+}
+
+/// Opens an existing history to read it only (nothing is written, so a read-only place will do).
+pub fn open_for_reading(path: &Path) -> Result<SqliteStore, BadInput> {
+    must_exist(path)?;
+    SqliteStore::open_read_only(path).map_err(user)
+}
+
+fn must_exist(path: &Path) -> Result<(), BadInput> {
+    if path.exists() {
+        return Ok(());
     }
-    SqliteStore::open(path).map_err(|e| BadInput(e.to_string()))
+    Err(BadInput(format!("{}: no such history database (scan with --db {} first)", path.display(), path.display())))
 }
 
 fn user(e: StoreError) -> BadInput {
@@ -29,7 +36,7 @@ fn user(e: StoreError) -> BadInput {
 }
 
 pub fn list(db: &Path) -> anyhow::Result<ExitCode> {
-    let store = open_existing(db)?;
+    let store = open_for_reading(db)?;
     let scans = store.scans().map_err(user)?;
     println!(
         "{:>5}  {:<20}  {:<20}  {:<10}  {:>10}  {:>10}  {:>6}  {:<10}  selection",
@@ -65,7 +72,7 @@ fn short_time(t: &str) -> String {
 }
 
 pub fn show(db: &Path, ip: IpAddr) -> anyhow::Result<ExitCode> {
-    let store = open_existing(db)?;
+    let store = open_for_reading(db)?;
     let services = store.services_of(ip).map_err(user)?;
     if services.is_empty() {
         println!("{ip}: never seen open in the history");
@@ -115,7 +122,7 @@ pub fn show(db: &Path, ip: IpAddr) -> anyhow::Result<ExitCode> {
 }
 
 pub fn diff(db: &Path, from: Option<i64>, to: Option<i64>, all: bool, format: DiffFormat) -> anyhow::Result<ExitCode> {
-    let store = open_existing(db)?;
+    let store = open_for_reading(db)?;
     let (from, to) = match (from, to) {
         (Some(f), Some(t)) => (f, t),
         (None, None) => history::default_pair(&store).map_err(user)?,
@@ -165,17 +172,21 @@ pub fn chosen_scan(store: &dyn Store, scan: Option<i64>) -> Result<i64, BadInput
 }
 
 pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
-    let store = open_existing(&args.db.db)?;
+    let store = open_for_reading(&args.db.db)?;
     let scan = chosen_scan(&store, args.scan)?;
-    let findings = store.findings(scan).map_err(user)?;
-    let sightings = store.sightings().map_err(user)?;
-    let written = match args.by {
-        Some(crate::cli::Grouping::District) => {
-            export::by_district(&findings, &sightings, &args.out, args.format, args.lang)
-        }
-        None => export::single(&findings, &sightings, &args.out, args.format, args.lang),
+    let by_district = matches!(args.by, Some(crate::cli::Grouping::District));
+    if args.format == export::Format::Stix {
+        return export_stix(&store, scan, &args.out, by_district);
     }
-    .map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
+    let data = export::ScanExport::load(&store, scan).map_err(user)?;
+    let written = match args.by {
+        Some(crate::cli::Grouping::District) => export::by_district(&data, &args.out, args.format, args.lang),
+        None => export::single(&data, &args.out, args.format, args.lang),
+    }
+    .map_err(|e| match e {
+        export::ExportError::Manifest { .. } => anyhow::Error::from(BadInput(e.to_string())),
+        export::ExportError::Io { .. } => e.into(),
+    })?;
     eprintln!(
         "scan {scan}: {} findings written to {} file(s) in {}",
         written.findings,
@@ -188,10 +199,30 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes the scan's STIX 2.1 bundles from the history of every known service.
+fn export_stix(store: &dyn Store, scan: i64, out: &Path, by_district: bool) -> anyhow::Result<ExitCode> {
+    let from_store = export::stix::FromStore::read(store, scan).map_err(user)?;
+    // Advisory matches join the bundles once the store records them (`advisories match`).
+    let input = from_store.input(&[]);
+    let written =
+        export::stix::write(&input, out, by_district).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+    eprintln!(
+        "scan {scan}: {} exposed services written to {} STIX bundle(s) in {}",
+        written.findings,
+        written.files.len(),
+        out.display()
+    );
+    for f in &written.files {
+        println!("{}", f.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn report(scan: Option<i64>, out: &Path, lang: export::Lang, db: &Path) -> anyhow::Result<ExitCode> {
-    let store = open_existing(db)?;
+    let store = open_for_reading(db)?;
     let scan = chosen_scan(&store, scan)?;
-    let html = crate::report::render(&store, scan, lang).map_err(user)?;
+    let notices = crate::store::AdvisoryStore::open_notices(&store).map_err(user)?;
+    let html = crate::report::render(&store, &notices, scan, lang).map_err(user)?;
     std::fs::write(out, html).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
     eprintln!("report of scan {scan} written to {}", out.display());
     Ok(ExitCode::SUCCESS)

@@ -1,15 +1,20 @@
 //! The commands behind the command line; `main` maps their outcome to an exit status.
 
+mod advisories;
 mod check;
 mod daemon;
 mod event;
+mod exchange;
 mod history;
 mod ledger;
+mod notices;
 mod rules;
 mod scan;
 mod serve;
 
-use crate::cli::{Cli, Command, EventCommand, LedgerCommand, RulesCommand, TokenCommand};
+use crate::cli::{
+    Cli, Command, EventCommand, ExchangeCommand, LedgerCommand, NoticesCommand, RulesCommand, TokenCommand,
+};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
@@ -33,9 +38,12 @@ pub async fn run(cli: Cli, stop: CancellationToken) -> anyhow::Result<ExitCode> 
         Command::Rules(RulesCommand::Test { fingerprints }) => rules::test(&fingerprints),
         Command::History(db) => history::list(&db.db),
         Command::Export(args) => history::export(&args),
+        Command::Exchange(ExchangeCommand::Push(args)) => exchange::push(args).await,
         Command::Report { scan, out, lang, db } => history::report(scan, &out, lang, &db.db),
         Command::Event(command) => event::run(*command, stop).await,
         Command::Show { ip, db } => history::show(&db.db, ip),
+        Command::Advisories(command) => advisories::run(command),
+        Command::Notices(command) => notices::run(*command, stop).await,
         Command::Diff { from, to, all, format, db } => history::diff(&db.db, from, to, all, format),
         Command::Serve(args) => serve::serve(args, stop).await,
         Command::Token(TokenCommand::Create { role, district, enterprise, name, expires, db }) => {
@@ -59,6 +67,7 @@ pub fn probes(command: &Command) -> bool {
     match command {
         Command::Scan(_) | Command::Check(_) | Command::Daemon { .. } => true,
         Command::Event(event) => matches!(**event, EventCommand::Start { .. } | EventCommand::Check { .. }),
+        Command::Notices(notices) => matches!(**notices, NoticesCommand::Verify { .. }),
         _ => false,
     }
 }

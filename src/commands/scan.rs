@@ -177,7 +177,9 @@ async fn resume(which: Option<i64>, args: &ScanArgs, stop: CancellationToken) ->
     let recording = Some(Recording::Resume(Box::new(store), id, position));
     let scanned = finish(&plan, recording, sinks, &original.engine, stop).await?;
     if let (Some(config), Some((_, true))) = (&original.config, scanned.recorded) {
-        super::daemon::write_profile_exports(config, original.profile.as_deref(), &db, id)?;
+        for file in crate::daemon::write_profile_exports(config, original.profile.as_deref(), &db, id)? {
+            eprintln!("export written: {}", file.display());
+        }
     }
     Ok(scanned)
 }

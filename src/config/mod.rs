@@ -11,6 +11,7 @@
 use crate::cli::{Cli, Command as CliCommand, ScanArgs};
 use crate::error::BadInput;
 use crate::export::Lang;
+use crate::ledger::Level;
 use crate::pipeline::{check_output, Output};
 use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 use std::collections::{BTreeMap, BTreeSet};
@@ -62,6 +63,8 @@ pub struct Config {
     /// The history every profile records in (`db`, default `otscope.db` beside the file).
     pub db: PathBuf,
     pub profiles: BTreeMap<String, Profile>,
+    /// The `[notices]` table: deadlines by level and severity, and the notice numbers' prefix.
+    pub notices: crate::notices::NoticeSettings,
 }
 
 /// One named profile: `scan` options, and what the daemon does with them.
@@ -77,6 +80,8 @@ pub struct Profile {
     pub keys: BTreeMap<String, usize>,
     pub schedule: Option<Schedule>,
     pub exports: Exports,
+    /// The `[profile.NAME.notices]` table: the remediation loop run after each complete scan.
+    pub notices: ProfileNotices,
     /// The configuration file (for messages).
     pub file: String,
 }
@@ -138,6 +143,17 @@ impl Exports {
     pub fn is_empty(&self) -> bool {
         self.by_district.is_none() && self.report.is_none()
     }
+}
+
+/// What the daemon runs of the remediation loop after a profile's complete scan: `notices verify`
+/// (re-check the claimed items within the profile's scope), then `notices issue`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProfileNotices {
+    pub verify: bool,
+    pub issue: bool,
+    /// Where `issue` writes the notices (default `notices` beside the configuration file).
+    pub out: Option<PathBuf>,
+    pub lang: Option<Lang>,
 }
 
 /// The history's `kind` of a profile's scans.
@@ -398,6 +414,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut timezone = None;
     let mut db = None;
     let mut profiles = BTreeMap::new();
+    let mut notices = crate::notices::NoticeSettings::default();
     for (key, value) in doc.get_ref().iter() {
         let line = problems.at(key);
         let k: &str = key.get_ref();
@@ -428,12 +445,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 }
             }
             ("profile", v) => problems.push(line, k, format!("expects tables ([profile.NAME]), not {}", type_name(v))),
+            ("notices", DeValue::Table(table)) => notices = parse_notices(table, &mut problems),
+            ("notices", v) => problems.push(line, k, format!("expects a table ([notices]), not {}", type_name(v))),
             _ => {
-                let hint = suggestion(k, ["timezone", "db", "profile"].into_iter());
+                let hint = suggestion(k, ["timezone", "db", "profile", "notices"].into_iter());
                 problems.push(
                     line,
                     k,
-                    format!("unknown key{hint} (the file has timezone, db and [profile.NAME] tables)"),
+                    format!("unknown key{hint} (the file has timezone, db, [notices] and [profile.NAME] tables)"),
                 );
             }
         }
@@ -449,6 +468,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         timezone_name,
         db: db.unwrap_or_else(|| base.join(DEFAULT_DB)),
         profiles,
+        notices,
     })
 }
 
@@ -467,6 +487,7 @@ fn parse_profile(
         keys: BTreeMap::new(),
         schedule: None,
         exports: Exports::default(),
+        notices: ProfileNotices::default(),
         file: problems.file.clone(),
     };
     for (key, value) in table.iter() {
@@ -489,25 +510,27 @@ fn parse_profile(
                 DeValue::Table(t) => profile.exports = parse_exports(&dotted, t, base, &mut profile.keys, problems),
                 v => problems.push(line, &dotted, format!("expects a table, not {}", type_name(v))),
             },
-            _ => {
-                match options.get(k) {
-                    Some(spec) => {
-                        let before = problems.lines.len();
-                        for (line, arg) in option_args(k, spec, value, base, &dotted, problems) {
-                            check_option(&arg, line, &dotted, problems);
-                            profile.args.push(arg);
-                        }
-                        if problems.lines.len() == before {
-                            profile.keys.insert(k.to_string(), line);
-                        }
+            "notices" => match value.get_ref() {
+                DeValue::Table(t) => profile.notices = parse_profile_notices(&dotted, t, base, problems),
+                v => problems.push(line, &dotted, format!("expects a table, not {}", type_name(v))),
+            },
+            _ => match options.get(k) {
+                Some(spec) => {
+                    let before = problems.lines.len();
+                    for (line, arg) in option_args(k, spec, value, base, &dotted, problems) {
+                        check_option(&arg, line, &dotted, problems);
+                        profile.args.push(arg);
                     }
-                    None => {
-                        let known = options.keys().map(String::as_str).chain(["schedule", "exports"]);
-                        let hint = suggestion(k, known);
-                        problems.push(line, &dotted, format!("unknown key{hint} (a profile's keys are `otscope scan`'s options, schedule and exports)"));
+                    if problems.lines.len() == before {
+                        profile.keys.insert(k.to_string(), line);
                     }
                 }
-            }
+                None => {
+                    let known = options.keys().map(String::as_str).chain(["schedule", "exports", "notices"]);
+                    let hint = suggestion(k, known);
+                    problems.push(line, &dotted, format!("unknown key{hint} (a profile's keys are `otscope scan`'s options, schedule, exports and notices)"));
+                }
+            },
         }
     }
     profile
@@ -608,6 +631,104 @@ fn parse_exports(
         }
     }
     exports
+}
+
+/// The `[notices]` table: `prefix`, and `[notices.important]` / `[notices.general]` tables of days by
+/// severity (critical, high, medium, low, unscored).
+fn parse_notices(table: &DeTable<'_>, problems: &mut Problems<'_>) -> crate::notices::NoticeSettings {
+    use crate::notices::Band;
+    let mut settings = crate::notices::NoticeSettings::default();
+    for (key, value) in table.iter() {
+        let line = problems.at(key);
+        let k: &str = key.get_ref();
+        let here = format!("notices.{k}");
+        let level = match k {
+            "important" => Level::Important,
+            "general" => Level::General,
+            "prefix" => {
+                match value.get_ref() {
+                    DeValue::String(p) if !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '-') => {
+                        settings.prefix = p.to_string()
+                    }
+                    v => {
+                        problems.push(line, &here, format!("expects letters, digits and dashes, not {}", type_name(v)))
+                    }
+                }
+                continue;
+            }
+            _ => {
+                let hint = suggestion(k, ["important", "general", "prefix"].into_iter());
+                problems.push(
+                    line,
+                    &here,
+                    format!("unknown key{hint} (notices has prefix, [notices.important] and [notices.general])"),
+                );
+                continue;
+            }
+        };
+        let DeValue::Table(days) = value.get_ref() else {
+            problems.push(
+                line,
+                &here,
+                format!("expects a table of days by severity, not {}", type_name(value.get_ref())),
+            );
+            continue;
+        };
+        for (band, n) in days.iter() {
+            let line = problems.at(band);
+            let b: &str = band.get_ref();
+            let at = format!("{here}.{b}");
+            let Some(band) = Band::parse(b) else {
+                let hint = suggestion(b, Band::ALL.into_iter().map(Band::as_str));
+                problems.push(line, &at, format!("unknown severity{hint} (critical, high, medium, low, unscored)"));
+                continue;
+            };
+            match n.get_ref() {
+                DeValue::Integer(i) => match i.as_str().parse::<u32>() {
+                    Ok(d) if d > 0 => {
+                        settings.deadlines.days.insert((level, band), d);
+                    }
+                    _ => problems.push(line, &at, format!("expects a number of days (1 or more), not {}", i.as_str())),
+                },
+                v => problems.push(line, &at, format!("expects a number of days, not {}", type_name(v))),
+            }
+        }
+    }
+    settings
+}
+
+/// A profile's `notices` table: verify, issue, out, lang.
+fn parse_profile_notices(
+    dotted: &str,
+    table: &DeTable<'_>,
+    base: &Path,
+    problems: &mut Problems<'_>,
+) -> ProfileNotices {
+    let mut notices = ProfileNotices::default();
+    for (key, value) in table.iter() {
+        let line = problems.at(key);
+        let k: &str = key.get_ref();
+        let here = format!("{dotted}.{k}");
+        match (k, value.get_ref()) {
+            ("verify", DeValue::Boolean(b)) => notices.verify = *b,
+            ("issue", DeValue::Boolean(b)) => notices.issue = *b,
+            ("out", DeValue::String(p)) if !p.is_empty() => notices.out = Some(resolve(base, p)),
+            ("lang", DeValue::String(l)) => match Lang::from_str(l, false) {
+                Ok(l) => notices.lang = Some(l),
+                Err(_) => problems.push(line, &here, format!("invalid value {l:?} (possible values: en, zh)")),
+            },
+            ("verify", v) | ("issue", v) => {
+                problems.push(line, &here, format!("expects true or false, not {}", type_name(v)))
+            }
+            ("out", v) => problems.push(line, &here, format!("expects a path, not {}", type_name(v))),
+            ("lang", v) => problems.push(line, &here, format!("expects \"en\" or \"zh\", not {}", type_name(v))),
+            _ => {
+                let hint = suggestion(k, ["verify", "issue", "out", "lang"].into_iter());
+                problems.push(line, &here, format!("unknown key{hint} (notices has verify, issue, out and lang)"));
+            }
+        }
+    }
+    notices
 }
 
 /// ` (did you mean "x"?)` for a key close to a known one.
@@ -913,6 +1034,41 @@ mod tests {
         assert_eq!(next("30 0 3 * * *"), "2026-05-09T03:00:30+08:00[Asia/Shanghai]");
         assert_eq!(next("@daily"), "2026-05-10T00:00:00+08:00[Asia/Shanghai]");
         assert!(Schedule::parse("61 * * * *").is_err());
+    }
+
+    #[test]
+    fn the_notices_table_sets_deadlines_and_a_profile_runs_the_loop() {
+        use crate::notices::Band;
+        let c = parsed(
+            "[notices]\nprefix = \"SH-ICS\"\n[notices.important]\ncritical = 3\n[notices.general]\nlow = 365\n\
+             [profile.p]\ntargets = \"l.csv\"\n[profile.p.notices]\nverify = true\nissue = true\nout = \"n\"\nlang = \"zh\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.notices.prefix, "SH-ICS");
+        assert_eq!(c.notices.deadlines.days(Level::Important, Band::Critical), 3);
+        assert_eq!(c.notices.deadlines.days(Level::General, Band::Low), 365);
+        assert_eq!(c.notices.deadlines.days(Level::Important, Band::High), 15, "the defaults fill the rest");
+        let n = &c.profiles["p"].notices;
+        assert!(n.verify && n.issue);
+        assert_eq!((n.out.as_deref(), n.lang), (Some(Path::new("/etc/otscope/n")), Some(Lang::Zh)));
+
+        let e = parsed(
+            "[notices]\nprefx = \"A\"\n[notices.important]\ncritcal = 3\nhigh = 0\nlow = \"x\"\n[notices.vip]\n\
+             [profile.p]\ntargets = \"l.csv\"\n[profile.p.notices]\nverify = \"yes\"\nissu = true\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.0,
+            [
+                "/etc/otscope/otscope.toml:2: notices.prefx: unknown key (did you mean \"prefix\"?) (notices has prefix, [notices.important] and [notices.general])",
+                "/etc/otscope/otscope.toml:4: notices.important.critcal: unknown severity (did you mean \"critical\"?) (critical, high, medium, low, unscored)",
+                "/etc/otscope/otscope.toml:5: notices.important.high: expects a number of days (1 or more), not 0",
+                "/etc/otscope/otscope.toml:6: notices.important.low: expects a number of days, not a string",
+                "/etc/otscope/otscope.toml:7: notices.vip: unknown key (notices has prefix, [notices.important] and [notices.general])",
+                "/etc/otscope/otscope.toml:11: profile.p.notices.verify: expects true or false, not a string",
+                "/etc/otscope/otscope.toml:12: profile.p.notices.issu: unknown key (did you mean \"issue\"?) (notices has verify, issue, out and lang)",
+            ]
+        );
     }
 
     #[test]

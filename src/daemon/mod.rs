@@ -15,7 +15,7 @@ use crate::export::{self, Format};
 use crate::findings::Change;
 use crate::findings::Sink;
 use crate::pipeline::{self, file_sinks, Recording, RunOptions, ScanPlan};
-use crate::store::{Runner, ScanEnd, ScanId, ScanStart, SqliteStore, Store};
+use crate::store::{Runner, ScanClose, ScanId, ScanStart, SqliteStore, Store};
 use crate::targets::{Coverage, Shard};
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
@@ -47,6 +47,8 @@ pub struct Job {
     pub config: PathBuf,
     pub db: PathBuf,
     pub profile: Profile,
+    /// The configuration's `[notices]` table, for the profile's `notices` keys.
+    pub notices: crate::notices::NoticeSettings,
 }
 
 impl Job {
@@ -77,6 +79,7 @@ pub async fn run_profile(job: &Job, stop: CancellationToken) -> anyhow::Result<R
     };
     let style =
         if args.engine.quiet || std::io::stderr().is_terminal() { ProgressStyle::Quiet } else { ProgressStyle::Auto };
+    let stop_after = stop.clone();
     let options = RunOptions { progress: style, stop, keep_findings: false };
     let report = match pipeline::run(&plan, Some(history), sinks, options).await {
         Ok(report) => report,
@@ -121,7 +124,60 @@ pub async fn run_profile(job: &Job, stop: CancellationToken) -> anyhow::Result<R
             tracing::warn!(profile = %p.name, scan, "exports not written: the scan was interrupted");
         }
     }
+    if p.notices.verify || p.notices.issue {
+        if completed {
+            remediation_loop(job, &args, stop_after).await?;
+        } else {
+            tracing::warn!(profile = %p.name, scan, "notices not verified or issued: the scan was interrupted");
+        }
+    }
     Ok(outcome)
+}
+
+/// The profile's `notices` keys, after its complete scan: re-check the claimed items within the
+/// profile's scope and politeness (`notices verify`), then issue notices for what is to notify
+/// (`notices issue`).
+async fn remediation_loop(job: &Job, args: &crate::cli::ScanArgs, stop: CancellationToken) -> anyhow::Result<()> {
+    let p = &job.profile;
+    let vendors = crate::notices::load_vendors(&args.scope.fingerprints)?;
+    if p.notices.verify {
+        let options = crate::notices::VerifyOptions {
+            scope: args.scope.options(args.engine.resolver)?,
+            scan: args.engine.options(),
+            run: RunOptions { progress: ProgressStyle::Quiet, stop, keep_findings: true },
+            actor: format!("otscope daemon ({})", p.name),
+        };
+        let v = crate::notices::verify(&job.db, &vendors, &options).await?;
+        tracing::info!(
+            profile = %p.name,
+            verified = v.verified.len(),
+            reopened = v.reopened.len(),
+            unchanged = v.unchanged.len(),
+            "claimed items re-checked"
+        );
+    }
+    if p.notices.issue {
+        let options = crate::notices::IssueOptions {
+            settings: job.notices.clone(),
+            out: Some(p.notices.out.clone().unwrap_or_else(|| job.config.with_file_name("notices"))),
+            lang: p.notices.lang.unwrap_or(p.exports.lang),
+            actor: format!("otscope daemon ({})", p.name),
+        };
+        let (db, now) = (job.db.clone(), pipeline::now_rfc3339());
+        let issued = tokio::task::spawn_blocking(move || {
+            let mut store = SqliteStore::open(&db)?;
+            crate::notices::issue(&mut store, &vendors, &options, &now).map_err(anyhow::Error::from)
+        })
+        .await??;
+        tracing::info!(
+            profile = %p.name,
+            notices = issued.notices.len(),
+            withheld = issued.withheld.len(),
+            files = issued.files.len(),
+            "notices issued"
+        );
+    }
+    Ok(())
 }
 
 /// Everything a run needs before it probes: the profile's files checked, the plan, the outputs, the
@@ -159,7 +215,7 @@ fn failed(job: &Job, e: anyhow::Error) -> anyhow::Error {
         kind: config::kind_of(&job.profile.name),
         runner: Some(Runner::current()),
     };
-    let end = ScanEnd { probed: 0, open: 0, completed: false, reason: Some(format!("{FAILED}{why}")) };
+    let end = ScanClose { probed: 0, completed: false, reason: Some(format!("{FAILED}{why}")) };
     let recorded = SqliteStore::open(&job.db).and_then(|mut store| {
         let id = store.begin_scan(&start)?;
         store.finish_scan(id, end, &now).map(|()| id)
@@ -178,14 +234,12 @@ pub fn write_exports(db: &Path, scan: ScanId, exports: &Exports) -> anyhow::Resu
     let store = SqliteStore::open(db)?;
     let mut files = Vec::new();
     if let Some(dir) = &exports.by_district {
-        let findings = store.findings(scan)?;
-        let sightings = store.sightings()?;
-        let written = export::by_district(&findings, &sightings, dir, Format::Csv, exports.lang)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        let written = export::by_district(&export::ScanExport::load(&store, scan)?, dir, Format::Csv, exports.lang)?;
         files.extend(written.files);
     }
     if let Some(path) = &exports.report {
-        let html = crate::report::render(&store, scan, exports.lang)?;
+        let notices = crate::store::AdvisoryStore::open_notices(&store)?;
+        let html = crate::report::render(&store, &notices, scan, exports.lang)?;
         let fail = |e: std::io::Error| anyhow::anyhow!("{}: {e}", path.display());
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(fail)?;
@@ -197,6 +251,19 @@ pub fn write_exports(db: &Path, scan: ScanId, exports: &Exports) -> anyhow::Resu
         files.push(path.clone());
     }
     Ok(files)
+}
+
+/// The exports of a configuration's profile, written for a recorded scan: after `scan --resume`
+/// completes a profile's scan, as after its first run.
+pub fn write_profile_exports(
+    config: &Path,
+    profile: Option<&str>,
+    db: &Path,
+    scan: ScanId,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let config = config::load(config).map_err(BadInput::from)?;
+    let profile = config.profile(profile).map_err(BadInput::from)?;
+    write_exports(db, scan, &profile.exports)
 }
 
 /// What the daemon checks before it runs a configuration (at start and at each reload): a valid file
@@ -408,7 +475,8 @@ pub async fn serve(mut config: Config, stop: CancellationToken) -> anyhow::Resul
             }
             tracing::info!(profile = %name, due = %show_time(due_at, &config.timezone), "scan starting");
             let scan_stop = stop.child_token();
-            let job = Job { config: config.path.clone(), db: config.db.clone(), profile };
+            let job =
+                Job { config: config.path.clone(), db: config.db.clone(), profile, notices: config.notices.clone() };
             let token = scan_stop.clone();
             let handle = tasks.spawn(async move { run_profile(&job, token).await });
             names.insert(handle.id(), name.clone());

@@ -107,6 +107,8 @@ type HostLimiter = RateLimiter<Ipv4Addr, RecentHosts, LoopClock, NoOpMiddleware<
 /// address's queue, in order, and leave it one per slot.
 struct HostSpacing {
     limiter: HostLimiter,
+    /// The limiter's table, shared, for prefetching.
+    recent: RecentHosts,
     interval: Duration,
     queues: FastMap<Ipv4Addr, VecDeque<Key>>,
 }
@@ -160,8 +162,10 @@ impl Pending {
             let recent = limits.rate.map_or(UNLIMITED_RATE_RECENT_HOSTS, |rate| {
                 (u128::from(rate.get()) * interval.as_nanos() / 1_000_000_000) as usize + 1
             });
+            let recent = RecentHosts::with_capacity(recent);
             HostSpacing {
-                limiter: RateLimiter::new(quota, RecentHosts::with_capacity(recent), clock.clone()),
+                limiter: RateLimiter::new(quota, recent.clone(), clock.clone()),
+                recent,
                 interval,
                 queues: FastMap::default(),
             }
@@ -182,6 +186,11 @@ impl Pending {
     /// Whether another target may be taken from the stream.
     pub fn has_room(&self) -> bool {
         self.order.slots.len() < self.limits.max_pending
+    }
+
+    /// Targets due for a send whose host has not been asked yet (a few may have been decided since).
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
     }
 
     /// Whether no target is waiting for anything.
@@ -206,6 +215,10 @@ impl Pending {
             Entry { target, ordinal, sends: 0, failures: 0, drops_at_admit: drops, due, phase: Phase::Queued },
         );
         self.ready.push_back(key);
+        // Its host's state is looked at when its turn comes: start fetching it now.
+        if let Some(hosts) = &self.hosts {
+            hosts.recent.prefetch(target.addr);
+        }
         true
     }
 

@@ -41,6 +41,9 @@ const IDLE_POLL: Duration = Duration::from_millis(20);
 /// After a local send failure, the sender pauses this long before its next packet.
 const LOCAL_FAILURE_PAUSE: Duration = Duration::from_millis(1);
 
+/// New targets taken from the stream ahead of their sends (see `Stage::next_target`).
+const ADMIT_AHEAD: usize = 8;
+
 /// Consecutive receive errors after which the receive socket is taken to be broken.
 const MAX_RECEIVE_ERRORS: u32 = 100;
 
@@ -311,7 +314,7 @@ impl Stage<'_> {
         answers: Receiver<Answer>,
         stop: &CancellationToken,
     ) -> Result<(), SynError> {
-        let mut writer = SynWriter::default();
+        let writer = SynWriter::default();
         // Targets whose SYNs go out together, and the packets.
         let (mut targets_out, mut batch) = (Vec::with_capacity(SEND_BATCH), Vec::with_capacity(SEND_BATCH));
         // The drop counter as last read: the baseline of targets taken until it is read again.
@@ -428,23 +431,29 @@ impl Stage<'_> {
         Ok(())
     }
 
-    /// The next target to send to: a due retry first, else a new target from the stream.
+    /// The next target to send to: a due retry first, else a new target from the stream. New targets
+    /// are taken [`ADMIT_AHEAD`] ahead of their sends, so that each one's per-host state comes from
+    /// memory while the ones before it go out.
     fn next_target<I: Iterator<Item = SynTarget>>(
         &mut self,
         targets: &mut Peekable<I>,
         drops: u32,
     ) -> Option<SynTarget> {
         loop {
+            while self.pending.ready_len() < ADMIT_AHEAD && self.pending.has_room() {
+                let Some(t) = targets.next() else { break };
+                self.stats.targets += 1;
+                if !self.pending.admit(t, drops) {
+                    self.stats.duplicates += 1;
+                }
+            }
             if let Some(t) = self.pending.next_send() {
                 return Some(t);
             }
-            if !self.pending.has_room() {
+            // Nothing was due: the stream is done, pending is full, or every target taken waits
+            // for its host (then more are taken, while there is room).
+            if !self.pending.has_room() || targets.peek().is_none() {
                 return None;
-            }
-            let t = targets.next()?;
-            self.stats.targets += 1;
-            if !self.pending.admit(t, drops) {
-                self.stats.duplicates += 1;
             }
         }
     }

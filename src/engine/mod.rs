@@ -1,21 +1,22 @@
-//! The scheduler: a bounded number of probes in flight, a global rate, per-host politeness,
-//! a deadline per target, and a clean stop that lets in-flight probes finish.
+//! The scheduler: a bounded number of probes in flight, a global rate, a turn per target at its
+//! host (the politeness itself holds every connection, in [`crate::net`]), a deadline per target
+//! from its turn, and a clean stop that lets in-flight probes finish.
 //!
 //! The engine knows nothing of protocols: it hands each [`Target`] to a [`Prober`].
 
-mod politeness;
 mod progress;
 
-pub use politeness::HostGate;
 pub use progress::{Progress, ProgressStyle};
 
 use crate::discovery::syn::{self, SynConfig, SynError, SynStats};
 use crate::discovery::{DiscoveryEvent, PortState, SynTarget, Verdict, Watermark};
 use crate::net::pacing::Pacer;
+use crate::net::{HostGate, HostTurn};
 use crate::probes::Identity;
 use crate::scope::{Target, Transport};
 use crate::targets::TargetStream;
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -61,16 +62,30 @@ pub enum Outcome {
     Found(Observation),
     /// Nothing answers: closed, filtered, or silent.
     Nothing,
+    /// The target's deadline passed before the probing ended: the observation of what is known by
+    /// then (an open port, its identity `unknown`, whatever it sent) when the port is known open.
+    CutOff(Option<Observation>),
     /// The scanner could not probe it (no file descriptor, no buffer, no local address, ...): never
     /// an answer about the target. The engine retries it a few times, then reports it not covered.
     LocalFailure(String),
 }
 
-/// What the engine asks of each target.
+/// What the engine grants one target: its turn at its host, through which every connection to the
+/// target opens (the host's politeness), and the instant by which the prober must be done.
+pub struct Visit {
+    pub turn: HostTurn,
+    pub deadline: tokio::time::Instant,
+}
+
+/// What the engine asks of each target. A prober answers by the visit's deadline (a cut-off is an
+/// outcome of its own); one that overruns it by [`DEADLINE_GRACE`] is dropped and counted as cut off.
 #[async_trait]
 pub trait Prober: Send + Sync {
-    async fn probe(&self, target: &Target) -> Outcome;
+    async fn probe(&self, target: &Target, visit: &Visit) -> Outcome;
 }
+
+/// How long past a target's deadline the engine waits for its prober to report the cut-off.
+pub const DEADLINE_GRACE: Duration = Duration::from_secs(1);
 
 /// How the open (address, port) pairs are found before they are identified.
 #[derive(Debug, Clone)]
@@ -97,9 +112,9 @@ pub struct EngineConfig {
     pub concurrency: usize,
     /// Probes started per second across the scan; `None` is unlimited.
     pub rate: Option<NonZeroU32>,
-    /// Probes in flight at once to one address.
+    /// Connections open at once to one address, and targets of it identified at once.
     pub per_host: usize,
-    /// Minimum pause between two probes to one address.
+    /// Minimum pause before each connection to one address, from the previous one's close and open.
     pub host_interval: Duration,
     /// Hard limit on everything one target may take, whatever the peer does.
     pub target_deadline: Duration,
@@ -233,19 +248,39 @@ pub async fn run(
             let mut pause = LOCAL_RETRY_PAUSE;
             for attempt in 1..=LOCAL_ATTEMPTS {
                 // A probe abandoned on stop stays in flight for the frontier: a resume probes it again.
-                let pass = tokio::select! {
+                let turn = tokio::select! {
                     _ = stop.cancelled() => return,
-                    pass = gate.enter(target.addr()) => pass,
+                    turn = gate.turn(target.addr()) => turn,
                 };
-                let outcome = tokio::time::timeout(deadline, prober.probe(&target)).await;
-                drop(pass);
+                // The deadline runs from the target's turn: waiting for the host is not the target's time.
+                let visit = Visit { turn, deadline: tokio::time::Instant::now() + deadline };
+                let probing = tokio::time::timeout_at(visit.deadline + DEADLINE_GRACE, prober.probe(&target, &visit));
+                // A prober that panics (a bug) must not take the target's position with it: the
+                // target leaves the coverage with the panic as its reason, and the checkpoint moves on.
+                let outcome = std::panic::AssertUnwindSafe(probing).catch_unwind().await;
+                drop(visit);
+                let outcome = match outcome {
+                    Ok(outcome) => outcome,
+                    Err(panic) => {
+                        let reason = format!("the prober panicked: {}", panic_message(&*panic));
+                        tracing::error!(target = %target.socket_addr(), "{reason}");
+                        progress.record(false, false);
+                        not_covered.fetch_add(1, Ordering::Relaxed);
+                        let _ = events.send(EngineEvent::NotCovered { target, reason }).await;
+                        break;
+                    }
+                };
                 match outcome {
                     Ok(Outcome::Found(observation)) => {
                         progress.record(true, false);
                         let _ = events.send(EngineEvent::Found(observation)).await;
                     }
+                    Ok(Outcome::CutOff(Some(observation))) => {
+                        progress.record(true, true);
+                        let _ = events.send(EngineEvent::Found(observation)).await;
+                    }
                     Ok(Outcome::Nothing) => progress.record(false, false),
-                    Err(_) => progress.record(false, true),
+                    Ok(Outcome::CutOff(None)) | Err(_) => progress.record(false, true),
                     Ok(Outcome::LocalFailure(reason)) if attempt == LOCAL_ATTEMPTS => {
                         progress.record(false, false);
                         not_covered.fetch_add(1, Ordering::Relaxed);
@@ -300,6 +335,15 @@ pub async fn run(
         syn,
         failure,
     }
+}
+
+/// The text a panic carried (`panic!` with a message gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// Where the identification loop takes its next target from.

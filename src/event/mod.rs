@@ -4,8 +4,9 @@
 use crate::export::{change_text, level_text, Lang};
 use crate::findings::Change;
 use crate::history::{diff, DiffEntry};
+use crate::pipeline::EXCLUDE_SHA256;
 use crate::scope::show_ports;
-use crate::store::{EventRecord, ScanRecord, Store, StoreError};
+use crate::store::{EventRecord, ScanRecord, ScanStart, Store, StoreError};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use time::format_description::well_known::Rfc3339;
@@ -17,6 +18,64 @@ pub const ZERO_ZH: &str = "无新增暴露，无变化。";
 
 pub fn kind_of(name: &str) -> String {
     format!("event:{name}")
+}
+
+/// How a check's scope differs from its baseline's: an event watches fixed objects, so an edit of the
+/// ledger or the exclusions since the baseline is told wherever the check is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopeChange {
+    pub ledger_edited: bool,
+    pub exclusions_edited: bool,
+    /// Addresses and (address, port) targets of the check, then of the baseline.
+    pub addresses: (u64, u64),
+    pub targets: (u64, u64),
+}
+
+/// What changed in the scope of `check` since `baseline`, if anything.
+pub fn scope_change(baseline: &ScanStart, check: &ScanStart) -> Option<ScopeChange> {
+    // A baseline recorded before scans kept the exclusions' hash cannot tell: its coverage still does.
+    let exclusions_edited = match (baseline.parameters.get(EXCLUDE_SHA256), check.parameters.get(EXCLUDE_SHA256)) {
+        (Some(before), Some(now)) => before != now,
+        _ => false,
+    };
+    let change = ScopeChange {
+        ledger_edited: baseline.ledger_sha256 != check.ledger_sha256,
+        exclusions_edited,
+        addresses: (check.coverage.addresses(), baseline.coverage.addresses()),
+        targets: (check.targets_total, baseline.targets_total),
+    };
+    let same_targets =
+        baseline.coverage.spans == check.coverage.spans && baseline.coverage.ports == check.coverage.ports;
+    (change.ledger_edited || change.exclusions_edited || !same_targets).then_some(change)
+}
+
+impl ScopeChange {
+    pub fn describe(&self, lang: Lang) -> String {
+        let zh = lang == Lang::Zh;
+        let mut edits = Vec::new();
+        if self.ledger_edited {
+            edits.push(if zh { "台账已修改" } else { "the ledger was edited" });
+        }
+        if self.exclusions_edited {
+            edits.push(if zh { "排除清单已修改" } else { "the exclusions were edited" });
+        }
+        let counts = if zh {
+            format!(
+                "本次检查 {} 个地址、{} 个目标，基线 {} 个地址、{} 个目标",
+                self.addresses.0, self.targets.0, self.addresses.1, self.targets.1
+            )
+        } else {
+            format!(
+                "this check covers {} addresses and {} targets, the baseline {} and {}",
+                self.addresses.0, self.targets.0, self.addresses.1, self.targets.1
+            )
+        };
+        if edits.is_empty() {
+            counts
+        } else {
+            format!("{}{}{counts}", edits.join(if zh { "，" } else { ", " }), if zh { "；" } else { "; " })
+        }
+    }
 }
 
 /// What the 24-hour report concluded.
@@ -80,6 +139,7 @@ pub fn drift(
 
 pub fn report(
     store: &dyn Store,
+    notices: &[crate::store::OpenNotice],
     event: &EventRecord,
     end: OffsetDateTime,
     window: time::Duration,
@@ -92,10 +152,24 @@ pub fn report(
     let drift = drift(store, event, &checks)?;
     let start = end - window;
     let fmt = |d: OffsetDateTime| short(&d.format(&Rfc3339).unwrap_or_default());
-    let params = &baseline.start.parameters;
     let coverage = &baseline.start.coverage;
     let probed: u64 = checks.iter().filter_map(|c| c.end.as_ref().map(|e| e.probed)).sum();
     let selection = &event.plan.selection;
+    let objects = |s: &ScanRecord| s.start.parameters.get("enterprises").and_then(|v| v.as_u64()).unwrap_or(0);
+    // What the checks covered, or without a check what the baseline did, beside the baseline's when it differs.
+    let counted = |of: &dyn Fn(&ScanRecord) -> u64| {
+        let base = of(&baseline);
+        let (low, high) = match (checks.iter().map(of).min(), checks.iter().map(of).max()) {
+            (Some(low), Some(high)) => (low, high),
+            _ => (base, base),
+        };
+        let range = if low == high { low.to_string() } else { format!("{low}–{high}") };
+        if (low, high) == (base, base) {
+            range
+        } else {
+            format!("{range} ({}{base})", t("baseline: ", "基线："))
+        }
+    };
 
     let mut out = String::new();
     let _ = writeln!(out, "# {}{}", t("Major-event report: ", "重大活动保障报告："), event.name);
@@ -131,13 +205,8 @@ pub fn report(
     );
     let _ = writeln!(out);
     let _ = writeln!(out, "## {}", t("Coverage", "覆盖范围"));
-    let _ = writeln!(
-        out,
-        "- {}{}",
-        t("Protected objects: ", "保护对象数："),
-        params.get("enterprises").and_then(|v| v.as_u64()).unwrap_or(0)
-    );
-    let _ = writeln!(out, "- {}{}", t("Addresses: ", "地址数："), coverage.addresses());
+    let _ = writeln!(out, "- {}{}", t("Protected objects: ", "保护对象数："), counted(&objects));
+    let _ = writeln!(out, "- {}{}", t("Addresses: ", "地址数："), counted(&|s| s.start.coverage.addresses()));
     let _ = writeln!(
         out,
         "- {}{}{open}{}{close}",
@@ -146,10 +215,11 @@ pub fn report(
         show_ports(&coverage.ports)
     );
     let _ = writeln!(out, "- {}{}", t("Checks in the window: ", "窗口内检查次数："), checks.len());
+    let mut changed_scope = Vec::new();
     for c in &checks {
         let _ = writeln!(
             out,
-            "  - {}{}{}{}{to}{}{comma}{} {}",
+            "  - {}{}{}{}{to}{}{comma}{} {}{comma}{} {}",
             t("scan ", "扫描 "),
             c.id,
             t(": ", "："),
@@ -157,7 +227,12 @@ pub fn report(
             c.ended_at.as_deref().map(short).unwrap_or_default(),
             c.end.as_ref().map(|e| e.probed).unwrap_or(0),
             t("targets probed", "个目标已探测"),
+            c.start.coverage.addresses(),
+            t("addresses", "个地址"),
         );
+        if let Some(change) = scope_change(&baseline.start, &c.start) {
+            changed_scope.push((c.id, change));
+        }
     }
     let _ = writeln!(
         out,
@@ -165,6 +240,15 @@ pub fn report(
         t("(address, port) targets probed in the window: ", "窗口内探测的（地址，端口）目标数："),
         probed
     );
+    for (scan, change) in &changed_scope {
+        let _ = writeln!(
+            out,
+            "- {}{scan}{}{}",
+            t("Scope changed since the baseline in scan ", "保障范围自基线以来已变化：扫描 "),
+            t(": ", "，"),
+            change.describe(lang)
+        );
+    }
     let _ = writeln!(out);
     let _ = writeln!(out, "## {}", t("Result", "结论"));
     let verdict = if checks.is_empty() {
@@ -226,5 +310,31 @@ pub fn report(
         }
         Verdict::Drift
     };
+    // The open warning notices about the event's objects (those its baseline found exposed).
+    let enterprises: std::collections::BTreeSet<String> =
+        store.findings(event.baseline_scan)?.into_iter().map(|f| f.enterprise_id).collect();
+    let notices = crate::notices::open_notices_of(notices, &enterprises.iter().map(String::as_str).collect());
+    if !notices.is_empty() {
+        let now = end.format(&Rfc3339).unwrap_or_default();
+        let _ = writeln!(out);
+        let _ = writeln!(out, "## {}", t("Open warning notices", "未闭环的预警通知"));
+        for n in &notices {
+            let enterprises: std::collections::BTreeSet<String> =
+                n.items.iter().map(|i| format!("{} {}", i.enterprise_id, i.enterprise)).collect();
+            let deadline = n.items.iter().filter_map(|i| i.deadline.as_deref()).min().map(short).unwrap_or_default();
+            let overdue = n.items.iter().filter(|i| crate::notices::item_overdue(i, &now)).count();
+            let _ = writeln!(
+                out,
+                "- {}{dash}{}{dash}{} {}{comma}{}{}{}",
+                n.number,
+                list(&enterprises.into_iter().collect::<Vec<_>>()),
+                n.items.len(),
+                t("open item(s)", "项未闭环"),
+                t("earliest deadline ", "最早整改期限 "),
+                deadline,
+                if overdue > 0 { format!("{comma}{overdue} {}", t("overdue", "项已逾期")) } else { String::new() },
+            );
+        }
+    }
     Ok(EventReport { text: out, verdict })
 }

@@ -1,14 +1,16 @@
 //! Exports of one scan's findings: per district (one file per district and a summary), as CSV or
 //! Excel workbooks for people (English or Chinese headers) or JSONL for the monitoring platform.
 
+pub mod stix;
 pub mod xlsx;
 
 use crate::findings::{
     cell_text, values, Change, Column, CsvTable, Finding, FindingSink, JsonlWriter, Severity, COLUMNS,
 };
 use crate::ledger::Level;
-use crate::store::Sighting;
-use std::collections::{BTreeMap, HashMap};
+use crate::store::{ScanId, Sighting, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -23,6 +25,8 @@ pub enum Format {
     Csv,
     Jsonl,
     Xlsx,
+    /// STIX 2.1 bundles, written by [`stix::write`] from the store's history.
+    Stix,
 }
 
 impl Format {
@@ -31,6 +35,7 @@ impl Format {
             Format::Csv => "csv",
             Format::Jsonl => "jsonl",
             Format::Xlsx => "xlsx",
+            Format::Stix => "json",
         }
     }
 }
@@ -116,6 +121,71 @@ pub fn safe_file_stem(name: &str) -> String {
     s
 }
 
+/// The file each export leaves in its folder, listing what it wrote there: the next export into the
+/// folder removes the files of that list it does not write again, and never any other file.
+pub const MANIFEST: &str = ".otscope-export.json";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Manifest {
+    /// The manifest's format.
+    otscope_export: u32,
+    #[serde(default)]
+    scan: Option<ScanId>,
+    files: Vec<String>,
+    /// Each district that got a file, with the number of findings in it.
+    #[serde(default)]
+    districts: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    /// The folder's manifest cannot be trusted to say which files are the previous export's.
+    #[error("{}: {message}; nothing was removed: fix or delete this file to export into its folder", path.display())]
+    Manifest { path: PathBuf, message: String },
+}
+
+fn at(path: &Path) -> impl FnOnce(io::Error) -> ExportError + '_ {
+    move |source| ExportError::Io { path: path.to_path_buf(), source }
+}
+
+/// One recorded scan, as the exports need it.
+pub struct ScanExport {
+    pub scan: ScanId,
+    pub findings: Vec<Finding>,
+    pub sightings: Vec<Sighting>,
+    /// The districts every target of which the scan probed (none unless it completed): a district of
+    /// these without findings is one where nothing is exposed.
+    pub covered_districts: BTreeSet<String>,
+}
+
+impl ScanExport {
+    pub fn load(store: &dyn Store, scan: ScanId) -> Result<ScanExport, StoreError> {
+        let record = store.scan(scan)?;
+        let covered_districts = match record.start.parameters.get("districts") {
+            Some(serde_json::Value::Array(names)) if record.completed() => {
+                names.iter().filter_map(|n| n.as_str().map(String::from)).collect()
+            }
+            _ => BTreeSet::new(),
+        };
+        Ok(ScanExport { scan, findings: store.findings(scan)?, sightings: store.sightings()?, covered_districts })
+    }
+}
+
+/// A district's file name in a folder where `used` counts the stems already taken: two districts whose
+/// names differ only in characters [`safe_file_stem`] replaces must not share a file.
+pub fn district_file_name(used: &mut HashMap<String, usize>, district: &str, extension: &str) -> String {
+    let stem = safe_file_stem(district);
+    let n = used.entry(stem.to_lowercase()).or_default();
+    *n += 1;
+    if *n == 1 {
+        format!("{stem}.{extension}")
+    } else {
+        format!("{stem}-{n}.{extension}")
+    }
+}
+
 /// What an export wrote.
 #[derive(Debug, Default)]
 pub struct Written {
@@ -133,75 +203,156 @@ fn sightings_map(sightings: &[Sighting]) -> Seen {
         .collect()
 }
 
-/// Writes one file per district (only its enterprises' findings) and a summary file into `dir`.
-pub fn by_district(
-    findings: &[Finding],
-    sightings: &[Sighting],
-    dir: &Path,
-    format: Format,
-    lang: Lang,
-) -> io::Result<Written> {
-    std::fs::create_dir_all(dir)?;
+/// An export folder: what the previous export wrote into it, and this export's writes, each to a file
+/// beside its name and renamed into place, so a reader never sees half a file.
+struct Folder<'a> {
+    dir: &'a Path,
+    previous: Manifest,
+}
+
+impl<'a> Folder<'a> {
+    fn open(dir: &'a Path) -> Result<Folder<'a>, ExportError> {
+        std::fs::create_dir_all(dir).map_err(at(dir))?;
+        let path = dir.join(MANIFEST);
+        let previous = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let bad = |message: String| ExportError::Manifest { path: path.clone(), message };
+                let manifest: Manifest = serde_json::from_slice(&bytes)
+                    .map_err(|e| bad(format!("not a manifest of an otscope export: {e}")))?;
+                if let Some(name) = manifest.files.iter().find(|n| !is_plain_name(n)) {
+                    return Err(bad(format!("lists {name:?}, which is not a file of this folder")));
+                }
+                manifest
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Manifest::default(),
+            Err(e) => return Err(at(&path)(e)),
+        };
+        Ok(Folder { dir, previous })
+    }
+
+    /// Writes the file `name` with `write`.
+    fn write(
+        &self,
+        name: &str,
+        write: impl FnOnce(&mut io::BufWriter<std::fs::File>) -> io::Result<()>,
+    ) -> Result<PathBuf, ExportError> {
+        let path = self.dir.join(name);
+        let partial = self.dir.join(format!(".{name}.part"));
+        let written = std::fs::File::create(&partial).and_then(|file| {
+            let mut out = io::BufWriter::new(file);
+            write(&mut out)?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()
+        });
+        if let Err(e) = written.and_then(|()| std::fs::rename(&partial, &path)) {
+            let _ = std::fs::remove_file(&partial);
+            return Err(at(&path)(e));
+        }
+        Ok(path)
+    }
+
+    /// Records what is about to be written beside what the previous export wrote, so that an export
+    /// that dies half-way leaves no file the next one would not know to remove.
+    fn announce(&self, files: &[String]) -> Result<(), ExportError> {
+        let mut all = self.previous.files.clone();
+        all.extend(files.iter().cloned());
+        all.sort();
+        all.dedup();
+        let manifest = Manifest { otscope_export: 1, files: all, ..Manifest::default() };
+        self.write(MANIFEST, |out| write_json(out, &manifest)).map(drop)
+    }
+
+    /// Records what this export wrote and removes the previous export's files it did not write again.
+    fn finish(self, manifest: Manifest) -> Result<(), ExportError> {
+        self.write(MANIFEST, |out| write_json(out, &manifest))?;
+        for stale in self.previous.files.iter().filter(|f| !manifest.files.contains(f)) {
+            let path = self.dir.join(stale);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(at(&path)(e)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_json(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    out.write_all(b"\n")
+}
+
+/// A name of a file directly in the folder: one normal path component, not the manifest itself.
+fn is_plain_name(name: &str) -> bool {
+    let mut parts = Path::new(name).components();
+    matches!((parts.next(), parts.next()), (Some(std::path::Component::Normal(_)), None))
+        && !name.contains(['/', '\\', '\0'])
+        && name != MANIFEST
+}
+
+/// Writes one file per district (only its enterprises' findings) and a summary file into `dir`, in place
+/// of the previous export's files there. A district the previous export had a file for, that the scan
+/// covered and found nothing in, gets a file that says zero (a header only, a summary row of zeros).
+pub fn by_district(data: &ScanExport, dir: &Path, format: Format, lang: Lang) -> Result<Written, ExportError> {
+    let folder = Folder::open(dir)?;
     let mut groups: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
-    for f in findings {
+    for f in &data.findings {
         groups.entry(f.district.as_str()).or_default().push(f);
     }
-    let seen = sightings_map(sightings);
+    for district in folder.previous.districts.keys().filter(|d| data.covered_districts.contains(*d)) {
+        groups.entry(district.as_str()).or_default();
+    }
+    let seen = sightings_map(&data.sightings);
     let extension = format.extension();
     let mut used: HashMap<String, usize> = HashMap::new();
+    let names: Vec<String> = groups.keys().map(|district| district_file_name(&mut used, district, extension)).collect();
+    let summary = format!("summary.{}", if format == Format::Jsonl { "json" } else { extension });
+    let mut files = names.clone();
+    files.push(summary.clone());
+    folder.announce(&files)?;
     let mut written = Written::default();
     let mut summary_rows = Vec::new();
-    for (district, rows) in &groups {
-        let stem = safe_file_stem(district);
-        // Two districts whose names differ only in characters replaced above must not share a file.
-        let n = used.entry(stem.to_lowercase()).or_default();
-        *n += 1;
-        let name = if *n == 1 { format!("{stem}.{extension}") } else { format!("{stem}-{n}.{extension}") };
-        let path = dir.join(&name);
-        let file = io::BufWriter::new(std::fs::File::create(&path)?);
-        match format {
-            Format::Csv => write_csv(file, rows, &seen, lang)?,
-            Format::Jsonl => write_jsonl(file, rows)?,
-            Format::Xlsx => xlsx::district_workbook(file, district, rows, &seen, lang)?,
-        }
+    for ((district, rows), name) in groups.iter().zip(&names) {
+        let path = folder.write(name, |out| match format {
+            Format::Csv => write_csv(out, rows, &seen, lang),
+            Format::Jsonl => write_jsonl(out, rows),
+            Format::Xlsx => xlsx::district_workbook(out, district, rows, &seen, lang),
+            Format::Stix => unreachable!("STIX bundles are written by export::stix::write"),
+        })?;
         written.findings += rows.len();
         written.files.push(path);
-        summary_rows.push((district.to_string(), rows.clone(), name));
+        summary_rows.push((district.to_string(), rows.clone(), name.clone()));
     }
-    let summary = dir.join(format!("summary.{}", if format == Format::Jsonl { "json" } else { extension }));
-    match format {
-        Format::Csv => write_summary_csv(io::BufWriter::new(std::fs::File::create(&summary)?), &summary_rows, lang)?,
-        Format::Xlsx => {
-            xlsx::summary_workbook(io::BufWriter::new(std::fs::File::create(&summary)?), &summary_rows, lang)?
-        }
+    let path = folder.write(&summary, |out| match format {
+        Format::Csv => write_summary_csv(out, &summary_rows, lang),
+        Format::Xlsx => xlsx::summary_workbook(out, &summary_rows, lang),
         Format::Jsonl => {
             let doc: Vec<serde_json::Value> =
                 summary_rows.iter().map(|(d, rows, file)| summary_json(d, rows, file)).collect();
-            std::fs::write(&summary, serde_json::to_string_pretty(&doc)? + "\n")?;
+            write_json(out, &doc)
         }
-    }
-    written.files.push(summary);
+        Format::Stix => unreachable!("STIX bundles are written by export::stix::write"),
+    })?;
+    written.files.push(path);
+    let districts = summary_rows.iter().map(|(d, rows, _)| (d.clone(), rows.len())).collect();
+    folder.finish(Manifest { otscope_export: 1, scan: Some(data.scan), files, districts })?;
     Ok(written)
 }
 
-/// Writes every finding into one file: `findings.csv`, `findings.jsonl`, or `findings.xlsx` (a sheet
-/// per district and a summary sheet).
-pub fn single(
-    findings: &[Finding],
-    sightings: &[Sighting],
-    dir: &Path,
-    format: Format,
-    lang: Lang,
-) -> io::Result<Written> {
-    std::fs::create_dir_all(dir)?;
-    let rows: Vec<&Finding> = findings.iter().collect();
-    let path = dir.join(format!("findings.{}", format.extension()));
-    let file = io::BufWriter::new(std::fs::File::create(&path)?);
-    match format {
-        Format::Csv => write_csv(file, &rows, &sightings_map(sightings), lang)?,
-        Format::Jsonl => write_jsonl(file, &rows)?,
-        Format::Xlsx => xlsx::center_workbook(file, &rows, &sightings_map(sightings), lang)?,
-    }
+/// Writes every finding into one file, in place of the previous export's files in `dir`:
+/// `findings.csv`, `findings.jsonl`, or `findings.xlsx` (a sheet per district and a summary sheet).
+pub fn single(data: &ScanExport, dir: &Path, format: Format, lang: Lang) -> Result<Written, ExportError> {
+    let folder = Folder::open(dir)?;
+    let rows: Vec<&Finding> = data.findings.iter().collect();
+    let name = format!("findings.{}", format.extension());
+    let files = vec![name.clone()];
+    folder.announce(&files)?;
+    let seen = sightings_map(&data.sightings);
+    let path = folder.write(&name, |out| match format {
+        Format::Csv => write_csv(out, &rows, &seen, lang),
+        Format::Jsonl => write_jsonl(out, &rows),
+        Format::Xlsx => xlsx::center_workbook(out, &rows, &seen, lang),
+        Format::Stix => unreachable!("STIX bundles are written by export::stix::write"),
+    })?;
+    folder.finish(Manifest { otscope_export: 1, scan: Some(data.scan), files, districts: BTreeMap::new() })?;
     Ok(Written { files: vec![path], findings: rows.len() })
 }
 

@@ -137,6 +137,9 @@ pub struct Ledger {
     pub sha256: String,
     pub enterprises: Vec<Enterprise>,
     pub exclusions: Vec<Exclusion>,
+    /// SHA-256 of the exclusion file added to the ledger, if any (of each file's hash in turn when there
+    /// are several), so the history can tell when the exclusions were edited.
+    pub exclusions_sha256: Option<String>,
     layout: Layout,
 }
 
@@ -346,7 +349,7 @@ impl Ledger {
         errors.extend(overlap_errors(&layout, &claims));
         if errors.is_empty() {
             let sha256 = hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes));
-            Ok(Ledger { path: path.to_path_buf(), sha256, enterprises, exclusions, layout })
+            Ok(Ledger { path: path.to_path_buf(), sha256, enterprises, exclusions, exclusions_sha256: None, layout })
         } else {
             Err(sorted(errors))
         }
@@ -375,6 +378,12 @@ impl Ledger {
     /// Adds the exclusions of a `--exclude FILE`: one or more `;`-separated targets per line, `#` comments.
     pub fn add_exclusion_file(&mut self, path: &Path) -> Result<(), InputErrors> {
         let bytes = read_bounded(path, crate::input::EXCLUSIONS_LIMIT).map_err(|e| InputErrors(vec![e]))?;
+        let digest = |b: &[u8]| hex::encode(ring::digest::digest(&ring::digest::SHA256, b));
+        let file = digest(&bytes);
+        self.exclusions_sha256 = Some(match self.exclusions_sha256.take() {
+            None => file,
+            Some(before) => digest(format!("{before}{file}").as_bytes()),
+        });
         let text = String::from_utf8(bytes).map_err(|e| {
             let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|&&b| b == b'\n').count();
             InputErrors(vec![InputError {

@@ -2,10 +2,12 @@
 //! peer that stays silent, drips, or streams forever costs one bounded slot and nothing more.
 
 pub mod pacing;
+mod politeness;
 pub mod raw;
 mod session;
 mod tls;
 
+pub use politeness::{ConnectionPass, HostGate, HostTurn};
 pub use session::{Session, MAX_RECONNECTS};
 
 use crate::scope::{Target, Transport};
@@ -51,6 +53,11 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// Deadline for one complete reply frame, however the bytes trickle in.
     pub read_timeout: Duration,
+    /// Deadline for a later variant of a request once an earlier variant got nothing at all (other
+    /// Modbus functions, another ICS protocol on the same port): a silent port costs about one read
+    /// timeout, not one per variant. At most `read_timeout`; the identifier sets it per target from
+    /// the measured connect time.
+    pub follow_up_timeout: Duration,
     /// Largest reply frame accepted; larger claims are refused before anything is allocated for them.
     pub max_frame: usize,
     /// Total bytes read from one connection across all its exchanges.
@@ -64,6 +71,7 @@ impl Default for Limits {
         Limits {
             connect_timeout: Duration::from_secs(3),
             read_timeout: Duration::from_secs(3),
+            follow_up_timeout: Duration::from_secs(3),
             max_frame: 64 * 1024,
             max_total: 256 * 1024,
             udp_retries: 1,
@@ -122,6 +130,9 @@ enum Stream {
     Tcp(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     Udp(Datagrams),
+    /// Closed by the scanner: the socket is gone and its host's slot given back; every send fails
+    /// and every read sees the end of the stream.
+    Closed(Transport),
 }
 
 /// A UDP socket talking to one target. Connected, the kernel drops datagrams from any other source
@@ -210,11 +221,30 @@ pub struct Conn {
     received: usize,
     /// The first [`REPLY_BYTES`] the peer sent on this connection.
     reply: Vec<u8>,
+    /// How long the TCP handshake took (zero for UDP): a measure of the round trip.
+    connected_in: Duration,
+    /// The host's connection slot, given back (and its interval started) when the connection drops,
+    /// after the socket above has closed.
+    host_slot: Option<ConnectionPass>,
+}
+
+/// The largest TLS handshake message the client reads (rustls's limit: 64 KiB).
+pub const TLS_HANDSHAKE_MESSAGE_BYTES: usize = 0xffff;
+
+/// The name a TLS client hello gives: the target's hostname, else its address.
+fn tls_server_name(target: &Target) -> rustls::pki_types::ServerName<'static> {
+    target
+        .hostname()
+        .and_then(|h| rustls::pki_types::ServerName::try_from(h.to_string()).ok())
+        .unwrap_or_else(|| rustls::pki_types::ServerName::IpAddress(target.addr().into()))
 }
 
 impl Conn {
-    /// Opens a TCP connection or a connected UDP socket to the target.
-    pub async fn open(target: &Target, limits: Limits) -> Result<Conn, NetError> {
+    /// Opens a TCP connection or a connected UDP socket to the target, when the host's politeness
+    /// allows (the wait for it is not part of the connect timeout).
+    pub async fn open(target: &Target, limits: Limits, turn: &HostTurn) -> Result<Conn, NetError> {
+        let pass = turn.connection().await;
+        let started = Instant::now();
         let stream = match target.transport() {
             Transport::Tcp => {
                 let s = tokio::time::timeout(limits.connect_timeout, TcpStream::connect(target.socket_addr()))
@@ -225,20 +255,48 @@ impl Conn {
             }
             Transport::Udp => Stream::Udp(Datagrams::bind(target.socket_addr(), false).await?),
         };
-        Ok(Conn::over(stream, limits))
+        let mut conn = Conn::over(stream, limits, pass);
+        if conn.transport() == Transport::Tcp {
+            conn.connected_in = started.elapsed();
+        }
+        Ok(conn)
     }
 
     /// Opens an unconnected UDP socket to the target that reads datagrams from any source port of the
     /// target's address (and from no other address).
-    pub async fn open_udp_any_port(target: &Target, limits: Limits) -> Result<Conn, NetError> {
+    pub async fn open_udp_any_port(target: &Target, limits: Limits, turn: &HostTurn) -> Result<Conn, NetError> {
         if target.transport() != Transport::Udp {
             return Err(NetError::Invalid("a UDP socket for a TCP target".into()));
         }
-        Ok(Conn::over(Stream::Udp(Datagrams::bind(target.socket_addr(), true).await?), limits))
+        let pass = turn.connection().await;
+        Ok(Conn::over(Stream::Udp(Datagrams::bind(target.socket_addr(), true).await?), limits, pass))
     }
 
-    fn over(stream: Stream, limits: Limits) -> Conn {
-        Conn { stream, limits, pending: Vec::new(), received: 0, reply: Vec::new() }
+    fn over(stream: Stream, limits: Limits, pass: ConnectionPass) -> Conn {
+        Conn {
+            stream,
+            limits,
+            pending: Vec::new(),
+            received: 0,
+            reply: Vec::new(),
+            connected_in: Duration::ZERO,
+            host_slot: Some(pass),
+        }
+    }
+
+    /// How long the TCP handshake took (zero for UDP).
+    pub fn connected_in(&self) -> Duration {
+        self.connected_in
+    }
+
+    /// Closes the socket and gives the host's slot back (so that a fresh connection to the host may
+    /// open), returning what the peer sent on it. The connection stays usable as a closed one.
+    pub fn close(&mut self) -> Vec<u8> {
+        let transport = self.transport();
+        self.stream = Stream::Closed(transport);
+        self.host_slot = None;
+        self.pending.clear();
+        std::mem::take(&mut self.reply)
     }
 
     /// Whether this is a UDP socket that reads any source port of the target's address.
@@ -248,26 +306,53 @@ impl Conn {
 
     /// Opens a TCP connection and completes a TLS handshake over it, recording (never trusting) the
     /// peer's certificate chain. Returns the connection and the handshake's description.
-    pub async fn open_tls(target: &Target, limits: Limits) -> Result<(Conn, Map<String, Value>), NetError> {
-        let plain = Conn::open(target, limits).await?;
-        let Stream::Tcp(tcp) = plain.stream else {
+    pub async fn open_tls(
+        target: &Target,
+        limits: Limits,
+        turn: &HostTurn,
+    ) -> Result<(Conn, Map<String, Value>), NetError> {
+        let Conn { stream, host_slot, connected_in, .. } = Conn::open(target, limits, turn).await?;
+        let (Stream::Tcp(tcp), Some(pass)) = (stream, host_slot) else {
             return Err(NetError::Invalid("TLS needs a TCP target".into()));
         };
         let verifier = Arc::new(tls::RecordingVerifier::default());
         let connector = tokio_rustls::TlsConnector::from(tls::client_config(verifier.clone()));
-        let name = target
-            .hostname()
-            .and_then(|h| rustls::pki_types::ServerName::try_from(h.to_string()).ok())
-            .unwrap_or_else(|| rustls::pki_types::ServerName::IpAddress(target.addr().into()));
+        let name = tls_server_name(target);
         let stream = tokio::time::timeout(limits.read_timeout, connector.connect(name, tcp))
             .await
             .map_err(|_| NetError::Timeout(limits.read_timeout))?
-            .map_err(|e| NetError::Invalid(format!("TLS handshake failed: {e}")))?;
+            .map_err(|e| {
+                let too_large = rustls::Error::InvalidMessage(rustls::InvalidMessage::HandshakePayloadTooLarge);
+                match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+                    // A handshake message beyond what a TLS client reads: the server did speak TLS.
+                    Some(error) if *error == too_large => NetError::TooLarge(TLS_HANDSHAKE_MESSAGE_BYTES),
+                    _ => NetError::Invalid(format!("TLS handshake failed: {e}")),
+                }
+            })?;
         let (_, session) = stream.get_ref();
         let info = tls::describe(session.protocol_version(), session.negotiated_cipher_suite(), &verifier.take_chain());
-        let conn =
-            Conn { stream: Stream::Tls(Box::new(stream)), limits, pending: Vec::new(), received: 0, reply: Vec::new() };
+        let mut conn = Conn::over(Stream::Tls(Box::new(stream)), limits, pass);
+        conn.connected_in = connected_in;
         Ok((conn, info))
+    }
+
+    /// Sends the client hello of [`Conn::open_tls`] on a plain connection and reads what comes back:
+    /// when it is a TLS server hello, the version and cipher the server chose and the size of the
+    /// certificate message that follows, with the reply's first bytes. For a server whose handshake
+    /// cannot be completed (a certificate message larger than the 64 KiB a TLS client reads).
+    pub async fn tls_server_hello(
+        target: &Target,
+        limits: Limits,
+        turn: &HostTurn,
+    ) -> Option<(Map<String, Value>, Vec<u8>)> {
+        let config = tls::client_config(Arc::new(tls::RecordingVerifier::default()));
+        let mut client = rustls::ClientConnection::new(config, tls_server_name(target)).ok()?;
+        let mut hello = Vec::new();
+        client.write_tls(&mut hello).ok()?;
+        let mut conn = Conn::open(target, limits, turn).await.ok()?;
+        conn.send(&hello).await.ok()?;
+        let reply = conn.recv_passive(limits.read_timeout, REPLY_BYTES).await.ok()?;
+        Some((tls::server_hello(&reply)?, reply))
     }
 
     /// Whether this connection runs over TLS.
@@ -277,6 +362,11 @@ impl Conn {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Holds the connection's later reads and writes to `limits`.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// The first bytes the peer sent on this connection, up to [`REPLY_BYTES`] (datagrams one after
@@ -289,6 +379,7 @@ impl Conn {
         match self.stream {
             Stream::Udp(_) => Transport::Udp,
             Stream::Tcp(_) | Stream::Tls(_) => Transport::Tcp,
+            Stream::Closed(transport) => transport,
         }
     }
 
@@ -304,6 +395,7 @@ impl Conn {
                 .await
             }
             Stream::Udp(d) => timeout_at(deadline, d.send(bytes)).await,
+            Stream::Closed(_) => return Err(NetError::Closed(0)),
         };
         result.map_err(|_| NetError::Timeout(self.limits.read_timeout))?.map_err(NetError::Io)
     }
@@ -312,7 +404,7 @@ impl Conn {
     pub async fn exchange(&mut self, request: &[u8], frame: impl Fn(&[u8]) -> Frame) -> Result<Vec<u8>, NetError> {
         let tries = match self.stream {
             Stream::Udp(_) => 1 + self.limits.udp_retries,
-            Stream::Tcp(_) | Stream::Tls(_) => 1,
+            Stream::Tcp(_) | Stream::Tls(_) | Stream::Closed(_) => 1,
         };
         let mut last = NetError::Timeout(self.limits.read_timeout);
         for _ in 0..tries {
@@ -349,7 +441,7 @@ impl Conn {
                     }
                 }
             }
-            Stream::Tcp(_) | Stream::Tls(_) => loop {
+            Stream::Tcp(_) | Stream::Tls(_) | Stream::Closed(_) => loop {
                 match frame(&self.pending) {
                     Frame::Complete(len) if len <= self.pending.len() => {
                         let rest = self.pending.split_off(len);
@@ -403,6 +495,7 @@ impl Conn {
             Stream::Tcp(s) => timeout_at(deadline, s.read(&mut chunk[..want])).await.map_err(|_| timeout)??,
             Stream::Tls(s) => timeout_at(deadline, s.read(&mut chunk[..want])).await.map_err(|_| timeout)??,
             Stream::Udp(d) => d.recv(&mut chunk[..want], deadline).await?.ok_or(timeout)?,
+            Stream::Closed(_) => 0,
         };
         self.pending.extend_from_slice(&chunk[..n]);
         self.record(&chunk[..n]);

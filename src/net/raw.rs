@@ -358,38 +358,86 @@ pub struct Syn {
     pub seq: u32,
 }
 
-/// Writes SYNs as whole IPv4 packets, checksums included. The headers are built once (options and
-/// all) and only their varying fields are set for each packet.
+/// Writes SYNs as whole IPv4 packets, checksums included. The packet is laid out once, as a template
+/// with every varying field zero (etherparse builds it from the headers' definitions); each SYN is
+/// a copy with its addresses, ports and sequence number set, and both checksums completed from the
+/// template's precomputed sums (RFC 1071: a one's-complement sum may be taken in any order, so the
+/// varying words are simply added to the constant part).
 pub struct SynWriter {
-    ip: Ipv4Header,
-    tcp: TcpHeader,
+    template: [u8; SYN_LEN],
+    /// One's-complement sums (unfolded) of the template's constant words: the IPv4 header's, and the
+    /// TCP segment's with the pseudo-header's protocol and length.
+    ip_sum: u32,
+    tcp_sum: u32,
 }
+
+/// Where the varying fields sit in the packet.
+const IP_CHECKSUM: usize = 10;
+const IP_SOURCE: usize = 12;
+const IP_DESTINATION: usize = 16;
+const TCP: usize = 20;
+const TCP_SOURCE_PORT: usize = TCP;
+const TCP_DESTINATION_PORT: usize = TCP + 2;
+const TCP_SEQUENCE: usize = TCP + 4;
+const TCP_CHECKSUM: usize = TCP + 16;
 
 impl Default for SynWriter {
     fn default() -> Self {
         let mut tcp = TcpHeader::new(0, 0, 0, u16::MAX);
         tcp.syn = true;
         tcp.set_options(&[TcpOptionElement::MaximumSegmentSize(1460)]).expect("one MSS option fits");
-        let ip =
-            Ipv4Header::new(tcp.header_len_u16(), 64, IpNumber::TCP, [0; 4], [0; 4]).expect("a 24-byte payload fits");
-        SynWriter { ip, tcp }
+        let tcp_len = tcp.header_len_u16();
+        let ip = Ipv4Header::new(tcp_len, 64, IpNumber::TCP, [0; 4], [0; 4]).expect("a 24-byte payload fits");
+        let mut template = [0u8; SYN_LEN];
+        let mut cursor = &mut template[..];
+        ip.write(&mut cursor).expect("the buffer holds the IPv4 header");
+        tcp.write(&mut cursor).expect("the buffer holds the TCP header");
+        debug_assert!(cursor.is_empty());
+        // The template's own checksums are not part of what is summed.
+        template[IP_CHECKSUM..IP_CHECKSUM + 2].fill(0);
+        template[TCP_CHECKSUM..TCP_CHECKSUM + 2].fill(0);
+        let ip_sum = word_sum(&template[..TCP]);
+        let tcp_sum = word_sum(&template[TCP..]) + u32::from(u8::from(IpNumber::TCP)) + u32::from(tcp_len);
+        SynWriter { template, ip_sum, tcp_sum }
     }
 }
 
 impl SynWriter {
-    pub fn write(&mut self, syn: &Syn, out: &mut [u8; SYN_LEN]) {
-        self.ip.source = syn.src.octets();
-        self.ip.destination = syn.dst.octets();
-        self.tcp.source_port = syn.src_port;
-        self.tcp.destination_port = syn.dst_port;
-        self.tcp.sequence_number = syn.seq;
-        self.tcp.checksum = self.tcp.calc_checksum_ipv4(&self.ip, &[]).expect("no payload");
-        let mut cursor = &mut out[..];
-        // `Ipv4Header::write` computes the header checksum.
-        self.ip.write(&mut cursor).expect("the buffer holds the IPv4 header");
-        self.tcp.write(&mut cursor).expect("the buffer holds the TCP header");
-        debug_assert!(cursor.is_empty());
+    pub fn write(&self, syn: &Syn, out: &mut [u8; SYN_LEN]) {
+        *out = self.template;
+        let (src, dst) = (syn.src.octets(), syn.dst.octets());
+        out[IP_SOURCE..IP_SOURCE + 4].copy_from_slice(&src);
+        out[IP_DESTINATION..IP_DESTINATION + 4].copy_from_slice(&dst);
+        out[TCP_SOURCE_PORT..TCP_SOURCE_PORT + 2].copy_from_slice(&syn.src_port.to_be_bytes());
+        out[TCP_DESTINATION_PORT..TCP_DESTINATION_PORT + 2].copy_from_slice(&syn.dst_port.to_be_bytes());
+        out[TCP_SEQUENCE..TCP_SEQUENCE + 4].copy_from_slice(&syn.seq.to_be_bytes());
+        // Both checksums cover the addresses (the TCP one through its pseudo-header).
+        let addresses = word_sum(&src) + word_sum(&dst);
+        let ip = fold(self.ip_sum + addresses);
+        let tcp = fold(
+            self.tcp_sum
+                + addresses
+                + u32::from(syn.src_port)
+                + u32::from(syn.dst_port)
+                + (syn.seq >> 16)
+                + (syn.seq & 0xffff),
+        );
+        out[IP_CHECKSUM..IP_CHECKSUM + 2].copy_from_slice(&(!ip).to_be_bytes());
+        out[TCP_CHECKSUM..TCP_CHECKSUM + 2].copy_from_slice(&(!tcp).to_be_bytes());
     }
+}
+
+/// The sum of `bytes` as big-endian 16-bit words (an even number of bytes), not yet folded.
+fn word_sum(bytes: &[u8]) -> u32 {
+    bytes.chunks_exact(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum()
+}
+
+/// Folds carries back into 16 bits: the one's-complement sum.
+fn fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
 }
 
 /// What a received TCP segment says, as far as discovery cares.
@@ -438,7 +486,7 @@ mod tests {
             seq: 0xdead_beef,
         };
         let mut packet = [0u8; SYN_LEN];
-        let mut writer = SynWriter::default();
+        let writer = SynWriter::default();
         // A first packet with other fields, so that nothing of it may linger in the second.
         let other = Syn {
             src: Ipv4Addr::new(127, 1, 1, 1),
@@ -473,6 +521,31 @@ mod tests {
         pseudo.extend_from_slice(&packet[12..20]);
         pseudo.extend_from_slice(&[0, 6, 0, 24]);
         assert_eq!(ones_complement_sum(tcp, ones_complement_sum(&pseudo, 0)), 0xffff);
+    }
+
+    #[test]
+    fn every_field_reaches_both_checksums() {
+        let writer = SynWriter::default();
+        let mut packet = [0u8; SYN_LEN];
+        // Extremes of each varying field (all-ones words make the carries wrap), then mixtures.
+        let fields = [
+            ([127, 0, 0, 1], [127, 0, 0, 2], 1, 1, 0),
+            ([127, 255, 255, 255], [127, 255, 255, 254], u16::MAX, u16::MAX, u32::MAX),
+            ([127, 0, 255, 0], [127, 255, 0, 255], 0xff00, 0x00ff, 0xffff_0000),
+            ([127, 18, 52, 86], [127, 120, 154, 188], 61000, 502, 0x8000_0001),
+        ];
+        for (src, dst, src_port, dst_port, seq) in fields {
+            let syn = Syn { src: Ipv4Addr::from(src), dst: Ipv4Addr::from(dst), src_port, dst_port, seq };
+            writer.write(&syn, &mut packet);
+            assert_eq!(ones_complement_sum(&packet[..20], 0), 0xffff, "IPv4 checksum of {syn:?}");
+            let mut pseudo = Vec::new();
+            pseudo.extend_from_slice(&packet[12..20]);
+            pseudo.extend_from_slice(&[0, 6, 0, 24]);
+            let tcp = &packet[20..];
+            assert_eq!(ones_complement_sum(tcp, ones_complement_sum(&pseudo, 0)), 0xffff, "TCP checksum of {syn:?}");
+            let s = parse_segment(&packet).expect("a TCP segment");
+            assert_eq!((s.src, s.dst, s.src_port, s.dst_port), (syn.src, syn.dst, src_port, dst_port));
+        }
     }
 
     fn ones_complement_sum(bytes: &[u8], start: u16) -> u16 {

@@ -137,3 +137,79 @@ fn describe_cert(der: &[u8], now: i64) -> Value {
 fn sha256_hex(der: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
 }
+
+/// A TLS server hello at the start of `reply` (RFC 8446 4.1.3, RFC 5246 7.4.1.3), as finding
+/// attributes: the version and cipher suite the server chose, and, when the next handshake message is
+/// the certificate chain, its announced size in bytes. `None` when `reply` is not a server hello.
+pub fn server_hello(reply: &[u8]) -> Option<Map<String, Value>> {
+    // Handshake messages may span records: join the payloads of the leading handshake records.
+    let mut handshake = Vec::new();
+    let mut rest = reply;
+    while let [0x16, 0x03, minor, len_hi, len_lo, body @ ..] = rest {
+        if *minor > 0x04 {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([*len_hi, *len_lo]));
+        handshake.extend_from_slice(&body[..len.min(body.len())]);
+        rest = body.get(len..).unwrap_or_default();
+    }
+    let [0x02, l0, l1, l2, hello @ ..] = handshake.as_slice() else { return None };
+    let hello_len = u32::from_be_bytes([0, *l0, *l1, *l2]) as usize;
+    let [0x03, legacy_minor, rest @ ..] = hello else { return None };
+    let session_id_len = usize::from(*rest.get(32)?);
+    let suite_at = 33 + session_id_len;
+    let suite = u16::from_be_bytes([*rest.get(suite_at)?, *rest.get(suite_at + 1)?]);
+    let mut tls = Map::new();
+    // TLS 1.3 servers say 1.2 here and name 1.3 in an extension; the legacy version is what is sure.
+    let version = match legacy_minor {
+        0x01 => "TLS 1.0",
+        0x02 => "TLS 1.1",
+        0x03 => "TLS 1.2",
+        _ => return None,
+    };
+    tls.insert("version".into(), json!(version));
+    tls.insert("cipher".into(), json!(format!("{:?}", rustls::CipherSuite::from(suite))));
+    if let Some([0x0b, c0, c1, c2, ..]) = handshake.get(4 + hello_len..) {
+        tls.insert("certificate_bytes".into(), json!(u32::from_be_bytes([0, *c0, *c1, *c2])));
+    }
+    Some(tls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TLS 1.3 server hello (legacy version 1.2, TLS_AES_128_GCM_SHA256), then the start of a
+    /// certificate message of 300,000 bytes, in one record.
+    fn hello_then_certificate() -> Vec<u8> {
+        let mut hello = vec![0x02, 0x00, 0x00, 0x28, 0x03, 0x03];
+        hello.extend([0x5a; 32]);
+        hello.extend([0x00, 0x13, 0x01, 0x00, 0x00, 0x00]);
+        hello.extend([0x0b, 0x04, 0x93, 0xe0]);
+        let mut record = vec![0x16, 0x03, 0x03];
+        record.extend((hello.len() as u16).to_be_bytes());
+        record.extend(hello);
+        record
+    }
+
+    #[test]
+    fn a_server_hello_names_version_cipher_and_certificate_size() {
+        let tls = server_hello(&hello_then_certificate()).unwrap();
+        assert_eq!(
+            Value::Object(tls),
+            json!({ "version": "TLS 1.2", "cipher": "TLS13_AES_128_GCM_SHA256", "certificate_bytes": 300_000 })
+        );
+    }
+
+    #[test]
+    fn anything_else_is_no_server_hello() {
+        let hello = hello_then_certificate();
+        let mut client_hello = hello.clone();
+        client_hello[5] = 0x01;
+        let mut alert = hello.clone();
+        alert[0] = 0x15;
+        for reply in [&b"HTTP/1.1 400 Bad Request\r\n\r\n"[..], &client_hello, &alert, &hello[..20], b""] {
+            assert_eq!(server_hello(reply), None, "{reply:02x?}");
+        }
+    }
+}

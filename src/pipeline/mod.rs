@@ -12,7 +12,7 @@ use crate::ledger::{Ledger, LedgerOptions, TargetSpec};
 use crate::net::raw::raw_sockets_available;
 use crate::probes::{Identifier, ProbeSettings};
 use crate::scope::{resolve_hostnames, show_ports, PortSpec, ResolverSettings, Scope, Selection, TargetSpace};
-use crate::store::{NotCoveredTarget, Runner, ScanEnd, ScanId, ScanStart, Store};
+use crate::store::{NotCoveredTarget, Runner, ScanClose, ScanId, ScanStart, Store};
 use crate::targets::{content_seed, Shard, TargetStream};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -151,6 +151,7 @@ impl ScanPlan {
                 "enterprises": self.space.scope().summary().enterprises,
                 "districts": self.space.scope().summary().districts.keys().collect::<Vec<_>>(),
                 "addresses": self.space.scope().address_count(),
+                EXCLUDE_SHA256: self.ledger.exclusions_sha256,
             }),
             coverage: self.stream().coverage(self.seed, self.shard),
             targets_total: self.stream().total(),
@@ -160,9 +161,43 @@ impl ScanPlan {
     }
 }
 
+/// The key of a scan's parameters that holds the hash of its exclusion file (null without one).
+pub const EXCLUDE_SHA256: &str = "exclude_sha256";
+
 /// Now, as the history records times.
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("UTC formats")
+}
+
+/// Plans scans of exactly these services, within `scope`: the addresses with the same ports make one
+/// plan, so nothing else is probed. The services outside the scope (not in the ledger, excluded, or
+/// outside the selection) are returned apart and never probed. Nothing is sent.
+pub async fn plan_services(
+    scope: &ScopeOptions,
+    options: &ScanOptions,
+    services: impl IntoIterator<Item = (std::net::IpAddr, PortSpec)>,
+) -> Result<(Vec<ScanPlan>, Vec<(std::net::IpAddr, PortSpec)>), BadInput> {
+    let selected = plan(scope, options).await?;
+    let mut by_ip: BTreeMap<std::net::IpAddr, std::collections::BTreeSet<PortSpec>> = BTreeMap::new();
+    let mut outside = Vec::new();
+    for (ip, port) in services {
+        if selected.space.scope().contains(ip) {
+            by_ip.entry(ip).or_default().insert(port);
+        } else {
+            outside.push((ip, port));
+        }
+    }
+    let mut groups: BTreeMap<Vec<PortSpec>, Vec<std::net::IpAddr>> = BTreeMap::new();
+    for (ip, ports) in by_ip {
+        groups.entry(ports.into_iter().collect()).or_default().push(ip);
+    }
+    let mut plans = Vec::new();
+    for (ports, ips) in groups {
+        let selection = Selection { ips: ips.into_iter().map(Into::into).collect(), ..scope.selection.clone() };
+        let narrowed = ScopeOptions { selection, ports: Some(ports), ..scope.clone() };
+        plans.push(plan(&narrowed, options).await?);
+    }
+    Ok((plans, outside))
 }
 
 /// Loads and checks the ledger, the library and the options, resolves hostnames and builds the scope.
@@ -598,7 +633,7 @@ pub async fn run_with(
     if let Some((mut store, id)) = history {
         let completed = report.complete();
         let probed = if completed { total } else { already_done + report.stats.probed };
-        let end = ScanEnd { probed, open: report.counts.open, completed, reason: report.stop_reason() };
+        let end = ScanClose { probed, completed, reason: report.stop_reason() };
         if let Err(e) = tokio::task::spawn_blocking(move || store.finish_scan(id, end, &now_rfc3339())).await? {
             report.history_error.get_or_insert(e.to_string());
         }

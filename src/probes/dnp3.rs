@@ -34,20 +34,23 @@ const CONTROL_REQUEST_LINK_STATUS: u8 = DIR | PRM | 0x09;
 /// layer, so they are not swept.
 const SELF_ADDRESS: u16 = 0xFFFC;
 
-/// The sweep: (master address used as source, destinations), one batch per wait.
+/// The sweep: (master address used as source, destinations), in the order sent.
 /// - Master 1 first: it is opendnp3's default master address (its default outstation address is
 ///   1024), and outstations that check the source address only answer their configured master.
 /// - Destinations 0-10 cover the usual hand-set outstation addresses, 1024 the opendnp3 default,
 ///   0xFFFC the self address.
-/// - The second batch tries masters 3 (with outstation 4: the defaults of Triangle MicroWorks-based
+/// - Then masters 3 (with outstation 4: the defaults of Triangle MicroWorks-based
 ///   masters such as Ignition's DNP3 driver) and 0, on the commonest outstation addresses.
 const SWEEP: [(u16, &[u16]); 3] = [
     (1, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1024, SELF_ADDRESS]),
     (3, &[1, 4, 10, 1024, SELF_ADDRESS]),
     (0, &[1, 4, 10, 1024, SELF_ADDRESS]),
 ];
-/// Batches sent before waiting for replies (each wait costs at most one read timeout).
-const BATCHES: [&[usize]; 2] = [&[0], &[1, 2]];
+/// Batches sent before waiting for replies (each wait costs at most one read timeout). Every frame of
+/// the sweep goes in the first, so a silent port costs one wait; the second is sent only when the
+/// peer hung up before answering (an outstation that drops a connection from a master it does not
+/// know), on a fresh connection, with the other masters' frames.
+const BATCHES: [&[usize]; 2] = [&[0, 1, 2], &[1, 2]];
 /// Frames read after one batch before giving up on it.
 const MAX_FRAMES_PER_BATCH: usize = 32;
 
@@ -226,7 +229,10 @@ async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
     let mut sent: Vec<Vec<u8>> = Vec::new();
     let mut masters: Vec<u16> = Vec::new();
     let mut closed = false;
-    for batch in BATCHES {
+    for (i, batch) in BATCHES.into_iter().enumerate() {
+        if i > 0 && !closed {
+            break;
+        }
         if closed {
             if session.reconnect().await.is_err() {
                 break;

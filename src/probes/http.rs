@@ -131,7 +131,19 @@ fn head_end(buf: &[u8], from: usize, max_head: usize) -> Result<Option<usize>, P
     for i in 0..=MAX_HEADERS + 1 {
         let window = start.get(pos..).unwrap_or_default();
         let Some(nl) = window.iter().take(max_head.saturating_sub(pos) + 1).position(|&b| b == b'\n') else {
-            return if start.len() > max_head { Err(invalid("HTTP response head too large")) } else { Ok(None) };
+            // No line end within the limit: once the limit's bytes are in, the head cannot end in it.
+            if start.len() < max_head {
+                return Ok(None);
+            }
+            // A valid status line and a header too large to read whole (a 100 KB `Server:`): the head
+            // is cut at the limit and read as far as it goes (see `is_cut`). Anything else is not HTTP.
+            let header_name = window.iter().position(|&b| b == b':').map(|colon| &window[..colon]);
+            return match header_name {
+                Some(name) if i > 0 && !name.is_empty() && name.iter().all(|b| b.is_ascii_graphic()) => {
+                    Ok(Some(from + max_head))
+                }
+                _ => Err(invalid("HTTP response head too large")),
+            };
         };
         let line = &window[..nl];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -143,6 +155,12 @@ fn head_end(buf: &[u8], from: usize, max_head: usize) -> Result<Option<usize>, P
         pos += nl + 1;
     }
     Err(invalid("too many HTTP header lines"))
+}
+
+/// Whether a head was cut at the size limit rather than ended by its blank line: its last header is
+/// partial and its body unknown.
+fn is_cut(head: &[u8]) -> bool {
+    !(head.ends_with(b"\n\n") || head.ends_with(b"\n\r\n"))
 }
 
 fn parse_headers(head: &[u8]) -> Vec<(String, String)> {
@@ -168,8 +186,8 @@ enum BodyKind {
     UntilClose,
 }
 
-fn body_kind(status: u16, headers: &[(String, String)]) -> BodyKind {
-    if status < 200 || status == 204 || status == 304 {
+fn body_kind(status: u16, head: &[u8], headers: &[(String, String)]) -> BodyKind {
+    if status < 200 || status == 204 || status == 304 || is_cut(head) {
         return BodyKind::Empty;
     }
     let chunked = headers
@@ -290,7 +308,7 @@ pub fn frame(buf: &[u8], cap: usize) -> Frame {
     };
     let headers = parse_headers(&buf[start..end]);
     let status = parse_status_line(first_line(&buf[start..end])).map(|s| s.1).unwrap_or(200);
-    let complete = match body_kind(status, &headers) {
+    let complete = match body_kind(status, &buf[start..end], &headers) {
         BodyKind::Empty => Some(end),
         BodyKind::Length(n) => Some(end.saturating_add(n.min(BODY_LIMIT))).filter(|&need| buf.len() >= need),
         BodyKind::Chunked => match dechunk(&buf[end..], BODY_LIMIT).1 {
@@ -317,7 +335,7 @@ pub fn parse_response(buf: &[u8]) -> Result<Response, ParseError> {
     let (minor, status, reason) = parse_status_line(first_line(&buf[start..end]))?;
     let headers = parse_headers(&buf[start..end]);
     let raw = &buf[end..];
-    let body = match body_kind(status, &headers) {
+    let body = match body_kind(status, &buf[start..end], &headers) {
         BodyKind::Empty => Vec::new(),
         BodyKind::Length(n) => raw[..raw.len().min(n).min(BODY_LIMIT)].to_vec(),
         BodyKind::Chunked => dechunk(raw, BODY_LIMIT).0,
@@ -659,6 +677,13 @@ mod tests {
         }
         let too_big = [b"HTTP/1.1 200 OK\r\n".as_slice(), &vec![b'a'; MAX_HEAD + 10]].concat();
         assert!(matches!(frame(&too_big, CAP), Frame::Invalid(_)));
+        // A header too large to read whole is cut at the limit: the response is read as far as it goes.
+        let huge = [b"HTTP/1.1 200 OK\r\nServer: ".as_slice(), &vec![b'a'; 100 * 1024], b"\r\n\r\n"].concat();
+        assert_eq!(frame(&huge, CAP), Frame::Complete(MAX_HEAD));
+        let response = parse_response(&huge).unwrap();
+        assert_eq!((response.status, response.body.len()), (200, 0));
+        let server = &identity(&response).fields["server"];
+        assert_eq!(server.as_str().unwrap().len(), MAX_VALUE_CHARS);
         let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
         for _ in 0..=MAX_HEADERS + 1 {
             many.extend_from_slice(b"X: y\r\n");

@@ -1,11 +1,13 @@
 //! The per-target strategy:
 //! 1. connect (TCP) — a refused or silent connect is a closed port, nothing is reported;
-//! 2. the probes the registry expects on the port, in the clear, then in TLS where it expects TLS;
+//! 2. the probes the registry expects on the port, in the clear, then in TLS where it expects TLS
+//!    (on an ICS port, those after one that got nothing at all wait the shorter follow-up timeout);
 //! 3. every reply is evidence: what the peer sent back to those probes goes through the protocols'
 //!    recognisers and the library's banner rules (as nmap matches its NULL and fallback probes), so
 //!    an HTTP 400 page answering a Modbus request names a web server without one more byte sent
 //!    (on an ICS port without `--deep` this ends the strategy);
-//! 4. a passive read: many services (SSH, FTP, SMTP, ...) speak first;
+//! 4. a passive read: many services (SSH, FTP, SMTP, ...) speak first (skipped when a probe's
+//!    connection already stayed silent for the banner wait: that wait was the passive read);
 //! 5. on ports that are not known ICS ports (or with `--deep`): a TLS handshake, then the text probes;
 //!    with `--deep`, every binary probe of the registry too;
 //! 6. the replies to those once more, else `unknown`, with whatever the peer sent as evidence.
@@ -14,15 +16,18 @@
 //! request can wedge a real controller.
 
 use super::{expected_in_tls_on, expected_on, is_ics_port, registry, BannerProbe, Identity, Probe, ProbeError};
-use crate::engine::{Observation, Outcome, Prober};
+use crate::engine::{panic_message, Observation, Outcome, Prober, Visit};
 use crate::fingerprints::Library;
-use crate::net::{Conn, Limits, Session, EVIDENCE_BYTES, REPLY_BYTES};
+use crate::net::{Conn, HostTurn, Limits, NetError, Session, EVIDENCE_BYTES, REPLY_BYTES};
 use crate::scope::{Target, Transport};
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use serde_json::Value;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
+use tokio::time::{timeout_at, Instant};
 
 /// Distinct replies kept per target to be named once no probe validated them.
 const MAX_REPLIES: usize = 8;
@@ -60,20 +65,24 @@ pub struct Identifier {
 /// What the peer sent back to one target's probes, in order, each reply once: the evidence of an
 /// unknown service, and what [`Identifier::name_replies`] reads.
 #[derive(Default)]
-struct Replies(Vec<Vec<u8>>);
+struct Replies {
+    replies: Vec<Vec<u8>>,
+    /// The longest a probe's connections stayed open without a byte from the peer.
+    quiet: Duration,
+}
 
 impl Replies {
     fn add(&mut self, replies: Vec<Vec<u8>>) {
         for reply in replies {
-            if self.0.len() < MAX_REPLIES && !self.0.contains(&reply) {
-                self.0.push(reply);
+            if self.replies.len() < MAX_REPLIES && !self.replies.contains(&reply) {
+                self.replies.push(reply);
             }
         }
     }
 
     /// The first bytes the peer sent, as a finding's evidence.
     fn evidence(&self) -> Vec<u8> {
-        self.0.first().map(|r| evidence_of(r)).unwrap_or_default()
+        self.replies.first().map(|r| evidence_of(r)).unwrap_or_default()
     }
 }
 
@@ -81,8 +90,31 @@ fn evidence_of(reply: &[u8]) -> Vec<u8> {
     reply[..reply.len().min(EVIDENCE_BYTES)].to_vec()
 }
 
-/// The outcome of one probe attempt: an identity and the session's replies, or the replies alone.
-type Attempt = Result<(Identity, Vec<Vec<u8>>), Vec<Vec<u8>>>;
+/// The outcome of one probe attempt, with what the peer sent on the attempt's connections.
+enum Attempt {
+    Identified(Identity, Vec<Vec<u8>>),
+    /// No match; `quiet` is how long the attempt lasted when the peer sent nothing at all.
+    Failed {
+        replies: Vec<Vec<u8>>,
+        quiet: Option<Duration>,
+    },
+    /// The probe panicked (a bug): the port is open, and the panic is what is known of it.
+    Panicked(String, Vec<Vec<u8>>),
+}
+
+/// How one target is reached: through its turn at the host, with the limits measured for it.
+#[derive(Clone, Copy)]
+struct Reach<'a> {
+    target: &'a Target,
+    turn: &'a HostTurn,
+    limits: Limits,
+}
+
+impl Reach<'_> {
+    fn with_read_timeout(self, read_timeout: Duration) -> Self {
+        Reach { limits: Limits { read_timeout, ..self.limits }, ..self }
+    }
+}
 
 /// One probe to try on a port: a protocol module of the registry, or a banner probe of the library.
 #[derive(Clone, Copy)]
@@ -106,6 +138,12 @@ impl Candidate<'_> {
         }
     }
 }
+
+/// Later variants wait this many round trips of the target's measured connect time once an earlier
+/// variant got nothing at all, but never less than [`FOLLOW_UP_FLOOR`] (a slow PLC's answer) and
+/// never more than the read timeout.
+const FOLLOW_UP_ROUND_TRIPS: u32 = 10;
+const FOLLOW_UP_FLOOR: Duration = Duration::from_millis(500);
 
 impl Identifier {
     pub fn new(settings: ProbeSettings, library: &Arc<Library>) -> Identifier {
@@ -152,46 +190,70 @@ impl Identifier {
 
     /// Runs `probe` on `conn` if given, else on a fresh connection (TLS when `tls`; over UDP, one
     /// that reads any source port of the target's address when the probe asks for it).
-    async fn attempt(&self, probe: Candidate<'_>, target: &Target, conn: Option<Conn>, tls: bool) -> Attempt {
-        let limits = self.settings.limits;
+    async fn attempt(&self, probe: Candidate<'_>, reach: Reach<'_>, conn: Option<Conn>, tls: bool) -> Attempt {
+        let Reach { target, turn, limits } = reach;
         let any_port =
             matches!(probe, Candidate::Registry(p) if p.udp_any_port) && target.transport() == Transport::Udp;
         let session = match conn {
-            Some(c) => Ok(Session::with(target, limits, tls, c)),
+            Some(c) => Ok(Session::with(target, turn, limits, tls, c)),
             None if any_port => {
-                Conn::open_udp_any_port(target, limits).await.map(|c| Session::with(target, limits, tls, c))
+                Conn::open_udp_any_port(target, limits, turn).await.map(|c| Session::with(target, turn, limits, tls, c))
             }
-            None => Session::open(target, limits, tls).await.map(|(s, _)| s),
+            None => Session::open(target, turn, limits, tls).await.map(|(s, _)| s),
         };
-        let Ok(mut session) = session else { return Err(Vec::new()) };
-        let outcome = probe.run(&mut session).await;
+        let Ok(mut session) = session else { return Attempt::Failed { replies: Vec::new(), quiet: None } };
+        let started = Instant::now();
+        let outcome = AssertUnwindSafe(probe.run(&mut session)).catch_unwind().await;
+        let quiet = started.elapsed();
         let replies = session.into_replies();
         match outcome {
-            Ok(identity) => Ok((identity, replies)),
-            Err(e) => {
+            Ok(Ok(identity)) => Attempt::Identified(identity, replies),
+            Ok(Err(e)) => {
                 tracing::debug!(target = %target.socket_addr(), probe = probe.protocol(), "no match: {e}");
-                Err(replies)
+                let quiet = replies.is_empty().then_some(quiet);
+                Attempt::Failed { replies, quiet }
+            }
+            Err(panic) => {
+                let why = format!("the {} probe panicked: {}", probe.protocol(), panic_message(&*panic));
+                tracing::error!(target = %target.socket_addr(), "{why}");
+                Attempt::Panicked(why, replies)
             }
         }
     }
 
     /// Tries `probes` in order, each on a fresh connection except the first, which may use `first`.
-    /// The replies of the probes that fail are added to `seen`.
+    /// The replies of the probes that fail are added to `seen`. With `follow_up`, once a probe got
+    /// nothing at all, the later ones wait the shorter follow-up timeout for their replies.
     async fn first_match(
         &self,
         probes: Vec<Candidate<'_>>,
-        target: &Target,
+        mut reach: Reach<'_>,
         mut first: Option<Conn>,
         tls: bool,
+        follow_up: bool,
         seen: &mut Replies,
     ) -> Option<(Identity, Vec<u8>)> {
         for probe in probes {
-            match self.attempt(probe, target, first.take(), tls).await {
-                Ok((identity, replies)) => {
+            match self.attempt(probe, reach, first.take(), tls).await {
+                Attempt::Identified(identity, replies) => {
                     let evidence = replies.first().map(|r| evidence_of(r)).unwrap_or_else(|| seen.evidence());
                     return Some((identity, evidence));
                 }
-                Err(replies) => seen.add(replies),
+                Attempt::Panicked(why, replies) => {
+                    seen.add(replies);
+                    let mut identity = Identity::new("unknown", false);
+                    identity.field("error", why);
+                    return Some((identity, seen.evidence()));
+                }
+                Attempt::Failed { replies, quiet } => {
+                    seen.add(replies);
+                    if let Some(quiet) = quiet {
+                        seen.quiet = seen.quiet.max(quiet);
+                        if follow_up {
+                            reach = reach.with_read_timeout(reach.limits.follow_up_timeout);
+                        }
+                    }
+                }
             }
         }
         None
@@ -200,7 +262,7 @@ impl Identifier {
     /// Every reply is evidence: the first reply that a protocol's recogniser validates, or that a
     /// banner rule of the library names, identifies the service. Nothing is sent.
     fn name_replies(&self, seen: &Replies) -> Option<(Identity, Vec<u8>)> {
-        seen.0.iter().find_map(|reply| {
+        seen.replies.iter().find_map(|reply| {
             let recognised = registry().iter().filter_map(|p| p.recognise).find_map(|recognise| recognise(reply));
             let identity = recognised.or_else(|| {
                 let banner = banner_identity(reply);
@@ -210,69 +272,79 @@ impl Identifier {
         })
     }
 
-    async fn probe_udp(&self, target: &Target) -> Option<(Identity, Vec<u8>)> {
-        let mut seen = Replies::default();
-        let port = target.port();
+    async fn probe_udp(&self, reach: Reach<'_>, seen: &mut Replies) -> Option<(Identity, Vec<u8>)> {
+        let port = reach.target.port();
+        let ics_port = is_ics_port(port, Transport::Udp);
         let expected: Vec<&'static Probe> = expected_on(port, Transport::Udp).filter(|p| self.usable(p)).collect();
         let mut probes: Vec<Candidate> = expected.iter().copied().map(Candidate::Registry).collect();
-        probes.extend(self.banner_probes_on(port, Transport::Udp, is_ics_port(port, Transport::Udp)));
+        probes.extend(self.banner_probes_on(port, Transport::Udp, ics_port));
         probes.extend(self.other_banner_probes(port, Transport::Udp));
         if self.settings.deep {
             probes.extend(self.rest_of_registry(Transport::Udp, &expected).map(Candidate::Registry));
         }
-        // A UDP port is only known to be open when a request gets a valid reply, or one the library names.
-        if let Some(found) = self.first_match(probes, target, None, false, &mut seen).await {
+        // A UDP port is only known to be open when a request gets a reply: a valid one, one the library
+        // names, or one that validates as nothing (`unknown`, with its evidence).
+        if let Some(found) = self.first_match(probes, reach, None, false, false, seen).await {
             return Some(found);
         }
-        self.name_replies(&seen)
+        self.name_replies(seen)
+            .or_else(|| (!seen.replies.is_empty()).then(|| (Identity::new("unknown", false), seen.evidence())))
     }
 
-    async fn probe_tcp(&self, target: &Target, conn: Conn) -> Option<(Identity, Vec<u8>)> {
-        let port = target.port();
-        let mut seen = Replies::default();
+    async fn probe_tcp(&self, reach: Reach<'_>, conn: Conn, seen: &mut Replies) -> Option<(Identity, Vec<u8>)> {
+        let port = reach.target.port();
+        let deep = self.settings.deep;
+        let ics_port = is_ics_port(port, Transport::Tcp);
         let expected: Vec<&'static Probe> = expected_on(port, Transport::Tcp).filter(|p| self.usable(p)).collect();
         let mut spare = Some(conn);
         if !expected.is_empty() {
             let probes = expected.iter().copied().map(Candidate::Registry).collect();
-            if let Some(found) = self.first_match(probes, target, spare.take(), false, &mut seen).await {
+            // On an ICS port (without `--deep`), the variants after a silent first probe (S7, S7comm-plus
+            // and MMS on 102) wait the follow-up timeout: a silent port costs about one read timeout.
+            let follow_up = ics_port && !deep;
+            if let Some(found) = self.first_match(probes, reach, spare.take(), false, follow_up, seen).await {
                 return Some(found);
             }
         }
-        let ics_port = is_ics_port(port, Transport::Tcp);
         let tls_expected: Vec<_> = expected_in_tls_on(port).filter(|p| self.usable(p)).collect();
         if !tls_expected.is_empty() {
-            if let Some(found) = self.probe_in_tls(target, &tls_expected, &mut seen).await {
+            // One connection to the host at a time: the spare one closes before the handshake.
+            drop(spare.take());
+            if let Some(found) = self.probe_in_tls(reach, &tls_expected, seen).await {
                 return Some(found);
             }
         }
         // On an ICS port nothing more than a passive read may follow (without `--deep`): name the
         // replies now. Elsewhere the text probes may still learn more (an HTTP page's title).
-        let deep = self.settings.deep;
         if ics_port && !deep {
-            if let Some(found) = self.name_replies(&seen) {
+            if let Some(found) = self.name_replies(seen) {
                 return Some(found);
             }
         }
 
-        // Passive read: a service that speaks first tells what it is without being asked.
-        let mut conn = match spare.take() {
-            Some(c) => c,
-            None => Conn::open(target, self.settings.limits).await.ok()?,
-        };
-        let keep = REPLY_BYTES.min(self.settings.limits.max_frame);
-        if let Ok(banner) = conn.recv_passive(self.settings.banner_wait, keep).await {
-            if !banner.is_empty() {
-                return Some((banner_identity(&banner), evidence_of(&banner)));
+        // Passive read: a service that speaks first tells what it is without being asked. A peer
+        // that already stayed silent that long on a connection has had its chance (the first
+        // request's wait was the passive read).
+        if seen.quiet < self.settings.banner_wait {
+            let mut conn = match spare.take() {
+                Some(c) => c,
+                None => Conn::open(reach.target, reach.limits, reach.turn).await.ok()?,
+            };
+            let keep = REPLY_BYTES.min(reach.limits.max_frame);
+            if let Ok(banner) = conn.recv_passive(self.settings.banner_wait, keep).await {
+                if !banner.is_empty() {
+                    return Some((banner_identity(&banner), evidence_of(&banner)));
+                }
             }
         }
-        drop(conn);
+        drop(spare);
         let asked = self.banner_probes_on(port, Transport::Tcp, ics_port);
-        if let Some(found) = self.first_match(asked, target, None, false, &mut seen).await {
+        if let Some(found) = self.first_match(asked, reach, None, false, false, seen).await {
             return Some(found);
         }
 
         if tls_expected.is_empty() && (deep || !ics_port) {
-            if let Some(found) = self.probe_in_tls(target, &[], &mut seen).await {
+            if let Some(found) = self.probe_in_tls(reach, &[], seen).await {
                 return Some(found);
             }
         }
@@ -282,22 +354,33 @@ impl Identifier {
             .map(Candidate::Registry)
             .collect();
         rest.extend(self.other_banner_probes(port, Transport::Tcp));
-        if let Some(found) = self.first_match(rest, target, None, false, &mut seen).await {
+        if let Some(found) = self.first_match(rest, reach, None, false, false, seen).await {
             return Some(found);
         }
-        self.name_replies(&seen).or_else(|| Some((Identity::new("unknown", false), seen.evidence())))
+        self.name_replies(seen).or_else(|| Some((Identity::new("unknown", false), seen.evidence())))
     }
 
     /// Handshakes TLS, then tries `inner` (or, when empty, the text probes) inside it. A TLS service
     /// whose inner protocol is not recognised is reported as `tls`, with its certificate.
     async fn probe_in_tls(
         &self,
-        target: &Target,
+        reach: Reach<'_>,
         inner: &[&'static Probe],
         seen: &mut Replies,
     ) -> Option<(Identity, Vec<u8>)> {
-        let limits = self.settings.limits;
-        let (session, info) = Session::open(target, limits, true).await.ok()?;
+        let (session, info) = match Session::open(reach.target, reach.turn, reach.limits, true).await {
+            Ok(opened) => opened,
+            // A server whose handshake cannot be completed because a message of it is beyond what a
+            // TLS client reads (a huge certificate chain) is still TLS: named from its server hello.
+            Err(NetError::TooLarge(_)) => {
+                let (mut info, reply) = Conn::tls_server_hello(reach.target, reach.limits, reach.turn).await?;
+                info.insert("handshake".into(), Value::String("not completed".into()));
+                let mut identity = Identity::new("tls", false);
+                identity.fields.insert("tls".into(), Value::Object(info));
+                return Some((identity, evidence_of(&reply)));
+            }
+            Err(_) => return None,
+        };
         let info = info.unwrap_or_default();
         drop(session);
         let candidates: Vec<Candidate> = if inner.is_empty() {
@@ -306,15 +389,16 @@ impl Identifier {
             inner.iter().copied().map(Candidate::Registry).collect()
         };
         let mut inner_seen = Replies::default();
-        let (mut identity, evidence) = match self.first_match(candidates, target, None, true, &mut inner_seen).await {
-            Some(found) => found,
-            None => {
-                self.name_replies(&inner_seen).unwrap_or_else(|| (Identity::new("tls", false), inner_seen.evidence()))
-            }
-        };
+        let (mut identity, evidence) =
+            match self.first_match(candidates, reach, None, true, false, &mut inner_seen).await {
+                Some(found) => found,
+                None => self
+                    .name_replies(&inner_seen)
+                    .unwrap_or_else(|| (Identity::new("tls", false), inner_seen.evidence())),
+            };
         identity.fields.insert("tls".into(), Value::Object(info));
         let evidence = if evidence.is_empty() { seen.evidence() } else { evidence };
-        seen.add(inner_seen.0);
+        seen.add(inner_seen.replies);
         Some((identity, evidence))
     }
 }
@@ -340,22 +424,88 @@ pub fn printable(bytes: &[u8]) -> String {
 
 #[async_trait]
 impl Prober for Identifier {
-    async fn probe(&self, target: &Target) -> Outcome {
+    async fn probe(&self, target: &Target, visit: &Visit) -> Outcome {
         let observed_at = OffsetDateTime::now_utc();
         // The first socket tells a local failure (no file descriptor, no buffer, no local address)
         // from an answer: the former says nothing about the target. A refused or silent TCP connect
         // is a closed or filtered port; a UDP port is only open when a request gets a valid reply.
-        let first = Conn::open(target, self.settings.limits).await;
-        let found = match (first, target.transport()) {
-            (Err(e), _) => return e.local_failure().map_or(Outcome::Nothing, Outcome::LocalFailure),
-            (Ok(conn), Transport::Tcp) => self.probe_tcp(target, conn).await,
-            (Ok(_), Transport::Udp) => self.probe_udp(target).await,
+        let limits = self.settings.limits;
+        let mut first = match timeout_at(visit.deadline, Conn::open(target, limits, &visit.turn)).await {
+            Err(_) => return Outcome::CutOff(None),
+            Ok(Err(e)) => return e.local_failure().map_or(Outcome::Nothing, Outcome::LocalFailure),
+            Ok(Ok(conn)) => conn,
+        };
+        let round_trip = first.connected_in() * FOLLOW_UP_ROUND_TRIPS;
+        let follow_up_timeout = round_trip.max(FOLLOW_UP_FLOOR).min(limits.read_timeout);
+        let reach = Reach { target, turn: &visit.turn, limits: Limits { follow_up_timeout, ..limits } };
+        first.set_limits(reach.limits);
+        let mut seen = Replies::default();
+        let found = match target.transport() {
+            Transport::Tcp => timeout_at(visit.deadline, self.probe_tcp(reach, first, &mut seen)).await,
+            Transport::Udp => {
+                drop(first);
+                timeout_at(visit.deadline, self.probe_udp(reach, &mut seen)).await
+            }
         };
         match found {
-            Some((identity, evidence)) => {
+            Ok(Some((identity, evidence))) => {
                 Outcome::Found(Observation::new(target.clone(), identity, evidence, observed_at))
             }
-            None => Outcome::Nothing,
+            Ok(None) => Outcome::Nothing,
+            // Cut off: a TCP port that accepted is open, what it is stays unknown, with what it sent
+            // to the probes that ended. A UDP port is open only once a reply validated, as without
+            // a deadline.
+            Err(_) => {
+                let open = target.transport() == Transport::Tcp;
+                Outcome::CutOff(open.then(|| {
+                    let mut identity = Identity::new("unknown", false);
+                    identity.field("cut_off", "the target deadline passed before identification ended");
+                    Observation::new(target.clone(), identity, seen.evidence(), observed_at)
+                }))
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Ledger, LedgerOptions};
+    use crate::net::HostGate;
+    use crate::scope::{PortSpec, Scope, Selection, TargetSpace};
+
+    async fn panics(_session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+        panic!("a bug in a parser")
+    }
+
+    static PANICS: Probe = Probe::industrial("panics", |session| Box::pin(panics(session)));
+
+    #[tokio::test]
+    async fn a_panicking_probe_is_an_unknown_finding_with_the_error() {
+        let listener = tokio::net::TcpListener::bind("127.121.6.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepting = tokio::spawn(async move {
+            let mut held = Vec::new();
+            for _ in 0..4 {
+                let Ok((sock, _)) = listener.accept().await else { return };
+                held.push(sock);
+            }
+        });
+        let csv = "enterprise_id,enterprise,district,sector,level,targets,contact\nE1,e,d,s,general,127.121.6.1,c\n";
+        let ledger = Ledger::parse(&LedgerOptions::default(), csv.as_bytes()).unwrap();
+        let scope = Scope::build(&ledger, &Default::default(), &Selection::default()).unwrap();
+        let target = TargetSpace::new(scope, vec![PortSpec { port, transport: Transport::Tcp }]).target(0);
+        let empty = tempfile::tempdir().unwrap();
+        let library = Arc::new(Library::load(empty.path()).unwrap());
+        let identifier = Identifier::new(ProbeSettings::default(), &library);
+        let gate = HostGate::new(1, Duration::ZERO, 1);
+        let turn = gate.turn(target.addr()).await;
+        let reach = Reach { target: &target, turn: &turn, limits: Limits::default() };
+        let mut seen = Replies::default();
+        let found = identifier.first_match(vec![Candidate::Registry(&PANICS)], reach, None, false, false, &mut seen);
+        let (identity, _) = found.await.expect("the open port is reported");
+        accepting.abort();
+        assert_eq!(identity.protocol, "unknown");
+        assert_eq!(identity.fields["error"], "the panics probe panicked: a bug in a parser");
     }
 }

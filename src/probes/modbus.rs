@@ -11,6 +11,8 @@
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
 use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::time::{timeout_at, Instant};
 
 pub const PROTOCOL: &str = "modbus";
 
@@ -26,7 +28,7 @@ const MBAP_LEN: usize = 7;
 /// The MBAP length field counts the unit id and the PDU; a PDU is at most 253 bytes.
 const MAX_LENGTH_FIELD: usize = 1 + 253;
 
-/// Unit ids tried, in order. 0 and 255 are what a directly attached Modbus/TCP server usually
+/// Unit ids asked, all at once, and preferred in this order. 0 and 255 are what a directly attached Modbus/TCP server usually
 /// accepts (255 is the implementation guide's value for "no sub-device"); gateways route by unit
 /// id and commonly sit in front of slave 1. Devices that dislike a unit id stay silent.
 const UNIT_IDS: [u8; 3] = [0, 1, 255];
@@ -36,6 +38,8 @@ const FALLBACK_UNIT_IDS: [u8; 2] = [1, 255];
 /// Exchanges that may end in silence (each costs one read timeout): keeps a silent port's cost
 /// bounded well inside the per-target deadline.
 const MAX_SILENCES: u32 = 4;
+/// Once one request got a normal reply, the least the other outstanding ones are still waited for.
+const ANSWER_GRACE: Duration = Duration::from_millis(250);
 /// Requests per identification category when the device says "more follows".
 const MAX_REQUESTS_PER_CATEGORY: usize = 8;
 /// Late answers to earlier requests skipped while waiting for the current one.
@@ -333,82 +337,126 @@ impl<'s, 't> Dialogue<'s, 't> {
         !self.dead && self.silences < MAX_SILENCES
     }
 
-    /// Sends the request `build` makes for the next transaction id and reads its reply.
-    async fn ask(&mut self, build: impl FnOnce(u16) -> Vec<u8>) -> Result<Outcome, ProbeError> {
+    /// Sends the requests `asks` makes (one transaction id each) back to back on one connection, as
+    /// Modbus/TCP allows several outstanding transactions, and reads the replies, matched by
+    /// transaction id, within one read timeout (`wait` when given). Once one request got a normal
+    /// reply the others get a short grace, since a device answers in order. The outcome of each, in order.
+    async fn ask_together(&mut self, asks: &[Ask], wait: Option<Duration>) -> Result<Vec<Outcome>, ProbeError> {
+        let mut outcomes: Vec<Outcome> = asks.iter().map(|_| Outcome::Closed).collect();
         if self.dead {
-            return Ok(Outcome::Closed);
+            return Ok(outcomes);
         }
         if self.needs_reconnect {
             if self.session.reconnect().await.is_err() {
                 self.dead = true;
-                return Ok(Outcome::Closed);
+                return Ok(outcomes);
             }
             self.needs_reconnect = false;
             self.sent.clear();
         }
-        let tid = self.next_transaction;
-        self.next_transaction = tid.wrapping_add(1);
-        let request = build(tid);
+        let first_tid = self.next_transaction;
+        let requests: Vec<(u16, Vec<u8>)> = asks
+            .iter()
+            .map(|ask| {
+                let tid = self.next_transaction;
+                self.next_transaction = tid.wrapping_add(1);
+                (tid, ask.request(tid))
+            })
+            .collect();
         let conn = self.session.conn();
-        match conn.send(&request).await {
+        let started = Instant::now();
+        let mut deadline = started + wait.unwrap_or(conn.limits().read_timeout);
+        match conn.send(&requests.iter().flat_map(|(_, r)| r.iter().copied()).collect::<Vec<u8>>()).await {
             Ok(()) => {}
             Err(NetError::Timeout(_)) => {
                 self.silences += 1;
-                return Ok(Outcome::Silent);
+                outcomes.iter_mut().for_each(|o| *o = Outcome::Silent);
+                return Ok(outcomes);
             }
             Err(_) => {
                 self.needs_reconnect = true;
-                return Ok(Outcome::Closed);
+                return Ok(outcomes);
             }
         }
-        self.sent.push((tid, request));
-        for _ in 0..=MAX_STALE_REPLIES {
-            match conn.recv_frame(frame).await {
-                Ok(bytes) => {
-                    if self.sent.iter().any(|(_, r)| *r == bytes) {
-                        return Err(ProbeError::not(PROTOCOL, "the peer echoed the request"));
-                    }
-                    let reply = parse_adu(&bytes).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
-                    if reply.transaction_id == tid {
-                        return Ok(Outcome::Reply(bytes));
-                    }
-                    if !self.sent.iter().any(|(t, _)| *t == reply.transaction_id) {
-                        return Err(ProbeError::not(
-                            PROTOCOL,
-                            format!("transaction id {:#06x} answers no request", reply.transaction_id),
-                        ));
-                    }
-                    // A late answer to an earlier request (one that timed out): skip it.
-                }
-                Err(NetError::Timeout(_)) => {
+        self.sent.extend(requests.iter().cloned());
+        let mut unanswered = asks.len();
+        let mut stale = 0;
+        while unanswered > 0 {
+            let bytes = match timeout_at(deadline, conn.recv_frame(frame)).await {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(NetError::Timeout(_))) | Err(_) => {
                     self.silences += 1;
-                    return Ok(Outcome::Silent);
+                    for o in outcomes.iter_mut().filter(|o| matches!(o, Outcome::Closed)) {
+                        *o = Outcome::Silent;
+                    }
+                    return Ok(outcomes);
                 }
-                Err(NetError::Closed(_)) | Err(NetError::Io(_)) => {
+                Ok(Err(NetError::Closed(_)) | Err(NetError::Io(_))) => {
                     self.needs_reconnect = true;
-                    return Ok(Outcome::Closed);
+                    return Ok(outcomes);
                 }
-                Err(e @ (NetError::Invalid(_) | NetError::TooLarge(_))) => {
+                Ok(Err(e @ (NetError::Invalid(_) | NetError::TooLarge(_)))) => {
                     return Err(ProbeError::not(PROTOCOL, e.to_string()))
                 }
+            };
+            if self.sent.iter().any(|(_, r)| *r == bytes) {
+                return Err(ProbeError::not(PROTOCOL, "the peer echoed the request"));
+            }
+            let reply = parse_adu(&bytes).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
+            let index = usize::from(reply.transaction_id.wrapping_sub(first_tid));
+            if index < asks.len() {
+                if !matches!(outcomes[index], Outcome::Reply(_)) {
+                    unanswered -= 1;
+                    if asks[index].normal_reply(reply.pdu) {
+                        deadline = deadline.min(Instant::now() + (2 * started.elapsed()).max(ANSWER_GRACE));
+                    }
+                }
+                outcomes[index] = Outcome::Reply(bytes);
+                continue;
+            }
+            if !self.sent.iter().any(|(t, _)| *t == reply.transaction_id) {
+                return Err(ProbeError::not(
+                    PROTOCOL,
+                    format!("transaction id {:#06x} answers no request", reply.transaction_id),
+                ));
+            }
+            // A late answer to an earlier request (one that timed out): skip it.
+            stale += 1;
+            if stale > MAX_STALE_REPLIES {
+                return Err(ProbeError::not(PROTOCOL, "too many replies to earlier requests"));
             }
         }
-        Err(ProbeError::not(PROTOCOL, "too many replies to earlier requests"))
+        Ok(outcomes)
+    }
+
+    /// Sends one request and reads its reply.
+    async fn ask(&mut self, ask: Ask) -> Result<Outcome, ProbeError> {
+        let mut outcomes = self.ask_together(&[ask], None).await?;
+        Ok(outcomes.pop().expect("one outcome per request"))
     }
 
     /// Reads one identification category by stream access, following "more follows" a bounded
-    /// number of times while the next object id moves forward.
-    async fn read_category(&mut self, unit_id: u8, read_code: u8) -> Result<Category, ProbeError> {
+    /// number of times while the next object id moves forward. `first` is the outcome of the first
+    /// request (from object 0) when it was already asked.
+    async fn read_category(
+        &mut self,
+        unit_id: u8,
+        read_code: u8,
+        mut first: Option<Outcome>,
+    ) -> Result<Category, ProbeError> {
         let mut collected: Option<DeviceIdentification> = None;
         let mut object_id = 0u8;
         for i in 0..MAX_REQUESTS_PER_CATEGORY {
             if i > 0 && !self.can_wait() {
                 break;
             }
-            let outcome = match self.ask(|tid| read_device_id_request(tid, unit_id, read_code, object_id)).await {
-                Ok(outcome) => outcome,
-                // Objects already validated stay valid whatever a later reply is.
-                Err(e) => return collected.map(Category::Objects).ok_or(e),
+            let outcome = match first.take() {
+                Some(outcome) => outcome,
+                None => match self.ask(Ask::DeviceId { unit_id, read_code, object_id }).await {
+                    Ok(outcome) => outcome,
+                    // Objects already validated stay valid whatever a later reply is.
+                    Err(e) => return collected.map(Category::Objects).ok_or(e),
+                },
             };
             let bytes = match outcome {
                 Outcome::Reply(bytes) => bytes,
@@ -439,21 +487,55 @@ impl<'s, 't> Dialogue<'s, 't> {
     }
 }
 
+/// One read-only request of the probe.
+#[derive(Clone, Copy)]
+enum Ask {
+    DeviceId { unit_id: u8, read_code: u8, object_id: u8 },
+    HoldingRegister { unit_id: u8 },
+}
+
+impl Ask {
+    fn request(&self, transaction_id: u16) -> Vec<u8> {
+        match *self {
+            Ask::DeviceId { unit_id, read_code, object_id } => {
+                read_device_id_request(transaction_id, unit_id, read_code, object_id)
+            }
+            Ask::HoldingRegister { unit_id } => read_holding_register_request(transaction_id, unit_id),
+        }
+    }
+
+    /// Whether `pdu` is a normal (not an exception) reply to this request's function.
+    fn normal_reply(&self, pdu: &[u8]) -> bool {
+        let function = match self {
+            Ask::DeviceId { .. } => FC_ENCAPSULATED_INTERFACE,
+            Ask::HoldingRegister { .. } => FC_READ_HOLDING_REGISTERS,
+        };
+        pdu.first() == Some(&function)
+    }
+}
+
 pub const PROBE: Probe = Probe::industrial(PROTOCOL, |session| Box::pin(run(session))).tcp(&[502]);
 
 async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
+    let follow_up = session.conn().limits().follow_up_timeout;
     let mut d = Dialogue::new(session);
+    // Every unit id at once: a device that answers only one of them is found within one wait.
+    let asks = UNIT_IDS.map(|unit_id| Ask::DeviceId { unit_id, read_code: READ_BASIC, object_id: 0 });
+    let mut first = d.ask_together(&asks, None).await?;
+    let silent = first.iter().all(|o| matches!(o, Outcome::Silent));
     let mut gateway_exception: Option<(u8, u8)> = None;
     let mut answering_unit: Option<u8> = None;
-    for unit_id in UNIT_IDS {
-        if !d.can_wait() {
-            break;
-        }
-        match d.read_category(unit_id, READ_BASIC).await? {
+    for (unit_id, outcome) in UNIT_IDS.into_iter().zip(first.drain(..)) {
+        // A peer that hung up before answering this unit id is asked again on a fresh connection.
+        let outcome = match outcome {
+            Outcome::Closed if d.can_wait() => None,
+            other => Some(other),
+        };
+        match d.read_category(unit_id, READ_BASIC, outcome).await? {
             Category::Objects(mut identification) => {
                 // The regular category is a bonus: whatever its read gets, the basic objects stand.
                 if d.can_wait() {
-                    if let Ok(Category::Objects(regular)) = d.read_category(unit_id, READ_REGULAR).await {
+                    if let Ok(Category::Objects(regular)) = d.read_category(unit_id, READ_REGULAR, None).await {
                         identification.merge(regular);
                     }
                 }
@@ -475,19 +557,16 @@ async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
     }
 
     // No identification: one holding register, read-only, still proves Modbus by a normal or
-    // exception reply.
+    // exception reply. After an identification request that got nothing at all from any unit id,
+    // the reads wait the follow-up timeout.
     let fallback: &[u8] = match &answering_unit {
         Some(unit_id) => std::slice::from_ref(unit_id),
         None => &FALLBACK_UNIT_IDS,
     };
-    for &unit_id in fallback {
-        if !d.can_wait() {
-            break;
-        }
-        let bytes = match d.ask(|tid| read_holding_register_request(tid, unit_id)).await? {
-            Outcome::Reply(bytes) => bytes,
-            Outcome::Silent | Outcome::Closed => continue,
-        };
+    let asks: Vec<Ask> = fallback.iter().map(|&unit_id| Ask::HoldingRegister { unit_id }).collect();
+    let outcomes = if d.can_wait() { d.ask_together(&asks, silent.then_some(follow_up)).await? } else { Vec::new() };
+    for (&unit_id, outcome) in fallback.iter().zip(outcomes) {
+        let Outcome::Reply(bytes) = outcome else { continue };
         let pdu = parse_adu(&bytes).map_err(|e| ProbeError::not(PROTOCOL, e.0))?.pdu;
         return match parse_read_holding_registers(pdu, 1) {
             Ok(Answer::Normal(_)) => Ok(proof_identity(unit_id, FC_READ_HOLDING_REGISTERS, None)),

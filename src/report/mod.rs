@@ -9,7 +9,7 @@ mod labels;
 use crate::findings::{identity_key, Change, Finding, Severity};
 use crate::history::{diff, same_objects, ServiceKey};
 use crate::ledger::Level;
-use crate::store::{ScanId, ScanRecord, ScanState, Store, StoreError};
+use crate::store::{OpenNotice, ScanId, ScanRecord, ScanState, Store, StoreError};
 use charts::{Bar, Point};
 use labels::Labels;
 use serde_json::Value;
@@ -89,6 +89,10 @@ struct Report {
     /// First seen (time) of the services, when the store knows it for this scan.
     first_seen: HashMap<ServiceKey, String>,
     trend: Vec<Point>,
+    /// The open warning notices about the objects of the findings.
+    notices: Vec<OpenNotice>,
+    /// When the report is made (deadlines past it are overdue).
+    now: String,
 }
 
 fn key(f: &Finding) -> ServiceKey {
@@ -96,7 +100,7 @@ fn key(f: &Finding) -> ServiceKey {
 }
 
 impl Report {
-    fn gather(store: &dyn Store, id: ScanId) -> Result<Report, StoreError> {
+    fn gather(store: &dyn Store, notices: &[OpenNotice], id: ScanId) -> Result<Report, StoreError> {
         let scan = store.scan(id)?;
         let mut findings = store.findings(id)?;
         findings.sort_by(|a, b| {
@@ -178,7 +182,10 @@ impl Report {
                 }
             }
         }
-        Ok(Report { scan, findings, previous, changes, not_covered, status, first_seen, trend })
+        let enterprises: BTreeSet<&str> = findings.iter().map(|f| f.enterprise_id.as_str()).collect();
+        let notices = crate::notices::open_notices_of(notices, &enterprises);
+        let now = crate::pipeline::now_rfc3339();
+        Ok(Report { scan, findings, previous, changes, not_covered, status, first_seen, trend, notices, now })
     }
 }
 
@@ -290,9 +297,10 @@ fn bars_by(findings: &[Finding], by: impl Fn(&Finding) -> &str, other: &str) -> 
     bars
 }
 
-/// Renders the report of scan `scan` as one complete HTML document.
-pub fn render(store: &dyn Store, scan: ScanId, lang: Lang) -> Result<String, StoreError> {
-    let report = Report::gather(store, scan)?;
+/// Renders the report of scan `scan` as one complete HTML document; of `notices` (the history's
+/// open notices), those about the scan's objects are listed.
+pub fn render(store: &dyn Store, notices: &[OpenNotice], scan: ScanId, lang: Lang) -> Result<String, StoreError> {
+    let report = Report::gather(store, notices, scan)?;
     Ok(document(&report, labels_for(lang)))
 }
 
@@ -427,6 +435,7 @@ fn document(r: &Report, l: &Labels) -> String {
     summary(&mut h, r, l);
     charts_section(&mut h, r, l);
     changes_section(&mut h, r, l);
+    notices_section(&mut h, r, l);
     findings_section(&mut h, r, l);
     h.push_str("</main>\n");
     let _ =
@@ -698,6 +707,53 @@ fn changes_section(h: &mut String, r: &Report, l: &Labels) {
         );
     }
     h.push_str("</tbody></table></section>\n");
+}
+
+fn notices_section(h: &mut String, r: &Report, l: &Labels) {
+    if r.notices.is_empty() {
+        return;
+    }
+    let _ = write!(
+        h,
+        r#"<section class="panel" id="notices"><h2>{} <span class="note">({})</span></h2><p class="note">{}</p><table><thead><tr>"#,
+        Esc(l.notices_title),
+        r.notices.len(),
+        Esc(l.notices_note)
+    );
+    for c in [l.notice, l.enterprise, l.notice_issued, l.notice_items, l.notice_deadline] {
+        let _ = write!(h, "<th>{}</th>", Esc(c));
+    }
+    h.push_str("</tr></thead><tbody>");
+    for n in &r.notices {
+        let enterprises: BTreeSet<String> =
+            n.items.iter().map(|i| format!("{} {}", i.enterprise_id, i.enterprise)).collect();
+        let mut states: BTreeMap<&str, usize> = BTreeMap::new();
+        for i in &n.items {
+            *states.entry(i.state.as_str()).or_default() += 1;
+        }
+        let states: Vec<String> = states.iter().map(|(s, c)| format!("{c} {s}")).collect();
+        let deadline = n.items.iter().filter_map(|i| i.deadline.as_deref()).min().map(short_day).unwrap_or("-");
+        let overdue = n.items.iter().filter(|i| crate::notices::item_overdue(i, &r.now)).count();
+        let overdue = if overdue > 0 {
+            format!(r#" <span class="chg chg-gone">{} {overdue}</span>"#, Esc(l.overdue))
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{overdue}</td></tr>",
+            Esc(&n.number),
+            Esc(&enterprises.into_iter().collect::<Vec<_>>().join(", ")),
+            Esc(short_day(&n.issued_at)),
+            Esc(&states.join(", ")),
+            Esc(deadline)
+        );
+    }
+    h.push_str("</tbody></table></section>\n");
+}
+
+fn short_day(t: &str) -> &str {
+    t.get(..10).unwrap_or(t)
 }
 
 fn findings_section(h: &mut String, r: &Report, l: &Labels) {

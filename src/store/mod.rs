@@ -3,9 +3,14 @@
 //! several scanning machines implements the same trait.
 
 mod access;
+mod advisories;
 mod sqlite;
 
 pub use access::{AuditEntry, FindingQuery, OwnerCount, SessionRecord, TokenRecord};
+pub use advisories::{
+    AdvisoryStore, Change, ItemId, ItemRecord, ItemState, ItemWrite, KnownService, MatchRecord, NoticeKind,
+    NoticeRecord, OpenItem, OpenNotice, Stored, StoredAdvisory, SyncEntry, Transition,
+};
 pub use sqlite::SqliteStore;
 
 use crate::findings::Finding;
@@ -15,6 +20,10 @@ use serde_json::Value;
 use std::net::IpAddr;
 
 pub type ScanId = i64;
+
+/// Stamped into every otscope history (SQLite's `PRAGMA application_id`, "OTSC"), so that a file of
+/// another program is recognised and left alone.
+pub const APPLICATION_ID: i32 = 0x4F54_5343;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -53,11 +62,23 @@ pub struct ScanStart {
     pub runner: Option<Runner>,
 }
 
-/// How a scan ended.
+/// How a scan ended, as the history shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScanEnd {
     pub probed: u64,
+    /// The scan's observations in the history (a resumed scan's earlier runs included).
     pub open: u64,
+    /// Every target of the coverage was probed.
+    pub completed: bool,
+    /// Why it did not complete.
+    pub reason: Option<String>,
+}
+
+/// How a run of a scan ended, as it tells the history when it closes the scan (which counts the
+/// scan's open services itself, from what was recorded).
+#[derive(Debug, Clone)]
+pub struct ScanClose {
+    pub probed: u64,
     /// Every target of the coverage was probed; only then may the scan call anything gone.
     pub completed: bool,
     /// Why a scan that did not complete stopped (a signal, an output that could not be written, ...).
@@ -205,8 +226,10 @@ pub trait Store {
     fn resume_point(&self, scan: ScanId) -> Result<u64, StoreError>;
     /// Reopens an unfinished scan for `runner`, which continues it from its checkpoint.
     fn reopen_scan(&mut self, scan: ScanId, runner: &Runner) -> Result<(), StoreError>;
-    /// Closes a scan; a completed scan marks as gone every known service it covered but did not see.
-    fn finish_scan(&mut self, scan: ScanId, end: ScanEnd, ended_at: &str) -> Result<(), StoreError>;
+    /// Closes a scan and counts its open services from what it recorded. A completed scan marks as gone
+    /// every known service it covered whose observations are all older than it; scans may run at the
+    /// same time, so whatever this scan saw late is weighed against the completed scans after it too.
+    fn finish_scan(&mut self, scan: ScanId, close: ScanClose, ended_at: &str) -> Result<(), StoreError>;
     fn scans(&self) -> Result<Vec<ScanRecord>, StoreError>;
     fn scan(&self, id: ScanId) -> Result<ScanRecord, StoreError>;
     fn findings(&self, scan: ScanId) -> Result<Vec<Finding>, StoreError>;

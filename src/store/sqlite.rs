@@ -2,11 +2,14 @@
 //! in transactions of a bounded size, so a crash loses at most the open batch and never corrupts the file.
 
 use super::{
-    EventRecord, EventStore, NotCoveredTarget, Runner, ScanEnd, ScanId, ScanRecord, ScanStart, ServiceRecord, Sighting,
-    Store, StoreError,
+    EventRecord, EventStore, NotCoveredTarget, Runner, ScanClose, ScanEnd, ScanId, ScanRecord, ScanStart,
+    ServiceRecord, Sighting, Store, StoreError, APPLICATION_ID,
 };
 use crate::findings::{classify, identity_key, Change, Finding, IdentityKey};
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::scope::Transport;
+use crate::targets::CoverageIndex;
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -83,6 +86,8 @@ CREATE TABLE not_covered (
     PRIMARY KEY (scan_id, ip, port, transport)
 );
 "#,
+    // Advisories, their match results, the remediation items and their transitions, notices.
+    super::advisories::MIGRATION,
     // API tokens, console sessions, the audit log; the finding fields the API filters on, indexed.
     super::access::MIGRATION,
 ];
@@ -90,6 +95,8 @@ CREATE TABLE not_covered (
 /// Findings per write transaction, and the longest a transaction stays open.
 const BATCH_RECORDS: usize = 1000;
 const BATCH_AGE: Duration = Duration::from_secs(2);
+/// How long a writer waits for another one (another scan of the same history) to commit.
+const BUSY_WAIT: Duration = Duration::from_secs(60);
 
 pub struct SqliteStore {
     conn: Connection,
@@ -97,26 +104,70 @@ pub struct SqliteStore {
     batch: Option<(usize, Instant)>,
 }
 
+/// A service as the store keys it.
+struct ServiceKey {
+    ip: String,
+    port: u16,
+    transport: String,
+}
+
+/// The targets of a scan that it could not probe (local failures), as the store keys services.
+type Uncovered = HashSet<(String, u16, String)>;
+
+impl ServiceKey {
+    /// Whether a scan with this coverage, which could not probe `uncovered`, probed the service.
+    fn probed_by(&self, index: &CoverageIndex<'_>, uncovered: &Uncovered) -> bool {
+        let transport = serde_json::from_value::<Transport>(serde_json::Value::String(self.transport.clone()));
+        let covered = match (self.ip.parse::<IpAddr>(), transport) {
+            (Ok(ip), Ok(transport)) => index.contains(ip, self.port, transport),
+            _ => false,
+        };
+        covered && !uncovered.contains(&(self.ip.clone(), self.port, self.transport.clone()))
+    }
+}
+
+/// A service's place in the history: the first and last scans that saw it (since its last gone mark, if
+/// seen again after it), the completed scan that missed it after its last observation, and its identity
+/// as the last scan saw it.
+struct ServiceRow {
+    first_scan: ScanId,
+    last_scan: ScanId,
+    gone_scan: Option<ScanId>,
+    identity: String,
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) and migrates the database at `path`.
+    /// Opens (creating if needed) and migrates the history at `path`, for recording. A file that is not
+    /// an otscope history (another program's database) is refused and left untouched; an empty file is
+    /// a new history. Migrations run under the write lock, so processes that create one new database
+    /// at the same moment all succeed.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let fail = |e: rusqlite::Error| db_error(path, e);
-        let conn = Connection::open(path).map_err(fail)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(fail)?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(fail)?;
-        let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StoreError::Invalid(format!(
-                "{}: the database has schema version {version}, newer than this otscope knows ({known}): use a newer otscope",
-                path.display()
-            )));
+        // Recognised before anything is written: switching to WAL alone would rewrite a foreign file's header.
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+            recognise(&open_reader(path)?, path)?;
         }
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
+        let conn = Connection::open(path).map_err(fail)?;
+        conn.busy_timeout(BUSY_WAIT).map_err(fail)?;
+        switch_to_wal(&conn, path)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(fail)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(fail)?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let step = format!("BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;", i + 1);
-            conn.execute_batch(&step).map_err(fail)?;
+        migrate(&conn, path)?;
+        Ok(SqliteStore { conn, path: path.to_path_buf(), batch: None })
+    }
+
+    /// Opens an existing history for reading only: no migration, no change of journal mode, nothing
+    /// written, so it works in a read-only place (a read-only folder or mount, a copy on a CD).
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        let conn = open_reader(path)?;
+        let version = recognise(&conn, path)?;
+        if version < MIGRATIONS.len() as i64 {
+            return Err(StoreError::Invalid(format!(
+                "{}: the history has schema version {version}, older than this otscope's ({}): a command that \
+                 records (scan, check, event) updates it; read-only commands never write",
+                path.display(),
+                MIGRATIONS.len()
+            )));
         }
         Ok(SqliteStore { conn, path: path.to_path_buf(), batch: None })
     }
@@ -155,6 +206,145 @@ impl SqliteStore {
         if self.batch.take().is_some() {
             self.conn.execute_batch("COMMIT").map_err(|e| db_error(&self.path, e))?;
         }
+        Ok(())
+    }
+
+    /// What the history holds of a service, if it knows it.
+    fn service_row(&self, service: &ServiceKey) -> Result<Option<ServiceRow>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT first_scan, last_scan, gone_scan, identity FROM services \
+                 WHERE ip = ?1 AND port = ?2 AND transport = ?3",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![service.ip, service.port, service.transport], |r| {
+                    Ok(ServiceRow {
+                        first_scan: r.get(0)?,
+                        last_scan: r.get(1)?,
+                        gone_scan: r.get(2)?,
+                        identity: r.get(3)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The change status of `scan`'s observation of a service: against the service's latest observation
+    /// by an earlier scan, and new when there is none or a completed scan missed it since.
+    fn classify_against_history(
+        &self,
+        scan: ScanId,
+        service: &ServiceKey,
+        key: &IdentityKey,
+        previous: Option<&ServiceRow>,
+    ) -> Result<(Change, Vec<String>), StoreError> {
+        let before: Option<IdentityKey> = match previous {
+            None => None,
+            // A resumed scan may probe a target again that it had already recorded: the status stays the one
+            // it got against the scans before, so a resume never turns "new" into "persisting".
+            Some(p) if p.last_scan == scan => {
+                if let Some(f) = self.observation(scan, service)? {
+                    return Ok((f.change.unwrap_or(Change::New), f.changed));
+                }
+                None
+            }
+            Some(p) if p.last_scan < scan => {
+                p.gone_scan.is_none_or(|g| g > scan).then(|| serde_json::from_str(&p.identity).unwrap_or_default())
+            }
+            // A later scan recorded it first: the observation to compare with is the latest before this scan.
+            Some(_) => match self.latest_before(scan, service)? {
+                Some((earlier, f)) if !self.gone_between(service, earlier, scan)? => Some(identity_key(&f)),
+                _ => None,
+            },
+        };
+        Ok(classify(before.as_ref(), Some(key), true).expect("the service is seen now"))
+    }
+
+    fn observation(&self, scan: ScanId, service: &ServiceKey) -> Result<Option<Finding>, StoreError> {
+        let text: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT finding FROM observations WHERE scan_id = ?1 AND ip = ?2 AND port = ?3 AND transport = ?4",
+            )
+            .and_then(|mut st| st.query_row(params![scan, service.ip, service.port, service.transport], |r| r.get(0)))
+            .optional()
+            .map_err(|e| self.fail(e))?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// The latest observation of a service by a scan before `scan`, with that scan.
+    fn latest_before(&self, scan: ScanId, service: &ServiceKey) -> Result<Option<(ScanId, Finding)>, StoreError> {
+        let row: Option<(ScanId, String)> = self
+            .conn
+            .prepare_cached(
+                "SELECT scan_id, finding FROM observations WHERE ip = ?1 AND port = ?2 AND transport = ?3 \
+                 AND scan_id < ?4 ORDER BY scan_id DESC LIMIT 1",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![service.ip, service.port, service.transport, scan], |r| Ok((r.get(0)?, r.get(1)?)))
+            })
+            .optional()
+            .map_err(|e| self.fail(e))?;
+        row.map(|(id, text)| Ok((id, finding_from(&text)?))).transpose()
+    }
+
+    /// Whether a completed scan strictly between `after` and `before` marked the service gone.
+    fn gone_between(&self, service: &ServiceKey, after: ScanId, before: ScanId) -> Result<bool, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM gone WHERE ip = ?1 AND port = ?2 AND transport = ?3 \
+                 AND scan_id > ?4 AND scan_id < ?5)",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![service.ip, service.port, service.transport, after, before], |r| r.get(0))
+            })
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The services matching `condition` (on `services`, with the scan as `?1`), with their gone mark.
+    fn services_where(&self, condition: &str, scan: ScanId) -> Result<Vec<(ServiceKey, Option<ScanId>)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare(&format!("SELECT ip, port, transport, gone_scan FROM services WHERE {condition}"))
+            .map_err(|e| self.fail(e))?;
+        let rows = st
+            .query_map([scan], |r| Ok((ServiceKey { ip: r.get(0)?, port: r.get(1)?, transport: r.get(2)? }, r.get(3)?)))
+            .map_err(|e| self.fail(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.fail(e))
+    }
+
+    /// What `scan` could not probe: outside its coverage, whatever the coverage says.
+    fn uncovered(&self, scan: ScanId) -> Result<Uncovered, StoreError> {
+        Ok(self
+            .not_covered(scan)?
+            .into_iter()
+            .map(|t| (t.ip.to_string(), t.port, t.transport.as_str().to_string()))
+            .collect())
+    }
+
+    /// Marks a service gone since `scan`, in place of a later mark of the same miss.
+    fn mark_gone(&self, service: &ServiceKey, replaced: Option<ScanId>, scan: ScanId) -> Result<(), StoreError> {
+        let ServiceKey { ip, port, transport } = service;
+        let conn = &self.conn;
+        conn.execute(
+            "UPDATE services SET gone_scan = ?1 WHERE ip = ?2 AND port = ?3 AND transport = ?4",
+            params![scan, ip, port, transport],
+        )
+        .and_then(|_| match replaced {
+            Some(later) => conn.execute(
+                "DELETE FROM gone WHERE scan_id = ?1 AND ip = ?2 AND port = ?3 AND transport = ?4",
+                params![later, ip, port, transport],
+            ),
+            None => Ok(0),
+        })
+        .and_then(|_| {
+            conn.execute(
+                "INSERT OR IGNORE INTO gone (scan_id, ip, port, transport) VALUES (?1, ?2, ?3, ?4)",
+                params![scan, ip, port, transport],
+            )
+        })
+        .map_err(|e| self.fail(e))?;
         Ok(())
     }
 
@@ -203,18 +393,134 @@ const SCAN_COLUMNS: &str = "id, started_at, ended_at, ledger_path, ledger_sha256
 
 pub(super) fn db_error(path: &Path, e: rusqlite::Error) -> StoreError {
     let hint = match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DiskFull) => {
-            " (the disk is full: free space and run again; committed scans are intact)"
-        }
-        Some(rusqlite::ErrorCode::ReadOnly) => " (the database or its folder is read-only)",
-        Some(rusqlite::ErrorCode::CannotOpen) => " (cannot open: check the path and its folder's permissions)",
-        Some(rusqlite::ErrorCode::NotADatabase) => " (this file is not an otscope database)",
-        Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => {
+        Some(ErrorCode::DiskFull) => " (the disk is full: free space and run again; committed scans are intact)",
+        Some(ErrorCode::ReadOnly) => " (the database or its folder is read-only)",
+        Some(ErrorCode::CannotOpen) => " (cannot open: check the path and its folder's permissions)",
+        Some(ErrorCode::NotADatabase) => " (this file is not an otscope database)",
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
             " (another otscope is writing this database)"
         }
         _ => "",
     };
     StoreError::Database { path: path.display().to_string(), message: format!("{e}{hint}") }
+}
+
+/// A read-only connection. SQLite reads a WAL database through a shared-memory file beside it; where
+/// that file cannot be created (a read-only folder or mount), the database is read as immutable, which
+/// is what it is there.
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let fail = |e: rusqlite::Error| db_error(path, e);
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let first_read =
+        |conn: &Connection| conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0));
+    let conn = Connection::open_with_flags(path, flags).map_err(fail)?;
+    conn.busy_timeout(BUSY_WAIT).map_err(fail)?;
+    match first_read(&conn) {
+        Ok(_) => Ok(conn),
+        Err(e) if matches!(e.sqlite_error_code(), Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly)) => {
+            let immutable = Connection::open_with_flags(format!("{}?immutable=1", file_uri(path)), flags)
+                .and_then(|c| first_read(&c).map(|_| c));
+            immutable.map_err(|_| fail(e))
+        }
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// `path` as an SQLite `file:` URI (absolute, every byte outside the unreserved set percent-encoded).
+fn file_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut uri = String::from("file://");
+    for &b in absolute.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri
+}
+
+/// Whether the database behind `conn` is an otscope history (stamped with [`APPLICATION_ID`], or made
+/// before the stamp by its tables), or empty; returns its schema version. Another program's database
+/// is refused, as is a history from a newer otscope.
+fn recognise(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    let fail = |e: rusqlite::Error| db_error(path, e);
+    let application: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(fail)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(fail)?;
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .map_err(fail)?;
+    let ours = application == APPLICATION_ID
+        || (application == 0 && ["observations", "scans", "services"].iter().all(|t| tables.iter().any(|n| n == t)));
+    let empty = application == 0 && version == 0 && tables.is_empty();
+    if !ours && !empty {
+        let listed = if tables.is_empty() { "none".to_string() } else { tables.join(", ") };
+        return Err(StoreError::Invalid(format!(
+            "{}: not an otscope history but another program's SQLite database (application id {application:#010x}, \
+             tables: {listed}); it was left untouched: give --db a new file or an otscope history",
+            path.display()
+        )));
+    }
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::Invalid(format!(
+            "{}: the database has schema version {version}, newer than this otscope knows ({known}): use a newer otscope",
+            path.display()
+        )));
+    }
+    Ok(version)
+}
+
+/// Puts the database in WAL mode (once, when it is new). The switch needs the file alone and SQLite
+/// does not wait for that, so another process opening it at the same moment is waited for here.
+fn switch_to_wal(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let deadline = Instant::now() + BUSY_WAIT;
+    loop {
+        let mode = conn.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0)).and_then(|mode| {
+            if mode.eq_ignore_ascii_case("wal") {
+                Ok(mode)
+            } else {
+                conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            }
+        });
+        match mode {
+            Ok(_) => return Ok(()),
+            Err(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => return Err(db_error(path, e)),
+        }
+    }
+}
+
+/// Brings the schema up to date and stamps the file as otscope's, in one transaction that holds the
+/// write lock: a second process waits, then finds the work done.
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let fail = |e: rusqlite::Error| db_error(path, e);
+    let current = |conn: &Connection| -> rusqlite::Result<(i64, i32)> {
+        Ok((
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
+            conn.query_row("PRAGMA application_id", [], |r| r.get(0))?,
+        ))
+    };
+    let known = MIGRATIONS.len() as i64;
+    if current(conn).map_err(fail)? == (known, APPLICATION_ID) {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(fail)?;
+    let migrated = recognise(conn, path).and_then(|version| {
+        for sql in &MIGRATIONS[version as usize..] {
+            conn.execute_batch(sql).map_err(fail)?;
+        }
+        conn.execute_batch(&format!("PRAGMA user_version = {known}; PRAGMA application_id = {APPLICATION_ID}; COMMIT"))
+            .map_err(fail)
+    });
+    if migrated.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    migrated
 }
 
 pub(super) fn finding_from(text: &str) -> Result<Finding, StoreError> {
@@ -248,64 +554,67 @@ impl Store for SqliteStore {
 
     fn record(&mut self, scan: ScanId, finding: &mut Finding) -> Result<(), StoreError> {
         self.in_batch()?;
-        let ip = finding.ip.to_string();
-        let transport = finding.transport.as_str();
+        let service = ServiceKey {
+            ip: finding.ip.to_string(),
+            port: finding.port,
+            transport: finding.transport.as_str().to_string(),
+        };
         let key = identity_key(finding);
-        let previous: Option<(String, Option<i64>, i64)> = self
-            .conn
-            .prepare_cached(
-                "SELECT identity, gone_scan, last_scan FROM services WHERE ip = ?1 AND port = ?2 AND transport = ?3",
-            )
-            .and_then(|mut st| {
-                st.query_row(params![ip, finding.port, transport], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()
-            })
-            .map_err(|e| self.fail(e))?;
-        // A resumed scan may probe a target again that it had already recorded: the status stays the one
-        // it got against the scans before, so a resume never turns "new" into "persisting".
-        let earlier: Option<Finding> = match &previous {
-            Some((_, _, last)) if *last == scan => self
-                .conn
-                .prepare_cached(
-                    "SELECT finding FROM observations WHERE scan_id = ?1 AND ip = ?2 AND port = ?3 AND transport = ?4",
-                )
-                .and_then(|mut st| st.query_row(params![scan, ip, finding.port, transport], |r| r.get::<_, String>(0)))
-                .optional()
-                .map_err(|e| self.fail(e))?
-                .and_then(|t| serde_json::from_str(&t).ok()),
-            _ => None,
-        };
-        let (change, changed) = match (previous, earlier) {
-            (_, Some(f)) => (f.change.unwrap_or(Change::New), f.changed),
-            (previous, None) => {
-                // A service marked gone is known again only as new.
-                let before = previous
-                    .filter(|(_, gone, _)| gone.is_none())
-                    .map(|(identity, _, _)| serde_json::from_str::<IdentityKey>(&identity).unwrap_or_default());
-                classify(before.as_ref(), Some(&key), true).expect("the service is seen now")
-            }
-        };
+        let previous = self.service_row(&service)?;
+        let (change, changed) = self.classify_against_history(scan, &service, &key, previous.as_ref())?;
         finding.change = Some(change);
         finding.changed = changed;
         let text = serde_json::to_string(finding).expect("findings serialise");
         let identity = serde_json::to_string(&key).expect("identity serialises");
+        let seen = finding.observed_at.as_str();
+        let now = ServiceRow { first_scan: scan, last_scan: scan, gone_scan: None, identity: identity.clone() };
+        // Scans may record in any order: the service's first and last scans are the earliest and latest that
+        // saw it (in scan order), and a gone mark holds against every observation older than it.
+        let (row, first_seen, last_seen) = match &previous {
+            None => (now, Some(seen), Some(seen)),
+            // Seen again after a completed scan missed it: a new stretch of exposure begins.
+            Some(p) if p.gone_scan.is_some_and(|g| g < scan) => (now, Some(seen), Some(seen)),
+            Some(p) => {
+                let earlier_first = scan < p.first_scan && !self.gone_between(&service, scan, p.first_scan)?;
+                let latest = scan >= p.last_scan;
+                let row = ServiceRow {
+                    first_scan: if earlier_first { scan } else { p.first_scan },
+                    last_scan: p.last_scan.max(scan),
+                    gone_scan: p.gone_scan,
+                    identity: if latest { identity } else { p.identity.clone() },
+                };
+                (row, earlier_first.then_some(seen), latest.then_some(seen))
+            }
+        };
         let conn = &self.conn;
-        let result = conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO observations (scan_id, ip, port, transport, finding) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut st| st.execute(params![scan, ip, finding.port, transport, text]))
-            .and_then(|_| {
-                conn.prepare_cached(
-                    "INSERT INTO services (ip, port, transport, first_seen, last_seen, first_scan, last_scan, gone_scan, \
-                     identity) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?5, NULL, ?6) \
-                     ON CONFLICT (ip, port, transport) DO UPDATE SET last_seen = excluded.last_seen, \
-                     last_scan = excluded.last_scan, gone_scan = NULL, identity = excluded.identity, \
-                     first_seen = CASE WHEN services.gone_scan IS NULL THEN services.first_seen ELSE excluded.first_seen END, \
-                     first_scan = CASE WHEN services.gone_scan IS NULL THEN services.first_scan ELSE excluded.first_scan END",
+        let ServiceKey { ip, port, transport } = &service;
+        let (first_scan, last_scan, gone_scan, identity) =
+            (row.first_scan, row.last_scan, row.gone_scan, &row.identity);
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO observations (scan_id, ip, port, transport, finding) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut st| st.execute(params![scan, ip, port, transport, text]))
+        .and_then(|_| match previous {
+            None => conn
+                .prepare_cached(
+                    "INSERT INTO services (ip, port, transport, first_seen, last_seen, first_scan, last_scan, \
+                     gone_scan, identity) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?5, NULL, ?6)",
                 )
-                .and_then(|mut st| st.execute(params![ip, finding.port, transport, finding.observed_at, scan, identity]))
-            });
-        result.map_err(|e| self.fail(e))?;
+                .and_then(|mut st| st.execute(params![ip, port, transport, seen, scan, identity])),
+            // A NULL time keeps the stored one (a first or last seen that this observation does not move).
+            Some(_) => conn
+                .prepare_cached(
+                    "UPDATE services SET first_seen = COALESCE(?4, first_seen), last_seen = COALESCE(?5, last_seen), \
+                     first_scan = ?6, last_scan = ?7, gone_scan = ?8, identity = ?9 \
+                     WHERE ip = ?1 AND port = ?2 AND transport = ?3",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        ip, port, transport, first_seen, last_seen, first_scan, last_scan, gone_scan, identity
+                    ])
+                }),
+        })
+        .map_err(|e| self.fail(e))?;
         self.batch.as_mut().expect("in a batch").0 += 1;
         self.flush_if_due()
     }
@@ -379,56 +688,45 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn finish_scan(&mut self, scan: ScanId, end: ScanEnd, ended_at: &str) -> Result<(), StoreError> {
+    fn finish_scan(&mut self, scan: ScanId, close: ScanClose, ended_at: &str) -> Result<(), StoreError> {
         self.in_batch()?;
-        let record = self.scan(scan)?;
-        if end.completed {
+        let fail = |e| db_error(&self.path, e);
+        self.conn
+            .execute(
+                "UPDATE scans SET ended_at = ?1, probed = ?2, completed = ?3, end_reason = ?4, \
+                 open = (SELECT COUNT(*) FROM observations WHERE scan_id = ?5) WHERE id = ?5",
+                params![ended_at, close.probed as i64, close.completed, close.reason, scan],
+            )
+            .map_err(fail)?;
+        if close.completed {
+            let record = self.scan(scan)?;
             let index = record.start.coverage.index();
-            // What the scan could not probe is not covered, whatever its coverage says.
-            let uncovered: std::collections::HashSet<_> =
-                self.not_covered(scan)?.into_iter().map(|t| (t.ip, t.port, t.transport)).collect();
-            let mut missing = Vec::new();
-            {
-                let mut st = self
-                    .conn
-                    .prepare("SELECT ip, port, transport FROM services WHERE gone_scan IS NULL AND last_scan <> ?1")
-                    .map_err(|e| db_error(&self.path, e))?;
-                let rows = st
-                    .query_map([scan], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u16>(1)?, r.get::<_, String>(2)?)))
-                    .map_err(|e| db_error(&self.path, e))?;
-                for row in rows {
-                    let (ip, port, transport) = row.map_err(|e| db_error(&self.path, e))?;
-                    let (Ok(addr), Ok(t)) =
-                        (ip.parse::<IpAddr>(), serde_json::from_value(serde_json::Value::String(transport.clone())))
-                    else {
-                        continue;
-                    };
-                    if index.contains(addr, port, t) && !uncovered.contains(&(addr, port, t)) {
-                        missing.push((ip, port, transport));
+            let uncovered = self.uncovered(scan)?;
+            let older = self.services_where("last_scan < ?1 AND (gone_scan IS NULL OR gone_scan > ?1)", scan)?;
+            for (service, gone) in older {
+                if service.probed_by(&index, &uncovered) {
+                    self.mark_gone(&service, gone, scan)?;
+                }
+            }
+        }
+        // What this scan saw last may have been missed by a completed scan after it, which finished before
+        // this scan recorded it: the first such miss is its gone mark.
+        let later: Vec<ScanRecord> = self.scans()?.into_iter().filter(|s| s.id > scan && s.completed()).collect();
+        if !later.is_empty() {
+            let mut probes = Vec::new();
+            for s in &later {
+                probes.push((s.id, s.start.coverage.index(), self.uncovered(s.id)?));
+            }
+            for (service, gone) in self.services_where("last_scan = ?1", scan)? {
+                if let Some((miss, ..)) =
+                    probes.iter().find(|(_, index, uncovered)| service.probed_by(index, uncovered))
+                {
+                    if gone.is_none_or(|g| g > *miss) {
+                        self.mark_gone(&service, gone, *miss)?;
                     }
                 }
             }
-            for (ip, port, transport) in missing {
-                self.conn
-                    .execute(
-                        "UPDATE services SET gone_scan = ?1 WHERE ip = ?2 AND port = ?3 AND transport = ?4",
-                        params![scan, ip, port, transport],
-                    )
-                    .and_then(|_| {
-                        self.conn.execute(
-                            "INSERT OR IGNORE INTO gone (scan_id, ip, port, transport) VALUES (?1, ?2, ?3, ?4)",
-                            params![scan, ip, port, transport],
-                        )
-                    })
-                    .map_err(|e| db_error(&self.path, e))?;
-            }
         }
-        self.conn
-            .execute(
-                "UPDATE scans SET ended_at = ?1, probed = ?2, open = ?3, completed = ?4, end_reason = ?5 WHERE id = ?6",
-                params![ended_at, end.probed as i64, end.open as i64, end.completed, end.reason, scan],
-            )
-            .map_err(|e| db_error(&self.path, e))?;
         self.flush()
     }
 
@@ -533,7 +831,7 @@ impl EventStore for SqliteStore {
             params![e.name, plan, e.started_at, e.baseline_scan],
         ) {
             Ok(_) => Ok(()),
-            Err(err) if err.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+            Err(err) if err.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
                 Err(StoreError::Invalid(format!("event {:?} already exists (see `otscope event list`)", e.name)))
             }
             Err(err) => Err(self.fail(err)),

@@ -222,3 +222,24 @@ pub fn output_within(mut command: std::process::Command, limit: Duration) -> std
     }
     child.wait_with_output().unwrap()
 }
+
+/// The interpreter of tests/servers/install's environment (`$OTSCOPE_SERVERS_PYTHON` overrides it) if
+/// it can import `module`. Without it the caller skips, except under CI or `OTSCOPE_REQUIRE_REAL_SERVERS=1`,
+/// where the test fails.
+pub fn servers_python(module: &str) -> Option<std::path::PathBuf> {
+    let python = std::env::var_os("OTSCOPE_SERVERS_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/.venv/bin/python"));
+    let import = format!("import {module}");
+    let found = std::process::Command::new(&python).args(["-c", &import]).output().is_ok_and(|o| o.status.success());
+    let required = std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+        || std::env::var("OTSCOPE_REQUIRE_REAL_SERVERS").is_ok_and(|v| v == "1");
+    match (found, required) {
+        (true, _) => Some(python),
+        (false, true) => panic!("{module} is not installed in {}: run tests/servers/install", python.display()),
+        (false, false) => {
+            eprintln!("skipped: {module} is not installed in {} (run tests/servers/install)", python.display());
+            None
+        }
+    }
+}

@@ -9,7 +9,7 @@ use otscope::ledger::Level;
 use otscope::scope::{PortSpec, Selection, Transport};
 use otscope::serve::auth::{create_token, NewToken};
 use otscope::serve::{run, ServeOptions};
-use otscope::store::{EventPlan, EventRecord, EventStore, ScanEnd, ScanStart, SqliteStore, Store};
+use otscope::store::{EventPlan, EventRecord, EventStore, ScanClose, ScanStart, SqliteStore, Store};
 use otscope::targets::{Coverage, Shard};
 use serde_json::{json, Map, Value};
 use std::net::{IpAddr, SocketAddr};
@@ -108,7 +108,7 @@ fn record(store: &mut SqliteStore, s: ScanStart, services: &[Svc], ended: &str) 
     for svc in services {
         store.record(id, &mut finding(*svc, &s.started_at.replace(":00:00Z", ":05:00Z"))).unwrap();
     }
-    let end = ScanEnd { probed: s.targets_total, open: services.len() as u64, completed: true, reason: None };
+    let end = ScanClose { probed: s.targets_total, completed: true, reason: None };
     store.finish_scan(id, end, ended).unwrap();
     id
 }

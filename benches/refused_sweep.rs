@@ -1,20 +1,27 @@
-//! Sweep benchmark: the full scan pipeline against a bare tokio connect loop, and memory vs range size.
+//! Refused sweep: the connect-refused path of the whole scan pipeline against a bare tokio connect
+//! loop, and memory vs range size.
 //!
-//! Both sweeps target a closed loopback range (`127.64.0.0/16` by default, port 9/tcp, where nothing
-//! listens), so every connect is refused by the kernel at once and the figures measure the scanner's
-//! own overhead. Then the bench re-executes itself to scan the `/16` and a `/12` in fresh processes and
-//! quotes each one's peak resident memory (`VmHWM`), which should not grow with the range.
+//! What it measures is the engine's cost per target when every connect is refused: both sweeps target
+//! a closed loopback range (`127.64.0.0/16` by default, port 9/tcp, where nothing listens), the kernel
+//! answers every SYN with a RST at once, and identification never gets past its connect: no protocol
+//! probe sends anything (asserted: nothing is found).
+//! Discovery is `connect` (set by `common::options`, and asserted), so every target costs one refused
+//! connection attempt in both loops. Then the bench re-executes itself to scan the `/16` and a `/12` in
+//! fresh processes and quotes each one's peak resident memory (`VmHWM`), which should not grow with
+//! the range.
 //!
-//! Run: `cargo bench --bench sweep`
+//! Run: `cargo bench --bench refused_sweep`
 //!
 //! Knobs (environment):
-//! - `SWEEP_PREFIX` (default 16): prefix length of the rate comparison range under 127.64.0.0.
-//! - `SWEEP_BIG_PREFIX` (default 12): prefix length of the large range for the memory check.
-//! - `SWEEP_ROUNDS` (default 5): alternating baseline/pipeline rounds; the best of each is reported,
-//!   with the medians, and the CPU time per target (which other load on the machine disturbs less).
-//! - `SWEEP_CONCURRENCY` (default 512): connects in flight, for both sweeps.
+//! - `REFUSED_SWEEP_PREFIX` (default 16): prefix length of the rate comparison range under 127.64.0.0.
+//! - `REFUSED_SWEEP_BIG_PREFIX` (default 12): prefix length of the large range for the memory check.
+//! - `REFUSED_SWEEP_ROUNDS` (default 5): alternating baseline/pipeline rounds; the best of each is
+//!   reported, with the medians, and the CPU time per target (which other load on the machine disturbs
+//!   less).
+//! - `REFUSED_SWEEP_CONCURRENCY` (default 512): connects in flight, for both sweeps.
 //!
-//! Internal: `sweep --child <prefix>` runs one pipeline scan and prints `child-report ...` for the parent.
+//! Internal: `refused_sweep --child <prefix>` runs one pipeline scan and prints `child-report ...` for
+//! the parent.
 
 mod common;
 
@@ -49,7 +56,7 @@ fn range_size(prefix: u8) -> u64 {
 
 /// A one-row ledger registering 127.64.0.0/prefix.
 fn write_ledger(dir: &Path, prefix: u8) -> std::path::PathBuf {
-    let path = dir.join(format!("sweep-{prefix}.csv"));
+    let path = dir.join(format!("refused-sweep-{prefix}.csv"));
     std::fs::write(
         &path,
         format!(
@@ -97,6 +104,7 @@ async fn pipeline(ledger: &Path, concurrency: usize) -> Sweep {
     let report = common::run(&plan, None, false).await;
     let (elapsed, cpu) = (started.elapsed(), cpu_time() - cpu);
     assert!(!report.stats.interrupted);
+    assert_eq!(report.stats.discovery, "connect", "the refused path is the connect discovery's");
     assert_eq!(
         report.counts.open, 0,
         "something listens on {PORT}/tcp in 127.64/16: the sweep would not measure refused connects"
@@ -134,7 +142,7 @@ fn rss_child(prefix: u8, concurrency: usize) {
 
 /// The pipeline scan of the /`prefix` in a fresh process.
 fn run_child(prefix: u8, concurrency: usize) -> ChildReport {
-    common::run_child(prefix.into(), &[("SWEEP_CONCURRENCY", concurrency.to_string())])
+    common::run_child(prefix.into(), &[("REFUSED_SWEEP_CONCURRENCY", concurrency.to_string())])
 }
 
 fn best(v: &[Sweep]) -> &Sweep {
@@ -148,19 +156,19 @@ fn median(v: &[Sweep], of: fn(&Sweep) -> f64) -> f64 {
 }
 
 fn main() -> ExitCode {
-    let concurrency = common::concurrency("SWEEP_CONCURRENCY");
+    let concurrency = common::concurrency("REFUSED_SWEEP_CONCURRENCY");
     if let Some(prefix) = common::child_param() {
         rss_child(check_prefix(u8::try_from(prefix).expect("a prefix")), concurrency);
         return ExitCode::SUCCESS;
     }
     // cargo bench passes `--bench` (and maybe a filter); nothing else is expected here.
 
-    let prefix = check_prefix(env_or("SWEEP_PREFIX", 16));
-    let big = check_prefix(env_or("SWEEP_BIG_PREFIX", 12));
-    let rounds: usize = env_or::<usize>("SWEEP_ROUNDS", 5).clamp(1, 20);
+    let prefix = check_prefix(env_or("REFUSED_SWEEP_PREFIX", 16));
+    let big = check_prefix(env_or("REFUSED_SWEEP_BIG_PREFIX", 12));
+    let rounds: usize = env_or::<usize>("REFUSED_SWEEP_ROUNDS", 5).clamp(1, 20);
     let n = range_size(prefix);
     println!(
-        "sweep {BASE}/{prefix} port {PORT}/tcp: {n} addresses, concurrency {concurrency}, rate unlimited, {rounds} rounds"
+        "refused_sweep {BASE}/{prefix} port {PORT}/tcp (closed: every connect refused, no protocol probe reached): {n} addresses, connect discovery, concurrency {concurrency}, rate unlimited, {rounds} rounds"
     );
 
     let dir = tempfile::tempdir().expect("temporary dir");
@@ -188,7 +196,7 @@ fn main() -> ExitCode {
     let (b, p) = (best(&bases).rate(), best(&pipes).rate());
     let (mb, mp) = (median(&bases, Sweep::rate), median(&pipes, Sweep::rate));
     println!(
-        "sweep /{prefix}: baseline {b:.0} conn/s, pipeline {p:.0} probes/s, ratio {:.2} (best of {rounds}; medians {mb:.0} / {mp:.0}, ratio {:.2})",
+        "refused_sweep /{prefix}: baseline {b:.0} conn/s, pipeline {p:.0} probes/s, ratio {:.2} (best of {rounds}; medians {mb:.0} / {mp:.0}, ratio {:.2})",
         p / b,
         mp / mb,
     );

@@ -1,12 +1,19 @@
-//! Lab benchmark: the full scan pipeline against a lab of simulated ICS devices on loopback
-//! (the `otscope-lab` crate: Modbus/TCP, S7comm, EtherNet/IP tcp+udp, BACnet/IP, Niagara Fox, Omron FINS, in
-//! turn), reporting identified devices per second, and in the same run a bare loop that sends each
-//! endpoint one identification request and reads one reply (TCP connect+write+read, UDP send+recv).
+//! Identification: the full scan pipeline over open services that answer, against a bare
+//! request/reply loop over the same services in the same run.
 //!
-//! Run: `cargo bench --bench lab`
+//! The services are a lab of simulated ICS devices on loopback (the `otscope-lab` crate: Modbus/TCP,
+//! S7comm, EtherNet/IP tcp+udp, BACnet/IP, Niagara Fox, Omron FINS, in turn), one per address; every
+//! device port is scanned on every address, so each address also has closed ports. Discovery is
+//! `connect` (set by `common::options`). Each round asserts the findings: every device identified
+//! with its protocol on each of its endpoints, and no other finding. Reported: identified devices per
+//! second, and the bare loop's devices per second, which sends each endpoint one identification
+//! request and reads one reply (TCP connect+write+read, UDP send+recv), with their ratio.
 //!
-//! Knobs (environment): `LAB_DEVICES` (default 1200, at most 60000), `LAB_ROUNDS` (default 3),
-//! `LAB_CONCURRENCY` (default 512). Devices take 127.132.0.1 onwards: loopback only.
+//! Run: `cargo bench --bench identification`
+//!
+//! Knobs (environment): `IDENTIFICATION_DEVICES` (default 1200, at most 60000),
+//! `IDENTIFICATION_ROUNDS` (default 3), `IDENTIFICATION_CONCURRENCY` (default 512). Devices take
+//! 127.132.0.1 onwards: loopback only.
 
 mod common;
 
@@ -14,7 +21,7 @@ use common::env_or;
 use otscope_lab::serve::Transport;
 use otscope_lab::{Device, Kind, Lab};
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,7 +45,7 @@ impl Run {
 }
 
 /// The whole pipeline on the lab's ledger; a device counts as identified when a finding on its address
-/// carries its protocol.
+/// carries its protocol. Every endpoint of every device must have its finding, and nothing else one.
 async fn pipeline(ledger: &Path, ports: &str, concurrency: usize, devices: &[Device]) -> Run {
     let mut options = common::options(concurrency, 7);
     options.engine.per_host = 4;
@@ -48,10 +55,24 @@ async fn pipeline(ledger: &Path, ports: &str, concurrency: usize, devices: &[Dev
     let started = Instant::now();
     let report = common::run(&plan, None, true).await;
     let elapsed = started.elapsed();
-    let found: HashSet<(String, String)> =
-        report.findings.iter().filter(|f| f.ics).map(|f| (f.ip.to_string(), f.protocol.clone())).collect();
-    let identified =
-        devices.iter().filter(|d| found.contains(&(d.ip.to_string(), d.kind.protocol().to_string()))).count();
+    assert_eq!(report.stats.discovery, "connect");
+    assert_eq!(report.stats.not_covered, 0, "no local failure");
+    let expected: HashSet<(IpAddr, u16, &str, &str)> = devices
+        .iter()
+        .flat_map(|d| {
+            d.kind.endpoints().iter().map(|(port, t)| (IpAddr::V4(d.ip), *port, t.as_str(), d.kind.protocol()))
+        })
+        .collect();
+    let unexpected: Vec<String> = report
+        .findings
+        .iter()
+        .filter(|f| !f.ics || !expected.contains(&(f.ip, f.port, f.transport.as_str(), f.protocol.as_str())))
+        .map(|f| format!("{}:{}/{} {} (ics {})", f.ip, f.port, f.transport.as_str(), f.protocol, f.ics))
+        .collect();
+    assert!(unexpected.is_empty(), "findings that are no device's endpoint and protocol: {unexpected:?}");
+    assert_eq!(report.findings.len(), expected.len(), "one finding per device endpoint");
+    let found: HashSet<(IpAddr, &str)> = report.findings.iter().map(|f| (f.ip, f.protocol.as_str())).collect();
+    let identified = devices.iter().filter(|d| found.contains(&(IpAddr::V4(d.ip), d.kind.protocol()))).count();
     Run { identified, elapsed }
 }
 
@@ -121,10 +142,10 @@ async fn baseline(devices: &[Device], concurrency: usize) -> Run {
 }
 
 fn main() {
-    let count: u32 = env_or("LAB_DEVICES", 1200);
-    assert!((1..=60_000).contains(&count), "LAB_DEVICES must be 1-60000");
-    let rounds: usize = env_or::<usize>("LAB_ROUNDS", 3).clamp(1, 20);
-    let concurrency = common::concurrency("LAB_CONCURRENCY");
+    let count: u32 = env_or("IDENTIFICATION_DEVICES", 1200);
+    assert!((1..=60_000).contains(&count), "IDENTIFICATION_DEVICES must be 1-60000");
+    let rounds: usize = env_or::<usize>("IDENTIFICATION_ROUNDS", 3).clamp(1, 20);
+    let concurrency = common::concurrency("IDENTIFICATION_CONCURRENCY");
 
     let devices = otscope_lab::plan(FIRST, count, &Kind::ALL).expect("lab plan");
     let ports = otscope_lab::port_list(&Kind::ALL);
@@ -136,7 +157,7 @@ fn main() {
     let lab_rt = common::device_runtime();
     let lab = lab_rt.block_on(Lab::start(devices.clone())).expect("start the lab");
     let last = devices.last().expect("at least one device").ip;
-    println!("lab: {count} devices on {FIRST}-{last} ({ports}), concurrency {concurrency}, {rounds} rounds");
+    println!("identification: {count} devices on {FIRST}-{last} ({ports}), concurrency {concurrency}, {rounds} rounds");
 
     let rt = common::runtime();
     let (mut bases, mut pipes) = (Vec::new(), Vec::new());
@@ -160,7 +181,7 @@ fn main() {
     let best = |v: &[Run]| v.iter().map(Run::rate).fold(0.0, f64::max);
     let (b, p) = (best(&bases), best(&pipes));
     println!(
-        "lab {count} devices: pipeline {p:.0} identified devices/s, bare request/reply loop {b:.0} devices/s, ratio {:.2} (best of {rounds}); lab served {} requests",
+        "identification {count} devices: pipeline {p:.0} identified devices/s, bare request/reply loop {b:.0} devices/s, ratio {:.2} (best of {rounds}); lab served {} requests",
         p / b,
         lab.requests()
     );
