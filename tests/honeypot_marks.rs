@@ -13,10 +13,13 @@ use std::process::{Command, Output};
 
 /// Modbus/TCP Read Device Identification (function 43, MEI 14) answered with conpot's default
 /// basic objects (VendorName Siemens, ProductCode SIMATIC, MajorMinorRevision S7-200); the regular
-/// category gets exception 02, anything else exception 01.
+/// category gets exception 02, anything else exception 01. Only the first ADU of what arrives is
+/// read, framed by its MBAP length, as a simple embedded stack does with pipelined requests.
 fn conpot_modbus() -> Handler {
     Box::new(|req: &[u8]| {
-        let (mbap, pdu) = req.split_at_checked(7)?;
+        let (mbap, rest) = req.split_at_checked(7)?;
+        let length = usize::from(u16::from_be_bytes([mbap[4], mbap[5]]));
+        let pdu = rest.get(..length.checked_sub(1)?)?;
         let pdu = match pdu {
             [0x2B, 0x0E, 0x01, 0x00] => {
                 let mut p = vec![0x2B, 0x0E, 0x01, 0x01, 0x00, 0x00, 0x03];
