@@ -221,6 +221,26 @@ pub enum AdvisoriesCommand {
         #[command(flatten)]
         matching: MatchingArgs,
     },
+    /// Fetch a CSAF 2.0 provider's advisories over HTTPS and import them, as `import` does.
+    ///
+    /// URL is the provider's provider-metadata.json. Its directory listings (changes.csv, index.txt)
+    /// and ROLIE feeds are read; each document's .sha256/.sha512 file and OpenPGP signature (against
+    /// the provider's public_openpgp_keys) are checked where the provider publishes them, and a
+    /// document that fails a check is refused by name. Only documents whose date changed since the
+    /// last sync of this provider (kept in the history) are fetched.
+    ///
+    /// Exit status: 0 every document fetched and imported; 2 some were refused (the others are imported).
+    #[command(verbatim_doc_comment)]
+    Sync {
+        /// The provider's provider-metadata.json, https://...
+        #[arg(value_name = "URL")]
+        url: String,
+        /// A PEM file of the CA certificate(s) to trust instead of the Mozilla roots (an internal CA).
+        #[arg(long, value_name = "PEM")]
+        ca: Option<PathBuf>,
+        #[command(flatten)]
+        matching: MatchingArgs,
+    },
     /// List the recorded advisories: id, version, TLP, release date, title.
     List(DbArgs),
     /// Show one recorded advisory: what it says, and its match results.

@@ -132,7 +132,11 @@ fn publish(dir: &Path, name: &str, tracking: &str, gpg: Option<&Gpg>) -> PathBuf
     let path = dir.join(name);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let doc = serde_json::json!({"document": {"category": "csaf_security_advisory", "csaf_version": "2.0",
-        "title": tracking, "tracking": {"id": tracking, "current_release_date": "2026-11-01T00:00:00Z"}}});
+        "title": tracking,
+        "publisher": {"category": "vendor", "name": "otscope test", "namespace": "https://provider.invalid"},
+        "tracking": {"id": tracking, "current_release_date": "2026-11-01T00:00:00Z",
+            "initial_release_date": "2026-11-01T00:00:00Z", "status": "final", "version": "1",
+            "revision_history": [{"date": "2026-11-01T00:00:00Z", "number": "1", "summary": "first"}]}}});
     let bytes = serde_json::to_vec_pretty(&doc).unwrap();
     std::fs::write(&path, &bytes).unwrap();
     let file_name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -259,6 +263,36 @@ async fn sync_checks_hashes_and_signatures_and_fetches_only_what_changed() {
     assert_eq!(third.fetched.len(), 1);
     assert!(third.fetched[0].url.ends_with("white/2026/good-1.json"));
     assert_eq!(documents(&server.requests.lock().unwrap()), ["/.well-known/csaf/white/2026/good-1.json"]);
+
+    // The command: fetches, checks and imports into the history, refusing the two by name (exit 2);
+    // a second run fetches nothing and imports nothing new.
+    let db = dir.path().join("h.db");
+    let command = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_otscope"));
+        c.args(args).arg("--db").arg(&db);
+        c
+    };
+    let sync_command = || {
+        let mut c = command(&["advisories", "sync", &metadata_url, "--ca", ca.to_str().unwrap()]);
+        c.arg("--fingerprints").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/fingerprints"));
+        tokio::task::spawn_blocking(move || c.output().unwrap())
+    };
+    server.requests.lock().unwrap().clear();
+    let out = sync_command().await.unwrap();
+    let told = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{told}");
+    assert!(told.contains("bad-hash.json: SHA-256 mismatch: "), "{told}");
+    assert!(told.contains("bad-signature.json: bad OpenPGP signature: "), "{told}");
+    assert!(told.contains("2 new, 0 revised, 0 unchanged, 0 refused"), "{told}");
+    let listed = command(&["advisories", "list"]).output().unwrap();
+    let listed = format!("{}{}", String::from_utf8_lossy(&listed.stdout), String::from_utf8_lossy(&listed.stderr));
+    assert!(listed.contains("OTS-2026-001-r1") && listed.contains("OTS-2026-010"), "{listed}");
+    server.requests.lock().unwrap().clear();
+    let again = sync_command().await.unwrap();
+    let told = format!("{}{}", String::from_utf8_lossy(&again.stdout), String::from_utf8_lossy(&again.stderr));
+    assert!(told.contains("0 fetched, 2 refused by its checks, 4 unchanged"), "{told}");
+    assert!(told.contains("0 new, 0 revised, 0 unchanged, 0 refused"), "{told}");
+    assert_eq!(documents(&server.requests.lock().unwrap()), Vec::<&str>::new());
 
     // Without the CA, the provider's self-signed certificate is refused.
     let strict = ClientOptions { attempts: 1, ..ClientOptions::default() };

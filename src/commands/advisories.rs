@@ -1,9 +1,11 @@
 //! `advisories import | list | show | match`.
 
 use super::history::open_for_reading;
-use crate::advisories::{Status, Vendors};
+use crate::advisories::sync::SyncError;
+use crate::advisories::{parse_document, Document, Documents, Status, Vendors};
 use crate::cli::{AdvisoriesCommand, MatchFormat, MatchingArgs};
 use crate::error::{BadInput, EXIT_BAD_INPUT, EXIT_CHANGES};
+use crate::exchange::http::{Auth, ClientOptions, HttpError};
 use crate::notices;
 use crate::pipeline::now_rfc3339;
 use crate::store::{AdvisoryStore, SqliteStore, Store, StoreError};
@@ -13,6 +15,7 @@ use std::process::ExitCode;
 pub fn run(command: AdvisoriesCommand) -> anyhow::Result<ExitCode> {
     match command {
         AdvisoriesCommand::Import { paths, matching } => import(&paths, &matching),
+        AdvisoriesCommand::Sync { url, ca, matching } => sync(&url, ca, &matching),
         AdvisoriesCommand::List(db) => list(&open_for_reading(&db.db)?),
         AdvisoriesCommand::Show { id, json, db } => show(&open_for_reading(&db.db)?, &id, json),
         AdvisoriesCommand::Match { scan, format, matching } => matches(scan, format, &matching),
@@ -33,6 +36,47 @@ fn import(paths: &[PathBuf], matching: &MatchingArgs) -> anyhow::Result<ExitCode
     // Importing is how a history gets its first advisories: the database is created if missing.
     let mut store = SqliteStore::open(&matching.db.db).map_err(user)?;
     let outcome = notices::import(&mut store, paths, &vendors, &now_rfc3339()).map_err(user)?;
+    Ok(told(&outcome))
+}
+
+fn sync(url: &str, ca: Option<PathBuf>, matching: &MatchingArgs) -> anyhow::Result<ExitCode> {
+    let vendors = vendors(matching)?;
+    let mut store = SqliteStore::open(&matching.db.db).map_err(user)?;
+    let state = store.sync_state(url).map_err(user)?;
+    let options = ClientOptions { ca, ..ClientOptions::default() };
+    let report = crate::advisories::sync::sync(url, &state, &options, Auth::None).map_err(|e| match e {
+        SyncError::Http(HttpError::Setup(why)) => anyhow::Error::from(BadInput(why)),
+        e => anyhow::anyhow!("{url}: {e}"),
+    })?;
+    let mut documents = Documents::default();
+    for fetched in &report.fetched {
+        match parse_document(&fetched.bytes, &fetched.url) {
+            Ok(advisory) => documents.read.push(Document {
+                path: PathBuf::from(&fetched.url),
+                bytes: fetched.bytes.clone(),
+                advisory,
+            }),
+            Err(problems) => documents.refused.push((PathBuf::from(&fetched.url), problems)),
+        }
+    }
+    for refused in &report.refused {
+        eprintln!("{}: {}", refused.url, refused.reason);
+    }
+    eprintln!(
+        "{url}: {} fetched, {} refused by its checks, {} unchanged since the last sync",
+        report.fetched.len(),
+        report.refused.len(),
+        report.unchanged + report.same_content
+    );
+    let outcome = notices::import_documents(&mut store, documents, &vendors, &now_rfc3339()).map_err(user)?;
+    // Recorded only once the documents are: an interrupted sync fetches them again next time.
+    store.set_sync_state(url, &report.state).map_err(user)?;
+    let code = told(&outcome);
+    Ok(if report.refused.is_empty() { code } else { ExitCode::from(EXIT_BAD_INPUT) })
+}
+
+/// Tells what an import did; exit status 2 when any document was refused.
+fn told(outcome: &notices::ImportOutcome) -> ExitCode {
     for (_, problems) in &outcome.refused {
         for p in problems {
             eprintln!("{p}");
@@ -55,7 +99,11 @@ fn import(paths: &[PathBuf], matching: &MatchingArgs) -> anyhow::Result<ExitCode
     for (path, _) in &outcome.refused {
         println!("refused: {}", path.display());
     }
-    Ok(if outcome.refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_BAD_INPUT) })
+    if outcome.refused.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_BAD_INPUT)
+    }
 }
 
 fn list(store: &SqliteStore) -> anyhow::Result<ExitCode> {

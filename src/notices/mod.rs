@@ -15,7 +15,7 @@
 pub mod render;
 
 use crate::advisories::{
-    parse_document, read_documents, Index, MatchResult, Problem, ServiceIdentity, Status, Tlp, Vendors,
+    parse_document, read_documents, Documents, Index, MatchResult, Problem, ServiceIdentity, Status, Tlp, Vendors,
 };
 use crate::export::Lang;
 use crate::findings::Finding;
@@ -186,7 +186,16 @@ pub fn import<S: Store + AdvisoryStore + ?Sized>(
     vendors: &Vendors,
     at: &str,
 ) -> Result<ImportOutcome, StoreError> {
-    let documents = read_documents(paths);
+    import_documents(store, read_documents(paths), vendors, at)
+}
+
+/// [`import`] of documents already read (from files, or fetched by `advisories sync`).
+pub fn import_documents<S: Store + AdvisoryStore + ?Sized>(
+    store: &mut S,
+    documents: Documents,
+    vendors: &Vendors,
+    at: &str,
+) -> Result<ImportOutcome, StoreError> {
     let mut outcome = ImportOutcome { refused: documents.refused, ..Default::default() };
     for d in documents.read {
         let a = &d.advisory;

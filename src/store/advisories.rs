@@ -7,12 +7,14 @@
 
 use super::sqlite::db_error;
 use super::{ScanId, SqliteStore, StoreError};
+use crate::advisories::sync::{Known, SyncState};
 use crate::advisories::{Evidence, RemediationText, Status, Tlp};
 use crate::findings::Finding;
 use crate::ledger::Level;
 use crate::scope::Transport;
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 pub type ItemId = i64;
@@ -287,15 +289,6 @@ pub struct KnownService {
     pub gone_scan: Option<ScanId>,
 }
 
-/// What a feed sync last saw of one URL, to fetch only what changed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SyncEntry {
-    pub etag: Option<String>,
-    pub last_modified: Option<String>,
-    /// The feed's own timestamp of the file (changes.csv or the ROLIE entry's `updated`).
-    pub stamp: Option<String>,
-}
-
 /// The advisory and remediation bookkeeping, beside the scan history.
 pub trait AdvisoryStore {
     /// Stores a document read from `source`, replacing a stored one of the same id whose content
@@ -329,8 +322,10 @@ pub trait AdvisoryStore {
     fn notices(&self) -> Result<Vec<NoticeRecord>, StoreError>;
     /// The notices that carry active items, with those items.
     fn open_notices(&self) -> Result<Vec<OpenNotice>, StoreError>;
-    fn sync_entry(&self, url: &str) -> Result<Option<SyncEntry>, StoreError>;
-    fn set_sync_entry(&mut self, url: &str, entry: &SyncEntry) -> Result<(), StoreError>;
+    /// What the last `advisories sync` of the provider at `provider` (its metadata URL) saw, so that
+    /// the next fetches only what changed.
+    fn sync_state(&self, provider: &str) -> Result<SyncState, StoreError>;
+    fn set_sync_state(&mut self, provider: &str, state: &SyncState) -> Result<(), StoreError>;
 }
 
 /// The tables, appended to the store's migrations.
@@ -402,10 +397,12 @@ CREATE TABLE notice_items (
     PRIMARY KEY (number, item_id)
 );
 CREATE TABLE advisory_sync (
-    url TEXT PRIMARY KEY,
-    etag TEXT,
-    last_modified TEXT,
-    stamp TEXT
+    provider TEXT NOT NULL,
+    url TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    sha256 TEXT,
+    refused TEXT,
+    PRIMARY KEY (provider, url)
 );
 "#;
 
@@ -848,24 +845,39 @@ impl AdvisoryStore for SqliteStore {
         Ok(out)
     }
 
-    fn sync_entry(&self, url: &str) -> Result<Option<SyncEntry>, StoreError> {
+    fn sync_state(&self, provider: &str) -> Result<SyncState, StoreError> {
+        let mut documents = BTreeMap::new();
         self.connection()
-            .query_row("SELECT etag, last_modified, stamp FROM advisory_sync WHERE url = ?1", [url], |r| {
-                Ok(SyncEntry { etag: r.get(0)?, last_modified: r.get(1)?, stamp: r.get(2)? })
+            .prepare("SELECT url, updated, sha256, refused FROM advisory_sync WHERE provider = ?1")
+            .and_then(|mut st| {
+                let rows = st.query_map([provider], |r| {
+                    Ok((r.get::<_, String>(0)?, Known { updated: r.get(1)?, sha256: r.get(2)?, refused: r.get(3)? }))
+                })?;
+                for row in rows {
+                    let (url, known) = row?;
+                    documents.insert(url, known);
+                }
+                Ok(())
             })
-            .optional()
-            .map_err(|e| self.advisory_error(e))
+            .map_err(|e| self.advisory_error(e))?;
+        Ok(SyncState { documents })
     }
 
-    fn set_sync_entry(&mut self, url: &str, e: &SyncEntry) -> Result<(), StoreError> {
+    fn set_sync_state(&mut self, provider: &str, state: &SyncState) -> Result<(), StoreError> {
         self.flush()?;
-        self.connection()
-            .execute(
-                "INSERT OR REPLACE INTO advisory_sync (url, etag, last_modified, stamp) VALUES (?1, ?2, ?3, ?4)",
-                params![url, e.etag, e.last_modified, e.stamp],
-            )
-            .map_err(|e| self.advisory_error(e))?;
-        Ok(())
+        let write = |conn: &rusqlite::Connection| -> rusqlite::Result<()> {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute("DELETE FROM advisory_sync WHERE provider = ?1", [provider])?;
+            let mut st = tx.prepare(
+                "INSERT INTO advisory_sync (provider, url, updated, sha256, refused) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (url, k) in &state.documents {
+                st.execute(params![provider, url, k.updated, k.sha256, k.refused])?;
+            }
+            drop(st);
+            tx.commit()
+        };
+        write(self.connection()).map_err(|e| self.advisory_error(e))
     }
 }
 

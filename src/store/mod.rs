@@ -9,7 +9,7 @@ mod sqlite;
 pub use access::{AuditEntry, FindingQuery, OwnerCount, SessionRecord, TokenRecord};
 pub use advisories::{
     AdvisoryStore, Change, ItemId, ItemRecord, ItemState, ItemWrite, KnownService, MatchRecord, NoticeKind,
-    NoticeRecord, OpenItem, OpenNotice, Stored, StoredAdvisory, SyncEntry, Transition,
+    NoticeRecord, OpenItem, OpenNotice, Stored, StoredAdvisory, Transition,
 };
 pub use sqlite::SqliteStore;
 
