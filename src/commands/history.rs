@@ -200,10 +200,10 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Writes the scan's STIX 2.1 bundles from the history of every known service.
-fn export_stix(store: &dyn Store, scan: i64, out: &Path, by_district: bool) -> anyhow::Result<ExitCode> {
+fn export_stix(store: &SqliteStore, scan: i64, out: &Path, by_district: bool) -> anyhow::Result<ExitCode> {
     let from_store = export::stix::FromStore::read(store, scan).map_err(user)?;
-    // Advisory matches join the bundles once the store records them (`advisories match`).
-    let input = from_store.input(&[]);
+    let matches = affected_services(store).map_err(user)?;
+    let input = from_store.input(&matches);
     let written =
         export::stix::write(&input, out, by_district).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
     eprintln!(
@@ -216,6 +216,30 @@ fn export_stix(store: &dyn Store, scan: i64, out: &Path, by_district: bool) -> a
         println!("{}", f.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The services the history's open remediation items find affected (never a honeypot), as the STIX
+/// bundles link them to their vulnerabilities. A document without a TLP label is handled as AMBER,
+/// as notices handle it.
+fn affected_services(store: &SqliteStore) -> Result<Vec<export::stix::AdvisoryMatch>, StoreError> {
+    use crate::store::AdvisoryStore;
+    let released: std::collections::HashMap<String, String> =
+        store.advisories()?.into_iter().map(|a| (a.id, a.current_release_date)).collect();
+    let items = store.items()?.into_iter().filter(|i| {
+        i.state.is_active() && i.detail.status == crate::advisories::Status::Affected && !i.detail.honeypot
+    });
+    Ok(items
+        .map(|i| export::stix::AdvisoryMatch {
+            ip: i.detail.ip,
+            port: i.detail.port,
+            transport: i.detail.transport.as_str().to_string(),
+            released: released.get(&i.detail.advisory).cloned().unwrap_or_else(|| i.created_at.clone()),
+            advisory: i.detail.advisory,
+            cves: i.detail.cves,
+            tlp: i.detail.tlp.unwrap_or(crate::advisories::Tlp::Amber),
+            since: i.created_at,
+        })
+        .collect())
 }
 
 pub fn report(scan: Option<i64>, out: &Path, lang: export::Lang, db: &Path) -> anyhow::Result<ExitCode> {
