@@ -442,7 +442,7 @@ async fn reach_every_endpoint_role_and_object_outside_it() {
 
 #[tokio::test]
 async fn every_authenticated_request_is_audited_with_who_what_and_result() {
-    let lab = lab("127.119.15.1").await;
+    let lab = lab("127.119.21.1").await;
     let s = &lab.server;
     let db = s.db.clone();
     get(s, &lab.pudong, "/api/v1/findings").await;
@@ -589,6 +589,42 @@ async fn token_commands_print_once_store_a_hash_list_and_revoke() {
 }
 
 #[tokio::test]
+async fn claims_take_a_note_within_reach_and_are_recorded_once_with_the_token_name() {
+    let lab = lab("127.119.15.1").await;
+    let s = &lab.server;
+    let claim = |token: &str, number: &str, body: Value| {
+        let request = client().post(s.url(&format!("/api/v1/notices/{number}/claim"))).bearer_auth(token).json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // Bad bodies are refused by name; nothing changes.
+    for body in [json!({}), json!({ "note": "  " }), json!({ "note": "x", "by": "someone else" }), json!("x")] {
+        let (status, answer) = claim(&lab.e1, E1_NOTICE, body.clone()).await;
+        assert_eq!((status, answer["parameter"].as_str()), (StatusCode::BAD_REQUEST, Some("note")), "{body}: {answer}");
+    }
+    // A district notice lists enterprises: the claim names the enterprise's notice.
+    let (status, answer) = claim(&lab.pudong, PUDONG_NOTICE, json!({ "note": "done" })).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let (status, answer) = claim(&lab.e1, E1_NOTICE, json!({ "note": "firmware 3.1" })).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["claimed"].as_array().unwrap().len(), 1, "{answer}");
+    // Once claimed, nothing is left to claim.
+    let (status, answer) = claim(&lab.pudong, E1_NOTICE, json!({ "note": "again" })).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let (_, notice) = get(s, &lab.pudong, &format!("/api/v1/notices/{E1_NOTICE}")).await;
+    let item = &notice["items"][0];
+    assert_eq!(
+        (item["state"].as_str(), item["last_move"]["actor"].as_str()),
+        (Some("claimed"), Some("e1")),
+        "{notice}"
+    );
+    assert_eq!(item["last_move"]["reason"], "firmware 3.1");
+    lab.server.shut().await;
+}
+
+#[tokio::test]
 async fn console_sets_strict_cookies_checks_csrf_and_keeps_to_the_reach() {
     let lab = lab("127.119.19.1").await;
     let s = &lab.server;
@@ -659,11 +695,30 @@ async fn console_sets_strict_cookies_checks_csrf_and_keeps_to_the_reach() {
             assert!(!body.contains(mark), "{path} leaks {mark}: {body}");
         }
     }
+    // A claim needs the session's form token, and a notice within reach.
+    let own = overview.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap();
+    for (number, csrf, expected) in [
+        (E1_NOTICE, "forged", StatusCode::FORBIDDEN),
+        (E2_NOTICE, own, StatusCode::NOT_FOUND),
+        (E1_NOTICE, own, StatusCode::SEE_OTHER),
+    ] {
+        let form = [("csrf", csrf), ("note", "patched")];
+        let url = s.url(&format!("/console/notices/{number}/claim"));
+        let r = c.post(url).header("cookie", &session).form(&form).send().await.unwrap();
+        assert_eq!(r.status(), expected, "{number} {csrf}");
+        let states: BTreeSet<String> = get(s, &lab.center, &format!("/api/v1/notices/{number}")).await.1["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["state"].as_str().unwrap().to_string())
+            .collect();
+        let now = if expected == StatusCode::SEE_OTHER { "claimed" } else { "notified" };
+        assert_eq!(states, [now.to_string()].into(), "{number} {csrf}");
+    }
     // Logging out needs the session's form token.
     let r =
         c.post(s.url("/console/logout")).header("cookie", &session).form(&[("csrf", "forged")]).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let own = overview.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap();
     let r = c.post(s.url("/console/logout")).header("cookie", &session).form(&[("csrf", own)]).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(page("/console/").await.0, StatusCode::SEE_OTHER);

@@ -319,13 +319,16 @@ fn notices_table(lang: Lang, notices: &[Value], claim_csrf: Option<&str>) -> Str
     if notices.is_empty() {
         return format!("<p class=\"empty\">{}</p>", t(lang, "No notice.", "无通报。"));
     }
+    let claim_header = match claim_csrf {
+        Some(_) => format!("<th>{}</th>", t(lang, "Claim", "申报整改")),
+        None => String::new(),
+    };
     let mut out = format!(
-        "<table id=\"notices\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+        "<table id=\"notices\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>{claim_header}</tr></thead><tbody>",
         t(lang, "Notice", "通报"),
         t(lang, "Status", "状态"),
         t(lang, "Deadline", "整改期限"),
         t(lang, "Items", "事项"),
-        t(lang, "Claim", "申报整改"),
     );
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     for n in notices {
@@ -353,21 +356,22 @@ fn notices_table(lang: Lang, notices: &[Value], claim_csrf: Option<&str>) -> Str
         }
         let form = match claim_csrf {
             Some(csrf) if claimable && n["kind"] == "enterprise" => format!(
-                "<form method=\"post\" action=\"/console/notices/{path}/claim\" class=\"claim\">\
+                "<td><form method=\"post\" action=\"/console/notices/{path}/claim\" class=\"claim\">\
                  <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
                  <label>{label} <input name=\"note\" required maxlength=\"2000\" id=\"note-{id}\"></label> \
-                 <button type=\"submit\" id=\"claim-{id}\">{button}</button></form>",
+                 <button type=\"submit\" id=\"claim-{id}\">{button}</button></form></td>",
                 path = escape(&urlencode(&number)),
                 csrf = escape(csrf),
                 id = escape(&number),
                 label = t(lang, "What was fixed:", "整改说明："),
                 button = t(lang, "Claim fixed", "申报已整改"),
             ),
-            _ => String::new(),
+            Some(_) => "<td></td>".to_string(),
+            None => String::new(),
         };
         let _ = write!(
             out,
-            "<tr id=\"notice-{id}\"><td>{id}</td><td>{status}</td><td>{deadline}</td><td><ul>{items}</ul></td><td>{form}</td></tr>",
+            "<tr id=\"notice-{id}\"><td>{id}</td><td>{status}</td><td>{deadline}</td><td><ul>{items}</ul></td>{form}</tr>",
             id = escape(&number),
         );
     }
