@@ -4,7 +4,7 @@
 //! object outside it is not found, exactly as one that does not exist.
 
 use super::auth::{Caller, Reach};
-use crate::advisories::Tlp;
+use crate::advisories::{Status, Tlp};
 use crate::event::{self, Verdict};
 use crate::export::Lang;
 use crate::findings::Finding;
@@ -335,8 +335,10 @@ impl<'a> View<'a> {
         if *self.reach == Reach::Center || may_carry(advisory.tlp, NoticeKind::District) {
             return Ok(true);
         }
+        // An advisory concerns an enterprise when one of its devices is (or may be) affected.
         let matches = self.store.matches(Some(&advisory.id))?;
-        Ok(self.sees_tlp(advisory.tlp, matches.iter().map(|m| m.enterprise_id.as_str())))
+        let concerned = matches.iter().filter(|m| m.status != Status::NotAffected).map(|m| m.enterprise_id.as_str());
+        Ok(self.sees_tlp(advisory.tlp, concerned))
     }
 
     fn advisory_json(advisory: &StoredAdvisory) -> Value {
