@@ -1,7 +1,8 @@
 //! The console in a real browser: headless Chromium driven through chromedriver (WebDriver) from
-//! Rust. A district user logs in with its token, sees only its district, is refused another one,
-//! switches to Chinese; the pages render with their stylesheet under the strict CSP, and the
-//! screenshots (kept in the target folder) are not blank.
+//! Rust. A district user logs in with its token, sees only its district and its notices, claims an
+//! enterprise's notice fixed through the form (the claim then shows in the API and in `otscope
+//! notices status`), is refused another district, switches to Chinese; the pages render with their
+//! stylesheet under the strict CSP, and the screenshots (kept in the target folder) are not blank.
 
 mod serve_fixture;
 
@@ -133,12 +134,56 @@ async fn a_district_user_logs_in_and_sees_only_its_district() {
     assert!(!enterprises.contains("E2") && !enterprises.contains("E5"), "{enterprises}");
     let services = text(&client, "table.findings").await;
     assert!(services.contains("127.119.0.1:502/tcp") && !services.contains("127.119.0.4"), "{services}");
+    let notices = text(&client, "#notices").await;
+    assert!(notices.contains(E1_NOTICE) && notices.contains(PUDONG_NOTICE), "{notices}");
+    assert!(!notices.contains(E2_NOTICE) && !notices.contains(MINHANG_NOTICE), "{notices}");
     screenshot(&client, "district-page").await;
 
     client.find(Locator::LinkText("E1")).await.unwrap().click().await.unwrap();
     client.wait().for_element(Locator::Css("table.findings")).await.unwrap();
     assert!(text(&client, "h1").await.contains("一号水厂"));
+    let row = format!("notice-{E1_NOTICE}");
+    let notice = text(&client, &format!("#{row}")).await;
+    assert!(notice.contains("127.119.0.1:502/tcp") && notice.contains(GREEN_ADVISORY), "{notice}");
+    assert!(notice.contains("notified") && notice.contains("2026-05-16"), "status and deadline: {notice}");
     screenshot(&client, "enterprise-page").await;
+
+    // The district claims E1's notice fixed through the form.
+    let note = "固件已升级到 3.1 (firmware updated)";
+    client.find(Locator::Id(&format!("note-{E1_NOTICE}"))).await.unwrap().send_keys(note).await.unwrap();
+    client.find(Locator::Id(&format!("claim-{E1_NOTICE}"))).await.unwrap().click().await.unwrap();
+    client.wait().for_element(Locator::Css(&format!("#{row} .state-claimed"))).await.unwrap();
+    assert!(client.find(Locator::Id(&format!("claim-{E1_NOTICE}"))).await.is_err(), "nothing left to claim");
+    screenshot(&client, "enterprise-claimed").await;
+    // The claim in the API: the item is claimed, by the district's token, with the note.
+    let api = reqwest::Client::new()
+        .get(server.url(&format!("/api/v1/notices/{E1_NOTICE}")))
+        .bearer_auth(&pudong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), reqwest::StatusCode::OK);
+    let api: serde_json::Value = api.json().await.unwrap();
+    let item = &api["items"][0];
+    assert_eq!((item["state"].as_str(), api["items"].as_array().unwrap().len()), (Some("claimed"), 1), "{api}");
+    assert_eq!(item["last_move"]["actor"], "pudong", "{api}");
+    assert_eq!(item["last_move"]["reason"], note, "{api}");
+    // And in `otscope notices status`, as the CLI records and shows every claim.
+    let status = Command::new(env!("CARGO_BIN_EXE_otscope"))
+        .args(["notices", "status", "--format", "jsonl", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(status.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let claimed: Vec<&serde_json::Value> = lines.iter().filter(|l| l["notice"] == E1_NOTICE).collect();
+    assert_eq!(claimed.len(), 1, "{lines:?}");
+    assert_eq!(claimed[0]["state"], "claimed");
+    let last = claimed[0]["transitions"].as_array().unwrap().last().unwrap();
+    assert_eq!((last["actor"].as_str(), last["reason"].as_str()), (Some("pudong"), Some(note)), "{last}");
+    // E2's items, in another district, are untouched.
+    assert!(lines.iter().filter(|l| l["enterprise_id"] == "E2").all(|l| l["state"] == "notified"), "{lines:?}");
 
     client.goto(&server.url("/console/scans?lang=zh")).await.unwrap();
     assert_eq!(text(&client, "h1").await, "扫描记录");

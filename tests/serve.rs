@@ -7,7 +7,7 @@ mod serve_fixture;
 use otscope::serve::api::endpoints;
 use otscope::store::SqliteStore;
 use reqwest::{Client, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 use serve_fixture::*;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -19,6 +19,18 @@ fn client() -> Client {
 
 async fn get(server: &Server, token: &str, path: &str) -> (StatusCode, Value) {
     let response = client().get(server.url(path)).bearer_auth(token).send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// A request as its endpoint takes it: a claim is a POST with a note, everything else a GET.
+async fn call(server: &Server, token: &str, path: &str) -> (StatusCode, Value) {
+    if !path.ends_with("/claim") {
+        return get(server, token, path).await;
+    }
+    let request = client().post(server.url(path)).bearer_auth(token).json(&json!({ "note": "firmware updated" }));
+    let response = request.send().await.unwrap();
     let status = response.status();
     let text = response.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
@@ -197,7 +209,14 @@ async fn bad_input_is_refused_by_name_unknown_ids_404_oversized_bodies_413() {
 
 /// A value for each path parameter that names something that exists.
 fn sample(path: &str) -> String {
-    path.replace("{id}", "2")
+    let id = if path.starts_with("/api/v1/advisories/") {
+        GREEN_ADVISORY
+    } else if path.starts_with("/api/v1/notices/") {
+        E1_NOTICE
+    } else {
+        "2"
+    };
+    path.replace("{id}", id)
         .replace("{ip}", "127.119.0.1")
         .replace("{port}", "502")
         .replace("{transport}", "tcp")
@@ -220,14 +239,15 @@ async fn the_openapi_document_lists_exactly_the_routes() {
         endpoints().iter().map(|e| (e.method.to_string(), e.path.to_string())).collect();
     assert_eq!(documented, table);
     for (method, path) in &documented {
-        assert_eq!(method, "GET");
+        // Only a claim changes anything.
+        assert_eq!(method, if path.ends_with("/claim") { "POST" } else { "GET" });
         let url = sample(path);
         // The default pair of the fixture is no pair (its last scan is a check of one enterprise).
         let asked = if path == "/api/v1/diffs" { format!("{url}?from=1&to=2") } else { url.clone() };
-        let (status, body) = get(s, &lab.center, &asked).await;
+        let (status, body) = call(s, &lab.center, &asked).await;
         assert_eq!(status, StatusCode::OK, "{url} is documented and must answer: {body}");
         // Every documented query parameter is taken (not refused as unknown).
-        for p in paths[path]["get"]["parameters"].as_array().unwrap() {
+        for p in paths[path][method.to_lowercase()]["parameters"].as_array().unwrap() {
             if p["in"] == "query" {
                 let (status, body) = get(s, &lab.center, &format!("{url}?{}=", p["name"].as_str().unwrap())).await;
                 let unknown = body["error"].as_str().is_some_and(|e| e.contains("unknown parameter"));
@@ -242,7 +262,8 @@ async fn the_openapi_document_lists_exactly_the_routes() {
     // The gate serves without a token exactly the endpoints the document says need none.
     for e in endpoints() {
         assert_eq!(otscope::serve::gate::is_public(e.path), e.public, "{}", e.path);
-        assert_eq!(paths[e.path]["get"].get("security").is_some(), e.public, "{}", e.path);
+        let method = e.method.as_str().to_lowercase();
+        assert_eq!(paths[e.path][&method].get("security").is_some(), e.public, "{}", e.path);
     }
     lab.server.shut().await;
 }
@@ -286,11 +307,30 @@ fn foreign_marks(reach: &str) -> Vec<String> {
 /// statuses allowed (403 or 404). The center's reach is everything: its outside object is one that
 /// does not exist.
 fn outside_requests(role: &str) -> Vec<(&'static str, String)> {
-    let (district, enterprise, scan, service, event) = match role {
-        "center" => ("nowhere", "E99", "99", "127.119.0.99/502/tcp", "nope"),
-        "pudong" => (MINHANG, "E2", "3", "127.119.0.4/4840/tcp", "expo"),
-        _ => (MINHANG, "E4", "3", "127.119.0.3/22/tcp", "expo"),
-    };
+    let (district, enterprise, scan, service, event, advisories, notices): (_, _, _, _, _, &[&str], &[&str]) =
+        match role {
+            "center" => ("nowhere", "E99", "99", "127.119.0.99/502/tcp", "nope", &["NOPE-0000"], &["OTS-2099-0001"]),
+            // TLP:AMBER concerns E2 alone; TLP:RED never leaves the center.
+            "pudong" => (
+                MINHANG,
+                "E2",
+                "3",
+                "127.119.0.4/4840/tcp",
+                "expo",
+                &[AMBER_ADVISORY, RED_ADVISORY],
+                &[E2_NOTICE, MINHANG_NOTICE],
+            ),
+            // An enterprise sees neither another's notice nor its district's (which lists others).
+            _ => (
+                MINHANG,
+                "E4",
+                "3",
+                "127.119.0.3/22/tcp",
+                "expo",
+                &[AMBER_ADVISORY, RED_ADVISORY],
+                &[E2_NOTICE, PUDONG_NOTICE, MINHANG_NOTICE],
+            ),
+        };
     let mut requests = vec![
         ("/api/v1/scans/{id}", format!("/api/v1/scans/{scan}")),
         ("/api/v1/findings", format!("/api/v1/findings?scan={scan}")),
@@ -299,6 +339,13 @@ fn outside_requests(role: &str) -> Vec<(&'static str, String)> {
         ("/api/v1/events/{name}", format!("/api/v1/events/{event}")),
         ("/api/v1/events/{name}/report", format!("/api/v1/events/{event}/report")),
     ];
+    for advisory in advisories {
+        requests.push(("/api/v1/advisories/{id}", format!("/api/v1/advisories/{advisory}")));
+    }
+    for notice in notices {
+        requests.push(("/api/v1/notices/{id}", format!("/api/v1/notices/{notice}")));
+        requests.push(("/api/v1/notices/{id}/claim", format!("/api/v1/notices/{notice}/claim")));
+    }
     if role != "center" {
         requests.push(("/api/v1/findings", format!("/api/v1/findings?district={district}")));
         requests.push(("/api/v1/findings", format!("/api/v1/findings?enterprise={enterprise}")));
@@ -316,18 +363,20 @@ async fn reach_every_endpoint_role_and_object_outside_it() {
     for (role, token) in tokens {
         // Objects outside the reach: 403 or 404, and the body names nothing of them.
         for (endpoint, path) in outside_requests(role) {
-            let (status, body) = get(s, token, &path).await;
+            let (status, body) = call(s, token, &path).await;
             assert!(
                 status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND,
                 "{role} {path}: {status} {body}"
             );
-            assert!(body.get("findings").is_none() && body.get("entries").is_none(), "{role} {path}: {body}");
+            for leak in ["findings", "entries", "matches", "items", "claimed"] {
+                assert!(body.get(leak).is_none(), "{role} {path}: {body}");
+            }
             covered.insert((endpoint.to_string(), role));
         }
         // Every endpoint as the role may call it: nothing of anyone else in bodies, counts or pages.
         for e in endpoints() {
             let url = sample(e.path);
-            let (status, body) = get(s, token, &url).await;
+            let (status, body) = call(s, token, &url).await;
             let text = body.to_string();
             for mark in foreign_marks(role) {
                 assert!(!text.contains(&mark), "{role} {url} ({status}) leaks {mark}: {text}");
@@ -356,6 +405,35 @@ async fn reach_every_endpoint_role_and_object_outside_it() {
     assert_eq!(pages.len(), 3);
     let e1 = all_pages(s, &lab.e1, "", 1).await;
     assert_eq!(e1.iter().map(|f| f["enterprise_id"].as_str().unwrap()).collect::<BTreeSet<_>>(), ["E1"].into());
+    // Notices and advisories: each sees its own, by TLP; the refused claims changed nothing.
+    let numbers = |body: Value, key: &str, field: &str| -> Vec<String> {
+        body[key].as_array().unwrap().iter().map(|n| n[field].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(
+        numbers(get(s, &lab.pudong, "/api/v1/notices").await.1, "notices", "number"),
+        [E1_NOTICE, PUDONG_NOTICE]
+    );
+    assert_eq!(numbers(get(s, &lab.e1, "/api/v1/notices").await.1, "notices", "number"), [E1_NOTICE]);
+    assert_eq!(numbers(get(s, &lab.center, "/api/v1/notices").await.1, "notices", "number").len(), 4);
+    for reader in [&lab.pudong, &lab.e1] {
+        assert_eq!(numbers(get(s, reader, "/api/v1/advisories").await.1, "advisories", "id"), [GREEN_ADVISORY]);
+    }
+    let e2 = token(&s.db, "e2", "enterprise", None, Some("E2"));
+    assert_eq!(
+        numbers(get(s, &e2, "/api/v1/advisories").await.1, "advisories", "id"),
+        [AMBER_ADVISORY, GREEN_ADVISORY]
+    );
+    assert_eq!(get(s, &e2, &format!("/api/v1/advisories/{RED_ADVISORY}")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(numbers(get(s, &lab.center, "/api/v1/advisories").await.1, "advisories", "id").len(), 3);
+    let (_, e2_notice) = get(s, &lab.center, &format!("/api/v1/notices/{E2_NOTICE}")).await;
+    let states: BTreeSet<&str> =
+        e2_notice["items"].as_array().unwrap().iter().map(|i| i["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["notified"].into(), "{e2_notice}");
+    // The district sees E2's AMBER item in no notice; E2 sees it in its own, named.
+    let (_, own) = get(s, &e2, &format!("/api/v1/notices/{E2_NOTICE}")).await;
+    let named: BTreeSet<&str> =
+        own["items"].as_array().unwrap().iter().filter_map(|i| i["advisory"].as_str()).collect();
+    assert_eq!(named, [GREEN_ADVISORY, AMBER_ADVISORY].into(), "{own}");
     // The center, for comparison, sees every one of them.
     assert_eq!(get(s, &lab.center, "/api/v1/scans/3").await.0, StatusCode::OK);
     assert_eq!(get(s, &lab.center, "/api/v1/services/127.119.0.4/4840/tcp").await.0, StatusCode::OK);
@@ -364,7 +442,7 @@ async fn reach_every_endpoint_role_and_object_outside_it() {
 
 #[tokio::test]
 async fn every_authenticated_request_is_audited_with_who_what_and_result() {
-    let lab = lab("127.119.15.1").await;
+    let lab = lab("127.119.21.1").await;
     let s = &lab.server;
     let db = s.db.clone();
     get(s, &lab.pudong, "/api/v1/findings").await;
@@ -511,6 +589,42 @@ async fn token_commands_print_once_store_a_hash_list_and_revoke() {
 }
 
 #[tokio::test]
+async fn claims_take_a_note_within_reach_and_are_recorded_once_with_the_token_name() {
+    let lab = lab("127.119.15.1").await;
+    let s = &lab.server;
+    let claim = |token: &str, number: &str, body: Value| {
+        let request = client().post(s.url(&format!("/api/v1/notices/{number}/claim"))).bearer_auth(token).json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // Bad bodies are refused by name; nothing changes.
+    for body in [json!({}), json!({ "note": "  " }), json!({ "note": "x", "by": "someone else" }), json!("x")] {
+        let (status, answer) = claim(&lab.e1, E1_NOTICE, body.clone()).await;
+        assert_eq!((status, answer["parameter"].as_str()), (StatusCode::BAD_REQUEST, Some("note")), "{body}: {answer}");
+    }
+    // A district notice lists enterprises: the claim names the enterprise's notice.
+    let (status, answer) = claim(&lab.pudong, PUDONG_NOTICE, json!({ "note": "done" })).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let (status, answer) = claim(&lab.e1, E1_NOTICE, json!({ "note": "firmware 3.1" })).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["claimed"].as_array().unwrap().len(), 1, "{answer}");
+    // Once claimed, nothing is left to claim.
+    let (status, answer) = claim(&lab.pudong, E1_NOTICE, json!({ "note": "again" })).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let (_, notice) = get(s, &lab.pudong, &format!("/api/v1/notices/{E1_NOTICE}")).await;
+    let item = &notice["items"][0];
+    assert_eq!(
+        (item["state"].as_str(), item["last_move"]["actor"].as_str()),
+        (Some("claimed"), Some("e1")),
+        "{notice}"
+    );
+    assert_eq!(item["last_move"]["reason"], "firmware 3.1");
+    lab.server.shut().await;
+}
+
+#[tokio::test]
 async fn console_sets_strict_cookies_checks_csrf_and_keeps_to_the_reach() {
     let lab = lab("127.119.19.1").await;
     let s = &lab.server;
@@ -581,11 +695,30 @@ async fn console_sets_strict_cookies_checks_csrf_and_keeps_to_the_reach() {
             assert!(!body.contains(mark), "{path} leaks {mark}: {body}");
         }
     }
+    // A claim needs the session's form token, and a notice within reach.
+    let own = overview.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap();
+    for (number, csrf, expected) in [
+        (E1_NOTICE, "forged", StatusCode::FORBIDDEN),
+        (E2_NOTICE, own, StatusCode::NOT_FOUND),
+        (E1_NOTICE, own, StatusCode::SEE_OTHER),
+    ] {
+        let form = [("csrf", csrf), ("note", "patched")];
+        let url = s.url(&format!("/console/notices/{number}/claim"));
+        let r = c.post(url).header("cookie", &session).form(&form).send().await.unwrap();
+        assert_eq!(r.status(), expected, "{number} {csrf}");
+        let states: BTreeSet<String> = get(s, &lab.center, &format!("/api/v1/notices/{number}")).await.1["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["state"].as_str().unwrap().to_string())
+            .collect();
+        let now = if expected == StatusCode::SEE_OTHER { "claimed" } else { "notified" };
+        assert_eq!(states, [now.to_string()].into(), "{number} {csrf}");
+    }
     // Logging out needs the session's form token.
     let r =
         c.post(s.url("/console/logout")).header("cookie", &session).form(&[("csrf", "forged")]).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let own = overview.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap();
     let r = c.post(s.url("/console/logout")).header("cookie", &session).form(&[("csrf", own)]).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(page("/console/").await.0, StatusCode::SEE_OTHER);

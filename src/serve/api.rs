@@ -8,7 +8,7 @@ use super::App;
 use crate::export::Lang;
 use crate::scope::Transport;
 use crate::store::FindingQuery;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -50,6 +50,7 @@ impl From<Denied> for ApiError {
                 parameter: Some(what.to_string()),
             },
             Denied::NotFound(message) => ApiError { status: StatusCode::NOT_FOUND, message, parameter: None },
+            Denied::Refused(message) => ApiError { status: StatusCode::CONFLICT, message, parameter: None },
             Denied::Store(e) => {
                 tracing::error!("api: {e}");
                 ApiError {
@@ -119,6 +120,8 @@ const SERVICE_PARAMS: &[Param] = &[
     path("port", "integer", "the port"),
     path("transport", "string", "tcp or udp"),
 ];
+const ADVISORY_PARAMS: &[Param] = &[path("id", "string", "the advisory's id (its CSAF tracking id)")];
+const NOTICE_PARAMS: &[Param] = &[path("id", "string", "the notice's number (PREFIX-YEAR-NNNN)")];
 const EVENT_PARAMS: &[Param] = &[path("name", "string", "the event's name")];
 const EVENT_REPORT_PARAMS: &[Param] =
     &[path("name", "string", "the event's name"), query("lang", "string", "en (default) or zh")];
@@ -131,6 +134,14 @@ pub fn endpoints() -> Vec<Endpoint> {
         summary,
         parameters,
         public,
+        handler,
+    };
+    let post = |path, summary, parameters, handler| Endpoint {
+        method: Method::POST,
+        path,
+        summary,
+        parameters,
+        public: false,
         handler,
     };
     vec![
@@ -156,6 +167,34 @@ pub fn endpoints() -> Vec<Endpoint> {
             EVENT_REPORT_PARAMS,
             false,
             routing::get(event_report),
+        ),
+        get(
+            "/api/v1/advisories",
+            "The advisories the token may see: TLP:RED only for the center, TLP:AMBER only for an enterprise it concerns",
+            &[],
+            false,
+            routing::get(advisories),
+        ),
+        get(
+            "/api/v1/advisories/{id}",
+            "One advisory with its match results within the token's reach",
+            ADVISORY_PARAMS,
+            false,
+            routing::get(advisory),
+        ),
+        get(
+            "/api/v1/notices",
+            "The notices within the token's reach: status, items and deadlines",
+            &[],
+            false,
+            routing::get(notices),
+        ),
+        get("/api/v1/notices/{id}", "One notice", NOTICE_PARAMS, false, routing::get(notice)),
+        post(
+            "/api/v1/notices/{id}/claim",
+            "Claim an enterprise notice's items fixed, with a JSON body {\"note\": ...}; a re-check then decides",
+            NOTICE_PARAMS,
+            routing::post(claim),
         ),
     ]
 }
@@ -211,6 +250,20 @@ pub fn openapi_document() -> Value {
                 operation["responses"][code] = json!({ "$ref": format!("#/components/responses/{name}") });
             }
         }
+        if e.method == Method::POST {
+            operation["requestBody"] = json!({
+                "required": true,
+                "content": { "application/json": { "schema": {
+                    "type": "object",
+                    "required": ["note"],
+                    "additionalProperties": false,
+                    "properties": { "note": { "type": "string", "description": "what was done to fix it" } }
+                } } }
+            });
+            operation["responses"]["400"] = json!({ "$ref": "#/components/responses/BadParameter" });
+            operation["responses"]["409"] = json!({ "$ref": "#/components/responses/Conflict" });
+            operation["responses"]["413"] = json!({ "$ref": "#/components/responses/PayloadTooLarge" });
+        }
         let item = paths.entry(e.path.to_string()).or_insert_with(|| json!({}));
         item[e.method.as_str().to_ascii_lowercase()] = operation;
     }
@@ -244,6 +297,7 @@ pub fn openapi_document() -> Value {
                 "NotFound": error("no such object within the token's reach"),
                 "TooMany": error("too many authentication failures from this address"),
                 "PayloadTooLarge": error("the request body is too large"),
+                "Conflict": error("the change does not fit the object's state; nothing was changed"),
             }
         }
     })
@@ -475,6 +529,74 @@ async fn event_report(
         })?
         .unwrap_or(Lang::En);
     Ok(Json(app.read(&caller, move |view| view.event_report(&name, lang)).await?))
+}
+
+async fn advisories(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    Params::of(query, &[])?;
+    let advisories = app.read(&caller, |view| view.advisories()).await?;
+    Ok(Json(json!({ "advisories": advisories })))
+}
+
+async fn advisory(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    Params::of(query, ADVISORY_PARAMS)?;
+    Ok(Json(app.read(&caller, move |view| view.advisory(&id)).await?))
+}
+
+async fn notices(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    Params::of(query, &[])?;
+    let notices = app.read(&caller, |view| view.notices()).await?;
+    Ok(Json(json!({ "notices": notices })))
+}
+
+async fn notice(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    Params::of(query, NOTICE_PARAMS)?;
+    Ok(Json(app.read(&caller, move |view| view.notice(&id)).await?))
+}
+
+/// The body of a claim.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimBody {
+    note: String,
+}
+
+/// The longest note a claim may carry.
+const MAX_NOTE: usize = 2000;
+
+async fn claim(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    body: Result<Json<ClaimBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    Params::of(query, NOTICE_PARAMS)?;
+    let Json(ClaimBody { note }) = body.map_err(|e| ApiError::bad("note", e.body_text()))?;
+    let note = note.trim().to_string();
+    if note.is_empty() || note.chars().count() > MAX_NOTE || note.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ApiError::bad("note", format!("note: expected 1 to {MAX_NOTE} characters saying what was fixed")));
+    }
+    let claimed = app.claim(&caller, id.clone(), note).await?;
+    let items: Vec<Value> = claimed.iter().map(|i| json!({ "id": i.id, "state": i.state })).collect();
+    Ok(Json(json!({ "notice": id, "claimed": items, "by": caller.name })))
 }
 
 #[cfg(test)]

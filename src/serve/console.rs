@@ -43,6 +43,7 @@ pub fn router(app: App) -> Router {
         .route("/console/", get(overview))
         .route("/console/districts/{district}", get(district))
         .route("/console/enterprises/{enterprise}", get(enterprise))
+        .route("/console/notices/{number}/claim", post(claim))
         .route("/console/scans", get(scans))
         .route("/console/diff", get(diff))
         .route("/console/events", get(events))
@@ -176,6 +177,10 @@ impl Frame {
         let (status, title) = match &denied {
             Denied::Forbidden(_) => (StatusCode::FORBIDDEN, t(lang, "Outside your reach", "超出权限范围")),
             Denied::NotFound(_) => (StatusCode::NOT_FOUND, t(lang, "Not found", "未找到")),
+            Denied::Refused(message) => {
+                let body = format!("<p id=\"refused\">{}</p>", escape(message));
+                return self.page(StatusCode::CONFLICT, t(lang, "Nothing was changed", "未作更改"), &body);
+            }
             Denied::Store(e) => {
                 tracing::error!("console: {e}");
                 (StatusCode::INTERNAL_SERVER_ERROR, t(lang, "The history cannot be read", "无法读取历史记录"))
@@ -294,6 +299,86 @@ fn urlencode(text: &str) -> String {
     out
 }
 
+/// The words for an item's state.
+fn state_text(lang: Lang, state: &str) -> &'static str {
+    match state {
+        "open" => t(lang, "open", "待通报"),
+        "notified" => t(lang, "notified", "已通报"),
+        "claimed" => t(lang, "claimed fixed", "已申报整改"),
+        "reopened" => t(lang, "reopened", "重新打开"),
+        "excepted" => t(lang, "excepted", "已豁免"),
+        "verified" => t(lang, "verified", "已核验"),
+        "closed" => t(lang, "closed", "已关闭"),
+        _ => "?",
+    }
+}
+
+/// Notices (as the view gives them) with their items' states and deadlines; with `claim_csrf`, an
+/// enterprise notice with items still to claim gets a "claim fixed" form.
+fn notices_table(lang: Lang, notices: &[Value], claim_csrf: Option<&str>) -> String {
+    if notices.is_empty() {
+        return format!("<p class=\"empty\">{}</p>", t(lang, "No notice.", "无通报。"));
+    }
+    let claim_header = match claim_csrf {
+        Some(_) => format!("<th>{}</th>", t(lang, "Claim", "申报整改")),
+        None => String::new(),
+    };
+    let mut out = format!(
+        "<table id=\"notices\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>{claim_header}</tr></thead><tbody>",
+        t(lang, "Notice", "通报"),
+        t(lang, "Status", "状态"),
+        t(lang, "Deadline", "整改期限"),
+        t(lang, "Items", "事项"),
+    );
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    for n in notices {
+        let number = text(&n["number"]);
+        let status = if n["status"] == "open" { t(lang, "open", "未完成") } else { t(lang, "closed", "已完成") };
+        let deadline = n["deadline"].as_str().map(|d| crate::notices::day(d).to_string()).unwrap_or_else(|| "-".into());
+        let mut items = String::new();
+        let mut claimable = false;
+        for i in n["items"].as_array().into_iter().flatten() {
+            let state = text(&i["state"]);
+            claimable |= matches!(state.as_str(), "open" | "notified" | "reopened");
+            let advisory = i["advisory"].as_str().unwrap_or(t(lang, "(restricted advisory)", "（受限通告）"));
+            let _ = write!(
+                items,
+                "<li>{}:{}/{} {} {} — <span class=\"state-{}\">{}</span>{}</li>",
+                escape(&text(&i["ip"])),
+                i["port"],
+                escape(&text(&i["transport"])),
+                escape(&text(&i["enterprise_id"])),
+                escape(advisory),
+                escape(&state),
+                state_text(lang, &state),
+                if i["overdue"] == true { t(lang, " (overdue)", "（已逾期）") } else { "" },
+            );
+        }
+        let form = match claim_csrf {
+            Some(csrf) if claimable && n["kind"] == "enterprise" => format!(
+                "<td><form method=\"post\" action=\"/console/notices/{path}/claim\" class=\"claim\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <label>{label} <input name=\"note\" required maxlength=\"2000\" id=\"note-{id}\"></label> \
+                 <button type=\"submit\" id=\"claim-{id}\">{button}</button></form></td>",
+                path = escape(&urlencode(&number)),
+                csrf = escape(csrf),
+                id = escape(&number),
+                label = t(lang, "What was fixed:", "整改说明："),
+                button = t(lang, "Claim fixed", "申报已整改"),
+            ),
+            Some(_) => "<td></td>".to_string(),
+            None => String::new(),
+        };
+        let _ = write!(
+            out,
+            "<tr id=\"notice-{id}\"><td>{id}</td><td>{status}</td><td>{deadline}</td><td><ul>{items}</ul></td>{form}</tr>",
+            id = escape(&number),
+        );
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
 async fn overview(State(app): State<App>, frame: Frame) -> Response {
     let caller = frame.caller.clone();
     let lang = frame.lang;
@@ -339,11 +424,13 @@ async fn district(State(app): State<App>, frame: Frame, Path(name): Path<String>
         .read(&caller, move |view| {
             let rows = view.summary(Some(&asked))?;
             let query = FindingQuery { district: Some(asked.clone()), limit: PAGE_FINDINGS, ..Default::default() };
-            Ok((rows, view.findings(query)?))
+            let notices: Vec<Value> =
+                view.notices()?.into_iter().filter(|n| n["district"].as_str() == Some(asked.as_str())).collect();
+            Ok((rows, view.findings(query)?, notices))
         })
         .await;
-    let (rows, findings) = match read {
-        Ok((rows, _)) if rows.is_empty() && caller.reach != Reach::Center => {
+    let (rows, findings, notices) = match read {
+        Ok((rows, _, _)) if rows.is_empty() && caller.reach != Reach::Center => {
             return frame.refusal(Denied::NotFound(name));
         }
         Ok(read) => read,
@@ -376,6 +463,7 @@ async fn district(State(app): State<App>, frame: Frame, Path(name): Path<String>
         t(lang, "Exposed services", "暴露服务"),
         findings_table(lang, &findings)
     );
+    let _ = write!(body, "<h2>{}</h2>{}", t(lang, "Notices", "预警通报"), notices_table(lang, &notices, None));
     let title = format!("{}{}", t(lang, "District: ", "区县："), name);
     frame.page(StatusCode::OK, &title, &body)
 }
@@ -386,23 +474,30 @@ async fn enterprise(State(app): State<App>, frame: Frame, Path(id): Path<String>
     let asked = id.clone();
     let read = app
         .read(&caller, move |view| {
-            let query = FindingQuery { enterprise_id: Some(asked), limit: PAGE_FINDINGS, ..Default::default() };
-            view.findings(query)
+            let query = FindingQuery { enterprise_id: Some(asked.clone()), limit: PAGE_FINDINGS, ..Default::default() };
+            let notices: Vec<Value> = view
+                .notices()?
+                .into_iter()
+                .filter(|n| n["kind"] == "enterprise" && n["subject"].as_str() == Some(asked.as_str()))
+                .collect();
+            Ok((view.findings(query)?, notices))
         })
         .await;
-    let findings = match read {
-        Ok(findings) if findings.is_empty() => return frame.refusal(Denied::NotFound(id)),
-        Ok(findings) => findings,
+    let (findings, notices) = match read {
+        Ok((findings, _)) if findings.is_empty() => return frame.refusal(Denied::NotFound(id)),
+        Ok(read) => read,
         Err(denied) => return frame.refusal(denied),
     };
     let first = &findings[0];
     let body = format!(
-        "<p>{}<a href=\"/console/districts/{}\">{}</a></p><h2>{}</h2>{}",
+        "<p>{}<a href=\"/console/districts/{}\">{}</a></p><h2>{}</h2>{}<h2>{}</h2>{}",
         t(lang, "District: ", "区县："),
         escape(&urlencode(&first.district)),
         escape(&first.district),
         t(lang, "Exposed services", "暴露服务"),
-        findings_table(lang, &findings)
+        findings_table(lang, &findings),
+        t(lang, "Notices", "预警通报"),
+        notices_table(lang, &notices, Some(&frame.session.csrf)),
     );
     let title = format!("{} {}", first.enterprise_id, first.enterprise);
     frame.page(StatusCode::OK, &title, &body)
@@ -659,6 +754,44 @@ async fn login(
             tracing::error!("console login: {e}");
             html(StatusCode::INTERNAL_SERVER_ERROR, "the history cannot be read".into())
         }
+    }
+}
+
+#[derive(Deserialize)]
+struct ClaimForm {
+    csrf: String,
+    note: String,
+}
+
+/// The "claim fixed" form: the note is recorded through the same claim as the API's, and the
+/// enterprise's page is shown again.
+async fn claim(
+    State(app): State<App>,
+    frame: Frame,
+    Path(number): Path<String>,
+    form: Result<Form<ClaimForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let lang = frame.lang;
+    let Ok(Form(form)) = form else {
+        return frame.page(StatusCode::BAD_REQUEST, t(lang, "The form is incomplete.", "表单不完整。"), "");
+    };
+    if !frame.sent_by_own_form(&form.csrf) {
+        return frame.page(StatusCode::FORBIDDEN, t(lang, "The form expired: try again.", "表单已过期，请重试。"), "");
+    }
+    let note = form.note.trim().to_string();
+    if note.is_empty() || note.chars().count() > 2000 {
+        return frame.page(
+            StatusCode::BAD_REQUEST,
+            t(lang, "Say what was fixed (up to 2000 characters).", "请填写整改说明（不超过 2000 字）。"),
+            "",
+        );
+    }
+    match app.claim(&frame.caller, number, note).await {
+        Ok(claimed) => {
+            let back = claimed.first().map(|i| i.detail.enterprise_id.clone()).unwrap_or_default();
+            secured(Redirect::to(&format!("/console/enterprises/{}", urlencode(&back))).into_response())
+        }
+        Err(denied) => frame.refusal(denied),
     }
 }
 

@@ -106,6 +106,17 @@ impl App {
         self.pool.run(move |store| work(&View::new(store, &reach))).await?
     }
 
+    /// Claims a notice within `caller`'s reach fixed, with `note`: the one change a request makes.
+    pub async fn claim(
+        &self,
+        caller: &Caller,
+        number: String,
+        note: String,
+    ) -> Result<Vec<crate::store::ItemRecord>, Denied> {
+        let caller = caller.clone();
+        self.pool.run(move |store| view::claim(store, &caller, &number, &note, &crate::pipeline::now_rfc3339())).await?
+    }
+
     pub async fn audit(&self, entry: AuditEntry) {
         // The writer lives as long as the server: a send fails only while it shuts down.
         let _ = self.audit.send(entry).await;

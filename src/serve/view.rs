@@ -3,14 +3,17 @@
 //! narrowed to the reach (asking for another district or enterprise is forbidden), and a single
 //! object outside it is not found, exactly as one that does not exist.
 
-use super::auth::Reach;
+use super::auth::{Caller, Reach};
+use crate::advisories::{Status, Tlp};
 use crate::event::{self, Verdict};
 use crate::export::Lang;
 use crate::findings::Finding;
 use crate::history;
+use crate::notices::{self, may_carry, ItemStatus, LoopError};
 use crate::scope::{Selection, Transport};
 use crate::store::{
-    EventRecord, EventStore, FindingQuery, OwnerCount, ScanId, ScanRecord, SqliteStore, Store, StoreError,
+    AdvisoryStore, EventRecord, EventStore, FindingQuery, ItemRecord, NoticeKind, NoticeRecord, OwnerCount, ScanId,
+    ScanRecord, SqliteStore, Store, StoreError, StoredAdvisory,
 };
 use serde_json::{json, Value};
 use std::net::IpAddr;
@@ -23,8 +26,33 @@ pub enum Denied {
     Forbidden(&'static str),
     #[error("{0}")]
     NotFound(String),
+    /// The change asked for does not fit the object's state: nothing was changed.
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<LoopError> for Denied {
+    fn from(e: LoopError) -> Denied {
+        match e {
+            LoopError::Store(e) => Denied::Store(e),
+            LoopError::Refused(message) => Denied::Refused(message),
+        }
+    }
+}
+
+/// The one change a caller may make through the server: claim a notice within its reach fixed,
+/// recorded exactly as `otscope notices claim` does, with the token's name as the actor.
+pub fn claim(
+    store: &mut SqliteStore,
+    caller: &Caller,
+    number: &str,
+    note: &str,
+    at: &str,
+) -> Result<Vec<ItemRecord>, Denied> {
+    View::new(store, &caller.reach).notice_record(number)?;
+    Ok(notices::claim(store, number, &caller.name, note, at)?)
 }
 
 pub struct View<'a> {
@@ -287,5 +315,157 @@ impl<'a> View<'a> {
             Reach::Enterprise(e) => self.store.current_summary(district, Some(e))?,
         };
         Ok(rows.into_iter().filter(|r| self.reach.admits(&r.district, &r.enterprise_id)).collect())
+    }
+
+    /// Whether an advisory of this TLP may be shown to the caller when it concerns `enterprises`:
+    /// the center sees every one; TLP:GREEN and below go to everyone; TLP:AMBER (and an advisory
+    /// without a label) only to an enterprise it concerns; TLP:RED never leaves the center.
+    fn sees_tlp<'e>(&self, tlp: Option<Tlp>, mut enterprises: impl Iterator<Item = &'e str>) -> bool {
+        match self.reach {
+            Reach::Center => true,
+            Reach::District(_) => may_carry(tlp, NoticeKind::District),
+            Reach::Enterprise(e) => {
+                may_carry(tlp, NoticeKind::District)
+                    || (may_carry(tlp, NoticeKind::Enterprise) && enterprises.any(|concerned| concerned == e))
+            }
+        }
+    }
+
+    fn sees_advisory(&self, advisory: &StoredAdvisory) -> Result<bool, StoreError> {
+        if *self.reach == Reach::Center || may_carry(advisory.tlp, NoticeKind::District) {
+            return Ok(true);
+        }
+        // An advisory concerns an enterprise when one of its devices is (or may be) affected.
+        let matches = self.store.matches(Some(&advisory.id))?;
+        let concerned = matches.iter().filter(|m| m.status != Status::NotAffected).map(|m| m.enterprise_id.as_str());
+        Ok(self.sees_tlp(advisory.tlp, concerned))
+    }
+
+    fn advisory_json(advisory: &StoredAdvisory) -> Value {
+        json!({
+            "id": advisory.id,
+            "version": advisory.version,
+            "tlp": advisory.tlp.map(Tlp::as_str),
+            "title": advisory.title,
+            "publisher": advisory.publisher,
+            "current_release_date": advisory.current_release_date,
+            "imported_at": advisory.imported_at,
+            "revised_at": advisory.revised_at,
+        })
+    }
+
+    /// The advisories the caller may see (by TLP), without their matches.
+    pub fn advisories(&self) -> Result<Vec<Value>, Denied> {
+        let mut out = Vec::new();
+        for advisory in self.store.advisories()? {
+            if self.sees_advisory(&advisory)? {
+                out.push(Self::advisory_json(&advisory));
+            }
+        }
+        Ok(out)
+    }
+
+    /// One advisory the caller may see, with its match results within reach; not found otherwise.
+    pub fn advisory(&self, id: &str) -> Result<Value, Denied> {
+        let unknown = || Denied::NotFound(format!("no advisory {id:?}"));
+        let advisory = self.store.advisory(id)?.ok_or_else(unknown)?;
+        if !self.sees_advisory(&advisory)? {
+            return Err(unknown());
+        }
+        let matches: Vec<Value> = self
+            .store
+            .matches(Some(id))?
+            .iter()
+            .filter(|m| self.reach.admits(&m.district, &m.enterprise_id))
+            .map(notices::match_json)
+            .collect();
+        let mut out = Self::advisory_json(&advisory);
+        out["matches"] = json!(matches);
+        Ok(out)
+    }
+
+    /// Whether a notice is the caller's: a district sees its district's notices (its own and its
+    /// enterprises'), an enterprise its own notices only.
+    fn sees_notice(&self, notice: &NoticeRecord) -> bool {
+        match self.reach {
+            Reach::Center => true,
+            Reach::District(d) => notice.district == *d,
+            Reach::Enterprise(e) => notice.kind == NoticeKind::Enterprise && notice.subject == *e,
+        }
+    }
+
+    fn notice_record(&self, number: &str) -> Result<NoticeRecord, Denied> {
+        self.store
+            .notices()?
+            .into_iter()
+            .find(|n| n.number == number && self.sees_notice(n))
+            .ok_or_else(|| Denied::NotFound(format!("no notice {number:?}")))
+    }
+
+    /// A notice with its items' states and deadlines, open until every item is verified or closed;
+    /// an item's advisory is named only when the caller may see it (TLP). Only the center gets the
+    /// content as issued.
+    fn notice_json(&self, notice: &NoticeRecord, items: &[ItemStatus]) -> Value {
+        let carried: Vec<&ItemStatus> =
+            items.iter().filter(|s| s.item.id.is_some_and(|id| notice.items.contains(&id))).collect();
+        let active = || carried.iter().map(|s| &s.item).filter(|i| i.state.is_active());
+        let open = active().next().is_some();
+        let deadline = active().filter_map(|i| i.deadline.as_deref()).min();
+        let items: Vec<Value> = carried
+            .iter()
+            .map(|s| {
+                let i = &s.item;
+                let d = &i.detail;
+                // The last move says who claimed, excepted or verified, and why.
+                let last = s.transitions.last().map(|t| json!({ "at": t.at, "actor": t.actor, "reason": t.reason }));
+                let shown = self.sees_tlp(d.tlp, std::iter::once(d.enterprise_id.as_str()));
+                json!({
+                    "id": i.id,
+                    "state": i.state,
+                    "enterprise_id": d.enterprise_id,
+                    "enterprise": d.enterprise,
+                    "ip": d.ip,
+                    "port": d.port,
+                    "transport": d.transport.as_str(),
+                    "advisory": shown.then_some(&d.advisory),
+                    "title": shown.then_some(&d.title),
+                    "cves": if shown { d.cves.clone() } else { Vec::new() },
+                    "deadline": i.deadline,
+                    "except_until": i.except_until,
+                    "overdue": s.overdue,
+                    "last_move": last,
+                })
+            })
+            .collect();
+        let mut out = json!({
+            "number": notice.number,
+            "kind": notice.kind.as_str(),
+            "subject": notice.subject,
+            "district": notice.district,
+            "issued_at": notice.issued_at,
+            "status": if open { "open" } else { "closed" },
+            "deadline": deadline,
+            "items": items,
+        });
+        if *self.reach == Reach::Center {
+            out["content"] = notice.content.clone();
+        }
+        out
+    }
+
+    /// The caller's notices, oldest first.
+    pub fn notices(&self) -> Result<Vec<Value>, Denied> {
+        let notices: Vec<NoticeRecord> = self.store.notices()?.into_iter().filter(|n| self.sees_notice(n)).collect();
+        if notices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let items = notices::status(self.store, &crate::pipeline::now_rfc3339())?;
+        Ok(notices.iter().map(|n| self.notice_json(n, &items)).collect())
+    }
+
+    pub fn notice(&self, number: &str) -> Result<Value, Denied> {
+        let notice = self.notice_record(number)?;
+        let items = notices::status(self.store, &crate::pipeline::now_rfc3339())?;
+        Ok(self.notice_json(&notice, &items))
     }
 }

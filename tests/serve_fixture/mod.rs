@@ -6,6 +6,7 @@
 
 use otscope::findings::{Finding, Severity};
 use otscope::ledger::Level;
+use otscope::notices::{self, IssueOptions};
 use otscope::scope::{PortSpec, Selection, Transport};
 use otscope::serve::auth::{create_token, NewToken};
 use otscope::serve::{run, ServeOptions};
@@ -151,6 +152,90 @@ pub fn history(db: &Path) {
             closed_at: None,
         })
         .unwrap();
+    drop(store);
+    advisories_and_notices(db);
+}
+
+/// A CSAF 2.0 advisory `id` of TLP `tlp` on products of "Vendor" as (name, version range), one CVE.
+fn csaf(id: &str, tlp: &str, products: &[(&str, &str)]) -> Value {
+    let ids: Vec<String> = (1..=products.len()).map(|n| format!("{id}-P{n}")).collect();
+    let branches: Vec<Value> = products
+        .iter()
+        .zip(&ids)
+        .map(|((name, range), pid)| {
+            json!({
+                "category": "product_name",
+                "name": name,
+                "branches": [{ "category": "product_version_range", "name": range,
+                    "product": { "name": format!("Vendor {name} {range}"), "product_id": pid } }]
+            })
+        })
+        .collect();
+    json!({
+        "document": {
+            "category": "csaf_security_advisory",
+            "csaf_version": "2.0",
+            "distribution": { "tlp": { "label": tlp } },
+            "lang": "en",
+            "publisher": { "category": "coordinator", "name": "otscope serve tests", "namespace": "https://otscope.invalid" },
+            "title": format!("Vendor: advisory {id}"),
+            "tracking": {
+                "current_release_date": "2026-05-09T00:00:00.000Z",
+                "id": id,
+                "initial_release_date": "2026-05-09T00:00:00.000Z",
+                "revision_history": [{ "date": "2026-05-09T00:00:00.000Z", "number": "1", "summary": "Initial" }],
+                "status": "final",
+                "version": "1"
+            }
+        },
+        "product_tree": { "branches": [{ "category": "vendor", "name": "Vendor", "branches": branches }] },
+        "vulnerabilities": [{
+            "cve": format!("CVE-2099-{}", &id[id.len() - 4..]),
+            "product_status": { "known_affected": ids },
+            "scores": [{ "cvss_v3": { "baseScore": 9.8, "baseSeverity": "CRITICAL", "version": "3.1",
+                "vectorString": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H" }, "products": ids }],
+            "remediations": [{ "category": "vendor_fix", "details": "Update the firmware.", "product_ids": ids }]
+        }]
+    })
+}
+
+/// The advisories of the history: GREEN on E1's and E2's Modbus devices (P-1 of 浦东新区, P-5 of
+/// 闵行区), AMBER on E2's OPC UA server (P-4), RED on E1's S7 (P-2).
+pub const GREEN_ADVISORY: &str = "SERVE-GREEN-0001";
+pub const AMBER_ADVISORY: &str = "SERVE-AMBER-0002";
+pub const RED_ADVISORY: &str = "SERVE-RED-0003";
+/// The notices issued: E1's and E2's, then their districts'.
+pub const E1_NOTICE: &str = "OTS-2026-0001";
+pub const E2_NOTICE: &str = "OTS-2026-0002";
+pub const PUDONG_NOTICE: &str = "OTS-2026-0003";
+pub const MINHANG_NOTICE: &str = "OTS-2026-0004";
+
+/// Imports the advisories (written as CSAF files beside the history) and issues the notices, as
+/// `advisories import` and `notices issue` do: one notice for E1 and one for E2, one for each of
+/// their districts; the RED item stays with the center.
+pub fn advisories_and_notices(db: &Path) {
+    let folder = db.parent().unwrap().join("advisories");
+    std::fs::create_dir_all(&folder).unwrap();
+    let documents = [
+        (GREEN_ADVISORY, "GREEN", vec![("P-1", "vers:all/<3.0"), ("P-5", "vers:all/<3.0")]),
+        (AMBER_ADVISORY, "AMBER", vec![("P-4", "vers:all/<2.0")]),
+        (RED_ADVISORY, "RED", vec![("P-2", "vers:all/<5.0")]),
+    ];
+    for (id, tlp, products) in documents {
+        std::fs::write(folder.join(format!("{id}.json")), csaf(id, tlp, &products).to_string()).unwrap();
+    }
+    let vendors =
+        otscope::advisories::Vendors::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fingerprints")).unwrap();
+    let mut store = SqliteStore::open(db).unwrap();
+    let imported = notices::import(&mut store, &[folder], &vendors, "2026-05-09T10:00:00Z").unwrap();
+    assert!(imported.refused.is_empty(), "{:?}", imported.refused);
+    assert_eq!(imported.new.len(), 3);
+    let issued = notices::issue(&mut store, &vendors, &IssueOptions::default(), "2026-05-09T11:00:00Z").unwrap();
+    let mut numbered: Vec<(&str, &str)> =
+        issued.notices.iter().map(|n| (n.number.as_str(), n.subject.as_str())).collect();
+    numbered.sort();
+    assert_eq!(numbered, [(E1_NOTICE, "E1"), (E2_NOTICE, "E2"), (PUDONG_NOTICE, PUDONG), (MINHANG_NOTICE, MINHANG)]);
+    assert_eq!(issued.withheld.len(), 1);
 }
 
 /// Makes a token in the history and returns its text.
