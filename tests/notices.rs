@@ -297,6 +297,15 @@ async fn advisories_notices_claims_and_rechecks_on_simulated_devices() {
         otscope(cwd, &["notices", "issue", "--out", "out1", "--config", "center.toml", "--fingerprints", fingerprints])
             .await;
     assert_eq!(code, 0, "{err}");
+    // The STIX export links the affected services to their vulnerabilities.
+    let (stix_code, _, stix_err) = otscope(cwd, &["export", "--format", "stix", "--out", "stix"]).await;
+    assert_eq!(stix_code, 0, "{stix_err}");
+    let bundle: Value = serde_json::from_str(&read(&cwd.join("stix/bundle.json"))).unwrap();
+    let objects = bundle["objects"].as_array().unwrap();
+    let cves: Vec<&str> =
+        objects.iter().filter(|o| o["type"] == "vulnerability").filter_map(|o| o["name"].as_str()).collect();
+    assert!(cves.contains(&"CVE-2098-0001"), "{cves:?}");
+    assert!(objects.iter().any(|o| o["type"] == "relationship" && o["relationship_type"] == "has"), "{cves:?}");
     let numbers: Vec<&str> = out.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
     assert_eq!(numbers.len(), 3, "E1, E2 and the East district; E3's only advisory is TLP:RED: {out}{err}");
     assert!(numbers.iter().all(|n| n.starts_with("SH-ICS-")), "{out}");
