@@ -40,7 +40,7 @@ pub enum Command {
     ///
     /// Examples:
     ///   otscope check --targets ledger.csv --enterprise E-17
-    ///   otscope check --targets ledger.csv --ip 10.1.2.0/28 --protocol modbus,s7comm
+    ///   otscope check --targets ledger.csv --ip 127.100.0.0/29 --protocol modbus,s7comm
     ///   otscope check --targets ledger.csv --vendor siemens   # every service last identified as Siemens
     ///
     /// Recorded in the history as a scan of kind "check". Exit status: 0 nothing new, changed or gone;
