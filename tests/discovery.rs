@@ -10,10 +10,9 @@
 mod common;
 
 use async_trait::async_trait;
-use common::{banner_device, ledger, Responder};
+use common::{banner_device, ledger, privileged, Responder};
 use otscope::engine::{Observation, Outcome, Prober, Visit};
 use otscope::findings::Change;
-use otscope::net::raw::raw_sockets_available;
 use otscope::pipeline::{self, DiscoveryMode, Recording, RunOptions, ScanOptions};
 use otscope::scope::{Selection, Target};
 use otscope::store::{SqliteStore, Store};
@@ -22,17 +21,6 @@ use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn privileged(test: &str) -> bool {
-    match raw_sockets_available() {
-        Ok(()) => true,
-        Err(e) => {
-            assert!(std::env::var_os("CI").is_none(), "{test}: CI must run with raw sockets: {e}");
-            eprintln!("{test}: skipped: {e}");
-            false
-        }
-    }
-}
 
 /// A listener whose accept queue is full: SYNs to it are dropped.
 struct Filtered {

@@ -23,21 +23,12 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::privileged;
 use tokio_util::sync::CancellationToken;
 
 const LOCAL: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
-
-/// Whether raw sockets can be opened here; if not, says why the test is skipped (or fails under CI).
-fn privileged(test: &str) -> bool {
-    match raw_sockets_available() {
-        Ok(()) => true,
-        Err(e) => {
-            assert!(std::env::var_os("CI").is_none(), "{test}: CI must run with raw sockets: {e}");
-            eprintln!("{test}: skipped: {e}");
-            false
-        }
-    }
-}
 
 /// A listener that answers SYNs (nobody accepts; the kernel completes handshakes by itself).
 fn open_port(addr: Ipv4Addr, port: u16) -> TcpListener {

@@ -243,3 +243,15 @@ pub fn servers_python(module: &str) -> Option<std::path::PathBuf> {
         }
     }
 }
+
+/// Whether raw sockets can be opened here; if not, says why the test is skipped (or fails under CI).
+pub fn privileged(test: &str) -> bool {
+    match otscope::net::raw::raw_sockets_available() {
+        Ok(()) => true,
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "{test}: CI must run with raw sockets: {e}");
+            eprintln!("{test}: skipped: {e}");
+            false
+        }
+    }
+}
