@@ -41,7 +41,7 @@
 //!
 //! In `connect` mode `--concurrency auto` wants rate × connect timeout slots, each holding a file
 //! descriptor for the whole timeout on a filtered port, and is capped to the file-descriptor budget
-//! (half the descriptors the process may open). The bench prints the slots it got and the rate they
+//! (every descriptor the process may open, less a reserve). The bench prints the slots it got and the rate they
 //! allow (slots / connect timeout); where that is below `--rate`, the cap is what limits the rate.
 //!
 //! Run: `cargo bench --bench filtered_space` (root: raw sockets and a network namespace; about two

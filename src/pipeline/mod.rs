@@ -301,9 +301,12 @@ fn discovery_of(options: &ScanOptions) -> Result<Discovery, BadInput> {
 /// Identifications in flight: as asked, or for `auto` enough connections to keep the rate over the
 /// connect timeout (connect discovery; every file descriptor the process may have when the rate is
 /// unlimited), or 1024 (SYN discovery, where only open ports take a slot); never more than the file
-/// descriptors allow, each identification holding up to two.
+/// descriptors allow. An identification holds one socket at a time (a probe closes its connection
+/// before it opens the next: `Session::reconnect`, the passive read, the TLS handshake), so one slot
+/// is one descriptor; should the count ever be off, EMFILE is a local failure, retried and never an
+/// answer about the target.
 fn concurrency_of(options: &ScanOptions, discovery: &Discovery) -> usize {
-    let budget = crate::net::fd_budget() / 2;
+    let budget = crate::net::fd_budget();
     let wanted = match (options.engine.concurrency, discovery, options.engine.rate) {
         (AUTO_CONCURRENCY, Discovery::Syn(_), _) => 1024,
         (AUTO_CONCURRENCY, Discovery::Connect, Some(rate)) => {
