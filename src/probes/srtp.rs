@@ -1,7 +1,7 @@
 //! GE SRTP (Service Request Transport Protocol) on 18245/tcp: GE Fanuc / Emerson Series 90 and
 //! PACSystems controllers.
 //!
-//! Facts (the GE SRTP Wireshark dissector; the DFRWS 2017 SRTP paper as applied by drivers tested on
+//! Facts (the out-of-tree GE SRTP Wireshark dissector, packet-ge-srtp; the DFRWS 2017 SRTP paper as applied by drivers tested on
 //! RX3i CPUs; two independent client libraries that build the same request mailbox; Shodan's signature):
 //! - A session starts with an initialisation message of 56 zero bytes. The controller answers with a
 //!   56-byte message whose first byte is `01` (Shodan's signature also has `0F` at offset 8).
@@ -20,8 +20,11 @@
 //! Both requests read: the all-zero initialisation opens the connection, and service `01` returns the
 //! controller's status. No memory is written and the PLC state is never changed.
 //!
-//! The "return controller type and ID" service (`43`) would name the controller model, but no public
-//! source documents its reply layout, so it is not sent.
+//! No model is reported. Service `43` ("return controller type and ID") is named in GE's SNP manual
+//! (GFK-0529) and in the dissectors, but no readable public source documents its reply: the dissectors
+//! show its text buffer as raw bytes, and the one scanner that parses it first sends session control
+//! (`4F`, which changes the session) and reads only the user-set controller name and an undocumented
+//! type byte. So it is not sent.
 
 use super::{Identity, Probe, ProbeError};
 use crate::net::{Frame, NetError, Session};
