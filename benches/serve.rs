@@ -9,74 +9,30 @@
 mod common;
 
 use common::env_or;
-use otscope::findings::{Finding, Severity};
-use otscope::ledger::Level;
-use otscope::scope::Transport;
+use common::history::{completed, modbus_finding, scan_start, FINISHED_AT};
 use otscope::serve::auth::{create_token, NewToken};
 use otscope::serve::{run, ServeOptions};
-use otscope::store::{ScanClose, ScanStart, SqliteStore, Store};
-use otscope::targets::{Coverage, Shard};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use otscope::store::{SqliteStore, Store};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 const DISTRICTS: u32 = 16;
 /// Requests each client sends at most in a measurement, whatever the time allows.
 const MAX_REQUESTS_PER_CLIENT: usize = 100_000;
 
-fn finding(i: u32) -> Finding {
-    let district = i % DISTRICTS;
-    Finding {
-        ip: IpAddr::V4(Ipv4Addr::from(0x7f50_0000 + i)),
-        port: 502,
-        transport: Transport::Tcp,
-        protocol: "modbus".into(),
-        ics: true,
-        vendor: Some("Schneider Electric".into()),
-        product: Some("BMX P34 2020".into()),
-        version: Some("v2.7".into()),
-        device_type: Some("PLC".into()),
-        cpe: None,
-        tags: vec!["plc".into()],
-        attributes: serde_json::json!({"unit_id": 1}).as_object().unwrap().clone(),
-        hostname: None,
-        enterprise_id: format!("E{}", i % 2000),
-        enterprise: "上海某某水务有限公司".into(),
-        district: format!("district-{district}"),
-        level: Level::Important,
-        severity: Severity::Critical,
-        rule: Some("modbus.schneider.m340".into()),
-        evidence: "0001000000150100".repeat(4),
-        observed_at: "2026-11-28T06:00:00Z".into(),
-        change: None,
-        changed: Vec::new(),
-    }
-}
+/// The base of the history's addresses: 127.80.0.0/15.
+const FIRST: u32 = 0x7f50_0000;
 
 fn history(db: &std::path::Path, count: u32) {
     let mut store = SqliteStore::open(db).unwrap();
-    let start = ScanStart {
-        started_at: "2026-11-28T06:00:00Z".into(),
-        ledger_path: "bench.csv".into(),
-        ledger_sha256: "0".repeat(64),
-        library_version: "bench".into(),
-        selection: serde_json::json!({"levels": [], "districts": [], "enterprises": []}),
-        parameters: serde_json::json!({}),
-        coverage: Coverage {
-            spans: vec![("127.80.0.0".parse().unwrap(), "127.81.255.255".parse().unwrap())],
-            ports: vec!["502".parse().unwrap()],
-            shard: Shard::default(),
-            seed: 1,
-        },
-        targets_total: 131_072,
-        kind: "scan".into(),
-        runner: None,
-    };
+    let start = scan_start(Ipv4Addr::from(FIRST), Ipv4Addr::from(FIRST + 131_071));
     let scan = store.begin_scan(&start).unwrap();
     for i in 0..count {
-        store.record(scan, &mut finding(i)).unwrap();
+        let ip = Ipv4Addr::from(FIRST + i);
+        let mut f = modbus_finding(ip, format!("E{}", i % 2000), format!("district-{}", i % DISTRICTS), "v2.7");
+        store.record(scan, &mut f).unwrap();
     }
-    let end = ScanClose { probed: 131_072, completed: true, reason: None };
-    store.finish_scan(scan, end, "2026-11-28T07:00:00Z").unwrap();
+    store.finish_scan(scan, completed(&start), FINISHED_AT).unwrap();
 }
 
 struct Measured {

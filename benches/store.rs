@@ -5,66 +5,21 @@
 //!
 //! Run: cargo bench --bench store
 
-use otscope::findings::{Finding, Severity};
-use otscope::ledger::Level;
-use otscope::scope::Transport;
-use otscope::store::{ScanClose, ScanStart, SqliteStore, Store};
-use otscope::targets::{Coverage, Shard};
-use std::net::{IpAddr, Ipv4Addr};
+mod common;
+
+use common::history::{completed, modbus_finding, scan_start, FINISHED_AT};
+use otscope::findings::Finding;
+use otscope::store::{SqliteStore, Store};
+use std::net::Ipv4Addr;
 use std::time::Instant;
 
 const OBSERVATIONS: u32 = 100_000;
 
-fn finding(i: u32, version: &str) -> Finding {
-    let ip = IpAddr::V4(Ipv4Addr::from(0x7f40_0000 + i));
-    Finding {
-        ip,
-        port: 502,
-        transport: Transport::Tcp,
-        protocol: "modbus".into(),
-        ics: true,
-        vendor: Some("Schneider Electric".into()),
-        product: Some("BMX P34 2020".into()),
-        version: Some(version.into()),
-        device_type: Some("PLC".into()),
-        cpe: None,
-        tags: vec!["plc".into()],
-        attributes: serde_json::json!({"vendor_name": "Schneider Electric", "product_code": "BMX P34 2020", "revision": version, "unit_id": 1})
-            .as_object()
-            .unwrap()
-            .clone(),
-        hostname: None,
-        enterprise_id: format!("E{}", i % 500),
-        enterprise: "上海某某水务有限公司".into(),
-        district: "浦东新区".into(),
-        level: Level::Important,
-        severity: Severity::Critical,
-        rule: Some("modbus.schneider.m340".into()),
-        evidence: "0001000000150100".repeat(4),
-        observed_at: "2026-11-28T06:00:00Z".into(),
-        change: None,
-        changed: Vec::new(),
-    }
-}
+/// The base of the history's addresses: 127.64.0.0/15.
+const FIRST: u32 = 0x7f40_0000;
 
-fn start() -> ScanStart {
-    ScanStart {
-        started_at: "2026-11-28T06:00:00Z".into(),
-        ledger_path: "bench.csv".into(),
-        ledger_sha256: "0".repeat(64),
-        library_version: "bench".into(),
-        selection: serde_json::json!({}),
-        parameters: serde_json::json!({}),
-        coverage: Coverage {
-            spans: vec![("127.64.0.0".parse().unwrap(), "127.65.255.255".parse().unwrap())],
-            ports: vec!["502".parse().unwrap()],
-            shard: Shard::default(),
-            seed: 1,
-        },
-        targets_total: 131_072,
-        kind: "scan".into(),
-        runner: None,
-    }
+fn finding(i: u32, version: &str) -> Finding {
+    modbus_finding(Ipv4Addr::from(FIRST + i), format!("E{}", i % 500), "浦东新区".into(), version)
 }
 
 fn main() {
@@ -92,15 +47,14 @@ fn main() {
     let mut store = SqliteStore::open(&db).unwrap();
     let mut rates = Vec::new();
     for (round, version) in ["v2.7", "v2.8"].iter().enumerate() {
-        let id = store.begin_scan(&start()).unwrap();
+        let start = scan_start(Ipv4Addr::from(FIRST), Ipv4Addr::from(FIRST + 131_071));
+        let id = store.begin_scan(&start).unwrap();
         let t0 = Instant::now();
         for i in 0..OBSERVATIONS {
             let mut f = finding(i, version);
             store.record(id, &mut f).unwrap();
         }
-        store
-            .finish_scan(id, ScanClose { probed: 131_072, completed: true, reason: None }, "2026-11-28T07:00:00Z")
-            .unwrap();
+        store.finish_scan(id, completed(&start), FINISHED_AT).unwrap();
         let secs = t0.elapsed().as_secs_f64();
         rates.push(OBSERVATIONS as f64 / secs);
         println!(

@@ -2,6 +2,7 @@
 //! and run, and child processes (this same bench executable) that report their peak memory.
 #![allow(dead_code)]
 
+pub mod history;
 pub mod netns;
 
 use otscope::pipeline::{self, DiscoveryMode, Recording, RunOptions, ScanOptions, ScanPlan, ScanReport, ScopeOptions};
