@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{banner_device, fingerprints_dir};
+use common::{banner_device, fingerprints_dir, lab_library, ICS_FIRMWARE_RULE};
 use otscope::cli::{Cli, Command};
 use otscope::ledger::Level;
 use otscope::pipeline;
@@ -21,14 +21,7 @@ const LEDGER: &str = "enterprise_id,enterprise,district,sector,level,targets,con
 fn setup(config: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ledger.csv"), LEDGER).unwrap();
-    let lib = dir.path().join("fp");
-    std::fs::create_dir_all(&lib).unwrap();
-    std::fs::write(lib.join("ports.toml"), "ports = [\"2222\"]\n").unwrap();
-    std::fs::write(
-        lib.join("lab.toml"),
-        "[[rule]]\nid = \"lab.fw\"\nprotocol = \"unknown\"\nwhen = [{ field = \"banner\", regex = '^FW (?P<v>\\S+)' }]\nset = { protocol = \"labfw\", ics = true, vendor = \"Lab\", version = \"{v}\" }\n[[rule.example]]\nbanner = 'FW 1\\r\\n'\nexpect = { version = \"1\" }\n",
-    )
-    .unwrap();
+    lab_library(dir.path(), ICS_FIRMWARE_RULE);
     let path = dir.path().join("otscope.toml");
     std::fs::write(&path, config).unwrap();
     (dir, path)

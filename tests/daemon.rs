@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{banner_device, otscope_in, output_text};
+use common::{banner_device, lab_library, otscope_in, output_text, ICS_FIRMWARE_RULE};
 use otscope::store::{ScanRecord, SqliteStore, Store};
 use std::collections::BTreeSet;
 use std::io::BufRead;
@@ -20,14 +20,7 @@ fn lab(ledger_rows: &str, config: &str) -> (tempfile::TempDir, PathBuf) {
         format!("enterprise_id,enterprise,district,sector,level,targets,contact\n{ledger_rows}"),
     )
     .unwrap();
-    let lib = dir.path().join("fp");
-    std::fs::create_dir_all(&lib).unwrap();
-    std::fs::write(lib.join("ports.toml"), "ports = [\"2222\"]\n").unwrap();
-    std::fs::write(
-        lib.join("lab.toml"),
-        "[[rule]]\nid = \"lab.fw\"\nprotocol = \"unknown\"\nwhen = [{ field = \"banner\", regex = '^FW (?P<v>\\S+)' }]\nset = { protocol = \"labfw\", ics = true, vendor = \"Lab\", version = \"{v}\" }\n[[rule.example]]\nbanner = 'FW 1\\r\\n'\nexpect = { version = \"1\" }\n",
-    )
-    .unwrap();
+    lab_library(dir.path(), ICS_FIRMWARE_RULE);
     let path = dir.path().join("otscope.toml");
     std::fs::write(&path, config).unwrap();
     (dir, path)

@@ -10,7 +10,7 @@
 mod common;
 
 use common::dns::dns_responder;
-use common::{banner_device, ledger};
+use common::{banner_device, lab_library, ledger};
 use otscope::findings::{cell_text, neutralise, Finding, COLUMNS};
 use serde_json::Value;
 use std::net::Ipv4Addr;
@@ -22,11 +22,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_otscope");
 /// A library whose rule names every output from a banner `LAB <version> <product>`, so a device chooses
 /// what lands in the product cell (quotes, commas, a newline, a leading `=`).
 fn library(dir: &Path) -> PathBuf {
-    let lib = dir.join("fp");
-    std::fs::create_dir_all(&lib).unwrap();
-    std::fs::write(lib.join("ports.toml"), "ports = [\"2222\"]\n").unwrap();
-    std::fs::write(
-        lib.join("lab.toml"),
+    lab_library(
+        dir,
         r#"
 [[rule]]
 id = "lab.full"
@@ -46,8 +43,6 @@ banner = 'LAB 1.0 Gadget'
 expect = { protocol = "labplc", vendor = "Lab 实验室", product = "Gadget", version = "1.0", device_type = "PLC" }
 "#,
     )
-    .unwrap();
-    lib
 }
 
 fn run(args: &[&str]) -> Output {

@@ -164,13 +164,22 @@ pub fn attributes_with_rules(f: &otscope::findings::Finding) -> serde_json::Map<
     m
 }
 
-/// A library whose one rule reads a firmware version from a banner like "FW 1.2".
-pub fn firmware_library(dir: &Path) -> std::path::PathBuf {
+/// A fingerprint library in `dir/fp` whose rules are `rules` (one file), scanning port 2222.
+pub fn lab_library(dir: &Path, rules: &str) -> std::path::PathBuf {
     let lib = dir.join("fp");
     std::fs::create_dir_all(&lib).unwrap();
     std::fs::write(lib.join("ports.toml"), "ports = [\"2222\"]\n").unwrap();
-    std::fs::write(
-        lib.join("lab.toml"),
+    std::fs::write(lib.join("lab.toml"), rules).unwrap();
+    lib
+}
+
+/// One rule: a banner `FW x` is an ICS device (`labfw`, vendor Lab) at firmware x.
+pub const ICS_FIRMWARE_RULE: &str = "[[rule]]\nid = \"lab.fw\"\nprotocol = \"unknown\"\nwhen = [{ field = \"banner\", regex = '^FW (?P<v>\\S+)' }]\nset = { protocol = \"labfw\", ics = true, vendor = \"Lab\", version = \"{v}\" }\n[[rule.example]]\nbanner = 'FW 1\\r\\n'\nexpect = { version = \"1\" }\n";
+
+/// A library whose one rule reads a firmware version from a banner like "FW 1.2".
+pub fn firmware_library(dir: &Path) -> std::path::PathBuf {
+    lab_library(
+        dir,
         r#"
 [[rule]]
 id = "lab.fw"
@@ -182,8 +191,6 @@ banner = 'FW 1.0\r\n'
 expect = { protocol = "labfw", version = "1.0" }
 "#,
     )
-    .unwrap();
-    lib
 }
 
 /// Runs the otscope binary to its end with `args`, in `cwd`; a command that has not ended within a
