@@ -6,10 +6,18 @@
 
 mod common;
 
+use async_trait::async_trait;
 use common::{tcp_device, Handler, FAST};
+use otscope::engine::{Observation, Outcome, Prober, Visit};
+use otscope::pipeline::{self, Recording, RunOptions};
+use otscope::probes::Identity;
+use otscope::scope::{Selection, Target};
+use otscope::store::{SqliteStore, Store};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// Modbus/TCP Read Device Identification (function 43, MEI 14) answered with conpot's default
 /// basic objects (VendorName Siemens, ProductCode SIMATIC, MajorMinorRevision S7-200); the regular
@@ -140,4 +148,83 @@ async fn a_honeypot_persona_is_marked_in_every_output_and_cpppo_alone_is_not() {
     let findings = &html[html.find(r#"id="findings-table""#).unwrap()..];
     assert_eq!(findings.matches(r#"<span class="hp" title="#).count(), 2, "{findings}");
     assert!(findings.contains("honeypot conpot</span>"), "{findings}");
+}
+
+/// conpot's default personas on one address, as identification reports them: cpppo's ListIdentity
+/// defaults on 44818 (a persona that needs another protocol of the address to corroborate it) and
+/// conpot's Modbus identification on 502. With `interrupt`, the scan is stopped (as by a signal)
+/// while 44818 is being identified, so 502 is left for the resumed run.
+struct ConpotPersonas {
+    interrupt: Option<CancellationToken>,
+}
+
+#[async_trait]
+impl Prober for ConpotPersonas {
+    async fn probe(&self, target: &Target, _visit: &Visit) -> Outcome {
+        let mut identity;
+        if target.port() == 44818 {
+            identity = Identity::new("enip", true);
+            identity.field("vendor_id", 1).field("device_type", 14).field("product_code", 54);
+            identity.field("revision", "20.11").field("serial_number", "0x006c061a");
+            identity.field("product_name", "1756-L61/B LOGIX5561");
+            if let Some(stop) = &self.interrupt {
+                stop.cancel();
+            }
+        } else {
+            identity = Identity::new("modbus", true);
+            identity.field("vendor_name", "Siemens").field("product_code", "SIMATIC").field("revision", "S7-200");
+        }
+        Outcome::Found(Observation::new(target.clone(), identity, Vec::new(), time::OffsetDateTime::now_utc()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_scan_marks_a_persona_seen_before_its_interruption() {
+    let (dir, ledger) = common::ledger("H-1,Decoy owner,Lab district,s,important,127.118.0.9,c\n");
+    let scope = common::scope(&ledger, "502,44818", &Selection::default());
+    // One target at a time, in an order where 44818 comes first.
+    let mut options = common::options();
+    options.engine.concurrency = 1;
+    let mut plan = None;
+    for seed in 1..64 {
+        options.seed = Some(seed);
+        let p = pipeline::plan(&scope, &options).await.unwrap();
+        if p.stream().next().map(|t| t.port()) == Some(44818) {
+            plan = Some(p);
+            break;
+        }
+    }
+    let plan = plan.expect("some seed puts 44818 first");
+    let db = dir.path().join("otscope.db");
+
+    let stop = CancellationToken::new();
+    let store = SqliteStore::open(&db).unwrap();
+    let recording = Some(Recording::New(Box::new(store), Box::new(plan.scan_start("scan"))));
+    let interrupted = ConpotPersonas { interrupt: Some(stop.clone()) };
+    let run = RunOptions { stop, keep_findings: true, ..RunOptions::default() };
+    let first = pipeline::run_with(&plan, Arc::new(interrupted), recording, Vec::new(), run).await.unwrap();
+    assert!(!first.complete(), "the scan was interrupted");
+    let id = first.scan_id.unwrap();
+    assert_eq!(first.findings.len(), 1, "{:#?}", first.findings);
+    assert!(!first.findings[0].attributes.contains_key("honeypot"), "nothing corroborated it yet");
+
+    let store = SqliteStore::open(&db).unwrap();
+    let position = store.resume_point(id).unwrap();
+    assert_eq!(position, 1, "the resume starts after 44818");
+    let recording = Some(Recording::Resume(Box::new(store), id, position));
+    let run = RunOptions { keep_findings: true, ..RunOptions::default() };
+    let resumed = pipeline::run_with(&plan, Arc::new(ConpotPersonas { interrupt: None }), recording, Vec::new(), run)
+        .await
+        .unwrap();
+    assert!(resumed.complete());
+    assert_eq!(resumed.findings.len(), 1, "the recalled finding is not written twice: {:#?}", resumed.findings);
+
+    // The history has both marked: the Modbus persona and, corroborated by it, the one from before.
+    let store = SqliteStore::open(&db).unwrap();
+    let recorded = store.findings(id).unwrap();
+    let marks: Vec<(u16, Option<&str>)> =
+        recorded.iter().map(|f| (f.port, f.attributes.get("honeypot").and_then(|m| m["rule"].as_str()))).collect();
+    assert_eq!(marks.len(), 2, "{recorded:#?}");
+    assert!(marks.contains(&(502, Some("honeypot.conpot.default.modbus"))), "{marks:?}");
+    assert!(marks.contains(&(44818, Some("honeypot.conpot.default.enip"))), "{marks:?}");
 }

@@ -8,7 +8,9 @@
 //! identity, which conpot serves as well) names a honeypot only beside another protocol of the same
 //! address showing the same persona. The engine probes targets in a permuted order, so such a
 //! finding is held back from the outputs (it is recorded at once) until its address corroborates it
-//! or the scan ends; memory is bounded by the addresses where some persona was seen.
+//! or the scan ends; memory is bounded by the addresses where some persona was seen. A resumed scan
+//! first recalls what it recorded before its interruption, so that a persona seen then still
+//! corroborates what is seen now.
 
 use super::matcher::Conditions;
 use super::schema::HoneypotDef;
@@ -99,6 +101,22 @@ impl Sighting {
     }
 }
 
+/// A finding the stage gives back, marked: record it again; write it unless it was written already
+/// (one recalled from before an interruption).
+#[derive(Debug)]
+pub struct Released {
+    pub finding: Finding,
+    pub written: bool,
+}
+
+/// A finding that waits for its address to corroborate its persona.
+struct Held {
+    finding: Finding,
+    persona: usize,
+    /// Recalled from before an interruption: it is in the outputs already, unmarked.
+    written: bool,
+}
+
 /// Whether the stage hands a finding on now or holds it back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
@@ -113,13 +131,15 @@ pub enum Pass {
 ///
 /// For each finding, in the order they come: [`admit`](Self::admit) (which marks it when it can),
 /// record it, then write it, or [`hold`](Self::hold) it when told; then [`released`](Self::released)
-/// gives the held findings it corroborated, marked (record them again, then write them). At the end
-/// of the scan, [`finish`](Self::finish) gives the held findings nothing corroborated, unmarked.
+/// gives the held findings it corroborated, marked (record them again, then write them unless
+/// written). At the end of the scan, [`finish`](Self::finish) gives the held findings nothing
+/// corroborated and not yet written, unmarked. A resumed scan first gives [`recall`](Self::recall)
+/// each finding it recorded before its interruption.
 pub struct HoneypotStage {
     library: Arc<Library>,
     seen: HashMap<IpAddr, Vec<Sighting>>,
-    held: Vec<(Finding, usize)>,
-    released: Vec<Finding>,
+    held: Vec<Held>,
+    released: Vec<Released>,
 }
 
 impl HoneypotStage {
@@ -166,19 +186,20 @@ impl HoneypotStage {
         }
         // The held findings of the same persona on this address, in another protocol, are corroborated.
         let endpoint = format!("{port}/{}", transport.as_str());
-        let (now, still): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held).into_iter().partition(|(held, i)| {
-            held.ip == ip
+        let (now, still): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held).into_iter().partition(|held| {
+            let i = held.persona;
+            held.finding.ip == ip
                 && shown.iter().any(|&j| {
-                    personas.0[j].same_persona(&personas.0[*i]) && personas.0[j].protocol != personas.0[*i].protocol
+                    personas.0[j].same_persona(&personas.0[i]) && personas.0[j].protocol != personas.0[i].protocol
                 })
         });
         self.held = still;
-        for (mut held, i) in now {
-            held.attributes.insert(
+        for Held { mut finding, persona, written } in now {
+            finding.attributes.insert(
                 ATTRIBUTE.into(),
-                personas.0[i].mark(corroborated(&personas.0[i], std::slice::from_ref(&endpoint))),
+                personas.0[persona].mark(corroborated(&personas.0[persona], std::slice::from_ref(&endpoint))),
             );
-            self.released.push(held);
+            self.released.push(Released { finding, written });
         }
         match mark {
             Some(m) => {
@@ -191,21 +212,40 @@ impl HoneypotStage {
 
     /// Keeps a finding that [`admit`](Self::admit) said to hold.
     pub fn hold(&mut self, finding: Finding) {
+        self.keep(finding, false);
+    }
+
+    fn keep(&mut self, finding: Finding, written: bool) {
         let personas = &self.library.honeypots;
         let persona = (0..personas.0.len())
             .find(|&i| personas.0[i].matches(&finding.protocol, &finding.attributes))
             .expect("only findings that show a persona are held");
-        self.held.push((finding, persona));
+        self.held.push(Held { finding, persona, written });
+    }
+
+    /// A finding this scan recorded and wrote before an interruption: its personas are seen again,
+    /// it is held again if it still waits for corroboration, and given back marked (to record again,
+    /// not to write) if what was seen before it corroborates it now.
+    pub fn recall(&mut self, mut finding: Finding) {
+        let was_marked = finding.attributes.contains_key(ATTRIBUTE);
+        match self.admit(&mut finding) {
+            Pass::Hold => self.keep(finding, true),
+            Pass::Now if !was_marked && finding.attributes.contains_key(ATTRIBUTE) => {
+                self.released.push(Released { finding, written: true })
+            }
+            Pass::Now => {}
+        }
     }
 
     /// The held findings corroborated since the last call, marked.
-    pub fn released(&mut self) -> Vec<Finding> {
+    pub fn released(&mut self) -> Vec<Released> {
         std::mem::take(&mut self.released)
     }
 
-    /// The end of the scan: the held findings that nothing corroborated, unmarked.
+    /// The end of the scan: the held findings that nothing corroborated and that are not written yet,
+    /// unmarked.
     pub fn finish(&mut self) -> Vec<Finding> {
-        std::mem::take(&mut self.held).into_iter().map(|(f, _)| f).collect()
+        std::mem::take(&mut self.held).into_iter().filter(|h| !h.written).map(|h| h.finding).collect()
     }
 }
 
@@ -340,8 +380,9 @@ fields = { sys_descr = "GasPot" }
         assert_eq!(stage.admit(&mut s7), Pass::Now);
         let released = stage.released();
         assert_eq!(released.len(), 1);
-        assert_eq!(mark(&released[0]), Some("weak"));
-        let reason = released[0].attributes[ATTRIBUTE]["reason"].as_str().unwrap();
+        assert!(!released[0].written);
+        assert_eq!(mark(&released[0].finding), Some("weak"));
+        let reason = released[0].finding.attributes[ATTRIBUTE]["reason"].as_str().unwrap();
         assert!(reason.contains("102/tcp"), "{reason}");
         assert!(stage.finish().is_empty());
 
@@ -361,7 +402,50 @@ fields = { sys_descr = "GasPot" }
         let mut snmp = finding("127.0.0.7", 161, "snmp", json!({ "sys_descr": "Siemens, SIMATIC, S7-200" }));
         assert_eq!(stage.admit(&mut snmp), Pass::Now);
         assert_eq!(mark(&snmp), Some("weak.snmp"));
-        assert_eq!(stage.released().iter().map(|f| mark(f)).collect::<Vec<_>>(), vec![Some("weak")]);
+        assert_eq!(stage.released().iter().map(|r| mark(&r.finding)).collect::<Vec<_>>(), vec![Some("weak")]);
+    }
+
+    #[test]
+    fn a_resumed_scan_recalls_what_it_saw_before_its_interruption() {
+        let library = library();
+        // Before the interruption: the weak finding waited, then was written unmarked at the end.
+        let mut before = HoneypotStage::new(library.clone());
+        let mut enip = finding("127.0.0.8", 44818, "enip", json!({ "product_name": "1756-L61/B LOGIX5561" }));
+        assert_eq!(before.admit(&mut enip), Pass::Hold);
+        before.hold(enip);
+        let written = before.finish();
+        assert_eq!(written.len(), 1);
+
+        // The resumed run recalls it; the strong finding now corroborates it: marked, recorded again,
+        // not written twice.
+        let mut resumed = HoneypotStage::new(library.clone());
+        resumed.recall(written[0].clone());
+        assert!(resumed.released().is_empty());
+        let mut s7 = finding("127.0.0.8", 102, "s7comm", json!({ "serial_number": "88111222" }));
+        assert_eq!(resumed.admit(&mut s7), Pass::Now);
+        let released = resumed.released();
+        assert_eq!(released.len(), 1);
+        assert!(released[0].written, "it is in the outputs already");
+        assert_eq!(mark(&released[0].finding), Some("weak"));
+        assert!(resumed.finish().is_empty(), "a recalled finding is never written again");
+
+        // The other order: the strong one before the interruption, the weak one after it.
+        let mut resumed = HoneypotStage::new(library.clone());
+        let mut s7 = finding("127.0.0.9", 102, "s7comm", json!({ "serial_number": "88111222" }));
+        assert_eq!(HoneypotStage::new(library.clone()).admit(&mut s7), Pass::Now);
+        resumed.recall(s7);
+        assert!(resumed.released().is_empty(), "a finding marked before needs nothing again");
+        let mut enip = finding("127.0.0.9", 44818, "enip", json!({ "product_name": "1756-L61/B LOGIX5561" }));
+        assert_eq!(resumed.admit(&mut enip), Pass::Now);
+        assert_eq!(mark(&enip), Some("weak"));
+
+        // Two weak findings recalled: the later one is marked by the earlier, and releases it.
+        let mut resumed = HoneypotStage::new(library.clone());
+        resumed.recall(finding("127.0.0.10", 44818, "enip", json!({ "product_name": "1756-L61/B LOGIX5561" })));
+        resumed.recall(finding("127.0.0.10", 161, "snmp", json!({ "sys_descr": "Siemens, SIMATIC, S7-200" })));
+        let released = resumed.released();
+        assert_eq!(released.len(), 2, "{released:#?}");
+        assert!(released.iter().all(|r| r.written && mark(&r.finding).is_some()), "{released:#?}");
     }
 
     #[test]

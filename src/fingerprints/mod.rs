@@ -6,7 +6,7 @@ mod matcher;
 mod schema;
 mod template;
 
-pub use honeypots::{HoneypotStage, Pass, Persona, Personas, ATTRIBUTE as HONEYPOT_ATTRIBUTE};
+pub use honeypots::{HoneypotStage, Pass, Persona, Personas, Released, ATTRIBUTE as HONEYPOT_ATTRIBUTE};
 pub use matcher::Matcher;
 pub use schema::BannerProbeDef;
 pub use template::Template;

@@ -7,7 +7,7 @@ use crate::discovery::syn::SynConfig;
 use crate::engine::{self, Discovery, EngineConfig, EngineEvent, Prober, Progress, ProgressStyle, RunStats};
 use crate::error::BadInput;
 use crate::findings::{Change, CsvWriter, Finding, JsonlWriter, Sink};
-use crate::fingerprints::{HoneypotStage, Library, Pass};
+use crate::fingerprints::{HoneypotStage, Library, Pass, Released};
 use crate::ledger::{Ledger, LedgerOptions, TargetSpec};
 use crate::net::raw::raw_sockets_available;
 use crate::probes::{Identifier, ProbeSettings};
@@ -497,12 +497,28 @@ impl Recorder {
                     Pass::Now => self.write(finding),
                     Pass::Hold => self.honeypots.hold(finding),
                 }
-                // Held findings that this one corroborated: recorded again with their mark, then written.
-                for mut corroborated in self.honeypots.released() {
-                    self.record(&mut corroborated);
-                    self.write(corroborated);
-                }
+                self.corroborated();
             }
+        }
+    }
+
+    /// Held findings that the last one corroborated: recorded again with their mark, then written
+    /// unless they were written before an interruption.
+    fn corroborated(&mut self) {
+        for Released { mut finding, written } in self.honeypots.released() {
+            self.record(&mut finding);
+            if !written {
+                self.write(finding);
+            }
+        }
+    }
+
+    /// A resumed scan: what it recorded before its interruption, so that the personas seen then still
+    /// corroborate what is seen now.
+    pub fn recall(&mut self, earlier: Vec<Finding>) {
+        for finding in earlier {
+            self.honeypots.recall(finding);
+            self.corroborated();
         }
     }
 
@@ -580,21 +596,24 @@ pub async fn run_with(
 ) -> anyhow::Result<ScanReport> {
     let fresh = plan.stream();
     let total = fresh.total();
-    let (stream, history) = match recording {
+    let (stream, history, earlier) = match recording {
         // A history that cannot record the scan stops it before anything is probed.
         Some(Recording::New(mut store, start)) => {
             let id =
                 store.begin_scan(&start).map_err(|e| BadInput(format!("the history cannot record the scan: {e}")))?;
-            (fresh, Some((store, id)))
+            (fresh, Some((store, id)), Vec::new())
         }
         Some(Recording::Resume(mut store, id, position)) => {
             let stream = fresh.resume_at(position).map_err(|e| BadInput(format!("scan {id}: {e}")))?;
             store
                 .reopen_scan(id, &Runner::current())
                 .map_err(|e| BadInput(format!("scan {id} cannot be reopened: {e}")))?;
-            (stream, Some((store, id)))
+            let earlier = store
+                .findings(id)
+                .map_err(|e| BadInput(format!("scan {id}: its findings cannot be read back: {e}")))?;
+            (stream, Some((store, id)), earlier)
         }
-        None => (fresh, None),
+        None => (fresh, None, Vec::new()),
     };
     let recorded = history.is_some();
     let already_done = total - stream.total();
@@ -604,6 +623,7 @@ pub async fn run_with(
     // Stopped by the caller (a signal) or by the recorder when an output fails.
     let stop = options.stop.child_token();
     let mut recorder = Recorder::new(plan.library.clone(), history, sinks, stop.clone(), options.keep_findings);
+    recorder.recall(earlier);
     let writer = tokio::task::spawn_blocking(move || {
         while let Some(event) = rx.blocking_recv() {
             recorder.handle(event);
