@@ -13,13 +13,13 @@
 //! re-export carries the same id and `modified` for every unchanged object and a TAXII server keeps
 //! one version of it.
 
-use super::{district_file_name, Written};
+use super::{covered_districts, district_file_name, write_json, ExportError, Folder, Manifest, Written};
 use crate::advisories::Tlp;
 use crate::findings::Finding;
 use crate::scope::Owner;
 use crate::store::{ScanId, ScanRecord, Store, StoreError};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::Path;
 use uuid::Uuid;
@@ -58,6 +58,8 @@ pub struct Input<'a> {
     pub center_since: &'a str,
     /// The enterprises' ledger rows as scans recorded them, each with the scan from which it held.
     pub owners: &'a [(ScanId, Owner)],
+    /// The districts every target of which the scan probed (none unless it completed).
+    pub covered_districts: &'a BTreeSet<String>,
 }
 
 /// What an export reads from the store: the scan, the history of every known service, and when the
@@ -67,6 +69,7 @@ pub struct FromStore {
     pub history: Vec<(ScanId, Finding)>,
     pub center_since: String,
     pub owners: Vec<(ScanId, Owner)>,
+    pub covered_districts: BTreeSet<String>,
 }
 
 impl FromStore {
@@ -81,7 +84,8 @@ impl FromStore {
         for ip in addresses {
             history.extend(store.observations_of(ip)?);
         }
-        Ok(FromStore { scan, history, center_since, owners: store.owners()? })
+        let covered_districts = covered_districts(&scan);
+        Ok(FromStore { scan, history, center_since, owners: store.owners()?, covered_districts })
     }
 
     /// The export's input, with the advisory matches to report.
@@ -92,6 +96,7 @@ impl FromStore {
             matches,
             center_since: &self.center_since,
             owners: &self.owners,
+            covered_districts: &self.covered_districts,
         }
     }
 }
@@ -356,8 +361,13 @@ fn observe(versions: &mut HashMap<String, Versioned>, time: &str, content: Map<S
 /// One bundle's worth: the district it covers (None: all) and the bundle.
 pub type Bundle = (Option<String>, Value);
 
-/// The scan's bundles: one with every exposed service, or with `by_district` one per district.
-pub fn bundles(input: &Input, by_district: bool) -> Result<Vec<Bundle>, String> {
+/// The scan's bundles: one with every exposed service, or with `by_district` one per district (and
+/// one that says zero for each of `zero_districts` where the scan found nothing).
+pub fn bundles<'z>(
+    input: &Input,
+    by_district: bool,
+    zero_districts: impl Iterator<Item = &'z str>,
+) -> Result<Vec<Bundle>, String> {
     let scan = input.scan.id;
     // Replay the history up to this scan, oldest first, versioning every object it produces.
     let mut history: Vec<(ScanId, String, &Finding)> = Vec::new();
@@ -411,7 +421,11 @@ pub fn bundles(input: &Input, by_district: bool) -> Result<Vec<Bundle>, String> 
         let group = if by_district { Some(f.district.clone()) } else { None };
         groups.entry(group).or_default().push(key.as_str());
     }
-    if groups.is_empty() && !by_district {
+    if by_district {
+        for district in zero_districts {
+            groups.entry(Some(district.to_string())).or_default();
+        }
+    } else if groups.is_empty() {
         groups.insert(None, Vec::new());
     }
     let started = stix_time(&input.scan.start.started_at)?;
@@ -533,24 +547,35 @@ fn advisory_objects(
     Ok(out)
 }
 
-/// Writes the scan's bundles into `dir`: `bundle.json`, or one `DISTRICT.json` per district.
-pub fn write(input: &Input, dir: &Path, by_district: bool) -> io::Result<Written> {
-    std::fs::create_dir_all(dir)?;
-    let bundles = bundles(input, by_district).map_err(io::Error::other)?;
+/// Writes the scan's bundles into `dir`, `bundle.json` or one `DISTRICT.json` per district, in place
+/// of the previous export's files there, as the other formats do: a district the previous export had
+/// a file for, that the scan covered and found nothing in, gets a bundle that says zero.
+pub fn write(input: &Input, dir: &Path, by_district: bool) -> Result<Written, ExportError> {
+    let folder = Folder::open(dir)?;
+    let bundles = bundles(input, by_district, folder.zero_districts(input.covered_districts))
+        .map_err(|e| ExportError::Io { path: dir.to_path_buf(), source: io::Error::other(e) })?;
     let mut used = HashMap::new();
-    let mut written = Written::default();
-    for (district, bundle) in bundles {
-        let name = match &district {
+    let names: Vec<String> = bundles
+        .iter()
+        .map(|(district, _)| match district {
             Some(d) => district_file_name(&mut used, d, "json"),
             None => "bundle.json".to_string(),
-        };
-        let path = dir.join(name);
-        std::fs::write(&path, serde_json::to_string_pretty(&bundle)? + "\n")?;
-        written.findings += bundle["objects"]
+        })
+        .collect();
+    folder.announce(&names)?;
+    let mut written = Written::default();
+    let mut districts = BTreeMap::new();
+    for ((district, bundle), name) in bundles.iter().zip(&names) {
+        let services = bundle["objects"]
             .as_array()
             .map_or(0, |objects| objects.iter().filter(|o| o["type"] == "infrastructure").count());
-        written.files.push(path);
+        written.files.push(folder.write(name, |out| write_json(out, bundle))?);
+        written.findings += services;
+        if let Some(d) = district {
+            districts.insert(d.clone(), services);
+        }
     }
+    folder.finish(Manifest { otscope_export: 1, scan: Some(input.scan.id), files: names, districts })?;
     Ok(written)
 }
 
