@@ -650,6 +650,11 @@ impl Fields {
 /// The longest note or reason a request may carry.
 const MAX_NOTE: usize = 2000;
 
+/// The items a change moved, with their new states.
+fn item_states(items: &[crate::store::ItemRecord]) -> Vec<Value> {
+    items.iter().map(|i| json!({ "id": i.id, "state": i.state })).collect()
+}
+
 async fn claim(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
@@ -662,8 +667,7 @@ async fn claim(
         Fields::of(body, CLAIM_PARAMS)?.required("note", MAX_NOTE, "1 to 2000 characters saying what was fixed")?;
     let (number, by) = (id.clone(), caller.name.clone());
     let claimed = app.write(move |store, at| view::claim(store, &caller, &number, &note, at)).await?;
-    let items: Vec<Value> = claimed.iter().map(|i| json!({ "id": i.id, "state": i.state })).collect();
-    Ok(Json(json!({ "notice": id, "claimed": items, "by": by })))
+    Ok(Json(json!({ "notice": id, "claimed": item_states(&claimed), "by": by })))
 }
 
 async fn issue(
@@ -725,8 +729,7 @@ async fn except(
     };
     let (number, by, last_day) = (id.clone(), caller.name.clone(), until.clone());
     let excepted = app.write(move |store, at| view::except(store, &caller, &number, item, &reason, &until, at)).await?;
-    let items: Vec<Value> = excepted.iter().map(|i| json!({ "id": i.id, "state": i.state })).collect();
-    Ok(Json(json!({ "notice": id, "excepted": items, "until": last_day, "by": by })))
+    Ok(Json(json!({ "notice": id, "excepted": item_states(&excepted), "until": last_day, "by": by })))
 }
 
 #[cfg(test)]
