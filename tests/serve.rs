@@ -31,19 +31,23 @@ async fn post(server: &Server, token: &str, path: &str, body: Value) -> (StatusC
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-/// A request as its endpoint takes it: a GET, or a POST with a valid body (a claim's note, an
-/// exception's reason and last day, nothing to issue notices).
-async fn call(server: &Server, token: &str, method: &str, path: &str) -> (StatusCode, Value) {
-    let body = if method == "GET" {
-        return get(server, token, path).await;
-    } else if path.ends_with("/claim") {
+/// A valid body for a POST: a claim's note, an exception's reason and last day, nothing to issue notices.
+fn valid_body(path: &str) -> Value {
+    if path.ends_with("/claim") {
         json!({ "note": "firmware updated" })
     } else if path.ends_with("/except") {
         json!({ "reason": "the device is behind a data diode", "until": "2099-12-31" })
     } else {
         json!({})
-    };
-    post(server, token, path, body).await
+    }
+}
+
+/// A request as its endpoint takes it: a GET, or a POST with a valid body.
+async fn call(server: &Server, token: &str, method: &str, path: &str) -> (StatusCode, Value) {
+    if method == "GET" {
+        return get(server, token, path).await;
+    }
+    post(server, token, path, valid_body(path)).await
 }
 
 struct Lab {
@@ -263,6 +267,16 @@ async fn the_openapi_document_lists_exactly_the_routes() {
                 let unknown = body["error"].as_str().is_some_and(|e| e.contains("unknown parameter"));
                 assert!(!unknown, "{url}: {} is documented but refused ({status})", p["name"]);
             }
+        }
+        // Every documented body field is taken: a value of the wrong kind is refused by its name, never
+        // as unknown.
+        let schema = &paths[path][method.to_lowercase()]["requestBody"]["content"]["application/json"]["schema"];
+        for field in schema["properties"].as_object().into_iter().flat_map(|p| p.keys()) {
+            let mut wrong = valid_body(&url);
+            wrong[field] = json!([]);
+            let (status, body) = post(s, &lab.center, &url, wrong).await;
+            assert_eq!((status, body["parameter"].as_str()), (StatusCode::BAD_REQUEST, Some(field.as_str())), "{url}");
+            assert!(!body["error"].as_str().unwrap().contains("unknown field"), "{url}: {body}");
         }
         // A path beside it that is not documented is not routed.
         let (status, body) = get(s, &lab.center, &format!("{url}/no/such/route")).await;
