@@ -159,6 +159,17 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The fingerprint library folder: center tokens may then issue notices (POST /api/v1/notices), as
+    /// `notices issue --fingerprints` does. Without it, the server issues none.
+    #[arg(long, value_name = "DIR")]
+    pub fingerprints: Option<PathBuf>,
+    /// The configuration file whose [notices] table sets the notices' deadlines and numbers (default:
+    /// otscope.toml if present), as for `notices issue`.
+    #[arg(long, value_name = "FILE", requires = "fingerprints")]
+    pub config: Option<PathBuf>,
+    /// The folder the issued notices are written to (created if missing), as `notices issue --out`.
+    #[arg(long, value_name = "DIR", default_value = "notices")]
+    pub notices_out: PathBuf,
     #[command(flatten)]
     pub db: DbArgs,
 }

@@ -1,7 +1,7 @@
 //! Exports into a folder replace the previous export's files: each export leaves a manifest of what it
 //! wrote (`.otscope-export.json`), the next one removes the files of that list it does not write again
-//! (and no other file), in every format (CSV, JSONL, workbooks), a district whose findings all went
-//! away gets a file that says zero, and the daemon's profile exports go the same way.
+//! (and no other file), in every format (CSV, JSONL, workbooks, STIX bundles), a district whose
+//! findings all went away gets a file that says zero, and the daemon's profile exports go the same way.
 
 mod common;
 
@@ -122,9 +122,29 @@ async fn each_export_replaces_the_files_of_the_previous_one_and_no_other() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(files(&out), names(&[&jsonl[..], &["notes.txt", manifest]].concat()));
 
+    // STIX bundles replace the JSONL files; 嘉定区's bundle says zero (no service, a report of none).
+    let o = export(&["--by", "district", "--format", "stix"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let stix = ["浦东新区.json", "闵行区.json", "嘉定区.json"];
+    assert_eq!(files(&out), names(&[&stix[..], &["notes.txt", manifest]].concat()));
+    let bundle = |name: &str| -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(out.join(name)).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["objects"].as_array().unwrap().clone()
+    };
+    let services = |name: &str| bundle(name).iter().filter(|o| o["type"] == "infrastructure").count();
+    assert_eq!((services("浦东新区.json"), services("嘉定区.json")), (1, 0));
+    let report = bundle("嘉定区.json").into_iter().find(|o| o["type"] == "report").unwrap();
+    assert!(report["description"].as_str().unwrap().starts_with("0 exposed service(s)"), "{report}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join(manifest)).unwrap()).unwrap();
+    assert_eq!(listed["districts"], serde_json::json!({ "浦东新区": 1, "闵行区": 1, "嘉定区": 0 }));
+
     // A scan of one district: the files of the districts it did not cover go (they are not zero: nobody
-    // looked), the one it covered stays.
+    // looked), the one it covered stays; bundles as files of the other formats.
     scan(&["--district", "浦东新区"]);
+    let o = export(&["--by", "district", "--format", "stix"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(files(&out), names(&["浦东新区.json", "notes.txt", manifest]));
     let o = export(&["--by", "district", "--format", "jsonl"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(files(&out), names(&["浦东新区.jsonl", "summary.json", "notes.txt", manifest]));
@@ -133,6 +153,9 @@ async fn each_export_replaces_the_files_of_the_previous_one_and_no_other() {
     let o = export(&["--format", "jsonl"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(files(&out), names(&["findings.jsonl", "notes.txt", manifest]));
+    let o = export(&["--format", "stix"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(files(&out), names(&["bundle.json", "notes.txt", manifest]));
     let o = export(&["--format", "xlsx"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(files(&out), names(&["findings.xlsx", "notes.txt", manifest]));
@@ -172,17 +195,19 @@ async fn a_manifest_naming_files_outside_its_folder_removes_nothing() {
             serde_json::json!({ "otscope_export": 1, "files": [listed], "districts": {} }).to_string(),
         )
         .unwrap();
-        let o = Command::new(env!("CARGO_BIN_EXE_otscope"))
-            .args(["export", "--by", "district", "--out"])
-            .arg(&out)
-            .arg("--db")
-            .arg(&db)
-            .output()
-            .unwrap();
-        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-        let err = text(&o);
-        assert!(err.contains(".otscope-export.json") && err.contains(listed), "{err}");
-        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        for format in ["csv", "stix"] {
+            let o = Command::new(env!("CARGO_BIN_EXE_otscope"))
+                .args(["export", "--by", "district", "--format", format, "--out"])
+                .arg(&out)
+                .arg("--db")
+                .arg(&db)
+                .output()
+                .unwrap();
+            assert_eq!(o.status.code(), Some(2), "{format}: {}", text(&o));
+            let err = text(&o);
+            assert!(err.contains(".otscope-export.json") && err.contains(listed), "{format}: {err}");
+            assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        }
     }
 }
 

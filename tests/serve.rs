@@ -24,16 +24,30 @@ async fn get(server: &Server, token: &str, path: &str) -> (StatusCode, Value) {
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-/// A request as its endpoint takes it: a claim is a POST with a note, everything else a GET.
-async fn call(server: &Server, token: &str, path: &str) -> (StatusCode, Value) {
-    if !path.ends_with("/claim") {
-        return get(server, token, path).await;
-    }
-    let request = client().post(server.url(path)).bearer_auth(token).json(&json!({ "note": "firmware updated" }));
-    let response = request.send().await.unwrap();
+async fn post(server: &Server, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    let response = client().post(server.url(path)).bearer_auth(token).json(&body).send().await.unwrap();
     let status = response.status();
     let text = response.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// A valid body for a POST: a claim's note, an exception's reason and last day, nothing to issue notices.
+fn valid_body(path: &str) -> Value {
+    if path.ends_with("/claim") {
+        json!({ "note": "firmware updated" })
+    } else if path.ends_with("/except") {
+        json!({ "reason": "the device is behind a data diode", "until": "2099-12-31" })
+    } else {
+        json!({})
+    }
+}
+
+/// A request as its endpoint takes it: a GET, or a POST with a valid body.
+async fn call(server: &Server, token: &str, method: &str, path: &str) -> (StatusCode, Value) {
+    if method == "GET" {
+        return get(server, token, path).await;
+    }
+    post(server, token, path, valid_body(path)).await
 }
 
 struct Lab {
@@ -239,12 +253,12 @@ async fn the_openapi_document_lists_exactly_the_routes() {
         endpoints().iter().map(|e| (e.method.to_string(), e.path.to_string())).collect();
     assert_eq!(documented, table);
     for (method, path) in &documented {
-        // Only a claim changes anything.
-        assert_eq!(method, if path.ends_with("/claim") { "POST" } else { "GET" });
+        // Only notices change: issued, claimed, excepted.
+        assert!(method == "GET" || (method == "POST" && path.starts_with("/api/v1/notices")), "{method} {path}");
         let url = sample(path);
         // The default pair of the fixture is no pair (its last scan is a check of one enterprise).
         let asked = if path == "/api/v1/diffs" { format!("{url}?from=1&to=2") } else { url.clone() };
-        let (status, body) = call(s, &lab.center, &asked).await;
+        let (status, body) = call(s, &lab.center, method, &asked).await;
         assert_eq!(status, StatusCode::OK, "{url} is documented and must answer: {body}");
         // Every documented query parameter is taken (not refused as unknown).
         for p in paths[path][method.to_lowercase()]["parameters"].as_array().unwrap() {
@@ -253,6 +267,16 @@ async fn the_openapi_document_lists_exactly_the_routes() {
                 let unknown = body["error"].as_str().is_some_and(|e| e.contains("unknown parameter"));
                 assert!(!unknown, "{url}: {} is documented but refused ({status})", p["name"]);
             }
+        }
+        // Every documented body field is taken: a value of the wrong kind is refused by its name, never
+        // as unknown.
+        let schema = &paths[path][method.to_lowercase()]["requestBody"]["content"]["application/json"]["schema"];
+        for field in schema["properties"].as_object().into_iter().flat_map(|p| p.keys()) {
+            let mut wrong = valid_body(&url);
+            wrong[field] = json!([]);
+            let (status, body) = post(s, &lab.center, &url, wrong).await;
+            assert_eq!((status, body["parameter"].as_str()), (StatusCode::BAD_REQUEST, Some(field.as_str())), "{url}");
+            assert!(!body["error"].as_str().unwrap().contains("unknown field"), "{url}: {body}");
         }
         // A path beside it that is not documented is not routed.
         let (status, body) = get(s, &lab.center, &format!("{url}/no/such/route")).await;
@@ -303,10 +327,11 @@ fn foreign_marks(reach: &str) -> Vec<String> {
     marks
 }
 
-/// For each endpoint, each role and an object outside the role's reach: the request, and the
-/// statuses allowed (403 or 404). The center's reach is everything: its outside object is one that
-/// does not exist.
-fn outside_requests(role: &str) -> Vec<(&'static str, String)> {
+/// For each endpoint, each role and an object outside the role's reach: the method, the endpoint and
+/// the request (each answered 403 or 404). The center's reach is everything: its outside object is
+/// one that does not exist. Issuing notices and excepting items are the center's alone: refused to
+/// the others even for their own notices.
+fn outside_requests(role: &str) -> Vec<(&'static str, &'static str, String)> {
     let (district, enterprise, scan, service, event, advisories, notices): (_, _, _, _, _, &[&str], &[&str]) =
         match role {
             "center" => ("nowhere", "E99", "99", "127.119.0.99/502/tcp", "nope", &["NOPE-0000"], &["OTS-2099-0001"]),
@@ -332,24 +357,29 @@ fn outside_requests(role: &str) -> Vec<(&'static str, String)> {
             ),
         };
     let mut requests = vec![
-        ("/api/v1/scans/{id}", format!("/api/v1/scans/{scan}")),
-        ("/api/v1/findings", format!("/api/v1/findings?scan={scan}")),
-        ("/api/v1/diffs", format!("/api/v1/diffs?from=1&to={scan}")),
-        ("/api/v1/services/{ip}/{port}/{transport}", format!("/api/v1/services/{service}")),
-        ("/api/v1/events/{name}", format!("/api/v1/events/{event}")),
-        ("/api/v1/events/{name}/report", format!("/api/v1/events/{event}/report")),
+        ("GET", "/api/v1/scans/{id}", format!("/api/v1/scans/{scan}")),
+        ("GET", "/api/v1/findings", format!("/api/v1/findings?scan={scan}")),
+        ("GET", "/api/v1/diffs", format!("/api/v1/diffs?from=1&to={scan}")),
+        ("GET", "/api/v1/services/{ip}/{port}/{transport}", format!("/api/v1/services/{service}")),
+        ("GET", "/api/v1/events/{name}", format!("/api/v1/events/{event}")),
+        ("GET", "/api/v1/events/{name}/report", format!("/api/v1/events/{event}/report")),
     ];
     for advisory in advisories {
-        requests.push(("/api/v1/advisories/{id}", format!("/api/v1/advisories/{advisory}")));
+        requests.push(("GET", "/api/v1/advisories/{id}", format!("/api/v1/advisories/{advisory}")));
     }
     for notice in notices {
-        requests.push(("/api/v1/notices/{id}", format!("/api/v1/notices/{notice}")));
-        requests.push(("/api/v1/notices/{id}/claim", format!("/api/v1/notices/{notice}/claim")));
+        requests.push(("GET", "/api/v1/notices/{id}", format!("/api/v1/notices/{notice}")));
+        requests.push(("POST", "/api/v1/notices/{id}/claim", format!("/api/v1/notices/{notice}/claim")));
+        requests.push(("POST", "/api/v1/notices/{id}/except", format!("/api/v1/notices/{notice}/except")));
     }
     if role != "center" {
-        requests.push(("/api/v1/findings", format!("/api/v1/findings?district={district}")));
-        requests.push(("/api/v1/findings", format!("/api/v1/findings?enterprise={enterprise}")));
-        requests.push(("/api/v1/events", "/api/v1/events".to_string()));
+        requests.push(("GET", "/api/v1/findings", format!("/api/v1/findings?district={district}")));
+        requests.push(("GET", "/api/v1/findings", format!("/api/v1/findings?enterprise={enterprise}")));
+        requests.push(("GET", "/api/v1/events", "/api/v1/events".to_string()));
+        requests.push(("POST", "/api/v1/notices", "/api/v1/notices".to_string()));
+        // Their own notice, which they may read and claim, but not except.
+        let own = if role == "pudong" { PUDONG_NOTICE } else { E1_NOTICE };
+        requests.push(("POST", "/api/v1/notices/{id}/except", format!("/api/v1/notices/{own}/except")));
     }
     requests
 }
@@ -359,35 +389,42 @@ async fn reach_every_endpoint_role_and_object_outside_it() {
     let lab = lab("127.119.14.1").await;
     let s = &lab.server;
     let tokens = [("center", &lab.center), ("pudong", &lab.pudong), ("e1", &lab.e1)];
-    let mut covered: BTreeSet<(String, &str)> = BTreeSet::new();
+    let mut covered: BTreeSet<(String, String, &str)> = BTreeSet::new();
     for (role, token) in tokens {
         // Objects outside the reach: 403 or 404, and the body names nothing of them.
-        for (endpoint, path) in outside_requests(role) {
-            let (status, body) = call(s, token, &path).await;
+        for (method, endpoint, path) in outside_requests(role) {
+            let (status, body) = call(s, token, method, &path).await;
             assert!(
                 status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND,
                 "{role} {path}: {status} {body}"
             );
-            for leak in ["findings", "entries", "matches", "items", "claimed"] {
+            for leak in ["findings", "entries", "matches", "items", "claimed", "excepted", "notices"] {
                 assert!(body.get(leak).is_none(), "{role} {path}: {body}");
             }
-            covered.insert((endpoint.to_string(), role));
+            covered.insert((method.to_string(), endpoint.to_string(), role));
         }
         // Every endpoint as the role may call it: nothing of anyone else in bodies, counts or pages.
         for e in endpoints() {
             let url = sample(e.path);
-            let (status, body) = call(s, token, &url).await;
+            let (status, body) = call(s, token, e.method.as_str(), &url).await;
             let text = body.to_string();
             for mark in foreign_marks(role) {
                 assert!(!text.contains(&mark), "{role} {url} ({status}) leaks {mark}: {text}");
             }
-            covered.insert((e.path.to_string(), role));
+            covered.insert((e.method.to_string(), e.path.to_string(), role));
         }
     }
-    // Every documented endpoint was asked by every role.
+    // Every documented endpoint was asked by every role, and one outside its reach by every role
+    // that has an outside (for the center: what does not exist).
     for e in endpoints() {
         for role in ["center", "pudong", "e1"] {
-            assert!(covered.contains(&(e.path.to_string(), role)), "{} not asked as {role}", e.path);
+            let key = (e.method.to_string(), e.path.to_string(), role);
+            assert!(covered.contains(&key), "{} {} not asked as {role}", e.method, e.path);
+        }
+    }
+    for role in ["pudong", "e1"] {
+        for (method, endpoint) in [("POST", "/api/v1/notices"), ("POST", "/api/v1/notices/{id}/except")] {
+            assert!(outside_requests(role).iter().any(|r| (r.0, r.1) == (method, endpoint)), "{role} {endpoint}");
         }
     }
     // Counts: a district sees the scans that concern it with its own count only, never scan 3 (E5 alone).
@@ -600,9 +637,19 @@ async fn claims_take_a_note_within_reach_and_are_recorded_once_with_the_token_na
         }
     };
     // Bad bodies are refused by name; nothing changes.
-    for body in [json!({}), json!({ "note": "  " }), json!({ "note": "x", "by": "someone else" }), json!("x")] {
+    for (body, parameter) in [
+        (json!({}), "note"),
+        (json!({ "note": "  " }), "note"),
+        (json!({ "note": 7 }), "note"),
+        (json!({ "note": "x", "by": "someone else" }), "by"),
+        (json!("x"), "body"),
+    ] {
         let (status, answer) = claim(&lab.e1, E1_NOTICE, body.clone()).await;
-        assert_eq!((status, answer["parameter"].as_str()), (StatusCode::BAD_REQUEST, Some("note")), "{body}: {answer}");
+        assert_eq!(
+            (status, answer["parameter"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(parameter)),
+            "{body}: {answer}"
+        );
     }
     // A district notice lists enterprises: the claim names the enterprise's notice.
     let (status, answer) = claim(&lab.pudong, PUDONG_NOTICE, json!({ "note": "done" })).await;
@@ -622,6 +669,162 @@ async fn claims_take_a_note_within_reach_and_are_recorded_once_with_the_token_na
     );
     assert_eq!(item["last_move"]["reason"], "firmware 3.1");
     lab.server.shut().await;
+}
+
+/// The states of a notice's items, by item id, as the center reads them.
+async fn item_states(s: &Server, center: &str, number: &str) -> Vec<(i64, String)> {
+    let (status, notice) = get(s, center, &format!("/api/v1/notices/{number}")).await;
+    assert_eq!(status, StatusCode::OK, "{notice}");
+    notice["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["id"].as_i64().unwrap(), i["state"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_center_issues_notices_and_excepts_items_others_are_refused_even_their_own() {
+    let lab = lab("127.119.22.1").await;
+    let s = &lab.server;
+    let dir = s.db.parent().unwrap().to_path_buf();
+    // A new advisory on E5's EtherNet/IP device (闵行区): its item is due a notice.
+    let folder = dir.join("more-advisories");
+    std::fs::create_dir_all(&folder).unwrap();
+    let document = csaf("SERVE-GREEN-0004", "GREEN", &[("P-6", "vers:all/<30.0")]);
+    std::fs::write(folder.join("new.json"), document.to_string()).unwrap();
+    let vendors = otscope::advisories::Vendors::load(&library()).unwrap();
+    let mut store = SqliteStore::open(&s.db).unwrap();
+    let now = otscope::pipeline::now_rfc3339();
+    assert_eq!(otscope::notices::import(&mut store, &[folder], &vendors, &now).unwrap().new.len(), 1);
+    drop(store);
+    let before = item_states(s, &lab.center, E1_NOTICE).await;
+    // A district or an enterprise may neither issue nor except, not even its own notice's items.
+    for token in [&lab.pudong, &lab.e1] {
+        let (status, body) = post(s, token, "/api/v1/notices", json!({})).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        let except = json!({ "reason": "accepted", "until": "2099-12-31" });
+        let (status, body) = post(s, token, &format!("/api/v1/notices/{E1_NOTICE}/except"), except).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    }
+    assert_eq!(item_states(s, &lab.center, E1_NOTICE).await, before);
+    assert_eq!(get(s, &lab.center, "/api/v1/notices").await.1["notices"].as_array().unwrap().len(), 4);
+    // Bad bodies are refused by name, and issue nothing.
+    for (path, body, parameter) in [
+        ("/api/v1/notices".to_string(), json!({ "lang": "fr" }), "lang"),
+        ("/api/v1/notices".to_string(), json!({ "by": "someone" }), "by"),
+        ("/api/v1/notices".to_string(), json!([]), "body"),
+        (format!("/api/v1/notices/{E2_NOTICE}/except"), json!({ "until": "2099-12-31" }), "reason"),
+        (format!("/api/v1/notices/{E2_NOTICE}/except"), json!({ "reason": "r" }), "until"),
+        (format!("/api/v1/notices/{E2_NOTICE}/except"), json!({ "reason": "r", "until": "soon" }), "until"),
+        (format!("/api/v1/notices/{E2_NOTICE}/except"), json!({ "reason": "r", "until": "2020-01-01" }), "until"),
+        (
+            format!("/api/v1/notices/{E2_NOTICE}/except"),
+            json!({ "reason": "r", "until": "2099-12-31", "item": "x" }),
+            "item",
+        ),
+        (
+            format!("/api/v1/notices/{E2_NOTICE}/except"),
+            json!({ "reason": "r", "until": "2099-12-31", "days": 3 }),
+            "days",
+        ),
+    ] {
+        let (status, answer) = post(s, &lab.center, &path, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {answer}");
+        assert_eq!(answer["parameter"], parameter, "{path} {body}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(parameter), "{answer}");
+    }
+    let response = client().post(s.url("/api/v1/notices")).bearer_auth(&lab.center).body("{}").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "a body without Content-Type: application/json");
+    let big = format!("{{\"reason\": \"{}\", \"until\": \"2099-12-31\"}}", "a".repeat(otscope::serve::MAX_BODY));
+    let response = client()
+        .post(s.url(&format!("/api/v1/notices/{E2_NOTICE}/except")))
+        .bearer_auth(&lab.center)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    for (path, body) in [
+        ("/api/v1/notices/OTS-2099-0001/except", json!({ "reason": "r", "until": "2099-12-31" })),
+        (
+            &*format!("/api/v1/notices/{E2_NOTICE}/except"),
+            json!({ "reason": "r", "until": "2099-12-31", "item": 9999 }),
+        ),
+    ] {
+        assert_eq!(post(s, &lab.center, path, body).await.0, StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(get(s, &lab.center, "/api/v1/notices").await.1["notices"].as_array().unwrap().len(), 4);
+    // The center issues: E5's notice and its district's, in Chinese, written beside the history.
+    let (status, issued) = post(s, &lab.center, "/api/v1/notices", json!({ "lang": "zh" })).await;
+    assert_eq!(status, StatusCode::OK, "{issued}");
+    let subjects: BTreeSet<&str> =
+        issued["notices"].as_array().unwrap().iter().map(|n| n["subject"].as_str().unwrap()).collect();
+    assert_eq!(subjects, ["E5", MINHANG].into(), "{issued}");
+    assert_eq!(issued["by"], "ops");
+    let e5 = issued["notices"].as_array().unwrap().iter().find(|n| n["subject"] == "E5").unwrap();
+    let number = e5["number"].as_str().unwrap();
+    let markdown = std::fs::read_to_string(dir.join("notices").join(format!("{number}.md"))).unwrap();
+    assert!(markdown.contains("五号化工") && markdown.contains("SERVE-GREEN-0004"), "{markdown}");
+    assert!(issued["files"].as_array().unwrap().iter().any(|f| f == &json!(format!("{number}.md"))), "{issued}");
+    let (_, notice) = get(s, &lab.center, &format!("/api/v1/notices/{number}")).await;
+    assert_eq!(notice["items"][0]["state"], "notified", "{notice}");
+    assert_eq!(notice["items"][0]["last_move"]["actor"], "ops", "{notice}");
+    // Issuing again adds nothing.
+    let (status, again) = post(s, &lab.center, "/api/v1/notices", json!({})).await;
+    assert_eq!((status, again["notices"].as_array().unwrap().len()), (StatusCode::OK, 0), "{again}");
+    // The center excepts one item of E2's notice: that item alone leaves the notices, until the date.
+    let states = item_states(s, &lab.center, E2_NOTICE).await;
+    assert_eq!(states.len(), 2, "{states:?}");
+    let (one, other) = (states[0].0, states[1].0);
+    let body = json!({ "reason": "a false positive: P-4 runs 2.1", "until": "2099-12-31", "item": one });
+    let (status, excepted) = post(s, &lab.center, &format!("/api/v1/notices/{E2_NOTICE}/except"), body).await;
+    assert_eq!(status, StatusCode::OK, "{excepted}");
+    assert_eq!(excepted["excepted"], json!([{ "id": one, "state": "excepted" }]), "{excepted}");
+    assert_eq!(
+        item_states(s, &lab.center, E2_NOTICE).await,
+        vec![(one, "excepted".to_string()), (other, "notified".to_string())]
+    );
+    let (_, notice) = get(s, &lab.center, &format!("/api/v1/notices/{E2_NOTICE}")).await;
+    let item = notice["items"].as_array().unwrap().iter().find(|i| i["id"] == one).unwrap().clone();
+    assert_eq!((item["except_until"].as_str(), item["last_move"]["actor"].as_str()), (Some("2099-12-31"), Some("ops")));
+    // As `otscope notices status` shows it.
+    let store = SqliteStore::open(&s.db).unwrap();
+    let status = otscope::notices::status(&store, &otscope::pipeline::now_rfc3339()).unwrap();
+    let line = status.iter().find(|l| l.item.id == Some(one)).unwrap();
+    assert_eq!(line.item.state, otscope::store::ItemState::Excepted);
+    assert!(line.transitions.last().unwrap().reason.starts_with("a false positive"), "{:?}", line.transitions);
+    drop(store);
+    let db = s.db.clone();
+    lab.server.shut().await;
+    // Every request is in the audit log, the refused ones too.
+    let log = SqliteStore::open(&db).unwrap().audit(None, None).unwrap();
+    let posts: Vec<(Option<&str>, &str, u16)> = log
+        .iter()
+        .filter(|e| e.method == "POST" && e.target == "/api/v1/notices")
+        .map(|e| (e.token_name.as_deref(), e.target.as_str(), e.status))
+        .collect();
+    assert_eq!(posts[..2], [(Some("pudong"), "/api/v1/notices", 403), (Some("e1"), "/api/v1/notices", 403)]);
+    assert!(posts.contains(&(Some("ops"), "/api/v1/notices", 200)), "{posts:?}");
+}
+
+#[tokio::test]
+async fn a_server_started_without_the_fingerprint_library_issues_no_notices() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    history(&db);
+    let center = token(&db, "ops", "center", None, None);
+    let mut options = options(&db, "127.119.22.2");
+    options.issuer = None;
+    let s = Server::start(options).await;
+    let (status, body) = post(&s, &center, "/api/v1/notices", json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("--fingerprints"), "{body}");
+    // Exceptions need no library.
+    let except = json!({ "reason": "accepted risk", "until": "2099-12-31" });
+    assert_eq!(post(&s, &center, &format!("/api/v1/notices/{E1_NOTICE}/except"), except).await.0, StatusCode::OK);
+    s.shut().await;
 }
 
 #[tokio::test]

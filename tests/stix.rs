@@ -91,7 +91,7 @@ async fn stix_bundles_validate_and_version_objects_by_their_history() {
     let d = dir.path();
     common::firmware_library(d);
     let (_l, ledger_file) = ledger(
-        "P1,浦东一厂,浦东新区,water,important,127.141.0.1-127.141.0.2,c\nM1,闵行化工,闵行区,chemical,general,127.141.1.1,c\n",
+        "P1,浦东一厂,浦东新区,水务,important,127.141.0.1-127.141.0.2,c\nM1,闵行化工,闵行区,精细化工,general,127.141.1.1,c\n",
     );
     std::fs::copy(&ledger_file, d.join("ledger.csv")).unwrap();
     let _a = banner_device("127.141.0.1:2222", Some(b"FW 1.0\r\n")).await;
@@ -101,7 +101,9 @@ async fn stix_bundles_validate_and_version_objects_by_their_history() {
     let first = export(d, "1", false, "one").await;
     let first_by_district = export(d, "1", true, "one-by-district").await;
 
-    // Between the scans only b's firmware changes.
+    // Between the scans b's firmware changes, and the ledger gives M1 another sector.
+    let text = std::fs::read_to_string(d.join("ledger.csv")).unwrap();
+    std::fs::write(d.join("ledger.csv"), text.replace(",精细化工,", ",化工,")).unwrap();
     b.stop().await;
     let _b = banner_device("127.141.0.2:2222", Some(b"FW 2.1\r\n")).await;
     scan(d).await;
@@ -127,6 +129,31 @@ async fn stix_bundles_validate_and_version_objects_by_their_history() {
     let pudong = of_type(&two, "identity").into_iter().find(|o| o["name"] == "浦东一厂").unwrap();
     assert_eq!(otscope_property(pudong, "district"), "浦东新区");
     assert_eq!(otscope_property(pudong, "level"), "important");
+    // Sectors: the ledger's word, and STIX's industry-sector-ov entry where the word names one.
+    assert_eq!(pudong["sectors"], serde_json::json!(["water"]));
+    assert_eq!(otscope_property(pudong, "sector"), "水务");
+    let minhang = |objects: &BTreeMap<String, Value>| -> Value {
+        of_type(objects, "identity").into_iter().find(|o| o["name"] == "闵行化工").unwrap().clone()
+    };
+    let (before, after) = (minhang(&one), minhang(&two));
+    assert!(before.get("sectors").is_none(), "精细化工 names no entry of the vocabulary without doubt: {before:#}");
+    assert_eq!(otscope_property(&before, "sector"), "精细化工");
+    assert_eq!(after["sectors"], serde_json::json!(["chemical"]));
+    assert_eq!(otscope_property(&after, "sector"), "化工");
+    assert_eq!((&after["id"], &after["created"]), (&before["id"], &before["created"]));
+    assert!(after["modified"].as_str() > before["modified"].as_str(), "a new sector is a new version: {after:#}");
+    // The history keeps a ledger row again only when it changed: P1 once, M1 twice.
+    let store = otscope::store::SqliteStore::open(&d.join("h.db")).unwrap();
+    let rows: Vec<(i64, String, String)> = otscope::store::Store::owners(&store)
+        .unwrap()
+        .into_iter()
+        .map(|(scan, o)| (scan, o.enterprise_id, o.sector))
+        .collect();
+    assert_eq!(
+        rows,
+        [(1, "M1".into(), "精细化工".into()), (1, "P1".into(), "水务".into()), (2, "M1".into(), "化工".into())]
+    );
+    drop(store);
     assert_eq!(of_type(&two, "infrastructure").len(), 3);
     let addresses: Vec<&str> = of_type(&two, "ipv4-addr").iter().map(|o| o["value"].as_str().unwrap()).collect();
     let mut addresses = addresses;
@@ -157,6 +184,7 @@ async fn stix_bundles_validate_and_version_objects_by_their_history() {
             }
             ("software", None) => assert_eq!(o["version"], "2.0", "only b's software changed"),
             ("relationship", None) => assert_eq!(o["relationship_type"], "consists-of", "{o:#}"),
+            ("identity", Some(later)) if o["name"] == "闵行化工" => assert_ne!(later, o, "its sector changed"),
             (_, Some(later)) => assert_eq!(later, o, "an unchanged object is the same version"),
             (kind, None) => panic!("{kind} {id} of scan 1 is missing from scan 2"),
         }

@@ -183,10 +183,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
         Some(crate::cli::Grouping::District) => export::by_district(&data, &args.out, args.format, args.lang),
         None => export::single(&data, &args.out, args.format, args.lang),
     }
-    .map_err(|e| match e {
-        export::ExportError::Manifest { .. } => anyhow::Error::from(BadInput(e.to_string())),
-        export::ExportError::Io { .. } => e.into(),
-    })?;
+    .map_err(refused_export)?;
     eprintln!(
         "scan {scan}: {} findings written to {} file(s) in {}",
         written.findings,
@@ -199,13 +196,20 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A manifest that cannot be trusted is the user's to fix; a write that fails is an error.
+fn refused_export(e: export::ExportError) -> anyhow::Error {
+    match e {
+        export::ExportError::Manifest { .. } => BadInput(e.to_string()).into(),
+        export::ExportError::Io { .. } => e.into(),
+    }
+}
+
 /// Writes the scan's STIX 2.1 bundles from the history of every known service.
 fn export_stix(store: &SqliteStore, scan: i64, out: &Path, by_district: bool) -> anyhow::Result<ExitCode> {
     let from_store = export::stix::FromStore::read(store, scan).map_err(user)?;
     let matches = affected_services(store).map_err(user)?;
     let input = from_store.input(&matches);
-    let written =
-        export::stix::write(&input, out, by_district).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+    let written = export::stix::write(&input, out, by_district).map_err(refused_export)?;
     eprintln!(
         "scan {scan}: {} exposed services written to {} STIX bundle(s) in {}",
         written.findings,

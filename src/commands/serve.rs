@@ -4,6 +4,7 @@ use super::history::open_existing;
 use crate::cli::ServeArgs;
 use crate::error::BadInput;
 use crate::serve::auth::{self, NewToken};
+use crate::serve::view::Issuer;
 use crate::serve::{self as server, ServeOptions};
 use crate::store::SqliteStore;
 use std::path::Path;
@@ -14,6 +15,13 @@ use tokio_util::sync::CancellationToken;
 pub async fn serve(args: ServeArgs, stop: CancellationToken) -> anyhow::Result<ExitCode> {
     let mut options = ServeOptions::new(args.db.db.clone(), args.listen);
     options.tls = args.tls_cert.zip(args.tls_key);
+    if let Some(fingerprints) = &args.fingerprints {
+        options.issuer = Some(Issuer {
+            vendors: crate::notices::load_vendors(fingerprints)?,
+            settings: super::notices::settings(args.config.as_deref())?,
+            out: args.notices_out,
+        });
+    }
     server::run(options, stop, |address, https| {
         let scheme = if https { "https" } else { "http" };
         tracing::info!("listening on {scheme}://{address} (API {scheme}://{address}/api/v1, console {scheme}://{address}/console/)");

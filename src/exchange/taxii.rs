@@ -86,15 +86,17 @@ pub fn credentials(file: Option<&Path>) -> Result<Auth, String> {
     }
 }
 
-/// The objects of the bundles in `paths` (files, or folders whose `.json` files are bundles).
+/// The objects of the bundles in `paths` (files, or folders whose `.json` files are bundles; a hidden
+/// file, such as the export's manifest or a file being written, is none).
 pub fn read_bundles(paths: &[PathBuf]) -> Result<Vec<Value>, String> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
+            let hidden = |f: &PathBuf| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
             let mut inside: Vec<PathBuf> = std::fs::read_dir(p)
                 .map_err(|e| format!("{}: {e}", p.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.extension().is_some_and(|x| x == "json"))
+                .filter(|f| f.extension().is_some_and(|x| x == "json") && !hidden(f))
                 .collect();
             inside.sort();
             files.extend(inside);

@@ -8,7 +8,7 @@ use crate::findings::{
     cell_text, values, Change, Column, CsvTable, Finding, FindingSink, JsonlWriter, Severity, COLUMNS,
 };
 use crate::ledger::Level;
-use crate::store::{ScanId, Sighting, Store, StoreError};
+use crate::store::{ScanId, ScanRecord, Sighting, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Write};
@@ -162,14 +162,18 @@ pub struct ScanExport {
 
 impl ScanExport {
     pub fn load(store: &dyn Store, scan: ScanId) -> Result<ScanExport, StoreError> {
-        let record = store.scan(scan)?;
-        let covered_districts = match record.start.parameters.get("districts") {
-            Some(serde_json::Value::Array(names)) if record.completed() => {
-                names.iter().filter_map(|n| n.as_str().map(String::from)).collect()
-            }
-            _ => BTreeSet::new(),
-        };
+        let covered_districts = covered_districts(&store.scan(scan)?);
         Ok(ScanExport { scan, findings: store.findings(scan)?, sightings: store.sightings()?, covered_districts })
+    }
+}
+
+/// The districts every target of which the scan probed (none unless it completed).
+pub fn covered_districts(record: &ScanRecord) -> BTreeSet<String> {
+    match record.start.parameters.get("districts") {
+        Some(serde_json::Value::Array(names)) if record.completed() => {
+            names.iter().filter_map(|n| n.as_str().map(String::from)).collect()
+        }
+        _ => BTreeSet::new(),
     }
 }
 
@@ -228,6 +232,12 @@ impl<'a> Folder<'a> {
             Err(e) => return Err(at(&path)(e)),
         };
         Ok(Folder { dir, previous })
+    }
+
+    /// The districts the previous export had a file for that the scan covered: each gets a file that
+    /// says zero when the scan found nothing there.
+    fn zero_districts<'d>(&'d self, covered: &'d BTreeSet<String>) -> impl Iterator<Item = &'d str> {
+        self.previous.districts.keys().filter(|d| covered.contains(*d)).map(String::as_str)
     }
 
     /// Writes the file `name` with `write`.
@@ -297,8 +307,8 @@ pub fn by_district(data: &ScanExport, dir: &Path, format: Format, lang: Lang) ->
     for f in &data.findings {
         groups.entry(f.district.as_str()).or_default().push(f);
     }
-    for district in folder.previous.districts.keys().filter(|d| data.covered_districts.contains(*d)) {
-        groups.entry(district.as_str()).or_default();
+    for district in folder.zero_districts(&data.covered_districts) {
+        groups.entry(district).or_default();
     }
     let seen = sightings_map(&data.sightings);
     let extension = format.extension();

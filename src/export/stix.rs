@@ -1,6 +1,7 @@
 //! STIX 2.1 bundles of one scan, for the municipal reporting center (OASIS STIX 2.1, cs02).
 //!
-//! A bundle holds the center's `identity`, one `identity` per enterprise, and for each exposed
+//! A bundle holds the center's `identity`, one `identity` per enterprise (its district, and its
+//! ledger sector as STIX `sectors` where the word names one of the vocabulary), and for each exposed
 //! service an `infrastructure` that `consists-of` its `ipv4-addr`/`ipv6-addr` and `software`, an
 //! `observed-data` with when it was first and last seen, `vulnerability` objects that matched
 //! advisories link to the infrastructure with `has`, and a `report` that wraps the scan.
@@ -12,12 +13,13 @@
 //! re-export carries the same id and `modified` for every unchanged object and a TAXII server keeps
 //! one version of it.
 
-use super::{district_file_name, Written};
+use super::{covered_districts, district_file_name, write_json, ExportError, Folder, Manifest, Written};
 use crate::advisories::Tlp;
 use crate::findings::Finding;
+use crate::scope::Owner;
 use crate::store::{ScanId, ScanRecord, Store, StoreError};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::Path;
 use uuid::Uuid;
@@ -54,6 +56,10 @@ pub struct Input<'a> {
     pub matches: &'a [AdvisoryMatch],
     /// When the center started observing: the first scan's start (RFC 3339).
     pub center_since: &'a str,
+    /// The enterprises' ledger rows as scans recorded them, each with the scan from which it held.
+    pub owners: &'a [(ScanId, Owner)],
+    /// The districts every target of which the scan probed (none unless it completed).
+    pub covered_districts: &'a BTreeSet<String>,
 }
 
 /// What an export reads from the store: the scan, the history of every known service, and when the
@@ -62,6 +68,8 @@ pub struct FromStore {
     pub scan: ScanRecord,
     pub history: Vec<(ScanId, Finding)>,
     pub center_since: String,
+    pub owners: Vec<(ScanId, Owner)>,
+    pub covered_districts: BTreeSet<String>,
 }
 
 impl FromStore {
@@ -76,12 +84,20 @@ impl FromStore {
         for ip in addresses {
             history.extend(store.observations_of(ip)?);
         }
-        Ok(FromStore { scan, history, center_since })
+        let covered_districts = covered_districts(&scan);
+        Ok(FromStore { scan, history, center_since, owners: store.owners()?, covered_districts })
     }
 
     /// The export's input, with the advisory matches to report.
     pub fn input<'a>(&'a self, matches: &'a [AdvisoryMatch]) -> Input<'a> {
-        Input { scan: &self.scan, history: &self.history, matches, center_since: &self.center_since }
+        Input {
+            scan: &self.scan,
+            history: &self.history,
+            matches,
+            center_since: &self.center_since,
+            owners: &self.owners,
+            covered_districts: &self.covered_districts,
+        }
     }
 }
 
@@ -137,13 +153,13 @@ fn extension_definition() -> Value {
         "created_by_ref": center_id(),
         // The day this version of the definition was written: it changes only with the definition.
         "created": "2026-12-03T00:00:00.000Z",
-        "modified": "2026-12-03T00:00:00.000Z",
+        "modified": "2026-12-03T16:00:00.000Z",
         "name": "otscope exposure properties",
         "description": "Properties otscope adds to identities and infrastructure.",
-        "schema": "identity: enterprise_id, district, level (important|general) of a ledger enterprise; role \"center\" \
-                   for the center. infrastructure: protocol, port, transport (tcp|udp), severity \
-                   (critical|high|medium|low|info), device_type, hostname of an exposed service.",
-        "version": "1.0.0",
+        "schema": "identity: enterprise_id, district, sector (the ledger's word), level (important|general) of a \
+                   ledger enterprise; role \"center\" for the center. infrastructure: protocol, port, transport \
+                   (tcp|udp), severity (critical|high|medium|low|info), device_type, hostname of an exposed service.",
+        "version": "1.1.0",
         "extension_types": ["property-extension"],
     })
 }
@@ -204,13 +220,57 @@ fn observables(f: &Finding) -> Vec<Value> {
     out
 }
 
-fn enterprise_identity(f: &Finding) -> Map<String, Value> {
+/// The ledger's sector words (Chinese or English) that name one entry of STIX's industry-sector-ov
+/// (STIX 2.1 §10.13) without doubt. A word that is not here (or could mean two entries: 石化,
+/// 水电) keeps only the ledger's word.
+const SECTORS: &[(&str, &[&str])] = &[
+    ("agriculture", &["农业", "agriculture"]),
+    ("aerospace", &["航空航天", "aerospace"]),
+    ("automotive", &["汽车", "汽车制造", "automotive"]),
+    ("chemical", &["化工", "化学", "化学工业", "chemical", "chemicals"]),
+    ("construction", &["建筑", "建筑业", "construction"]),
+    ("defense", &["国防", "军工", "defense", "defence"]),
+    ("education", &["教育", "education"]),
+    ("emergency-services", &["应急", "应急管理", "emergency services"]),
+    (
+        "energy",
+        &["能源", "电力", "燃气", "石油", "石油天然气", "新能源", "energy", "power", "electricity", "oil and gas"],
+    ),
+    ("financial-services", &["金融", "financial services", "finance"]),
+    ("government", &["政府", "政务", "government"]),
+    ("healthcare", &["医疗", "医疗卫生", "卫生", "医院", "healthcare", "health care"]),
+    ("manufacturing", &["制造", "制造业", "智能制造", "装备制造", "manufacturing"]),
+    ("mining", &["矿业", "采矿", "采矿业", "mining"]),
+    ("nuclear", &["核电", "核能", "nuclear"]),
+    ("pharmaceuticals", &["医药", "制药", "pharmaceuticals", "pharmaceutical"]),
+    ("retail", &["零售", "retail"]),
+    ("telecommunications", &["通信", "电信", "telecommunications", "telecom"]),
+    ("transportation", &["交通", "交通运输", "轨道交通", "transportation", "transport"]),
+    ("utilities", &["公用事业", "utilities"]),
+    ("water", &["水务", "供水", "自来水", "污水处理", "供排水", "water", "water supply"]),
+];
+
+/// The industry-sector-ov entry a ledger's sector word names, if it names one without doubt.
+fn stix_sector(word: &str) -> Option<&'static str> {
+    let word = word.trim().to_lowercase();
+    SECTORS.iter().find(|(_, words)| words.contains(&word.as_str())).map(|(sector, _)| *sector)
+}
+
+/// An enterprise's identity as one observation shows it, with its ledger row as of that scan.
+fn enterprise_identity(f: &Finding, owner: Option<&Owner>) -> Map<String, Value> {
     let mut o = sdo("identity", &sdo_id("identity", &format!("enterprise:{}", f.enterprise_id)));
     o.insert("created_by_ref".into(), center_id().into());
     o.insert("name".into(), f.enterprise.clone().into());
     o.insert("identity_class".into(), "organization".into());
+    let sector = owner.map(|o| o.sector.trim()).filter(|s| !s.is_empty());
+    if let Some(sector) = sector.and_then(stix_sector) {
+        o.insert("sectors".into(), json!([sector]));
+    }
     property(&mut o, "enterprise_id", f.enterprise_id.clone());
     property(&mut o, "district", f.district.clone());
+    if let Some(sector) = sector {
+        property(&mut o, "sector", sector);
+    }
     property(&mut o, "level", f.level.as_str());
     o
 }
@@ -242,8 +302,13 @@ struct Seen {
 }
 
 /// The domain and relationship objects one observation of a service produces, given its sightings so far.
-fn versioned_objects(f: &Finding, seen: &Seen, observables: &[Value]) -> Vec<Map<String, Value>> {
-    let identity = enterprise_identity(f);
+fn versioned_objects(
+    f: &Finding,
+    owner: Option<&Owner>,
+    seen: &Seen,
+    observables: &[Value],
+) -> Vec<Map<String, Value>> {
+    let identity = enterprise_identity(f, owner);
     let infra = infrastructure(f);
     let infra_id = infra["id"].as_str().expect("ids are strings").to_string();
     let mut out = vec![relationship("related-to", &infra_id, identity["id"].as_str().expect("ids are strings"))];
@@ -296,8 +361,13 @@ fn observe(versions: &mut HashMap<String, Versioned>, time: &str, content: Map<S
 /// One bundle's worth: the district it covers (None: all) and the bundle.
 pub type Bundle = (Option<String>, Value);
 
-/// The scan's bundles: one with every exposed service, or with `by_district` one per district.
-pub fn bundles(input: &Input, by_district: bool) -> Result<Vec<Bundle>, String> {
+/// The scan's bundles: one with every exposed service, or with `by_district` one per district (and
+/// one that says zero for each of `zero_districts` where the scan found nothing).
+pub fn bundles<'z>(
+    input: &Input,
+    by_district: bool,
+    zero_districts: impl Iterator<Item = &'z str>,
+) -> Result<Vec<Bundle>, String> {
     let scan = input.scan.id;
     // Replay the history up to this scan, oldest first, versioning every object it produces.
     let mut history: Vec<(ScanId, String, &Finding)> = Vec::new();
@@ -308,6 +378,11 @@ pub fn bundles(input: &Input, by_district: bool) -> Result<Vec<Bundle>, String> 
     let mut seen: HashMap<String, Seen> = HashMap::new();
     let mut versions: HashMap<String, Versioned> = HashMap::new();
     let mut current: BTreeMap<String, (&Finding, Vec<Value>, Vec<String>)> = BTreeMap::new();
+    // Each enterprise's ledger rows, oldest first: an observation takes the last one from before it.
+    let mut owners: HashMap<&str, Vec<(ScanId, &Owner)>> = HashMap::new();
+    for (since, owner) in input.owners {
+        owners.entry(owner.enterprise_id.as_str()).or_default().push((*since, owner));
+    }
     for (s, time, f) in &history {
         let key = service_key(f.ip, f.port, f.transport.as_str());
         let sighting =
@@ -315,7 +390,11 @@ pub fn bundles(input: &Input, by_district: bool) -> Result<Vec<Bundle>, String> 
         sighting.last = time.clone();
         sighting.count += 1;
         let observables = observables(f);
-        let objects = versioned_objects(f, sighting, &observables);
+        let owner = owners
+            .get(f.enterprise_id.as_str())
+            .and_then(|rows| rows.iter().rev().find(|(since, _)| since <= s))
+            .map(|(_, owner)| *owner);
+        let objects = versioned_objects(f, owner, sighting, &observables);
         let ids = objects.iter().map(|o| o["id"].as_str().expect("ids are strings").to_string()).collect();
         for o in objects {
             observe(&mut versions, time, o);
@@ -342,7 +421,11 @@ pub fn bundles(input: &Input, by_district: bool) -> Result<Vec<Bundle>, String> 
         let group = if by_district { Some(f.district.clone()) } else { None };
         groups.entry(group).or_default().push(key.as_str());
     }
-    if groups.is_empty() && !by_district {
+    if by_district {
+        for district in zero_districts {
+            groups.entry(Some(district.to_string())).or_default();
+        }
+    } else if groups.is_empty() {
         groups.insert(None, Vec::new());
     }
     let started = stix_time(&input.scan.start.started_at)?;
@@ -464,23 +547,55 @@ fn advisory_objects(
     Ok(out)
 }
 
-/// Writes the scan's bundles into `dir`: `bundle.json`, or one `DISTRICT.json` per district.
-pub fn write(input: &Input, dir: &Path, by_district: bool) -> io::Result<Written> {
-    std::fs::create_dir_all(dir)?;
-    let bundles = bundles(input, by_district).map_err(io::Error::other)?;
+/// Writes the scan's bundles into `dir`, `bundle.json` or one `DISTRICT.json` per district, in place
+/// of the previous export's files there, as the other formats do: a district the previous export had
+/// a file for, that the scan covered and found nothing in, gets a bundle that says zero.
+pub fn write(input: &Input, dir: &Path, by_district: bool) -> Result<Written, ExportError> {
+    let folder = Folder::open(dir)?;
+    let bundles = bundles(input, by_district, folder.zero_districts(input.covered_districts))
+        .map_err(|e| ExportError::Io { path: dir.to_path_buf(), source: io::Error::other(e) })?;
     let mut used = HashMap::new();
-    let mut written = Written::default();
-    for (district, bundle) in bundles {
-        let name = match &district {
+    let names: Vec<String> = bundles
+        .iter()
+        .map(|(district, _)| match district {
             Some(d) => district_file_name(&mut used, d, "json"),
             None => "bundle.json".to_string(),
-        };
-        let path = dir.join(name);
-        std::fs::write(&path, serde_json::to_string_pretty(&bundle)? + "\n")?;
-        written.findings += bundle["objects"]
+        })
+        .collect();
+    folder.announce(&names)?;
+    let mut written = Written::default();
+    let mut districts = BTreeMap::new();
+    for ((district, bundle), name) in bundles.iter().zip(&names) {
+        let services = bundle["objects"]
             .as_array()
             .map_or(0, |objects| objects.iter().filter(|o| o["type"] == "infrastructure").count());
-        written.files.push(path);
+        written.files.push(folder.write(name, |out| write_json(out, bundle))?);
+        written.findings += services;
+        if let Some(d) = district {
+            districts.insert(d.clone(), services);
+        }
     }
+    folder.finish(Manifest { otscope_export: 1, scan: Some(input.scan.id), files: names, districts })?;
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_sectors_name_a_vocabulary_entry_only_without_doubt() {
+        for (word, sector) in [
+            ("水务", "water"),
+            (" Water ", "water"),
+            ("电力", "energy"),
+            ("化工", "chemical"),
+            ("通信", "telecommunications"),
+        ] {
+            assert_eq!(stix_sector(word), Some(sector), "{word}");
+        }
+        for word in ["石化", "水电", "精细化工", "", "other"] {
+            assert_eq!(stix_sector(word), None, "{word}");
+        }
+    }
 }

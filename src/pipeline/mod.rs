@@ -599,8 +599,10 @@ pub async fn run_with(
     let (stream, history, earlier) = match recording {
         // A history that cannot record the scan stops it before anything is probed.
         Some(Recording::New(mut store, start)) => {
-            let id =
-                store.begin_scan(&start).map_err(|e| BadInput(format!("the history cannot record the scan: {e}")))?;
+            let cannot = |e: crate::store::StoreError| BadInput(format!("the history cannot record the scan: {e}"));
+            let id = store.begin_scan(&start).map_err(cannot)?;
+            // The ledger rows of the enterprises covered: what the findings do not carry (their sector).
+            store.record_owners(id, plan.space.scope().owners()).map_err(cannot)?;
             (fresh, Some((store, id)), Vec::new())
         }
         Some(Recording::Resume(mut store, id, position)) => {

@@ -3,7 +3,8 @@
 //! can list a route the other lacks. Every handler reads through [`App::read`] (the caller's view).
 
 use super::auth::Caller;
-use super::view::Denied;
+use super::gate;
+use super::view::{self, Denied};
 use super::App;
 use crate::export::Lang;
 use crate::scope::Transport;
@@ -73,19 +74,24 @@ impl From<crate::store::StoreError> for ApiError {
 #[derive(Debug, Clone, Copy)]
 pub struct Param {
     pub name: &'static str,
-    /// `query` or `path`.
+    /// `query`, `path`, or `body` (a field of the JSON object the request carries).
     pub location: &'static str,
     /// `string` or `integer`.
     pub kind: &'static str,
+    pub required: bool,
     pub description: &'static str,
 }
 
 const fn query(name: &'static str, kind: &'static str, description: &'static str) -> Param {
-    Param { name, location: "query", kind, description }
+    Param { name, location: "query", kind, required: false, description }
 }
 
 const fn path(name: &'static str, kind: &'static str, description: &'static str) -> Param {
-    Param { name, location: "path", kind, description }
+    Param { name, location: "path", kind, required: true, description }
+}
+
+const fn field(name: &'static str, kind: &'static str, required: bool, description: &'static str) -> Param {
+    Param { name, location: "body", kind, required, description }
 }
 
 /// One route of the API.
@@ -122,6 +128,18 @@ const SERVICE_PARAMS: &[Param] = &[
 ];
 const ADVISORY_PARAMS: &[Param] = &[path("id", "string", "the advisory's id (its CSAF tracking id)")];
 const NOTICE_PARAMS: &[Param] = &[path("id", "string", "the notice's number (PREFIX-YEAR-NNNN)")];
+const CLAIM_PARAMS: &[Param] = &[
+    path("id", "string", "the enterprise notice's number (PREFIX-YEAR-NNNN)"),
+    field("note", "string", true, "what was done to fix it (1 to 2000 characters)"),
+];
+const ISSUE_PARAMS: &[Param] =
+    &[field("lang", "string", false, "en (default) or zh: the language of the notices' files on the server")];
+const EXCEPT_PARAMS: &[Param] = &[
+    path("id", "string", "the enterprise notice's number (PREFIX-YEAR-NNNN)"),
+    field("reason", "string", true, "why the risk is accepted or the finding is false (1 to 2000 characters)"),
+    field("until", "string", true, "the exception's last day, YYYY-MM-DD (today or later)"),
+    field("item", "integer", false, "only this item of the notice (default: every item still to fix)"),
+];
 const EVENT_PARAMS: &[Param] = &[path("name", "string", "the event's name")];
 const EVENT_REPORT_PARAMS: &[Param] =
     &[path("name", "string", "the event's name"), query("lang", "string", "en (default) or zh")];
@@ -191,10 +209,23 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         get("/api/v1/notices/{id}", "One notice", NOTICE_PARAMS, false, routing::get(notice)),
         post(
+            "/api/v1/notices",
+            "Issue the notices due, as `otscope notices issue` does (center tokens); re-checks (`notices verify`) \
+             run only from the command line or the daemon, never from a request",
+            ISSUE_PARAMS,
+            routing::post(issue),
+        ),
+        post(
             "/api/v1/notices/{id}/claim",
-            "Claim an enterprise notice's items fixed, with a JSON body {\"note\": ...}; a re-check then decides",
-            NOTICE_PARAMS,
+            "Claim an enterprise notice's items fixed, with a note; a re-check then decides",
+            CLAIM_PARAMS,
             routing::post(claim),
+        ),
+        post(
+            "/api/v1/notices/{id}/except",
+            "Except a notice's items (or one of them) until a date, as `otscope notices except` does (center tokens)",
+            EXCEPT_PARAMS,
+            routing::post(except),
         ),
     ]
 }
@@ -222,11 +253,12 @@ pub fn openapi_document() -> Value {
         let parameters: Vec<Value> = e
             .parameters
             .iter()
+            .filter(|p| p.location != "body")
             .map(|p| {
                 json!({
                     "name": p.name,
                     "in": p.location,
-                    "required": p.location == "path",
+                    "required": p.required,
                     "description": p.description,
                     "schema": { "type": p.kind },
                 })
@@ -236,9 +268,10 @@ pub fn openapi_document() -> Value {
         if !e.parameters.is_empty() {
             responses["400"] = json!({ "$ref": "#/components/responses/BadParameter" });
         }
+        let path_id = e.path.trim_start_matches("/api/v1/").replace(['/', '{', '}', '.'], "_");
         let mut operation = json!({
             "summary": e.summary,
-            "operationId": e.path.trim_start_matches("/api/v1/").replace(['/', '{', '}', '.'], "_"),
+            "operationId": format!("{}_{path_id}", e.method.as_str().to_ascii_lowercase()),
             "parameters": parameters,
             "responses": responses,
         });
@@ -251,13 +284,18 @@ pub fn openapi_document() -> Value {
             }
         }
         if e.method == Method::POST {
+            let fields = e.parameters.iter().filter(|p| p.location == "body");
+            let required: Vec<&str> = fields.clone().filter(|p| p.required).map(|p| p.name).collect();
+            let properties: Map<String, Value> =
+                fields.map(|p| (p.name.to_string(), json!({ "type": p.kind, "description": p.description }))).collect();
             operation["requestBody"] = json!({
                 "required": true,
+                "description": "a JSON object (Content-Type: application/json); `parameter` names a field refused",
                 "content": { "application/json": { "schema": {
                     "type": "object",
-                    "required": ["note"],
+                    "required": required,
                     "additionalProperties": false,
-                    "properties": { "note": { "type": "string", "description": "what was done to fix it" } }
+                    "properties": properties,
                 } } }
             });
             operation["responses"]["400"] = json!({ "$ref": "#/components/responses/BadParameter" });
@@ -273,7 +311,7 @@ pub fn openapi_document() -> Value {
         "info": {
             "title": "otscope",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "The scan history of otscope, each token seeing only its reach: a center token everything, a district token its district's enterprises, an enterprise token its own services.",
+            "description": "The scan history of otscope, each token seeing only its reach: a center token everything, a district token its district's enterprises, an enterprise token its own services. A request changes only notices: an enterprise or district token may claim one fixed; a center token may also issue notices and record exceptions. Re-checks (`otscope notices verify`) never run from a request: only from the command line or the daemon.",
         },
         "servers": [{ "url": "/" }],
         "security": [{ "bearer": [] }],
@@ -571,32 +609,127 @@ async fn notice(
     Ok(Json(app.read(&caller, move |view| view.notice(&id)).await?))
 }
 
-/// The body of a claim.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClaimBody {
-    note: String,
+/// The JSON object a request carries, its fields checked against those its endpoint takes.
+struct Fields(Map<String, Value>);
+
+impl Fields {
+    fn of(body: Result<Json<Value>, JsonRejection>, takes: &[Param]) -> Result<Fields, ApiError> {
+        let Json(body) = body.map_err(|e| ApiError::bad("body", e.body_text()))?;
+        let Value::Object(fields) = body else {
+            return Err(ApiError::bad("body", "body: expected a JSON object"));
+        };
+        let known: Vec<&str> = takes.iter().filter(|p| p.location == "body").map(|p| p.name).collect();
+        if let Some(name) = fields.keys().find(|name| !known.contains(&name.as_str())) {
+            let expected = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+            return Err(ApiError::bad(name, format!("unknown field {name:?} (this endpoint takes: {expected})")));
+        }
+        Ok(Fields(fields))
+    }
+
+    /// A text field of 1 to `max` characters (line breaks allowed), trimmed.
+    fn text(&self, name: &str, max: usize, expected: &str) -> Result<Option<String>, ApiError> {
+        let refused = || ApiError::bad(name, format!("{name}: expected {expected}"));
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(Value::String(text)) => {
+                let text = text.trim();
+                if text.is_empty() || text.chars().count() > max || text.chars().any(|c| c.is_control() && c != '\n') {
+                    return Err(refused());
+                }
+                Ok(Some(text.to_string()))
+            }
+            Some(_) => Err(refused()),
+        }
+    }
+
+    fn required(&self, name: &str, max: usize, expected: &str) -> Result<String, ApiError> {
+        self.text(name, max, expected)?.ok_or_else(|| ApiError::bad(name, format!("{name}: expected {expected}")))
+    }
 }
 
-/// The longest note a claim may carry.
+/// The longest note or reason a request may carry.
 const MAX_NOTE: usize = 2000;
+
+/// The items a change moved, with their new states.
+fn item_states(items: &[crate::store::ItemRecord]) -> Vec<Value> {
+    items.iter().map(|i| json!({ "id": i.id, "state": i.state })).collect()
+}
 
 async fn claim(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    body: Result<Json<ClaimBody>, JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    Params::of(query, NOTICE_PARAMS)?;
-    let Json(ClaimBody { note }) = body.map_err(|e| ApiError::bad("note", e.body_text()))?;
-    let note = note.trim().to_string();
-    if note.is_empty() || note.chars().count() > MAX_NOTE || note.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(ApiError::bad("note", format!("note: expected 1 to {MAX_NOTE} characters saying what was fixed")));
-    }
-    let claimed = app.claim(&caller, id.clone(), note).await?;
-    let items: Vec<Value> = claimed.iter().map(|i| json!({ "id": i.id, "state": i.state })).collect();
-    Ok(Json(json!({ "notice": id, "claimed": items, "by": caller.name })))
+    Params::of(query, CLAIM_PARAMS)?;
+    let note =
+        Fields::of(body, CLAIM_PARAMS)?.required("note", MAX_NOTE, "1 to 2000 characters saying what was fixed")?;
+    let (number, by) = (id.clone(), caller.name.clone());
+    let claimed = app.write(move |store, at| view::claim(store, &caller, &number, &note, at)).await?;
+    Ok(Json(json!({ "notice": id, "claimed": item_states(&claimed), "by": by })))
+}
+
+async fn issue(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    Params::of(query, ISSUE_PARAMS)?;
+    let lang = match Fields::of(body, ISSUE_PARAMS)?.text("lang", 2, "en or zh")?.as_deref() {
+        None | Some("en") => Lang::En,
+        Some("zh") => Lang::Zh,
+        Some(_) => return Err(ApiError::bad("lang", "lang: expected en or zh")),
+    };
+    let (issuer, by) = (app.issuer.clone(), caller.name.clone());
+    let issued = app.write(move |store, at| view::issue(store, &caller, issuer.as_deref(), lang, at)).await?;
+    let notices: Vec<Value> = issued
+        .notices
+        .iter()
+        .map(|n| {
+            let items: usize = n.advisories.iter().map(|a| a.services.len()).sum();
+            json!({ "number": n.number, "kind": n.kind.as_str(), "subject": n.subject, "district": n.district, "items": items })
+        })
+        .collect();
+    let withheld: Vec<Value> =
+        issued.withheld.iter().map(|(item, advisory, _)| json!({ "item": item, "advisory": advisory })).collect();
+    let files: Vec<String> =
+        issued.files.iter().filter_map(|f| f.file_name()).map(|f| f.to_string_lossy().into_owned()).collect();
+    Ok(Json(json!({
+        "notices": notices,
+        "withheld": withheld,
+        "exceptions_ended": issued.exceptions_ended,
+        "files": files,
+        "by": by,
+    })))
+}
+
+async fn except(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    Params::of(query, EXCEPT_PARAMS)?;
+    let fields = Fields::of(body, EXCEPT_PARAMS)?;
+    let reason = fields.required("reason", MAX_NOTE, "1 to 2000 characters saying why")?;
+    let until = fields.required("until", 10, "the last day, YYYY-MM-DD")?;
+    let until = match until.parse::<jiff::civil::Date>() {
+        Ok(date) if date.to_string().as_str() >= crate::notices::day(&gate::now()) => date.to_string(),
+        Ok(_) => return Err(ApiError::bad("until", format!("until={until:?}: the date has passed"))),
+        Err(_) => return Err(ApiError::bad("until", format!("until={until:?}: expected a date YYYY-MM-DD"))),
+    };
+    let item = match fields.0.get("item") {
+        None => None,
+        Some(value) => Some(
+            value.as_i64().filter(|id| *id > 0).ok_or_else(|| ApiError::bad("item", "item: expected an item id"))?,
+        ),
+    };
+    let (number, by, last_day) = (id.clone(), caller.name.clone(), until.clone());
+    let excepted = app.write(move |store, at| view::except(store, &caller, &number, item, &reason, &until, at)).await?;
+    Ok(Json(json!({ "notice": id, "excepted": item_states(&excepted), "until": last_day, "by": by })))
 }
 
 #[cfg(test)]

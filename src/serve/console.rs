@@ -6,7 +6,7 @@
 
 use super::auth::{self, Caller, Reach};
 use super::gate::{cookie, now, Session, SESSION_COOKIE};
-use super::view::Denied;
+use super::view::{self, Denied};
 use super::App;
 use crate::export::{change_text, severity_text, Lang};
 use crate::findings::{Finding, Severity};
@@ -786,7 +786,8 @@ async fn claim(
             "",
         );
     }
-    match app.claim(&frame.caller, number, note).await {
+    let caller = frame.caller.clone();
+    match app.write(move |store, at| view::claim(store, &caller, &number, &note, at)).await {
         Ok(claimed) => {
             let back = claimed.first().map(|i| i.detail.enterprise_id.clone()).unwrap_or_default();
             secured(Redirect::to(&format!("/console/enterprises/{}", urlencode(&back))).into_response())

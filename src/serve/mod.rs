@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
-use view::{Denied, View};
+use view::{Denied, Issuer, View};
 
 /// What `otscope serve` is given.
 #[derive(Debug, Clone)]
@@ -36,15 +36,17 @@ pub struct ServeOptions {
     /// Authentication failures a source may make within `failure_window` before it is refused.
     pub failure_limit: u32,
     pub failure_window: Duration,
+    /// What the center's `POST /api/v1/notices` issues with; none: the server issues no notices.
+    pub issuer: Option<Issuer>,
 }
 
 impl ServeOptions {
     pub fn new(db: PathBuf, listen: SocketAddr) -> ServeOptions {
-        ServeOptions { db, listen, tls: None, failure_limit: 10, failure_window: Duration::from_secs(60) }
+        ServeOptions { db, listen, tls: None, failure_limit: 10, failure_window: Duration::from_secs(60), issuer: None }
     }
 }
 
-/// The largest request body accepted (forms, claims); larger ones get 413.
+/// The largest request body accepted (forms, claims, exceptions); larger ones get 413.
 pub const MAX_BODY: usize = 64 * 1024;
 /// Store connections open at once; more requests wait for one.
 const CONNECTIONS: usize = 8;
@@ -93,6 +95,7 @@ pub struct App {
     audit: mpsc::Sender<AuditEntry>,
     /// Whether the console is served over HTTPS (its cookies are then `Secure`).
     pub https: bool,
+    pub issuer: Option<Arc<Issuer>>,
 }
 
 impl App {
@@ -106,15 +109,12 @@ impl App {
         self.pool.run(move |store| work(&View::new(store, &reach))).await?
     }
 
-    /// Claims a notice within `caller`'s reach fixed, with `note`: the one change a request makes.
-    pub async fn claim(
+    /// Runs a change on the store: one of [`view`]'s, which check the caller's reach first.
+    pub async fn write<T: Send + 'static>(
         &self,
-        caller: &Caller,
-        number: String,
-        note: String,
-    ) -> Result<Vec<crate::store::ItemRecord>, Denied> {
-        let caller = caller.clone();
-        self.pool.run(move |store| view::claim(store, &caller, &number, &note, &crate::pipeline::now_rfc3339())).await?
+        work: impl FnOnce(&mut SqliteStore, &str) -> Result<T, Denied> + Send + 'static,
+    ) -> Result<T, Denied> {
+        self.pool.run(move |store| work(store, &crate::pipeline::now_rfc3339())).await?
     }
 
     pub async fn audit(&self, entry: AuditEntry) {
@@ -266,6 +266,7 @@ pub async fn run(
         failures: Arc::new(FailureLimit::new(options.failure_limit, options.failure_window)),
         audit,
         https: tls.is_some(),
+        issuer: options.issuer.map(Arc::new),
     };
     let router = api::router(app.clone()).merge(console::router(app.clone()));
     let router = gate::wrap(router, app).into_make_service_with_connect_info::<Peer>();

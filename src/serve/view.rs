@@ -1,22 +1,25 @@
 //! What a caller may read: the store seen through a reach. Every API endpoint and every console
 //! page reads through a [`View`] and nothing else, so reach is enforced here, once: lists are
 //! narrowed to the reach (asking for another district or enterprise is forbidden), and a single
-//! object outside it is not found, exactly as one that does not exist.
+//! object outside it is not found, exactly as one that does not exist. The changes a request may
+//! make ([`claim`], and the center's [`issue`] and [`except`]) check the reach here too.
 
 use super::auth::{Caller, Reach};
+use crate::advisories::Vendors;
 use crate::advisories::{Status, Tlp};
 use crate::event::{self, Verdict};
 use crate::export::Lang;
 use crate::findings::Finding;
 use crate::history;
-use crate::notices::{self, may_carry, ItemStatus, LoopError};
+use crate::notices::{self, may_carry, IssueOptions, Issued, ItemStatus, LoopError, NoticeSettings};
 use crate::scope::{Selection, Transport};
 use crate::store::{
-    AdvisoryStore, EventRecord, EventStore, FindingQuery, ItemRecord, NoticeKind, NoticeRecord, OwnerCount, ScanId,
-    ScanRecord, SqliteStore, Store, StoreError, StoredAdvisory,
+    AdvisoryStore, EventRecord, EventStore, FindingQuery, ItemId, ItemRecord, NoticeKind, NoticeRecord, OwnerCount,
+    ScanId, ScanRecord, SqliteStore, Store, StoreError, StoredAdvisory,
 };
 use serde_json::{json, Value};
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 /// Why a read was refused.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +45,8 @@ impl From<LoopError> for Denied {
     }
 }
 
-/// The one change a caller may make through the server: claim a notice within its reach fixed,
-/// recorded exactly as `otscope notices claim` does, with the token's name as the actor.
+/// Claims a notice within the caller's reach fixed, recorded exactly as `otscope notices claim`
+/// does, with the token's name as the actor.
 pub fn claim(
     store: &mut SqliteStore,
     caller: &Caller,
@@ -53,6 +56,63 @@ pub fn claim(
 ) -> Result<Vec<ItemRecord>, Denied> {
     View::new(store, &caller.reach).notice_record(number)?;
     Ok(notices::claim(store, number, &caller.name, note, at)?)
+}
+
+/// What the server issues notices with: what `otscope notices issue` is given on its command line,
+/// fixed when the server starts (a request never names a file on the server).
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    pub vendors: Vendors,
+    pub settings: NoticeSettings,
+    /// The folder the notices' files are written to.
+    pub out: PathBuf,
+}
+
+/// Issues the notices due, as `otscope notices issue` does, with the token's name as the actor:
+/// the center's alone (notices span every owner).
+pub fn issue(
+    store: &mut SqliteStore,
+    caller: &Caller,
+    issuer: Option<&Issuer>,
+    lang: Lang,
+    at: &str,
+) -> Result<Issued, Denied> {
+    View::new(store, &caller.reach).center_only("notices")?;
+    let Some(issuer) = issuer else {
+        return Err(Denied::Refused(
+            "this server issues no notices: start `otscope serve` with --fingerprints (or run `otscope notices issue`)"
+                .into(),
+        ));
+    };
+    let options = IssueOptions {
+        settings: issuer.settings.clone(),
+        out: Some(issuer.out.clone()),
+        lang,
+        actor: caller.name.clone(),
+    };
+    Ok(notices::issue(store, &issuer.vendors, &options, at)?)
+}
+
+/// Records an exception for a notice's items, or for one item of it, until `until` (its last day),
+/// as `otscope notices except` does, with the token's name as the actor: the center's alone.
+pub fn except(
+    store: &mut SqliteStore,
+    caller: &Caller,
+    number: &str,
+    item: Option<ItemId>,
+    reason: &str,
+    until: &str,
+    at: &str,
+) -> Result<Vec<ItemRecord>, Denied> {
+    let view = View::new(store, &caller.reach);
+    view.center_only("notices")?;
+    let notice = view.notice_record(number)?;
+    let named = match item {
+        Some(id) if notice.items.contains(&id) => id.to_string(),
+        Some(id) => return Err(Denied::NotFound(format!("no item {id} in notice {number}"))),
+        None => number.to_string(),
+    };
+    Ok(notices::except(store, &named, &caller.name, reason, until, at)?)
 }
 
 pub struct View<'a> {

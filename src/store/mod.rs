@@ -14,6 +14,7 @@ pub use advisories::{
 pub use sqlite::SqliteStore;
 
 use crate::findings::Finding;
+use crate::scope::Owner;
 use crate::targets::Coverage;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -212,6 +213,12 @@ pub struct ServiceRecord {
 /// The narrow interface the scanner and the history commands use.
 pub trait Store {
     fn begin_scan(&mut self, start: &ScanStart) -> Result<ScanId, StoreError>;
+    /// Records the ledger rows of the enterprises `scan` covers, as it begins: each one's name, district,
+    /// sector and level, kept only when they differ from what the history has.
+    fn record_owners(&mut self, scan: ScanId, owners: &[Owner]) -> Result<(), StoreError>;
+    /// Every enterprise's ledger rows as scans recorded them, each with the scan from which it held,
+    /// oldest first.
+    fn owners(&self) -> Result<Vec<(ScanId, Owner)>, StoreError>;
     /// Records a finding of `scan`, setting its change status against the service's history.
     fn record(&mut self, scan: ScanId, finding: &mut Finding) -> Result<(), StoreError>;
     /// Records that every target before `position` of the scan's permutation is done, atomically with

@@ -6,10 +6,10 @@ use super::{
     ServiceRecord, Sighting, Store, StoreError, APPLICATION_ID,
 };
 use crate::findings::{classify, identity_key, Change, Finding, IdentityKey};
-use crate::scope::Transport;
+use crate::scope::{Owner, Transport};
 use crate::targets::CoverageIndex;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -90,6 +90,19 @@ CREATE TABLE not_covered (
     super::advisories::MIGRATION,
     // API tokens, console sessions, the audit log; the finding fields the API filters on, indexed.
     super::access::MIGRATION,
+    // The ledger rows of the enterprises scans covered (findings carry no sector): a row from the scan
+    // that first recorded it so, and again only when it changed.
+    r#"
+CREATE TABLE owners (
+    enterprise_id TEXT NOT NULL,
+    since_scan INTEGER NOT NULL REFERENCES scans(id),
+    enterprise TEXT NOT NULL,
+    district TEXT NOT NULL,
+    sector TEXT NOT NULL,
+    level TEXT NOT NULL,
+    PRIMARY KEY (enterprise_id, since_scan)
+);
+"#,
 ];
 
 /// Findings per write transaction, and the longest a transaction stays open.
@@ -550,6 +563,63 @@ impl Store for SqliteStore {
             )
             .map_err(|e| self.fail(e))?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    fn record_owners(&mut self, scan: ScanId, owners: &[Owner]) -> Result<(), StoreError> {
+        let known: HashMap<String, Owner> =
+            self.owners()?.into_iter().map(|(_, o)| (o.enterprise_id.clone(), o)).collect();
+        let same = |a: &Owner, b: &Owner| {
+            (&a.enterprise, &a.district, &a.sector, a.level) == (&b.enterprise, &b.district, &b.sector, b.level)
+        };
+        self.in_batch()?;
+        for owner in owners.iter().filter(|o| !known.get(&o.enterprise_id).is_some_and(|k| same(k, o))) {
+            self.conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO owners (enterprise_id, since_scan, enterprise, district, sector, level) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        owner.enterprise_id,
+                        scan,
+                        owner.enterprise,
+                        owner.district,
+                        owner.sector,
+                        owner.level.as_str()
+                    ])
+                })
+                .map_err(|e| self.fail(e))?;
+        }
+        self.flush()
+    }
+
+    fn owners(&self) -> Result<Vec<(ScanId, Owner)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT since_scan, enterprise_id, enterprise, district, sector, level FROM owners \
+                 ORDER BY since_scan, enterprise_id",
+            )
+            .map_err(|e| self.fail(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })
+            .map_err(|e| self.fail(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (scan, enterprise_id, enterprise, district, sector, level) = row.map_err(|e| self.fail(e))?;
+            let level = level.parse().map_err(|e| StoreError::Invalid(format!("a stored enterprise's level: {e}")))?;
+            out.push((scan, Owner { enterprise_id, enterprise, district, sector, level }));
+        }
+        Ok(out)
     }
 
     fn record(&mut self, scan: ScanId, finding: &mut Finding) -> Result<(), StoreError> {

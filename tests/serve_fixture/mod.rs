@@ -9,6 +9,7 @@ use otscope::ledger::Level;
 use otscope::notices::{self, IssueOptions};
 use otscope::scope::{PortSpec, Selection, Transport};
 use otscope::serve::auth::{create_token, NewToken};
+use otscope::serve::view::Issuer;
 use otscope::serve::{run, ServeOptions};
 use otscope::store::{EventPlan, EventRecord, EventStore, ScanClose, ScanStart, SqliteStore, Store};
 use otscope::targets::{Coverage, Shard};
@@ -157,7 +158,7 @@ pub fn history(db: &Path) {
 }
 
 /// A CSAF 2.0 advisory `id` of TLP `tlp` on products of "Vendor" as (name, version range), one CVE.
-fn csaf(id: &str, tlp: &str, products: &[(&str, &str)]) -> Value {
+pub fn csaf(id: &str, tlp: &str, products: &[(&str, &str)]) -> Value {
     let ids: Vec<String> = (1..=products.len()).map(|n| format!("{id}-P{n}")).collect();
     let branches: Vec<Value> = products
         .iter()
@@ -224,8 +225,7 @@ pub fn advisories_and_notices(db: &Path) {
     for (id, tlp, products) in documents {
         std::fs::write(folder.join(format!("{id}.json")), csaf(id, tlp, &products).to_string()).unwrap();
     }
-    let vendors =
-        otscope::advisories::Vendors::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fingerprints")).unwrap();
+    let vendors = otscope::advisories::Vendors::load(&library()).unwrap();
     let mut store = SqliteStore::open(db).unwrap();
     let imported = notices::import(&mut store, &[folder], &vendors, "2026-05-09T10:00:00Z").unwrap();
     assert!(imported.refused.is_empty(), "{:?}", imported.refused);
@@ -289,6 +289,18 @@ impl Server {
     }
 }
 
+/// The fingerprint library of the repository.
+pub fn library() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fingerprints")
+}
+
+/// A server on `host` over `db` that issues notices into `notices/` beside the history.
 pub fn options(db: &Path, host: &str) -> ServeOptions {
-    ServeOptions::new(db.to_path_buf(), format!("{host}:0").parse().unwrap())
+    let mut options = ServeOptions::new(db.to_path_buf(), format!("{host}:0").parse().unwrap());
+    options.issuer = Some(Issuer {
+        vendors: notices::load_vendors(&library()).unwrap(),
+        settings: Default::default(),
+        out: db.parent().unwrap().join("notices"),
+    });
+    options
 }
