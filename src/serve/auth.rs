@@ -125,9 +125,19 @@ pub fn create_token(store: &mut SqliteStore, new: &NewToken, now: &str) -> Resul
     Ok(format!("{PREFIX}{id}_{secret}"))
 }
 
+/// Whether the RFC 3339 time `now` comes before `expiry`, compared as times (the texts may differ in
+/// their fractions of a second). A time that does not parse is never before: such a token fails closed.
+fn before(now: &str, expiry: &str) -> bool {
+    use time::format_description::well_known::Rfc3339;
+    match (time::OffsetDateTime::parse(now, &Rfc3339), time::OffsetDateTime::parse(expiry, &Rfc3339)) {
+        (Ok(now), Ok(expiry)) => now < expiry,
+        _ => false,
+    }
+}
+
 /// The caller a stored token stands for, if the token is in force at `now`.
 pub fn caller_of(token: TokenRecord, now: &str) -> Option<Caller> {
-    if token.revoked_at.is_some() || token.expires_at.as_deref().is_some_and(|e| e <= now) {
+    if token.revoked_at.is_some() || token.expires_at.as_deref().is_some_and(|e| !before(now, e)) {
         return None;
     }
     let reach = Reach::of(&token)?;
@@ -213,6 +223,27 @@ mod tests {
         limit.fail(a);
         assert!(limit.refused(a).is_some());
         assert!(limit.refused(b).is_none());
+    }
+
+    #[test]
+    fn a_token_expires_at_its_instant_whatever_the_fraction_of_a_second() {
+        let token = |expires: &str| TokenRecord {
+            id: "t".into(),
+            name: "n".into(),
+            secret_sha256: String::new(),
+            role: "center".into(),
+            district: None,
+            enterprise_id: None,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            expires_at: Some(expires.into()),
+            revoked_at: None,
+        };
+        let in_force = |expires: &str, now: &str| caller_of(token(expires), now).is_some();
+        assert!(in_force("2027-01-01T00:00:00Z", "2026-12-31T23:59:59.999999999Z"));
+        // As text, "…00Z" sorts after "…00.5Z": compared as times, the token has expired.
+        assert!(!in_force("2027-01-01T00:00:00Z", "2027-01-01T00:00:00.5Z"));
+        assert!(!in_force("2027-01-01T00:00:00Z", "2027-01-01T00:00:00Z"));
+        assert!(!in_force("not a time", "2026-01-01T00:00:00Z"), "an unreadable expiry fails closed");
     }
 
     #[test]
