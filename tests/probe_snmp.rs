@@ -169,8 +169,8 @@ async fn silent_echoing_and_lying_peers_give_no_snmp_finding() {
     assert!(udp.iter().all(|f| f.protocol == "unknown" && !f.ics && !f.evidence.is_empty()), "{udp:#?}");
     assert_eq!(udp.len(), 3, "{udp:#?}");
     assert!(findings.is_empty(), "the silent agent: {findings:#?}");
-    // Silence is asked again in v1; a reply that is no answer of ours ends the probe.
-    assert_eq!(private.requests(), 3, "v2c with one retry, then v1 once");
+    // Silence is asked again in v2c with v1 beside it; a reply that is no answer of ours ends the probe.
+    assert_eq!(private.requests(), 3, "v2c, then v2c again with v1 once");
     for dev in [&echo, &garbage, &wrong_id] {
         assert!(dev.requests() >= 1 && dev.requests() <= 2, "one request and at most one retry");
     }

@@ -1,5 +1,6 @@
 //! SNMP v2c (RFC 3416 PDUs in the RFC 1901 community message, BER-encoded per X.690), and SNMPv1
-//! (RFC 1157) when v2c gets no answer: agents that speak only v1 drop v2c messages silently.
+//! (RFC 1157) when v2c gets no answer: agents that speak only v1 drop v2c messages silently, so the
+//! v2c retry goes out with the v1 request beside it (a silent port costs the v2c tries alone).
 //!
 //! One GetRequest with community `public` for sysDescr.0, sysObjectID.0 and sysName.0 (RFC 3418).
 //! A Get reads three scalars of the system group: it changes nothing on the agent. An agent that
@@ -381,24 +382,10 @@ pub const PROBE: Probe = Probe::service(PROTOCOL, |session| Box::pin(run(session
 
 async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
     let conn = session.conn();
-    // v2c first; an agent that speaks only v1 drops it without a word, so silence asks again in v1.
-    // Only the v2c request is re-sent on silence: the v1 one and the single-variable ones are sent once,
-    // so a silent port costs one more read timeout, not two.
-    let mut first = None;
-    for (version, resend) in [(VERSION_2C, true), (VERSION_1, false)] {
-        match get(conn, version, &SYSTEM, resend).await {
-            Ok(m) => {
-                first = Some(m);
-                break;
-            }
-            Err(ProbeError::Net(NetError::Timeout(_))) if version == VERSION_2C => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let first = first.ok_or_else(|| ProbeError::not(PROTOCOL, "no answer in v2c or v1"))?;
+    let first = system_group(conn).await?;
     let mut answers = Answers::of(&first);
     for name in answers.missing() {
-        match get(conn, first.version, &[name], false).await {
+        match get(conn, first.version, &[name]).await {
             Ok(m) => answers.add(&m),
             // The agent answered once: a variable it keeps to itself does not undo that.
             Err(_) => break,
@@ -407,18 +394,44 @@ async fn run(session: &mut Session<'_>) -> Result<Identity, ProbeError> {
     Ok(identity(&answers))
 }
 
-/// One GetRequest of `version` for `names` (re-sent on silence when `resend`), and the agent's
-/// validated Response.
-async fn get(conn: &mut Conn, version: i64, names: &[&[u64]], resend: bool) -> Result<Message, ProbeError> {
-    let request_id = new_request_id();
-    let request = get_request(version, request_id, names);
-    let framing = |d: &[u8]| frame(d, version, request_id);
-    let reply = if resend {
-        conn.exchange(&request, framing).await?
-    } else {
-        conn.send(&request).await?;
-        conn.recv_frame(framing).await?
+/// The system group in v2c, re-sent on silence; the last send goes out with the same request in v1
+/// beside it, since an agent that speaks only v1 drops v2c without a word. A silent port so costs the
+/// v2c tries alone, not one more read timeout for v1. The first valid response to either is taken.
+async fn system_group(conn: &mut Conn) -> Result<Message, ProbeError> {
+    let tries = 1 + conn.limits().udp_retries;
+    let ids = [(VERSION_2C, new_request_id()), (VERSION_1, new_request_id())];
+    let [v2c, v1] = ids.map(|(version, id)| get_request(version, id, &SYSTEM));
+    let either = |d: &[u8]| {
+        let mut verdicts = ids.iter().map(|&(version, id)| frame(d, version, id));
+        let v2c = verdicts.next().expect("two versions");
+        match v2c {
+            Frame::Complete(_) => v2c,
+            _ => verdicts.next().expect("two versions"),
+        }
     };
+    for attempt in 1..=tries {
+        conn.send(&v2c).await?;
+        if attempt == tries {
+            conn.send(&v1).await?;
+        }
+        match conn.recv_frame(either).await {
+            Ok(reply) => {
+                let (message, _) = parse_message(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
+                return Ok(message);
+            }
+            Err(NetError::Timeout(_)) if attempt < tries => {}
+            Err(NetError::Timeout(_)) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ProbeError::not(PROTOCOL, "no answer in v2c or v1"))
+}
+
+/// One GetRequest of `version` for `names`, sent once, and the agent's validated Response.
+async fn get(conn: &mut Conn, version: i64, names: &[&[u64]]) -> Result<Message, ProbeError> {
+    let request_id = new_request_id();
+    conn.send(&get_request(version, request_id, names)).await?;
+    let reply = conn.recv_frame(|d: &[u8]| frame(d, version, request_id)).await?;
     let (message, _) = parse_message(&reply).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
     check_reply(&message, version, request_id).map_err(|e| ProbeError::not(PROTOCOL, e.0))?;
     Ok(message)
