@@ -874,6 +874,17 @@ pub fn claim<S: AdvisoryStore + ?Sized>(
     Ok(writes.into_iter().map(|w| w.item).collect())
 }
 
+/// The last day of an exception as stored (YYYY-MM-DD), when `until` is a date not before the day of
+/// `at`; else why not, for the caller to put beside its own name for the value.
+pub fn exception_until(until: &str, at: &str) -> Result<String, String> {
+    let date: jiff::civil::Date = until.parse().map_err(|e| format!("not a date YYYY-MM-DD ({e})"))?;
+    let until = date.to_string();
+    if until.as_str() < day(at) {
+        return Err("the date has passed".into());
+    }
+    Ok(until)
+}
+
 /// Records an accepted risk or a false positive: the item leaves the notices until `until`
 /// (YYYY-MM-DD, its last day), then is reopened.
 pub fn except<S: AdvisoryStore + ?Sized>(
@@ -884,12 +895,7 @@ pub fn except<S: AdvisoryStore + ?Sized>(
     until: &str,
     at: &str,
 ) -> Result<Vec<ItemRecord>, LoopError> {
-    let date: jiff::civil::Date =
-        until.parse().map_err(|e| LoopError::Refused(format!("--until {until:?}: not a date YYYY-MM-DD ({e})")))?;
-    let until = date.to_string();
-    if until.as_str() < day(at) {
-        return Err(LoopError::Refused(format!("--until {until}: the date has passed")));
-    }
+    let until = exception_until(until, at).map_err(|why| LoopError::Refused(format!("--until {until:?}: {why}")))?;
     if reason.trim().is_empty() {
         return Err(LoopError::Refused("--reason: say why the risk is accepted or the finding is false".into()));
     }

@@ -716,11 +716,8 @@ async fn except(
     let fields = Fields::of(body, EXCEPT_PARAMS)?;
     let reason = fields.required("reason", MAX_NOTE, "1 to 2000 characters saying why")?;
     let until = fields.required("until", 10, "the last day, YYYY-MM-DD")?;
-    let until = match until.parse::<jiff::civil::Date>() {
-        Ok(date) if date.to_string().as_str() >= crate::notices::day(&gate::now()) => date.to_string(),
-        Ok(_) => return Err(ApiError::bad("until", format!("until={until:?}: the date has passed"))),
-        Err(_) => return Err(ApiError::bad("until", format!("until={until:?}: expected a date YYYY-MM-DD"))),
-    };
+    let until = crate::notices::exception_until(&until, &gate::now())
+        .map_err(|why| ApiError::bad("until", format!("until={until:?}: {why}")))?;
     let item = match fields.0.get("item") {
         None => None,
         Some(value) => Some(
