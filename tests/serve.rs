@@ -827,6 +827,107 @@ async fn a_server_started_without_the_fingerprint_library_issues_no_notices() {
     s.shut().await;
 }
 
+/// Logs in to the console with `token` through the login form (its cookie and form token), checking
+/// the session cookie's flags; returns the session cookie (`otscope_session=...`).
+async fn console_login(c: &Client, s: &Server, token: &str) -> String {
+    let r = c.get(s.url("/console/login")).send().await.unwrap();
+    let login_cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page = r.text().await.unwrap();
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let r = c
+        .post(s.url("/console/login"))
+        .header("cookie", &login_cookie)
+        .form(&[("csrf", csrf.as_str()), ("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let set = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with("otscope_session="))
+        .unwrap();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    set.split(';').next().unwrap().to_string()
+}
+
+/// Whether `page` shows `address` as an address of its own (not as the start of a longer one).
+fn shows_address(page: &str, address: &str) -> bool {
+    page.match_indices(address).any(|(at, _)| !page[at + address.len()..].starts_with(|c: char| c.is_ascii_digit()))
+}
+
+/// What of owners outside `reach` a console page must never show: their ids as cell text, names,
+/// districts (to a district), and service addresses.
+fn foreign_page_marks(reach: &str) -> (Vec<String>, Vec<String>) {
+    let mut texts = Vec::new();
+    let mut addresses = Vec::new();
+    for mark in foreign_marks(reach) {
+        match mark.strip_prefix('"').and_then(|m| m.strip_suffix('"')) {
+            Some(address) if address.starts_with("127.") => addresses.push(address.to_string()),
+            Some(id) => texts.push(format!(">{id}<")),
+            // Names as HTML shows them.
+            None => texts.push(mark.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")),
+        }
+    }
+    (texts, addresses)
+}
+
+#[tokio::test]
+async fn every_console_page_keeps_to_the_reach_of_districts_and_enterprises() {
+    let lab = lab("127.119.19.2").await;
+    let s = &lab.server;
+    let c = client();
+    for (role, token, own_district, other_district, own_enterprise, other_enterprise) in
+        [("pudong", &lab.pudong, PUDONG, MINHANG, "E1", "E2"), ("e1", &lab.e1, PUDONG, MINHANG, "E1", "E4")]
+    {
+        let session = console_login(&c, s, token).await;
+        let pages = [
+            ("/console/".to_string(), vec![StatusCode::OK]),
+            ("/console/?lang=zh".to_string(), vec![StatusCode::OK]),
+            ("/console/scans".to_string(), vec![StatusCode::OK]),
+            ("/console/diff".to_string(), vec![StatusCode::OK, StatusCode::NOT_FOUND]),
+            ("/console/diff?from=1&to=2".to_string(), vec![StatusCode::OK, StatusCode::NOT_FOUND]),
+            (
+                format!("/console/districts/{}", urlencoding(own_district)),
+                vec![StatusCode::OK, StatusCode::FORBIDDEN, StatusCode::NOT_FOUND],
+            ),
+            (format!("/console/enterprises/{own_enterprise}"), vec![StatusCode::OK]),
+            (
+                format!("/console/districts/{}", urlencoding(other_district)),
+                vec![StatusCode::FORBIDDEN, StatusCode::NOT_FOUND],
+            ),
+            (
+                format!("/console/districts/{}", urlencoding(JIADING)),
+                vec![StatusCode::FORBIDDEN, StatusCode::NOT_FOUND],
+            ),
+            (format!("/console/enterprises/{other_enterprise}"), vec![StatusCode::FORBIDDEN, StatusCode::NOT_FOUND]),
+            ("/console/enterprises/E3".to_string(), vec![StatusCode::FORBIDDEN, StatusCode::NOT_FOUND]),
+            ("/console/events".to_string(), vec![StatusCode::FORBIDDEN]),
+            ("/console/events/expo".to_string(), vec![StatusCode::FORBIDDEN, StatusCode::NOT_FOUND]),
+        ];
+        let (texts, addresses) = foreign_page_marks(role);
+        for (path, allowed) in pages {
+            let r = c.get(s.url(&path)).header("cookie", &session).send().await.unwrap();
+            let status = r.status();
+            let body = r.text().await.unwrap();
+            assert!(allowed.contains(&status), "{role} {path}: {status}");
+            for mark in &texts {
+                assert!(!body.contains(mark.as_str()), "{role} {path} ({status}) shows {mark}: {body}");
+            }
+            for address in &addresses {
+                assert!(!shows_address(&body, address), "{role} {path} ({status}) shows {address}: {body}");
+            }
+        }
+        // Its own enterprise page shows its own.
+        let r = c.get(s.url(&format!("/console/enterprises/{own_enterprise}"))).header("cookie", &session);
+        let own = r.send().await.unwrap().text().await.unwrap();
+        assert!(own.contains(&format!(">{own_enterprise}<")) || own.contains(own_enterprise), "{role}: {own}");
+    }
+    lab.server.shut().await;
+}
+
 #[tokio::test]
 async fn console_sets_strict_cookies_checks_csrf_and_keeps_to_the_reach() {
     let lab = lab("127.119.19.1").await;
@@ -854,23 +955,7 @@ async fn console_sets_strict_cookies_checks_csrf_and_keeps_to_the_reach() {
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert!(r.headers().get("set-cookie").is_none_or(|v| !v.to_str().unwrap().contains("otscope_session=")));
     }
-    let r = c
-        .post(s.url("/console/login"))
-        .header("cookie", &login_cookie)
-        .form(&[("csrf", csrf.as_str()), ("token", lab.pudong.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let set = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|v| v.starts_with("otscope_session="))
-        .unwrap();
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
-    let session = set.split(';').next().unwrap().to_string();
+    let session = console_login(&c, s, &lab.pudong).await;
     let page = |path: &str| {
         let request = c.get(s.url(path)).header("cookie", &session);
         async move {
