@@ -54,7 +54,14 @@ pub enum Command {
     #[command(subcommand)]
     Rules(RulesCommand),
     /// List the scans recorded in the history.
-    History(DbArgs),
+    History {
+        /// First bring the history's schema up to this otscope's (after an upgrade of otscope; the
+        /// only change this command may make). Read-only commands never change a history.
+        #[arg(long)]
+        upgrade: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Show what is known of one address over time: its services, first and last seen, changes.
     Show {
         /// The address.

@@ -112,6 +112,28 @@ fn another_programs_database_is_refused_untouched_and_an_empty_file_is_a_new_his
     assert_eq!(application_id(&old), 0);
     assert!(scan_into(&old, &ledger, &lib).status.success());
     assert_eq!(application_id(&old), APPLICATION_ID);
+
+    // A history from an older otscope (before the owners table): a read-only command refuses it,
+    // writing nothing and naming the command that upgrades it; `history --upgrade` does, then lists.
+    let older = dir.path().join("older.db");
+    assert!(scan_into(&older, &ledger, &lib).status.success());
+    let conn = rusqlite::Connection::open(&older).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    conn.execute_batch(&format!("DROP TABLE owners; PRAGMA user_version = {}", version - 1)).unwrap();
+    drop(conn);
+    let bytes = std::fs::read(&older).unwrap();
+    for args in [&["history", "--db"][..], &["export", "--format", "jsonl", "--out", "x", "--db"][..]] {
+        let o = Command::new(bin()).args(args).arg(&older).current_dir(dir.path()).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        let message = text(&o);
+        assert!(message.contains("older than this otscope's") && message.contains("history --upgrade"), "{message}");
+        assert_eq!(std::fs::read(&older).unwrap(), bytes, "{args:?}: a read-only command writes nothing");
+    }
+    let o = Command::new(bin()).args(["history", "--upgrade", "--db"]).arg(&older).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(text(&o).lines().filter(|l| l.contains("complete")).count(), 1, "{}", text(&o));
+    let o = Command::new(bin()).args(["history", "--db"]).arg(&older).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
 }
 
 /// Runs otscope with `args` while `place` (a folder, or one file) cannot be written: tests run as root,

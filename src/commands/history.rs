@@ -35,7 +35,10 @@ fn user(e: StoreError) -> BadInput {
     BadInput(e.to_string())
 }
 
-pub fn list(db: &Path) -> anyhow::Result<ExitCode> {
+pub fn list(db: &Path, upgrade: bool) -> anyhow::Result<ExitCode> {
+    if upgrade {
+        open_existing(db)?;
+    }
     let store = open_for_reading(db)?;
     let scans = store.scans().map_err(user)?;
     println!(

@@ -36,7 +36,7 @@ pub async fn run(cli: Cli, stop: CancellationToken) -> anyhow::Result<ExitCode> 
         Command::Ledger(LedgerCommand::Template { lang, out }) => ledger::template(lang, &out),
         Command::Rules(RulesCommand::Check { fingerprints }) => rules::check(&fingerprints),
         Command::Rules(RulesCommand::Test { fingerprints }) => rules::test(&fingerprints),
-        Command::History(db) => history::list(&db.db),
+        Command::History { upgrade, db } => history::list(&db.db, upgrade),
         Command::Export(args) => history::export(&args),
         Command::Exchange(ExchangeCommand::Push(args)) => exchange::push(args).await,
         Command::Report { scan, out, lang, db } => history::report(scan, &out, lang, &db.db),

@@ -176,10 +176,12 @@ impl SqliteStore {
         let version = recognise(&conn, path)?;
         if version < MIGRATIONS.len() as i64 {
             return Err(StoreError::Invalid(format!(
-                "{}: the history has schema version {version}, older than this otscope's ({}): a command that \
-                 records (scan, check, event) updates it; read-only commands never write",
+                "{}: the history has schema version {version}, older than this otscope's ({}): \
+                 `otscope history --upgrade --db {}` (or any command that records: scan, check, event) \
+                 updates it; read-only commands never write",
                 path.display(),
-                MIGRATIONS.len()
+                MIGRATIONS.len(),
+                path.display()
             )));
         }
         Ok(SqliteStore { conn, path: path.to_path_buf(), batch: None })
