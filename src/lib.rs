@@ -17,6 +17,7 @@ pub mod export;
 pub mod findings;
 pub mod fingerprints;
 pub mod history;
+pub mod html;
 pub mod input;
 pub mod ledger;
 pub mod net;

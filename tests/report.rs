@@ -5,8 +5,9 @@
 
 use otscope::findings::{Finding, Severity};
 use otscope::history::diff;
+use otscope::html::escape;
 use otscope::ledger::Level;
-use otscope::report::{escape, render, Lang};
+use otscope::report::{render, Lang};
 use otscope::scope::PortSpec;
 use otscope::scope::Transport;
 use otscope::store::{ScanClose, ScanStart, SqliteStore, Store};

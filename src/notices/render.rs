@@ -4,7 +4,7 @@
 use super::{day, AdvisoryEntry, NoticeContent};
 use crate::export::{level_text, safe_file_stem, Lang};
 use crate::findings::CsvTable;
-use crate::report::escape;
+use crate::html::escape;
 use crate::store::NoticeKind;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -8,13 +8,14 @@ mod labels;
 
 use crate::findings::{identity_key, Change, Finding, Severity};
 use crate::history::{diff, same_objects, ServiceKey};
+use crate::html::Esc;
 use crate::ledger::Level;
 use crate::store::{OpenNotice, ScanId, ScanRecord, ScanState, Store, StoreError};
 use charts::{Bar, Point};
 use labels::Labels;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::{self, Write};
+use std::fmt::Write;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -41,32 +42,6 @@ fn severity_index(s: Severity) -> usize {
 const TREND_SCANS: usize = 30;
 /// Bars per chart; the rest are summed in one "other" bar.
 const MAX_BARS: usize = 20;
-
-/// `s` with the five HTML-significant characters escaped, safe in text and in quoted attributes.
-pub fn escape(s: &str) -> String {
-    Esc(s).to_string()
-}
-
-/// Escapes its text when displayed.
-struct Esc<'a>(&'a str);
-
-impl fmt::Display for Esc<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0;
-        while let Some(i) = rest.find(['&', '<', '>', '"', '\'']) {
-            f.write_str(&rest[..i])?;
-            f.write_str(match rest.as_bytes()[i] {
-                b'&' => "&amp;",
-                b'<' => "&lt;",
-                b'>' => "&gt;",
-                b'"' => "&quot;",
-                _ => "&#39;",
-            })?;
-            rest = &rest[i + 1..];
-        }
-        f.write_str(rest)
-    }
-}
 
 /// One row of "new and changed exposures".
 struct ChangeRow {
@@ -813,15 +788,6 @@ fn findings_section(h: &mut String, r: &Report, l: &Labels) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escape_covers_the_five_characters() {
-        assert_eq!(escape(r#"<a href="x">&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;");
-        assert_eq!(escape("浦东新区 一号水厂"), "浦东新区 一号水厂");
-        assert_eq!(escape(""), "");
-        assert_eq!(escape("&amp;"), "&amp;amp;");
-        assert_eq!(escape("a<"), "a&lt;");
-    }
 
     #[test]
     fn durations_read_well() {

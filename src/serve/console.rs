@@ -10,7 +10,7 @@ use super::view::{self, Denied};
 use super::App;
 use crate::export::{change_text, severity_text, Lang};
 use crate::findings::{Finding, Severity};
-use crate::report::escape;
+use crate::html::escape;
 use crate::store::{AuditEntry, FindingQuery, OwnerCount, SessionRecord};
 use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};

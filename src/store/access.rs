@@ -8,49 +8,6 @@ use crate::findings::Finding;
 use rusqlite::{params, OptionalExtension, ToSql};
 use serde::Serialize;
 
-/// Tokens, sessions, the audit log; and the finding fields the API filters on, as indexed columns
-/// computed from the stored JSON (so every writer of observations keeps them right without knowing).
-pub(super) const MIGRATION: &str = r#"
-CREATE TABLE tokens (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    secret_sha256 TEXT NOT NULL,
-    role TEXT NOT NULL,
-    district TEXT,
-    enterprise_id TEXT,
-    created_at TEXT NOT NULL,
-    expires_at TEXT,
-    revoked_at TEXT
-);
-CREATE TABLE sessions (
-    id_sha256 TEXT PRIMARY KEY,
-    token_id TEXT NOT NULL REFERENCES tokens(id),
-    csrf TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    expires_at TEXT NOT NULL
-);
-CREATE TABLE audit_log (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    token_name TEXT,
-    source TEXT NOT NULL,
-    method TEXT NOT NULL,
-    target TEXT NOT NULL,
-    status INTEGER NOT NULL
-);
-CREATE INDEX audit_log_by_time ON audit_log(at);
-ALTER TABLE observations ADD COLUMN district TEXT GENERATED ALWAYS AS (json_extract(finding, '$.district')) VIRTUAL;
-ALTER TABLE observations ADD COLUMN enterprise_id TEXT GENERATED ALWAYS AS (json_extract(finding, '$.enterprise_id')) VIRTUAL;
-ALTER TABLE observations ADD COLUMN protocol TEXT GENERATED ALWAYS AS (json_extract(finding, '$.protocol')) VIRTUAL;
-ALTER TABLE observations ADD COLUMN severity TEXT GENERATED ALWAYS AS (json_extract(finding, '$.severity')) VIRTUAL;
-ALTER TABLE observations ADD COLUMN change TEXT GENERATED ALWAYS AS (json_extract(finding, '$.change')) VIRTUAL;
-ALTER TABLE observations ADD COLUMN observed_at TEXT GENERATED ALWAYS AS (json_extract(finding, '$.observed_at')) VIRTUAL;
-CREATE INDEX observations_by_scan_district ON observations(scan_id, district, ip, port, transport);
-CREATE INDEX observations_by_scan_enterprise ON observations(scan_id, enterprise_id, ip, port, transport);
-CREATE INDEX observations_by_district ON observations(district, ip, port, transport);
-CREATE INDEX observations_by_enterprise ON observations(enterprise_id, ip, port, transport);
-"#;
-
 /// A token as stored: everything but its secret, of which only the SHA-256 is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TokenRecord {

@@ -4,6 +4,7 @@
 
 mod access;
 mod advisories;
+mod schema;
 mod sqlite;
 
 pub use access::{AuditEntry, FindingQuery, OwnerCount, SessionRecord, TokenRecord};

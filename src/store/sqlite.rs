@@ -1,6 +1,7 @@
 //! The embedded store: SQLite (bundled) in WAL mode, with versioned migrations. Findings are written
 //! in transactions of a bounded size, so a crash loses at most the open batch and never corrupts the file.
 
+use super::schema::MIGRATIONS;
 use super::{
     EventRecord, EventStore, NotCoveredTarget, Runner, ScanClose, ScanEnd, ScanId, ScanRecord, ScanStart,
     ServiceRecord, Sighting, Store, StoreError, APPLICATION_ID,
@@ -13,97 +14,6 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// Schema migrations; the database's `user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE scans (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    started_at TEXT NOT NULL,
-    ended_at TEXT,
-    ledger_path TEXT NOT NULL,
-    ledger_sha256 TEXT NOT NULL,
-    library_version TEXT NOT NULL,
-    selection TEXT NOT NULL,
-    parameters TEXT NOT NULL,
-    coverage TEXT NOT NULL,
-    targets_total INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    probed INTEGER,
-    open INTEGER,
-    completed INTEGER NOT NULL DEFAULT 0,
-    checkpoint INTEGER
-);
-CREATE TABLE services (
-    ip TEXT NOT NULL,
-    port INTEGER NOT NULL,
-    transport TEXT NOT NULL,
-    first_seen TEXT NOT NULL,
-    last_seen TEXT NOT NULL,
-    first_scan INTEGER NOT NULL REFERENCES scans(id),
-    last_scan INTEGER NOT NULL REFERENCES scans(id),
-    gone_scan INTEGER REFERENCES scans(id),
-    identity TEXT NOT NULL,
-    PRIMARY KEY (ip, port, transport)
-);
-CREATE TABLE observations (
-    scan_id INTEGER NOT NULL REFERENCES scans(id),
-    ip TEXT NOT NULL,
-    port INTEGER NOT NULL,
-    transport TEXT NOT NULL,
-    finding TEXT NOT NULL,
-    PRIMARY KEY (scan_id, ip, port, transport)
-);
-CREATE INDEX observations_by_ip ON observations(ip, scan_id);
-CREATE TABLE gone (
-    scan_id INTEGER NOT NULL REFERENCES scans(id),
-    ip TEXT NOT NULL,
-    port INTEGER NOT NULL,
-    transport TEXT NOT NULL,
-    PRIMARY KEY (scan_id, ip, port, transport)
-);
-CREATE TABLE events (
-    name TEXT PRIMARY KEY,
-    plan TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    baseline_scan INTEGER REFERENCES scans(id),
-    closed_at TEXT
-);
-"#,
-    // Why a scan stopped, and the process that runs it (so a dead scan reads as interrupted).
-    r#"
-ALTER TABLE scans ADD COLUMN end_reason TEXT;
-ALTER TABLE scans ADD COLUMN runner TEXT;
-"#,
-    // Targets a scan could not probe (local failures): outside its coverage.
-    r#"
-CREATE TABLE not_covered (
-    scan_id INTEGER NOT NULL REFERENCES scans(id),
-    ip TEXT NOT NULL,
-    port INTEGER NOT NULL,
-    transport TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    PRIMARY KEY (scan_id, ip, port, transport)
-);
-"#,
-    // Advisories, their match results, the remediation items and their transitions, notices.
-    super::advisories::MIGRATION,
-    // API tokens, console sessions, the audit log; the finding fields the API filters on, indexed.
-    super::access::MIGRATION,
-    // The ledger rows of the enterprises scans covered (findings carry no sector): a row from the scan
-    // that first recorded it so, and again only when it changed.
-    r#"
-CREATE TABLE owners (
-    enterprise_id TEXT NOT NULL,
-    since_scan INTEGER NOT NULL REFERENCES scans(id),
-    enterprise TEXT NOT NULL,
-    district TEXT NOT NULL,
-    sector TEXT NOT NULL,
-    level TEXT NOT NULL,
-    PRIMARY KEY (enterprise_id, since_scan)
-);
-"#,
-];
 
 /// Findings per write transaction, and the longest a transaction stays open.
 const BATCH_RECORDS: usize = 1000;
