@@ -1,5 +1,6 @@
 //! Messages a person reads: DNS failures in plain words, the event report quiet on the terminal and
-//! punctuated in Chinese as Chinese is, an empty event list that says so.
+//! punctuated in Chinese as Chinese is, an empty event list that says so, a missing fingerprint
+//! library named with the option that gives it.
 
 mod common;
 
@@ -114,4 +115,14 @@ fn assert_ascii_punctuation_free(report: &str) {
         }
         assert!(!line.ends_with('.'), "an ASCII full stop ends {line:?}");
     }
+}
+
+#[test]
+fn a_missing_fingerprint_library_names_the_option_that_gives_it() {
+    let (dir, ledger) = ledger("E1,a,d,s,general,127.127.85.200,c\n");
+    let o = otscope_in(dir.path(), &["scan", "--targets", ledger.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    let text = output_text(&o);
+    assert!(text.contains("fingerprints:0: folder: no such folder") && text.contains("--fingerprints DIR"), "{text}");
+    assert!(!text.contains("broken"), "{text}");
 }

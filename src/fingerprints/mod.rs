@@ -105,7 +105,13 @@ impl Library {
                     file: dir.to_path_buf(),
                     line: 0,
                     item: "folder".into(),
-                    message: format!("cannot read the fingerprint library: {e}"),
+                    message: if e.kind() == std::io::ErrorKind::NotFound {
+                        "no such folder: name the fingerprint library with --fingerprints DIR (the \
+                         repository's fingerprints/, or where it was installed)"
+                            .to_string()
+                    } else {
+                        format!("cannot read the fingerprint library: {e}")
+                    },
                 }]))
             }
         };

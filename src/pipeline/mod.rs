@@ -210,10 +210,9 @@ pub async fn plan(scope: &ScopeOptions, options: &ScanOptions) -> Result<ScanPla
     }
     let selection = &scope.selection;
     check_selection(&ledger, selection)?;
-    let library = Arc::new(
-        Library::load(&scope.fingerprints)
-            .map_err(|e| BadInput(format!("{e}\nthe fingerprint library is broken: run `otscope rules check`")))?,
-    );
+    let library = Arc::new(Library::load(&scope.fingerprints).map_err(|e| {
+        BadInput(format!("{e}\nthe fingerprint library cannot be used: `otscope rules check` lists every problem"))
+    })?);
     let ports = scope.ports.clone().unwrap_or_else(|| library.default_ports.clone());
     if ports.is_empty() {
         return Err(BadInput("no ports to scan".into()));
