@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use futures_util::FutureExt;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, Semaphore};
@@ -167,6 +167,14 @@ const LOCAL_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// to finish or hit their deadline. With checkpoints on, it also sends the position before which
 /// every target is done, through both stages.
 #[allow(clippy::too_many_arguments)]
+/// The file descriptors of the process, shared by every scan it runs at once (the daemon's profiles):
+/// each target in flight holds one (a probe holds one socket at a time), so scans side by side queue
+/// for descriptors instead of running out of them. One scan's slots never exceed them by themselves.
+fn descriptors() -> Arc<Semaphore> {
+    static DESCRIPTORS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    DESCRIPTORS.get_or_init(|| Arc::new(Semaphore::new(crate::net::fd_budget()))).clone()
+}
+
 pub async fn run(
     targets: TargetStream,
     discovery: &Discovery,
@@ -223,6 +231,11 @@ pub async fn run(
             _ = stop.cancelled() => { interrupted = true; break; }
             s = slots.clone().acquire_owned() => s.expect("semaphore never closed"),
         };
+        let descriptor = tokio::select! {
+            biased;
+            _ = stop.cancelled() => { interrupted = true; break; }
+            d = descriptors().acquire_owned() => d.expect("semaphore never closed"),
+        };
         let Some((position, target, paced)) = feed.next(&frontier).await else { break };
         // The rate is paced here, in dispatch order: waiting inside the probes would let a limiter with
         // many waiters starve some of them for seconds, holding back the checkpoint behind them.
@@ -244,7 +257,7 @@ pub async fn run(
         );
         let deadline = config.target_deadline;
         tokio::spawn(async move {
-            let _slot = slot;
+            let (_slot, _descriptor) = (slot, descriptor);
             let mut pause = LOCAL_RETRY_PAUSE;
             for attempt in 1..=LOCAL_ATTEMPTS {
                 // A probe abandoned on stop stays in flight for the frontier: a resume probes it again.
