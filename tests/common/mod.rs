@@ -2,6 +2,7 @@
 //! loopback (from the `otscope-lab` crate), and scans run through the library.
 #![allow(dead_code)]
 
+pub mod csaf;
 pub mod dns;
 
 use otscope::findings::Finding;

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../common/csaf.rs"]
+mod csaf_builder;
+
 use otscope::findings::{Finding, Severity};
 use otscope::ledger::Level;
 use otscope::notices::{self, IssueOptions};
@@ -157,47 +160,13 @@ pub fn history(db: &Path) {
     advisories_and_notices(db);
 }
 
-/// A CSAF 2.0 advisory `id` of TLP `tlp` on products of "Vendor" as (name, version range), one CVE.
+/// A CSAF 2.0 advisory `id` of TLP `tlp` on products of "Vendor" as (name, version range), one CVE
+/// scored 9.8.
 pub fn csaf(id: &str, tlp: &str, products: &[(&str, &str)]) -> Value {
     let ids: Vec<String> = (1..=products.len()).map(|n| format!("{id}-P{n}")).collect();
-    let branches: Vec<Value> = products
-        .iter()
-        .zip(&ids)
-        .map(|((name, range), pid)| {
-            json!({
-                "category": "product_name",
-                "name": name,
-                "branches": [{ "category": "product_version_range", "name": range,
-                    "product": { "name": format!("Vendor {name} {range}"), "product_id": pid } }]
-            })
-        })
-        .collect();
-    json!({
-        "document": {
-            "category": "csaf_security_advisory",
-            "csaf_version": "2.0",
-            "distribution": { "tlp": { "label": tlp } },
-            "lang": "en",
-            "publisher": { "category": "coordinator", "name": "otscope serve tests", "namespace": "https://otscope.invalid" },
-            "title": format!("Vendor: advisory {id}"),
-            "tracking": {
-                "current_release_date": "2026-05-09T00:00:00.000Z",
-                "id": id,
-                "initial_release_date": "2026-05-09T00:00:00.000Z",
-                "revision_history": [{ "date": "2026-05-09T00:00:00.000Z", "number": "1", "summary": "Initial" }],
-                "status": "final",
-                "version": "1"
-            }
-        },
-        "product_tree": { "branches": [{ "category": "vendor", "name": "Vendor", "branches": branches }] },
-        "vulnerabilities": [{
-            "cve": format!("CVE-2099-{}", &id[id.len() - 4..]),
-            "product_status": { "known_affected": ids },
-            "scores": [{ "cvss_v3": { "baseScore": 9.8, "baseSeverity": "CRITICAL", "version": "3.1",
-                "vectorString": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H" }, "products": ids }],
-            "remediations": [{ "category": "vendor_fix", "details": "Update the firmware.", "product_ids": ids }]
-        }]
-    })
+    let products: Vec<(&str, &str, &str, &[&str])> =
+        products.iter().zip(&ids).map(|((name, range), pid)| (*name, *range, pid.as_str(), &[][..])).collect();
+    csaf_builder::csaf(id, tlp, "Vendor", &products, (9.8, "CRITICAL"), "Update the firmware.")
 }
 
 /// The advisories of the history: GREEN on E1's and E2's Modbus devices (P-1 of 浦东新区, P-5 of
